@@ -1,0 +1,1 @@
+"""intformer gateware: one Amaranth component per unit, configured by :mod:`hw.config`."""

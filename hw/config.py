@@ -1,0 +1,245 @@
+"""Configuration dataclasses: one frozen dataclass per unit, gathered in :class:`AccelConfig`."""
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import tomli_w
+
+__all__ = [
+    "ArrayConfig",
+    "GemmConfig",
+    "RequantConfig",
+    "AccelConfig",
+    "PRESETS",
+    "required_acc_width",
+]
+
+#: Directory holding the named presets, ``<name>.toml``.
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = ("tiny", "icebreaker", "ulx3s")
+
+
+def _check_int(what, value, *, lo, hi):
+    """Raise unless ``value`` is an ``int`` (not a bool) in ``[lo, hi]``.
+
+    Messages follow Amaranth's form: "<what> must be <constraint>, not <value>".
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer from {lo} to {hi}, not {value}")
+
+
+def required_acc_width(in_width, max_k):
+    """Signed accumulator width that holds any sum of ``max_k`` products of two
+    ``in_width``-bit signed integers without overflow.
+
+    The product of largest magnitude is ``(-2**(w-1))**2 = 2**(2w-2)``, positive; every sum of
+    ``max_k`` products lies in ``[-max_k*2**(2w-2), max_k*2**(2w-2)]``, which needs
+    ``bit_length(max_k * 2**(2w-2)) + 1`` bits (one for the sign).
+    """
+    return (max_k << (2 * in_width - 2)).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Systolic array shape and operand width.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Processing elements in each dimension, any values >= 1 (R x C).
+    in_width : int
+        Width of the signed operands (8 for INT8).
+    """
+
+    rows: int = 2
+    cols: int = 2
+    in_width: int = 8
+
+    def __post_init__(self):
+        _check_int("Array rows", self.rows, lo=1, hi=64)
+        _check_int("Array cols", self.cols, lo=1, hi=64)
+        _check_int("Array in_width", self.in_width, lo=4, hi=16)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Largest problem the GEMM engine accepts.
+
+    Parameters
+    ----------
+    max_m, max_k, max_n : int
+        Largest M, K, N of an ``(M x K) @ (K x N)`` product. ``max_k`` sets the accumulator width.
+    acc_width : int or None
+        Accumulator width. ``None`` derives the smallest width that cannot overflow at ``max_k``
+        (see :func:`required_acc_width`); an explicit value must be at least that.
+    """
+
+    max_m: int = 64
+    max_k: int = 256
+    max_n: int = 64
+    acc_width: int | None = None
+
+    def __post_init__(self):
+        _check_int("GEMM max_m", self.max_m, lo=1, hi=1 << 16)
+        _check_int("GEMM max_k", self.max_k, lo=1, hi=1 << 16)
+        _check_int("GEMM max_n", self.max_n, lo=1, hi=1 << 16)
+        if self.acc_width is not None:
+            _check_int("GEMM acc_width", self.acc_width, lo=2, hi=48)
+
+
+@dataclass(frozen=True)
+class RequantConfig:
+    """INT32 -> INT8 requantizer: ``clamp((acc*m + 2**(s-1)) >> s)``.
+
+    Parameters
+    ----------
+    mult_width : int
+        Width of the unsigned dyadic multiplier ``m``.
+    out_width : int
+        Width of the signed, saturated output.
+    """
+
+    mult_width: int = 16
+    out_width: int = 8
+
+    def __post_init__(self):
+        _check_int("Requant mult_width", self.mult_width, lo=2, hi=18)
+        _check_int("Requant out_width", self.out_width, lo=2, hi=16)
+
+
+_SECTIONS = {"array": ArrayConfig, "gemm": GemmConfig, "requant": RequantConfig}
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """The whole accelerator, built from per-unit configs. Validated on construction.
+
+    Parameters
+    ----------
+    name : str
+        A label (the preset name, or ``"custom"``).
+    array, gemm, requant
+        Per-unit configs; see :class:`ArrayConfig`, :class:`GemmConfig`, :class:`RequantConfig`.
+
+    Attributes
+    ----------
+    acc_width : int
+        The GEMM accumulator width, derived from ``gemm.max_k`` and ``array.in_width`` unless
+        ``gemm.acc_width`` sets it explicitly.
+    """
+
+    name: str = "custom"
+    array: ArrayConfig = field(default_factory=ArrayConfig)
+    gemm: GemmConfig = field(default_factory=GemmConfig)
+    requant: RequantConfig = field(default_factory=RequantConfig)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Config name must be a non-empty string, not {self.name!r}")
+        for key, cls in _SECTIONS.items():
+            value = getattr(self, key)
+            if not isinstance(value, cls):
+                raise TypeError(f"Config section '{key}' must be a {cls.__name__}, not {value!r}")
+        need = required_acc_width(self.array.in_width, self.gemm.max_k)
+        if self.gemm.acc_width is not None and self.gemm.acc_width < need:
+            raise ValueError(
+                f"GEMM acc_width must be at least {need} to sum max_k={self.gemm.max_k} "
+                f"products of {self.array.in_width}-bit operands without overflow, "
+                f"not {self.gemm.acc_width}"
+            )
+        if self.acc_width > 48:
+            raise ValueError(
+                f"GEMM accumulator width must be at most 48 bits, not {self.acc_width} "
+                f"(lower gemm.max_k or array.in_width)"
+            )
+
+    @property
+    def acc_width(self):
+        if self.gemm.acc_width is not None:
+            return self.gemm.acc_width
+        return required_acc_width(self.array.in_width, self.gemm.max_k)
+
+    # -- construction from and to TOML ---------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data):
+        """Build a config from nested dicts, as read from TOML. Unknown keys are errors."""
+        if not isinstance(data, dict):
+            raise TypeError(f"Config must be a table, not {data!r}")
+        known = {"name", *_SECTIONS}
+        for key in data:
+            if key not in known:
+                raise ValueError(
+                    f"Config key must be one of {', '.join(sorted(known))}, not {key!r}"
+                )
+        kwargs = {}
+        if "name" in data:
+            kwargs["name"] = data["name"]
+        for key, section_cls in _SECTIONS.items():
+            if key not in data:
+                continue
+            table = data[key]
+            if not isinstance(table, dict):
+                raise TypeError(f"Config section '{key}' must be a table, not {table!r}")
+            names = {f.name for f in fields(section_cls)}
+            for sub in table:
+                if sub not in names:
+                    raise ValueError(
+                        f"Key in section '{key}' must be one of {', '.join(sorted(names))}, "
+                        f"not {sub!r}"
+                    )
+            kwargs[key] = section_cls(**table)
+        return cls(**kwargs)
+
+    def to_dict(self):
+        """Nested dicts of plain values; ``None`` entries (derived values) are omitted."""
+        out = {"name": self.name}
+        for key in _SECTIONS:
+            section = dataclasses.asdict(getattr(self, key))
+            out[key] = {k: v for k, v in section.items() if v is not None}
+        return out
+
+    @classmethod
+    def from_toml(cls, path):
+        """Read a config from a TOML file."""
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"Config file must exist, not {str(path)!r}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"Config file must be valid TOML, not {str(path)!r} ({e})") from None
+        data.setdefault("name", path.stem)
+        return cls.from_dict(data)
+
+    def to_toml(self, path=None):
+        """Return the config as TOML text, and write it to ``path`` if given."""
+        text = tomli_w.dumps(self.to_dict())
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def preset(cls, name):
+        """A named preset from ``configs/<name>.toml``: one of :data:`PRESETS`."""
+        if name not in PRESETS:
+            raise ValueError(f"Preset must be one of {', '.join(PRESETS)}, not {name!r}")
+        return cls.from_toml(PRESET_DIR / f"{name}.toml")
+
+    def replace(self, **sections):
+        """A copy with whole sections replaced, e.g. ``cfg.replace(array=ArrayConfig(4, 4))``."""
+        return dataclasses.replace(self, **sections)
+
+    @property
+    def peak_macs_per_cycle(self):
+        return self.array.rows * self.array.cols
+
+    def __str__(self):
+        a = self.array
+        return f"{self.name}: {a.rows}x{a.cols} INT{a.in_width} array, acc {self.acc_width} bits"
+

@@ -1,0 +1,188 @@
+"""GEMM engine: tiles any M x K x N product over the systolic array, with stream ports."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .pe import Flags, drain_layout
+from .systolic import SystolicArray
+
+__all__ = ["gemm_cmd_layout", "GemmEngine"]
+
+
+def gemm_cmd_layout(gemm_cfg):
+    """Layout of a GEMM command: the problem size M, K, N."""
+    return data.StructLayout({
+        "m": unsigned(bits_for(gemm_cfg.max_m)),
+        "k": unsigned(bits_for(gemm_cfg.max_k)),
+        "n": unsigned(bits_for(gemm_cfg.max_n)),
+    })
+
+
+def _delay(m, value, cycles, shape, name):
+    """``value`` delayed by ``cycles`` registers."""
+    for i in range(cycles):
+        reg = Signal(shape, name=f"{name}_d{i}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+class GemmEngine(wiring.Component):
+    """Computes ``A @ B`` for ``A`` of M x K and ``B`` of K x N, both signed, exactly.
+
+    A command gives M, K and N. The engine then walks the output in tiles of R x C, row tile
+    by row tile and, inside one, column tile by column tile. For each tile it takes K operand
+    vectors from each input stream, one pair per beat:
+
+    * ``a`` carries ``A[i0:i0+R, k]`` (R lanes; lanes past row M are ignored),
+    * ``b`` carries ``B[k, j0:j0+C]`` (C lanes; lanes past column N are treated as zero),
+
+    for k = 0 .. K-1, and it emits the tile's rows on ``out``, one beat per real row
+    (rows past M are not emitted), each beat ``C[i, j0:j0+C]`` with zeros past column N. So the
+    engine pads ragged edges itself: a producer may send anything in the lanes beyond M or N.
+
+    Inputs are skewed (row r by r cycles, column c by c) on their way into the array, and the
+    finished tile drains up the columns and is de-skewed into rows while the next tile is
+    already accumulating. Rows go through an output FIFO of ``3R + C + 8`` rows (enough for every row in flight at full rate); a tile starts only when
+    the FIFO has room for every row already in flight plus its own, so a stalled sink stops the
+    inputs instead of losing results, and the array never needs a global clock enable.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Uses ``array.rows``, ``array.cols``, ``array.in_width``, ``gemm.max_*`` and ``acc_width``.
+
+    Members
+    -------
+    cmd : In(stream.Signature(gemm_cmd_layout(cfg.gemm)))
+        One GEMM per command, accepted while the engine is not issuing operands. A command with
+        a zero size or a size above the configured maximum is consumed, sets ``error`` and does
+        nothing else.
+    a : In(stream.Signature(ArrayLayout(signed(in_width), R)))
+    b : In(stream.Signature(ArrayLayout(signed(in_width), C)))
+        Operand vectors. Both are taken on the same cycle (ready is asserted only when both are
+        valid).
+    out : Out(stream.Signature(ArrayLayout(signed(acc_width), C)))
+        Output rows, in tile order.
+    busy : Out(1)
+        A command is issuing operands or results are still in flight.
+    error : Out(1)
+        The last command was malformed.
+
+    Latency: the first result row leaves ``K + 2C... `` see :mod:`sim.cyclemodel` for the exact
+    count: ``K + C + 8`` cycles after the tile's first operand pair in the best case.
+    Throughput: one operand pair (R x C MACs) per cycle while ``K >= 2R``; consecutive tiles
+    must finish ``2R`` cycles apart, so a tile with ``K < 2R`` costs ``2R`` cycles.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.rows, self.cols = cfg.array.rows, cfg.array.cols
+        self.in_width, self.acc_width = cfg.array.in_width, cfg.acc_width
+        #: Output FIFO depth in rows.
+        self.fifo_depth = 3 * self.rows + self.cols + 8
+        #: Minimum distance, in cycles, between the last operand pairs of consecutive tiles.
+        self.tile_gap = 2 * self.rows - 1
+        super().__init__({
+            "cmd": In(stream.Signature(gemm_cmd_layout(cfg.gemm))),
+            "a": In(stream.Signature(data.ArrayLayout(signed(self.in_width), self.rows))),
+            "b": In(stream.Signature(data.ArrayLayout(signed(self.in_width), self.cols))),
+            "out": Out(stream.Signature(data.ArrayLayout(signed(self.acc_width), self.cols))),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, g = self.rows, self.cols, self.cfg.gemm
+
+        m.submodules.array = array = SystolicArray(R, C, self.in_width, self.acc_width)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=C * self.acc_width,
+                                                    depth=self.fifo_depth)
+
+        # -- Sequencer: walks row tiles, column tiles and k. ----------------------------------
+        running = Signal()
+        size_k = Signal(range(g.max_k + 1))
+        size_n = Signal(range(g.max_n + 1))
+        rows_left = Signal(range(g.max_m + 1))   # rows from this row tile to the end
+        cols_left = Signal(range(g.max_n + 1))   # columns from this column tile to the end
+        k_left = Signal(range(g.max_k))          # operand pairs left in this tile after this one
+        first = Signal()                         # the next pair is k = 0 of a tile
+        outstanding = Signal(range(self.fifo_depth + 1))  # rows started but not yet in the FIFO
+        since_last = Signal(range(self.tile_gap + 1), init=self.tile_gap)
+
+        cmd = self.cmd.payload
+        bad = ((cmd.m == 0) | (cmd.k == 0) | (cmd.n == 0) |
+               (cmd.m > g.max_m) | (cmd.k > g.max_k) | (cmd.n > g.max_n))
+        m.d.comb += self.cmd.ready.eq(~running)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += self.error.eq(bad)
+            with m.If(~bad):
+                m.d.sync += [
+                    running.eq(1),
+                    size_k.eq(cmd.k), size_n.eq(cmd.n),
+                    rows_left.eq(cmd.m), cols_left.eq(cmd.n),
+                    k_left.eq(cmd.k - 1), first.eq(1),
+                ]
+
+        last = k_left == 0
+        rows_here = Mux(rows_left >= R, R, rows_left)
+        credit_ok = fifo.level + outstanding + R <= self.fifo_depth
+        gap_ok = since_last >= self.tile_gap
+        can = running & (~first | credit_ok) & (~last | gap_ok)
+        fire = Signal()
+        m.d.comb += [
+            fire.eq(can & self.a.valid & self.b.valid),
+            self.a.ready.eq(fire),
+            self.b.ready.eq(fire),
+        ]
+
+        with m.If(fire):
+            m.d.sync += [k_left.eq(Mux(last, size_k - 1, k_left - 1)), first.eq(last)]
+            with m.If(last):
+                with m.If(cols_left > C):
+                    m.d.sync += cols_left.eq(cols_left - C)
+                with m.Else():
+                    m.d.sync += cols_left.eq(size_n)
+                    with m.If(rows_left > R):
+                        m.d.sync += rows_left.eq(rows_left - R)
+                    with m.Else():
+                        m.d.sync += running.eq(0)
+        with m.If(fire & last):
+            m.d.sync += since_last.eq(1)
+        with m.Elif(since_last != self.tile_gap):
+            m.d.sync += since_last.eq(since_last + 1)
+
+        m.d.sync += outstanding.eq(outstanding + Mux(fire & first, rows_here, 0) - fifo.w_en)
+
+        # -- Skew into the array. --------------------------------------------------------------
+        for r in range(R):
+            flags = Signal(Flags, name=f"flags_{r}")
+            m.d.comb += [
+                flags.valid.eq(fire & (rows_left > r)),
+                flags.first.eq(first),
+                flags.last.eq(last),
+            ]
+            m.d.comb += [
+                array.a[r].eq(_delay(m, self.a.payload[r], r, signed(self.in_width), f"a{r}")),
+                array.flags[r].eq(_delay(m, flags, r, Flags, f"f{r}")),
+            ]
+        for c in range(C):
+            lane = Mux(cols_left > c, self.b.payload[c], 0)
+            m.d.comb += array.b[c].eq(_delay(m, lane, c, signed(self.in_width), f"b{c}"))
+
+        # -- De-skew the drain into rows and queue them. ---------------------------------------
+        aligned = [_delay(m, array.drain[c], C - 1 - c, drain_layout(self.acc_width), f"d{c}")
+                   for c in range(C)]
+        m.d.comb += [
+            fifo.w_en.eq(aligned[0].valid),
+            fifo.w_data.eq(Cat(*(slot.data for slot in aligned))),
+            self.out.valid.eq(fifo.r_rdy),
+            self.out.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.out.ready),
+            self.busy.eq(running | (outstanding != 0) | (fifo.level != 0)),
+        ]
+        return m

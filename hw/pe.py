@@ -1,0 +1,109 @@
+"""Processing element: one registered INT8 x INT8 multiply-accumulate of the systolic array."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Flags", "drain_layout", "PE"]
+
+
+class Flags(data.Struct):
+    """Control bits that travel along an array row beside the ``a`` operand.
+
+    ``valid`` marks a real element (not a bubble or a padding row); ``first`` and ``last`` mark
+    k = 0 and k = K-1 of an output tile.
+    """
+
+    valid: 1
+    first: 1
+    last: 1
+
+
+def drain_layout(acc_width):
+    """One slot of the drain chain: a finished accumulator and whether it holds a result."""
+    return data.StructLayout({"valid": 1, "data": signed(acc_width)})
+
+
+class PE(wiring.Component):
+    """Output-stationary multiply-accumulate element.
+
+    Operands enter from the left (``a``, with the :class:`Flags`) and from above (``b``); both
+    are registered and passed on unchanged to the right and below. The product of the registered
+    operands is registered in turn (so the multiplier and the adder are separate pipeline stages,
+    which maps one multiplier onto an ECP5 MULT18X18D or iCE40 SB_MAC16) and added to the
+    accumulator on the next cycle. ``first`` restarts the sum; on ``last`` the finished sum is
+    captured into this element's slot of the drain chain.
+
+    The drain chain runs upwards, one slot per element, against the direction in which a tile's
+    wavefront moves down the column: a result captured in row r reaches the top ``2r + 1`` cycles
+    later, so a column emits one result every second cycle and never overwrites a result in
+    flight, provided that consecutive tiles finish at least ``2R - 1`` cycles apart (the GEMM engine
+    enforces this).
+
+    Parameters
+    ----------
+    in_width : int
+        Signed operand width.
+    acc_width : int
+        Signed accumulator width; the caller guarantees the sum cannot overflow it.
+
+    Members
+    -------
+    a_in : In(signed(in_width)), f_in : In(Flags), b_in : In(signed(in_width))
+        Operands and flags from the left and from above.
+    a_out : Out(signed(in_width)), f_out : Out(Flags), b_out : Out(signed(in_width))
+        The same, one cycle later, to the right and below.
+    d_in : In(drain_layout(acc_width))
+        Drain slot of the element below.
+    d_out : Out(drain_layout(acc_width))
+        This element's drain slot, read by the element above.
+
+    Latency: an operand pair is multiplied 1 cycle after it arrives and accumulated 2 cycles
+    after; the result of a tile is in the drain slot 3 cycles after its ``last`` pair arrives.
+    Throughput: one MAC per cycle.
+    """
+
+    def __init__(self, in_width, acc_width):
+        self.in_width = in_width
+        self.acc_width = acc_width
+        super().__init__({
+            "a_in": In(signed(in_width)),
+            "f_in": In(Flags),
+            "b_in": In(signed(in_width)),
+            "a_out": Out(signed(in_width)),
+            "f_out": Out(Flags),
+            "b_out": Out(signed(in_width)),
+            "d_in": In(drain_layout(acc_width)),
+            "d_out": Out(drain_layout(acc_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        a = Signal(signed(self.in_width))
+        b = Signal(signed(self.in_width))
+        f = Signal(Flags)
+        m.d.sync += [a.eq(self.a_in), b.eq(self.b_in), f.eq(self.f_in)]
+        m.d.comb += [self.a_out.eq(a), self.b_out.eq(b), self.f_out.eq(f)]
+
+        # Stage 1: the product, registered (the multiplier's own pipeline register).
+        prod = Signal(signed(2 * self.in_width))
+        f_prod = Signal(Flags)
+        m.d.sync += [prod.eq(a * b), f_prod.eq(f)]
+
+        # Stage 2: accumulate. `first` gates the old sum to zero rather than muxing in a load.
+        acc = Signal(signed(self.acc_width))
+        total = Signal(signed(self.acc_width))
+        m.d.comb += total.eq(Mux(f_prod.first, 0, acc) + prod)
+        with m.If(f_prod.valid):
+            m.d.sync += acc.eq(total)
+
+        # Drain slot: capture a finished sum, otherwise take the slot below.
+        slot = Signal(drain_layout(self.acc_width))
+        with m.If(f_prod.valid & f_prod.last):
+            m.d.sync += [slot.valid.eq(1), slot.data.eq(total)]
+        with m.Else():
+            m.d.sync += slot.eq(self.d_in)
+        m.d.comb += self.d_out.eq(slot)
+
+        return m

@@ -1,0 +1,71 @@
+"""Output-stationary R x C systolic array of :class:`hw.pe.PE` elements."""
+
+from amaranth.hdl import Module, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pe import PE, Flags, drain_layout
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """A mesh of R x C processing elements, any R, C >= 1.
+
+    Row r receives ``a[r]`` and ``flags[r]`` at its left edge; column c receives ``b[c]`` at its
+    top edge. The array does no skewing: the GEMM engine delays row r and column c by r and c
+    cycles so that ``a[i, k]`` and ``b[k, j]`` meet in element (i, j). Finished tiles leave through
+    the drain chains at the top of each column (see :class:`hw.pe.PE`).
+
+    Parameters
+    ----------
+    rows, cols : int
+        R and C.
+    in_width, acc_width : int
+        Operand and accumulator widths.
+
+    Members
+    -------
+    a : In(ArrayLayout(signed(in_width), rows))
+    flags : In(ArrayLayout(Flags, rows))
+    b : In(ArrayLayout(signed(in_width), cols))
+    drain : Out(ArrayLayout(drain_layout(acc_width), cols))
+        The top drain slot of each column.
+
+    Latency: the ``last`` pair entering row r, column c (after skew, that is at cycle
+    ``t + r + c`` for a vector presented at t) leaves the top of column c ``3 + 2r`` cycles after
+    it reaches element (r, c): a tile whose last vector enters at t drains row r of column c at
+    ``t + c + 3r + 4``... see :class:`hw.gemm.GemmEngine` for the end-to-end figures.
+    Throughput: R x C MACs per cycle.
+    """
+
+    def __init__(self, rows, cols, in_width, acc_width):
+        self.rows, self.cols = rows, cols
+        self.in_width, self.acc_width = in_width, acc_width
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(in_width), rows)),
+            "flags": In(data.ArrayLayout(Flags, rows)),
+            "b": In(data.ArrayLayout(signed(in_width), cols)),
+            "drain": Out(data.ArrayLayout(drain_layout(acc_width), cols)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+        pe = [[PE(self.in_width, self.acc_width) for _ in range(C)] for _ in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.submodules[f"pe_{r}_{c}"] = p = pe[r][c]
+                if c == 0:
+                    m.d.comb += [p.a_in.eq(self.a[r]), p.f_in.eq(self.flags[r])]
+                else:
+                    m.d.comb += [p.a_in.eq(pe[r][c - 1].a_out), p.f_in.eq(pe[r][c - 1].f_out)]
+                if r == 0:
+                    m.d.comb += p.b_in.eq(self.b[c])
+                else:
+                    m.d.comb += p.b_in.eq(pe[r - 1][c].b_out)
+                if r < R - 1:
+                    m.d.comb += p.d_in.eq(pe[r + 1][c].d_out)
+        for c in range(C):
+            m.d.comb += self.drain[c].eq(pe[0][c].d_out)
+        return m
