@@ -11,6 +11,9 @@ __all__ = [
     "ArrayConfig",
     "GemmConfig",
     "RequantConfig",
+    "SoftmaxConfig",
+    "GeluConfig",
+    "LayerNormConfig",
     "AccelConfig",
     "PRESETS",
     "required_acc_width",
@@ -111,7 +114,119 @@ class RequantConfig:
         _check_int("Requant out_width", self.out_width, lo=2, hi=16)
 
 
-_SECTIONS = {"array": ArrayConfig, "gemm": GemmConfig, "requant": RequantConfig}
+VARIANTS = ("ibert", "shift")
+
+
+def _check_variant(what, value):
+    if value not in VARIANTS:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, VARIANTS))}, not {value!r}")
+
+
+def _check_bool(what, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be a boolean, not {value!r}")
+
+
+@dataclass(frozen=True)
+class SoftmaxConfig:
+    """Integer softmax over rows of wide scores.
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the accelerator includes the unit.
+    lanes : int
+        Elements per beat.
+    max_len : int
+        Longest row.
+    in_width : int
+        Signed score width (16 to 32: softmax needs wide scores).
+    out_width : int
+        Unsigned probability width; the output scale is ``2**-out_width``.
+    variant : str
+        ``"ibert"`` (I-BERT i-exp) or ``"shift"`` (I-ViT Shiftmax).
+    """
+
+    enabled: bool = True
+    lanes: int = 1
+    max_len: int = 64
+    in_width: int = 24
+    out_width: int = 8
+    variant: str = "ibert"
+
+    def __post_init__(self):
+        _check_bool("Softmax enabled", self.enabled)
+        _check_int("Softmax lanes", self.lanes, lo=1, hi=16)
+        _check_int("Softmax max_len", self.max_len, lo=1, hi=4096)
+        _check_int("Softmax in_width", self.in_width, lo=16, hi=32)
+        _check_int("Softmax out_width", self.out_width, lo=4, hi=16)
+        _check_variant("Softmax variant", self.variant)
+
+
+@dataclass(frozen=True)
+class GeluConfig:
+    """Integer GELU, elementwise.
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the accelerator includes the unit.
+    lanes : int
+        Elements per beat.
+    in_width : int
+        Signed input width.
+    variant : str
+        ``"ibert"`` (I-BERT i-GELU) or ``"shift"`` (I-ViT ShiftGELU).
+    """
+
+    enabled: bool = True
+    lanes: int = 1
+    in_width: int = 8
+    variant: str = "ibert"
+
+    def __post_init__(self):
+        _check_bool("GELU enabled", self.enabled)
+        _check_int("GELU lanes", self.lanes, lo=1, hi=16)
+        _check_int("GELU in_width", self.in_width, lo=4, hi=16)
+        _check_variant("GELU variant", self.variant)
+
+
+@dataclass(frozen=True)
+class LayerNormConfig:
+    """Integer LayerNorm over rows (the hidden dimension).
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the accelerator includes the unit.
+    lanes : int
+        Elements per beat.
+    max_len : int
+        Longest row.
+    in_width : int
+        Signed input width.
+    """
+
+    enabled: bool = True
+    lanes: int = 1
+    max_len: int = 64
+    in_width: int = 16
+
+    def __post_init__(self):
+        _check_bool("LayerNorm enabled", self.enabled)
+        _check_int("LayerNorm lanes", self.lanes, lo=1, hi=16)
+        _check_int("LayerNorm max_len", self.max_len, lo=1, hi=4096)
+        _check_int("LayerNorm in_width", self.in_width, lo=4, hi=24)
+
+
+_SECTIONS = {
+    "array": ArrayConfig,
+    "gemm": GemmConfig,
+    "requant": RequantConfig,
+    "softmax": SoftmaxConfig,
+    "gelu": GeluConfig,
+    "layernorm": LayerNormConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -122,8 +237,9 @@ class AccelConfig:
     ----------
     name : str
         A label (the preset name, or ``"custom"``).
-    array, gemm, requant
-        Per-unit configs; see :class:`ArrayConfig`, :class:`GemmConfig`, :class:`RequantConfig`.
+    array, gemm, requant, softmax, gelu, layernorm
+        Per-unit configs; see :class:`ArrayConfig` and the others. A nonlinear unit whose
+        ``enabled`` is false is left out of the accelerator.
 
     Attributes
     ----------
@@ -136,6 +252,9 @@ class AccelConfig:
     array: ArrayConfig = field(default_factory=ArrayConfig)
     gemm: GemmConfig = field(default_factory=GemmConfig)
     requant: RequantConfig = field(default_factory=RequantConfig)
+    softmax: SoftmaxConfig = field(default_factory=SoftmaxConfig)
+    gelu: GeluConfig = field(default_factory=GeluConfig)
+    layernorm: LayerNormConfig = field(default_factory=LayerNormConfig)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

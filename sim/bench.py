@@ -248,3 +248,41 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0):
 def _cmd_word(dut, M, K, N):
     layout = dut.cmd.payload.shape()
     return layout.const({"m": M, "k": K, "n": N}).as_value().value
+
+
+def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
+    """Simulate :class:`hw.requant.Requantizer` on a 1-D array of accumulators."""
+    from hw.requant import Requantizer
+
+    lanes = cfg.array.cols if lanes is None else lanes
+    rq = cfg.requant
+    expected_args = dict(acc_width=cfg.acc_width, mult_width=rq.mult_width,
+                         out_width=rq.out_width)
+    golden.requantize(acc, multiplier, shift, **expected_args)  # validates every argument
+    acc = np.asarray(acc, dtype=np.int64).reshape(-1)
+    count = -(-acc.size // lanes)
+    padded = np.zeros(count * lanes, dtype=np.int64)
+    padded[: acc.size] = acc
+    dut = Requantizer(lanes, cfg.acc_width, rq)
+
+    async def registers(ctx):
+        ctx.set(dut.multiplier, int(multiplier))
+        ctx.set(dut.shift, int(shift))
+
+    budget = 1000
+    src = StreamSource(dut.i, [pack(padded[i * lanes:(i + 1) * lanes], cfg.acc_width)
+                               for i in range(count)],
+                       name="requant in", rng=np.random.default_rng(seed), stall=stall,
+                       budget=budget)
+    sink = StreamSink(dut.o, count, name="requant out", rng=np.random.default_rng(seed + 1),
+                      stall=stall, budget=budget)
+    run(dut, registers, src.run, sink.run, vcd_name="requant")
+    out = np.array([v for word in sink.items for v in unpack(word, rq.out_width, lanes)])
+    return SimResult(output=out[: acc.size], cycles=sink.last_cycle - src.first_cycle + 1)
+
+
+# == Softmax runner ==============================================================================
+
+# == GELU runner =================================================================================
+
+# == LayerNorm runner ============================================================================

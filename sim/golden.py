@@ -135,3 +135,13 @@ def quantize_multiplier(real, *, mult_width=16, max_shift=62):
     if m == 0:
         raise ValueError(f"Requantization scale must be at least 2**-{max_shift + 1}, not {real}")
     return m, s
+
+
+# == Softmax (golden model, constants) ===========================================================
+# (the Softmax section: only the Softmax work edits between this line and the next marker)
+
+# == GELU (golden model, constants) ==============================================================
+# (the GELU section)
+
+# == LayerNorm (golden model, constants) =========================================================
+# (the LayerNorm section)

@@ -1,0 +1,1 @@
+"""Board tops, the open FPGA toolchain set-up, the synthesis flow and the host driver."""

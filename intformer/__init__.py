@@ -1,0 +1,33 @@
+"""intformer: integer-only transformer inference hardware for iCE40 and ECP5.
+
+A thin facade over :mod:`hw` (gateware and configs), :mod:`sim` (golden models, simulation)
+and :mod:`boards` (toolchain and synthesis).
+"""
+
+from hw.config import (
+    AccelConfig,
+    ArrayConfig,
+    GeluConfig,
+    GemmConfig,
+    LayerNormConfig,
+    RequantConfig,
+    SoftmaxConfig,
+)
+from sim import cyclemodel, golden
+
+from . import simulate
+from .generate import generate_verilog
+
+__all__ = [
+    "AccelConfig",
+    "ArrayConfig",
+    "GemmConfig",
+    "RequantConfig",
+    "SoftmaxConfig",
+    "GeluConfig",
+    "LayerNormConfig",
+    "golden",
+    "cyclemodel",
+    "simulate",
+    "generate_verilog",
+]

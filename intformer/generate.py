@@ -1,0 +1,49 @@
+"""Verilog generation for one unit or the whole accelerator."""
+
+import json
+
+from amaranth.back import verilog
+
+from boards.toolchain import setup_environment
+from hw.units import UNITS, build_unit
+
+__all__ = ["generate_verilog", "describe_ports", "write_outputs"]
+
+
+def generate_verilog(cfg, unit="gemm", *, component=None):
+    """Verilog text of ``unit`` (a name from :data:`hw.units.UNITS`) built for ``cfg``."""
+    setup_environment()
+    component = build_unit(unit, cfg) if component is None else component
+    return verilog.convert(component, name=f"intformer_{unit}", emit_src=False)
+
+
+def describe_ports(component):
+    """Port name -> {"direction", "width"} for every port of a component's signature."""
+    ports = {}
+    for path, member, value in component.signature.flatten(component):
+        name = "__".join(str(p) for p in path)
+        ports[name] = {"direction": member.flow.value, "width": len(value.as_value()
+                       if hasattr(value, "as_value") else value)}
+    return ports
+
+
+def write_outputs(cfg, out_dir, units=None):
+    """Write ``<unit>.v`` for each unit and ``intformer.json`` describing config and ports."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    units = list(UNITS) if units is None else units
+    description = {"config": cfg.to_dict(), "acc_width": cfg.acc_width, "units": {}}
+    written = []
+    for unit in units:
+        path = out_dir / f"{unit}.v"
+        component = build_unit(unit, cfg)
+        ports = describe_ports(component)
+        path.write_text(generate_verilog(cfg, unit, component=component))
+        written.append(path)
+        description["units"][unit] = {"module": f"intformer_{unit}", "file": path.name,
+                                      "ports": ports}
+    desc_path = out_dir / "intformer.json"
+    desc_path.write_text(json.dumps(description, indent=2) + "\n")
+    written.append(desc_path)
+    return written
+
+
