@@ -22,7 +22,7 @@ def describe_ports(component):
     ports = {}
     for path, member, value in component.signature.flatten(component):
         name = "__".join(str(p) for p in path)
-        ports[name] = {"direction": member.flow.value, "width": len(value.as_value()
+        ports[name] = {"direction": member.flow.value.lower(), "width": len(value.as_value()
                        if hasattr(value, "as_value") else value)}
     return ports
 

@@ -1,0 +1,99 @@
+import pytest
+
+from hw.config import (
+    PRESETS,
+    AccelConfig,
+    ArrayConfig,
+    GemmConfig,
+    required_acc_width,
+)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_round_trip(name, tmp_path):
+    cfg = AccelConfig.preset(name)
+    assert cfg.name == name
+    path = tmp_path / f"{name}.toml"
+    cfg.to_toml(path)
+    assert AccelConfig.from_toml(path) == cfg
+
+
+def test_tiny_is_2x2():
+    cfg = AccelConfig.preset("tiny")
+    assert (cfg.array.rows, cfg.array.cols) == (2, 2)
+
+
+def test_acc_width_derived_from_max_k():
+    # 64 products of (-128)*(-128) = 2**14 sum to 2**20, which needs 21 magnitude bits + sign.
+    assert required_acc_width(8, 64) == 22
+    cfg = AccelConfig(gemm=GemmConfig(max_k=64))
+    assert cfg.acc_width == 22
+    # K = 1: 2**14 needs 15 bits + sign.
+    assert required_acc_width(8, 1) == 16
+    assert AccelConfig(gemm=GemmConfig(max_k=65)).acc_width == 22
+    assert AccelConfig(gemm=GemmConfig(max_k=128)).acc_width == 23
+
+
+def test_explicit_acc_width_kept_if_wide_enough():
+    assert AccelConfig(gemm=GemmConfig(max_k=64, acc_width=32)).acc_width == 32
+
+
+def test_acc_width_that_could_overflow():
+    with pytest.raises(ValueError, match=r"GEMM acc_width must be at least 22 to sum max_k=64 "
+                                         r"products of 8-bit operands without overflow, not 21"):
+        AccelConfig(gemm=GemmConfig(max_k=64, acc_width=21))
+
+
+@pytest.mark.parametrize("kwargs, exc, message", [
+    ({"rows": 0}, ValueError, "Array rows must be an integer from 1 to 64, not 0"),
+    ({"cols": -2}, ValueError, "Array cols must be an integer from 1 to 64, not -2"),
+    ({"in_width": 3}, ValueError, "Array in_width must be an integer from 4 to 16, not 3"),
+    ({"rows": 2.0}, TypeError, "Array rows must be an integer, not 2.0"),
+    ({"rows": True}, TypeError, "Array rows must be an integer, not True"),
+])
+def test_bad_array(kwargs, exc, message):
+    with pytest.raises(exc, match=message):
+        ArrayConfig(**kwargs)
+
+
+def test_unknown_key():
+    with pytest.raises(ValueError, match=r"Config key must be one of .*, not 'arary'"):
+        AccelConfig.from_dict({"arary": {"rows": 2}})
+    with pytest.raises(ValueError, match=r"Key in section 'array' must be one of "
+                                         r"cols, in_width, rows, not 'row'"):
+        AccelConfig.from_dict({"array": {"row": 2}})
+
+
+def test_wrong_type_in_toml(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('[array]\nrows = "four"\n')
+    with pytest.raises(TypeError, match="Array rows must be an integer, not 'four'"):
+        AccelConfig.from_toml(path)
+    path.write_text('array = 3\n')
+    with pytest.raises(TypeError, match="Config section 'array' must be a table, not 3"):
+        AccelConfig.from_toml(path)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="Config file must exist"):
+        AccelConfig.from_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[array\n")
+    with pytest.raises(ValueError, match="Config file must be valid TOML"):
+        AccelConfig.from_toml(bad)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="Preset must be one of tiny, icebreaker, ulx3s, not 'big'"):
+        AccelConfig.preset("big")
+
+
+def test_config_is_frozen():
+    cfg = AccelConfig()
+    with pytest.raises(AttributeError):
+        cfg.name = "x"
+
+
+def test_section_type_checked():
+    with pytest.raises(TypeError, match="Config section 'array' must be a ArrayConfig"):
+        AccelConfig(array={"rows": 2})

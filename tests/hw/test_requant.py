@@ -1,0 +1,68 @@
+"""Requantizer RTL against golden.requantize, bit for bit."""
+
+import numpy as np
+import pytest
+
+import intformer as itf
+from hw.config import AccelConfig, ArrayConfig, GemmConfig
+from sim import golden
+
+CFG = AccelConfig(array=ArrayConfig(2, 3), gemm=GemmConfig(max_k=1 << 16))  # acc_width 32
+
+
+def check(acc, m, s, stall=0.0, cfg=CFG):
+    r = itf.simulate.requantize(cfg, acc, m, s, stall=stall)
+    np.testing.assert_array_equal(
+        r.output, golden.requantize(acc, m, s, acc_width=cfg.acc_width))
+    return r
+
+
+def test_acc_width_is_32():
+    assert CFG.acc_width == 32
+
+
+@pytest.mark.parametrize("m, s", [(1, 0), (65535, 0), (12345, 20), (1, 1), (40000, 40),
+                                  (65535, 47), (0, 5), (3, 2)])
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
+def test_random(m, s, stall):
+    rng = np.random.default_rng(m + s)
+    acc = rng.integers(-(1 << 31), 1 << 31, 60)
+    acc[:4] = [-(1 << 31), (1 << 31) - 1, 0, -1]
+    check(acc, m, s, stall)
+
+
+@pytest.mark.parametrize("s", [1, 2, 7, 16])
+def test_rounding_ties(s):
+    # acc*m lands exactly halfway between two integers after the shift: both signs.
+    half = 1 << (s - 1)
+    acc = np.array([half, -half, 3 * half, -3 * half, 5 * half, -5 * half])
+    out = check(acc, 1, s).output
+    # Round half up: +0.5 -> 1, -0.5 -> 0, +1.5 -> 2, -1.5 -> -1, +2.5 -> 3, -2.5 -> -2.
+    assert out.tolist() == [1, 0, 2, -1, 3, -2]
+
+
+def test_saturation_both_ends():
+    acc = np.array([127, 128, 1000, -128, -129, -1000, (1 << 31) - 1, -(1 << 31)])
+    out = check(acc, 1, 0).output
+    assert out.tolist() == [127, 127, 127, -128, -128, -128, 127, -128]
+
+
+def test_no_wrap_with_large_product():
+    # (2**31-1) * 65535 needs 47 bits: the product must not wrap before the shift.
+    acc = np.array([(1 << 31) - 1, -(1 << 31)])
+    check(acc, 65535, 40)
+    check(acc, 65535, 47)
+
+
+def test_lanes_from_config():
+    cfg = AccelConfig(array=ArrayConfig(2, 5))
+    acc = np.arange(-50, 50) * 1000
+    check(acc, 300, 9, cfg=cfg)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Requantizer shift must be an integer from 0 to 47, "
+                                         "not 50"):
+        itf.simulate.requantize(CFG, np.zeros(3, np.int32), 1, 50)
+    with pytest.raises(ValueError, match=r"Requantizer input values must be in"):
+        itf.simulate.requantize(AccelConfig.preset("tiny"), np.array([1 << 30]), 1, 0)
