@@ -162,7 +162,7 @@ class StreamSink(_Clocked):
 
 
 def run(dut, *testbenches, vcd_name=None):
-    """Run ``testbenches`` against ``dut`` until all return.
+    """Run ``testbenches`` (async functions of ``ctx``) against ``dut`` until all return.
 
     A VCD trace is written to ``build/vcd/<vcd_name>.vcd`` only when the environment variable
     ``INTFORMER_VCD`` is set.
@@ -170,7 +170,7 @@ def run(dut, *testbenches, vcd_name=None):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     for tb in testbenches:
-        sim.add_testbench(tb.run if hasattr(tb, "run") else tb)
+        sim.add_testbench(tb)
     if os.environ.get("INTFORMER_VCD") and vcd_name:
         path = BUILD_DIR / "vcd" / f"{vcd_name}.vcd"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0):
                          stall=stall, budget=budget)
     sink = StreamSink(dut.out, n_rows, name="gemm out", rng=np.random.default_rng(seed + 4),
                       stall=stall, budget=budget)
-    run(dut, cmd, src_a, src_b, sink, vcd_name="gemm")
+    run(dut, cmd.run, src_a.run, src_b.run, sink.run, vcd_name="gemm")
 
     out = np.zeros((M, tiles_n * C), dtype=np.int64)
     rows = iter(sink.items)
