@@ -41,8 +41,9 @@ def run_cases(cases, stall):
         exact = np.array_equal(r.output, golden.gemm(a, b))
         model = cyclemodel.gemm_cycles(cfg, M, K, N)
         err = (model - r.cycles) / r.cycles
+        util_model = cyclemodel.gemm_utilization(cfg, M, K, N)
         print(f"{R}x{C:<4} {f'{M}x{K}x{N}':>14} {stall:>5} {r.cycles:>8} {model:>8} "
-              f"{err:>+7.2%} {r.utilization:>7.2%} {cyclemodel.gemm_utilization(cfg, M, K, N):>10.2%}"
+              f"{err:>+7.2%} {r.utilization:>7.2%} {util_model:>10.2%}"
               f" {'yes' if exact else 'NO':>6} {r.cycles / dt:>10,.0f}")
 
 

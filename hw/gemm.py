@@ -46,9 +46,10 @@ class GemmEngine(wiring.Component):
 
     Inputs are skewed (row r by r cycles, column c by c) on their way into the array, and the
     finished tile drains up the columns and is de-skewed into rows while the next tile is
-    already accumulating. Rows go through an output FIFO of ``3R + C + 8`` rows (enough for every row in flight at full rate); a tile starts only when
-    the FIFO has room for every row already in flight plus its own, so a stalled sink stops the
-    inputs instead of losing results, and the array never needs a global clock enable.
+    already accumulating. Rows go through an output FIFO of ``3R + C + 8`` rows, enough for every
+    row in flight at full rate. A tile starts only when the FIFO has room for every row already
+    in flight plus its own, so a stalled sink stops the inputs instead of losing results, and the
+    array never needs a global clock enable.
 
     Parameters
     ----------
@@ -72,10 +73,11 @@ class GemmEngine(wiring.Component):
     error : Out(1)
         The last command was malformed.
 
-    Latency: the first result row leaves ``K + 2C... `` see :mod:`sim.cyclemodel` for the exact
-    count: ``K + C + 8`` cycles after the tile's first operand pair in the best case.
-    Throughput: one operand pair (R x C MACs) per cycle while ``K >= 2R``; consecutive tiles
-    must finish ``2R`` cycles apart, so a tile with ``K < 2R`` costs ``2R`` cycles.
+    Latency: row r of a tile is accepted by a ready sink ``2r + C + 5`` cycles after the tile's
+    last operand pair (:func:`sim.cyclemodel.gemm_cycles` gives whole-problem counts, exact
+    without stalls).
+    Throughput: one operand pair (R x C MACs) per cycle while ``K >= 2R - 1``; consecutive tiles
+    must finish ``2R - 1`` cycles apart, so a tile with a smaller K still costs ``2R - 1`` cycles.
     """
 
     def __init__(self, cfg):

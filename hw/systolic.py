@@ -32,11 +32,10 @@ class SystolicArray(wiring.Component):
     drain : Out(ArrayLayout(drain_layout(acc_width), cols))
         The top drain slot of each column.
 
-    Latency: the ``last`` pair entering row r, column c (after skew, that is at cycle
-    ``t + r + c`` for a vector presented at t) leaves the top of column c ``3 + 2r`` cycles after
-    it reaches element (r, c): a tile whose last vector enters at t drains row r of column c at
-    ``t + c + 3r + 4``... see :class:`hw.gemm.GemmEngine` for the end-to-end figures.
-    Throughput: R x C MACs per cycle.
+    Latency: if a tile's ``last`` operand enters row r at cycle t, the finished sum of element
+    (r, c) appears on ``drain[c]`` at cycle ``t + c + r + 3`` (c + 1 cycles along the row, 2 of
+    multiply and accumulate, r up the drain chain). See :class:`hw.gemm.GemmEngine` for the
+    end-to-end figures. Throughput: R x C MACs per cycle.
     """
 
     def __init__(self, rows, cols, in_width, acc_width):

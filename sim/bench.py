@@ -116,7 +116,7 @@ class StreamSource(_Clocked):
                 cycle += 1
             ctx.set(self.port.valid, 1)
             ctx.set(payload, item)
-            for waited in range(self.budget + 1):
+            for _ in range(self.budget + 1):
                 _, _, ready = await ctx.tick().sample(self.port.ready)
                 cycle += 1
                 if ready:
@@ -201,7 +201,10 @@ def gemm_operand_beats(a, b, rows, cols, rng):
 
 
 def run_gemm(cfg, a, b, *, stall=0.0, seed=0):
-    """Simulate :class:`hw.gemm.GemmEngine` computing ``a @ b``. See :func:`intformer.simulate.gemm`."""
+    """Simulate :class:`hw.gemm.GemmEngine` computing ``a @ b``.
+
+    See :func:`intformer.simulate.gemm`.
+    """
     R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
     a, b = golden.check_gemm_operands(a, b, in_width=w)
     (M, K), N = a.shape, b.shape[1]

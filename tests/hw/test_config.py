@@ -84,7 +84,8 @@ def test_bad_files(tmp_path):
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="Preset must be one of tiny, icebreaker, ulx3s, not 'big'"):
+    with pytest.raises(ValueError, match="Preset must be one of tiny, icebreaker, ulx3s, "
+                                         "not 'big'"):
         AccelConfig.preset("big")
 
 
