@@ -47,9 +47,11 @@ class GemmEngine(wiring.Component):
     Inputs are skewed (row r by r cycles, column c by c) on their way into the array, and the
     finished tile drains up the columns and is de-skewed into rows while the next tile is
     already accumulating. Rows go through an output FIFO of ``3R + C + 8`` rows, enough for every
-    row in flight at full rate. A tile starts only when the FIFO has room for every row already
-    in flight plus its own, so a stalled sink stops the inputs instead of losing results, and the
-    array never needs a global clock enable.
+    row in flight at full rate. A tile starts only when the rows started and not yet read out,
+    plus ``2R`` (its own and a margin that lets the check be registered), fit the FIFO, so a
+    stalled sink stops the inputs instead of losing results, and the array never needs a global
+    clock enable. The sequencer's conditions (``last``, rows/columns left, the tile gap, the
+    credit) are registered, so ``fire`` is one logic level from flip-flops.
 
     Parameters
     ----------
@@ -113,8 +115,15 @@ class GemmEngine(wiring.Component):
         cols_left = Signal(range(g.max_n + 1))   # columns from this column tile to the end
         k_left = Signal(range(g.max_k))          # operand pairs left in this tile after this one
         first = Signal()                         # the next pair is k = 0 of a tile
-        outstanding = Signal(range(self.fifo_depth + 1))  # rows started but not yet in the FIFO
+        occupied = Signal(range(self.fifo_depth + 1))  # rows started and not yet read out
         since_last = Signal(range(self.tile_gap + 1), init=self.tile_gap)
+        # Registered conditions, so that `fire` is one LUT level from flip-flops.
+        last = Signal()       # k_left == 0
+        k_is_1 = Signal()     # size_k == 1
+        rows_more = Signal()  # rows_left > R
+        cols_more = Signal()  # cols_left > C
+        n_more = Signal()     # size_n > C
+        gap_ok = Signal(init=1)  # since_last >= tile_gap
 
         cmd = self.cmd.payload
         bad = ((cmd.m == 0) | (cmd.k == 0) | (cmd.n == 0) |
@@ -128,12 +137,15 @@ class GemmEngine(wiring.Component):
                     size_k.eq(cmd.k), size_n.eq(cmd.n),
                     rows_left.eq(cmd.m), cols_left.eq(cmd.n),
                     k_left.eq(cmd.k - 1), first.eq(1),
+                    last.eq(cmd.k == 1), k_is_1.eq(cmd.k == 1),
+                    rows_more.eq(cmd.m > R), cols_more.eq(cmd.n > C), n_more.eq(cmd.n > C),
                 ]
 
-        last = k_left == 0
         rows_here = Mux(rows_left >= R, R, rows_left)
-        credit_ok = fifo.level + outstanding + R <= self.fifo_depth
-        gap_ok = since_last >= self.tile_gap
+        # Registered, one cycle stale: rows in flight grow by at most R a cycle, so a margin of
+        # 2R keeps the check exact-safe and takes the adder out of the `fire` path.
+        credit_ok = Signal()
+        m.d.sync += credit_ok.eq(occupied + 2 * R <= self.fifo_depth)
         can = running & (~first | credit_ok) & (~last | gap_ok)
         fire = Signal()
         m.d.comb += [
@@ -143,22 +155,25 @@ class GemmEngine(wiring.Component):
         ]
 
         with m.If(fire):
-            m.d.sync += [k_left.eq(Mux(last, size_k - 1, k_left - 1)), first.eq(last)]
+            m.d.sync += [k_left.eq(Mux(last, size_k - 1, k_left - 1)), first.eq(last),
+                         last.eq(Mux(last, k_is_1, k_left == 1))]
             with m.If(last):
-                with m.If(cols_left > C):
-                    m.d.sync += cols_left.eq(cols_left - C)
+                with m.If(cols_more):
+                    m.d.sync += [cols_left.eq(cols_left - C), cols_more.eq(cols_left > 2 * C)]
                 with m.Else():
-                    m.d.sync += cols_left.eq(size_n)
-                    with m.If(rows_left > R):
-                        m.d.sync += rows_left.eq(rows_left - R)
+                    m.d.sync += [cols_left.eq(size_n), cols_more.eq(n_more)]
+                    with m.If(rows_more):
+                        m.d.sync += [rows_left.eq(rows_left - R),
+                                     rows_more.eq(rows_left > 2 * R)]
                     with m.Else():
                         m.d.sync += running.eq(0)
         with m.If(fire & last):
-            m.d.sync += since_last.eq(1)
-        with m.Elif(since_last != self.tile_gap):
-            m.d.sync += since_last.eq(since_last + 1)
+            m.d.sync += [since_last.eq(1), gap_ok.eq(self.tile_gap <= 1)]
+        with m.Elif(~gap_ok):
+            m.d.sync += [since_last.eq(since_last + 1), gap_ok.eq(since_last + 1 >= self.tile_gap)]
 
-        m.d.sync += outstanding.eq(outstanding + Mux(fire & first, rows_here, 0) - fifo.w_en)
+        m.d.sync += occupied.eq(occupied + Mux(fire & first, rows_here, 0)
+                                 - (self.out.valid & self.out.ready))
 
         # -- Skew into the array. --------------------------------------------------------------
         for r in range(R):
@@ -185,6 +200,6 @@ class GemmEngine(wiring.Component):
             self.out.valid.eq(fifo.r_rdy),
             self.out.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.out.ready),
-            self.busy.eq(running | (outstanding != 0) | (fifo.level != 0)),
+            self.busy.eq(running | (occupied != 0)),
         ]
         return m
