@@ -14,6 +14,7 @@ __all__ = [
     "SoftmaxConfig",
     "GeluConfig",
     "LayerNormConfig",
+    "AttentionConfig",
     "AccelConfig",
     "PRESETS",
     "required_acc_width",
@@ -162,6 +163,36 @@ class SoftmaxConfig:
         _check_int("Softmax out_width", self.out_width, lo=4, hi=16)
         _check_variant("Softmax variant", self.variant)
 
+    # Fixed internal widths of the algorithm; ``sim.golden.softmax`` derives and proves them.
+    #: Width of the unsigned exponentials ``e``.
+    EXP_WIDTH = 16
+    #: Saturating width of the rescaled distance from the row max.
+    X_WIDTH = 19
+    #: Range-reduction clamp: at most 30 halvings.
+    CLAMP = 30
+    #: The rescaled input scale lies in ``[2**-SCALE_EXP, 2**(1-SCALE_EXP))``.
+    SCALE_EXP = 14
+    #: Largest left rescaling shift (so the largest input scale is 2).
+    MAX_LEFT = 14
+
+    @property
+    def recip_bits(self):
+        """``K``: the per-row normalizer is ``f = 2**K // sum(e)``."""
+        return self.out_width + 20
+
+    @property
+    def constant_widths(self):
+        """Unsigned widths of the integer constants (``sim.golden.SoftmaxConstants``), which
+        ``hw.softmax.Softmax`` takes on input ports."""
+        return {
+            "shift_right": (self.in_width + 1).bit_length(),
+            "shift_left": self.MAX_LEFT.bit_length(),
+            "divisor": 15,
+            "offset": 16,
+            "poly_c": 28,
+            "exp_shift": 4,
+        }
+
 
 @dataclass(frozen=True)
 class GeluConfig:
@@ -177,18 +208,60 @@ class GeluConfig:
         Signed input width.
     variant : str
         ``"ibert"`` (I-BERT i-GELU) or ``"shift"`` (I-ViT ShiftGELU).
+    poly_width : int
+        ``"ibert"`` only: unsigned width of the erf polynomial's operand ``t``, so the squarer is
+        ``poly_width x poly_width``. The erf is evaluated at a resolution that gives the clip point
+        ``-b`` between ``2**(poly_width-1)`` and ``2**poly_width`` steps, so this sets its
+        precision and the smallest accepted scale.
+    frac_width : int
+        Fraction bits of the erf value (``"ibert"``) or of the sigmoid (``"shift"``): the factor
+        that multiplies ``q`` is below ``2**(frac_width+1)``.
+
+    Attributes
+    ----------
+    out_width : int
+        Signed width of the output ``y = q * s`` with ``0 <= s <= 2**(frac_width+1)`` (and
+        ``s <= 2**frac_width`` where ``q < 0``), so ``-2**(in_width+frac_width) <= y <
+        2**(in_width+frac_width)``: it cannot overflow.
+    exp_width : int
+        ``"shift"`` only: unsigned width of the base-2 exponent ``u = 621*|q|`` (also the width
+        of the scale-derived constant ``x0``, and so of the smallest accepted scale).
+    den_width : int
+        ``"shift"`` only: unsigned width of the sigmoid divider's divisor.
+    quot_width : int
+        ``"shift"`` only: width of the integer part ``z`` of the exponent.
     """
 
     enabled: bool = True
     lanes: int = 1
     in_width: int = 8
     variant: str = "ibert"
+    poly_width: int = 10
+    frac_width: int = 14
 
     def __post_init__(self):
         _check_bool("GELU enabled", self.enabled)
         _check_int("GELU lanes", self.lanes, lo=1, hi=16)
         _check_int("GELU in_width", self.in_width, lo=4, hi=16)
         _check_variant("GELU variant", self.variant)
+        _check_int("GELU poly_width", self.poly_width, lo=6, hi=16)
+        _check_int("GELU frac_width", self.frac_width, lo=6, hi=24)
+
+    @property
+    def out_width(self):
+        return self.in_width + self.frac_width + 1
+
+    @property
+    def exp_width(self):
+        return (621 << (self.in_width - 1)).bit_length()
+
+    @property
+    def den_width(self):
+        return max(self.frac_width + 2, self.exp_width) + 1
+
+    @property
+    def quot_width(self):
+        return max(self.frac_width + 2, self.exp_width).bit_length()
 
 
 @dataclass(frozen=True)
@@ -205,18 +278,91 @@ class LayerNormConfig:
         Longest row.
     in_width : int
         Signed input width.
+    out_width : int
+        Signed, saturated output width.
+    gamma_width : int
+        Signed width of the per-channel integer gamma multiplier.
+    beta_width : int
+        Signed width of the per-channel integer beta offset (it is added before the final
+        rounding shift, so it carries ``norm_frac + gamma_shift`` fraction bits).
+
+    Attributes
+    ----------
+    norm_frac : int
+        Fraction bits of the normalized value ``z = (q - mean) / std`` inside the unit (16).
+    gamma_shift : int
+        ``G``: fraction bits of the integer gamma. The final shift is ``norm_frac + G``.
+    var_width : int
+        Unsigned width of ``V = L*sum(q**2) - sum(q)**2``, the row's scaled variance.
     """
 
     enabled: bool = True
     lanes: int = 1
     max_len: int = 64
     in_width: int = 16
+    out_width: int = 8
+    gamma_width: int = 16
+    beta_width: int = 32
+
+    norm_frac = 16  # not a field: the fixed-point format of z, shared by golden and hw
 
     def __post_init__(self):
         _check_bool("LayerNorm enabled", self.enabled)
         _check_int("LayerNorm lanes", self.lanes, lo=1, hi=16)
         _check_int("LayerNorm max_len", self.max_len, lo=1, hi=4096)
         _check_int("LayerNorm in_width", self.in_width, lo=4, hi=24)
+        _check_int("LayerNorm out_width", self.out_width, lo=2, hi=16)
+        _check_int("LayerNorm gamma_width", self.gamma_width, lo=self.out_width + 2, hi=32)
+        _check_int("LayerNorm beta_width", self.beta_width,
+                   lo=self.out_width + self.norm_frac + 2, hi=48)
+        if self.var_width > 62:
+            limit = 1
+            while ((limit + 1) ** 2 << (2 * self.in_width - 2)).bit_length() <= 62:
+                limit += 1
+            raise ValueError(
+                f"LayerNorm max_len must be at most {limit} for in_width={self.in_width} "
+                f"(the row variance must fit 62 bits), not {self.max_len}"
+            )
+
+    @property
+    def gamma_shift(self):
+        # |gamma / y_scale| <= 2**(out_width-1) - 1 and |beta / y_scale| likewise (see
+        # sim.golden.layernorm_constants), so G this large always fits both widths.
+        return min(self.gamma_width - self.out_width,
+                   self.beta_width - self.out_width - self.norm_frac)
+
+    @property
+    def var_width(self):
+        # V <= L * sum(q**2) <= max_len**2 * 2**(2*in_width - 2)
+        return (self.max_len ** 2 << (2 * self.in_width - 2)).bit_length()
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Tiled attention controller: softmax(Q K^T / sqrt(d)) V, one head per command.
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the accelerator includes the controller.
+    max_seq_len : int
+        Longest sequence L; the score buffer holds full rows of this length.
+    max_head_dim : int
+        Largest head dimension d.
+    softmax_lanes : int
+        Lanes of the controller's own softmax unit; must divide the array's columns.
+    """
+
+    enabled: bool = True
+    max_seq_len: int = 64
+    max_head_dim: int = 32
+    softmax_lanes: int = 1
+
+    def __post_init__(self):
+        _check_bool("Attention enabled", self.enabled)
+        _check_int("Attention max_seq_len", self.max_seq_len, lo=1, hi=1024)
+        _check_int("Attention max_head_dim", self.max_head_dim, lo=1, hi=256)
+        _check_int("Attention softmax_lanes", self.softmax_lanes, lo=1, hi=16)
 
 
 _SECTIONS = {
@@ -226,6 +372,7 @@ _SECTIONS = {
     "softmax": SoftmaxConfig,
     "gelu": GeluConfig,
     "layernorm": LayerNormConfig,
+    "attention": AttentionConfig,
 }
 
 
@@ -255,6 +402,7 @@ class AccelConfig:
     softmax: SoftmaxConfig = field(default_factory=SoftmaxConfig)
     gelu: GeluConfig = field(default_factory=GeluConfig)
     layernorm: LayerNormConfig = field(default_factory=LayerNormConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -275,6 +423,34 @@ class AccelConfig:
                 f"GEMM accumulator width must be at most 48 bits, not {self.acc_width} "
                 f"(lower gemm.max_k or array.in_width)"
             )
+        at = self.attention
+        if at.enabled and self.array.cols % at.softmax_lanes:
+            raise ValueError(
+                f"Attention softmax_lanes must divide array cols ({self.array.cols}), "
+                f"not {at.softmax_lanes}"
+            )
+
+    @property
+    def attention_gemm(self):
+        """The config of the attention controller's GEMM engine: one row block (M <= R) per
+        job; K and N up to the larger of max_seq_len and max_head_dim."""
+        at = self.attention
+        big = max(at.max_seq_len, at.max_head_dim)
+        return dataclasses.replace(self, gemm=GemmConfig(max_m=self.array.rows, max_k=big,
+                                                         max_n=big))
+
+    @property
+    def attention_softmax(self):
+        """The config of the attention controller's softmax: rows of max_seq_len scores as wide
+        as the accumulators, and probabilities of ``in_width - 1`` bits, so they are
+        non-negative signed operands of the array for P V."""
+        return SoftmaxConfig(
+            lanes=self.attention.softmax_lanes,
+            max_len=self.attention.max_seq_len,
+            in_width=max(16, self.attention_gemm.acc_width),
+            out_width=self.array.in_width - 1,
+            variant=self.softmax.variant,
+        )
 
     @property
     def acc_width(self):

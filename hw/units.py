@@ -1,7 +1,11 @@
 """The registry of synthesizable units: name -> constructor from an :class:`AccelConfig`."""
 
+from .attention import AttentionController
+from .gelu import Gelu
 from .gemm import GemmEngine
+from .layernorm import LayerNorm
 from .requant import Requantizer
+from .softmax import Softmax
 
 __all__ = ["UNITS", "build_unit"]
 
@@ -9,9 +13,10 @@ __all__ = ["UNITS", "build_unit"]
 UNITS = {
     "gemm": GemmEngine,
     "requant": lambda cfg: Requantizer(cfg.array.cols, cfg.acc_width, cfg.requant),
-    # == Softmax ==
-    # == GELU ==
-    # == LayerNorm ==
+    "softmax": lambda cfg: Softmax(cfg.softmax),
+    "gelu": lambda cfg: Gelu(cfg.gelu),
+    "layernorm": lambda cfg: LayerNorm(cfg.layernorm),
+    "attention": AttentionController,
 }
 
 

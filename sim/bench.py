@@ -286,6 +286,286 @@ def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
 
 # == Softmax runner ==============================================================================
 
+def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
+    """Simulate :class:`hw.softmax.Softmax` on rows ``q`` (last axis). See
+    :func:`intformer.simulate.softmax`.
+
+    ``cfg`` is a :class:`hw.config.SoftmaxConfig`. All rows go through one simulation, back to
+    back; lanes past the end of a row's last beat carry random junk, which the unit ignores.
+    ``cycles`` counts from the first input transfer to the last output transfer.
+    """
+    from hw.softmax import Softmax
+
+    q, k, cfg = golden.check_softmax_input(q, scale, cfg)
+    shape = q.shape
+    rows = q.reshape(-1, shape[-1])
+    length, n, w = shape[-1], cfg.lanes, cfg.in_width
+    beats = -(-length // n)
+    rng = np.random.default_rng(seed)
+    items = []
+    for row in rows:
+        padded = rng.integers(-(1 << (w - 1)), 1 << (w - 1), beats * n)
+        padded[:length] = row
+        items.extend(pack(padded[b * n:(b + 1) * n], w) for b in range(beats))
+
+    dut = Softmax(cfg)
+
+    async def constants(ctx):
+        ctx.set(dut.length, length)
+        for name in cfg.constant_widths:
+            ctx.set(getattr(dut, name), getattr(k, name))
+
+    budget = 200 + 4 * beats + cfg.out_width
+    src = StreamSource(dut.i, items, name="softmax in", rng=np.random.default_rng(seed + 1),
+                       stall=stall, budget=budget)
+    sink = StreamSink(dut.o, len(items), name="softmax out",
+                      rng=np.random.default_rng(seed + 2), stall=stall, budget=budget)
+    run(dut, constants, src.run, sink.run, vcd_name="softmax")
+    out = np.array([unpack(word, cfg.out_width, n, signed=False) for word in sink.items],
+                   dtype=np.int64).reshape(len(rows), beats * n)
+    return SimResult(
+        output=out[:, :length].reshape(shape),
+        scale=2.0 ** -cfg.out_width,
+        cycles=sink.last_cycle - src.first_cycle + 1,
+        extra={"padding": out[:, length:]},
+    )
+
+
 # == GELU runner =================================================================================
+def run_gelu(cfg, q, scale, *, stall=0.0, seed=0):
+    """Simulate :class:`hw.gelu.Gelu` on ``q`` (any shape). See :func:`intformer.simulate.gelu`.
+
+    ``cfg`` is an :class:`~hw.config.AccelConfig` (its ``gelu`` section is used) or a
+    :class:`~hw.config.GeluConfig`. The elements are streamed ``lanes`` per beat in C order; the
+    lanes of a ragged last beat carry random junk, which the output drops. The constants of
+    :func:`golden.gelu_constants` are set on the unit's constant ports before the first beat.
+    """
+    from hw.gelu import Gelu
+
+    gcfg = getattr(cfg, "gelu", cfg)
+    golden.gelu(q, scale, gcfg)  # validates the config, the input and the scale
+    if not 0.0 <= stall < 1.0:  # before the unit is built, as _Clocked would say
+        raise ValueError(f"Stall probability must be in [0, 1), not {stall}")
+    consts = golden.gelu_constants(scale, gcfg)
+    q = np.asarray(q, dtype=np.int64)
+    flat = q.reshape(-1)
+    if flat.size == 0:
+        return SimResult(output=np.zeros(q.shape, dtype=np.int64), cycles=0, scale=consts.y_scale)
+    lanes, w = gcfg.lanes, gcfg.in_width
+    count = -(-flat.size // lanes)
+    padded = np.random.default_rng(seed + 2).integers(-(1 << (w - 1)), 1 << (w - 1),
+                                                       count * lanes)
+    padded[: flat.size] = flat
+    dut = Gelu(gcfg)
+
+    async def constants(ctx):
+        for name in dut.constant_names:
+            ctx.set(getattr(dut, name), getattr(consts, name))
+
+    budget = 100 + 4 * dut.latency
+    src = StreamSource(dut.i, [pack(padded[i * lanes:(i + 1) * lanes], w) for i in range(count)],
+                       name="gelu in", rng=np.random.default_rng(seed), stall=stall,
+                       budget=budget)
+    sink = StreamSink(dut.o, count, name="gelu out", rng=np.random.default_rng(seed + 1),
+                      stall=stall, budget=budget)
+    run(dut, constants, src.run, sink.run, vcd_name="gelu")
+    out = np.array([v for word in sink.items for v in unpack(word, gcfg.out_width, lanes)],
+                   dtype=np.int64)
+    return SimResult(output=out[: flat.size].reshape(q.shape),
+                     cycles=sink.last_cycle - src.first_cycle + 1, scale=consts.y_scale,
+                     extra={"latency": dut.latency})
+
 
 # == LayerNorm runner ============================================================================
+
+
+def _layernorm_cfg(cfg):
+    from hw.config import AccelConfig, LayerNormConfig
+
+    if isinstance(cfg, AccelConfig):
+        return cfg.layernorm
+    if not isinstance(cfg, LayerNormConfig):
+        raise TypeError(f"LayerNorm config must be an AccelConfig or LayerNormConfig, not {cfg!r}")
+    return cfg
+
+
+def layernorm_coef_beats(consts, lanes):
+    """The coefficient writes for :class:`hw.layernorm.LayerNorm`: ``(addr, gamma lanes, beta
+    lanes)`` per beat, channels past the row end set to 0."""
+    beats = []
+    for addr in range(-(-consts.length // lanes)):
+        chans = range(addr * lanes, addr * lanes + lanes)
+        beats.append((addr,
+                      [consts.gamma[c] if c < consts.length else 0 for c in chans],
+                      [consts.beta[c] if c < consts.length else 0 for c in chans]))
+    return beats
+
+
+def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0):
+    """Simulate :class:`hw.layernorm.LayerNorm` on rows ``q`` (last axis), back to back.
+
+    ``cfg`` is an :class:`~hw.config.AccelConfig` or a :class:`~hw.config.LayerNormConfig`.
+    Returns ``SimResult(output=y, scale=y_scale, cycles=...)``; ``(y, y_scale)`` equal
+    :func:`sim.golden.layernorm`. ``cycles`` runs from the first input beat to the last output
+    beat (after the coefficients are loaded).
+    """
+    from hw.layernorm import LayerNorm
+
+    lcfg = _layernorm_cfg(cfg)
+    q = golden.check_int_array("LayerNorm input", q, lcfg.in_width)
+    if q.ndim == 0 or q.size == 0:
+        raise ValueError(f"LayerNorm input must have at least one non-empty row, not shape "
+                         f"{q.shape}")
+    consts = golden.layernorm_constants(scale, lcfg, gamma, beta, length=q.shape[-1])
+    L, lanes = consts.length, lcfg.lanes
+    rows = q.reshape(-1, L)
+    nbeats = -(-L // lanes)
+    beats = []
+    junk = np.random.default_rng(seed + 7)
+    lo, hi = -(1 << (lcfg.in_width - 1)), 1 << (lcfg.in_width - 1)
+    for row in rows:
+        padded = junk.integers(lo, hi, nbeats * lanes)   # lanes past the row end: junk
+        padded[:L] = row
+        beats.extend(pack(padded[k * lanes:(k + 1) * lanes], lcfg.in_width)
+                     for k in range(nbeats))
+
+    dut = LayerNorm(lcfg)
+    layout = dut.coef.payload.shape()
+    coef_words = [layout.const({"addr": a, "gamma": g, "beta": b}).as_value().value
+                  for a, g, b in layernorm_coef_beats(consts, lanes)]
+    budget = 500 + 4 * L
+    src = StreamSource(dut.i, beats, name="layernorm in", rng=np.random.default_rng(seed),
+                       stall=stall, budget=budget)
+    sink = StreamSink(dut.o, len(beats), name="layernorm out",
+                      rng=np.random.default_rng(seed + 1), stall=stall, budget=budget)
+
+    async def feed(ctx):
+        ctx.set(dut.length, L)
+        for word in coef_words:      # the coefficient port is always ready
+            ctx.set(dut.coef.valid, 1)
+            ctx.set(dut.coef.payload.as_value(), word)
+            await ctx.tick()
+        ctx.set(dut.coef.valid, 0)
+        await src.run(ctx)
+
+    async def drain(ctx):
+        for _ in coef_words:        # start counting cycles when the source does
+            await ctx.tick()
+        await sink.run(ctx)
+
+    run(dut, feed, drain, vcd_name="layernorm")
+    out = np.array([unpack(word, lcfg.out_width, lanes) for word in sink.items],
+                   dtype=np.int64).reshape(len(rows), nbeats * lanes)
+    return SimResult(
+        output=out[:, :L].reshape(q.shape),
+        cycles=sink.last_cycle - src.first_cycle + 1,
+        scale=consts.y_scale,
+        extra={"padding": out[:, L:], "first_in": src.first_cycle,
+               "last_out": sink.last_cycle},
+    )
+
+
+# == Attention runner ============================================================================
+
+
+def attention_load_beats(q, k, v, rows, cols, rng):
+    """The ``q``, ``k`` and ``v`` stream beats of one head for
+    :class:`hw.attention.AttentionController`, in its scratchpad layout. Lanes past L or d get
+    random junk, which the controller must ignore."""
+    L, d = q.shape
+
+    def lanes(values, n):
+        out = rng.integers(-128, 128, n)
+        out[: len(values)] = values
+        return out
+
+    q_beats = [lanes(q[b:b + rows, j], rows) for b in range(0, L, rows) for j in range(d)]
+    k_beats = [lanes(k[t:t + cols, j], cols) for t in range(0, L, cols) for j in range(d)]
+    v_beats = [lanes(v[j, t:t + cols], cols) for t in range(0, d, cols) for j in range(L)]
+    return q_beats, k_beats, v_beats
+
+
+def attention_macs(heads, L, d, causal):
+    """Useful MACs of attention: Q K^T and P V, over the unmasked scores only when causal."""
+    scores = L * (L + 1) // 2 if causal else L * L
+    return 2 * heads * scores * d
+
+
+def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
+                  stall=0.0, seed=0):
+    """Simulate :class:`hw.attention.AttentionController`; see
+    :func:`intformer.simulate.attention`."""
+    from hw.attention import AttentionController
+
+    q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
+    H, L, d = q.shape
+    consts = golden.attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
+    R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
+    dut = AttentionController(cfg)
+    rng = np.random.default_rng(seed)
+    q_beats, k_beats, v_beats, cmds = [], [], [], []
+    layout = dut.cmd.payload.shape()
+    for h in range(H):
+        qb, kb, vb = attention_load_beats(q[h], k[h], v[h], R, C, rng)
+        q_beats += [pack(x, w) for x in qb]
+        k_beats += [pack(x, w) for x in kb]
+        v_beats += [pack(x, w) for x in vb]
+        cmds.append(layout.const({"length": L, "head_dim": d, "causal": int(causal)})
+                    .as_value().value)
+    rows_out = H * -(-d // C) * L
+    budget = 2000 + 40 * L * (d + L)
+    counters = {"cycles": 0, "array_busy": 0, "softmax_wait": 0}
+
+    async def registers(ctx):
+        ctx.set(dut.multiplier, consts.multiplier)
+        ctx.set(dut.shift, consts.shift)
+        for name in cfg.attention_softmax.constant_widths:
+            ctx.set(getattr(dut, name), getattr(consts.softmax, name))
+
+    async def monitor(ctx):
+        # Background observer: array busy cycles and cycles waiting for the softmax.
+        async for _, _, fire, wait in ctx.tick().sample(dut.gemm.a.ready, dut.waiting_for_softmax):
+            counters["array_busy"] += fire
+            counters["softmax_wait"] += wait
+
+    sources = [
+        StreamSource(dut.cmd, cmds, name="attention cmd", rng=np.random.default_rng(seed + 1),
+                     stall=stall, budget=budget),
+        StreamSource(dut.q, q_beats, name="attention q", rng=np.random.default_rng(seed + 2),
+                     stall=stall, budget=budget),
+        StreamSource(dut.k, k_beats, name="attention k", rng=np.random.default_rng(seed + 3),
+                     stall=stall, budget=budget),
+        StreamSource(dut.v, v_beats, name="attention v", rng=np.random.default_rng(seed + 4),
+                     stall=stall, budget=budget),
+    ]
+    sink = StreamSink(dut.o, rows_out, name="attention o", rng=np.random.default_rng(seed + 5),
+                      stall=stall, budget=budget)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for tb in (registers, *(s.run for s in sources), sink.run):
+        sim.add_testbench(tb)
+    sim.add_testbench(monitor, background=True)
+    if os.environ.get("INTFORMER_VCD"):
+        path = BUILD_DIR / "vcd" / "attention.vcd"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sim.write_vcd(str(path)):
+            sim.run()
+    else:
+        sim.run()
+
+    out = np.zeros((H, L, -(-d // C) * C), dtype=np.int64)
+    rows = iter(sink.items)
+    for h in range(H):
+        for b in range(0, L, R):
+            for t in range(0, d, C):
+                for i in range(b, min(b + R, L)):
+                    out[h, i, t:t + C] = unpack(next(rows), cfg.requant.out_width, C)
+    cycles = sink.last_cycle - sources[0].first_cycle + 1
+    return SimResult(
+        output=out[..., :d] if heads else out[0, :, :d],
+        cycles=cycles,
+        utilization=attention_macs(H, L, d, causal) / (R * C * cycles),
+        scale=float(o_scale),
+        extra={"padding": out[..., d:], "array_busy": counters["array_busy"],
+               "softmax_wait": counters["softmax_wait"]},
+    )

@@ -140,8 +140,787 @@ def quantize_multiplier(real, *, mult_width=16, max_shift=62):
 # == Softmax (golden model, constants) ===========================================================
 # (the Softmax section: only the Softmax work edits between this line and the next marker)
 
+import math  # noqa: E402  (kept inside the Softmax section)
+from dataclasses import dataclass  # noqa: E402
+
+__all__ += [
+    "SoftmaxConstants",
+    "softmax_constants",
+    "softmax_exp",
+    "check_softmax_input",
+    "softmax",
+]
+#
+# Integer-only softmax, rows on the last axis. The whole datapath, for a row of scores q:
+#
+#   x  = max(q) - q                                  distance from the row max, 0 <= x < 2**w
+#   x' = min(round_shift(x, sr) << sl, 2**19 - 1)    rescaled so that one unit is S' (below)
+#   y  = x'                  ("ibert")   or   x' + (x' >> 1) - (x' >> 4)   ("shift", x*log2(e))
+#   y  = min(y, 30 * D)                              clamp at N = 30 range reductions
+#   z, r = divmod(y, D)                              5-bit quotient: 5 compare-subtract steps
+#   t  = B - r
+#   v  = t*t + C             ("ibert")   or   t                            ("shift")
+#   e  = v >> (z + se)                               0 <= e < 2**16; e of the row max >= 2**14
+#   f  = 2**K // sum(e)                              K = out_width + 20, once per row
+#   p  = min((e*f + 2**(K-out_width-1)) >> (K-out_width), 2**out_width - 1)
+#
+# Floats become integers in exactly one place, softmax_constants(): the input scale S is split
+# into a power of two and S' in [2**-14, 2**-13), so every constant has a width that does not
+# depend on S (the shift (sr, sl) only rescales x, exactly when sl > 0):
+#   "ibert" (I-BERT i-exp, exp(p) ~ 0.3585 (p + 1.353)**2 + 0.344 on (-ln2, 0]):
+#       D = round(ln2/S') in [5678, 11357], B = round(1.353/S') in [11083, 22167],
+#       C = round(0.344/(0.3585 S'**2)) < 2**28, se = bitlen(B*B + C) - 16 in [12, 14];
+#       v <= B*B + C < 2**29.5, so v >> se < 2**16 and the row max gives e >= 2**15.
+#   "shift" (I-ViT Shiftmax, 2**p ~ 1 + p/2 on (-1, 0]):
+#       D = round(1/S') in [8192, 16384], B = 2*D in [16384, 32768], C = 0, se = 0;
+#       t in (D, 2D] <= 2**15, and the row max gives e = 2D >= 2**14.
+# Width proof (also asserted below): y <= 30*D < 2**19; sum(e) < max_len * 2**16 <= 2**28;
+# sum(e) >= 2**14, so f <= 2**(K-14) = 2**(out_width+6) (out_width + 7 bits) and
+# e*f <= 2**K * e/sum(e) <= 2**K <= 2**36; every intermediate fits int64 (and the RTL widths).
+# Rounding: f is floored, which errs by at most e/2**(K-out_width) < 2**-4 output LSB; the
+# output rounds half up (I-BERT floors), so it is within about 0.5 LSB + the exp error.
+# A probability of 1.0 gives 2**out_width before saturation: it saturates, never wraps.
+# Masked entries (very negative scores) reach the clamp, get z = 30 and e = 0, so p = 0.
+
+#: I-BERT's i-exp polynomial a*(p + b)**2 + c on (-ln2, 0].
+IBERT_EXP_A, IBERT_EXP_B, IBERT_EXP_C = 0.3585, 1.353, 0.344
+
+
+@dataclass(frozen=True)
+class SoftmaxConstants:
+    """The integer constants of :func:`softmax`, derived from the input scale by
+    :func:`softmax_constants`. The RTL (:class:`hw.softmax.Softmax`) takes them on input ports
+    held constant while rows stream.
+
+    Attributes
+    ----------
+    variant : str
+        ``"ibert"`` or ``"shift"``.
+    shift_right, shift_left : int
+        Rescale of the distance from the row max: ``x' = round_shift(x, shift_right) <<
+        shift_left`` (at most one is nonzero), so that one unit of ``x'`` is ``S'``.
+    divisor : int
+        ``D``: ln2 (``"ibert"``) or 1 (``"shift"``) in units of ``S'``.
+    offset : int
+        ``B``: I-BERT's ``b = 1.353`` in units of ``S'``, or ``2*D`` for ``"shift"``.
+    poly_c : int
+        ``C``: I-BERT's ``c/a`` in units of ``S'**2``; 0 for ``"shift"``.
+    exp_shift : int
+        ``se``: extra right shift making the exponentials 16-bit.
+    """
+
+    variant: str
+    shift_right: int
+    shift_left: int
+    divisor: int
+    offset: int
+    poly_c: int
+    exp_shift: int
+
+    @property
+    def clamp(self):
+        """``30*D``, the range-reduction clamp (the RTL forms it with shifts and adds)."""
+        from hw.config import SoftmaxConfig
+
+        return SoftmaxConfig.CLAMP * self.divisor
+
+
+def _softmax_cfg(cfg):
+    from hw.config import SoftmaxConfig
+
+    if cfg is None:
+        return SoftmaxConfig()
+    if not isinstance(cfg, SoftmaxConfig):
+        raise TypeError(f"Softmax config must be a SoftmaxConfig, not {cfg!r}")
+    return cfg
+
+
+def softmax_constants(scale, cfg=None):
+    """The integer constants of :func:`softmax` for input scale ``scale`` (real = q * scale).
+
+    This is the one place where the float scale becomes integers (see the comment block above
+    for the formulas and their ranges).
+
+    Raises :exc:`TypeError` for a scale that is not a real number and :exc:`ValueError` for
+    one that is not finite and positive, or outside ``[2**-(14 + in_width), 2)``: below, every
+    score difference rounds to nothing; above, the rescaling left shift would overflow its
+    configured width.
+    """
+    cfg = _softmax_cfg(cfg)
+    w = cfg.in_width
+    lo_exp = -(cfg.SCALE_EXP + w)
+    hi_exp = cfg.MAX_LEFT + 1 - cfg.SCALE_EXP
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"Softmax scale must be a real number, not {scale!r}") from None
+    if not (np.isfinite(s) and 2.0 ** lo_exp <= s < 2.0 ** hi_exp):
+        raise ValueError(
+            f"Softmax scale must be a finite number in [2**{lo_exp}, 2**{hi_exp}) for {w}-bit "
+            f"scores, not {scale!r}")
+    _, e2 = math.frexp(s)              # s in [2**(e2-1), 2**e2)
+    left = e2 - 1 + cfg.SCALE_EXP  # x' = x * 2**left, one unit of x' is s' = s / 2**left
+    sr, sl = max(0, -left), max(0, left)
+    sp = math.ldexp(s, -left)
+    assert 2.0 ** -cfg.SCALE_EXP <= sp < 2.0 ** (1 - cfg.SCALE_EXP)
+    if cfg.variant == "ibert":
+        d = round(math.log(2) / sp)
+        b = round(IBERT_EXP_B / sp)
+        c = round(IBERT_EXP_C / (IBERT_EXP_A * sp * sp))
+        se = (b * b + c).bit_length() - cfg.EXP_WIDTH
+    else:
+        d = round(1 / sp)
+        b, c, se = 2 * d, 0, 0
+    k = SoftmaxConstants(cfg.variant, sr, sl, d, b, c, se)
+    for name, width in cfg.constant_widths.items():
+        value = getattr(k, name)
+        if not 0 <= value < (1 << width):
+            raise ValueError(f"Softmax scale must give constants that fit their widths, not "
+                             f"{scale!r} ({name} = {value} needs more than {width} bits)")
+    assert k.clamp < (1 << cfg.X_WIDTH) and b > d
+    return k
+
+
+def softmax_exp(x, k, cfg):
+    """The integer exponentials ``e`` of distances ``x >= 0`` from the row max (int64 array),
+    for constants ``k`` and config ``cfg``."""
+    x = np.asarray(x, dtype=np.int64)
+    xs = np.minimum(round_shift(x, k.shift_right) << k.shift_left, (1 << cfg.X_WIDTH) - 1)
+    y = xs + (xs >> 1) - (xs >> 4) if k.variant == "shift" else xs
+    y = np.minimum(y, k.clamp)
+    z, r = np.divmod(y, k.divisor)
+    t = k.offset - r
+    v = t * t + k.poly_c if k.variant == "ibert" else t
+    e = v >> (z + k.exp_shift)
+    assert ((e >= 0) & (e < (1 << cfg.EXP_WIDTH))).all()
+    return e
+
+
+def check_softmax_input(q, scale, cfg=None):
+    """Validate :func:`softmax`'s arguments; return ``(q as int64, constants, cfg)``."""
+    cfg = _softmax_cfg(cfg)
+    k = softmax_constants(scale, cfg)
+    q = check_int_array("Softmax input", q, cfg.in_width)
+    if q.ndim == 0:
+        raise ValueError(f"Softmax input must have at least 1 dimension, not shape {q.shape}")
+    n = q.shape[-1]
+    if not 1 <= n <= cfg.max_len:
+        raise ValueError(f"Softmax row length must be from 1 to {cfg.max_len} "
+                         f"(softmax.max_len), not {n}")
+    return q, k, cfg
+
+
+def softmax(q, scale, cfg=None):
+    """Integer-only softmax over the last axis: ``(p, p_scale)`` with ``p_scale =
+    2**-out_width``.
+
+    Parameters
+    ----------
+    q : array of int
+        Scores, signed ``cfg.in_width``-bit; rows of 1 to ``cfg.max_len`` on the last axis.
+    scale : float
+        Their scale: real score = ``q * scale``.
+    cfg : SoftmaxConfig or None
+        ``in_width``, ``max_len``, ``out_width`` and ``variant``; the default ``SoftmaxConfig()``.
+
+    Returns
+    -------
+    p : array of int64
+        Unsigned ``out_width``-bit probabilities (1.0 saturates to ``2**out_width - 1``).
+    p_scale : float
+    """
+    q, k, cfg = check_softmax_input(q, scale, cfg)
+    e = softmax_exp(q.max(axis=-1, keepdims=True) - q, k, cfg)
+    total = e.sum(axis=-1, keepdims=True)
+    assert (total >= (1 << (cfg.EXP_WIDTH - 2))).all()
+    assert (total < (cfg.max_len << cfg.EXP_WIDTH)).all()
+    big_k = cfg.recip_bits
+    f = (1 << big_k) // total
+    assert (f < (1 << (cfg.out_width + 7))).all()
+    p = round_shift(e * f, big_k - cfg.out_width)
+    return np.minimum(p, (1 << cfg.out_width) - 1), 2.0 ** -cfg.out_width
+
+
 # == GELU (golden model, constants) ==============================================================
 # (the GELU section)
 
+from dataclasses import dataclass as _gelu_dataclass  # noqa: E402
+
+from hw.config import GeluConfig as _GeluConfig  # noqa: E402  (no Amaranth: config is plain data)
+
+__all__ += ["GELU_A", "GELU_B", "IBERT_GELU_A", "IBERT_GELU_B", "IBertGeluConstants",
+            "ShiftGeluConstants", "gelu_scale_range", "gelu_constants", "gelu"]
+
+#: The erf polynomial of "ibert": erf(x) ~ sgn(x) * (GELU_A * (min(|x|, -GELU_B) + GELU_B)**2 + 1).
+#: I-BERT publishes a = -0.2888, b = -1.769 (IBERT_GELU_A/B). Evaluated exactly in float64, those
+#: give a max GELU error of 0.01815 on [-4, 4] (RMS 0.008188), above the 0.018 budget. These are a
+#: refit of the same curve for the GELU (not erf) error on [-4, 4]: max 0.01788, RMS 0.008182 in
+#: float64 (a grid search; the RMS of this curve family cannot go below about 0.00818).
+GELU_A, GELU_B = -0.2875, -1.773
+IBERT_GELU_A, IBERT_GELU_B = -0.2888, -1.769
+#: The "shift" variant's exponent: 1.702*log2(e)*|x| ~ 1.6875 * 1.4375 * |x| = (621/256) * |x|,
+#: I-ViT's shift-and-add approximations of 1.702 and of log2(e), made exact by pre-shifting.
+SHIFT_GELU_MULT, SHIFT_GELU_SHIFT = 621, 8
+
+
+@_gelu_dataclass(frozen=True)
+class IBertGeluConstants:
+    """Integer constants of the "ibert" GELU for one input scale (see :func:`gelu_constants`).
+
+    Attributes
+    ----------
+    scale : float
+        The input scale ``S``.
+    k : int
+        Pre-shift of ``|q|``: the erf is evaluated at resolution ``S_t = S / sqrt(2) / 2**k``.
+    beta : int
+        ``round(-GELU_B / S_t)``, the clip point, in ``[2**(poly_width-1), 2**poly_width)``.
+    c : int
+        ``round(1 / (-GELU_A * S_t**2))``, the polynomial's ``1`` (> ``beta**2``).
+    n : int
+        The overflow shift, derived from ``c``: ``max(0, bit_length(c) - frac_width)``.
+    one : int
+        ``round_shift(c, n)``, at most ``2**frac_width``: the erf value 1.
+    y_scale : float
+        ``S / (2 * one)``, the output scale.
+    """
+
+    scale: float
+    k: int
+    beta: int
+    c: int
+    n: int
+    one: int
+    y_scale: float
+
+
+@_gelu_dataclass(frozen=True)
+class ShiftGeluConstants:
+    """Integer constants of the "shift" GELU for one input scale (see :func:`gelu_constants`).
+
+    Attributes
+    ----------
+    scale : float
+        The input scale ``S``.
+    x0 : int
+        ``round(256 / S)``: the steps of ``u = 621*|q|`` in one unit of the base-2 exponent.
+    zs : int
+        Left shift giving ``eps`` at least ``frac_width + 2`` bits: ``max(0, frac_width + 2 -
+        bit_length(x0))``.
+    d : int
+        ``x0 << zs``: the value 1 of ``eps``.
+    umax : int
+        Clamp of ``u``, so that ``z = u // x0 <= zs + bit_length(x0)``, where ``eps`` is 0.
+    y_scale : float
+        ``S / 2**frac_width``, the output scale.
+    """
+
+    scale: float
+    x0: int
+    zs: int
+    d: int
+    umax: int
+    y_scale: float
+
+
+def _gelu_config(cfg):
+    if cfg is None:
+        return _GeluConfig()
+    if not isinstance(cfg, _GeluConfig):
+        raise TypeError(f"GELU config must be a GeluConfig, not {cfg!r}")
+    return cfg
+
+
+def gelu_scale_range(cfg=None):
+    """``(lo, hi)``: the input scales :func:`gelu_constants` accepts for ``cfg`` (approximately:
+    the exact test is on the derived integers, so a scale within a relative 1e-6 of a bound may
+    go either way).
+
+    ``"ibert"``: the clip point ``-b`` must take fewer than ``2**poly_width`` steps of
+    ``S/sqrt(2)`` at ``k = 0`` and at least ``2**(poly_width-1)`` steps of ``S/sqrt(2)/2**k`` at
+    ``k = poly_width``. ``"shift"``: ``16 <= x0 = round(256/S) < 2**exp_width``.
+    """
+    cfg = _gelu_config(cfg)
+    if cfg.variant == "ibert":
+        P = cfg.poly_width
+        return (np.sqrt(2.0) * -GELU_B / ((1 << P) - 0.5),
+                np.sqrt(2.0) * -GELU_B * (1 << P) / ((1 << (P - 1)) - 0.5))
+    return ((1 << SHIFT_GELU_SHIFT) / ((1 << cfg.exp_width) - 0.5),
+            (1 << SHIFT_GELU_SHIFT) / 15.5)
+
+
+def gelu_constants(scale, cfg=None):
+    """Derive the integer constants of the GELU unit from the float input scale.
+
+    This is the one place where floats become integers: the hardware receives only the integers
+    returned here (on input ports held constant while data flows), and :func:`gelu` uses the
+    same ones.
+
+    Parameters
+    ----------
+    scale : float
+        Input scale ``S`` (real = q * S); positive and finite.
+    cfg : GeluConfig or None
+        The unit's configuration (default ``GeluConfig()``); ``cfg.variant`` selects the result.
+
+    Returns
+    -------
+    IBertGeluConstants or ShiftGeluConstants
+
+    Raises
+    ------
+    TypeError
+        If ``scale`` is not a real number.
+    ValueError
+        "GELU scale must be ..., not ..." if ``scale`` is not positive and finite, or lies
+        outside the range the configured widths accept (``"ibert"``: the clip point must take
+        fewer than ``2**poly_width`` steps at ``k = 0`` and at least ``2**(poly_width-1)`` at
+        ``k = poly_width``, about ``[2.5e-3, 5.0]`` for ``poly_width=10``; ``"shift"``:
+        ``16 <= x0 < 2**exp_width``, about ``[2.0e-3, 16.5]`` for INT8); see
+        :func:`gelu_scale_range`.
+    """
+    cfg = _gelu_config(cfg)
+    if isinstance(scale, bool) or not isinstance(scale, int | float | np.integer | np.floating):
+        raise TypeError(f"GELU scale must be a real number, not {scale!r}")
+    scale = float(scale)
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"GELU scale must be a positive finite number, not {scale!r}")
+    F = cfg.frac_width
+    if cfg.variant == "ibert":
+        P = cfg.poly_width
+        s_e = scale / np.sqrt(2.0)
+        for k in range(P, -1, -1):
+            beta = round(-GELU_B * (1 << k) / s_e)
+            if beta < (1 << P):
+                break
+        if beta >= (1 << P) or beta < (1 << (P - 1)):
+            lo, hi = gelu_scale_range(cfg)
+            raise ValueError(f"GELU scale must be from {lo:.6g} to {hi:.6g} for "
+                             f"poly_width={P}, not {scale!r}")
+        s_t = s_e / (1 << k)
+        c = round(1.0 / (-GELU_A * s_t * s_t))
+        assert beta * beta < c < 1 << (2 * P + 1)
+        n = max(0, c.bit_length() - F)
+        one = (c + ((1 << n) >> 1)) >> n
+        return IBertGeluConstants(scale=scale, k=k, beta=beta, c=c, n=n, one=one,
+                                  y_scale=scale / (2 * one))
+    x0 = round((1 << SHIFT_GELU_SHIFT) / scale)
+    if not 16 <= x0 < 1 << cfg.exp_width:
+        lo, hi = gelu_scale_range(cfg)
+        raise ValueError(f"GELU scale must be from {lo:.6g} to {hi:.6g} for "
+                         f"in_width={cfg.in_width}, not {scale!r}")
+    bx = x0.bit_length()
+    zs = max(0, F + 2 - bx)
+    umax = min((zs + bx + 1) * x0 - 1, SHIFT_GELU_MULT << (cfg.in_width - 1))
+    return ShiftGeluConstants(scale=scale, x0=x0, zs=zs, d=x0 << zs, umax=umax,
+                              y_scale=scale / (1 << F))
+
+
+def gelu(q, scale, cfg=None):
+    """Integer-only GELU, elementwise: ``y * y_scale ~ GELU(q * scale)``.
+
+    Parameters
+    ----------
+    q : array of int
+        Any shape; signed ``cfg.in_width``-bit values.
+    scale : float
+        Input scale; see :func:`gelu_constants` for the accepted range.
+    cfg : GeluConfig or None
+        Default ``GeluConfig()`` (variant ``"ibert"``, INT8 input).
+
+    Returns
+    -------
+    y : numpy.ndarray of int64
+        Same shape as ``q``; signed ``cfg.out_width``-bit (never overflows).
+    y_scale : float
+
+    Notes
+    -----
+    ``"ibert"`` (I-BERT i-GELU, constants from :func:`gelu_constants`)::
+
+        t = beta - min(|q| << k, beta)                   # 0 <= t <= beta < 2**poly_width
+        e = round_shift(c - t*t, n)                      # erf(|x|/sqrt 2) = e / one
+        y = q * (one + e) if q >= 0 else q * (one - e)   # x/2 * (1 + erf(x/sqrt 2))
+
+    ``"shift"`` (I-ViT ShiftGELU, ``x * sigmoid(1.702 x)`` with a shift-only exp)::
+
+        u = min(621 * |q|, umax)            # 1.702*log2(e)*|x| = u / x0 (621 = 27 * 23: shifts)
+        z, r = u // x0, u % x0              # 2**(-u/x0) = 2**-z * 2**(-r/x0)
+        eps = ((x0 - (r >> 1)) << zs) >> z  # 2**(-r/x0) ~ 1 - r/(2 x0); exp(-1.702|x|) ~ eps/d
+        s = floor(2**F * (d if q >= 0 else eps) / (d + eps))   # sigmoid(1.702 x) = s / 2**F
+        y = q * s
+    """
+    cfg = _gelu_config(cfg)
+    q = check_int_array("GELU input", q, cfg.in_width)
+    k = gelu_constants(scale, cfg)
+    a = np.abs(q)
+    if cfg.variant == "ibert":
+        t = k.beta - np.minimum(a << k.k, k.beta)
+        e = round_shift(k.c - t * t, k.n)
+        s = np.where(q < 0, k.one - e, k.one + e)
+    else:
+        u = np.minimum(a * SHIFT_GELU_MULT, k.umax)
+        z = u // k.x0
+        r = u - z * k.x0
+        eps = ((k.x0 - (r >> 1)) << k.zs) >> z
+        s = (np.where(q < 0, eps, k.d) << cfg.frac_width) // (k.d + eps)
+    return q * s, k.y_scale
+
 # == LayerNorm (golden model, constants) =========================================================
 # (the LayerNorm section)
+#
+# Integer LayerNorm. Exact mean and variance in integers (no rounded mean), an exact bitwise
+# square root on a normalized 32-bit variance, one reciprocal per row, then a per-channel integer
+# gamma/beta. The floats (scale, gamma, beta) become integers in layernorm_constants only.
+
+import dataclasses as _dataclasses  # noqa: E402
+import math as _math  # noqa: E402
+
+from hw.config import LayerNormConfig as _LayerNormConfig  # noqa: E402
+
+__all__ += [  # noqa: F405
+    "isqrt",
+    "bit_length",
+    "LayerNormConstants",
+    "layernorm_constants",
+    "layernorm_row_stats",
+    "layernorm",
+]
+
+#: Width of the integer square root's argument in the LayerNorm unit (the variance is normalized
+#: into [2**30, 2**32) before the root, so ``std`` always has 16 significant bits).
+LAYERNORM_SQRT_WIDTH = 32
+#: ``factor = floor(2**LAYERNORM_RECIP_BITS / std)``; with ``std`` in [2**15, 2**16) the factor is
+#: in (2**16, 2**17], 18 bits unsigned.
+LAYERNORM_RECIP_BITS = 32
+
+
+def bit_length(x):
+    """Elementwise ``int.bit_length`` of a non-negative int64 array (0 for 0)."""
+    x = np.asarray(x, dtype=np.int64)
+    out = np.zeros(x.shape, dtype=np.int64)
+    for k in range(63):
+        out += (x >> k) > 0
+    return out
+
+
+def isqrt(n, width=32):
+    """Exact ``floor(sqrt(n))`` elementwise, for integers ``0 <= n < 2**width``.
+
+    The bitwise shift-subtract method, one result bit per step (``width/2`` steps), mirrored by
+    the hardware in :mod:`hw.layernorm`::
+
+        res, bit = 0, 2**(2*ceil(width/2) - 2)
+        while bit:
+            if n >= res + bit: n -= res + bit; res = res//2 + bit
+            else:              res = res//2
+            bit //= 4
+    """
+    if isinstance(width, bool) or not isinstance(width, int) or not 2 <= width <= 62:
+        raise ValueError(f"Square root width must be an integer from 2 to 62, not {width!r}")
+    n = check_int_array("Square root argument", n, width, signed=False)
+    rem = n.copy()
+    res = np.zeros_like(n)
+    bit = 1 << (2 * ((width + 1) // 2) - 2)
+    while bit:
+        t = res + bit
+        take = rem >= t
+        rem = np.where(take, rem - t, rem)
+        res = np.where(take, (res >> 1) + bit, res >> 1)
+        bit >>= 2
+    return res
+
+
+@_dataclasses.dataclass(frozen=True)
+class LayerNormConstants:
+    """The integers the LayerNorm unit receives, derived from floats in one place.
+
+    Attributes
+    ----------
+    length : int
+        Row length ``L``.
+    gamma : tuple of int
+        Per-channel integer gamma, ``round(gamma_j / y_scale * 2**G)``, signed ``gamma_width``-bit.
+    beta : tuple of int
+        Per-channel integer beta, ``round(beta_j / y_scale * 2**(F + G))``, signed
+        ``beta_width``-bit (F = ``norm_frac``, G = ``gamma_shift``).
+    shift : int
+        ``F + G``: the final rounding shift.
+    y_scale : float
+        Output scale: real output = ``y * y_scale``.
+    """
+
+    length: int
+    gamma: tuple
+    beta: tuple
+    shift: int
+    y_scale: float
+
+
+def _check_float_vector(what, v, length):
+    if v is None:
+        return None
+    v = np.asarray(v)
+    if v.dtype == np.bool_ or not (np.issubdtype(v.dtype, np.floating)
+                                   or np.issubdtype(v.dtype, np.integer)):
+        raise TypeError(f"LayerNorm {what} must be an array of numbers, not of dtype {v.dtype}")
+    if v.shape != (length,):
+        raise ValueError(f"LayerNorm {what} must have shape ({length},) (the row length), "
+                         f"not {v.shape}")
+    v = v.astype(np.float64)
+    if not np.isfinite(v).all():
+        raise ValueError(f"LayerNorm {what} must be finite, not {v[~np.isfinite(v)][0]}")
+    return v
+
+
+def layernorm_constants(scale, cfg=None, gamma=None, beta=None, *, length):
+    """Turn the float parameters of a LayerNorm into the unit's integers.
+
+    LayerNorm is invariant to the input scale (``eps`` is taken as 0, as in I-BERT), so
+    ``scale`` is only checked. The output scale covers the largest possible output exactly:
+    ``|z| <= sqrt(L-1)`` for a normalized row, so
+    ``y_scale = (max|gamma| * max(sqrt(L-1), 1) + max|beta|) / (2**(out_width-1) - 1)``
+    (1.0 if that is 0) and nothing saturates except by rounding. Hence
+    ``|gamma_j| / y_scale`` and ``|beta_j| / y_scale`` are at most ``2**(out_width-1) - 1`` and
+    ``G = cfg.gamma_shift`` fits both integer widths.
+
+    Parameters
+    ----------
+    scale : float
+        Input scale, > 0 and finite.
+    cfg : LayerNormConfig or None
+        Widths; default ``LayerNormConfig()``.
+    gamma, beta : array of float, shape (length,), or None
+        Affine parameters (None: ones and zeros).
+    length : int
+        Row length, 1 to ``cfg.max_len``.
+    """
+    cfg = _LayerNormConfig() if cfg is None else cfg
+    if not isinstance(cfg, _LayerNormConfig):
+        raise TypeError(f"LayerNorm config must be a LayerNormConfig, not {cfg!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int | float | np.integer | np.floating):
+        raise TypeError(f"LayerNorm scale must be a number, not {scale!r}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"LayerNorm scale must be a positive finite number, not {scale}")
+    if isinstance(length, bool) or not isinstance(length, int | np.integer):
+        raise TypeError(f"LayerNorm row length must be an integer, not {length!r}")
+    if not 1 <= length <= cfg.max_len:
+        raise ValueError(f"LayerNorm row length must be from 1 to {cfg.max_len} (max_len), "
+                         f"not {length}")
+    length = int(length)
+    g = _check_float_vector("gamma", gamma, length)
+    b = _check_float_vector("beta", beta, length)
+    g = np.ones(length) if g is None else g
+    b = np.zeros(length) if b is None else b
+    top = (1 << (cfg.out_width - 1)) - 1
+    bound = np.abs(g).max() * max(_math.sqrt(length - 1), 1.0) + np.abs(b).max()
+    y_scale = float(bound / top) if bound > 0 else 1.0
+    G, F = cfg.gamma_shift, cfg.norm_frac
+    g_int = np.round(g / y_scale * (1 << G)).astype(np.int64)
+    b_int = np.round(b / y_scale * (1 << (F + G))).astype(np.int64)
+    # Both always fit (see the docstring); checked anyway, this is where floats end.
+    check_int_array("LayerNorm integer gamma", g_int, cfg.gamma_width)
+    check_int_array("LayerNorm integer beta", b_int, cfg.beta_width)
+    return LayerNormConstants(length=length, gamma=tuple(int(v) for v in g_int),
+                              beta=tuple(int(v) for v in b_int), shift=F + G, y_scale=y_scale)
+
+
+def layernorm_row_stats(q):
+    """Per-row integers the unit computes once per row, for rows on the last axis of ``q``.
+
+    Returns a dict of int64 arrays (shape ``q.shape[:-1]``):
+
+    * ``s1 = sum(q)``, ``s2 = sum(q**2)``;
+    * ``v = L*s2 - s1**2 = L**2 * sum((q - mean)**2) / L``, exact and >= 0;
+    * ``e = floor((32 - bit_length(v)) / 2)``, so ``v * 4**e`` lies in [2**30, 2**32)
+      (a right shift, truncating, when ``e < 0``);
+    * ``std = isqrt(v * 4**e)`` in [2**15, 2**16), about ``sqrt(v) * 2**e``;
+    * ``factor = floor(2**32 / std)`` (0 when ``v == 0``);
+    * ``shift = F - e``, the rounding shift that brings ``(L*q - s1) * factor`` to ``z * 2**F``.
+    """
+    L = q.shape[-1]
+    s1 = q.sum(axis=-1)
+    s2 = (q * q).sum(axis=-1)
+    v = L * s2 - s1 * s1
+    e = (LAYERNORM_SQRT_WIDTH - bit_length(v)) // 2
+    vn = np.where(e >= 0, v << np.maximum(2 * e, 0), v >> np.maximum(-2 * e, 0))
+    std = isqrt(vn, LAYERNORM_SQRT_WIDTH)
+    factor = np.where(v > 0, (1 << LAYERNORM_RECIP_BITS) // np.maximum(std, 1), 0)
+    return {"s1": s1, "s2": s2, "v": v, "e": e, "std": std, "factor": factor,
+            "shift": _LayerNormConfig.norm_frac - e}
+
+
+def layernorm(q, scale, gamma=None, beta=None, cfg=None):
+    """Integer LayerNorm over the last axis: ``(y, y_scale)`` with ``y * y_scale`` close to
+    ``gamma * (x - mean(x)) / std(x) + beta`` for ``x = q * scale`` (population std, eps = 0).
+
+    Algorithm (all integers; ``L`` the row length, ``F = cfg.norm_frac``, constants from
+    :func:`layernorm_constants`, row integers from :func:`layernorm_row_stats`):
+
+    1. ``d_j = L*q_j - s1`` is ``L * (q_j - mean)`` exactly: no rounded mean (I-BERT's
+       ``q - round(mean)`` is off by up to half a unit, which ruins rows of small variance);
+    2. ``z_j * 2**F ~ zq_j = round_shift(d_j * factor, F - e)``, because
+       ``z_j = d_j / sqrt(v)`` and ``factor ~ 2**(32 - e) / sqrt(v)``; 0 for a zero-variance row;
+    3. ``y_j = saturate(round_shift(zq_j * gamma_int_j + beta_int_j, F + G), out_width)``.
+
+    Zero-variance rows (all equal, and every row of length 1) give ``z = 0``, so
+    ``y = round(beta / y_scale)``.
+
+    Parameters
+    ----------
+    q : array of int, shape (..., L)
+        Signed ``cfg.in_width``-bit inputs, rows on the last axis, ``1 <= L <= cfg.max_len``.
+    scale : float
+        Input scale (> 0); the result does not depend on it.
+    gamma, beta : array of float, shape (L,), or None
+    cfg : LayerNormConfig or None
+        Default ``LayerNormConfig()``.
+    """
+    cfg = _LayerNormConfig() if cfg is None else cfg
+    if not isinstance(cfg, _LayerNormConfig):
+        raise TypeError(f"LayerNorm config must be a LayerNormConfig, not {cfg!r}")
+    q = check_int_array("LayerNorm input", q, cfg.in_width)
+    if q.ndim == 0:
+        raise ValueError(f"LayerNorm input must have at least 1 dimension, not shape {q.shape}")
+    consts = layernorm_constants(scale, cfg, gamma, beta, length=q.shape[-1])
+    st = layernorm_row_stats(q)
+    L = q.shape[-1]
+    factor = st["factor"][..., None]
+    shift = st["shift"][..., None]
+    n = (L * q - st["s1"][..., None]) * factor
+    zq = (n + ((np.int64(1) << shift) >> 1)) >> shift
+    p = zq * np.array(consts.gamma, dtype=np.int64) + np.array(consts.beta, dtype=np.int64)
+    y = saturate(round_shift(p, consts.shift), cfg.out_width)
+    return y, consts.y_scale
+
+
+# == Attention (golden model, constants) =========================================================
+#
+# softmax(Q K^T / sqrt(d)) V for one or more heads, integers in and out, exactly as the attention
+# controller (hw/attention.py) computes it, whatever its tiling:
+#
+#   S = Q K^T                      exact integer scores, scale q_scale * k_scale
+#   S[i, j] = -2**(w-1), j > i     causal mask (w = the softmax input width): such a score is
+#                                  past the range-reduction clamp, so its exponential is exactly
+#                                  0 and it changes neither the row max nor the row sum
+#   P = softmax(S, q_scale * k_scale / sqrt(d))   unsigned (in_width - 1)-bit probabilities, so
+#                                  that P is a non-negative signed operand of the array
+#   A = P V                        exact integer accumulators, scale 2**-(in_width-1) * v_scale
+#   O = requantize(A, m, s)        (m, s) = quantize_multiplier(that scale / o_scale)
+
+
+@dataclass(frozen=True)
+class AttentionConstants:
+    """Integers handed to :class:`hw.attention.AttentionController` for one problem.
+
+    Attributes
+    ----------
+    softmax : SoftmaxConstants
+        For the scores, at scale ``q_scale * k_scale / sqrt(d)``.
+    multiplier, shift : int
+        Requantization of ``P V`` to the output scale.
+    """
+
+    softmax: SoftmaxConstants
+    multiplier: int
+    shift: int
+
+
+def _attention_cfg(cfg):
+    from hw.config import AccelConfig
+
+    if cfg is None:
+        return AccelConfig()
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"Attention config must be an AccelConfig, not {cfg!r}")
+    return cfg
+
+
+def attention_constants(q_scale, k_scale, v_scale, o_scale, head_dim, cfg=None):
+    """The integer constants of :func:`attention`: the one place its float scales become
+    integers. Raises :exc:`ValueError` for a scale that is not positive and finite, or whose
+    constants do not fit the configured widths."""
+    cfg = _attention_cfg(cfg)
+    for what, s in (("q_scale", q_scale), ("k_scale", k_scale), ("v_scale", v_scale),
+                    ("o_scale", o_scale)):
+        if isinstance(s, bool) or not isinstance(s, int | float | np.floating | np.integer):
+            raise TypeError(f"Attention {what} must be a real number, not {s!r}")
+        if not (np.isfinite(s) and s > 0):
+            raise ValueError(f"Attention {what} must be a positive finite number, not {s!r}")
+    sm_cfg = cfg.attention_softmax
+    k = softmax_constants(q_scale * k_scale / math.sqrt(head_dim), sm_cfg)
+    acc_width = cfg.attention_gemm.acc_width
+    real = 2.0 ** -sm_cfg.out_width * v_scale / o_scale
+    m, s = quantize_multiplier(real, mult_width=cfg.requant.mult_width,
+                               max_shift=acc_width + cfg.requant.mult_width - 1)
+    return AttentionConstants(k, m, s)
+
+
+def check_attention_input(q, k, v, cfg=None):
+    """Validate :func:`attention`'s operands; return them as int64 arrays of shape (H, L, d)
+    and whether the input had a head axis."""
+    cfg = _attention_cfg(cfg)
+    w = cfg.array.in_width
+    q = check_int_array("Attention q", q, w)
+    k = check_int_array("Attention k", k, w)
+    v = check_int_array("Attention v", v, w)
+    if q.ndim not in (2, 3):
+        raise ValueError(f"Attention q must have shape (L, d) or (heads, L, d), not {q.shape}")
+    if k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"Attention q, k and v must have the same shape, not {q.shape}, "
+                         f"{k.shape} and {v.shape}")
+    heads = q.ndim == 3
+    if not heads:
+        q, k, v = q[None], k[None], v[None]
+    H, L, d = q.shape
+    at = cfg.attention
+    if H < 1:
+        raise ValueError(f"Attention heads must be at least 1, not {H}")
+    if not 1 <= L <= at.max_seq_len:
+        raise ValueError(f"Attention sequence length must be from 1 to {at.max_seq_len} "
+                         f"(attention.max_seq_len), not {L}")
+    if not 1 <= d <= at.max_head_dim:
+        raise ValueError(f"Attention head dimension must be from 1 to {at.max_head_dim} "
+                         f"(attention.max_head_dim), not {d}")
+    return q, k, v, heads
+
+
+def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, cfg=None):
+    """Integer-only attention ``softmax(Q K^T / sqrt(d)) V``, head by head.
+
+    Parameters
+    ----------
+    q, k, v : array of int
+        Signed ``cfg.array.in_width``-bit, shape ``(L, d)`` or ``(heads, L, d)``.
+    q_scale, k_scale, v_scale : float
+        Their scales.
+    o_scale : float
+        The scale of the int8 output.
+    causal : bool
+        Mask scores above the diagonal (query i sees keys 0..i).
+    cfg : AccelConfig or None
+        Uses ``array``, ``attention``, ``softmax.variant`` and ``requant``.
+
+    Returns
+    -------
+    o : array of int64
+        Shape of ``q``, signed ``requant.out_width``-bit.
+    o_scale : float
+    """
+    cfg = _attention_cfg(cfg)
+    q, k, v, heads = check_attention_input(q, k, v, cfg)
+    H, L, d = q.shape
+    consts = attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
+    sm_cfg = cfg.attention_softmax
+    s = q @ k.transpose(0, 2, 1)
+    if causal:
+        s = np.where(np.tri(L, dtype=bool), s, -(1 << (sm_cfg.in_width - 1)))
+    p, p_scale = softmax(s, q_scale * k_scale / math.sqrt(d), sm_cfg)
+    acc = p @ v
+    o = requantize(acc, consts.multiplier, consts.shift,
+                   acc_width=cfg.attention_gemm.acc_width,
+                   mult_width=cfg.requant.mult_width, out_width=cfg.requant.out_width)
+    return (o if heads else o[0]), float(o_scale)
+
+
+__all__ += ["AttentionConstants", "attention_constants", "check_attention_input", "attention"]

@@ -1,0 +1,474 @@
+"""Tiled attention controller: softmax(Q K^T / sqrt(d)) V on the systolic array, head by head."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .gemm import GemmEngine
+from .requant import Requantizer
+from .softmax import Softmax
+
+__all__ = ["attention_cmd_layout", "AttentionController"]
+
+
+def attention_cmd_layout(cfg):
+    """Layout of a command: one head of sequence length L and head dimension d."""
+    at = cfg.attention
+    return data.StructLayout({
+        "length": range(at.max_seq_len + 1),
+        "head_dim": range(at.max_head_dim + 1),
+        "causal": 1,
+    })
+
+
+def _ceil_div(value, const):
+    return (value + (const - 1)) // const
+
+
+class _Jobs:
+    """The order in which one head's GEMM jobs run on the array.
+
+    ``QK(b)`` computes the scores of row block b, ``PV(b)`` its output. The order is
+    ``QK(0), QK(1), PV(0), QK(2), PV(1), ..., QK(n-1), PV(n-2), PV(n-1)``, so that the softmax of
+    block b runs while the array computes ``QK(b+1)``.
+    """
+
+    QK, PV = 0, 1
+
+    def __init__(self, name, blocks):
+        self.kind = Signal(name=f"{name}_kind")   # 0 = QK, 1 = PV
+        self.block = Signal(range(blocks + 1), name=f"{name}_block")
+        self.done = Signal(name=f"{name}_done")
+
+    def reset(self):
+        return [self.kind.eq(self.QK), self.block.eq(0), self.done.eq(0)]
+
+    def advance(self, nb):
+        """Statements moving to the job after the current one (``nb``: row blocks)."""
+        k, b = self.kind, self.block
+        return [
+            self.kind.eq(Mux(k == self.QK,
+                             Mux(b == 0, Mux(nb > 1, self.QK, self.PV), self.PV),
+                             Mux(b + 2 < nb, self.QK, self.PV))),
+            self.block.eq(Mux(k == self.QK,
+                              Mux(b == 0, Mux(nb > 1, 1, 0), b - 1),
+                              Mux(b + 2 < nb, b + 2, b + 1))),
+            self.done.eq((k == self.PV) & (b + 1 >= nb)),
+        ]
+
+
+class AttentionController(wiring.Component):
+    """Computes one head of integer attention per command, bit-exact with
+    :func:`sim.golden.attention`.
+
+    Dataflow (R x C array, L the sequence length, d the head dimension, ``nb = ceil(L/R)`` row
+    blocks)::
+
+        q, k, v streams ─► Q, K, V scratchpads (lib.memory, in the array's native layout)
+        for each row block b, interleaved as QK(0) QK(1) PV(0) QK(2) PV(1) ... PV(nb-1):
+          QK(b): S[bR:bR+R, :] = Q[bR:bR+R] · Kᵀ  on the GEMM engine ─► score buffer, half b%2
+          softmax of the block's R rows (masked scores → min)       ─► P buffer, half b%2
+          PV(b): O[bR:bR+R, :] = P · V            on the GEMM engine ─► requantizer ─► o
+
+    The score and P buffers are double-buffered, so the softmax of block b runs while the array
+    computes ``QK(b+1)``; ``QK(b+2)`` waits only for the softmax to have read block b's scores,
+    and ``PV(b)`` for its probabilities. With the causal mask, ``QK(b)`` computes only the
+    ``min(L, bR + R)`` columns that are not wholly masked and ``PV(b)`` sums over only those, so
+    fully masked tiles are skipped rather than computed; inside the diagonal tile, masked scores
+    are replaced by the most negative score before the softmax, which maps them to exactly 0.
+
+    Scratchpad layouts (the driver writes each stream's beats in this order; see
+    :func:`sim.bench.attention_load_beats`):
+
+    * ``q``: R lanes, beat ``b*d + k`` = ``Q[bR:bR+R, k]`` for row block b, k < d;
+    * ``k``: C lanes, beat ``t*d + k`` = ``K[tC:tC+C, k]`` for column tile t, k < d;
+    * ``v``: C lanes, beat ``t*L + j`` = ``V[j, tC:tC+C]`` for column tile t, j < L.
+
+    Lanes past L or d are ignored. The output ``o`` carries, per row block b and column tile t
+    over d, the block's rows ``O[bR + r, tC:tC+C]`` (lanes past d are 0), in the order
+    ``b, t, r``.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        ``array``, ``attention``, ``requant`` and ``softmax.variant``; the engine is configured by
+        ``cfg.attention_gemm`` and the softmax by ``cfg.attention_softmax``.
+
+    Members
+    -------
+    cmd : In(stream.Signature(attention_cmd_layout(cfg)))
+        One head per command: L (1..max_seq_len), d (1..max_head_dim), causal. A command out of
+        range is consumed and sets ``error``.
+    q : In(stream.Signature(ArrayLayout(signed(in_width), R)))
+    k, v : In(stream.Signature(ArrayLayout(signed(in_width), C)))
+        Scratchpad loads, taken after the command: ``ceil(L/R)*d``, ``ceil(L/C)*d`` and
+        ``ceil(d/C)*L`` beats.
+    o : Out(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
+    multiplier, shift : In(...)
+        Requantization of ``P V`` (:attr:`sim.golden.AttentionConstants`), held constant.
+    shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
+        Softmax constants for the score scale, held constant.
+    busy, error : Out(1)
+
+    Latency and throughput: loading takes ``max(ceil(L/R)*d, ceil(L/C)*d, ceil(d/C)*L)`` cycles;
+    then each ``QK(b)`` takes ``ceil(N_b/C) * max(d, 2R-1)`` array cycles and each ``PV(b)``
+    ``ceil(d/C) * max(N_b, 2R-1)`` (``N_b = L``, or ``min(L, bR+R)`` when causal), plus a few
+    cycles per job and the wait for the softmax where it is slower than the array;
+    :func:`sim.cyclemodel.attention_cycles` models it. One head per command.
+    """
+
+    def __init__(self, cfg):
+        at = cfg.attention
+        self.cfg = cfg
+        self.R, self.C = R, C = cfg.array.rows, cfg.array.cols
+        self.in_width = w = cfg.array.in_width
+        self.gemm_cfg = cfg.attention_gemm
+        self.sm_cfg = cfg.attention_softmax
+        self.acc_width = self.gemm_cfg.acc_width
+        self.max_len, self.max_dim = at.max_seq_len, at.max_head_dim
+        self.blocks = -(-at.max_seq_len // R)            # row blocks of Q
+        self.len_tiles = -(-at.max_seq_len // C)         # column tiles of K^T (and words per
+                                                         # score row)
+        self.dim_tiles = -(-at.max_head_dim // C)        # column tiles of V
+        self.sl = at.softmax_lanes
+        self.p_words = -(-at.max_seq_len // self.sl)     # P words per row and half
+        ports = {
+            "cmd": In(stream.Signature(attention_cmd_layout(cfg))),
+            "q": In(stream.Signature(data.ArrayLayout(signed(w), R))),
+            "k": In(stream.Signature(data.ArrayLayout(signed(w), C))),
+            "v": In(stream.Signature(data.ArrayLayout(signed(w), C))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(cfg.requant.out_width), C))),
+            "multiplier": In(unsigned(cfg.requant.mult_width)),
+            "shift": In(range(self.acc_width + cfg.requant.mult_width)),
+            "busy": Out(1),
+            "error": Out(1),
+        }
+        for name, width in self.sm_cfg.constant_widths.items():
+            ports[name] = In(unsigned(width))
+        super().__init__(ports)
+        self.gemm = GemmEngine(self.gemm_cfg)
+        self.softmax = Softmax(self.sm_cfg)
+        self.requant = Requantizer(C, self.acc_width, cfg.requant)
+        #: High on cycles where the next GEMM job (a PV) waits for the softmax. Observability
+        #: for benchmarks; not a port.
+        self.waiting_for_softmax = Signal()
+
+    def _job_shape(self, m, jobs, L, d, causal, name):
+        """Comb signals describing the GEMM job ``jobs`` points at."""
+        R, C = self.R, self.C
+        base = Signal(range(self.blocks * R + 1), name=f"{name}_base")
+        rows = Signal(range(R + 1), name=f"{name}_rows")
+        cols = Signal(range(self.max_len + 1), name=f"{name}_cols")   # N_b
+        k = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_k")
+        n = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_n")
+        tiles = Signal(range(max(self.len_tiles, self.dim_tiles) + 1), name=f"{name}_tiles")
+        m.d.comb += [
+            base.eq(jobs.block * R),
+            rows.eq(Mux(L - base >= R, R, L - base)),
+            cols.eq(Mux(causal & (base + R < L), base + R, L)),
+            k.eq(Mux(jobs.kind == _Jobs.QK, d, cols)),
+            n.eq(Mux(jobs.kind == _Jobs.QK, cols, d)),
+            tiles.eq(_ceil_div(n, C)),
+        ]
+        return base, rows, cols, k, n, tiles
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, w, sl = self.R, self.C, self.in_width, self.sl
+        Lmax, dmax, LT = self.max_len, self.max_dim, self.len_tiles
+        sw = self.sm_cfg.in_width
+
+        m.submodules.gemm = gemm = self.gemm
+        m.submodules.softmax = sm = self.softmax
+        m.submodules.requant = rq = self.requant
+        for name in self.sm_cfg.constant_widths:
+            m.d.comb += getattr(sm, name).eq(getattr(self, name))
+        m.d.comb += [rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift)]
+        wiring.connect(m, wiring.flipped(self.o), rq.o)
+
+        # -- Scratchpads and buffers. ----------------------------------------------------------
+        def memory(name, shape, depth):
+            m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[])
+            return mem
+
+        qmem = memory("qmem", data.ArrayLayout(signed(w), R), self.blocks * dmax)
+        kmem = memory("kmem", data.ArrayLayout(signed(w), C), LT * dmax)
+        vmem = memory("vmem", data.ArrayLayout(signed(w), C), self.dim_tiles * Lmax)
+        smem = memory("smem", data.ArrayLayout(signed(self.acc_width), C), 2 * R * LT)
+        pmem = [memory(f"pmem{r}", data.ArrayLayout(unsigned(w - 1), sl), 2 * self.p_words)
+                for r in range(R)]
+
+        # -- Command and per-head registers. ---------------------------------------------------
+        L = Signal(range(Lmax + 1))
+        d = Signal(range(dmax + 1))
+        causal = Signal()
+        nb = Signal(range(self.blocks + 1))            # row blocks
+        row_beats = Signal(range(self.p_words + 1))    # softmax beats per row
+        m.d.comb += sm.length.eq(L)
+
+        loading = Signal()
+        running = Signal()
+        m.d.comb += self.busy.eq(loading | running)
+        cmd = self.cmd.payload
+        bad = ((cmd.length == 0) | (cmd.length > Lmax) | (cmd.head_dim == 0) |
+               (cmd.head_dim > dmax))
+        m.d.comb += self.cmd.ready.eq(~loading & ~running)
+        load_start = Signal()
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += self.error.eq(bad)
+            with m.If(~bad):
+                m.d.comb += load_start.eq(1)
+                m.d.sync += [
+                    loading.eq(1),
+                    L.eq(cmd.length), d.eq(cmd.head_dim), causal.eq(cmd.causal),
+                    nb.eq(_ceil_div(cmd.length, R)),
+                    row_beats.eq(_ceil_div(cmd.length, sl)),
+                ]
+
+        # -- LOAD: each stream fills its scratchpad from address 0, inner x outer beats. -------
+        nt_len = _ceil_div(L, C)
+        nt_dim = _ceil_div(d, C)
+        load_done = []
+        for tag, port, mem, inner, outer in (("q", self.q, qmem, d, nb),
+                                             ("k", self.k, kmem, d, nt_len),
+                                             ("v", self.v, vmem, L, nt_dim)):
+            wr = mem.write_port()
+            addr = Signal.like(wr.addr, name=f"load_{tag}_addr")
+            i_cnt = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
+            o_cnt = Signal(range(max(self.blocks, LT, self.dim_tiles) + 1),
+                           name=f"load_{tag}_outer")
+            done = Signal(name=f"load_{tag}_done")
+            take = port.valid & port.ready
+            m.d.comb += [
+                port.ready.eq(loading & ~done),
+                wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
+            ]
+            with m.If(load_start):
+                m.d.sync += [addr.eq(0), i_cnt.eq(0), o_cnt.eq(0), done.eq(0)]
+            with m.Elif(take):
+                m.d.sync += addr.eq(addr + 1)
+                with m.If(i_cnt == inner - 1):
+                    m.d.sync += [i_cnt.eq(0), o_cnt.eq(o_cnt + 1)]
+                    with m.If(o_cnt == outer - 1):
+                        m.d.sync += done.eq(1)
+                with m.Else():
+                    m.d.sync += i_cnt.eq(i_cnt + 1)
+            load_done.append(done)
+
+        run_start = Signal()
+        m.d.comb += run_start.eq(loading & Cat(*load_done).all())
+        with m.If(run_start):
+            m.d.sync += [loading.eq(0), running.eq(1)]
+
+        # Buffer hand-off flags, one per half: scores of a block are in, probabilities are in.
+        s_full, s_set, s_clr = Signal(2), Signal(2), Signal(2)
+        p_full, p_set, p_clr = Signal(2), Signal(2), Signal(2)
+        with m.If(run_start):
+            m.d.sync += [s_full.eq(0), p_full.eq(0)]
+        with m.Else():
+            m.d.sync += [s_full.eq((s_full | s_set) & ~s_clr),
+                         p_full.eq((p_full | p_set) & ~p_clr)]
+
+        # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
+        ji = _Jobs("issue", self.blocks)
+        i_base, i_rows, i_cols, i_k, i_n, i_tiles = self._job_shape(m, ji, L, d, causal, "issue")
+        i_half = ji.block[0]
+        feeding = Signal()
+        t_cnt = Signal(range(max(LT, self.dim_tiles) + 1))
+        k_cnt = Signal(range(max(Lmax, dmax) + 1))
+        q_base = Signal(range(self.blocks * dmax + 1))   # b*d for QK(b)
+        kv_base = Signal(range(max(LT * dmax, self.dim_tiles * Lmax) + 1))  # t*d or t*L
+        p_word = Signal(range(self.p_words + 1))
+        p_lane = Signal(range(sl))
+
+        m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(
+            width=len(gemm.cmd.payload.as_value()), depth=2)
+        job_cmd = Signal(gemm.cmd.payload.shape())
+        m.d.comb += [
+            job_cmd.m.eq(i_rows), job_cmd.k.eq(i_k), job_cmd.n.eq(i_n),
+            cmd_fifo.w_data.eq(job_cmd.as_value()),
+            gemm.cmd.valid.eq(cmd_fifo.r_rdy),
+            gemm.cmd.payload.eq(cmd_fifo.r_data),
+            cmd_fifo.r_en.eq(gemm.cmd.ready),
+        ]
+        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * w, depth=4)
+
+        dep_ok = Mux(ji.kind == _Jobs.QK, ~s_full.bit_select(i_half, 1),
+                     p_full.bit_select(i_half, 1))
+        m.d.comb += self.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~dep_ok)
+        with m.If(run_start):
+            m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
+        with m.Elif(running & ~ji.done & ~feeding & dep_ok & cmd_fifo.w_rdy):
+            # Start the job: queue its command and restart the operand walk.
+            m.d.comb += cmd_fifo.w_en.eq(1)
+            m.d.sync += [feeding.eq(1), t_cnt.eq(0), k_cnt.eq(0), kv_base.eq(0),
+                         p_word.eq(0), p_lane.eq(0)]
+
+        # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it and the
+        # read issued last cycle.
+        issued = Signal()
+        issued_d = Signal()
+        kind_d = Signal()
+        lane_d = Signal(range(sl))
+        m.d.comb += issued.eq(feeding & (op_fifo.level + issued_d < op_fifo.depth))
+        m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
+        q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()
+        p_rd = [mem.read_port() for mem in pmem]
+        m.d.comb += [
+            q_rd.addr.eq(q_base + k_cnt),
+            k_rd.addr.eq(kv_base + k_cnt),
+            v_rd.addr.eq(kv_base + k_cnt),
+        ]
+        for rd in p_rd:
+            m.d.comb += rd.addr.eq(Mux(i_half, self.p_words, 0) + p_word)
+        with m.If(issued):
+            last_k = k_cnt == i_k - 1
+            m.d.sync += k_cnt.eq(Mux(last_k, 0, k_cnt + 1))
+            with m.If(last_k | (p_lane == sl - 1)):
+                m.d.sync += [p_lane.eq(0), p_word.eq(Mux(last_k, 0, p_word + 1))]
+            with m.Else():
+                m.d.sync += p_lane.eq(p_lane + 1)
+            with m.If(last_k):
+                m.d.sync += [t_cnt.eq(t_cnt + 1),
+                             kv_base.eq(kv_base + Mux(ji.kind == _Jobs.QK, d, L))]
+                with m.If(t_cnt == i_tiles - 1):
+                    # The job's last read: move on; PV(b) no longer needs P half b%2.
+                    m.d.sync += [feeding.eq(0), *ji.advance(nb)]
+                    with m.If(ji.kind == _Jobs.QK):
+                        m.d.sync += q_base.eq(q_base + d)
+                    with m.Else():
+                        m.d.comb += p_clr.eq(Mux(i_half, 0b10, 0b01))
+        a_word = Mux(kind_d == _Jobs.QK, q_rd.data.as_value(),
+                     Cat(*(Cat(rd.data[lane_d], Const(0, 1)) for rd in p_rd)))
+        b_word = Mux(kind_d == _Jobs.QK, k_rd.data.as_value(), v_rd.data.as_value())
+        m.d.comb += [
+            op_fifo.w_en.eq(issued_d),
+            op_fifo.w_data.eq(Cat(a_word, b_word)),
+            gemm.a.payload.eq(op_fifo.r_data[:R * w]),
+            gemm.b.payload.eq(op_fifo.r_data[R * w:]),
+            gemm.a.valid.eq(op_fifo.r_rdy),
+            gemm.b.valid.eq(op_fifo.r_rdy),
+            op_fifo.r_en.eq(gemm.a.ready),
+        ]
+
+        # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------
+        jo = _Jobs("out", self.blocks)
+        _, o_rows, _, _, _, o_tiles = self._job_shape(m, jo, L, d, causal, "out")
+        o_half = jo.block[0]
+        o_r = Signal(range(R))
+        o_t = Signal(range(max(LT, self.dim_tiles) + 1))
+        s_wr = smem.write_port()
+        is_qk = jo.kind == _Jobs.QK
+        m.d.comb += [
+            s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_r * LT + o_t),
+            s_wr.data.eq(gemm.out.payload),
+            s_wr.en.eq(running & gemm.out.valid & is_qk),
+            rq.i.payload.eq(gemm.out.payload),
+            rq.i.valid.eq(running & gemm.out.valid & ~is_qk),
+            gemm.out.ready.eq(running & (is_qk | rq.i.ready)),
+        ]
+        with m.If(run_start):
+            m.d.sync += [*jo.reset(), o_r.eq(0), o_t.eq(0)]
+        with m.Elif(gemm.out.valid & gemm.out.ready):
+            with m.If(o_r == o_rows - 1):
+                m.d.sync += [o_r.eq(0), o_t.eq(o_t + 1)]
+                with m.If(o_t == o_tiles - 1):
+                    m.d.sync += [o_t.eq(0), *jo.advance(nb)]
+                    with m.If(is_qk):
+                        m.d.comb += s_set.eq(Mux(o_half, 0b10, 0b01))
+                    with m.If(~is_qk & (jo.block + 1 >= nb)):
+                        m.d.sync += running.eq(0)   # the head's last row
+            with m.Else():
+                m.d.sync += o_r.eq(o_r + 1)
+
+        # -- SOFTMAX FEEDER: reads a block's score rows, masks, serializes into the softmax. ---
+        f_block = Signal(range(self.blocks + 1))
+        f_base = Signal(range(self.blocks * R + 1))
+        f_rows = Mux(L - f_base >= R, R, L - f_base)
+        f_half = f_block[0]
+        f_r = Signal(range(R))
+        f_t = Signal(range(LT + 1))
+        f_busy = Signal()
+        meta = data.StructLayout({"t": range(LT + 1), "lim": range(self.blocks * R + R + 1)})
+        m.submodules.s_fifo = s_fifo = SyncFIFOBuffered(
+            width=C * self.acc_width + meta.size, depth=4)
+        s_rd = smem.read_port()
+        f_issue = Signal()
+        f_issue_d = Signal()
+        f_meta = Signal(meta)
+        f_meta_d = Signal(meta)
+        m.d.comb += [
+            f_issue.eq(f_busy & (s_fifo.level + f_issue_d < s_fifo.depth)),
+            s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_r * LT + f_t),
+            f_meta.t.eq(f_t), f_meta.lim.eq(f_base + f_r),
+        ]
+        m.d.sync += [f_issue_d.eq(f_issue), f_meta_d.eq(f_meta)]
+        with m.If(run_start):
+            m.d.sync += [f_block.eq(0), f_base.eq(0), f_busy.eq(0)]
+        with m.Elif(running & ~f_busy & (f_block < nb) & s_full.bit_select(f_half, 1)):
+            m.d.sync += [f_busy.eq(1), f_r.eq(0), f_t.eq(0)]
+        with m.If(f_issue):
+            with m.If(f_t == nt_len - 1):
+                m.d.sync += [f_t.eq(0), f_r.eq(f_r + 1)]
+                with m.If(f_r == f_rows - 1):
+                    m.d.sync += [f_busy.eq(0), f_block.eq(f_block + 1), f_base.eq(f_base + R)]
+                    m.d.comb += s_clr.eq(Mux(f_half, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += f_t.eq(f_t + 1)
+        m.d.comb += [
+            s_fifo.w_en.eq(f_issue_d),
+            s_fifo.w_data.eq(Cat(s_rd.data.as_value(), f_meta_d.as_value())),
+        ]
+        # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
+        word = data.ArrayLayout(signed(self.acc_width), C)(s_fifo.r_data[:C * self.acc_width])
+        w_meta = meta(s_fifo.r_data[C * self.acc_width:])
+        groups = C // sl
+        u = Signal(range(groups))
+        col0 = Signal(range(LT * C + C + 1))
+        m.d.comb += col0.eq(w_meta.t * C + u * sl)
+        masked_min = Const(-(1 << (sw - 1)), signed(sw))
+        for lane in range(sl):
+            options = [word[g * sl + lane] for g in range(groups)]
+            sel = options[0]
+            for g in range(1, groups):
+                sel = Mux(u == g, options[g], sel)
+            m.d.comb += sm.i.payload[lane].eq(
+                Mux(causal & (col0 + lane > w_meta.lim), masked_min, sel))
+        last_sub = (u == groups - 1) | (col0 + sl >= L)
+        m.d.comb += [
+            sm.i.valid.eq(s_fifo.r_rdy),
+            s_fifo.r_en.eq(sm.i.ready & last_sub),
+        ]
+        with m.If(sm.i.valid & sm.i.ready):
+            m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
+
+        # -- P WRITER: probabilities into P half b%2, row r into memory r. ---------------------
+        w_block = Signal(range(self.blocks + 1))
+        w_base = Signal(range(self.blocks * R + 1))
+        w_rows = Mux(L - w_base >= R, R, L - w_base)
+        w_half = w_block[0]
+        w_r = Signal(range(R))
+        w_u = Signal(range(self.p_words + 1))
+        m.d.comb += sm.o.ready.eq(running & ~p_full.bit_select(w_half, 1))
+        for r, mem in enumerate(pmem):
+            wr = mem.write_port()
+            m.d.comb += [
+                wr.addr.eq(Mux(w_half, self.p_words, 0) + w_u),
+                wr.data.eq(sm.o.payload),
+                wr.en.eq(sm.o.valid & sm.o.ready & (w_r == r)),
+            ]
+        with m.If(run_start):
+            m.d.sync += [w_block.eq(0), w_base.eq(0), w_r.eq(0), w_u.eq(0)]
+        with m.Elif(sm.o.valid & sm.o.ready):
+            with m.If(w_u == row_beats - 1):
+                m.d.sync += w_u.eq(0)
+                with m.If(w_r == w_rows - 1):
+                    m.d.sync += [w_r.eq(0), w_block.eq(w_block + 1), w_base.eq(w_base + R)]
+                    m.d.comb += p_set.eq(Mux(w_half, 0b10, 0b01))
+                with m.Else():
+                    m.d.sync += w_r.eq(w_r + 1)
+            with m.Else():
+                m.d.sync += w_u.eq(w_u + 1)
+        return m
