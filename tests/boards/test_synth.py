@@ -1,0 +1,130 @@
+"""Tests of the synthesis flow: Yosys runs, multipliers land on DSPs, reports are written."""
+
+import json
+
+import pytest
+
+from boards.synth import (
+    DEVICES,
+    SynthReport,
+    classify_cells,
+    load_report,
+    parse_fmax,
+    synth_unit,
+)
+from hw.config import AccelConfig
+
+TINY = AccelConfig.preset("tiny")
+MACS = TINY.array.rows * TINY.array.cols
+
+
+def _quiet(line):
+    pass
+
+
+@pytest.fixture(scope="module")
+def ecp5_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gemm-ecp5")
+    return synth_unit(TINY, "gemm", "ecp5", out_dir=out, log=_quiet)
+
+
+@pytest.fixture(scope="module")
+def ice40_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gemm-ice40")
+    return synth_unit(TINY, "gemm", "ice40", out_dir=out, log=_quiet)
+
+
+def test_ecp5_gemm_macs_on_mult18(ecp5_report):
+    r = ecp5_report
+    assert (r.family, r.device) == ("ecp5", "LFE5U-85F")
+    # One MULT18X18D per PE, and every multiplier Yosys inferred is on one of them (a PE that
+    # instantiates the DSP block directly has no `$mul` to infer, hence `<=`).
+    assert r.cells["MULT18X18D"] == MACS
+    assert r.mults <= r.dsp == MACS
+    assert r.all_mults_on_dsp
+    assert not [t for t in r.cells if "mul" in t.lower() and t != "MULT18X18D"]
+    # The rest of the engine is real logic.
+    assert r.cells["LUT4"] > 0 and r.ff > 0 and r.carry > 0
+    assert r.ff == r.cells["TRELLIS_FF"]
+    assert r.carry == r.cells["CCU2C"]
+    assert r.lut == r.cells["LUT4"] + 2 * r.cells["CCU2C"]
+    assert r.fmax_mhz is None
+
+
+def test_ice40_gemm_macs_on_sb_mac16(ice40_report):
+    r = ice40_report
+    assert (r.family, r.device) == ("ice40", "iCE40UP5K")
+    assert r.mults == MACS
+    assert r.cells["SB_MAC16"] == MACS
+    assert r.dsp == MACS and r.all_mults_on_dsp
+    assert r.lut == r.cells["SB_LUT4"] > 0
+    assert r.ff == sum(n for t, n in r.cells.items() if t.startswith("SB_DFF")) > 0
+    assert r.carry == r.cells.get("SB_CARRY", 0) > 0
+
+
+@pytest.mark.parametrize("which", ["ecp5_report", "ice40_report"])
+def test_report_files_and_table(which, request):
+    r = request.getfixturevalue(which)
+    for name in ("design.il", "yosys.log", "stats.txt", "design.json", "synth.json"):
+        assert (r.log_dir / name).is_file(), name
+    written = json.loads((r.log_dir / "synth.json").read_text())
+    assert written == r.to_dict()
+    assert written["dsp"] == MACS and written["log_dir"] == str(r.log_dir)
+    again = load_report(r.log_dir)
+    assert again == r
+
+    table = r.table()
+    assert r.device in table
+    capacity = DEVICES[r.family]["capacity"]
+    for name in ("lut", "ff", "dsp"):
+        count = getattr(r, name)
+        pct = f"{100 * count / capacity[name]:.1f}%"
+        assert any(line.split() == [name, str(count), pct] for line in table.splitlines()), name
+
+
+def test_fmax_on_ice40_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"nextpnr-ice40 has no out-of-context mode"):
+        synth_unit(TINY, "gemm", "ice40", fmax=True, out_dir=tmp_path, log=_quiet)
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"Family must be one of 'ice40', 'ecp5', not 'gowin'"):
+        synth_unit(TINY, "gemm", "gowin", out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"Unit must be one of .*, not 'fft'"):
+        synth_unit(TINY, "fft", "ecp5", out_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"Config must be an AccelConfig, not 'tiny'"):
+        synth_unit("tiny", "gemm", "ecp5", out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"Target frequency must be positive, not 0"):
+        synth_unit(TINY, "gemm", "ecp5", fmax=True, target_mhz=0, out_dir=tmp_path)
+
+
+def test_yosys_failure_raises_with_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOSYS", "false")
+    with pytest.raises(RuntimeError, match=r"Yosys failed \(exit code 1\)"):
+        synth_unit(TINY, "gemm", "ecp5", out_dir=tmp_path, log=_quiet)
+
+
+def test_classify_cells():
+    ecp5 = classify_cells("ecp5", {"LUT4": 10, "CCU2C": 3, "TRELLIS_FF": 7, "MULT18X18D": 2,
+                                   "ALU54B": 1, "DP16KD": 4, "PDPW16KD": 1,
+                                   "TRELLIS_DPR16X4": 5, "PFUMX": 9})
+    assert ecp5 == {"lut": 16, "ff": 7, "carry": 3, "dsp": 3, "bram": 5, "spram": 0, "lutram": 5}
+    ice40 = classify_cells("ice40", {"SB_LUT4": 10, "SB_DFF": 1, "SB_DFFESR": 2, "SB_CARRY": 4,
+                                     "SB_MAC16": 2, "SB_RAM40_4K": 3, "SB_SPRAM256KA": 1})
+    assert ice40 == {"lut": 10, "ff": 3, "carry": 4, "dsp": 2, "bram": 3, "spram": 1, "lutram": 0}
+
+
+def test_parse_fmax_takes_last_figure():
+    text = ("Info: Max frequency for clock 'clk': 103.78 MHz (FAIL at 125.00 MHz)\n"
+            "Info: Critical path report for clock 'clk' (posedge -> posedge):\n"
+            "Warning: Max frequency for clock 'clk': 102.92 MHz (FAIL at 125.00 MHz)\n")
+    assert parse_fmax(text) == {"clk": 102.92}
+    assert parse_fmax("Info: nothing here\n") == {}
+
+
+def test_table_shows_fmax(tmp_path):
+    r = SynthReport(unit="gemm", family="ecp5", device="LFE5U-85F", cells={}, lut=1, ff=2,
+                    carry=0, dsp=0, bram=0, spram=0, lutram=0, fmax_mhz=131.5, log_dir=tmp_path,
+                    target_mhz=125.0, seed=3)
+    assert "131.50 MHz (meets 125 MHz, seed 3)" in r.table()
