@@ -302,6 +302,45 @@ def layernorm_rows(lengths=(24, 33, 64), scale=0.01):
 
 SECTIONS.append(("layernorm", layernorm_rows))
 
+# == Attention ===================================================================================
+
+
+def attention_rows():
+    """Attention (one head, L = 64, d = 32, o_scale = v_scale = 0.05) against float64, in
+    output LSB, beside the floor of any design with 8-bit probabilities."""
+    from hw.config import AccelConfig, ArrayConfig, AttentionConfig
+    from sim import golden, reference
+
+    cfg = AccelConfig(array=ArrayConfig(4, 4),
+                      attention=AttentionConfig(max_seq_len=64, max_head_dim=32))
+    rows = []
+    for label, sq, dominant in (("random, S_qk=0.02", 0.02, False),
+                                ("random, S_qk=0.05", 0.05, False),
+                                ("dominant score", 0.02, True)):
+        for causal in (False, True):
+            rng = np.random.default_rng(11)
+            ours, floor = [], []
+            for _ in range(8):
+                q, k, v = (rng.integers(-128, 128, (64, 32)) for _ in range(3))
+                if dominant:
+                    k[rng.integers(0, 64, 64)] = q
+                o, so = golden.attention(q, k, v, sq, sq, 0.05, 0.05, causal=causal, cfg=cfg)
+                ref = reference.attention(q, k, v, sq, sq, 0.05, causal)
+                ours.append((o * so - ref).ravel() / 0.05)
+                floor.append((reference.attention_8bit_probabilities(
+                    q, k, v, sq, sq, 0.05, 0.05, causal) - ref).ravel() / 0.05)
+            inputs = f"{label}{', causal' if causal else ''} (LSB)"
+            for model, e in (("intformer", np.concatenate(ours)),
+                             ("float, 8-bit P (floor)", np.concatenate(floor))):
+                rows.append({"unit": "attention", "model": model, "inputs": inputs,
+                             "max_err": float(np.abs(e).max()),
+                             "rms_err": float(np.sqrt(np.mean(e ** 2))),
+                             "budget": "max <= 3.0, RMS <= 0.7" if model == "intformer" else ""})
+    return rows
+
+
+SECTIONS.append(("attention", attention_rows))
+
 
 def main():
     rows = []

@@ -197,7 +197,7 @@ class AttentionController(wiring.Component):
         kmem = memory("kmem", data.ArrayLayout(signed(w), C), LT * dmax)
         vmem = memory("vmem", data.ArrayLayout(signed(w), C), self.dim_tiles * Lmax)
         smem = memory("smem", data.ArrayLayout(signed(self.acc_width), C), 2 * R * LT)
-        pmem = [memory(f"pmem{r}", data.ArrayLayout(unsigned(w - 1), sl), 2 * self.p_words)
+        pmem = [memory(f"pmem{r}", data.ArrayLayout(unsigned(w), sl), 2 * self.p_words)
                 for r in range(R)]
 
         # -- Command and per-head registers. ---------------------------------------------------
@@ -293,7 +293,7 @@ class AttentionController(wiring.Component):
             gemm.cmd.payload.eq(cmd_fifo.r_data),
             cmd_fifo.r_en.eq(gemm.cmd.ready),
         ]
-        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * w, depth=4)
+        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * (w + 1), depth=4)
 
         dep_ok = Mux(ji.kind == _Jobs.QK, ~s_full.bit_select(i_half, 1),
                      p_full.bit_select(i_half, 1))
@@ -340,14 +340,19 @@ class AttentionController(wiring.Component):
                         m.d.sync += q_base.eq(q_base + d)
                     with m.Else():
                         m.d.comb += p_clr.eq(Mux(i_half, 0b10, 0b01))
-        a_word = Mux(kind_d == _Jobs.QK, q_rd.data.as_value(),
+        # The engine's operands are w+1 bits: Q, K, V sign-extended, P zero-extended.
+        def widen(lanes):
+            return Cat(*(Cat(lane, lane[w - 1]) for lane in lanes))
+
+        a_word = Mux(kind_d == _Jobs.QK, widen(q_rd.data),
                      Cat(*(Cat(rd.data[lane_d], Const(0, 1)) for rd in p_rd)))
-        b_word = Mux(kind_d == _Jobs.QK, k_rd.data.as_value(), v_rd.data.as_value())
+        b_word = Mux(kind_d == _Jobs.QK, widen(k_rd.data), widen(v_rd.data))
+        ow = w + 1
         m.d.comb += [
             op_fifo.w_en.eq(issued_d),
             op_fifo.w_data.eq(Cat(a_word, b_word)),
-            gemm.a.payload.eq(op_fifo.r_data[:R * w]),
-            gemm.b.payload.eq(op_fifo.r_data[R * w:]),
+            gemm.a.payload.eq(op_fifo.r_data[:R * ow]),
+            gemm.b.payload.eq(op_fifo.r_data[R * ow:]),
             gemm.a.valid.eq(op_fifo.r_rdy),
             gemm.b.valid.eq(op_fifo.r_rdy),
             op_fifo.r_en.eq(gemm.a.ready),

@@ -433,22 +433,26 @@ class AccelConfig:
     @property
     def attention_gemm(self):
         """The config of the attention controller's GEMM engine: one row block (M <= R) per
-        job; K and N up to the larger of max_seq_len and max_head_dim."""
+        job; K and N up to the larger of max_seq_len and max_head_dim; operands one bit wider
+        than ``array.in_width``, so that unsigned ``in_width``-bit probabilities are operands of
+        P V (an INT8 x INT9 product still takes one MULT18X18D or SB_MAC16)."""
         at = self.attention
         big = max(at.max_seq_len, at.max_head_dim)
-        return dataclasses.replace(self, gemm=GemmConfig(max_m=self.array.rows, max_k=big,
-                                                         max_n=big))
+        return dataclasses.replace(
+            self,
+            array=dataclasses.replace(self.array, in_width=self.array.in_width + 1),
+            gemm=GemmConfig(max_m=self.array.rows, max_k=big, max_n=big))
 
     @property
     def attention_softmax(self):
         """The config of the attention controller's softmax: rows of max_seq_len scores as wide
-        as the accumulators, and probabilities of ``in_width - 1`` bits, so they are
-        non-negative signed operands of the array for P V."""
+        as the accumulators, and unsigned ``in_width``-bit probabilities (scale
+        ``2**-in_width``)."""
         return SoftmaxConfig(
             lanes=self.attention.softmax_lanes,
             max_len=self.attention.max_seq_len,
             in_width=max(16, self.attention_gemm.acc_width),
-            out_width=self.array.in_width - 1,
+            out_width=self.array.in_width,
             variant=self.softmax.variant,
         )
 

@@ -1,6 +1,7 @@
 """Analytic cycle models of the units, checked against simulation by tests and ``bench/``."""
 
-__all__ = ["gemm_cycles", "gemm_utilization"]
+__all__ = ["gemm_cycles", "gemm_utilization", "softmax_row_timing", "attention_jobs",
+           "attention_cycles"]
 
 
 def gemm_cycles(cfg, M, K, N):
@@ -24,3 +25,69 @@ def gemm_cycles(cfg, M, K, N):
 def gemm_utilization(cfg, M, K, N):
     """Modelled useful MACs / (R * C * cycles)."""
     return M * K * N / (cfg.array.rows * cfg.array.cols * gemm_cycles(cfg, M, K, N))
+
+
+def softmax_row_timing(sm_cfg, length):
+    """``(period, latency)`` of :class:`hw.softmax.Softmax` for rows of ``length``: a row
+    enters every ``period`` cycles in steady state and a lone row leaves ``latency`` cycles
+    after its first beat enters (figures from the unit's docstring, checked by its tests)."""
+    n = -(-length // sm_cfg.lanes)
+    period = max(n, -(-(n + sm_cfg.out_width + 23) // 2))
+    return period, 3 * n + sm_cfg.out_width + 27
+
+
+#: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search over 14
+#: shapes minimizing the worst relative error, 2.1%): from loading to the first job's first
+#: operand; between one job's last operand pair and the next job's first (0: the controller
+#: queues the next job's command and operands while the engine finishes); from a QK job's last
+#: output row to the softmax's first beat; from the softmax's last probability to the first
+#: operand of the PV job waiting for it; and from the last operand pair to the last output row.
+ATTENTION_START, ATTENTION_JOB_GAP, ATTENTION_TO_SOFTMAX, ATTENTION_FROM_SOFTMAX, \
+    ATTENTION_TAIL = 0, 0, 0, 4, 19
+
+
+def attention_jobs(blocks):
+    """The GEMM job order of :class:`hw.attention.AttentionController`: ``("QK", b)`` and
+    ``("PV", b)`` interleaved so that the softmax of block b overlaps ``QK(b+1)``."""
+    jobs = [("QK", 0)]
+    for b in range(1, blocks):
+        jobs += [("QK", b), ("PV", b - 1)]
+    return jobs + [("PV", blocks - 1)]
+
+
+def attention_cycles(cfg, L, d, causal=False, heads=1):
+    """Modelled cycles of :class:`hw.attention.AttentionController` for ``heads`` heads, with
+    no stalls, counted from the first command to the last output row (loading included).
+
+    The array runs the jobs back to back (:func:`attention_jobs`); each job costs what the GEMM
+    engine costs (:func:`gemm_cycles`' ``K + (tiles - 1) * max(K, 2R - 1)``) plus a small gap.
+    ``PV(b)`` also waits for the softmax of block b, which starts when ``QK(b)``'s last row is
+    out and takes one softmax period per row plus the unit's latency.
+    """
+    R, C = cfg.array.rows, cfg.array.cols
+    sm_cfg = cfg.attention_softmax
+    gap = 2 * R - 1
+    blocks = -(-L // R)
+    period, latency = softmax_row_timing(sm_cfg, L)
+    load = max(blocks * d, -(-L // C) * d, -(-d // C) * L)
+    total = 0
+    for _ in range(heads):
+        t = load + ATTENTION_START          # first operand of the first job
+        softmax_free = 0                    # when the softmax can take the next block
+        probs_ready = {}
+        for kind, b in attention_jobs(blocks):
+            rows = min(R, L - b * R)
+            cols = min(L, b * R + R) if causal else L
+            k, tiles = (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
+            if kind == "PV":
+                t = max(t, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
+            last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
+            if kind == "QK":
+                scores_out = last + 2 * (rows - 1) + C + 5
+                start = max(scores_out + ATTENTION_TO_SOFTMAX, softmax_free)
+                softmax_free = start + rows * period
+                probs_ready[b] = start + (rows - 1) * period + latency
+            t = last + 1 + ATTENTION_JOB_GAP
+        rows_last = L - (blocks - 1) * R
+        total += last + 2 * (rows_last - 1) + C + ATTENTION_TAIL
+    return total

@@ -1,0 +1,147 @@
+"""AttentionController against golden.attention, bit for bit."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+import intformer as itf
+from hw.attention import AttentionController
+from hw.config import AccelConfig, ArrayConfig, AttentionConfig
+from sim import cyclemodel, golden
+
+SCALES = (0.02, 0.02, 0.05, 0.05)   # q, k, v, o
+
+
+def make_cfg(rows=2, cols=2, max_seq_len=12, max_head_dim=6, softmax_lanes=1, variant="ibert"):
+    cfg = AccelConfig(array=ArrayConfig(rows, cols),
+                      attention=AttentionConfig(max_seq_len=max_seq_len,
+                                                max_head_dim=max_head_dim,
+                                                softmax_lanes=softmax_lanes))
+    return cfg.replace(softmax=cfg.softmax.__class__(variant=variant))
+
+
+def operands(rng, *shape):
+    return tuple(rng.integers(-128, 128, shape, dtype=np.int8) for _ in range(3))
+
+
+def check(cfg, q, k, v, scales=SCALES, causal=False, stall=0.0, seed=0):
+    r = itf.simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed)
+    expected, o_scale = golden.attention(q, k, v, *scales, causal=causal, cfg=cfg)
+    np.testing.assert_array_equal(r.output, expected)
+    assert r.scale == o_scale
+    assert not r.extra["padding"].any()
+    return r
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("L, d", [(1, 1), (2, 6), (5, 3), (7, 4), (12, 6), (12, 1)])
+def test_shapes(L, d, causal):
+    # L = 1, L not a multiple of the array, L = max_seq_len, d = 1 and d = max_head_dim.
+    check(make_cfg(), *operands(np.random.default_rng(L * 10 + d), L, d), causal=causal)
+
+
+@pytest.mark.parametrize("arr", [(1, 1), (3, 2), (2, 4), (4, 4)])
+def test_array_sizes(arr):
+    cfg = make_cfg(*arr, max_seq_len=10, max_head_dim=5)
+    rng = np.random.default_rng(sum(arr))
+    check(cfg, *operands(rng, 9, 5))
+    check(cfg, *operands(rng, 10, 3), causal=True)
+
+
+@pytest.mark.parametrize("H", [2, 3])
+def test_heads(H):
+    check(make_cfg(), *operands(np.random.default_rng(H), H, 6, 4), causal=H == 3)
+
+
+@pytest.mark.parametrize("stall", [0.3, 0.7])
+@pytest.mark.parametrize("causal", [False, True])
+def test_stalls(stall, causal):
+    rng = np.random.default_rng(int(stall * 10))
+    check(make_cfg(), *operands(rng, 2, 7, 3), causal=causal, stall=stall, seed=5)
+
+
+@pytest.mark.parametrize("value", [-128, 127])
+def test_extreme_inputs(value):
+    cfg = make_cfg()
+    full = np.full((12, 6), value, dtype=np.int8)
+    check(cfg, full, full, full)
+    # Large scores: one key matches every query exactly, a dominant score per row.
+    rng = np.random.default_rng(1)
+    q = rng.choice(np.array([-128, 127], dtype=np.int8), (12, 6))
+    k = q[::-1].copy()
+    check(cfg, q, k, full, scales=(0.1, 0.1, 0.05, 0.05), causal=True)
+
+
+def test_softmax_lanes_and_shift_variant():
+    cfg = make_cfg(2, 4, softmax_lanes=2, variant="shift")
+    check(cfg, *operands(np.random.default_rng(3), 11, 5), causal=True)
+    check(make_cfg(2, 4, softmax_lanes=4), *operands(np.random.default_rng(4), 9, 6))
+
+
+def test_cycle_model_within_5_percent():
+    cfg = make_cfg(2, 2, max_seq_len=16, max_head_dim=8)
+    rng = np.random.default_rng(7)
+    for L, d, causal in [(16, 8, False), (16, 8, True), (9, 5, False)]:
+        r = check(cfg, *operands(rng, L, d), causal=causal)
+        model = cyclemodel.attention_cycles(cfg, L, d, causal)
+        assert abs(model - r.cycles) / r.cycles <= 0.05, (L, d, causal, r.cycles, model)
+
+
+def test_causal_skips_masked_tiles():
+    cfg = make_cfg(2, 2, max_seq_len=16, max_head_dim=4)
+    q, k, v = operands(np.random.default_rng(8), 16, 4)
+    dense = check(cfg, q, k, v).extra["array_busy"]
+    causal = check(cfg, q, k, v, causal=True).extra["array_busy"]
+    # Operand pairs the array took. Whole masked tiles are not computed: with R = C = 2,
+    # L = 16, d = 4, QK(b) covers b+1 column tiles of d pairs and PV(b) sums over 2b+2 keys for
+    # each of the 2 column tiles of d, instead of 8 tiles and 16 keys.
+    assert dense == 8 * (8 * 4 + 2 * 16)
+    assert causal == sum((b + 1) * 4 + 2 * (2 * b + 2) for b in range(8))
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((13, 2), r"Attention sequence length must be from 1 to 12 \(attention.max_seq_len\), "
+              r"not 13"),
+    ((4, 7), r"Attention head dimension must be from 1 to 6 \(attention.max_head_dim\), not 7"),
+    ((4,), r"Attention q must have shape \(L, d\) or \(heads, L, d\), not \(4,\)"),
+])
+def test_requests_beyond_config(shape, message):
+    x = np.zeros(shape, np.int8)
+    with pytest.raises(ValueError, match=message):
+        itf.simulate.attention(make_cfg(), x, x, x, *SCALES)
+
+
+def test_mismatched_and_bad_operands():
+    cfg = make_cfg()
+    a, b = np.zeros((4, 3), np.int8), np.zeros((4, 2), np.int8)
+    with pytest.raises(ValueError, match="Attention q, k and v must have the same shape"):
+        itf.simulate.attention(cfg, a, b, a, *SCALES)
+    with pytest.raises(TypeError, match="Attention k must be an array of integers"):
+        itf.simulate.attention(cfg, a, a.astype(float), a, *SCALES)
+    with pytest.raises(ValueError, match="Attention o_scale must be a positive finite number, "
+                                         "not 0"):
+        itf.simulate.attention(cfg, a, a, a, 0.1, 0.1, 0.1, 0)
+
+
+def test_bad_command_sets_error():
+    cfg = make_cfg()
+    dut = AttentionController(cfg)
+    layout = dut.cmd.payload.shape()
+    seen = []
+
+    async def testbench(ctx):
+        for bad in ({"length": 0, "head_dim": 2, "causal": 0},
+                    {"length": 13, "head_dim": 2, "causal": 0},
+                    {"length": 4, "head_dim": 7, "causal": 1}):
+            ctx.set(dut.cmd.payload, layout.const(bad))
+            ctx.set(dut.cmd.valid, 1)
+            await ctx.tick().until(dut.cmd.ready)
+            ctx.set(dut.cmd.valid, 0)
+            await ctx.tick()
+            seen.append((ctx.get(dut.error), ctx.get(dut.busy), ctx.get(dut.q.ready)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen == [(1, 0, 0)] * 3
