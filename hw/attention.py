@@ -284,7 +284,7 @@ class AttentionController(wiring.Component):
         p_lane = Signal(range(sl))
 
         m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(
-            width=len(gemm.cmd.payload.as_value()), depth=2)
+            width=len(gemm.cmd.payload.as_value()), depth=3)
         job_cmd = Signal(gemm.cmd.payload.shape())
         m.d.comb += [
             job_cmd.m.eq(i_rows), job_cmd.k.eq(i_k), job_cmd.n.eq(i_n),

@@ -5,9 +5,17 @@ model), ``cycles`` and, where the array is used, ``utilization``. ``stall`` is t
 that a testbench source withholds ``valid`` or a sink withholds ``ready`` on a cycle.
 """
 
-from sim.bench import SimResult, run_gemm, run_requant
+from sim.bench import (
+    SimResult,
+    run_attention,
+    run_gelu,
+    run_gemm,
+    run_layernorm,
+    run_requant,
+    run_softmax,
+)
 
-__all__ = ["SimResult", "gemm", "requantize"]
+__all__ = ["SimResult", "gemm", "requantize", "softmax", "gelu", "layernorm", "attention"]
 
 
 def gemm(cfg, a, b, stall=0.0, seed=0):
@@ -21,25 +29,11 @@ def requantize(cfg, acc, multiplier, shift, stall=0.0, seed=0):
     return run_requant(cfg, acc, multiplier, shift, stall=stall, seed=seed)
 
 
-# == Softmax =====================================================================================
-
-from sim.bench import run_softmax  # noqa: E402  (kept inside the Softmax section)
-
-__all__ += ["softmax"]
-
-
 def softmax(cfg, q, scale, stall=0.0, seed=0):
     """:class:`hw.softmax.Softmax` (configured by ``cfg.softmax``) on rows ``q`` (last axis);
     ``output`` equals ``golden.softmax(q, scale, cfg.softmax)[0]`` and ``scale`` its
     ``2**-out_width``."""
     return run_softmax(cfg.softmax, q, scale, stall=stall, seed=seed)
-
-
-# == GELU ========================================================================================
-
-from sim.bench import run_gelu  # noqa: E402
-
-__all__ += ["gelu"]
 
 
 def gelu(cfg, q, scale, stall=0.0, seed=0):
@@ -48,22 +42,12 @@ def gelu(cfg, q, scale, stall=0.0, seed=0):
     return run_gelu(cfg, q, scale, stall=stall, seed=seed)
 
 
-# == LayerNorm ===================================================================================
-
-from sim.bench import run_layernorm  # noqa: E402
-
-__all__ += ["layernorm"]
-
-
 def layernorm(cfg, q, scale, gamma=None, beta=None, stall=0.0, seed=0):
     """:class:`hw.layernorm.LayerNorm` (configured by ``cfg.layernorm``) on the rows of ``q``
     (last axis), back to back; ``output`` equals
     ``golden.layernorm(q, scale, gamma, beta, cfg.layernorm)[0]`` and ``scale`` its
     ``y_scale``."""
     return run_layernorm(cfg, q, scale, gamma, beta, stall=stall, seed=seed)
-
-
-# == Attention ===================================================================================
 
 
 def attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, stall=0.0,
@@ -76,8 +60,5 @@ def attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
     ``extra`` holds ``array_busy`` (cycles the array took operands) and ``softmax_wait``
     (cycles the next job waited for the softmax).
     """
-    from sim.bench import run_attention
-
     return run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, causal=causal,
                          stall=stall, seed=seed)
-__all__ += ["attention"]

@@ -3,7 +3,13 @@
 Integers in, integers out. A real value is ``q * scale``. Nothing here imports Amaranth.
 """
 
+import dataclasses
+import math
+from dataclasses import dataclass
+
 import numpy as np
+
+from hw.config import AccelConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
 
 __all__ = [
     "check_int_array",
@@ -13,6 +19,30 @@ __all__ = [
     "saturate",
     "requantize",
     "quantize_multiplier",
+    "SoftmaxConstants",
+    "softmax_constants",
+    "softmax_exp",
+    "check_softmax_input",
+    "softmax",
+    "GELU_A",
+    "GELU_B",
+    "IBERT_GELU_A",
+    "IBERT_GELU_B",
+    "IBertGeluConstants",
+    "ShiftGeluConstants",
+    "gelu_scale_range",
+    "gelu_constants",
+    "gelu",
+    "isqrt",
+    "bit_length",
+    "LayerNormConstants",
+    "layernorm_constants",
+    "layernorm_row_stats",
+    "layernorm",
+    "AttentionConstants",
+    "attention_constants",
+    "check_attention_input",
+    "attention",
 ]
 
 
@@ -116,8 +146,8 @@ def requantize(acc, multiplier, shift, *, acc_width=32, mult_width=16, out_width
 def quantize_multiplier(real, *, mult_width=16, max_shift=62):
     """The dyadic pair ``(m, s)`` with ``m / 2**s`` closest to ``real`` and ``m`` as wide as fits.
 
-    ``m`` is an unsigned ``mult_width``-bit integer; its relative error is below ``2**-(mult_width-1)``
-    whenever ``real >= 2**-(max_shift - mult_width)``.
+    ``m`` is an unsigned ``mult_width``-bit integer; its relative error is below
+    ``2**-(mult_width-1)`` whenever ``real >= 2**-(max_shift - mult_width)``.
     """
     real = float(real)
     if not np.isfinite(real) or real <= 0:
@@ -138,18 +168,8 @@ def quantize_multiplier(real, *, mult_width=16, max_shift=62):
 
 
 # == Softmax (golden model, constants) ===========================================================
-# (the Softmax section: only the Softmax work edits between this line and the next marker)
 
-import math  # noqa: E402  (kept inside the Softmax section)
-from dataclasses import dataclass  # noqa: E402
 
-__all__ += [
-    "SoftmaxConstants",
-    "softmax_constants",
-    "softmax_exp",
-    "check_softmax_input",
-    "softmax",
-]
 #
 # Integer-only softmax, rows on the last axis. The whole datapath, for a row of scores q:
 #
@@ -220,14 +240,10 @@ class SoftmaxConstants:
     @property
     def clamp(self):
         """``30*D``, the range-reduction clamp (the RTL forms it with shifts and adds)."""
-        from hw.config import SoftmaxConfig
-
         return SoftmaxConfig.CLAMP * self.divisor
 
 
 def _softmax_cfg(cfg):
-    from hw.config import SoftmaxConfig
-
     if cfg is None:
         return SoftmaxConfig()
     if not isinstance(cfg, SoftmaxConfig):
@@ -342,14 +358,8 @@ def softmax(q, scale, cfg=None):
 
 
 # == GELU (golden model, constants) ==============================================================
-# (the GELU section)
 
-from dataclasses import dataclass as _gelu_dataclass  # noqa: E402
 
-from hw.config import GeluConfig as _GeluConfig  # noqa: E402  (no Amaranth: config is plain data)
-
-__all__ += ["GELU_A", "GELU_B", "IBERT_GELU_A", "IBERT_GELU_B", "IBertGeluConstants",
-            "ShiftGeluConstants", "gelu_scale_range", "gelu_constants", "gelu"]
 
 #: The erf polynomial of "ibert": erf(x) ~ sgn(x) * (GELU_A * (min(|x|, -GELU_B) + GELU_B)**2 + 1).
 #: I-BERT publishes a = -0.2888, b = -1.769 (IBERT_GELU_A/B). Evaluated exactly in float64, those
@@ -363,7 +373,7 @@ IBERT_GELU_A, IBERT_GELU_B = -0.2888, -1.769
 SHIFT_GELU_MULT, SHIFT_GELU_SHIFT = 621, 8
 
 
-@_gelu_dataclass(frozen=True)
+@dataclass(frozen=True)
 class IBertGeluConstants:
     """Integer constants of the "ibert" GELU for one input scale (see :func:`gelu_constants`).
 
@@ -394,7 +404,7 @@ class IBertGeluConstants:
     y_scale: float
 
 
-@_gelu_dataclass(frozen=True)
+@dataclass(frozen=True)
 class ShiftGeluConstants:
     """Integer constants of the "shift" GELU for one input scale (see :func:`gelu_constants`).
 
@@ -425,8 +435,8 @@ class ShiftGeluConstants:
 
 def _gelu_config(cfg):
     if cfg is None:
-        return _GeluConfig()
-    if not isinstance(cfg, _GeluConfig):
+        return GeluConfig()
+    if not isinstance(cfg, GeluConfig):
         raise TypeError(f"GELU config must be a GeluConfig, not {cfg!r}")
     return cfg
 
@@ -567,25 +577,12 @@ def gelu(q, scale, cfg=None):
     return q * s, k.y_scale
 
 # == LayerNorm (golden model, constants) =========================================================
-# (the LayerNorm section)
 #
 # Integer LayerNorm. Exact mean and variance in integers (no rounded mean), an exact bitwise
 # square root on a normalized 32-bit variance, one reciprocal per row, then a per-channel integer
 # gamma/beta. The floats (scale, gamma, beta) become integers in layernorm_constants only.
 
-import dataclasses as _dataclasses  # noqa: E402
-import math as _math  # noqa: E402
 
-from hw.config import LayerNormConfig as _LayerNormConfig  # noqa: E402
-
-__all__ += [  # noqa: F405
-    "isqrt",
-    "bit_length",
-    "LayerNormConstants",
-    "layernorm_constants",
-    "layernorm_row_stats",
-    "layernorm",
-]
 
 #: Width of the integer square root's argument in the LayerNorm unit (the variance is normalized
 #: into [2**30, 2**32) before the root, so ``std`` always has 16 significant bits).
@@ -631,7 +628,7 @@ def isqrt(n, width=32):
     return res
 
 
-@_dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class LayerNormConstants:
     """The integers the LayerNorm unit receives, derived from floats in one place.
 
@@ -695,8 +692,8 @@ def layernorm_constants(scale, cfg=None, gamma=None, beta=None, *, length):
     length : int
         Row length, 1 to ``cfg.max_len``.
     """
-    cfg = _LayerNormConfig() if cfg is None else cfg
-    if not isinstance(cfg, _LayerNormConfig):
+    cfg = LayerNormConfig() if cfg is None else cfg
+    if not isinstance(cfg, LayerNormConfig):
         raise TypeError(f"LayerNorm config must be a LayerNormConfig, not {cfg!r}")
     if isinstance(scale, bool) or not isinstance(scale, int | float | np.integer | np.floating):
         raise TypeError(f"LayerNorm scale must be a number, not {scale!r}")
@@ -713,7 +710,7 @@ def layernorm_constants(scale, cfg=None, gamma=None, beta=None, *, length):
     g = np.ones(length) if g is None else g
     b = np.zeros(length) if b is None else b
     top = (1 << (cfg.out_width - 1)) - 1
-    bound = np.abs(g).max() * max(_math.sqrt(length - 1), 1.0) + np.abs(b).max()
+    bound = np.abs(g).max() * max(math.sqrt(length - 1), 1.0) + np.abs(b).max()
     y_scale = float(bound / top) if bound > 0 else 1.0
     G, F = cfg.gamma_shift, cfg.norm_frac
     g_int = np.round(g / y_scale * (1 << G)).astype(np.int64)
@@ -747,7 +744,7 @@ def layernorm_row_stats(q):
     std = isqrt(vn, LAYERNORM_SQRT_WIDTH)
     factor = np.where(v > 0, (1 << LAYERNORM_RECIP_BITS) // np.maximum(std, 1), 0)
     return {"s1": s1, "s2": s2, "v": v, "e": e, "std": std, "factor": factor,
-            "shift": _LayerNormConfig.norm_frac - e}
+            "shift": LayerNormConfig.norm_frac - e}
 
 
 def layernorm(q, scale, gamma=None, beta=None, cfg=None):
@@ -776,8 +773,8 @@ def layernorm(q, scale, gamma=None, beta=None, cfg=None):
     cfg : LayerNormConfig or None
         Default ``LayerNormConfig()``.
     """
-    cfg = _LayerNormConfig() if cfg is None else cfg
-    if not isinstance(cfg, _LayerNormConfig):
+    cfg = LayerNormConfig() if cfg is None else cfg
+    if not isinstance(cfg, LayerNormConfig):
         raise TypeError(f"LayerNorm config must be a LayerNormConfig, not {cfg!r}")
     q = check_int_array("LayerNorm input", q, cfg.in_width)
     if q.ndim == 0:
@@ -827,8 +824,6 @@ class AttentionConstants:
 
 
 def _attention_cfg(cfg):
-    from hw.config import AccelConfig
-
     if cfg is None:
         return AccelConfig()
     if not isinstance(cfg, AccelConfig):
@@ -923,4 +918,3 @@ def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, cfg=
     return (o if heads else o[0]), float(o_scale)
 
 
-__all__ += ["AttentionConstants", "attention_constants", "check_attention_input", "attention"]
