@@ -59,11 +59,69 @@ def _sim_gemm(cfg, M, K, N, stall, seed, out=print):
     return exact, r
 
 
+def _sim_attention(cfg, heads, L, d, causal, stall, seed, out=print):
+    from sim import cyclemodel, golden
+
+    from . import simulate
+
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.integers(-128, 128, (heads, L, d), dtype=np.int8) for _ in range(3))
+    scales = (0.02, 0.02, 0.05, 0.05)
+    t0 = time.monotonic()
+    r = simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed)
+    dt = time.monotonic() - t0
+    exact = np.array_equal(r.output, golden.attention(q, k, v, *scales, causal=causal,
+                                                      cfg=cfg)[0])
+    model = cyclemodel.attention_cycles(cfg, L, d, causal, heads)
+    out(f"attention H={heads} L={L} d={d}{' causal' if causal else ''} on "
+        f"{cfg.array.rows}x{cfg.array.cols} (stall {stall}): "
+        f"{'bit-exact with golden' if exact else 'MISMATCH with golden'}")
+    out(f"  cycles {r.cycles} (model {model}, no stalls), utilization {r.utilization:.1%}, "
+        f"array busy {r.extra['array_busy']}, waiting for softmax "
+        f"{r.extra['softmax_wait'] / r.cycles:.1%}, simulated in {dt:.1f} s")
+    return exact, r
+
+
+def _sim_rows(cfg, unit, rows, length, stall, seed, out=print):
+    """Softmax, GELU or LayerNorm on random rows, against the golden model."""
+    from sim import golden
+
+    from . import simulate
+
+    rng = np.random.default_rng(seed)
+    if unit == "softmax":
+        w = cfg.softmax.in_width
+        q = rng.integers(-(1 << (w - 2)), 1 << (w - 2), (rows, length))
+        args = (q, 2.0 ** -(w - 6))
+    elif unit == "gelu":
+        w = cfg.gelu.in_width
+        q = rng.integers(-(1 << (w - 1)), 1 << (w - 1), (rows, length))
+        args = (q, 4.0 / ((1 << (w - 1)) - 1))
+    else:
+        w = cfg.layernorm.in_width
+        q = rng.integers(-(1 << (w - 1)), 1 << (w - 1), (rows, length))
+        args = (q, 0.01)
+    unit_cfg = getattr(cfg, unit)
+    t0 = time.monotonic()
+    r = getattr(simulate, unit)(cfg, *args, stall=stall, seed=seed)
+    dt = time.monotonic() - t0
+    exact = np.array_equal(r.output, getattr(golden, unit)(*args, cfg=unit_cfg)[0])
+    out(f"{unit} {rows} rows x {length} (lanes {unit_cfg.lanes}, stall {stall}): "
+        f"{'bit-exact with golden' if exact else 'MISMATCH with golden'}; "
+        f"{r.cycles} cycles, {rows * -(-length // unit_cfg.lanes) / r.cycles:.2f} beats/cycle, "
+        f"simulated in {dt:.1f} s")
+    return exact, r
+
+
 def cmd_sim(args):
     cfg = _load_config(args)
-    if args.unit != "gemm":
-        raise SystemExit(f"intformer sim: unit must be gemm for now, not {args.unit!r}")
-    exact, _ = _sim_gemm(cfg, args.m, args.k, args.n, args.stall, args.seed)
+    if args.unit == "gemm":
+        exact, _ = _sim_gemm(cfg, args.m, args.k, args.n, args.stall, args.seed)
+    elif args.unit == "attention":
+        exact, _ = _sim_attention(cfg, args.heads, args.length, args.head_dim, args.causal,
+                                  args.stall, args.seed)
+    else:
+        exact, _ = _sim_rows(cfg, args.unit, args.rows, args.length, args.stall, args.seed)
     return 0 if exact else 1
 
 
@@ -97,22 +155,29 @@ def cmd_demo(args):
     from .generate import write_outputs
 
     cfg = _load_config(args)
+    t_start = time.monotonic()
     print(f"== intformer demo: {cfg}")
     print("== 1. generate Verilog")
     for path in write_outputs(cfg, BUILD / cfg.name / "verilog"):
         print(f"  wrote {path.relative_to(ROOT)}")
     print("== 2. simulate against the golden model")
-    ok = True
     R, C = cfg.array.rows, cfg.array.cols
+    verdicts = []
     for M, K, N, stall in [(2 * R + 1, 64, 2 * C + 1, 0.0), (3 * R, 32, 2 * C, 0.5)]:
         exact, _ = _sim_gemm(cfg, M, min(K, cfg.gemm.max_k), N, stall, seed=M,
                              out=lambda s: print("  " + s))
-        ok &= exact
+        verdicts.append(exact)
+    at = cfg.attention
+    exact, _ = _sim_attention(cfg, 1, min(32, at.max_seq_len), min(16, at.max_head_dim), False,
+                              0.0, seed=1, out=lambda s: print("  " + s))
+    verdicts.append(exact)
     print("== 3. synthesize the GEMM unit (out of context)")
     for family in ("ice40", "ecp5"):
         report = synth_unit(cfg, "gemm", family, log=lambda s: print("  " + s))
         print(report.table())
-    print("== verdict:", "all simulations bit-exact" if ok else "MISMATCH")
+    ok = all(verdicts)
+    print(f"== verdict: {'all simulations bit-exact with the golden model' if ok else 'MISMATCH'}"
+          f" ({time.monotonic() - t_start:.0f} s)")
     return 0 if ok else 1
 
 
@@ -129,11 +194,19 @@ def main(argv=None):
 
     p = sub.add_parser("sim", help="simulate a unit on random data against the golden model")
     _add_config_args(p)
-    p.add_argument("--unit", default="gemm", choices=["gemm"])
-    p.add_argument("-m", type=int, default=16)
-    p.add_argument("-k", type=int, default=64)
-    p.add_argument("-n", type=int, default=16)
-    p.add_argument("--stall", type=float, default=0.0)
+    p.add_argument("--unit", default="gemm",
+                   choices=["gemm", "softmax", "gelu", "layernorm", "attention"])
+    p.add_argument("-m", type=int, default=16, help="GEMM M")
+    p.add_argument("-k", type=int, default=64, help="GEMM K")
+    p.add_argument("-n", type=int, default=16, help="GEMM N")
+    p.add_argument("--rows", type=int, default=4, help="rows (softmax, GELU, LayerNorm)")
+    p.add_argument("--length", type=int, default=32,
+                   help="row length (softmax, GELU, LayerNorm) or sequence length (attention)")
+    p.add_argument("--head-dim", type=int, default=16, help="attention head dimension")
+    p.add_argument("--heads", type=int, default=1, help="attention heads")
+    p.add_argument("--causal", action="store_true", help="attention causal mask")
+    p.add_argument("--stall", type=float, default=0.0,
+                   help="probability that a testbench stream stalls on a cycle")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sim)
 

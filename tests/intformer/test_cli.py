@@ -38,3 +38,13 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     bad.write_text("[array]\nrows = 0\n")
     assert main(["generate", "--config", str(bad), "--out", str(tmp_path)]) == 2
     assert "Array rows must be an integer from 1 to 64, not 0" in capsys.readouterr().err
+
+
+def test_sim_every_unit(capsys):
+    for unit in ("softmax", "gelu", "layernorm"):
+        assert main(["sim", "--preset", "tiny", "--unit", unit, "--rows", "2", "--length", "5",
+                     "--stall", "0.3"]) == 0
+    assert main(["sim", "--preset", "tiny", "--unit", "attention", "--length", "5",
+                 "--head-dim", "3", "--causal"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("bit-exact with golden") == 4
