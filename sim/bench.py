@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 from amaranth.sim import Simulator
 
+from hw.attention import AttentionController
+from hw.config import AccelConfig, LayerNormConfig
+from hw.gelu import Gelu
 from hw.gemm import GemmEngine
+from hw.layernorm import LayerNorm
+from hw.requant import Requantizer
+from hw.softmax import Softmax
 
 from . import golden
 
@@ -31,8 +37,16 @@ __all__ = [
     "StreamSource",
     "StreamSink",
     "run",
-    "run_gemm",
     "gemm_operand_beats",
+    "run_gemm",
+    "run_requant",
+    "run_softmax",
+    "run_gelu",
+    "layernorm_coef_beats",
+    "run_layernorm",
+    "attention_load_beats",
+    "attention_macs",
+    "run_attention",
 ]
 
 BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
@@ -255,8 +269,6 @@ def _cmd_word(dut, M, K, N):
 
 def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
     """Simulate :class:`hw.requant.Requantizer` on a 1-D array of accumulators."""
-    from hw.requant import Requantizer
-
     lanes = cfg.array.cols if lanes is None else lanes
     rq = cfg.requant
     expected_args = dict(acc_width=cfg.acc_width, mult_width=rq.mult_width,
@@ -284,7 +296,6 @@ def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
     return SimResult(output=out[: acc.size], cycles=sink.last_cycle - src.first_cycle + 1)
 
 
-# == Softmax runner ==============================================================================
 
 def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
     """Simulate :class:`hw.softmax.Softmax` on rows ``q`` (last axis). See
@@ -294,8 +305,6 @@ def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
     back; lanes past the end of a row's last beat carry random junk, which the unit ignores.
     ``cycles`` counts from the first input transfer to the last output transfer.
     """
-    from hw.softmax import Softmax
-
     q, k, cfg = golden.check_softmax_input(q, scale, cfg)
     shape = q.shape
     rows = q.reshape(-1, shape[-1])
@@ -331,7 +340,6 @@ def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
     )
 
 
-# == GELU runner =================================================================================
 def run_gelu(cfg, q, scale, *, stall=0.0, seed=0):
     """Simulate :class:`hw.gelu.Gelu` on ``q`` (any shape). See :func:`intformer.simulate.gelu`.
 
@@ -340,8 +348,6 @@ def run_gelu(cfg, q, scale, *, stall=0.0, seed=0):
     lanes of a ragged last beat carry random junk, which the output drops. The constants of
     :func:`golden.gelu_constants` are set on the unit's constant ports before the first beat.
     """
-    from hw.gelu import Gelu
-
     gcfg = getattr(cfg, "gelu", cfg)
     golden.gelu(q, scale, gcfg)  # validates the config, the input and the scale
     if not 0.0 <= stall < 1.0:  # before the unit is built, as _Clocked would say
@@ -376,12 +382,9 @@ def run_gelu(cfg, q, scale, *, stall=0.0, seed=0):
                      extra={"latency": dut.latency})
 
 
-# == LayerNorm runner ============================================================================
 
 
 def _layernorm_cfg(cfg):
-    from hw.config import AccelConfig, LayerNormConfig
-
     if isinstance(cfg, AccelConfig):
         return cfg.layernorm
     if not isinstance(cfg, LayerNormConfig):
@@ -409,8 +412,6 @@ def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0):
     :func:`sim.golden.layernorm`. ``cycles`` runs from the first input beat to the last output
     beat (after the coefficients are loaded).
     """
-    from hw.layernorm import LayerNorm
-
     lcfg = _layernorm_cfg(cfg)
     q = golden.check_int_array("LayerNorm input", q, lcfg.in_width)
     if q.ndim == 0 or q.size == 0:
@@ -465,7 +466,6 @@ def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0):
     )
 
 
-# == Attention runner ============================================================================
 
 
 def attention_load_beats(q, k, v, rows, cols, rng):
@@ -495,8 +495,6 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
                   stall=0.0, seed=0):
     """Simulate :class:`hw.attention.AttentionController`; see
     :func:`intformer.simulate.attention`."""
-    from hw.attention import AttentionController
-
     q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
     H, L, d = q.shape
     consts = golden.attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
