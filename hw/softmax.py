@@ -29,12 +29,22 @@ class Softmax(wiring.Component):
     consecutive rows are in flight at once:
 
     1. **load**: beats are written to a row buffer (two banks, :class:`~amaranth.lib.memory.Memory`
-       of ``2*ceil(max_len/lanes)`` beats) while the row max is tracked.
-    2. **exp**: the buffer is read back one beat per cycle through a 13-stage pipeline that
+       of ``2*ceil(max_len/lanes)`` beats) while the row max is tracked (a tree of comparisons
+       over the lanes, then a running max; the max is stored a cycle after the last beat).
+    2. **exp**: the buffer is read back one beat per cycle through a 14-stage pipeline that
        computes ``e`` (below); ``e`` goes to a second buffer (three banks) and into the row sum.
-       The pipeline carries rows back to back. A shift-subtract divider then forms the row's
-       normalizer ``f = 2**K // sum(e)`` in ``out_width + 7`` cycles while the next row streams.
-    3. **normalize**: ``e`` is read back, multiplied by ``f``, rounded and saturated, and sent.
+       The pipeline carries rows back to back. A radix-4 shift-subtract divider then forms the
+       row's normalizer ``f = 2**K // sum(e)`` in ``G = ceil((out_width + 7)/2)`` cycles (two
+       quotient bits a cycle, from trial subtractions of ``d``, ``2d`` and ``3d``) while the next
+       row streams.
+    3. **normalize**: ``e`` is read back, registered twice, multiplied by ``f``, rounded,
+       saturated and sent (a 6-stage pipeline, counting the read, that stalls with ``o``).
+
+    Every pipeline stage holds at most one carry chain or one level of shifting: block RAM
+    outputs are registered before use, the rescale is one right shift of ``x << 14`` by
+    ``14 + sr - sl`` (saturation is an OR of the overflow), the clamp at ``30*D`` is a flag found
+    beside the first division step, the final shift is split into shifts by 8s and by 1s, and
+    the constants derived from the ports (``2**(sr-1)``, ``30*D``, shift amounts) are registered.
 
     The integer algorithm, per element (``x`` is the distance from the row max, all constants
     come from :func:`sim.golden.softmax_constants`, which documents their ranges)::
@@ -66,21 +76,26 @@ class Softmax(wiring.Component):
     shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(unsigned(...))
         The fields of :class:`sim.golden.SoftmaxConstants` (``sr``, ``sl``, ``D``, ``B``, ``C``,
         ``se`` above), widths from ``cfg.constant_widths``. Held constant while rows are in
-        flight; they are the only place the input scale enters the hardware.
+        flight (set no later than a row's first beat: they are registered once inside); they are
+        the only place the input scale enters the hardware.
 
     Latency: with ``N = ceil(length/lanes)`` beats and nothing stalled, a lone row takes
-    ``3N + out_width + 27`` cycles from its first input transfer to its last output transfer:
-    load ``N``; exp ``N`` plus 12 pipeline stages, a hand-off and ``out_width + 7`` division
-    steps; normalize ``N`` plus 3 pipeline stages (measured: 131 cycles at ``N = 32``,
-    ``out_width = 8``).
-    Throughput: in steady state a row takes ``max(N, (N + out_width + 23)/2)`` cycles, so rows of
-    ``N >= out_width + 23`` beats (31 for 8-bit outputs) stream at one beat per cycle; shorter
-    rows wait for the divider, since at most two rows may be between the start of their exp
-    pass and the end of their division.
+    ``3N + G + 25`` cycles from its first input transfer to its last output transfer: load
+    ``N`` plus 1 to store the max; exp ``N`` plus 1 to read, 14 pipeline stages, a hand-off,
+    1 to start the divider and ``G`` division steps; normalize ``N`` plus 5 pipeline stages
+    (measured: 129 cycles at ``N = 32``, ``out_width = 8``, where ``G = 8``).
+    Throughput: in steady state a row takes ``N`` cycles for ``N >= G + 19`` beats (27 for
+    8-bit outputs), so such rows stream at one beat per cycle; shorter rows take
+    ``max(N, (N + G + 18)/2)`` cycles (up to ``N + 1/3`` just below ``G + 19``), waiting for the
+    divider, since at most two rows may be between the start of their exp pass and the end of
+    their division.
+    Timing (ECP5 LFE5U-85F, out of context, ``lanes=1``, ``in_width=24``, ``max_len=64``): about
+    121-123 MHz; the critical path is the block-RAM output of the ``e`` buffer (5.8 ns
+    clock-to-out) into its first register in the normalize pass.
     """
 
-    #: Cycles of the exp pipeline from the buffer read (stage 0) to ``e`` (stage 12).
-    EXP_STAGES = 12
+    #: Cycles of the exp pipeline from the buffer read (stage 0) to ``e`` (stage 14).
+    EXP_STAGES = 14
 
     def __init__(self, cfg):
         if not isinstance(cfg, SoftmaxConfig):
@@ -106,7 +121,7 @@ class Softmax(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, n, depth = self.cfg, self.lanes, self.depth
-        w, ew = cfg.in_width, cfg.EXP_WIDTH
+        w, ew, xw = cfg.in_width, cfg.EXP_WIDTH, cfg.X_WIDTH
         elem_shape = range(cfg.max_len + n + 1)
         length = self.length
 
@@ -125,6 +140,25 @@ class Softmax(wiring.Component):
         q_rd = qmem.read_port()
         e_wr = emem.write_port()
         e_rd = emem.read_port()
+
+        # Constants, registered once from the ports (they are held, so this only delays them by
+        # a cycle; the first use is two cycles after a row's last beat is loaded).
+        D = Signal.like(self.divisor, name="D")
+        B = Signal.like(self.offset, name="B")
+        C = Signal.like(self.poly_c, name="C")
+        se = Signal.like(self.exp_shift, name="se")
+        half = Signal(w, name="half")                 # 2**(sr-1), or 0 when sr = 0
+        amt = Signal(range(cfg.MAX_LEFT + w + 1))     # rescale: ((x << MAX_LEFT) >> amt)
+        ovf_mask = Signal(w + 1)                      # bits of x at or above 2**(19 + sr - sl)
+        clamp = Signal(xw)                            # 30*D = (D << 5) - (D << 1)
+        sr, sl = self.shift_right, self.shift_left
+        m.d.sync += [
+            D.eq(self.divisor), B.eq(self.offset), C.eq(self.poly_c), se.eq(self.exp_shift),
+            half.eq((Const(1, w + 2) << sr) >> 1),
+            amt.eq(cfg.MAX_LEFT + sr - sl),
+            ovf_mask.eq(Const((1 << (w + 1)) - 1, w + 1) << (xw + sr - sl).as_unsigned()),
+            clamp.eq((self.divisor << 5) - (self.divisor << 1)),
+        ]
 
         # Row hand-off flags. A score bank is full from the end of its load to the last read of
         # its exp pass. An exp bank is busy from the start of its exp pass to the end of the
@@ -149,139 +183,162 @@ class Softmax(wiring.Component):
         # -- Pass 1, load: write beats to the score buffer and track the row max. -------------
         b_bank = Signal()                      # the score bank the exp pass reads (pass 2)
         a_bank = Signal()
-        a_beat = Signal(range(depth))
+        a_addr = Signal(range(2 * depth))
         a_elem = Signal(elem_shape)            # elements of the row before this beat
         most_negative = -(1 << (w - 1))
-        a_max = Signal(signed(w), init=most_negative)
+        a_max = Signal(signed(w))
+        a_first = Signal(init=1)               # the next beat starts a row (a_max is stale)
+        # The row's max goes to q_max (and the bank is marked full) a cycle after its last beat,
+        # so that the running-max loop is only a comparison and a multiplexer.
+        a_done = Signal()
+        a_done_bank = Signal()
         # A bank may be refilled from the cycle the exp pass issues its last read (`b_fin`): the
         # read port is not transparent, so that read still returns the old beat.
         b_fin = Signal()
         m.d.comb += self.i.ready.eq(~q_full.bit_select(a_bank, 1) | (b_fin & (b_bank == a_bank)))
-        beat_max = a_max
-        for j in range(n):
-            lane = self.i.payload[j]
-            beat_max = Mux((a_elem + j < length) & (lane > beat_max), lane, beat_max)
+        # The beat's max by a tree of comparisons (lanes past the end of the row left out), then
+        # the running max. `length` is not registered here: a row may follow a change at once.
+        # (Lane 0 is always in the row.)
+        cands = [self.i.payload[0]] + [Mux(a_elem + j < length, self.i.payload[j], most_negative)
+                                       for j in range(1, n)]
+        while len(cands) > 1:
+            cands = [Mux(cands[k] > cands[k + 1], cands[k], cands[k + 1])
+                     if k + 1 < len(cands) else cands[k] for k in range(0, len(cands), 2)]
+        beat_max = Mux(a_first | (cands[0] > a_max), cands[0], a_max)
         a_last = a_elem + n >= length
         m.d.comb += [
-            q_wr.addr.eq(base(a_bank, 2) + a_beat),
+            q_wr.addr.eq(a_addr),
             q_wr.data.eq(self.i.payload),
             q_wr.en.eq(self.i.valid & self.i.ready),
         ]
+        m.d.sync += a_done.eq(0)
+        with m.If(a_done):
+            m.d.comb += q_set.eq(1 << a_done_bank)
+            m.d.sync += q_max[a_done_bank].eq(a_max)
         with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [a_max.eq(beat_max), a_first.eq(a_last)]
             with m.If(a_last):
-                m.d.comb += q_set.eq(1 << a_bank)
                 m.d.sync += [
-                    q_max[a_bank].eq(beat_max),
-                    a_bank.eq(~a_bank), a_beat.eq(0), a_elem.eq(0), a_max.eq(most_negative),
+                    a_done.eq(1), a_done_bank.eq(a_bank),
+                    a_bank.eq(~a_bank), a_addr.eq(Mux(a_bank, 0, depth)), a_elem.eq(0),
                 ]
             with m.Else():
-                m.d.sync += [a_beat.eq(a_beat + 1), a_elem.eq(a_elem + n), a_max.eq(beat_max)]
+                m.d.sync += [a_addr.eq(a_addr + 1), a_elem.eq(a_elem + n)]
 
         # -- Pass 2, exp: issue reads, one beat per cycle, rows back to back. -----------------
         b_active = Signal()
         b_ebank = Signal(range(3))
-        b_beat = Signal(range(depth))
+        b_addr = Signal(range(2 * depth))
+        b_eaddr = Signal(range(3 * depth))
         b_elem = Signal(elem_shape)
-        b_max = Signal(signed(w))
+        b_last = Signal()                   # b_elem + n >= length, registered
         inflight = Signal(range(3))     # rows whose exp pass started and division did not end
-        b_last = b_elem + n >= length
         m.d.comb += b_fin.eq(b_active & b_last)
         b_cand = Mux(b_fin, ~b_bank, b_bank)
         b_ecand = Mux(b_fin, next3(b_ebank), b_ebank)
         b_start = Signal()
         m.d.comb += b_start.eq(
-            (~b_active | b_fin) & q_full.bit_select(b_cand, 1)
+            (~b_active | b_fin) & (q_full | q_set).bit_select(b_cand, 1)
             & ~e_busy.bit_select(b_ecand, 1) & ~e_full.bit_select(b_ecand, 1)
             & (inflight < 2))
-        m.d.comb += q_rd.addr.eq(base(b_bank, 2) + b_beat)
+        m.d.comb += q_rd.addr.eq(b_addr)
         with m.If(b_fin):
             m.d.comb += q_clr.eq(1 << b_bank)
             m.d.sync += [b_active.eq(0), b_bank.eq(~b_bank), b_ebank.eq(next3(b_ebank))]
         with m.Elif(b_active):
-            m.d.sync += [b_beat.eq(b_beat + 1), b_elem.eq(b_elem + n)]
+            m.d.sync += [b_addr.eq(b_addr + 1), b_eaddr.eq(b_eaddr + 1), b_elem.eq(b_elem + n),
+                         b_last.eq(b_elem + 2 * n >= length)]
         with m.If(b_start):
             m.d.comb += eb_set.eq(1 << b_ecand)
             m.d.sync += [
                 b_active.eq(1), b_bank.eq(b_cand), b_ebank.eq(b_ecand),
-                b_beat.eq(0), b_elem.eq(0), b_max.eq(q_max[b_cand]),
+                b_addr.eq(Mux(b_cand, depth, 0)), b_eaddr.eq(base(b_ecand, 3)),
+                b_elem.eq(0), b_last.eq(length <= n),
             ]
 
-        # Stage 0: registered alongside the buffer read.
+        # Stage 0: registered alongside the buffer read; the row max gets the rounding half of
+        # the rescale, so that stage 2 gives x + half in one subtraction.
         v0 = Signal()
         last0 = Signal()
         elem0 = Signal(elem_shape)
         ebank0 = Signal(range(3))
-        beat0 = Signal(range(depth))
-        max0 = Signal(signed(w))
+        eaddr0 = Signal(range(3 * depth))
+        max0 = Signal(signed(w + 1))
         m.d.sync += [
             v0.eq(b_active), last0.eq(b_last), elem0.eq(b_elem), ebank0.eq(b_ebank),
-            beat0.eq(b_beat), max0.eq(b_max),
+            eaddr0.eq(b_eaddr), max0.eq(q_max[b_bank] + half),
         ]
         mask0 = Signal(n)
         m.d.comb += mask0.eq(Cat(elem0 + j < length for j in range(n)))
 
-        # Constants formed once from the ports.
-        D = self.divisor
-        clamp = Signal(cfg.X_WIDTH)
-        m.d.comb += clamp.eq((D << 5) - (D << 1))
-        half = Signal(w + 1)
-        m.d.comb += half.eq((Const(1, w + 2) << self.shift_right) >> 1)
-        x_top = (1 << cfg.X_WIDTH) - 1
-
+        shift = cfg.variant == "shift"
         e_lanes = []
+        max1 = _delay(m, max0, 1, "max")
         for j in range(n):
-            # Stage 1: distance from the row max, 0 <= x < 2**w for lanes in the row.
-            x1 = Signal(w, name=f"x1_{j}")
-            m.d.sync += x1.eq(max0 - q_rd.data[j])
-            # Stage 2: rescale to units of S' (round-half-up right shift or left shift), saturate.
-            x2 = Signal(cfg.X_WIDTH, name=f"x2_{j}")
-            rs = (x1 + half) >> self.shift_right
-            ls = rs << self.shift_left
-            m.d.sync += x2.eq(Mux(ls > x_top, x_top, ls))
-            # Stage 3: times log2(e) by shifts (Shiftmax), clamp at 30 reductions.
-            y = x2 + (x2 >> 1) - (x2 >> 4) if cfg.variant == "shift" else x2
-            rem = Signal(cfg.X_WIDTH, name=f"y3_{j}")
-            m.d.sync += rem.eq(Mux(y > clamp, clamp, y))
-            # Stages 4-8: z, r = divmod(y, D) by restoring division, 5 quotient bits.
-            z = Signal(5, name=f"z3_{j}")
+            # Stage 1: the buffer's output registered (block RAM is slow to output).
+            q1 = Signal(signed(w), name=f"q1_{j}")
+            m.d.sync += q1.eq(q_rd.data[j])
+            # Stage 2: distance from the row max plus the rounding half, 0 <= xa < 2**(w+1).
+            xa = Signal(w + 1, name=f"xa2_{j}")
+            m.d.sync += xa.eq(max1 - q1)
+            # Stage 3: rescale to units of S' by one right shift of (xa << MAX_LEFT) (a right
+            # shift by sr or a left shift by sl), saturated at 2**19 - 1 by OR-ing in the
+            # overflow (xa >= 2**(19 + sr - sl)).
+            x2 = Signal(xw, name=f"x3_{j}")
+            ovf = (xa & ovf_mask).any()
+            scaled = (Cat(Const(0, cfg.MAX_LEFT), xa) >> amt)[:xw]
+            m.d.sync += x2.eq(scaled | ovf.replicate(xw))
+            # Stage 4: times log2(e) by shifts (Shiftmax).
+            y = Signal(xw + 1, name=f"y4_{j}")
+            m.d.sync += y.eq(x2 + (x2 >> 1) - (x2 >> 4) if shift else x2)
+            # Stages 5-9: z, r = divmod(min(y, 30*D), D) by restoring division, 5 quotient
+            # bits; the clamp is a flag (y > 30*D means z = 30, r = 0) found with the first.
+            rem, z = y, Const(0, 5)
+            clamped = Signal(name=f"cl5_{j}")
+            m.d.sync += clamped.eq(y > clamp)
             for k in reversed(range(5)):
-                dk = D << k
-                nrem = Signal(cfg.X_WIDTH, name=f"r{8 - k}_{j}")
-                nz = Signal(5, name=f"z{8 - k}_{j}")
-                take = rem >= dk
+                diff = rem - (D << k)
+                nrem = Signal(xw, name=f"r{9 - k}_{j}")
+                nz = Signal(5, name=f"z{9 - k}_{j}")
+                take = ~diff[-1]
                 m.d.sync += [
-                    nrem.eq(Mux(take, rem - dk, rem)),
+                    nrem.eq(Mux(take, diff, rem)),
                     nz.eq(z | Mux(take, 1 << k, 0)),
                 ]
                 rem, z = nrem, nz
-            # Stage 9: t = B - r, in (B - D, B].
-            t = Signal(16, name=f"t9_{j}")
-            m.d.sync += t.eq(self.offset - rem)
-            z = _delay(m, z, 1, f"z9_{j}")
-            # Stage 10: the square ("ibert" only).
-            sq = Signal(2 * 16 if cfg.variant == "ibert" else 16, name=f"sq10_{j}")
-            m.d.sync += sq.eq(t * t if cfg.variant == "ibert" else t)
-            # Stage 11: + C, and the total shift z + se.
-            v = Signal(len(sq) + 1, name=f"v11_{j}")
-            sh = Signal(range(31 + 16), name=f"sh11_{j}")
+            clamped = _delay(m, clamped, 4, f"cl_{j}")
+            # Stage 10: t = B - r, in (B - D, B]; the total right shift z + se.
+            t = Signal(16, name=f"t10_{j}")
+            sh = Signal(range(31 + 16), name=f"sh10_{j}")
             m.d.sync += [
-                v.eq(sq + self.poly_c if cfg.variant == "ibert" else sq),
-                sh.eq(_delay(m, z, 1, f"z10_{j}") + self.exp_shift),
+                t.eq(Mux(clamped, B, B - rem)),
+                sh.eq(Mux(clamped, cfg.CLAMP, z) + se),
             ]
-            # Stage 12: e = v >> (z + se); 0 for lanes past the end of the row.
-            e = Signal(ew, name=f"e12_{j}")
-            mask = _delay(m, mask0[j], self.EXP_STAGES - 1, f"mask_{j}")  # at stage 11
-            m.d.sync += e.eq(Mux(mask, v >> sh, 0))
+            # Stage 11: the square ("ibert" only).
+            sq = Signal(16 if shift else 2 * 16, name=f"sq11_{j}")
+            m.d.sync += sq.eq(t if shift else t * t)
+            # Stage 12: + C.
+            v = Signal(len(sq) + (0 if shift else 1), name=f"v12_{j}")
+            m.d.sync += v.eq(sq if shift else sq + C)
+            # Stages 13-14: e = v >> (z + se), by 8s then by 1s; 0 for lanes past the end of the
+            # row.
+            sh = _delay(m, sh, 2, f"sh_{j}")
+            vc = Signal(len(v), name=f"v13_{j}")
+            m.d.sync += vc.eq(v >> Cat(Const(0, 3), sh[3:]))
+            sh = _delay(m, sh, 1, f"sh13_{j}")
+            e = Signal(ew, name=f"e14_{j}")
+            mask = _delay(m, mask0[j], self.EXP_STAGES - 1, f"mask_{j}")  # at stage 13
+            m.d.sync += e.eq(Mux(mask, vc >> sh[:3], 0))
             e_lanes.append(e)
 
-        v12 = _delay(m, v0, self.EXP_STAGES, "v")
-        last12 = _delay(m, last0, self.EXP_STAGES, "last")
-        ebank12 = _delay(m, ebank0, self.EXP_STAGES, "ebank")
-        beat12 = _delay(m, beat0, self.EXP_STAGES, "beat")
+        vE = _delay(m, v0, self.EXP_STAGES, "v")
+        lastE = _delay(m, last0, self.EXP_STAGES, "last")
+        ebankE = _delay(m, ebank0, self.EXP_STAGES, "ebank")
+        eaddrE = _delay(m, eaddr0, self.EXP_STAGES, "eaddr")
         m.d.comb += [
-            e_wr.addr.eq(base(ebank12, 3) + beat12),
+            e_wr.addr.eq(eaddrE),
             e_wr.data.eq(Cat(*e_lanes)),
-            e_wr.en.eq(v12),
+            e_wr.en.eq(vE),
         ]
 
         # Row sum, handed to the divider through a one-row slot at the end of the row.
@@ -293,30 +350,40 @@ class Softmax(wiring.Component):
         pend_sum = Signal(self.sum_width)
         pend_ebank = Signal(range(3))
 
-        # Divider: f = 2**K // sum by restoring division. sum >= 2**14, so f < 2**(K-13) and
-        # the remainder may start at 2**(K - f_width) = 2**13 < sum.
+        # Divider: f = 2**K // sum by restoring division in radix 4 (two quotient bits a cycle,
+        # from three trial subtractions of d, 2d and 3d). sum >= 2**14, so f < 2**(K-13) and the
+        # remainder may start at 2**(K - 2*digits) <= 2**13 < sum.
+        digits = -(-self.f_width // 2)
         div_busy = Signal()
-        div_count = Signal(range(self.f_width + 1))
-        div_rem = Signal(self.sum_width + 1)
+        div_count = Signal(range(digits + 1))
+        div_rem = Signal(self.sum_width)
         div_d = Signal(self.sum_width)
-        div_q = Signal(self.f_width)
+        div_d3 = Signal(self.sum_width + 2)
+        div_q = Signal(2 * digits)
         div_ebank = Signal(range(3))
         div_fin = Signal()
         m.d.comb += div_fin.eq(div_busy & (div_count == 0))
         with m.If(~div_busy & pend_valid):
             m.d.sync += [
-                div_busy.eq(1), div_count.eq(self.f_width),
-                div_rem.eq(1 << (self.recip_bits - self.f_width)), div_q.eq(0),
-                div_d.eq(pend_sum), div_ebank.eq(pend_ebank), pend_valid.eq(0),
+                div_busy.eq(1), div_count.eq(digits),
+                div_rem.eq(1 << (self.recip_bits - 2 * digits)), div_q.eq(0),
+                div_d.eq(pend_sum), div_d3.eq(pend_sum + (pend_sum << 1)),
+                div_ebank.eq(pend_ebank), pend_valid.eq(0),
             ]
         with m.If(div_busy & (div_count != 0)):
-            r2 = Cat(Const(0, 1), div_rem)
-            take = r2 >= div_d
-            m.d.sync += [
-                div_rem.eq(Mux(take, r2 - div_d, r2)),
-                div_q.eq(Cat(take, div_q)),
-                div_count.eq(div_count - 1),
-            ]
+            r4 = Cat(Const(0, 2), div_rem)
+            d1 = r4 - div_d
+            d2 = r4 - (div_d << 1)
+            d3 = r4 - div_d3
+            with m.If(~d3[-1]):
+                m.d.sync += [div_rem.eq(d3), div_q.eq(Cat(Const(3, 2), div_q))]
+            with m.Elif(~d2[-1]):
+                m.d.sync += [div_rem.eq(d2), div_q.eq(Cat(Const(2, 2), div_q))]
+            with m.Elif(~d1[-1]):
+                m.d.sync += [div_rem.eq(d1), div_q.eq(Cat(Const(1, 2), div_q))]
+            with m.Else():
+                m.d.sync += [div_rem.eq(r4), div_q.eq(Cat(Const(0, 2), div_q))]
+            m.d.sync += div_count.eq(div_count - 1)
         with m.If(div_fin):
             m.d.sync += [div_busy.eq(0), f_reg[div_ebank].eq(div_q)]
             m.d.comb += [eb_clr.eq(1 << div_ebank), ef_set.eq(1 << div_ebank)]
@@ -324,10 +391,10 @@ class Softmax(wiring.Component):
         # A row ending while the divider takes the previous one from the slot refills the slot
         # (these statements come after the divider's, so they win). The slot never holds a row
         # when another ends: at most two rows are between exp start and division end.
-        with m.If(v12):
-            with m.If(last12):
+        with m.If(vE):
+            with m.If(lastE):
                 m.d.sync += [row_sum.eq(0), pend_valid.eq(1), pend_sum.eq(total),
-                             pend_ebank.eq(ebank12)]
+                             pend_ebank.eq(ebankE)]
             with m.Else():
                 m.d.sync += row_sum.eq(total)
 
@@ -336,41 +403,55 @@ class Softmax(wiring.Component):
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         c_active = Signal()
         c_bank = Signal(range(3))
-        c_beat = Signal(range(depth))
+        c_addr = Signal(range(3 * depth))
         c_elem = Signal(elem_shape)
-        c_last = c_elem + n >= length
+        c_last = Signal()                   # c_elem + n >= length, registered
         c_issue = Signal()
         m.d.comb += c_issue.eq(c_active & advance)
         c_fin = c_issue & c_last
         c_cand = Mux(c_fin, next3(c_bank), c_bank)
         c_start = (~c_active | c_fin) & e_full.bit_select(c_cand, 1)
-        m.d.comb += [e_rd.addr.eq(base(c_bank, 3) + c_beat), e_rd.en.eq(advance)]
+        m.d.comb += [e_rd.addr.eq(c_addr), e_rd.en.eq(advance)]
         with m.If(c_fin):
             m.d.comb += ef_clr.eq(1 << c_bank)
             m.d.sync += [c_active.eq(0), c_bank.eq(next3(c_bank))]
         with m.Elif(c_issue):
-            m.d.sync += [c_beat.eq(c_beat + 1), c_elem.eq(c_elem + n)]
+            m.d.sync += [c_addr.eq(c_addr + 1), c_elem.eq(c_elem + n),
+                         c_last.eq(c_elem + 2 * n >= length)]
         with m.If(c_start):
-            m.d.sync += [c_active.eq(1), c_bank.eq(c_cand), c_beat.eq(0), c_elem.eq(0)]
+            m.d.sync += [c_active.eq(1), c_bank.eq(c_cand), c_addr.eq(base(c_cand, 3)),
+                         c_elem.eq(0), c_last.eq(length <= n)]
 
-        cv1, cv2 = Signal(), Signal()
-        cmask1, cmask2 = Signal(n), Signal(n)
-        cf1 = Signal(self.f_width)
-        prod_width = ew + self.f_width
-        prods = [Signal(prod_width, name=f"prod_{j}") for j in range(n)]
+        # Stage 1: the buffer read; 2 and 3: its data registered twice (block RAM is slow to
+        # output, and the multiplier may sit far from it); 4: the product e*f; 5: rounded;
+        # 6: saturated and masked, on `o`. All stages move together, on `advance`.
+        cv = [Signal(name=f"cv{k}") for k in range(1, 6)]
+        cmask = [Signal(n, name=f"cmask{k}") for k in range(1, 6)]
+        cf1, cf2, cf3 = Signal(self.f_width), Signal(self.f_width), Signal(self.f_width)
         drop = self.recip_bits - cfg.out_width
-        top = (1 << cfg.out_width) - 1
+        prod_width = ew + self.f_width
+        ed = [Signal(ew, name=f"ed2_{j}") for j in range(n)]
+        ed3 = [Signal(ew, name=f"ed3_{j}") for j in range(n)]
+        prods = [Signal(prod_width, name=f"prod4_{j}") for j in range(n)]
+        rnds = [Signal(prod_width - drop + 1, name=f"rnd5_{j}") for j in range(n)]
         with m.If(advance):
             m.d.sync += [
-                cv1.eq(c_issue), cf1.eq(f_reg[c_bank]),
-                cmask1.eq(Cat(c_elem + j < length for j in range(n))),
-                cv2.eq(cv1), cmask2.eq(cmask1),
-                self.o.valid.eq(cv2),
+                cv[0].eq(c_issue), cf1.eq(f_reg[c_bank]),
+                cmask[0].eq(Cat(c_elem + j < length for j in range(n))),
+                cf2.eq(cf1), cf3.eq(cf2),
+                self.o.valid.eq(cv[-1]),
             ]
+            m.d.sync += [a.eq(b) for a, b in zip(cv[1:], cv[:-1], strict=True)]
+            m.d.sync += [a.eq(b) for a, b in zip(cmask[1:], cmask[:-1], strict=True)]
             for j in range(n):
-                rounded = (prods[j] + (1 << (drop - 1))) >> drop
+                rnd = rnds[j]
                 m.d.sync += [
-                    prods[j].eq(e_rd.data[j] * cf1),
-                    self.o.payload[j].eq(Mux(cmask2[j], Mux(rounded > top, top, rounded), 0)),
+                    ed[j].eq(e_rd.data[j]),
+                    ed3[j].eq(ed[j]),
+                    prods[j].eq(ed3[j] * cf3),
+                    rnd.eq((prods[j] + (1 << (drop - 1))) >> drop),
+                    self.o.payload[j].eq(
+                        Mux(cmask[-1][j], rnd[:cfg.out_width] | rnd[cfg.out_width:].any()
+                            .replicate(cfg.out_width), 0)),
                 ]
         return m

@@ -30,10 +30,15 @@ def gemm_utilization(cfg, M, K, N):
 def softmax_row_timing(sm_cfg, length):
     """``(period, latency)`` of :class:`hw.softmax.Softmax` for rows of ``length``: a row
     enters every ``period`` cycles in steady state and a lone row leaves ``latency`` cycles
-    after its first beat enters (figures from the unit's docstring, checked by its tests)."""
+    after its first beat enters (figures from the unit's docstring, checked by its tests).
+
+    With ``N`` beats a row and ``G = ceil((out_width + 7)/2)`` radix-4 divider steps: latency
+    ``3N + G + 25``; period ``N`` from ``N >= G + 19``, else ``max(N + 1, ceil((N + G + 18)/2))``
+    (the ``N + 1`` bounds the measured ``N + 1/3`` just below that threshold)."""
     n = -(-length // sm_cfg.lanes)
-    period = max(n, -(-(n + sm_cfg.out_width + 23) // 2))
-    return period, 3 * n + sm_cfg.out_width + 27
+    g = -(-(sm_cfg.out_width + 7) // 2)
+    period = n if n >= g + 19 else max(n + 1, -(-(n + g + 18) // 2))
+    return period, 3 * n + g + 25
 
 
 #: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search over 14

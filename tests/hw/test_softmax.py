@@ -11,6 +11,7 @@ from hw.config import AccelConfig, SoftmaxConfig
 from hw.softmax import Softmax
 from hw.units import build_unit
 from sim import golden
+from sim.cyclemodel import softmax_row_timing
 
 
 def config(lanes=1, variant="ibert", max_len=16, in_width=24, out_width=8):
@@ -93,13 +94,46 @@ def test_leading_dimensions():
     check(config(2), scores(rng, 6, 9).reshape(2, 3, 9), 1e-3)
 
 
-def test_steady_state_throughput():
-    # Rows of N >= out_width + 23 beats stream at one beat per cycle after the first row's fill.
-    cfg = config(1, max_len=40)
+def divider_steps(out_width):
+    return -(-(out_width + 7) // 2)
+
+
+@pytest.mark.parametrize("out_width", [8, 5])
+def test_steady_state_throughput(out_width):
+    # Rows of N >= G + 19 beats (27 for 8-bit outputs) stream at one beat per cycle after the
+    # first row's fill; one beat fewer does not.
+    n = divider_steps(out_width) + 19
+    cfg = config(1, max_len=40, out_width=out_width)
     rng = np.random.default_rng(1)
-    one = check(cfg, scores(rng, 1, 40), 1e-3).cycles
-    many = check(cfg, scores(rng, 9, 40), 1e-3).cycles
-    assert many - one == 8 * 40
+    for length, extra in [(n, 0), (40, 0), (n - 1, 1)]:
+        one = check(cfg, scores(rng, 1, length), 1e-3).cycles
+        many = check(cfg, scores(rng, 7, length), 1e-3).cycles
+        assert (many - one > 6 * length) == bool(extra)
+        if not extra:
+            assert many - one == 6 * length
+        assert softmax_row_timing(cfg.softmax, length)[0] == length + extra
+
+
+@pytest.mark.parametrize("lanes, length, out_width", [(1, 32, 8), (1, 5, 8), (3, 16, 8),
+                                                      (2, 16, 6), (1, 40, 12)])
+def test_lone_row_latency(lanes, length, out_width):
+    # A lone row takes 3N + G + 25 cycles (the docstring's formula and the cycle model's).
+    cfg = config(lanes, max_len=40, out_width=out_width)
+    r = check(cfg, scores(np.random.default_rng(length), 1, length), 1e-3)
+    beats = -(-length // lanes)
+    assert r.cycles == 3 * beats + divider_steps(out_width) + 25
+    assert softmax_row_timing(cfg.softmax, length)[1] == r.cycles
+
+
+@pytest.mark.parametrize("length", [1, 4, 12, 20])
+def test_short_rows_period(length):
+    # Short rows wait for the divider: ceil((N + G + 18) / 2) cycles a row, as modelled.
+    cfg = config(1, max_len=20)
+    rng = np.random.default_rng(length)
+    one = check(cfg, scores(rng, 4, length), 1e-3).cycles
+    many = check(cfg, scores(rng, 10, length), 1e-3).cycles
+    period = softmax_row_timing(cfg.softmax, length)[0]
+    assert abs((many - one) / 6 - period) <= 0.5
 
 
 def test_bad_inputs_are_refused():
