@@ -1,0 +1,455 @@
+"""Host driver of the board link: NumPy arrays in, framed commands on a serial line, arrays out."""
+
+from collections import namedtuple
+
+import numpy as np
+
+from hw.config import AccelConfig
+from hw.top import (
+    _ATTENTION_REGS,
+    _GELU_REGS,
+    _SOFTMAX_REGS,
+    Buf,
+    Command,
+    Error,
+    Op,
+    Reg,
+    buffer_specs,
+    register_specs,
+    vector_lanes,
+)
+from sim import golden
+
+from .link import RSP_SYNC, SYNC, LinkError, crc8
+
+__all__ = ["BoardError", "Status", "Client", "Board", "pack_words", "unpack_words"]
+
+Status = namedtuple("Status", ["busy", "done", "error"])
+Status.__doc__ = "What ``STATUS`` answers: ``busy``, ``done`` (bools) and the last error name."
+
+
+def _num(x):
+    """The number of an enum member (Amaranth enums are not ``int``) or of an int."""
+    return x.value if hasattr(x, "value") else int(x)
+
+
+def _code_name(code):
+    for enum in (Error, LinkError):
+        try:
+            return enum(code).name
+        except ValueError:
+            pass
+    return f"UNKNOWN_{code:#04x}"
+
+
+class BoardError(Exception):
+    """The board answered a command with a non-OK status; ``name`` is the error code's name
+    (:class:`hw.top.Error` or :class:`boards.link.LinkError`) and ``code`` its number."""
+
+    def __init__(self, code, what=""):
+        self.code = code
+        self.name = _code_name(code)
+        super().__init__(f"{self.name}" + (f" ({what})" if what else ""))
+
+
+def pack_words(words, spec):
+    """Bytes of ``words`` (array ``(n, lanes)`` of ints) for buffer ``spec``: each word is
+    ``spec.nbytes`` bytes little-endian, lane 0 in the low bits, each lane two's complement."""
+    words = np.asarray(words, dtype=np.int64).reshape(-1, spec.lanes)
+    mask = (1 << spec.elem_width) - 1
+    out = bytearray()
+    for row in words:
+        word = 0
+        for i, v in enumerate(row):
+            word |= (int(v) & mask) << (i * spec.elem_width)
+        out += word.to_bytes(spec.nbytes, "little")
+    return bytes(out)
+
+
+def unpack_words(raw, spec):
+    """Inverse of :func:`pack_words`: an int64 array ``(n, lanes)`` of signed lanes."""
+    n = len(raw) // spec.nbytes
+    out = np.zeros((n, spec.lanes), dtype=np.int64)
+    mask, half = (1 << spec.elem_width) - 1, 1 << (spec.elem_width - 1)
+    for w in range(n):
+        word = int.from_bytes(raw[w * spec.nbytes:(w + 1) * spec.nbytes], "little")
+        for i in range(spec.lanes):
+            v = (word >> (i * spec.elem_width)) & mask
+            out[w, i] = v - (1 << spec.elem_width) if v & half else v
+    return out
+
+
+class Client:
+    """The accelerator's commands as Python methods; subclasses move the bytes.
+
+    A subclass implements :meth:`_exchange`. :class:`Board` frames commands for the UART link;
+    the tests drive :class:`hw.top.Accelerator` directly with the same methods.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        The configuration the board was built with (buffer layouts and constants derive from
+        it).
+    depth : int
+        The accelerator's buffer depth (``hw.top.Accelerator(cfg, depth=...)``).
+    max_payload : int
+        Largest command payload the link accepts; writes are chunked to fit.
+    max_polls : int
+        ``STATUS`` polls a run may take before :exc:`TimeoutError`.
+    """
+
+    def __init__(self, cfg, *, depth=256, max_payload=255, max_polls=10_000):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"Board config must be an AccelConfig, not {cfg!r}")
+        self.cfg, self.depth = cfg, depth
+        self.buffers = buffer_specs(cfg, depth)
+        self.registers = register_specs(cfg, depth)
+        self.lanes = vector_lanes(cfg)
+        self.max_payload, self.max_polls = max_payload, max_polls
+        self._regs = {}       # register values last set, to skip redundant SET_REGs
+
+    def _exchange(self, opcode, payload):
+        """Send one command; return ``(status, response payload)``."""
+        raise NotImplementedError
+
+    def command(self, opcode, payload=b""):
+        """Send a command and return its response payload; raise :exc:`BoardError` on a
+        non-OK status."""
+        status, data = self._exchange(_num(opcode), bytes(payload))
+        if status != Error.OK.value:
+            raise BoardError(status, f"answer to {_code_name_cmd(opcode)}")
+        return data
+
+    # -- low-level commands --------------------------------------------------------------------
+
+    def status(self):
+        """``Status(busy, done, error)``; ``error`` is the last failed command's code name
+        (``"OK"`` if none) and is cleared by this read."""
+        flags, err = self.command(Command.STATUS)
+        return Status(bool(flags & 1), bool(flags & 2), _code_name(err))
+
+    def write_buffer(self, buf, addr, words):
+        """Write ``words`` (array ``(n, lanes)``) to buffer ``buf`` from word ``addr``, chunked
+        to the link's payload limit."""
+        spec = self.buffers[Buf(buf)]
+        raw = pack_words(words, spec)
+        per = max(1, (self.max_payload - 5) // spec.nbytes)
+        n = len(raw) // spec.nbytes
+        for start in range(0, n, per):
+            cnt = min(per, n - start)
+            body = raw[start * spec.nbytes:(start + cnt) * spec.nbytes]
+            self.command(Command.WRITE_BUFFER,
+                         bytes([_num(buf)]) + (addr + start).to_bytes(2, "little")
+                         + cnt.to_bytes(2, "little") + body)
+
+    def read_buffer(self, buf, addr, count):
+        """Read ``count`` words from buffer ``buf`` at ``addr``: int64 array ``(count, lanes)``."""
+        spec = self.buffers[Buf(buf)]
+        per = max(1, self.max_payload // spec.nbytes)
+        raw = b""
+        for start in range(0, count, per):
+            cnt = min(per, count - start)
+            raw += self.command(Command.READ_BUFFER,
+                                bytes([_num(buf)]) + (addr + start).to_bytes(2, "little")
+                                + cnt.to_bytes(2, "little"))
+        return unpack_words(raw, spec)
+
+    def set_reg(self, reg, value, *, force=False):
+        """Set register ``reg`` to ``value`` (skipped when it already holds it)."""
+        reg, value = Reg(reg), int(value)
+        if not force and self._regs.get(reg) == value:
+            return
+        nbytes = max(1, -(-value.bit_length() // 8))
+        self.command(Command.SET_REG, bytes([reg.value]) + value.to_bytes(nbytes, "little"))
+        self._regs[reg] = value
+
+    def run(self, op, *, wait=True):
+        """Start ``op`` (an :class:`hw.top.Op`); with ``wait``, poll ``STATUS`` until done."""
+        self.command(Command.RUN, bytes([Op(op).value]))
+        if not wait:
+            return
+        for _ in range(self.max_polls):
+            st = self.status()
+            if not st.busy:
+                return
+        raise TimeoutError(f"RUN {Op(op).name} still busy after {self.max_polls} STATUS polls")
+
+    # -- GEMM ------------------------------------------------------------------------------------
+
+    def gemm(self, a, b, requant=None):
+        """``a @ b`` on the board: exact accumulators (``requant=None``), or int8 with
+        ``requant=(multiplier, shift)`` (``golden.requantize``'s rule), as an int64 array.
+
+        Products larger than the buffers are split into blocks of rows and columns; a K
+        larger than a buffer (or than ``gemm.max_k``) is split too, the blocks' exact
+        accumulators summed and requantized here with :func:`sim.golden.requantize`.
+        """
+        cfg = self.cfg
+        R, C = cfg.array.rows, cfg.array.cols
+        a, b = golden.check_gemm_operands(a, b, in_width=cfg.array.in_width)
+        (M, K), N = a.shape, b.shape[1]
+        if requant is not None:
+            mult, shift = requant
+            golden.requantize(np.zeros(1, dtype=np.int64), mult, shift,
+                              acc_width=cfg.acc_width, mult_width=cfg.requant.mult_width,
+                              out_width=cfg.requant.out_width)   # validates m and s
+        kmax = min(cfg.gemm.max_k, self.depth)
+        if K > kmax:
+            acc = sum(self.gemm(a[:, k0:k0 + kmax], b[k0:k0 + kmax]) for k0 in range(0, K, kmax))
+            if requant is None:
+                return acc
+            return golden.requantize(acc, mult, shift, acc_width=62 - cfg.requant.mult_width,
+                                     mult_width=cfg.requant.mult_width,
+                                     out_width=cfg.requant.out_width)
+        tiles = self.depth // K
+        nb = min(N, cfg.gemm.max_n, tiles * C)
+        mb = min(M, cfg.gemm.max_m, tiles * R, self.depth // -(-nb // C))
+        out = np.zeros((M, N), dtype=np.int64)
+        if requant is not None:
+            self.set_reg(Reg.RQ_MULT, mult)
+            self.set_reg(Reg.RQ_SHIFT, shift)
+        for i0 in range(0, M, mb):
+            for j0 in range(0, N, nb):
+                out[i0:i0 + mb, j0:j0 + nb] = self._gemm_block(
+                    a[i0:i0 + mb], b[:, j0:j0 + nb], requant is not None)
+        return out
+
+    def _gemm_block(self, a, b, requantized):
+        R, C = self.cfg.array.rows, self.cfg.array.cols
+        (M, K), N = a.shape, b.shape[1]
+        tm, tn = -(-M // R), -(-N // C)
+        ap = np.zeros((tm * R, K), dtype=np.int64)
+        ap[:M] = a
+        bp = np.zeros((K, tn * C), dtype=np.int64)
+        bp[:, :N] = b
+        # A word tm*K + k = A[tm*R:(tm+1)*R, k]; B word tn*K + k = B[k, tn*C:(tn+1)*C].
+        self.write_buffer(Buf.A, 0, ap.reshape(tm, R, K).transpose(0, 2, 1).reshape(-1, R))
+        self.write_buffer(Buf.B, 0, bp.reshape(K, tn, C).transpose(1, 0, 2).reshape(-1, C))
+        for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
+            self.set_reg(reg, v)
+        self.run(Op.GEMM if requantized else Op.GEMM_RAW)
+        rows = self.read_buffer(Buf.C, 0, M * tn)
+        out = np.zeros((M, tn * C), dtype=np.int64)
+        it = iter(rows)
+        for i0 in range(0, M, R):            # the engine's order: row tile, column tile, row
+            for j in range(tn):
+                for i in range(i0, min(i0 + R, M)):
+                    out[i, j * C:(j + 1) * C] = next(it)
+        return out[:, :N]
+
+    # -- nonlinear units -------------------------------------------------------------------------
+
+    def _rows(self, op, rows, length):
+        """Stream ``rows`` (2-D, row length ``length``) through unit ``op`` from X to Y."""
+        VL = self.lanes
+        beats = -(-length // VL)
+        per = max(1, self.depth // beats)
+        out = np.zeros((len(rows), length), dtype=np.int64)
+        self.set_reg(Reg.ROW_LEN, length)
+        for r0 in range(0, len(rows), per):
+            chunk = rows[r0:r0 + per]
+            padded = np.zeros((len(chunk), beats * VL), dtype=np.int64)
+            padded[:, :length] = chunk
+            self.write_buffer(Buf.X, 0, padded.reshape(-1, VL))
+            self.set_reg(Reg.ROWS, len(chunk))
+            self.run(op)
+            y = self.read_buffer(Buf.Y, 0, len(chunk) * beats)
+            out[r0:r0 + len(chunk)] = y.reshape(len(chunk), beats * VL)[:, :length]
+        return out
+
+    def _need(self, name):
+        if not getattr(self.cfg, name).enabled:
+            raise ValueError(f"Board config must include {name}, not leave it out "
+                             f"({self.cfg.name})")
+
+    def softmax(self, q, scale):
+        """Row softmax (last axis) on the board: ``(p, p_scale)`` as :func:`sim.golden.softmax`."""
+        self._need("softmax")
+        q, k, scfg = golden.check_softmax_input(q, scale, self.cfg.softmax)
+        for name, reg in _SOFTMAX_REGS.items():
+            self.set_reg(reg, getattr(k, name))
+        rows = q.reshape(-1, q.shape[-1])
+        p = self._rows(Op.SOFTMAX, rows, q.shape[-1])
+        return p.reshape(q.shape), 2.0 ** -scfg.out_width
+
+    def gelu(self, q, scale):
+        """Elementwise GELU on the board: ``(y, y_scale)`` as :func:`sim.golden.gelu`."""
+        self._need("gelu")
+        gcfg = self.cfg.gelu
+        q = golden.check_int_array("GELU input", q, gcfg.in_width)
+        k = golden.gelu_constants(scale, gcfg)
+        for name, reg in _GELU_REGS.items():
+            if hasattr(k, name):
+                self.set_reg(reg, getattr(k, name))
+        flat = q.reshape(-1)
+        if flat.size == 0:
+            return np.zeros(q.shape, dtype=np.int64), k.y_scale
+        length = min(flat.size, self.registers[Reg.ROW_LEN][1])
+        n = -(-flat.size // length)
+        padded = np.zeros(n * length, dtype=np.int64)
+        padded[:flat.size] = flat
+        y = self._rows(Op.GELU, padded.reshape(n, length), length)
+        return y.reshape(-1)[:flat.size].reshape(q.shape), k.y_scale
+
+    def layernorm(self, q, scale, gamma=None, beta=None):
+        """Row LayerNorm (last axis) on the board: ``(y, y_scale)`` as
+        :func:`sim.golden.layernorm`."""
+        self._need("layernorm")
+        lcfg = self.cfg.layernorm
+        q = golden.check_int_array("LayerNorm input", q, lcfg.in_width)
+        if q.ndim == 0 or q.size == 0:
+            raise ValueError(f"LayerNorm input must have at least one non-empty row, not "
+                             f"shape {q.shape}")
+        k = golden.layernorm_constants(scale, lcfg, gamma, beta, length=q.shape[-1])
+        VL, L = lcfg.lanes, k.length
+        beats = -(-L // VL)
+        g = np.zeros(beats * VL, dtype=np.int64)
+        bt = np.zeros(beats * VL, dtype=np.int64)
+        g[:L], bt[:L] = k.gamma, k.beta
+        spec = self.buffers[Buf.COEF]
+        gmask = (1 << lcfg.gamma_width) - 1
+        bmask = (1 << lcfg.beta_width) - 1
+        words = []
+        for i in range(beats):   # a COEF word: gamma lanes, then beta lanes
+            word = 0
+            for lane in range(VL):
+                word |= (int(g[i * VL + lane]) & gmask) << (lane * lcfg.gamma_width)
+                word |= (int(bt[i * VL + lane]) & bmask) << (VL * lcfg.gamma_width
+                                                              + lane * lcfg.beta_width)
+            words.append(word)
+        raw = b"".join(w.to_bytes(spec.nbytes, "little") for w in words)
+        per = max(1, (self.max_payload - 5) // spec.nbytes)
+        for s in range(0, beats, per):
+            cnt = min(per, beats - s)
+            self.command(Command.WRITE_BUFFER, bytes([Buf.COEF.value]) + s.to_bytes(2, "little")
+                         + cnt.to_bytes(2, "little")
+                         + raw[s * spec.nbytes:(s + cnt) * spec.nbytes])
+        y = self._rows(Op.LAYERNORM, q.reshape(-1, L), L)
+        return y.reshape(q.shape), k.y_scale
+
+
+    # -- attention -------------------------------------------------------------------------------
+
+    def attention(self, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False):
+        """``softmax(Q Kᵀ / sqrt(d)) V`` on the board, one ``RUN ATTENTION`` per head:
+        ``(o, o_scale)`` as :func:`sim.golden.attention`.
+
+        ``q``, ``k``, ``v`` are int8 arrays of shape ``(L, d)`` or ``(heads, L, d)``. Each head
+        is laid out in the controller's scratchpad order (Q in A, K in B, V in V; see
+        :class:`hw.top.Buf`) and its output read back from C. Raises :exc:`ValueError` when a
+        head does not fit the buffers (``ceil(L/R)*d``, ``ceil(L/C)*d`` and ``ceil(d/C)*L``
+        words must each be at most ``depth``).
+        """
+        self._need("attention")
+        cfg = self.cfg
+        R, C = cfg.array.rows, cfg.array.cols
+        q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
+        H, L, d = q.shape
+        consts = golden.attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
+        nb, nt_len, nt_dim = -(-L // R), -(-L // C), -(-d // C)
+        words = max(nb * d, nt_len * d, nt_dim * L)
+        if words > self.depth:
+            raise ValueError(f"Attention head must need at most {self.depth} words per buffer "
+                             f"(the board's depth), not {words} (L={L}, d={d})")
+        for reg, value in ((Reg.ATT_LEN, L), (Reg.ATT_DIM, d), (Reg.ATT_CAUSAL, int(causal)),
+                           (Reg.ATT_MULT, consts.multiplier), (Reg.ATT_SHIFT, consts.shift)):
+            self.set_reg(reg, value)
+        for name in cfg.attention_softmax.constant_widths:
+            self.set_reg(_ATTENTION_REGS[name], getattr(consts.softmax, name))
+        out = np.zeros((H, L, d), dtype=np.int64)
+        for h in range(H):
+            # Zero-pad to whole row blocks / column tiles; the controller ignores the padding.
+            qp = np.zeros((nb * R, d), dtype=np.int64)
+            qp[:L] = q[h]
+            kp = np.zeros((nt_len * C, d), dtype=np.int64)
+            kp[:L] = k[h]
+            vp = np.zeros((L, nt_dim * C), dtype=np.int64)
+            vp[:, :d] = v[h]
+            # Q word b*d + j = Q[bR:bR+R, j]; K word t*d + j = K[tC:tC+C, j];
+            # V word t*L + i = V[i, tC:tC+C].
+            self.write_buffer(Buf.A, 0, qp.reshape(nb, R, d).transpose(0, 2, 1).reshape(-1, R))
+            self.write_buffer(Buf.B, 0, kp.reshape(nt_len, C, d).transpose(0, 2, 1)
+                              .reshape(-1, C))
+            self.write_buffer(Buf.V, 0, vp.reshape(L, nt_dim, C).transpose(1, 0, 2)
+                              .reshape(-1, C))
+            self.run(Op.ATTENTION)
+            it = iter(self.read_buffer(Buf.C, 0, nt_dim * L))
+            o = np.zeros((L, nt_dim * C), dtype=np.int64)
+            for b0 in range(0, L, R):            # the controller's order: block, tile, row
+                for t in range(nt_dim):
+                    for i in range(b0, min(b0 + R, L)):
+                        o[i, t * C:(t + 1) * C] = next(it)
+            out[h] = o[:, :d]
+        return (out if heads else out[0]), float(o_scale)
+
+
+def _code_name_cmd(opcode):
+    try:
+        return Command(opcode).name
+    except ValueError:
+        return f"opcode {opcode:#04x}"
+
+
+class Board(Client):
+    """The accelerator on a board, over the framed UART protocol of :mod:`boards.link`.
+
+    Parameters
+    ----------
+    port_or_transport : str or object
+        A serial port name (opened with ``serial.Serial(port, baud, timeout=timeout)``) or any
+        object with ``write(bytes)`` and ``read(n) -> bytes`` (a transport; a short read means
+        a timeout).
+    cfg : AccelConfig or None
+        The board's configuration; default the ``icebreaker`` preset.
+    baud : int
+        Baud rate for a port name.
+    timeout : float
+        Serial read timeout in seconds, for a port name.
+    **kwargs
+        ``depth``, ``max_payload``, ``max_polls`` of :class:`Client`.
+    """
+
+    def __init__(self, port_or_transport, cfg=None, *, baud=115200, timeout=2.0, **kwargs):
+        cfg = AccelConfig.preset("icebreaker") if cfg is None else cfg
+        super().__init__(cfg, **kwargs)
+        if isinstance(port_or_transport, str):
+            import serial
+            self.transport = serial.Serial(port_or_transport, baud, timeout=timeout)
+        elif hasattr(port_or_transport, "write") and hasattr(port_or_transport, "read"):
+            self.transport = port_or_transport
+        else:
+            raise TypeError(f"Board port must be a port name or an object with write() and "
+                            f"read(), not {port_or_transport!r}")
+
+    def _read(self, n):
+        data = bytes(self.transport.read(n))
+        if len(data) != n:
+            raise TimeoutError(f"Board sent {len(data)} of {n} expected bytes before the "
+                               f"read timed out")
+        return data
+
+    def send_frame(self, opcode, payload):
+        """Write one request frame: ``SYNC, opcode, length(2), payload, crc8``."""
+        if len(payload) > 0xffff:
+            raise ValueError(f"Frame payload must be at most 65535 bytes, not {len(payload)}")
+        body = bytes([opcode]) + len(payload).to_bytes(2, "little") + payload
+        self.transport.write(bytes([SYNC]) + body + bytes([crc8(body)]))
+
+    def receive_frame(self):
+        """Read one response frame; return ``(status, payload)``. Bytes before the response
+        sync byte are skipped (at most 64)."""
+        for _ in range(64):
+            if self._read(1)[0] == RSP_SYNC:
+                break
+        else:
+            raise BoardError(LinkError.FRAME.value, "no response sync byte")
+        head = self._read(3)
+        payload = self._read(int.from_bytes(head[1:], "little"))
+        crc = self._read(1)[0]
+        if crc != crc8(head + payload):
+            raise BoardError(LinkError.CHECKSUM.value, "response frame checksum")
+        return head[0], payload
+
+    def _exchange(self, opcode, payload):
+        self.send_frame(opcode, payload)
+        return self.receive_frame()

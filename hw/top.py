@@ -1,0 +1,896 @@
+"""The accelerator top: on-chip buffers, the units the config includes, and a byte command port."""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .gemm import GemmEngine
+from .requant import Requantizer
+
+__all__ = [
+    "Command", "Op", "Buf", "Reg", "Error",
+    "BufferSpec", "buffer_specs", "register_specs", "vector_lanes",
+    "Accelerator",
+]
+
+
+class Command(enum.Enum, shape=8):
+    """Opcodes of the command port (the first byte of a command)."""
+    STATUS = 0x01        #: no payload; answers flags and the last error code
+    WRITE_BUFFER = 0x02  #: buf, addr (2), count (2), then count words
+    READ_BUFFER = 0x03   #: buf, addr (2), count (2); answers count words
+    SET_REG = 0x04       #: reg, value (1 to 8 bytes, little-endian)
+    RUN = 0x05           #: op (one byte, an :class:`Op`)
+
+
+class Op(enum.Enum, shape=8):
+    """Operations of ``RUN``. A value the config leaves out answers :attr:`Error.UNIT`."""
+    GEMM = 0x00          #: C = requantize(A @ B, RQ_MULT, RQ_SHIFT), int8 in C's lanes
+    GEMM_RAW = 0x01      #: C = A @ B, exact accumulators
+    SOFTMAX = 0x02       #: Y = softmax(X) row by row
+    GELU = 0x03          #: Y = gelu(X)
+    LAYERNORM = 0x04     #: Y = layernorm(X) row by row, gamma/beta from COEF
+    ATTENTION = 0x05     #: one head: C = attention(Q in A, K in B, V in V), int8 in C's lanes
+
+
+class Buf(enum.Enum, shape=8):
+    """Buffer numbers of ``WRITE_BUFFER`` / ``READ_BUFFER``.
+
+    Attention uses A for Q (word ``b*d + j`` is ``Q[b*R : b*R+R, j]``), B for K (word ``t*d + j``
+    is ``K[t*C : t*C+C, j]``), V for V and C for its int8 output, in the controller's order:
+    per row block b and column tile t of d, the rows ``O[b*R + r, t*C : t*C+C]``.
+    """
+    A = 0      #: GEMM left operand, a word is R int8 lanes: ``A[tm*R : tm*R+R, k]`` at ``tm*K + k``
+    B = 1      #: GEMM right operand, a word is C lanes: ``B[k, tn*C : tn*C+C]`` at ``tn*K + k``
+    C = 2      #: GEMM or attention result, a word is C lanes of acc_width bits, in the unit's order
+    X = 3      #: nonlinear input, a word is one beat (``lanes`` elements), rows padded to beats
+    Y = 4      #: nonlinear output, same layout as X
+    COEF = 5   #: LayerNorm gamma/beta, write-only, a word is one coefficient beat
+    V = 6      #: attention V, a word is C int8 lanes: ``V[i, t*C : t*C+C]`` at ``t*L + i``
+
+
+class Reg(enum.Enum, shape=8):
+    """Register numbers of ``SET_REG``; a register of a unit left out answers REGISTER."""
+    M = 0x00
+    K = 0x01
+    N = 0x02
+    ROW_LEN = 0x03
+    ROWS = 0x04
+    RQ_MULT = 0x05
+    RQ_SHIFT = 0x06
+    SM_SHIFT_RIGHT = 0x10
+    SM_SHIFT_LEFT = 0x11
+    SM_DIVISOR = 0x12
+    SM_OFFSET = 0x13
+    SM_POLY_C = 0x14
+    SM_EXP_SHIFT = 0x15
+    GELU_K = 0x20
+    GELU_BETA = 0x21
+    GELU_C = 0x22
+    GELU_N = 0x23
+    GELU_ONE = 0x24
+    GELU_X0 = 0x28
+    GELU_ZS = 0x29
+    GELU_D = 0x2a
+    GELU_UMAX = 0x2b
+    ATT_LEN = 0x30          #: attention sequence length L
+    ATT_DIM = 0x31          #: attention head dimension d
+    ATT_CAUSAL = 0x32       #: 1: query i sees keys 0..i only
+    ATT_MULT = 0x33         #: requantization of P V: multiplier
+    ATT_SHIFT = 0x34        #: requantization of P V: shift
+    ATT_SHIFT_RIGHT = 0x38  #: the attention softmax's constants, for the score scale
+    ATT_SHIFT_LEFT = 0x39
+    ATT_DIVISOR = 0x3a
+    ATT_OFFSET = 0x3b
+    ATT_POLY_C = 0x3c
+    ATT_EXP_SHIFT = 0x3d
+
+
+class Error(enum.Enum, shape=8):
+    """Status codes: the first byte of every response; a failed command changes nothing."""
+    OK = 0x00
+    OPCODE = 0x01     #: unknown opcode
+    LENGTH = 0x02     #: payload length does not match the opcode (or its count)
+    BUFFER = 0x03     #: unknown buffer, or one the config left out, or reading COEF
+    RANGE = 0x04      #: addr + count beyond the buffer, or a response longer than 65535 bytes
+    REGISTER = 0x05   #: unknown register, or one of a unit the config left out
+    VALUE = 0x06      #: register value above the register's maximum
+    UNIT = 0x07       #: RUN of an unknown op or of a unit the config left out
+    SHAPE = 0x08      #: RUN with a zero shape, a shape beyond the config or beyond a buffer
+    BUSY = 0x09       #: a buffer, register or RUN command while a unit runs
+
+
+#: Unit register prefixes of the constant ports: golden constant field -> register.
+_SOFTMAX_REGS = {"shift_right": Reg.SM_SHIFT_RIGHT, "shift_left": Reg.SM_SHIFT_LEFT,
+                 "divisor": Reg.SM_DIVISOR, "offset": Reg.SM_OFFSET, "poly_c": Reg.SM_POLY_C,
+                 "exp_shift": Reg.SM_EXP_SHIFT}
+_GELU_REGS = {"k": Reg.GELU_K, "beta": Reg.GELU_BETA, "c": Reg.GELU_C, "n": Reg.GELU_N,
+              "one": Reg.GELU_ONE, "x0": Reg.GELU_X0, "zs": Reg.GELU_ZS, "d": Reg.GELU_D,
+              "umax": Reg.GELU_UMAX}
+_ATTENTION_REGS = {"shift_right": Reg.ATT_SHIFT_RIGHT, "shift_left": Reg.ATT_SHIFT_LEFT,
+                   "divisor": Reg.ATT_DIVISOR, "offset": Reg.ATT_OFFSET,
+                   "poly_c": Reg.ATT_POLY_C, "exp_shift": Reg.ATT_EXP_SHIFT}
+_NONLINEAR = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernorm"}
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """One buffer: ``depth`` words of ``lanes`` signed ``elem_width``-bit elements.
+
+    On the command port a word is ``nbytes = ceil(lanes*elem_width/8)`` bytes, little-endian,
+    lane 0 in the low bits (``sim.bench.pack``).
+    """
+
+    buf: Buf
+    lanes: int
+    elem_width: int
+    depth: int
+    readable: bool = True
+
+    @property
+    def width(self):
+        return self.lanes * self.elem_width
+
+    @property
+    def nbytes(self):
+        return -(-self.width // 8)
+
+
+def vector_lanes(cfg):
+    """Lanes of the X/Y buffers: the common ``lanes`` of the enabled nonlinear units (1 if none)."""
+    lanes = {getattr(cfg, name).lanes for name in _NONLINEAR.values()
+             if getattr(cfg, name).enabled}
+    if len(lanes) > 1:
+        raise ValueError(f"Nonlinear unit lanes must be equal in the accelerator top, not "
+                         f"{sorted(lanes)}")
+    return lanes.pop() if lanes else 1
+
+
+def _gelu_port_widths(gcfg):
+    P, F = gcfg.poly_width, gcfg.frac_width
+    if gcfg.variant == "ibert":
+        return {"k": (P + 1).bit_length(), "beta": P, "c": 2 * P + 1,
+                "n": (2 * P + 2 - 1).bit_length(), "one": F + 1}
+    return {"x0": gcfg.exp_width, "zs": (F + 2).bit_length(), "d": gcfg.den_width - 1,
+            "umax": gcfg.exp_width}
+
+
+def buffer_specs(cfg, depth=256):
+    """The buffers of ``Accelerator(cfg, depth=depth)``: ``{Buf: BufferSpec}``.
+
+    A, B and C always exist; X and Y when a nonlinear unit is enabled; COEF with LayerNorm;
+    V with attention (which also uses A for Q, B for K and C for its output).
+    """
+    _check_depth(depth)
+    R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
+    specs = {
+        Buf.A: BufferSpec(Buf.A, R, w, depth),
+        Buf.B: BufferSpec(Buf.B, C, w, depth),
+        Buf.C: BufferSpec(Buf.C, C, cfg.acc_width, depth),
+    }
+    units = [getattr(cfg, name) for name in _NONLINEAR.values() if getattr(cfg, name).enabled]
+    if units:
+        vl = vector_lanes(cfg)
+        specs[Buf.X] = BufferSpec(Buf.X, vl, max(u.in_width for u in units), depth)
+        specs[Buf.Y] = BufferSpec(Buf.Y, vl, max(u.out_width for u in units) + 1, depth)
+    if cfg.layernorm.enabled:
+        ln = cfg.layernorm
+        specs[Buf.COEF] = BufferSpec(Buf.COEF, ln.lanes, ln.gamma_width + ln.beta_width,
+                                     -(-ln.max_len // ln.lanes), readable=False)
+    if cfg.attention.enabled:
+        specs[Buf.V] = BufferSpec(Buf.V, C, w, depth)
+    return specs
+
+
+def register_specs(cfg, depth=256):
+    """The registers of ``Accelerator(cfg, depth=depth)``: ``{Reg: (width, max_value)}``.
+
+    GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``
+    and ``ATT_*`` only with their unit. A value above ``max_value`` answers ``VALUE``.
+    """
+    vl = vector_lanes(cfg)
+    max_len = [getattr(cfg, n).max_len for n in ("softmax", "layernorm") if getattr(cfg, n).enabled]
+    if cfg.gelu.enabled:
+        max_len.append(depth * vl)
+    row_max = max(max_len, default=1)
+    shift_max = cfg.acc_width + cfg.requant.mult_width - 1
+    regs = {
+        Reg.M: cfg.gemm.max_m, Reg.K: cfg.gemm.max_k, Reg.N: cfg.gemm.max_n,
+        Reg.ROW_LEN: row_max, Reg.ROWS: depth,
+        Reg.RQ_MULT: (1 << cfg.requant.mult_width) - 1, Reg.RQ_SHIFT: shift_max,
+    }
+    if cfg.softmax.enabled:
+        for name, width in cfg.softmax.constant_widths.items():
+            regs[_SOFTMAX_REGS[name]] = (1 << width) - 1
+    if cfg.gelu.enabled:
+        for name, width in _gelu_port_widths(cfg.gelu).items():
+            regs[_GELU_REGS[name]] = (1 << width) - 1
+    if cfg.attention.enabled:
+        at, mult_width = cfg.attention, cfg.requant.mult_width
+        regs.update({
+            Reg.ATT_LEN: at.max_seq_len, Reg.ATT_DIM: at.max_head_dim, Reg.ATT_CAUSAL: 1,
+            Reg.ATT_MULT: (1 << mult_width) - 1,
+            Reg.ATT_SHIFT: cfg.attention_gemm.acc_width + mult_width - 1,
+        })
+        for name, width in cfg.attention_softmax.constant_widths.items():
+            regs[_ATTENTION_REGS[name]] = (1 << width) - 1
+    return {reg: (max(1, hi.bit_length()), hi) for reg, hi in regs.items()}
+
+
+def _check_depth(depth):
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"Buffer depth must be an integer, not {depth!r}")
+    if not 1 <= depth <= 1 << 16:
+        raise ValueError(f"Buffer depth must be an integer from 1 to 65536, not {depth}")
+
+
+def _times(value, constant):
+    """``value * constant`` for a small constant, as shifts and adds (no multiplier)."""
+    terms = [value << i for i in range(constant.bit_length()) if constant >> i & 1]
+    out = Const(0, 1)
+    for t in terms:
+        out = out + t
+    return out
+
+
+class _Reader:
+    """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
+    (k innermost). ``start`` loads the loop bounds; the read port is driven while ``active``
+    or a word is waiting. ``valid``/``payload`` obey the stream rules."""
+
+    def __init__(self, m, name, rp, addr_width):
+        self.rp = rp
+        aw = addr_width + 1
+        self.count_i, self.count_j, self.count_k = (Signal(aw, name=f"{name}_{x}") for x in "IJK")
+        self.si, self.sj = Signal(aw, name=f"{name}_si"), Signal(aw, name=f"{name}_sj")
+        self.start = Signal(name=f"{name}_start")
+        self.valid = Signal(name=f"{name}_valid")
+        self.ready = Signal(name=f"{name}_ready")
+        self.active = Signal(name=f"{name}_active")
+        i, j, k = (Signal(aw, name=f"{name}_{x}") for x in "ijk")
+        bi, bj = Signal(2 * aw, name=f"{name}_bi"), Signal(2 * aw, name=f"{name}_bj")
+        self.addr = (bi + bj + k)[:addr_width]
+        advance = ~self.valid | self.ready
+        self.en = advance
+        with m.If(self.start):
+            m.d.sync += [i.eq(0), j.eq(0), k.eq(0), bi.eq(0), bj.eq(0), self.active.eq(1),
+                         self.valid.eq(0)]
+        with m.Elif(advance):
+            m.d.sync += self.valid.eq(self.active)
+            with m.If(self.active):
+                with m.If(k + 1 < self.count_k):
+                    m.d.sync += k.eq(k + 1)
+                with m.Else():
+                    m.d.sync += k.eq(0)
+                    with m.If(j + 1 < self.count_j):
+                        m.d.sync += [j.eq(j + 1), bj.eq(bj + self.sj)]
+                    with m.Else():
+                        m.d.sync += [j.eq(0), bj.eq(0)]
+                        with m.If(i + 1 < self.count_i):
+                            m.d.sync += [i.eq(i + 1), bi.eq(bi + self.si)]
+                        with m.Else():
+                            m.d.sync += self.active.eq(0)
+
+
+class Accelerator(wiring.Component):
+    """The accelerator: buffers, the configured units, and a byte-stream command port.
+
+    Every command is ``opcode, length (2 bytes, little-endian), payload (length bytes)`` on
+    ``cmd``; every command gets exactly one response ``status, length (2 bytes), payload`` on
+    ``rsp``, ``status`` an :class:`Error` (``OK`` = 0). Multi-byte fields are little-endian.
+    The top always consumes exactly ``length`` payload bytes, so a rejected command leaves no
+    residue, and a rejected command changes no buffer and no register.
+
+    Commands (:class:`Command`):
+
+    ========================  ===================================  ===========================
+    opcode                    payload                              response payload
+    ========================  ===================================  ===========================
+    ``STATUS`` 0x01           none                                 ``flags, error``: flags bit 0
+                                                                   busy, bit 1 done (a RUN
+                                                                   finished); ``error`` the
+                                                                   last non-OK status, cleared
+                                                                   by this read
+    ``WRITE_BUFFER`` 0x02     ``buf, addr(2), count(2), words``    none
+    ``READ_BUFFER`` 0x03      ``buf, addr(2), count(2)``           ``count`` words
+    ``SET_REG`` 0x04          ``reg, value`` (1 to 8 bytes)        none
+    ``RUN`` 0x05              ``op`` (an :class:`Op`)              none; answered when the run
+                                                                   has started (poll STATUS)
+    ========================  ===================================  ===========================
+
+    A word of buffer ``b`` is ``buffer_specs(cfg, depth)[b].nbytes`` bytes (:class:`BufferSpec`).
+    Buffers are :class:`Buf`: A and B hold the GEMM operands in the engine's beat order (A word
+    ``tm*K + k`` is ``A[tm*R:(tm+1)*R, k]``, B word ``tn*K + k`` is ``B[k, tn*C:(tn+1)*C]``), C
+    the result rows as the engine emits them (row tile, column tile, row), X/Y the nonlinear
+    rows, each row padded to whole beats of ``lanes`` elements, COEF the LayerNorm coefficient
+    beats (write-only; a word is the gamma lanes then the beta lanes).
+
+    Attention (``RUN ATTENTION``, one head of sequence length L and head dimension d) reads Q
+    from A, K from B and V from V, all in the scratchpad order of
+    :class:`hw.attention.AttentionController` (A word ``b*d + j`` is ``Q[b*R:(b+1)*R, j]``, B
+    word ``t*d + j`` is ``K[t*C:(t+1)*C, j]``, V word ``t*L + i`` is ``V[i, t*C:(t+1)*C]``;
+    lanes past L or d are ignored), and writes the int8 output to C, sign-extended in C's
+    lanes, in the controller's order: for each row block b and column tile t of d, the rows
+    ``O[b*R + r, t*C:(t+1)*C]`` (``ceil(d/C)*L`` words). Heads are separate runs.
+
+    Registers (:class:`Reg`, see :func:`register_specs` for widths and maxima): ``M, K, N``
+    (GEMM shape), ``ROW_LEN, ROWS`` (nonlinear rows), ``RQ_MULT, RQ_SHIFT`` (the requantizer's
+    ``m`` and ``s``), each enabled unit's constant ports ``SM_*`` (the fields of
+    :class:`sim.golden.SoftmaxConstants`) and ``GELU_*`` (the fields of the GELU constants of
+    the configured variant), and for attention ``ATT_LEN, ATT_DIM, ATT_CAUSAL`` (L, d, the
+    causal mask), ``ATT_MULT, ATT_SHIFT`` and ``ATT_SHIFT_RIGHT`` ... ``ATT_EXP_SHIFT`` (the
+    fields of :class:`sim.golden.AttentionConstants`: the requantization of ``P V`` and the
+    softmax constants at the score scale). They reset to 0.
+
+    ``RUN`` checks, before anything moves: the op exists and its unit is in the config
+    (``UNIT``), the shape is nonzero and within the config (``M <= max_m``..., ``ROW_LEN <=
+    max_len`` of the unit, ``ATT_LEN <= max_seq_len``, ``ATT_DIM <= max_head_dim``) and fits
+    the buffers (``ceil(M/R)*K`` A words, ``ceil(N/C)*K`` B words, ``M*ceil(N/C)`` C words,
+    ``ROWS*ceil(ROW_LEN/lanes)`` X and Y words; attention ``ceil(L/R)*d`` A words,
+    ``ceil(L/C)*d`` B words, ``ceil(d/C)*L`` V and C words), else ``SHAPE``. The run then
+    streams its input buffer(s) through the unit into its output buffer. While it runs, only
+    ``STATUS`` is accepted (others answer ``BUSY``).
+
+    Checks are made in this order, the first failure answering: opcode, length, buffer /
+    register / op, busy, range / value / shape.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Which units exist (``cfg.<unit>.enabled``) and their sizes.
+    depth : int
+        Words per buffer (A, B, C, X, Y, V). The default 256 keeps the tiny and icebreaker
+        presets to a few EBRs per buffer.
+
+    Members
+    -------
+    cmd : In(stream.Signature(8))
+        Command bytes.
+    rsp : Out(stream.Signature(8))
+        Response bytes.
+    busy : Out(1)
+        A RUN is in progress.
+    error : Out(1)
+        A command failed since the last ``STATUS``.
+
+    Latency: a command is answered a few cycles after its last byte (``RUN``: after
+    ``max(M/R, N/C)``, ``ROW_LEN/lanes`` or ``max(L/R, L/C, d/C)`` cycles of shape checks).
+    An attention run takes the controller's load time (its three streams are read in
+    parallel, one word a cycle each) plus its compute time
+    (:func:`sim.cyclemodel.attention_cycles`). Throughput: one command byte per cycle in, one
+    response byte per cycle out; a run streams one beat per cycle.
+    """
+
+    def __init__(self, cfg, *, depth=256):
+        self.cfg = cfg
+        self.depth = depth
+        self.buffers = buffer_specs(cfg, depth)
+        self.registers = register_specs(cfg, depth)
+        self.lanes = vector_lanes(cfg)
+        super().__init__({
+            "cmd": In(stream.Signature(8)),
+            "rsp": Out(stream.Signature(8)),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, R, Cc = self.cfg, self.cfg.array.rows, self.cfg.array.cols
+        depth, VL = self.depth, self.lanes
+        aw = max(1, (depth - 1).bit_length())
+
+        # -- Units -------------------------------------------------------------------------
+        m.submodules.gemm = gemm = GemmEngine(cfg)
+        m.submodules.requant = rq = Requantizer(Cc, cfg.acc_width, cfg.requant)
+        units = {}
+        if cfg.softmax.enabled:
+            from .softmax import Softmax
+            m.submodules.softmax = units[Op.SOFTMAX] = Softmax(cfg.softmax)
+        if cfg.gelu.enabled:
+            from .gelu import Gelu
+            m.submodules.gelu = units[Op.GELU] = Gelu(cfg.gelu)
+        if cfg.layernorm.enabled:
+            from .layernorm import LayerNorm
+            m.submodules.layernorm = units[Op.LAYERNORM] = LayerNorm(cfg.layernorm)
+        att = None
+        if cfg.attention.enabled:
+            from .attention import AttentionController
+            m.submodules.attention = att = AttentionController(cfg)
+
+        # -- Registers -----------------------------------------------------------------------
+        regs = {reg: Signal(width, name=f"reg_{reg.name.lower()}")
+                for reg, (width, _) in self.registers.items()}
+        m.d.comb += [rq.multiplier.eq(regs[Reg.RQ_MULT]), rq.shift.eq(regs[Reg.RQ_SHIFT])]
+        if Op.SOFTMAX in units:
+            for name, reg in _SOFTMAX_REGS.items():
+                m.d.comb += getattr(units[Op.SOFTMAX], name).eq(regs[reg])
+            m.d.comb += units[Op.SOFTMAX].length.eq(regs[Reg.ROW_LEN])
+        if Op.GELU in units:
+            for name in units[Op.GELU].constant_names:
+                m.d.comb += getattr(units[Op.GELU], name).eq(regs[_GELU_REGS[name]])
+        if Op.LAYERNORM in units:
+            m.d.comb += units[Op.LAYERNORM].length.eq(regs[Reg.ROW_LEN])
+        if att is not None:
+            m.d.comb += [att.multiplier.eq(regs[Reg.ATT_MULT]), att.shift.eq(regs[Reg.ATT_SHIFT])]
+            for name in cfg.attention_softmax.constant_widths:
+                m.d.comb += getattr(att, name).eq(regs[_ATTENTION_REGS[name]])
+
+        # -- Buffers: one read port and one write port each -----------------------------------
+        mems, rps, wps = {}, {}, {}
+        for buf, spec in self.buffers.items():
+            if buf == Buf.COEF:
+                continue
+            mem = Memory(shape=unsigned(spec.width), depth=depth, init=[])
+            m.submodules[f"buf_{buf.name.lower()}"] = mems[buf] = mem
+            rps[buf], wps[buf] = mem.read_port(), mem.write_port()
+
+        # -- Run state -------------------------------------------------------------------------
+        running = Signal()
+        done = Signal()
+        run_op = Signal(Op)
+        out_words = Signal(range(depth + 1))   # words the run writes
+        written = Signal(range(depth + 1))
+        m.d.comb += self.busy.eq(running)
+
+        rd_a = _Reader(m, "rd_a", rps[Buf.A], aw)
+        rd_b = _Reader(m, "rd_b", rps[Buf.B], aw)
+        rd_x = _Reader(m, "rd_x", rps[Buf.X], aw) if Buf.X in rps else None
+        rd_v = _Reader(m, "rd_v", rps[Buf.V], aw) if Buf.V in rps else None
+
+        # GEMM: A, B readers -> engine -> (requantizer) -> C.
+        # Attention: A (Q), B (K), V readers -> controller -> C.
+        att_run = run_op == Op.ATTENTION
+        m.d.comb += [
+            gemm.a.valid.eq(rd_a.valid & ~att_run), gemm.a.payload.eq(rd_a.rp.data),
+            gemm.b.valid.eq(rd_b.valid & ~att_run), gemm.b.payload.eq(rd_b.rp.data),
+        ]
+        if att is not None:
+            m.d.comb += [
+                att.q.valid.eq(rd_a.valid & att_run), att.q.payload.eq(rd_a.rp.data),
+                att.k.valid.eq(rd_b.valid & att_run), att.k.payload.eq(rd_b.rp.data),
+                att.v.valid.eq(rd_v.valid & att_run), att.v.payload.eq(rd_v.rp.data),
+                rd_v.ready.eq(att.v.ready),
+                rd_a.ready.eq(Mux(att_run, att.q.ready, gemm.a.ready)),
+                rd_b.ready.eq(Mux(att_run, att.k.ready, gemm.b.ready)),
+                att.o.ready.eq(1),
+            ]
+        else:
+            m.d.comb += [rd_a.ready.eq(gemm.a.ready), rd_b.ready.eq(gemm.b.ready)]
+        raw = run_op == Op.GEMM_RAW
+        c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), Cc))
+        c_we = Signal()
+        m.d.comb += [
+            rq.i.payload.eq(gemm.out.payload),
+            rq.i.valid.eq(gemm.out.valid & ~raw),
+            gemm.out.ready.eq(Mux(raw, 1, rq.i.ready)),
+            rq.o.ready.eq(1),
+        ]
+        with m.If(raw):
+            m.d.comb += [c_we.eq(gemm.out.valid), c_word.eq(gemm.out.payload)]
+        with m.Elif(att_run):
+            if att is not None:
+                m.d.comb += c_we.eq(att.o.valid)
+                for c in range(Cc):
+                    m.d.comb += c_word[c].eq(att.o.payload[c])
+        with m.Else():
+            m.d.comb += c_we.eq(rq.o.valid)
+            for c in range(Cc):
+                m.d.comb += c_word[c].eq(rq.o.payload[c])
+
+        # Nonlinear: X reader -> the selected unit -> Y.
+        y_word = y_we = None
+        if rd_x is not None:
+            xs, ys = self.buffers[Buf.X], self.buffers[Buf.Y]
+            x_word = data.ArrayLayout(signed(xs.elem_width), VL)(rd_x.rp.data)
+            y_word = Signal(data.ArrayLayout(signed(ys.elem_width), VL))
+            y_we = Signal()
+            for op, unit in units.items():
+                sel = run_op == op
+                m.d.comb += [unit.i.valid.eq(rd_x.valid & sel), unit.o.ready.eq(1)]
+                for lane in range(VL):
+                    m.d.comb += unit.i.payload[lane].eq(x_word[lane])
+                with m.If(sel):
+                    m.d.comb += [rd_x.ready.eq(unit.i.ready), y_we.eq(unit.o.valid)]
+                    for lane in range(VL):
+                        m.d.comb += y_word[lane].eq(unit.o.payload[lane])
+
+        # -- Command interpreter --------------------------------------------------------------
+        cmd, rsp = self.cmd, self.rsp
+        opcode = Signal(8)
+        length = Signal(16)
+        remaining = Signal(16)
+        args = [Signal(8, name=f"arg{i}") for i in range(9)]
+        nargs = Signal(range(10))
+        argi = Signal(range(10))
+        status = Signal(8)
+        last_error = Signal(8)
+        rlen = Signal(16)
+        m.d.comb += self.error.eq(last_error != 0)
+
+        buf_id = args[0]
+        addr = Signal(17)
+        count = Signal(17)
+        arg_addr = Cat(args[1], args[2])
+        arg_count = Cat(args[3], args[4])
+        value = Cat(*args[1:9])
+
+        # Per-buffer facts of the addressed buffer.
+        known_buf, readable, nbytes = Signal(), Signal(), Signal(range(64))
+        buf_depth = Signal(17)
+        for buf, spec in self.buffers.items():
+            with m.If(buf_id == buf.value):
+                m.d.comb += [known_buf.eq(1), readable.eq(spec.readable),
+                             nbytes.eq(spec.nbytes), buf_depth.eq(spec.depth)]
+        wlen_ok = Signal()     # length == 5 + count*nbytes
+        rlen_val = Signal(24)  # count*nbytes
+        for buf, spec in self.buffers.items():
+            with m.If(buf_id == buf.value):
+                m.d.comb += rlen_val.eq(_times(arg_count, spec.nbytes))
+        m.d.comb += wlen_ok.eq(length == rlen_val + 5)
+        in_range = arg_addr + arg_count <= buf_depth
+
+        # Register facts.
+        known_reg, value_ok = Signal(), Signal()
+        for reg, (_, hi) in self.registers.items():
+            with m.If(args[0] == reg.value):
+                m.d.comb += [known_reg.eq(1), value_ok.eq(value <= hi)]
+
+        # Word assembly for writes, and the latched word for reads.
+        max_bytes = max(s.nbytes for s in self.buffers.values())
+        word = Signal(8 * max_bytes)
+        bytei = Signal(range(max_bytes + 1))
+        wpending = Signal()
+        waddr = Signal(17)
+        m.d.sync += wpending.eq(0)
+        for buf, wp in wps.items():
+            with m.If(running):
+                if buf == Buf.C:
+                    m.d.comb += [wp.en.eq(c_we), wp.addr.eq(written), wp.data.eq(c_word)]
+                elif buf == Buf.Y:
+                    m.d.comb += [wp.en.eq(y_we), wp.addr.eq(written), wp.data.eq(y_word)]
+            with m.Else():
+                m.d.comb += [wp.en.eq(wpending & (buf_id == buf.value)), wp.addr.eq(waddr),
+                             wp.data.eq(word)]
+        if Op.LAYERNORM in units:
+            coef = units[Op.LAYERNORM].coef
+            ln = cfg.layernorm
+            gw = ln.gamma_width * ln.lanes
+            m.d.comb += [
+                coef.valid.eq(wpending & (buf_id == Buf.COEF.value)),
+                coef.payload.addr.eq(waddr),
+                coef.payload.gamma.eq(word[:gw]),
+                coef.payload.beta.eq(word[gw:gw + ln.beta_width * ln.lanes]),
+            ]
+        with m.If(running & (c_we | (y_we if y_we is not None else 0))):
+            m.d.sync += written.eq(written + 1)
+
+        # Read ports: the readers while running, the command otherwise.
+        cmd_ren = Signal()
+        for buf, rp in rps.items():
+            reader = {Buf.A: rd_a, Buf.B: rd_b, Buf.X: rd_x, Buf.V: rd_v}.get(buf)
+            if reader is not None:
+                with m.If(running):
+                    m.d.comb += [rp.addr.eq(reader.addr), rp.en.eq(reader.en)]
+                with m.Else():
+                    m.d.comb += [rp.addr.eq(addr), rp.en.eq(cmd_ren)]
+            else:
+                m.d.comb += [rp.addr.eq(addr), rp.en.eq(cmd_ren)]
+        rdata = Signal(8 * max_bytes)
+        for buf, rp in rps.items():
+            with m.If(buf_id == buf.value):
+                m.d.comb += rdata.eq(rp.data)
+
+        # Shape preparation for RUN (iterative, no multipliers).
+        rem_a, rem_b, rem_c = Signal(17), Signal(17), Signal(17)
+        words_a, words_b, words_c = Signal(34), Signal(34), Signal(34)
+        tiles_m, tiles_n = Signal(17), Signal(17)
+        op_arg = args[0]
+        gemm_op = (op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)
+        att_op = Const(0, 1)
+        att_len = regs.get(Reg.ATT_LEN, Const(0, 1))
+        att_dim = regs.get(Reg.ATT_DIM, Const(0, 1))
+        present = Signal()
+        shape_ok = Signal()
+        with m.If(gemm_op):
+            m.d.comb += [present.eq(1),
+                         shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
+        if att is not None:
+            att_op = op_arg == Op.ATTENTION.value
+            with m.If(att_op):
+                m.d.comb += [present.eq(1),
+                             shape_ok.eq((att_len != 0) & (att_len <= cfg.attention.max_seq_len) &
+                                         (att_dim != 0) & (att_dim <= cfg.attention.max_head_dim))]
+        for op, name in _NONLINEAR.items():
+            if op in units:
+                unit_cfg = getattr(cfg, name)
+                row_max = unit_cfg.max_len if op != Op.GELU else depth * VL
+                with m.If(op_arg == op.value):
+                    m.d.comb += [present.eq(1),
+                                 shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
+                                             (regs[Reg.ROW_LEN] <= row_max))]
+        gemm_cmd_valid = Signal()
+        m.d.comb += [gemm.cmd.valid.eq(gemm_cmd_valid), gemm.cmd.payload.m.eq(regs[Reg.M]),
+                     gemm.cmd.payload.k.eq(regs[Reg.K]), gemm.cmd.payload.n.eq(regs[Reg.N])]
+        with m.If(gemm.cmd.valid & gemm.cmd.ready):
+            m.d.sync += gemm_cmd_valid.eq(0)
+        att_cmd_valid = Signal()
+        if att is not None:
+            m.d.comb += [att.cmd.valid.eq(att_cmd_valid),
+                         att.cmd.payload.length.eq(regs[Reg.ATT_LEN]),
+                         att.cmd.payload.head_dim.eq(regs[Reg.ATT_DIM]),
+                         att.cmd.payload.causal.eq(regs[Reg.ATT_CAUSAL])]
+            with m.If(att.cmd.valid & att.cmd.ready):
+                m.d.sync += att_cmd_valid.eq(0)
+
+        # A run ends when its last output word is written.
+        with m.If(running & (written == out_words) & ~gemm_cmd_valid & ~att_cmd_valid):
+            m.d.sync += [running.eq(0), done.eq(1)]
+
+        with m.FSM(name="cmd"):
+            with m.State("OPCODE"):      # wait for a command's opcode
+                m.d.comb += cmd.ready.eq(1)
+                with m.If(cmd.valid):
+                    m.d.sync += opcode.eq(cmd.payload)
+                    m.next = "LEN0"
+            with m.State("LEN0"):        # payload length, low byte
+                m.d.comb += cmd.ready.eq(1)
+                with m.If(cmd.valid):
+                    m.d.sync += length[:8].eq(cmd.payload)
+                    m.next = "LEN1"
+            with m.State("LEN1"):        # payload length, high byte
+                m.d.comb += cmd.ready.eq(1)
+                with m.If(cmd.valid):
+                    m.d.sync += [length[8:].eq(cmd.payload),
+                                 remaining.eq(Cat(length[:8], cmd.payload)), argi.eq(0)]
+                    m.d.sync += [a.eq(0) for a in args]
+                    m.next = "DECODE"
+            with m.State("DECODE"):      # opcode and length known: how many argument bytes
+                def fail(code):
+                    m.d.sync += status.eq(code.value)
+                    m.next = "DISCARD"
+                with m.Switch(opcode):
+                    with m.Case(Command.STATUS):
+                        with m.If(length == 0):
+                            m.d.sync += [status.eq(0), rlen.eq(2)]
+                            m.next = "RSP0"
+                        with m.Else():
+                            fail(Error.LENGTH)
+                    with m.Case(Command.WRITE_BUFFER):
+                        with m.If(length >= 5):
+                            m.d.sync += nargs.eq(5)
+                            m.next = "ARGS"
+                        with m.Else():
+                            fail(Error.LENGTH)
+                    with m.Case(Command.READ_BUFFER):
+                        with m.If(length == 5):
+                            m.d.sync += nargs.eq(5)
+                            m.next = "ARGS"
+                        with m.Else():
+                            fail(Error.LENGTH)
+                    with m.Case(Command.SET_REG):
+                        with m.If((length >= 2) & (length <= 9)):
+                            m.d.sync += nargs.eq(length)
+                            m.next = "ARGS"
+                        with m.Else():
+                            fail(Error.LENGTH)
+                    with m.Case(Command.RUN):
+                        with m.If(length == 1):
+                            m.d.sync += nargs.eq(1)
+                            m.next = "ARGS"
+                        with m.Else():
+                            fail(Error.LENGTH)
+                    with m.Default():
+                        fail(Error.OPCODE)
+            with m.State("ARGS"):        # argument bytes into args[]
+                m.d.comb += cmd.ready.eq(1)
+                with m.If(cmd.valid):
+                    for i, a in enumerate(args):
+                        with m.If(argi == i):
+                            m.d.sync += a.eq(cmd.payload)
+                    m.d.sync += [argi.eq(argi + 1), remaining.eq(remaining - 1)]
+                    with m.If(argi + 1 == nargs):
+                        m.next = "CHECK"
+            with m.State("CHECK"):       # validate; a failure discards the rest and answers
+                m.d.sync += [addr.eq(arg_addr), waddr.eq(arg_addr), count.eq(arg_count),
+                             bytei.eq(0), rlen.eq(0), status.eq(0)]
+
+                def fail(code):
+                    m.d.sync += status.eq(code.value)
+                    m.next = "DISCARD"
+                with m.Switch(opcode):
+                    with m.Case(Command.WRITE_BUFFER):
+                        with m.If(~known_buf):
+                            fail(Error.BUFFER)
+                        with m.Elif(running):
+                            fail(Error.BUSY)
+                        with m.Elif(~wlen_ok):
+                            fail(Error.LENGTH)
+                        with m.Elif(~in_range):
+                            fail(Error.RANGE)
+                        with m.Elif(arg_count == 0):
+                            m.next = "RSP0"
+                        with m.Else():
+                            m.next = "WDATA"
+                    with m.Case(Command.READ_BUFFER):
+                        with m.If(~known_buf | ~readable):
+                            fail(Error.BUFFER)
+                        with m.Elif(running):
+                            fail(Error.BUSY)
+                        with m.Elif(~in_range | (rlen_val > 0xffff)):
+                            fail(Error.RANGE)
+                        with m.Else():
+                            m.d.sync += rlen.eq(rlen_val)
+                            m.next = "RSP0"
+                    with m.Case(Command.SET_REG):
+                        with m.If(~known_reg):
+                            fail(Error.REGISTER)
+                        with m.Elif(running):
+                            fail(Error.BUSY)
+                        with m.Elif(~value_ok):
+                            fail(Error.VALUE)
+                        with m.Else():
+                            for reg, sig in regs.items():
+                                with m.If(args[0] == reg.value):
+                                    m.d.sync += sig.eq(value)
+                            m.next = "RSP0"
+                    with m.Case(Command.RUN):
+                        with m.If(~present):
+                            fail(Error.UNIT)
+                        with m.Elif(running):
+                            fail(Error.BUSY)
+                        with m.Elif(~shape_ok):
+                            fail(Error.SHAPE)
+                        with m.Else():
+                            with m.If(gemm_op):
+                                m.d.sync += [rem_a.eq(regs[Reg.M]), rem_b.eq(regs[Reg.N]),
+                                             rem_c.eq(0)]
+                            with m.Elif(att_op):
+                                m.d.sync += [rem_a.eq(att_len), rem_b.eq(att_len),
+                                             rem_c.eq(att_dim)]
+                            with m.Else():
+                                m.d.sync += [rem_a.eq(regs[Reg.ROW_LEN]), rem_b.eq(0),
+                                             rem_c.eq(0)]
+                            m.d.sync += [words_a.eq(0), words_b.eq(0), words_c.eq(0),
+                                         tiles_m.eq(0), tiles_n.eq(0)]
+                            m.next = "PREP"
+            with m.State("PREP"):        # RUN: tile/beat counts by repeated subtraction
+                # GEMM: words_a = ceil(M/R)*K, words_b = ceil(N/C)*K, words_c = M*ceil(N/C);
+                # attention: ceil(L/R)*d (Q), ceil(L/C)*d (K), ceil(d/C)*L (V and O);
+                # nonlinear: words_a = ROWS*ceil(ROW_LEN/lanes).
+                with m.If(rem_a != 0):
+                    with m.If(gemm_op):
+                        m.d.sync += [rem_a.eq(Mux(rem_a > R, rem_a - R, 0)),
+                                     words_a.eq(words_a + regs[Reg.K]), tiles_m.eq(tiles_m + 1)]
+                    with m.Elif(att_op):
+                        m.d.sync += [rem_a.eq(Mux(rem_a > R, rem_a - R, 0)),
+                                     words_a.eq(words_a + att_dim)]
+                    with m.Else():
+                        m.d.sync += [rem_a.eq(Mux(rem_a > VL, rem_a - VL, 0)),
+                                     words_a.eq(words_a + regs[Reg.ROWS])]
+                with m.If(rem_b != 0):
+                    m.d.sync += rem_b.eq(Mux(rem_b > Cc, rem_b - Cc, 0))
+                    with m.If(att_op):
+                        m.d.sync += words_b.eq(words_b + att_dim)
+                    with m.Else():
+                        m.d.sync += [words_b.eq(words_b + regs[Reg.K]),
+                                     words_c.eq(words_c + regs[Reg.M]),
+                                     tiles_n.eq(tiles_n + 1)]
+                if att is not None:
+                    with m.If(rem_c != 0):
+                        m.d.sync += [rem_c.eq(Mux(rem_c > Cc, rem_c - Cc, 0)),
+                                     words_c.eq(words_c + att_len)]
+                with m.If((rem_a == 0) & (rem_b == 0) & (rem_c == 0)):
+                    m.next = "LAUNCH"
+            with m.State("LAUNCH"):      # RUN: capacity check, then start the readers
+                with m.If(gemm_op):
+                    with m.If((words_a > depth) | (words_b > depth) | (words_c > depth)):
+                        m.d.sync += status.eq(Error.SHAPE.value)
+                    with m.Else():
+                        m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                                     written.eq(0), out_words.eq(words_c), gemm_cmd_valid.eq(1)]
+                        m.d.comb += [rd_a.start.eq(1), rd_b.start.eq(1)]
+                        # A: i = row tile (stride K), j = column tile (stride 0), then k;
+                        # B: the same walk with the strides swapped.
+                        m.d.sync += [
+                            rd_a.count_i.eq(tiles_m), rd_a.count_j.eq(tiles_n),
+                            rd_a.count_k.eq(regs[Reg.K]), rd_a.si.eq(regs[Reg.K]), rd_a.sj.eq(0),
+                            rd_b.count_i.eq(tiles_m), rd_b.count_j.eq(tiles_n),
+                            rd_b.count_k.eq(regs[Reg.K]), rd_b.si.eq(0), rd_b.sj.eq(regs[Reg.K]),
+                        ]
+                with m.Elif(att_op):
+                    if att is not None:
+                        with m.If((words_a > depth) | (words_b > depth) | (words_c > depth)):
+                            m.d.sync += status.eq(Error.SHAPE.value)
+                        with m.Else():
+                            m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                                         written.eq(0), out_words.eq(words_c),
+                                         att_cmd_valid.eq(1)]
+                            # Q, K and V are read linearly: the buffers hold the controller's
+                            # scratchpad order.
+                            for rd, n in ((rd_a, words_a), (rd_b, words_b), (rd_v, words_c)):
+                                m.d.comb += rd.start.eq(1)
+                                m.d.sync += [rd.count_i.eq(1), rd.count_j.eq(1),
+                                             rd.count_k.eq(n), rd.si.eq(0), rd.sj.eq(0)]
+                with m.Else():
+                    with m.If(words_a > depth):
+                        m.d.sync += status.eq(Error.SHAPE.value)
+                    with m.Else():
+                        m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                                     written.eq(0), out_words.eq(words_a)]
+                        if rd_x is not None:
+                            m.d.comb += rd_x.start.eq(1)
+                            m.d.sync += [rd_x.count_i.eq(1), rd_x.count_j.eq(1),
+                                         rd_x.count_k.eq(words_a), rd_x.si.eq(0),
+                                         rd_x.sj.eq(0)]
+                m.next = "RSP0"
+            with m.State("WDATA"):       # WRITE_BUFFER: words, nbytes bytes each
+                m.d.comb += cmd.ready.eq(1)
+                with m.If(cmd.valid):
+                    for i in range(max_bytes):
+                        with m.If(bytei == i):
+                            m.d.sync += word[8 * i:8 * i + 8].eq(cmd.payload)
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(bytei + 1 == nbytes):
+                        m.d.sync += [bytei.eq(0), wpending.eq(1)]
+                        with m.If(remaining == 1):
+                            m.next = "RSP0"
+                    with m.Else():
+                        m.d.sync += bytei.eq(bytei + 1)
+                with m.If(wpending):
+                    m.d.sync += waddr.eq(waddr + 1)
+            with m.State("DISCARD"):     # drop what is left of a rejected command's payload
+                m.d.comb += cmd.ready.eq(remaining != 0)
+                with m.If(remaining == 0):
+                    m.next = "RSP0"
+                with m.Elif(cmd.valid):
+                    m.d.sync += remaining.eq(remaining - 1)
+            with m.State("RSP0"):        # response: status
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(status)]
+                with m.If(rsp.ready):
+                    with m.If(status != 0):
+                        m.d.sync += [last_error.eq(status), rlen.eq(0)]
+                    m.next = "RSP1"
+            with m.State("RSP1"):        # response: length, low byte
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(rlen[:8])]
+                with m.If(rsp.ready):
+                    m.next = "RSP2"
+            with m.State("RSP2"):        # response: length, high byte
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(rlen[8:])]
+                with m.If(rsp.ready):
+                    with m.If(rlen == 0):
+                        m.next = "OPCODE"
+                    with m.Elif(opcode == Command.STATUS):
+                        m.next = "STATUS0"
+                    with m.Else():
+                        m.next = "RREAD"
+            with m.State("STATUS0"):     # STATUS payload: flags
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(Cat(running, done))]
+                with m.If(rsp.ready):
+                    m.next = "STATUS1"
+            with m.State("STATUS1"):     # STATUS payload: last error (read-clear)
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(last_error)]
+                with m.If(rsp.ready):
+                    m.d.sync += last_error.eq(0)
+                    m.next = "OPCODE"
+            with m.State("RREAD"):       # READ_BUFFER: read one word
+                m.d.comb += cmd_ren.eq(1)
+                m.d.sync += bytei.eq(0)
+                m.next = "RLATCH"
+            with m.State("RLATCH"):      # READ_BUFFER: latch it
+                m.d.sync += [word.eq(rdata), addr.eq(addr + 1)]
+                m.next = "RSEND"
+            with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(word[:8])]
+                with m.If(rsp.ready):
+                    m.d.sync += [word.eq(word >> 8), bytei.eq(bytei + 1)]
+                    with m.If(bytei + 1 == nbytes):
+                        m.d.sync += count.eq(count - 1)
+                        with m.If(count == 1):
+                            m.next = "OPCODE"
+                        with m.Else():
+                            m.next = "RREAD"
+        return m

@@ -1,0 +1,362 @@
+"""Accelerator top through its cmd/rsp byte streams (no UART), bit-exact with the golden models,
+under random stalls; malformed commands answer error codes and change nothing."""
+
+import functools
+import gc
+import warnings
+from collections import deque
+
+import numpy as np
+import pytest
+from amaranth.hdl import UnusedElaboratable
+from amaranth.sim import Simulator
+from hypothesis import given
+from hypothesis import strategies as st
+
+from boards.host import BoardError, Client
+from hw.config import AccelConfig, AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
+from hw.top import Accelerator, Buf, Command, Error, Op, Reg, buffer_specs
+from sim import golden
+from sim.bench import SimTimeout
+
+# The tiny preset with a small attention controller (L <= 10, d <= 5): every unit, quick to
+# elaborate and simulate.
+TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
+                                                                    max_head_dim=5))
+
+
+class SimTop(Client):
+    """:class:`boards.host.Client` driving :class:`hw.top.Accelerator` in the simulator: bytes go
+    into ``cmd`` and come out of ``rsp``, each side withholding valid/ready with probability
+    ``stall``. The simulation advances only while a command waits for its response."""
+
+    def __init__(self, cfg, *, depth=64, stall=0.0, seed=0, budget=20_000):
+        super().__init__(cfg, depth=depth)
+        self.dut = Accelerator(cfg, depth=depth)
+        self.stall, self.budget = stall, budget
+        self.rng = np.random.default_rng(seed)
+        self.out, self.inp = deque(), deque()
+        self.cycles = 0
+        self.sim = Simulator(self.dut)
+        self.sim.add_clock(1e-8)
+        self.sim.add_testbench(self._source, background=True)
+        self.sim.add_testbench(self._sink, background=True)
+
+    async def _source(self, ctx):
+        cmd = self.dut.cmd
+        while True:
+            if not self.out or (self.stall and self.rng.random() < self.stall):
+                ctx.set(cmd.valid, 0)
+                await ctx.tick()
+                continue
+            ctx.set(cmd.valid, 1)
+            ctx.set(cmd.payload, self.out[0])
+            _, _, ready = await ctx.tick().sample(cmd.ready)
+            if ready:
+                self.out.popleft()
+
+    async def _sink(self, ctx):
+        rsp = self.dut.rsp
+        while True:
+            ready = not (self.stall and self.rng.random() < self.stall)
+            ctx.set(rsp.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(rsp.valid, rsp.payload)
+            if valid and ready:
+                self.inp.append(payload)
+
+    def _wait(self, n, what):
+        start = self.cycles
+        while len(self.inp) < n:
+            if self.cycles - start > self.budget:
+                raise SimTimeout(f"{what}: got {len(self.inp)} of {n} response bytes in "
+                                 f"{self.budget} cycles")
+            self.cycles += 16
+            self.sim.run_until(self.cycles * 1e-8)
+
+    def _exchange(self, opcode, payload):
+        assert not self.inp, "response bytes left over from the previous command"
+        self.out.extend(bytes([opcode]) + len(payload).to_bytes(2, "little") + payload)
+        self._wait(3, f"command {opcode:#x} header")
+        length = self.inp[1] | self.inp[2] << 8
+        self._wait(3 + length, f"command {opcode:#x} payload")
+        assert len(self.inp) == 3 + length, "more response bytes than the length says"
+        status = self.inp[0]
+        data = bytes(list(self.inp)[3:])
+        self.inp.clear()
+        return status, data
+
+    def raw(self, opcode, payload=b""):
+        """Send a command as raw bytes; return ``(status, payload)``, no exception."""
+        return self._exchange(opcode.value if hasattr(opcode, "value") else opcode,
+                              bytes(payload))
+
+
+def expect(code, fn, *args, **kwargs):
+    with pytest.raises(BoardError) as info:
+        fn(*args, **kwargs)
+    assert info.value.name == code.name
+
+
+# -- bit-exact per unit ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
+def test_gemm_raw_and_requantized(stall):
+    top = SimTop(TINY, stall=stall, seed=1)
+    rng = np.random.default_rng(2)
+    a = rng.integers(-128, 128, (5, 7))
+    b = rng.integers(-128, 128, (7, 3))
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    m, s = golden.quantize_multiplier(1 / 900)
+    np.testing.assert_array_equal(
+        top.gemm(a, b, requant=(m, s)),
+        golden.requantize(golden.gemm(a, b), m, s, acc_width=TINY.acc_width))
+    assert top.status() == (False, True, "OK")
+
+
+def test_gemm_edges_and_blocks():
+    # -128 everywhere at the largest K a buffer holds, then a product split into blocks.
+    top = SimTop(TINY, depth=32)
+    a = np.full((2, 32), -128)
+    b = np.full((32, 2), -128)
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (9, 40))      # K=40 > depth: split over K too
+    b = rng.integers(-128, 128, (40, 5))
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    m, s = golden.quantize_multiplier(1 / 3000)
+    np.testing.assert_array_equal(
+        top.gemm(a, b, requant=(m, s)),
+        golden.requantize(golden.gemm(a, b), m, s, acc_width=40))
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_softmax(stall):
+    top = SimTop(TINY, stall=stall, seed=4)
+    rng = np.random.default_rng(5)
+    q = rng.normal(0, 2500, (3, 10)).round().astype(np.int64)
+    q[1, 4] = 40_000                           # one dominant element: saturates to 255
+    p, scale = top.softmax(q, 1e-3)
+    ref, ref_scale = golden.softmax(q, 1e-3, TINY.softmax)
+    np.testing.assert_array_equal(p, ref)
+    assert scale == ref_scale
+
+
+@pytest.mark.parametrize("variant", ["ibert", "shift"])
+def test_gelu_every_int8(variant):
+    cfg = TINY.replace(gelu=GeluConfig(variant=variant))
+    top = SimTop(cfg, stall=0.3, seed=6)
+    q = np.random.default_rng(7).permutation(np.arange(-128, 128))
+    y, y_scale = top.gelu(q, 0.05)
+    ref, ref_scale = golden.gelu(q, 0.05, cfg.gelu)
+    np.testing.assert_array_equal(y, ref)
+    assert y_scale == ref_scale
+
+
+def test_layernorm_lanes2():
+    cfg = TINY.replace(softmax=SoftmaxConfig(lanes=2), gelu=GeluConfig(lanes=2),
+                       layernorm=LayerNormConfig(lanes=2, max_len=16))
+    top = SimTop(cfg, stall=0.3, seed=8)
+    rng = np.random.default_rng(9)
+    q = rng.integers(-3000, 3000, (3, 11))
+    q[2] = 77                                   # zero variance
+    gamma, beta = rng.normal(1, 0.3, 11), rng.normal(0, 0.5, 11)
+    y, y_scale = top.layernorm(q, 0.01, gamma, beta)
+    ref, ref_scale = golden.layernorm(q, 0.01, gamma, beta, cfg.layernorm)
+    np.testing.assert_array_equal(y, ref)
+    assert y_scale == ref_scale
+    q = rng.normal(0, 2000, (2, 9)).round().astype(np.int64)   # softmax at 2 lanes too
+    np.testing.assert_array_equal(top.softmax(q, 2e-3)[0], golden.softmax(q, 2e-3, cfg.softmax)[0])
+
+
+SCALES = (0.05, 0.04, 0.03, 0.02)     # q, k, v and o scales
+
+
+@pytest.mark.parametrize(("causal", "stall"), [(False, 0.0), (True, 0.0), (False, 0.3),
+                                                (True, 0.7)])
+def test_attention_two_heads(causal, stall):
+    # Ragged on both axes: L = 9 is not a multiple of R = 2, d = 5 not of C = 2.
+    top = SimTop(TINY, stall=stall, seed=11, budget=40_000)
+    rng = np.random.default_rng(12)
+    q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
+    o, o_scale = top.attention(q, k, v, *SCALES, causal=causal)
+    ref, ref_scale = golden.attention(q, k, v, *SCALES, causal=causal, cfg=TINY)
+    np.testing.assert_array_equal(o, ref)
+    assert o_scale == ref_scale
+    assert top.status() == (False, True, "OK")
+
+
+@functools.cache
+def _shared_top():
+    # One simulated top for every Hypothesis example, as a board stays up between calls.
+    return SimTop(TINY, stall=0.3, seed=17, budget=40_000)
+
+
+@given(heads=st.integers(1, 2), L=st.integers(1, TINY.attention.max_seq_len),
+       d=st.integers(1, TINY.attention.max_head_dim), causal=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_attention_random_shapes(heads, L, d, causal, seed):
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.integers(-128, 128, (heads, L, d)) for _ in range(3))
+    scales = tuple(rng.uniform(0.005, 0.1, 4))
+    np.testing.assert_array_equal(
+        _shared_top().attention(q, k, v, *scales, causal=causal)[0],
+        golden.attention(q, k, v, *scales, causal=causal, cfg=TINY)[0])
+
+
+def test_attention_edges_and_gemm_around_it():
+    top = SimTop(TINY, stall=0.3, seed=13)
+    rng = np.random.default_rng(14)
+    a, b = rng.integers(-128, 128, (3, 4)), rng.integers(-128, 128, (4, 3))
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    cases = [
+        (np.full((10, 5), -128), np.full((10, 5), 127), np.full((10, 5), -128), True),  # max L, d
+        (np.full((10, 5), 127), np.full((10, 5), 127), np.full((10, 5), 127), False),
+        (rng.integers(-128, 128, (1, 1)), rng.integers(-128, 128, (1, 1)),      # length 1
+         rng.integers(-128, 128, (1, 1)), False),
+        (rng.integers(-128, 128, (4, 2)), np.full((4, 2), 3),                   # equal scores
+         rng.integers(-128, 128, (4, 2)), True),
+    ]
+    for q, k, v, causal in cases:
+        o, _ = top.attention(q, k, v, 0.1, 0.1, 0.05, 0.01, causal=causal)
+        np.testing.assert_array_equal(
+            o, golden.attention(q, k, v, 0.1, 0.1, 0.05, 0.01, causal=causal, cfg=TINY)[0])
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))   # GEMM still wired
+
+
+def test_malformed_attention_changes_nothing():
+    top = SimTop(TINY, depth=16, stall=0.3, seed=15)
+    rng = np.random.default_rng(16)
+    before = {buf: rng.integers(-128, 128, (16, top.buffers[buf].lanes))
+              for buf in (Buf.A, Buf.B, Buf.V, Buf.C)}
+    for buf, words in before.items():
+        top.write_buffer(buf, 0, words)
+    expect(Error.SHAPE, top.run, Op.ATTENTION)                    # L and d still 0
+    expect(Error.VALUE, top.set_reg, Reg.ATT_LEN, TINY.attention.max_seq_len + 1)
+    expect(Error.VALUE, top.set_reg, Reg.ATT_DIM, TINY.attention.max_head_dim + 1)
+    expect(Error.VALUE, top.set_reg, Reg.ATT_CAUSAL, 2)
+    top.set_reg(Reg.ATT_LEN, 10)
+    expect(Error.SHAPE, top.run, Op.ATTENTION)                    # d still 0
+    top.set_reg(Reg.ATT_DIM, 5)                                   # 5 * 5 Q words > 16
+    expect(Error.SHAPE, top.run, Op.ATTENTION)
+    top.set_reg(Reg.ATT_DIM, 3)                                   # 5 * 3 Q words fit, but
+    top.set_reg(Reg.ATT_LEN, 9)                                   # 2 * 9 V words > 16
+    expect(Error.SHAPE, top.run, Op.ATTENTION)
+    for buf, words in before.items():
+        np.testing.assert_array_equal(top.read_buffer(buf, 0, 16), words)
+    assert top.status() == (False, False, "SHAPE")
+    with pytest.raises(ValueError, match=r"Attention head must need at most 16 words per "
+                                         r"buffer \(the board's depth\), not 18 \(L=9, d=3\)"):
+        top.attention(*(np.zeros((9, 3), dtype=int),) * 3, *SCALES)
+    # The top still works, and refuses commands while the head runs.
+    q, k, v = (rng.integers(-128, 128, (4, 3)) for _ in range(3))
+    np.testing.assert_array_equal(top.attention(q, k, v, *SCALES)[0],
+                                  golden.attention(q, k, v, *SCALES, cfg=TINY)[0])
+    top.run(Op.ATTENTION, wait=False)
+    assert top.status().busy
+    expect(Error.BUSY, top.write_buffer, Buf.V, 0, np.zeros((1, 2)))
+    expect(Error.BUSY, top.set_reg, Reg.ATT_LEN, 1, force=True)
+    for _ in range(100):
+        if not top.status().busy:
+            break
+    assert top.status() == (False, True, "OK")
+    np.testing.assert_array_equal(top.attention(q, k, v, *SCALES)[0],
+                                  golden.attention(q, k, v, *SCALES, cfg=TINY)[0])
+
+
+# -- malformed commands ----------------------------------------------------------------------
+
+
+def test_malformed_commands_change_nothing():
+    top = SimTop(TINY, depth=16, stall=0.3, seed=10)
+    spec = buffer_specs(TINY, 16)[Buf.A]
+    before = np.arange(16 * 2).reshape(16, 2) - 16
+    top.write_buffer(Buf.A, 0, before)
+
+    def raw_write(buf, addr, count, nwords=None, nbytes=spec.nbytes):
+        nwords = count if nwords is None else nwords
+        head = bytes([getattr(buf, "value", buf)]) + addr.to_bytes(2, "little")
+        return top.raw(Command.WRITE_BUFFER,
+                       head + count.to_bytes(2, "little") + bytes(range(nwords * nbytes)))
+
+    assert raw_write(Buf.A, 15, 2)[0] == Error.RANGE.value        # runs past the end
+    assert raw_write(Buf.A, 16, 1)[0] == Error.RANGE.value
+    assert raw_write(Buf.A, 0, 3, nwords=2)[0] == Error.LENGTH.value   # count vs length
+    assert raw_write(9, 0, 1)[0] == Error.BUFFER.value           # no buffer 9
+    assert top.raw(0x7e, bytes(40))[0] == Error.OPCODE.value      # payload discarded
+    assert top.raw(Command.STATUS, b"\x00")[0] == Error.LENGTH.value
+    assert top.raw(Command.READ_BUFFER, bytes([Buf.A.value, 10, 0, 7, 0]))[0] == Error.RANGE.value
+    assert top.raw(Command.READ_BUFFER, bytes([Buf.COEF.value, 0, 0, 1, 0]))[0] == \
+        Error.BUFFER.value
+    assert top.raw(Command.READ_BUFFER, bytes([Buf.A.value, 0, 0, 1]))[0] == Error.LENGTH.value
+    assert top.raw(Command.SET_REG, bytes([0x7f, 1]))[0] == Error.REGISTER.value
+    assert top.raw(Command.SET_REG, bytes([Reg.M.value, TINY.gemm.max_m + 1]))[0] == \
+        Error.VALUE.value
+    assert top.raw(Command.SET_REG, bytes([Reg.M.value]) + bytes(9))[0] == Error.LENGTH.value
+    assert top.raw(Command.RUN, bytes([Op.ATTENTION.value]))[0] == Error.SHAPE.value  # L = 0
+    assert top.raw(Command.RUN, bytes([0x40]))[0] == Error.UNIT.value
+    assert top.status().error == "UNIT"                           # the last error, then cleared
+    assert top.status().error == "OK"
+    expect(Error.SHAPE, top.run, Op.GEMM)                         # M, K, N still 0
+    for reg, v in ((Reg.M, 32), (Reg.K, 64), (Reg.N, 1)):         # within the config...
+        top.set_reg(reg, v)
+    expect(Error.SHAPE, top.run, Op.GEMM_RAW)                     # ...but not the buffers
+    expect(Error.SHAPE, top.run, Op.SOFTMAX)                      # ROW_LEN, ROWS still 0
+    top.set_reg(Reg.ROW_LEN, 8)
+    top.set_reg(Reg.ROWS, 3)                                      # 24 beats > 16
+    expect(Error.SHAPE, top.run, Op.GELU)
+    np.testing.assert_array_equal(top.read_buffer(Buf.A, 0, 16), before)
+    assert top.status() == (False, False, "SHAPE")
+
+
+def test_busy_and_left_out_units():
+    cfg = TINY.replace(softmax=SoftmaxConfig(enabled=False), gelu=GeluConfig(enabled=False))
+    top = SimTop(cfg)
+    assert Buf.X in top.buffers and Buf.COEF in top.buffers
+    expect(Error.UNIT, top.run, Op.SOFTMAX)
+    expect(Error.UNIT, top.run, Op.GELU)
+    expect(Error.REGISTER, top.set_reg, Reg.SM_DIVISOR, 1)
+    expect(Error.REGISTER, top.set_reg, Reg.GELU_C, 1)
+    for reg, v in ((Reg.M, 8), (Reg.K, 8), (Reg.N, 8)):
+        top.set_reg(reg, v)
+    top.run(Op.GEMM_RAW, wait=False)
+    assert top.status().busy
+    expect(Error.BUSY, top.write_buffer, Buf.A, 0, np.zeros((1, 2)))
+    expect(Error.BUSY, top.set_reg, Reg.M, 2, force=True)
+    expect(Error.BUSY, top.run, Op.GEMM)
+    for _ in range(100):
+        if not top.status().busy:
+            break
+    assert top.status() == (False, True, "OK")
+
+
+def test_no_nonlinear_units():
+    cfg = TINY.replace(softmax=SoftmaxConfig(enabled=False), gelu=GeluConfig(enabled=False),
+                       layernorm=LayerNormConfig(enabled=False),
+                       attention=AttentionConfig(enabled=False))
+    top = SimTop(cfg, depth=16)
+    assert set(top.buffers) == {Buf.A, Buf.B, Buf.C}
+    assert top.raw(Command.WRITE_BUFFER, bytes([Buf.X.value, 0, 0, 0, 0]))[0] == Error.BUFFER.value
+    assert top.raw(Command.WRITE_BUFFER, bytes([Buf.V.value, 0, 0, 0, 0]))[0] == Error.BUFFER.value
+    expect(Error.UNIT, top.run, Op.LAYERNORM)
+    expect(Error.UNIT, top.run, Op.ATTENTION)
+    expect(Error.REGISTER, top.set_reg, Reg.ATT_LEN, 1)
+    expect(Error.REGISTER, top.set_reg, Reg.ATT_DIVISOR, 1)
+    with pytest.raises(ValueError, match="Board config must include attention, not leave it out"):
+        top.attention(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), 1, 1, 1, 1)
+    a = np.arange(12).reshape(3, 4) - 6
+    np.testing.assert_array_equal(top.gemm(a, a.T), golden.gemm(a, a.T))
+
+
+def test_config_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)  # the refused, half-built tops
+        with pytest.raises(ValueError, match="Nonlinear unit lanes must be equal in the "
+                                             r"accelerator top, not \[1, 2\]"):
+            Accelerator(TINY.replace(gelu=GeluConfig(lanes=2)))
+        with pytest.raises(ValueError, match="Buffer depth must be an integer from 1 to 65536, "
+                                             "not 0"):
+            Accelerator(TINY, depth=0)
+        with pytest.raises(TypeError, match="Buffer depth must be an integer, not 2.5"):
+            Accelerator(TINY, depth=2.5)
+        gc.collect()
