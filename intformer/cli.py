@@ -126,9 +126,16 @@ def cmd_sim(args):
 
 
 def cmd_synth(args):
+    cfg = _load_config(args)
+    if args.board:
+        from boards.flow import synth_board
+
+        report = synth_board(cfg, args.board, seed=args.seed, log=print)
+        print(report.table())
+        print(f"report: {Path(report.out_dir) / 'report.json'}")
+        return 0 if report.timing_passed else 1
     from boards.synth import synth_unit
 
-    cfg = _load_config(args)
     report = synth_unit(cfg, args.unit, args.family, fmax=args.fmax, seed=args.seed)
     print(report.table())
     print(f"report: {report.log_dir / 'synth.json'}")
@@ -162,19 +169,39 @@ def cmd_demo(args):
         print(f"  wrote {path.relative_to(ROOT)}")
     print("== 2. simulate against the golden model")
     R, C = cfg.array.rows, cfg.array.cols
-    verdicts = []
-    for M, K, N, stall in [(2 * R + 1, 64, 2 * C + 1, 0.0), (3 * R, 32, 2 * C, 0.5)]:
-        exact, _ = _sim_gemm(cfg, M, min(K, cfg.gemm.max_k), N, stall, seed=M,
-                             out=lambda s: print("  " + s))
+    verdicts, results = [], []
+    for M, K, N, stall in [(4 * R, 128, 4 * C, 0.0), (3 * R + 1, 32, 2 * C + 1, 0.5)]:
+        K = min(K, cfg.gemm.max_k)
+        exact, r = _sim_gemm(cfg, M, K, N, stall, seed=M, out=lambda s: print("  " + s))
         verdicts.append(exact)
+        if not stall:
+            results.append((f"GEMM {M}x{K}x{N}", r))
     at = cfg.attention
-    exact, _ = _sim_attention(cfg, 1, min(32, at.max_seq_len), min(16, at.max_head_dim), False,
-                              0.0, seed=1, out=lambda s: print("  " + s))
+    L, d = min(32, at.max_seq_len), min(16, at.max_head_dim)
+    if not at.enabled:
+        print(f"  (attention is left out of the {cfg.name} board build; simulated on the same "
+              f"array all the same)")
+    exact, r = _sim_attention(cfg, 1, L, d, False, 0.0, seed=1, out=lambda s: print("  " + s))
     verdicts.append(exact)
-    print("== 3. synthesize the GEMM unit (out of context)")
-    for family in ("ice40", "ecp5"):
-        report = synth_unit(cfg, "gemm", family, log=lambda s: print("  " + s))
-        print(report.table())
+    results.append((f"attention L={L} d={d}", r))
+    print("== 3. synthesize the GEMM unit out of context (iCE40)")
+    print(synth_unit(cfg, "gemm", "ice40", log=lambda s: print("  " + s)).table())
+    print(f"== 4. synthesize, place and route the {cfg.name} board top")
+    from boards.flow import BOARDS, synth_board
+
+    board = cfg.name if cfg.name in BOARDS else "icebreaker"
+    report = synth_board(cfg, board, log=lambda s: print("  " + s))
+    print(report.table())
+    print("== 5. throughput at that clock")
+    f = report.clk_mhz * 1e6
+    peak = 2 * R * C * f / 1e9
+    dsp = report.resources["dsp"]["count"]
+    lut = report.resources["lut"]["count"]
+    print(f"  clock {report.clk_mhz:g} MHz (Fmax {report.fmax:.1f} MHz): peak {peak:.3f} GOPS "
+          f"(2 x {R}x{C} MACs x f), {peak / dsp:.4f} GOPS/DSP, {peak / lut * 1000:.3f} GOPS/kLUT")
+    for label, r in results:
+        print(f"  {label}: utilization {r.utilization:.1%} -> {peak * r.utilization:.3f} GOPS "
+              f"achieved")
     ok = all(verdicts)
     print(f"== verdict: {'all simulations bit-exact with the golden model' if ok else 'MISMATCH'}"
           f" ({time.monotonic() - t_start:.0f} s)")
@@ -210,8 +237,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("synth", help="synthesize one unit out of context with Yosys")
+    p = sub.add_parser("synth", help="synthesize one unit out of context with Yosys, or a whole "
+                                     "board top through place-and-route to a bitstream")
     _add_config_args(p)
+    p.add_argument("--board", choices=["icebreaker", "ulx3s"],
+                   help="build the board top (accelerator + UART link + LEDs) to a bitstream "
+                        "under build/<board>/ instead of one unit")
     p.add_argument("--unit", default="gemm", choices=list(UNITS))
     p.add_argument("--family", default="ice40", choices=["ice40", "ecp5"])
     p.add_argument("--fmax", action="store_true",

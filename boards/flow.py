@@ -1,0 +1,395 @@
+"""Board synthesis: Yosys, a fit check, nextpnr and icepack/ecppack on a board top; a report."""
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.config import AccelConfig
+
+from . import icebreaker, ulx3s
+from .synth import _run, _tail, classify_cells, parse_fmax
+from .toolchain import setup_environment, tool_command
+
+__all__ = [
+    "BOARDS", "BoardSpec", "BoardReport", "check_fit", "parse_utilisation", "synth_board",
+    "load_board_report",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = REPO_ROOT / "build"
+
+#: Resource names of a board report, in table order.
+RESOURCES = ("lut", "ff", "carry", "dsp", "bram", "spram")
+
+_RESOURCE_LABELS = {
+    "ice40": {"lut": "logic cells", "ff": "flip-flops", "carry": "carries", "dsp": "SB_MAC16",
+              "bram": "EBR (4 kbit)", "spram": "SPRAM"},
+    "ecp5": {"lut": "LUT4", "ff": "flip-flops", "carry": "CCU2C", "dsp": "MULT18X18D",
+             "bram": "DP16KD", "spram": "-"},
+}
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """How to build for one board.
+
+    Attributes
+    ----------
+    name : str
+        ``"icebreaker"`` or ``"ulx3s"``.
+    family : str
+        ``"ice40"`` or ``"ecp5"`` (as :data:`boards.synth.FAMILIES`).
+    device : str
+        The FPGA.
+    capacity : dict
+        Device capacity per resource: ``lut`` is logic cells (iCE40: LUT4 + carry + FF each)
+        or LUT4 sites (ECP5, each CCU2C takes two), ``ff``, ``carry`` (carry cells that fit,
+        one per logic cell / two LUT4s), ``dsp`` (SB_MAC16 / MULT18X18D), ``bram`` (EBR /
+        DP16KD), ``spram``.
+    top : type
+        The board top (:class:`~boards.icebreaker.ICEBreakerTop`, :class:`~boards.ulx3s.ULX3STop`).
+    make_platform : callable
+        Makes the amaranth-boards platform the top is elaborated with.
+    nextpnr : tuple of str
+        The toolchain variable of nextpnr and its device arguments.
+    """
+
+    name: str
+    family: str
+    device: str
+    capacity: dict
+    top: type
+    make_platform: object
+    nextpnr: tuple
+
+
+BOARDS = {
+    "icebreaker": BoardSpec(
+        "icebreaker", "ice40", "iCE40UP5K",
+        {"lut": 5280, "ff": 5280, "carry": 5280, "dsp": 8, "bram": 30, "spram": 4},
+        icebreaker.ICEBreakerTop, icebreaker.make_platform,
+        ("NEXTPNR_ICE40", "--up5k", "--package", "sg48")),
+    "ulx3s": BoardSpec(
+        "ulx3s", "ecp5", "LFE5U-85F",
+        {"lut": 83640, "ff": 83640, "carry": 41820, "dsp": 156, "bram": 208, "spram": 0},
+        ulx3s.ULX3STop, ulx3s.make_platform,
+        ("NEXTPNR_ECP5", "--85k", "--package", "CABGA381", "--speed", "6")),
+}
+
+#: nextpnr ``utilization`` bel -> report resource, per family (the placed figures).
+_PNR_BELS = {
+    "ice40": {"ICESTORM_LC": "lut", "ICESTORM_DSP": "dsp", "ICESTORM_RAM": "bram",
+              "ICESTORM_SPRAM": "spram"},
+    "ecp5": {"TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "MULT18X18D": "dsp", "DP16KD": "bram"},
+}
+
+
+_UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def parse_utilisation(log_text):
+    """``{bel: (used, available)}`` from nextpnr's last "Device utilisation" table in a log."""
+    return {bel: (int(used), int(avail)) for bel, used, avail in _UTIL_RE.findall(log_text)}
+
+
+def _check_board(board):
+    if board not in BOARDS:
+        raise ValueError(f"Board must be one of {', '.join(map(repr, BOARDS))}, not {board!r}")
+    return BOARDS[board]
+
+
+@dataclass
+class BoardReport:
+    """Resources, Fmax and timing of a placed and routed board top.
+
+    Attributes
+    ----------
+    board, device, family : str
+        The board, its FPGA and family.
+    config : dict
+        The accelerator configuration (:meth:`AccelConfig.to_dict`).
+    clk_mhz : float
+        The ``sync`` clock the board top runs at (the PLL output), the timing constraint.
+    resources : dict
+        Resource -> ``{"count", "capacity", "percent"}``. ``lut``, ``dsp``, ``bram``, ``spram``
+        are what nextpnr placed (iCE40 ``lut`` is logic cells, ICESTORM_LC, each a LUT4 with its
+        carry and FF; ECP5 ``lut`` is TRELLIS_COMB, LUT4 sites including carries and LUT RAM);
+        ``ff`` and ``carry`` come from Yosys' cell counts (iCE40) or nextpnr (ECP5 ``ff``).
+    synth_cells : dict
+        Yosys' resource counts (:func:`boards.synth.classify_cells`) before placement.
+    fmax_mhz : dict
+        Clock net -> the Fmax nextpnr reports after routing.
+    timing_passed : bool
+        Every clock's Fmax is at least ``clk_mhz``.
+    seed : int
+        nextpnr's placer seed.
+    bitstream : str
+        Path of the bitstream (``top.bin`` for iCE40, ``top.bit`` for ECP5).
+    out_dir : str
+        Where everything went.
+    elapsed_s : dict
+        Seconds per step (``elaborate``, ``yosys``, ``pack_check``, ``nextpnr``, ``bitstream``).
+    """
+
+    board: str
+    device: str
+    family: str
+    config: dict
+    clk_mhz: float
+    resources: dict
+    synth_cells: dict
+    fmax_mhz: dict
+    timing_passed: bool
+    seed: int
+    bitstream: str
+    out_dir: str
+    elapsed_s: dict = field(default_factory=dict)
+
+    @property
+    def fmax(self):
+        """The slowest clock's Fmax in MHz (the ``sync`` clock; the board has one domain)."""
+        return min(self.fmax_mhz.values())
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    def table(self):
+        """The report as a text table: resource, used, available, % of device; then Fmax."""
+        cfg = AccelConfig.from_dict(self.config)
+        units = ", ".join(["gemm", "requant"] + [u for u in ("softmax", "gelu", "layernorm",
+                                                             "attention")
+                                                 if getattr(cfg, u).enabled])
+        labels = _RESOURCE_LABELS[self.family]
+        lines = [f"{self.board} ({self.device}): {cfg}; units: {units}",
+                 f"{'resource':<14} {'used':>7} {'of':>7} {'%':>7}"]
+        for name in RESOURCES:
+            if name not in self.resources:
+                continue
+            r = self.resources[name]
+            pct = f"{r['percent']:.1f}%" if r["percent"] is not None else "-"
+            of = r["capacity"] if r["capacity"] else "-"
+            lines.append(f"{labels[name]:<14} {r['count']:>7} {of:>7} {pct:>7}")
+        for clock, mhz in self.fmax_mhz.items():
+            verdict = "meets" if mhz >= self.clk_mhz else "MISSES"
+            lines.append(f"Fmax {mhz:.2f} MHz on '{clock}' ({verdict} the {self.clk_mhz:g} MHz "
+                         f"clock, seed {self.seed})")
+        lines.append(f"timing {'passed' if self.timing_passed else 'FAILED'}; "
+                     f"bitstream {self.bitstream}")
+        steps = ", ".join(f"{k} {v:.0f} s" for k, v in self.elapsed_s.items())
+        lines.append(f"run time: {steps}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+def load_board_report(path):
+    """Read a :class:`BoardReport` from a ``report.json`` (or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    return BoardReport.from_dict(json.loads(path.read_text()))
+
+
+def check_fit(board, counts):
+    """Raise ``ValueError`` when ``counts`` (resource -> cells, as from
+    :func:`boards.synth.classify_cells`) exceed the board's device, naming every resource over.
+
+    On iCE40 a logic cell holds one LUT4, one carry and one FF, so ``lut``, ``ff`` and ``carry``
+    are each checked against the logic cells (a lower bound on what placement needs).
+    """
+    spec = _check_board(board)
+    over = [f"{counts[name]} {_RESOURCE_LABELS[spec.family][name]} > {cap}"
+            for name, cap in spec.capacity.items() if counts.get(name, 0) > cap]
+    if over:
+        have = ", ".join(f"{cap} {_RESOURCE_LABELS[spec.family][name]}"
+                         for name, cap in spec.capacity.items() if cap)
+        raise ValueError(f"{board} design must fit the {spec.device} ({have}), "
+                         f"not {', '.join(over)}")
+
+
+def _early_check(spec, cfg):
+    # Each PE's multiplier takes one DSP block on both families (an INT8 product fits an
+    # SB_MAC16 and a MULT18X18D), so an array larger than the DSP count cannot fit; refuse it
+    # before spending minutes in Yosys.
+    macs = cfg.array.rows * cfg.array.cols
+    if macs > spec.capacity["dsp"]:
+        label = _RESOURCE_LABELS[spec.family]["dsp"]
+        raise ValueError(
+            f"{spec.name} design must fit the {spec.device} ({spec.capacity['dsp']} {label}), "
+            f"not a {cfg.array.rows}x{cfg.array.cols} array ({macs} {label}, one per PE)")
+
+
+def _yosys_script(family):
+    synth = "synth_ice40 -dsp -top top" if family == "ice40" else "synth_ecp5 -top top"
+    return "; ".join([
+        "read_rtlil top.il",
+        "proc",          # proc; splitnets avoid a Yosys 0.70 assertion on some Amaranth RTLIL
+        "splitnets",
+        "hierarchy -top top",
+        synth,
+        "tee -q -o stats.txt stat",
+        "tee -q -o stats.json stat -json",
+        "write_json top.json",
+    ])
+
+
+def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
+    """Build the board top of ``cfg`` for ``board`` to a bitstream, with no hardware attached.
+
+    Steps, all in ``out_dir`` (the YoWASP tools only open files below their working folder):
+
+    1. elaborate the board top with the amaranth-boards platform (``platform.prepare``), writing
+       ``top.il`` and the pin constraints ``top.pcf`` / ``top.lpf``;
+    2. Yosys ``synth_ice40 -dsp`` / ``synth_ecp5`` (log ``yosys.log``, counts ``stats.json``);
+    3. :func:`check_fit` on Yosys' counts, then on nextpnr's packed counts (``--pack-only``,
+       ``pack.log``): a design that cannot fit is refused here, before place and route;
+    4. nextpnr at the board top's clock, ``--timing-allow-fail`` (a missed clock still gives a
+       valid Fmax; log ``nextpnr.log``, utilization ``nextpnr.json``);
+    5. icepack (``top.bin``) or ecppack (``top.bit``);
+    6. ``report.json`` (:class:`BoardReport`).
+
+    A step longer than 30 s logs a progress line every 30 s.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        The accelerator configuration.
+    board : str
+        ``"icebreaker"`` or ``"ulx3s"`` (:data:`BOARDS`).
+    clk_freq : float or None
+        The ``sync`` clock in Hz; ``None`` takes the board's default (``boards.<board>.CLK_FREQ``).
+    seed : int
+        nextpnr placer seed.
+    out_dir : path-like or None
+        Output folder; by default ``build/<board>/`` in the repository.
+    log : callable
+        Called with one line of progress text at a time.
+
+    Returns
+    -------
+    BoardReport
+
+    Raises
+    ------
+    ValueError
+        When the design cannot fit the device (before place and route), with the figures.
+    RuntimeError
+        When a tool fails; the message carries the end of its log.
+    """
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
+    spec = _check_board(board)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"Seed must be an integer, not {seed!r}")
+    _early_check(spec, cfg)
+    board_module = {"icebreaker": icebreaker, "ulx3s": ulx3s}[board]
+    top = spec.top(cfg, clk_freq=board_module.CLK_FREQ if clk_freq is None else clk_freq)
+    clk_mhz = top.clk_freq / 1e6
+
+    setup_environment()
+    out_dir = Path(out_dir) if out_dir is not None else BUILD_DIR / board
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("stats.json", "stats.txt", "top.json", "pack.log", "nextpnr.log",
+                  "nextpnr.json", "report.json", "top.asc", "top.bin", "top.config", "top.bit"):
+        (out_dir / stale).unlink(missing_ok=True)
+
+    elapsed = {}
+    start = time.monotonic()
+    log(f"{board}: elaborating {cfg} at {clk_mhz:g} MHz into {out_dir}")
+    plan = spec.make_platform().prepare(top, name="top")
+    constraints = "top.pcf" if spec.family == "ice40" else "top.lpf"
+    for name in ("top.il", constraints):
+        content = plan.files[name]
+        (out_dir / name).write_text(content if isinstance(content, str) else content.decode())
+    elapsed["elaborate"] = time.monotonic() - start
+
+    synth = "synth_ice40 -dsp" if spec.family == "ice40" else "synth_ecp5"
+    log(f"yosys: {synth} for {spec.device} (this takes a few minutes)")
+    argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
+            "-p", _yosys_script(spec.family)]
+    rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
+    if rc != 0 or not (out_dir / "stats.json").exists():
+        raise RuntimeError(f"Yosys failed (exit code {rc}) for {board}; end of "
+                           f"{out_dir / 'yosys.log'}:\n{_tail(out_dir / 'yosys.log')}")
+    modules = json.loads((out_dir / "stats.json").read_text())["modules"]
+    cells = dict(modules["\\top"]["num_cells_by_type"])
+    counts = classify_cells(spec.family, cells)
+    log(f"yosys: done in {elapsed['yosys']:.0f} s: " +
+        ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    check_fit(board, counts)
+
+    tool, *device_args = spec.nextpnr
+    if spec.family == "ice40":
+        io_args = ["--pcf", "top.pcf", "--asc", "top.asc"]
+    else:
+        io_args = ["--lpf", "top.lpf", "--textcfg", "top.config"]
+    # Packing is exact where Yosys' counts are a lower bound (an iCE40 logic cell takes a LUT,
+    # a carry and a FF only when their controls agree): check the packed design before placing.
+    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
+            io_args[0], io_args[1], "--pack-only", "-q", "-l", "pack.log"]
+    log("nextpnr: packing")
+    rc, elapsed["pack_check"] = _run("nextpnr --pack-only", argv, out_dir, "pack", log)
+    packed = parse_utilisation((out_dir / "pack.log").read_text(errors="replace")
+                               if (out_dir / "pack.log").exists() else "")
+    if not packed:
+        raise RuntimeError(f"nextpnr failed to pack (exit code {rc}) for {board}; end of "
+                           f"{out_dir / 'pack.log'}:\n{_tail(out_dir / 'pack.log')}")
+    packed_counts = {name: packed[bel][0] for bel, name in _PNR_BELS[spec.family].items()
+                     if bel in packed}
+    check_fit(board, packed_counts)
+    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json", *io_args,
+            "--freq", f"{clk_mhz:g}", "--seed", str(seed), "--report", "nextpnr.json",
+            "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+    log(f"nextpnr: place and route at {clk_mhz:g} MHz, seed {seed} (this takes minutes)")
+    rc, elapsed["nextpnr"] = _run("nextpnr", argv, out_dir, "nextpnr", log)
+    nextpnr_log = (out_dir / "nextpnr.log").read_text(errors="replace") \
+        if (out_dir / "nextpnr.log").exists() else ""
+    fmax = parse_fmax(nextpnr_log)
+    if rc != 0 or not fmax or not (out_dir / "nextpnr.json").exists():
+        raise RuntimeError(f"nextpnr failed (exit code {rc}) for {board}; end of "
+                           f"{out_dir / 'nextpnr.log'}:\n{_tail(out_dir / 'nextpnr.log')}")
+    log(f"nextpnr: done in {elapsed['nextpnr']:.0f} s: Fmax " +
+        ", ".join(f"{mhz:.2f} MHz ('{clock}')" for clock, mhz in fmax.items()))
+
+    if spec.family == "ice40":
+        bitstream = "top.bin"
+        argv = [*shlex.split(tool_command("ICEPACK")), "top.asc", bitstream]
+    else:
+        bitstream = "top.bit"
+        argv = [*shlex.split(tool_command("ECPPACK")), "--input", "top.config",
+                "--bit", bitstream]
+    rc, elapsed["bitstream"] = _run("pack", argv, out_dir, "bitstream", log)
+    if rc != 0 or not (out_dir / bitstream).exists():
+        stdout = out_dir / "bitstream.stdout"
+        raise RuntimeError(f"Bitstream packing failed (exit code {rc}) for {board}; end of "
+                           f"{stdout}:\n{_tail(stdout)}")
+
+    used = dict(counts)
+    pnr = json.loads((out_dir / "nextpnr.json").read_text()).get("utilization", {})
+    for bel, name in _PNR_BELS[spec.family].items():
+        if bel in pnr:
+            used[name] = pnr[bel]["used"]
+    resources = {}
+    for name in RESOURCES:
+        cap = spec.capacity[name]
+        if not cap:
+            continue
+        resources[name] = {"count": used[name], "capacity": cap,
+                           "percent": round(100 * used[name] / cap, 1)}
+    report = BoardReport(
+        board=board, device=spec.device, family=spec.family, config=cfg.to_dict(),
+        clk_mhz=clk_mhz, resources=resources, synth_cells=counts, fmax_mhz=fmax,
+        timing_passed=all(mhz >= clk_mhz for mhz in fmax.values()), seed=seed,
+        bitstream=str(out_dir / bitstream), out_dir=str(out_dir), elapsed_s=elapsed)
+    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    log(f"{board}: report in {out_dir / 'report.json'}")
+    return report

@@ -1,0 +1,99 @@
+"""Tests of the board tops and the board flow: both presets place, fit and meet their clock."""
+
+import pytest
+
+from boards.flow import BOARDS, check_fit, load_board_report, synth_board
+from boards.icebreaker import ice40_pll
+from boards.ulx3s import ecp5_pll
+from hw.config import AccelConfig, ArrayConfig
+
+
+def _quiet(line):
+    pass
+
+
+def _check_placed(report, board, out_dir):
+    spec = BOARDS[board]
+    assert (report.board, report.device) == (board, spec.device)
+    # The preset's claim: at most 90% of logic, DSPs and block RAM (so it fits with room).
+    for name in ("lut", "dsp", "bram"):
+        r = report.resources[name]
+        assert r["capacity"] == spec.capacity[name]
+        assert r["count"] <= 0.9 * r["capacity"], (name, r)
+    cfg = AccelConfig.preset(board)
+    # Every PE's multiplier went to a DSP block (the placed count includes the requantizer's).
+    assert report.resources["dsp"]["count"] >= cfg.array.rows * cfg.array.cols
+    # Timing: the slowest clock's Fmax reaches the PLL frequency the top runs at.
+    assert report.fmax_mhz and report.timing_passed
+    assert report.fmax >= report.clk_mhz
+    assert (out_dir / report.bitstream.rsplit("/", 1)[-1]).stat().st_size > 1000
+    assert load_board_report(out_dir) == report
+    assert f"{report.clk_mhz:g} MHz" in report.table()
+
+
+def test_icebreaker_preset_places_fits_and_meets_clock(tmp_path):
+    report = synth_board(AccelConfig.preset("icebreaker"), "icebreaker", out_dir=tmp_path,
+                         log=_quiet)
+    _check_placed(report, "icebreaker", tmp_path)
+    assert report.clk_mhz > 12          # above the board oscillator: the PLL buys frequency
+
+
+def test_ulx3s_preset_places_fits_and_meets_clock(tmp_path):
+    report = synth_board(AccelConfig.preset("ulx3s"), "ulx3s", out_dir=tmp_path, log=_quiet)
+    _check_placed(report, "ulx3s", tmp_path)
+
+
+def test_too_big_array_refused_before_place_and_route(tmp_path):
+    cfg = AccelConfig.preset("icebreaker").replace(array=ArrayConfig(rows=4, cols=4))
+    with pytest.raises(ValueError, match=r"^icebreaker design must fit the iCE40UP5K \(.*8 "
+                                         r"SB_MAC16.*\), not a 4x4 array \(16 SB_MAC16, one "
+                                         r"per PE\)$"):
+        synth_board(cfg, "icebreaker", out_dir=tmp_path, log=_quiet)
+    assert not list(tmp_path.iterdir())     # refused before any tool ran
+
+
+def test_check_fit_names_every_resource_over():
+    fits = {"lut": 4000, "ff": 2000, "carry": 1000, "dsp": 8, "bram": 30, "spram": 0}
+    check_fit("icebreaker", fits)
+    with pytest.raises(ValueError, match=r"^icebreaker design must fit the iCE40UP5K \(5280 "
+                                         r"logic cells, .*\), not 7807 logic cells > 5280, "
+                                         r"25 SB_MAC16 > 8$"):
+        check_fit("icebreaker", {**fits, "lut": 7807, "dsp": 25})
+    with pytest.raises(ValueError, match=r"^ulx3s design must fit the LFE5U-85F \(.*\), "
+                                         r"not 209 DP16KD > 208$"):
+        check_fit("ulx3s", {**fits, "bram": 209})
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match=r"^Board must be one of 'icebreaker', 'ulx3s', "
+                                         r"not 'arty'$"):
+        check_fit("arty", {})
+    with pytest.raises(TypeError, match=r"^Config must be an AccelConfig, not 'tiny'$"):
+        synth_board("tiny", "icebreaker")
+
+
+@pytest.mark.parametrize("f_out", [16e6, 18e6, 24e6, 30e6, 48e6])
+def test_ice40_pll(f_out):
+    p = ice40_pll(12e6, f_out)
+    f_pfd = 12e6 / (p["DIVR"] + 1)
+    f_vco = f_pfd * (p["DIVF"] + 1)
+    assert 10e6 <= f_pfd <= 133e6 and 533e6 <= f_vco <= 1066e6
+    assert p["freq"] == f_vco / 2 ** p["DIVQ"]
+    assert abs(p["freq"] - f_out) <= 0.01 * f_out
+
+
+@pytest.mark.parametrize("f_out", [50e6, 75e6, 100e6, 125e6])
+def test_ecp5_pll(f_out):
+    p = ecp5_pll(25e6, f_out)
+    assert p["freq"] == 25e6 / p["CLKI_DIV"] * p["CLKFB_DIV"]
+    assert 400e6 <= p["freq"] * p["CLKOP_DIV"] <= 800e6
+    assert abs(p["freq"] - f_out) <= 0.01 * f_out
+
+
+def test_pll_unreachable():
+    with pytest.raises(ValueError, match=r"^PLL output frequency must be reachable from 12 MHz "
+                                         r".*, not 1000 MHz$"):
+        ice40_pll(12e6, 1000e6)
+    with pytest.raises(ValueError, match=r"^PLL output frequency must be reachable from 25 MHz "
+                                         r".*, not 1 MHz$"):
+        ecp5_pll(25e6, 1e6)
