@@ -7,6 +7,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from hw.config import AccelConfig
 
 from .link import LinkTop
+from .pins import input_pin, output_pin
 from .uart import uart_divisor
 
 __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ice40_pll", "make_platform", "ICEBreakerTop"]
@@ -114,8 +115,8 @@ class ICEBreakerTop(Elaboratable):
         m = Module()
         m.domains.sync = ClockDomain("sync")
         if self.pll is None:
-            clk12 = platform.request("clk12", 0)
-            m.d.comb += ClockSignal("sync").eq(clk12.i)
+            m.d.comb += ClockSignal("sync").eq(
+                input_pin(m, "clk12_buf", platform.request("clk12", 0, dir="-")))
             locked = Signal(init=1)
         else:
             clk12 = platform.request("clk12", 0, dir="-")
@@ -134,12 +135,13 @@ class ICEBreakerTop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
 
         m.submodules.link = link = self.link
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
         m.d.comb += [
-            link.rx.eq(uart.rx.i),
-            uart.tx.o.eq(link.tx),
-            platform.request("led_r", 0).o.eq(link.led_error),
-            platform.request("led_g", 0).o.eq(link.led_heartbeat),
-            platform.request("led", 2).o.eq(link.led_busy),
+            link.rx.eq(input_pin(m, "uart_rx_buf", uart.rx)),
+            output_pin(m, "uart_tx_buf", uart.tx).eq(link.tx),
+            output_pin(m, "led_r_0_buf", platform.request("led_r", 0, dir="-")).eq(link.led_error),
+            output_pin(m, "led_g_0_buf", platform.request("led_g", 0, dir="-")).eq(
+                link.led_heartbeat),
+            output_pin(m, "led_2_buf", platform.request("led", 2, dir="-")).eq(link.led_busy),
         ]
         return m

@@ -7,6 +7,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from hw.config import AccelConfig
 
 from .link import LinkTop
+from .pins import input_pin, output_pin
 from .uart import uart_divisor
 
 __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "ULX3STop"]
@@ -105,7 +106,7 @@ class ULX3STop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = ClockDomain("sync")
-        clk25 = platform.request("clk25", 0)
+        clk25 = input_pin(m, "clk25_buf", platform.request("clk25", 0, dir="-"))
         locked = Signal()
         p = self.pll
         m.submodules.pll = Instance(
@@ -120,7 +121,7 @@ class ULX3STop(Elaboratable):
             p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
             p_CLKOP_CPHASE=p["CLKOP_DIV"] - 1, p_CLKOP_FPHASE=0,
             p_FEEDBK_PATH="CLKOP",
-            i_CLKI=clk25.i, i_CLKFB=ClockSignal("sync"),
+            i_CLKI=clk25, i_CLKFB=ClockSignal("sync"),
             i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
             i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=ClockSignal("sync"), o_LOCK=locked,
@@ -128,12 +129,12 @@ class ULX3STop(Elaboratable):
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
 
         m.submodules.link = link = self.link
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
         m.d.comb += [
-            link.rx.eq(uart.rx.i),
-            uart.tx.o.eq(link.tx),
-            platform.request("led", 0).o.eq(link.led_heartbeat),
-            platform.request("led", 1).o.eq(link.led_busy),
-            platform.request("led", 2).o.eq(link.led_error),
+            link.rx.eq(input_pin(m, "uart_rx_buf", uart.rx)),
+            output_pin(m, "uart_tx_buf", uart.tx).eq(link.tx),
+            output_pin(m, "led_0_buf", platform.request("led", 0, dir="-")).eq(link.led_heartbeat),
+            output_pin(m, "led_1_buf", platform.request("led", 1, dir="-")).eq(link.led_busy),
+            output_pin(m, "led_2_buf", platform.request("led", 2, dir="-")).eq(link.led_error),
         ]
         return m

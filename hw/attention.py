@@ -37,13 +37,16 @@ class _Jobs:
 
     QK, PV = 0, 1
 
-    def __init__(self, name, blocks):
+    def __init__(self, name, blocks, rows):
+        self.rows = rows
         self.kind = Signal(name=f"{name}_kind")   # 0 = QK, 1 = PV
         self.block = Signal(range(blocks + 1), name=f"{name}_block")
+        # block * R, kept beside the block number so that no multiplier sits on the path.
+        self.base = Signal(range((blocks + 2) * rows + 1), name=f"{name}_base")
         self.done = Signal(name=f"{name}_done")
 
     def reset(self):
-        return [self.kind.eq(self.QK), self.block.eq(0), self.done.eq(0)]
+        return [self.kind.eq(self.QK), self.block.eq(0), self.base.eq(0), self.done.eq(0)]
 
     def advance(self, nb):
         """Statements moving to the job after the current one (``nb``: row blocks)."""
@@ -55,6 +58,10 @@ class _Jobs:
             self.block.eq(Mux(k == self.QK,
                               Mux(b == 0, Mux(nb > 1, 1, 0), b - 1),
                               Mux(b + 2 < nb, b + 2, b + 1))),
+            self.base.eq(Mux(k == self.QK,
+                             Mux(b == 0, Mux(nb > 1, self.rows, 0), self.base - self.rows),
+                             Mux(b + 2 < nb, self.base + 2 * self.rows,
+                                 self.base + self.rows))),
             self.done.eq((k == self.PV) & (b + 1 >= nb)),
         ]
 
@@ -157,22 +164,19 @@ class AttentionController(wiring.Component):
 
     def _job_shape(self, m, jobs, L, d, causal, name):
         """Comb signals describing the GEMM job ``jobs`` points at."""
-        R, C = self.R, self.C
-        base = Signal(range(self.blocks * R + 1), name=f"{name}_base")
+        R = self.R
+        base = jobs.base
         rows = Signal(range(R + 1), name=f"{name}_rows")
         cols = Signal(range(self.max_len + 1), name=f"{name}_cols")   # N_b
         k = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_k")
         n = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_n")
-        tiles = Signal(range(max(self.len_tiles, self.dim_tiles) + 1), name=f"{name}_tiles")
         m.d.comb += [
-            base.eq(jobs.block * R),
             rows.eq(Mux(L - base >= R, R, L - base)),
             cols.eq(Mux(causal & (base + R < L), base + R, L)),
             k.eq(Mux(jobs.kind == _Jobs.QK, d, cols)),
             n.eq(Mux(jobs.kind == _Jobs.QK, cols, d)),
-            tiles.eq(_ceil_div(n, C)),
         ]
-        return base, rows, cols, k, n, tiles
+        return base, rows, cols, k, n
 
     def elaborate(self, platform):
         m = Module()
@@ -227,18 +231,16 @@ class AttentionController(wiring.Component):
                     row_beats.eq(_ceil_div(cmd.length, sl)),
                 ]
 
-        # -- LOAD: each stream fills its scratchpad from address 0, inner x outer beats. -------
-        nt_len = _ceil_div(L, C)
-        nt_dim = _ceil_div(d, C)
+        # -- LOAD: each stream fills its scratchpad from address 0: ``inner`` beats for each
+        # block of ``step`` rows or columns, until the blocks cover ``limit``. -----------------
         load_done = []
-        for tag, port, mem, inner, outer in (("q", self.q, qmem, d, nb),
-                                             ("k", self.k, kmem, d, nt_len),
-                                             ("v", self.v, vmem, L, nt_dim)):
+        for tag, port, mem, inner, step, limit in (("q", self.q, qmem, d, R, L),
+                                                   ("k", self.k, kmem, d, C, L),
+                                                   ("v", self.v, vmem, L, C, d)):
             wr = mem.write_port()
             addr = Signal.like(wr.addr, name=f"load_{tag}_addr")
             i_cnt = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
-            o_cnt = Signal(range(max(self.blocks, LT, self.dim_tiles) + 1),
-                           name=f"load_{tag}_outer")
+            o_col = Signal(range(max(Lmax, dmax) + max(R, C) + 1), name=f"load_{tag}_outer")
             done = Signal(name=f"load_{tag}_done")
             take = port.valid & port.ready
             m.d.comb += [
@@ -246,12 +248,12 @@ class AttentionController(wiring.Component):
                 wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
             ]
             with m.If(load_start):
-                m.d.sync += [addr.eq(0), i_cnt.eq(0), o_cnt.eq(0), done.eq(0)]
+                m.d.sync += [addr.eq(0), i_cnt.eq(0), o_col.eq(0), done.eq(0)]
             with m.Elif(take):
                 m.d.sync += addr.eq(addr + 1)
                 with m.If(i_cnt == inner - 1):
-                    m.d.sync += [i_cnt.eq(0), o_cnt.eq(o_cnt + 1)]
-                    with m.If(o_cnt == outer - 1):
+                    m.d.sync += [i_cnt.eq(0), o_col.eq(o_col + step)]
+                    with m.If(o_col + step >= limit):
                         m.d.sync += done.eq(1)
                 with m.Else():
                     m.d.sync += i_cnt.eq(i_cnt + 1)
@@ -272,11 +274,11 @@ class AttentionController(wiring.Component):
                          p_full.eq((p_full | p_set) & ~p_clr)]
 
         # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
-        ji = _Jobs("issue", self.blocks)
-        i_base, i_rows, i_cols, i_k, i_n, i_tiles = self._job_shape(m, ji, L, d, causal, "issue")
+        ji = _Jobs("issue", self.blocks, R)
+        i_base, i_rows, i_cols, i_k, i_n = self._job_shape(m, ji, L, d, causal, "issue")
         i_half = ji.block[0]
         feeding = Signal()
-        t_cnt = Signal(range(max(LT, self.dim_tiles) + 1))
+        t_col = Signal(range(max(LT, self.dim_tiles) * C + 1))   # first column of this tile
         k_cnt = Signal(range(max(Lmax, dmax) + 1))
         q_base = Signal(range(self.blocks * dmax + 1))   # b*d for QK(b)
         kv_base = Signal(range(max(LT * dmax, self.dim_tiles * Lmax) + 1))  # t*d or t*L
@@ -303,7 +305,7 @@ class AttentionController(wiring.Component):
         with m.Elif(running & ~ji.done & ~feeding & dep_ok & cmd_fifo.w_rdy):
             # Start the job: queue its command and restart the operand walk.
             m.d.comb += cmd_fifo.w_en.eq(1)
-            m.d.sync += [feeding.eq(1), t_cnt.eq(0), k_cnt.eq(0), kv_base.eq(0),
+            m.d.sync += [feeding.eq(1), t_col.eq(0), k_cnt.eq(0), kv_base.eq(0),
                          p_word.eq(0), p_lane.eq(0)]
 
         # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it and the
@@ -331,9 +333,9 @@ class AttentionController(wiring.Component):
             with m.Else():
                 m.d.sync += p_lane.eq(p_lane + 1)
             with m.If(last_k):
-                m.d.sync += [t_cnt.eq(t_cnt + 1),
+                m.d.sync += [t_col.eq(t_col + C),
                              kv_base.eq(kv_base + Mux(ji.kind == _Jobs.QK, d, L))]
-                with m.If(t_cnt == i_tiles - 1):
+                with m.If(t_col + C >= i_n):
                     # The job's last read: move on; PV(b) no longer needs P half b%2.
                     m.d.sync += [feeding.eq(0), *ji.advance(nb)]
                     with m.If(ji.kind == _Jobs.QK):
@@ -359,15 +361,17 @@ class AttentionController(wiring.Component):
         ]
 
         # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------
-        jo = _Jobs("out", self.blocks)
-        _, o_rows, _, _, _, o_tiles = self._job_shape(m, jo, L, d, causal, "out")
+        jo = _Jobs("out", self.blocks, R)
+        _, o_rows, _, _, o_n = self._job_shape(m, jo, L, d, causal, "out")
         o_half = jo.block[0]
         o_r = Signal(range(R))
         o_t = Signal(range(max(LT, self.dim_tiles) + 1))
+        o_tcol = Signal(range(max(LT, self.dim_tiles) * C + 1))   # o_t * C
+        o_roff = Signal(range(R * LT + 1))                        # o_r * LT
         s_wr = smem.write_port()
         is_qk = jo.kind == _Jobs.QK
         m.d.comb += [
-            s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_r * LT + o_t),
+            s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_roff + o_t),
             s_wr.data.eq(gemm.out.payload),
             s_wr.en.eq(running & gemm.out.valid & is_qk),
             rq.i.payload.eq(gemm.out.payload),
@@ -375,28 +379,31 @@ class AttentionController(wiring.Component):
             gemm.out.ready.eq(running & (is_qk | rq.i.ready)),
         ]
         with m.If(run_start):
-            m.d.sync += [*jo.reset(), o_r.eq(0), o_t.eq(0)]
+            m.d.sync += [*jo.reset(), o_r.eq(0), o_roff.eq(0), o_t.eq(0), o_tcol.eq(0)]
         with m.Elif(gemm.out.valid & gemm.out.ready):
             with m.If(o_r == o_rows - 1):
-                m.d.sync += [o_r.eq(0), o_t.eq(o_t + 1)]
-                with m.If(o_t == o_tiles - 1):
-                    m.d.sync += [o_t.eq(0), *jo.advance(nb)]
+                m.d.sync += [o_r.eq(0), o_roff.eq(0), o_t.eq(o_t + 1), o_tcol.eq(o_tcol + C)]
+                with m.If(o_tcol + C >= o_n):
+                    m.d.sync += [o_t.eq(0), o_tcol.eq(0), *jo.advance(nb)]
                     with m.If(is_qk):
                         m.d.comb += s_set.eq(Mux(o_half, 0b10, 0b01))
                     with m.If(~is_qk & (jo.block + 1 >= nb)):
                         m.d.sync += running.eq(0)   # the head's last row
             with m.Else():
-                m.d.sync += o_r.eq(o_r + 1)
+                m.d.sync += [o_r.eq(o_r + 1), o_roff.eq(o_roff + LT)]
 
         # -- SOFTMAX FEEDER: reads a block's score rows, masks, serializes into the softmax. ---
         f_block = Signal(range(self.blocks + 1))
         f_base = Signal(range(self.blocks * R + 1))
-        f_rows = Mux(L - f_base >= R, R, L - f_base)
+        f_left = Signal(range(Lmax + 1))        # rows from this block to the end
         f_half = f_block[0]
         f_r = Signal(range(R))
         f_t = Signal(range(LT + 1))
+        f_tcol = Signal(range(LT * C + 1))      # f_t * C
+        f_roff = Signal(range(R * LT + 1))      # f_r * LT
         f_busy = Signal()
-        meta = data.StructLayout({"t": range(LT + 1), "lim": range(self.blocks * R + R + 1)})
+        meta = data.StructLayout({"col": range(LT * C + 1),
+                                  "lim": range(self.blocks * R + R + 1)})
         m.submodules.s_fifo = s_fifo = SyncFIFOBuffered(
             width=C * self.acc_width + meta.size, depth=4)
         s_rd = smem.read_port()
@@ -406,22 +413,23 @@ class AttentionController(wiring.Component):
         f_meta_d = Signal(meta)
         m.d.comb += [
             f_issue.eq(f_busy & (s_fifo.level + f_issue_d < s_fifo.depth)),
-            s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_r * LT + f_t),
-            f_meta.t.eq(f_t), f_meta.lim.eq(f_base + f_r),
+            s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_roff + f_t),
+            f_meta.col.eq(f_tcol), f_meta.lim.eq(f_base + f_r),
         ]
         m.d.sync += [f_issue_d.eq(f_issue), f_meta_d.eq(f_meta)]
         with m.If(run_start):
-            m.d.sync += [f_block.eq(0), f_base.eq(0), f_busy.eq(0)]
+            m.d.sync += [f_block.eq(0), f_base.eq(0), f_left.eq(L), f_busy.eq(0)]
         with m.Elif(running & ~f_busy & (f_block < nb) & s_full.bit_select(f_half, 1)):
-            m.d.sync += [f_busy.eq(1), f_r.eq(0), f_t.eq(0)]
+            m.d.sync += [f_busy.eq(1), f_r.eq(0), f_roff.eq(0), f_t.eq(0), f_tcol.eq(0)]
         with m.If(f_issue):
-            with m.If(f_t == nt_len - 1):
-                m.d.sync += [f_t.eq(0), f_r.eq(f_r + 1)]
-                with m.If(f_r == f_rows - 1):
-                    m.d.sync += [f_busy.eq(0), f_block.eq(f_block + 1), f_base.eq(f_base + R)]
+            with m.If(f_tcol + C >= L):
+                m.d.sync += [f_t.eq(0), f_tcol.eq(0), f_r.eq(f_r + 1), f_roff.eq(f_roff + LT)]
+                with m.If((f_r == R - 1) | (f_r + 1 == f_left)):
+                    m.d.sync += [f_busy.eq(0), f_block.eq(f_block + 1), f_base.eq(f_base + R),
+                                 f_left.eq(f_left - R)]
                     m.d.comb += s_clr.eq(Mux(f_half, 0b10, 0b01))
             with m.Else():
-                m.d.sync += f_t.eq(f_t + 1)
+                m.d.sync += [f_t.eq(f_t + 1), f_tcol.eq(f_tcol + C)]
         m.d.comb += [
             s_fifo.w_en.eq(f_issue_d),
             s_fifo.w_data.eq(Cat(s_rd.data.as_value(), f_meta_d.as_value())),
@@ -431,28 +439,40 @@ class AttentionController(wiring.Component):
         w_meta = meta(s_fifo.r_data[C * self.acc_width:])
         groups = C // sl
         u = Signal(range(groups))
+        u_col = Signal(range(C + 1))            # u * sl
         col0 = Signal(range(LT * C + C + 1))
-        m.d.comb += col0.eq(w_meta.t * C + u * sl)
+        m.d.comb += col0.eq(w_meta.col + u_col)
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
+        # A pipeline register between the serializer and the softmax (timing): it takes a new
+        # beat whenever it is empty or the softmax takes the one it holds.
+        beat = Signal(sm.i.payload.shape())
+        beat_valid = Signal()
+        take = Signal()
+        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm.i.ready))
         for lane in range(sl):
             options = [word[g * sl + lane] for g in range(groups)]
             sel = options[0]
             for g in range(1, groups):
                 sel = Mux(u == g, options[g], sel)
-            m.d.comb += sm.i.payload[lane].eq(
-                Mux(causal & (col0 + lane > w_meta.lim), masked_min, sel))
+            with m.If(take):
+                m.d.sync += beat[lane].eq(
+                    Mux(causal & (col0 + lane > w_meta.lim), masked_min, sel))
+        with m.If(take):
+            m.d.sync += beat_valid.eq(1)
+        with m.Elif(sm.i.ready):
+            m.d.sync += beat_valid.eq(0)
         last_sub = (u == groups - 1) | (col0 + sl >= L)
         m.d.comb += [
-            sm.i.valid.eq(s_fifo.r_rdy),
-            s_fifo.r_en.eq(sm.i.ready & last_sub),
+            sm.i.valid.eq(beat_valid),
+            sm.i.payload.eq(beat),
+            s_fifo.r_en.eq(take & last_sub),
         ]
-        with m.If(sm.i.valid & sm.i.ready):
-            m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
+        with m.If(take):
+            m.d.sync += [u.eq(Mux(last_sub, 0, u + 1)), u_col.eq(Mux(last_sub, 0, u_col + sl))]
 
         # -- P WRITER: probabilities into P half b%2, row r into memory r. ---------------------
         w_block = Signal(range(self.blocks + 1))
-        w_base = Signal(range(self.blocks * R + 1))
-        w_rows = Mux(L - w_base >= R, R, L - w_base)
+        w_left = Signal(range(Lmax + 1))        # rows from this block to the end
         w_half = w_block[0]
         w_r = Signal(range(R))
         w_u = Signal(range(self.p_words + 1))
@@ -465,12 +485,12 @@ class AttentionController(wiring.Component):
                 wr.en.eq(sm.o.valid & sm.o.ready & (w_r == r)),
             ]
         with m.If(run_start):
-            m.d.sync += [w_block.eq(0), w_base.eq(0), w_r.eq(0), w_u.eq(0)]
+            m.d.sync += [w_block.eq(0), w_left.eq(L), w_r.eq(0), w_u.eq(0)]
         with m.Elif(sm.o.valid & sm.o.ready):
             with m.If(w_u == row_beats - 1):
                 m.d.sync += w_u.eq(0)
-                with m.If(w_r == w_rows - 1):
-                    m.d.sync += [w_r.eq(0), w_block.eq(w_block + 1), w_base.eq(w_base + R)]
+                with m.If((w_r == R - 1) | (w_r + 1 == w_left)):
+                    m.d.sync += [w_r.eq(0), w_block.eq(w_block + 1), w_left.eq(w_left - R)]
                     m.d.comb += p_set.eq(Mux(w_half, 0b10, 0b01))
                 with m.Else():
                     m.d.sync += w_r.eq(w_r + 1)
