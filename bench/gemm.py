@@ -50,8 +50,9 @@ def run_cases(cases, stall):
 def fmax(seeds):
     from boards.synth import synth_unit
 
-    cfg = AccelConfig.preset("ulx3s")
-    print(f"\nECP5 LFE5U-85F CABGA381, out of context, GEMM engine of preset {cfg}")
+    cfg = AccelConfig(name="gemm8x8", array=ArrayConfig(8, 8),
+                      gemm=GemmConfig(max_m=256, max_k=512, max_n=256))
+    print(f"\nECP5 LFE5U-85F CABGA381, out of context, GEMM engine: {cfg}")
     for seed in seeds:
         t0 = time.monotonic()
         rep = synth_unit(cfg, "gemm", "ecp5", fmax=True, seed=seed, log=lambda s: None)

@@ -9,13 +9,15 @@ import dataclasses
 import time
 
 from boards.synth import synth_unit
-from hw.config import AccelConfig
+from hw.config import AccelConfig, ArrayConfig, GemmConfig
 
 ROWS = [
     # (label, unit, config)
-    ("GEMM 2x4 (icebreaker)", "gemm", AccelConfig.preset("icebreaker")),
-    ("GEMM 8x8 (ulx3s)", "gemm", AccelConfig.preset("ulx3s")),
-    ("requantizer, 4 lanes", "requant", AccelConfig(array=AccelConfig().array.__class__(4, 4))),
+    ("GEMM 2x4, max K 256", "gemm",
+     AccelConfig(name="gemm2x4", array=ArrayConfig(2, 4), gemm=GemmConfig(64, 256, 64))),
+    ("GEMM 8x8, max K 512", "gemm",
+     AccelConfig(name="gemm8x8", array=ArrayConfig(8, 8), gemm=GemmConfig(256, 512, 256))),
+    ("requantizer, 4 lanes", "requant", AccelConfig(name="rq4", array=ArrayConfig(4, 4))),
 ]
 for variant in ("ibert", "shift"):
     base = AccelConfig()
@@ -28,7 +30,7 @@ for variant in ("ibert", "shift"):
 ROWS += [
     ("LayerNorm", "layernorm", AccelConfig()),
     ("attention 4x4, L<=64, d<=32", "attention",
-     AccelConfig(array=AccelConfig().array.__class__(4, 4))),
+     AccelConfig(name="attn4x4", array=ArrayConfig(4, 4))),
 ]
 
 
