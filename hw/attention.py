@@ -275,7 +275,7 @@ class AttentionController(wiring.Component):
 
         # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
         ji = _Jobs("issue", self.blocks, R)
-        i_base, i_rows, i_cols, i_k, i_n = self._job_shape(m, ji, L, d, causal, "issue")
+        _, i_rows, _, i_k, i_n = self._job_shape(m, ji, L, d, causal, "issue")
         i_half = ji.block[0]
         feeding = Signal()
         t_col = Signal(range(max(LT, self.dim_tiles) * C + 1))   # first column of this tile
