@@ -20,7 +20,8 @@ BUILD = ROOT / "build"
 def _add_config_args(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", choices=PRESETS, default=None,
-                   help="a named preset from configs/ (default: icebreaker)")
+                   help="a named preset from configs/ (default: icebreaker; with --board, "
+                        "that board's preset)")
     g.add_argument("--config", type=Path, help="a TOML config file")
 
 
@@ -126,6 +127,8 @@ def cmd_sim(args):
 
 
 def cmd_synth(args):
+    if args.board and args.config is None and args.preset is None:
+        args.preset = args.board          # a board builds its own preset unless told otherwise
     cfg = _load_config(args)
     if args.board:
         from boards.flow import synth_board
