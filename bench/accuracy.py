@@ -194,20 +194,9 @@ import math as _ln_math  # noqa: E402
 
 from hw.config import LayerNormConfig as _LayerNormConfig  # noqa: E402
 from sim import golden as _ln_golden  # noqa: E402
+from sim import reference  # noqa: E402
 
-
-def layernorm_float(q, scale, gamma=None, beta=None):
-    """float64 LayerNorm of ``x = q * scale`` over the last axis (population variance, eps = 0;
-    zero variance gives 0). ``x - mean`` is formed as ``(L*q - sum q) * scale / L`` so the
-    reference itself does not cancel away tiny variances."""
-    q = np.asarray(q, dtype=np.int64)
-    L = q.shape[-1]
-    d = (L * q - q.sum(axis=-1, keepdims=True)).astype(np.float64) * (scale / L)
-    sd = np.sqrt((d * d).mean(axis=-1, keepdims=True))
-    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
-    g = np.ones(L) if gamma is None else np.asarray(gamma, dtype=np.float64)
-    b = np.zeros(L) if beta is None else np.asarray(beta, dtype=np.float64)
-    return z * g + b
+layernorm_float = reference.layernorm
 
 
 def _newton_fixed(n, start=1 << 16, steps=10):

@@ -14,8 +14,8 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: Default system clock. The design reaches 30.9 MHz (nextpnr, seed 1), so it runs at the
-#: oscillator frequency for now; 100 MHz needs the attention controller and the top pipelined.
+#: Default system clock. The ulx3s preset reaches 50.9 MHz (nextpnr, seed 1); 100 MHz needs the
+#: top's command logic and the attention controller's job sequencing pipelined further.
 CLK_FREQ = 25e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200

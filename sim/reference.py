@@ -4,7 +4,24 @@ import math
 
 import numpy as np
 
-__all__ = ["attention", "attention_8bit_probabilities"]
+__all__ = ["layernorm", "attention", "attention_8bit_probabilities"]
+
+
+def layernorm(q, scale, gamma=None, beta=None):
+    """float64 LayerNorm of the dequantized input ``x = q * scale`` over the last axis
+    (population variance, eps = 0; a row of zero variance normalizes to 0).
+
+    ``x - mean(x)`` is formed as ``(L*q - sum(q)) * scale / L`` (exact up to one rounding), so
+    rows of zero or tiny variance are not lost to cancellation in the reference itself.
+    """
+    q = np.asarray(q, dtype=np.int64)
+    L = q.shape[-1]
+    d = (L * q - q.sum(axis=-1, keepdims=True)).astype(np.float64) * (scale / L)
+    sd = np.sqrt((d * d).mean(axis=-1, keepdims=True))
+    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
+    g = np.ones(L) if gamma is None else np.asarray(gamma, dtype=np.float64)
+    b = np.zeros(L) if beta is None else np.asarray(beta, dtype=np.float64)
+    return z * g + b
 
 
 def _probabilities(q, k, sq, sk, causal):

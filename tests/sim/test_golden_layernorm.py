@@ -8,25 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hw.config import LayerNormConfig
-from sim import golden
-
-
-def float_layernorm(q, scale, gamma=None, beta=None):
-    """float64 LayerNorm of the dequantized input ``x = q * scale`` (population variance,
-    eps = 0; a row of zero variance normalizes to 0).
-
-    ``x - mean(x)`` is formed as ``(L*q - sum(q)) * scale / L`` (exact up to one rounding), so
-    rows of zero or tiny variance are not lost to cancellation in the reference itself.
-    """
-    q = np.asarray(q, dtype=np.int64)
-    L = q.shape[-1]
-    d = (L * q - q.sum(axis=-1, keepdims=True)).astype(np.float64) * (scale / L)
-    sd = np.sqrt((d * d).mean(axis=-1, keepdims=True))
-    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
-    g = np.ones(L) if gamma is None else np.asarray(gamma, dtype=np.float64)
-    b = np.zeros(L) if beta is None else np.asarray(beta, dtype=np.float64)
-    return z * g + b
-
+from sim import golden, reference
 
 # -- integer square root ---------------------------------------------------------------------
 
@@ -208,7 +190,7 @@ def test_accuracy_within_one_lsb(L, affine, in_width):
     beta = rng.normal(0.0, 0.5, L) if affine else None
     for scale in (1e-4, 0.05, 3.0):
         y, y_scale = golden.layernorm(q, scale, gamma, beta, cfg)
-        ref = float_layernorm(q, scale, gamma, beta)
+        ref = reference.layernorm(q, scale, gamma, beta)
         err = np.abs(y * y_scale - ref).max()
         assert err <= y_scale, f"max error {err / y_scale:.3f} LSB"
         # the measured bound: final rounding (0.5 LSB) plus at most a few hundredths
@@ -231,4 +213,4 @@ def test_accuracy_hypothesis(L, seed, spread_log):
     q = np.clip(rng.integers(-spread, spread + 1, (8, L)) + rng.integers(-30000, 30000),
                 -32768, 32767)
     y, y_scale = golden.layernorm(q, 0.01)
-    assert np.abs(y * y_scale - float_layernorm(q, 0.01)).max() <= 0.56 * y_scale
+    assert np.abs(y * y_scale - reference.layernorm(q, 0.01)).max() <= 0.56 * y_scale
