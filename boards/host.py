@@ -295,12 +295,7 @@ class Client:
         """Row LayerNorm (last axis) on the board: ``(y, y_scale)`` as
         :func:`sim.golden.layernorm`."""
         self._need("layernorm")
-        lcfg = self.cfg.layernorm
-        q = golden.check_int_array("LayerNorm input", q, lcfg.in_width)
-        if q.ndim == 0 or q.size == 0:
-            raise ValueError(f"LayerNorm input must have at least one non-empty row, not "
-                             f"shape {q.shape}")
-        k = golden.layernorm_constants(scale, lcfg, gamma, beta, length=q.shape[-1])
+        q, k, lcfg = golden.check_layernorm_input(q, scale, gamma, beta, self.cfg.layernorm)
         VL, L = lcfg.lanes, k.length
         beats = -(-L // VL)
         g = np.zeros(beats * VL, dtype=np.int64)

@@ -412,12 +412,7 @@ def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0):
     :func:`sim.golden.layernorm`. ``cycles`` runs from the first input beat to the last output
     beat (after the coefficients are loaded).
     """
-    lcfg = _layernorm_cfg(cfg)
-    q = golden.check_int_array("LayerNorm input", q, lcfg.in_width)
-    if q.ndim == 0 or q.size == 0:
-        raise ValueError(f"LayerNorm input must have at least one non-empty row, not shape "
-                         f"{q.shape}")
-    consts = golden.layernorm_constants(scale, lcfg, gamma, beta, length=q.shape[-1])
+    q, consts, lcfg = golden.check_layernorm_input(q, scale, gamma, beta, _layernorm_cfg(cfg))
     L, lanes = consts.length, lcfg.lanes
     rows = q.reshape(-1, L)
     nbeats = -(-L // lanes)

@@ -38,6 +38,7 @@ __all__ = [
     "LayerNormConstants",
     "layernorm_constants",
     "layernorm_row_stats",
+    "check_layernorm_input",
     "layernorm",
     "AttentionConstants",
     "attention_constants",
@@ -747,6 +748,22 @@ def layernorm_row_stats(q):
             "shift": LayerNormConfig.norm_frac - e}
 
 
+def check_layernorm_input(q, scale, gamma=None, beta=None, cfg=None):
+    """Validate :func:`layernorm`'s arguments; return ``(q as int64, constants, cfg)``.
+
+    Shared by the golden model, the simulation runner and the host driver, so all three refuse
+    the same inputs with the same messages.
+    """
+    cfg = LayerNormConfig() if cfg is None else cfg
+    if not isinstance(cfg, LayerNormConfig):
+        raise TypeError(f"LayerNorm config must be a LayerNormConfig, not {cfg!r}")
+    q = check_int_array("LayerNorm input", q, cfg.in_width)
+    if q.ndim == 0 or q.size == 0:
+        raise ValueError(f"LayerNorm input must have at least one non-empty row, not "
+                         f"shape {q.shape}")
+    return q, layernorm_constants(scale, cfg, gamma, beta, length=q.shape[-1]), cfg
+
+
 def layernorm(q, scale, gamma=None, beta=None, cfg=None):
     """Integer LayerNorm over the last axis: ``(y, y_scale)`` with ``y * y_scale`` close to
     ``gamma * (x - mean(x)) / std(x) + beta`` for ``x = q * scale`` (population std, eps = 0).
@@ -773,13 +790,7 @@ def layernorm(q, scale, gamma=None, beta=None, cfg=None):
     cfg : LayerNormConfig or None
         Default ``LayerNormConfig()``.
     """
-    cfg = LayerNormConfig() if cfg is None else cfg
-    if not isinstance(cfg, LayerNormConfig):
-        raise TypeError(f"LayerNorm config must be a LayerNormConfig, not {cfg!r}")
-    q = check_int_array("LayerNorm input", q, cfg.in_width)
-    if q.ndim == 0:
-        raise ValueError(f"LayerNorm input must have at least 1 dimension, not shape {q.shape}")
-    consts = layernorm_constants(scale, cfg, gamma, beta, length=q.shape[-1])
+    q, consts, cfg = check_layernorm_input(q, scale, gamma, beta, cfg)
     st = layernorm_row_stats(q)
     L = q.shape[-1]
     factor = st["factor"][..., None]
