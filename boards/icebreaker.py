@@ -15,7 +15,7 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ice40_pll", "make_platform", "
 #: The iCEBreaker's oscillator (pin 35, a PLL-capable global input).
 BOARD_CLK_FREQ = 12e6
 #: Default system clock made by the PLL (see the README's resource table for the Fmax reached).
-CLK_FREQ = 18e6
+CLK_FREQ = 24e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200
 

@@ -6,7 +6,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .gemm import GemmEngine
+from .gemm import GemmEngine, gemm_cmd_layout
 from .requant import Requantizer
 from .softmax import Softmax
 
@@ -101,7 +101,12 @@ class AttentionController(wiring.Component):
     ----------
     cfg : AccelConfig
         ``array``, ``attention``, ``requant`` and ``softmax.variant``; the engine is configured by
-        ``cfg.attention_gemm`` and the softmax by ``cfg.attention_softmax``.
+        ``cfg.attention_gemm`` (``cfg.shared_gemm`` if ``shared``) and the softmax by
+        ``cfg.attention_softmax``.
+    shared : bool
+        Lend the GEMM engine and the requantizer to plain GEMM jobs while no head is loading or
+        running (the ``gemm_*`` ports), so that an accelerator needs only one array. A head's
+        command then also waits for the engine to be idle.
 
     Members
     -------
@@ -118,6 +123,14 @@ class AttentionController(wiring.Component):
     shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
         Softmax constants for the score scale, held constant.
     busy, error : Out(1)
+    gemm_cmd, gemm_a, gemm_b : In(stream.Signature(...)), only if ``shared``
+        A plain GEMM (:class:`hw.gemm.GemmEngine`'s ``cmd``, ``a`` and ``b``, int8 operands),
+        served while ``busy`` is low.
+    gemm_requant : In(1), only if ``shared``
+        1: the GEMM's rows go through the requantizer (``multiplier``, ``shift``) to ``o``;
+        0: its exact rows go to ``gemm_out``. Held while a GEMM runs.
+    gemm_out : Out(stream.Signature(ArrayLayout(signed(cfg.shared_gemm.acc_width), C)))
+        The exact rows of a plain GEMM, only if ``shared``.
 
     Latency and throughput: loading takes ``max(ceil(L/R)*d, ceil(L/C)*d, ceil(d/C)*L)`` cycles;
     then each ``QK(b)`` takes ``ceil(N_b/C) * max(d, 2R-1)`` array cycles and each ``PV(b)``
@@ -126,14 +139,16 @@ class AttentionController(wiring.Component):
     :func:`sim.cyclemodel.attention_cycles` models it. One head per command.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, shared=False):
         at = cfg.attention
         self.cfg = cfg
+        self.shared = shared
         self.R, self.C = R, C = cfg.array.rows, cfg.array.cols
         self.in_width = w = cfg.array.in_width
-        self.gemm_cfg = cfg.attention_gemm
+        self.gemm_cfg = cfg.shared_gemm if shared else cfg.attention_gemm
         self.sm_cfg = cfg.attention_softmax
-        self.acc_width = self.gemm_cfg.acc_width
+        self.acc_width = cfg.attention_gemm.acc_width     # scores
+        eacc = self.gemm_cfg.acc_width                    # the engine's accumulators
         self.max_len, self.max_dim = at.max_seq_len, at.max_head_dim
         self.blocks = -(-at.max_seq_len // R)            # row blocks of Q
         self.len_tiles = -(-at.max_seq_len // C)         # column tiles of K^T (and words per
@@ -148,16 +163,24 @@ class AttentionController(wiring.Component):
             "v": In(stream.Signature(data.ArrayLayout(signed(w), C))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(cfg.requant.out_width), C))),
             "multiplier": In(unsigned(cfg.requant.mult_width)),
-            "shift": In(range(self.acc_width + cfg.requant.mult_width)),
+            "shift": In(range(eacc + cfg.requant.mult_width)),
             "busy": Out(1),
             "error": Out(1),
         }
+        if shared:
+            ports.update({
+                "gemm_cmd": In(stream.Signature(gemm_cmd_layout(self.gemm_cfg.gemm))),
+                "gemm_a": In(stream.Signature(data.ArrayLayout(signed(w), R))),
+                "gemm_b": In(stream.Signature(data.ArrayLayout(signed(w), C))),
+                "gemm_requant": In(1),
+                "gemm_out": Out(stream.Signature(data.ArrayLayout(signed(eacc), C))),
+            })
         for name, width in self.sm_cfg.constant_widths.items():
             ports[name] = In(unsigned(width))
         super().__init__(ports)
         self.gemm = GemmEngine(self.gemm_cfg)
         self.softmax = Softmax(self.sm_cfg)
-        self.requant = Requantizer(C, self.acc_width, cfg.requant)
+        self.requant = Requantizer(C, eacc, cfg.requant)
         #: High on cycles where the next GEMM job (a PV) waits for the softmax. Observability
         #: for benchmarks; not a port.
         self.waiting_for_softmax = Signal()
@@ -177,6 +200,47 @@ class AttentionController(wiring.Component):
             n.eq(Mux(jobs.kind == _Jobs.QK, cols, d)),
         ]
         return base, rows, cols, k, n
+
+    def _connect_engine(self, m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head, head):
+        """The engine serves the head's jobs (``e_*``) while ``head``, else the plain GEMM
+        ports (if shared). ``rq_from_head``: the head offers the requantizer a row."""
+        if not self.shared:
+            for ours, engine in ((e_cmd, gemm.cmd), (e_a, gemm.a), (e_b, gemm.b),
+                                 (e_out, gemm.out)):
+                wiring.connect(m, ours, engine)
+            m.d.comb += [rq.i.valid.eq(rq_from_head), rq.i.payload.eq(gemm.out.payload)]
+            return
+        w = self.in_width
+
+        def widen(lanes):   # int8 operands sign-extended to the engine's width
+            return Cat(*(Cat(lane, lane[w - 1]) for lane in lanes))
+
+        g_cmd, g_a, g_b, g_out = self.gemm_cmd, self.gemm_a, self.gemm_b, self.gemm_out
+        m.d.comb += rq.i.payload.eq(gemm.out.payload)
+        with m.If(head):
+            m.d.comb += [
+                gemm.cmd.valid.eq(e_cmd.valid), gemm.cmd.payload.eq(e_cmd.payload),
+                e_cmd.ready.eq(gemm.cmd.ready),
+                gemm.a.valid.eq(e_a.valid), gemm.a.payload.eq(e_a.payload),
+                gemm.b.valid.eq(e_b.valid), gemm.b.payload.eq(e_b.payload),
+                e_a.ready.eq(gemm.a.ready), e_b.ready.eq(gemm.b.ready),
+                e_out.valid.eq(gemm.out.valid), e_out.payload.eq(gemm.out.payload),
+                gemm.out.ready.eq(e_out.ready),
+                rq.i.valid.eq(rq_from_head),
+            ]
+        with m.Else():
+            m.d.comb += [
+                gemm.cmd.valid.eq(g_cmd.valid), gemm.cmd.payload.eq(g_cmd.payload),
+                g_cmd.ready.eq(gemm.cmd.ready),
+                gemm.a.valid.eq(g_a.valid), gemm.a.payload.eq(widen(g_a.payload)),
+                gemm.b.valid.eq(g_b.valid), gemm.b.payload.eq(widen(g_b.payload)),
+                g_a.ready.eq(gemm.a.ready), g_b.ready.eq(gemm.b.ready),
+                g_out.payload.eq(gemm.out.payload),
+            ]
+            with m.If(self.gemm_requant):
+                m.d.comb += [rq.i.valid.eq(gemm.out.valid), gemm.out.ready.eq(rq.i.ready)]
+            with m.Else():
+                m.d.comb += [g_out.valid.eq(gemm.out.valid), gemm.out.ready.eq(g_out.ready)]
 
     def elaborate(self, platform):
         m = Module()
@@ -218,7 +282,12 @@ class AttentionController(wiring.Component):
         cmd = self.cmd.payload
         bad = ((cmd.length == 0) | (cmd.length > Lmax) | (cmd.head_dim == 0) |
                (cmd.head_dim > dmax))
-        m.d.comb += self.cmd.ready.eq(~loading & ~running)
+        if self.shared:
+            # The engine may be serving a plain GEMM: a head starts once it is idle.
+            m.d.comb += self.cmd.ready.eq(~loading & ~running & ~gemm.busy &
+                                          ~self.gemm_cmd.valid)
+        else:
+            m.d.comb += self.cmd.ready.eq(~loading & ~running)
         load_start = Signal()
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += self.error.eq(bad)
@@ -288,12 +357,18 @@ class AttentionController(wiring.Component):
         m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(
             width=len(gemm.cmd.payload.as_value()), depth=3)
         job_cmd = Signal(gemm.cmd.payload.shape())
+        # The engine's ports as the attention jobs drive them (muxed with the plain GEMM ports
+        # below when shared).
+        e_cmd = stream.Signature(gemm.cmd.payload.shape()).create(path=("e_cmd",))
+        e_a = stream.Signature(gemm.a.payload.shape()).create(path=("e_a",))
+        e_b = stream.Signature(gemm.b.payload.shape()).create(path=("e_b",))
+        e_out = stream.Signature(gemm.out.payload.shape()).flip().create(path=("e_out",))
         m.d.comb += [
             job_cmd.m.eq(i_rows), job_cmd.k.eq(i_k), job_cmd.n.eq(i_n),
             cmd_fifo.w_data.eq(job_cmd.as_value()),
-            gemm.cmd.valid.eq(cmd_fifo.r_rdy),
-            gemm.cmd.payload.eq(cmd_fifo.r_data),
-            cmd_fifo.r_en.eq(gemm.cmd.ready),
+            e_cmd.valid.eq(cmd_fifo.r_rdy),
+            e_cmd.payload.eq(cmd_fifo.r_data),
+            cmd_fifo.r_en.eq(e_cmd.ready),
         ]
         m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * (w + 1), depth=4)
 
@@ -353,11 +428,11 @@ class AttentionController(wiring.Component):
         m.d.comb += [
             op_fifo.w_en.eq(issued_d),
             op_fifo.w_data.eq(Cat(a_word, b_word)),
-            gemm.a.payload.eq(op_fifo.r_data[:R * ow]),
-            gemm.b.payload.eq(op_fifo.r_data[R * ow:]),
-            gemm.a.valid.eq(op_fifo.r_rdy),
-            gemm.b.valid.eq(op_fifo.r_rdy),
-            op_fifo.r_en.eq(gemm.a.ready),
+            e_a.payload.eq(op_fifo.r_data[:R * ow]),
+            e_b.payload.eq(op_fifo.r_data[R * ow:]),
+            e_a.valid.eq(op_fifo.r_rdy),
+            e_b.valid.eq(op_fifo.r_rdy),
+            op_fifo.r_en.eq(e_a.ready),
         ]
 
         # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------
@@ -372,15 +447,17 @@ class AttentionController(wiring.Component):
         is_qk = jo.kind == _Jobs.QK
         m.d.comb += [
             s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_roff + o_t),
-            s_wr.data.eq(gemm.out.payload),
-            s_wr.en.eq(running & gemm.out.valid & is_qk),
-            rq.i.payload.eq(gemm.out.payload),
-            rq.i.valid.eq(running & gemm.out.valid & ~is_qk),
-            gemm.out.ready.eq(running & (is_qk | rq.i.ready)),
+            s_wr.en.eq(running & e_out.valid & is_qk),
+            e_out.ready.eq(running & (is_qk | rq.i.ready)),
         ]
+        for c in range(C):   # scores fit the score width (the engine's may be wider)
+            m.d.comb += s_wr.data[c].eq(e_out.payload[c])
+        rq_from_head = running & e_out.valid & ~is_qk
+        self._connect_engine(m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head,
+                             loading | running)
         with m.If(run_start):
             m.d.sync += [*jo.reset(), o_r.eq(0), o_roff.eq(0), o_t.eq(0), o_tcol.eq(0)]
-        with m.Elif(gemm.out.valid & gemm.out.ready):
+        with m.Elif(e_out.valid & e_out.ready):
             with m.If(o_r == o_rows - 1):
                 m.d.sync += [o_r.eq(0), o_roff.eq(0), o_t.eq(o_t + 1), o_tcol.eq(o_tcol + C)]
                 with m.If(o_tcol + C >= o_n):

@@ -444,6 +444,19 @@ class AccelConfig:
             gemm=GemmConfig(max_m=self.array.rows, max_k=big, max_n=big))
 
     @property
+    def shared_gemm(self):
+        """The config of the one GEMM engine of an accelerator top with attention, shared by
+        ``RUN GEMM`` and the attention controller: the operands of :attr:`attention_gemm` and
+        the larger of its and :attr:`gemm`'s limits (and accumulator width), so that both kinds
+        of job fit it exactly."""
+        at = self.attention_gemm
+        acc = max(self.acc_width, at.acc_width,
+                  required_acc_width(at.array.in_width, max(self.gemm.max_k, at.gemm.max_k)))
+        return dataclasses.replace(at, gemm=GemmConfig(
+            max_m=max(self.gemm.max_m, at.gemm.max_m), max_k=max(self.gemm.max_k, at.gemm.max_k),
+            max_n=max(self.gemm.max_n, at.gemm.max_n), acc_width=acc))
+
+    @property
     def attention_softmax(self):
         """The config of the attention controller's softmax: rows of max_seq_len scores as wide
         as the accumulators, and unsigned ``in_width``-bit probabilities (scale

@@ -34,7 +34,7 @@ class Requantizer(wiring.Component):
     shift : In(range(acc_width + mult_width))
         ``s``; held constant while data flows.
 
-    Latency: 3 cycles (multiply, round-shift, saturate, each registered).
+    Latency: 4 cycles (multiply, add the rounding constant, shift, saturate, each registered).
     Throughput: one beat per cycle; a stalled output stalls the pipeline.
     """
 
@@ -53,10 +53,10 @@ class Requantizer(wiring.Component):
         m = Module()
         n, pw = self.lanes, self.prod_width
 
-        # A three-stage pipeline; every stage advances when the output is free or taken.
+        # A four-stage pipeline; every stage advances when the output is free or taken.
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        valid = [Signal(name=f"valid_{s}") for s in range(2)]
+        valid = [Signal(name=f"valid_{s}") for s in range(3)]
 
         # intformer's one rounding rule, the twin of sim.golden.round_shift:
         # (x + 2**(s-1)) >> s, arithmetic, exact for s = 0. The rounding constant depends only on
@@ -65,14 +65,16 @@ class Requantizer(wiring.Component):
         m.d.sync += half.eq((Const(1, pw) << self.shift) >> 1)
 
         prod = Signal(data.ArrayLayout(signed(pw), n))
+        rounded = Signal(data.ArrayLayout(signed(pw), n))
         shifted = Signal(data.ArrayLayout(signed(pw), n))
         with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i.valid), valid[1].eq(valid[0]),
-                         self.o.valid.eq(valid[1])]
+            m.d.sync += [valid[0].eq(self.i.valid), valid[1].eq(valid[0]), valid[2].eq(valid[1]),
+                         self.o.valid.eq(valid[2])]
             for j in range(n):
                 m.d.sync += [
                     prod[j].eq(self.i.payload[j] * self.multiplier),
-                    shifted[j].eq((prod[j] + half) >> self.shift),
+                    rounded[j].eq(prod[j] + half),
+                    shifted[j].eq(rounded[j] >> self.shift),
                     self.o.payload[j].eq(saturate(shifted[j], self.out_width)),
                 ]
         return m

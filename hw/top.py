@@ -384,8 +384,8 @@ class Accelerator(wiring.Component):
         aw = max(1, (depth - 1).bit_length())
 
         # -- Units -------------------------------------------------------------------------
-        m.submodules.gemm = gemm = GemmEngine(cfg)
-        m.submodules.requant = rq = Requantizer(Cc, cfg.acc_width, cfg.requant)
+        # With attention, RUN GEMM borrows the attention controller's engine and requantizer
+        # (AttentionController(shared=True)): one array on the chip, not two.
         units = {}
         if cfg.softmax.enabled:
             from .softmax import Softmax
@@ -399,12 +399,20 @@ class Accelerator(wiring.Component):
         att = None
         if cfg.attention.enabled:
             from .attention import AttentionController
-            m.submodules.attention = att = AttentionController(cfg)
+            m.submodules.attention = att = AttentionController(cfg, shared=True)
+            g_cmd, g_a, g_b, g_out = att.gemm_cmd, att.gemm_a, att.gemm_b, att.gemm_out
+            rq_o = att.o
+        else:
+            m.submodules.gemm = gemm = GemmEngine(cfg)
+            m.submodules.requant = rq = Requantizer(Cc, cfg.acc_width, cfg.requant)
+            g_cmd, g_a, g_b, g_out = gemm.cmd, gemm.a, gemm.b, gemm.out
+            rq_o = rq.o
 
         # -- Registers -----------------------------------------------------------------------
         regs = {reg: Signal(width, name=f"reg_{reg.name.lower()}")
                 for reg, (width, _) in self.registers.items()}
-        m.d.comb += [rq.multiplier.eq(regs[Reg.RQ_MULT]), rq.shift.eq(regs[Reg.RQ_SHIFT])]
+        if att is None:
+            m.d.comb += [rq.multiplier.eq(regs[Reg.RQ_MULT]), rq.shift.eq(regs[Reg.RQ_SHIFT])]
         if Op.SOFTMAX in units:
             for name, reg in _SOFTMAX_REGS.items():
                 m.d.comb += getattr(units[Op.SOFTMAX], name).eq(regs[reg])
@@ -414,8 +422,16 @@ class Accelerator(wiring.Component):
                 m.d.comb += getattr(units[Op.GELU], name).eq(regs[_GELU_REGS[name]])
         if Op.LAYERNORM in units:
             m.d.comb += units[Op.LAYERNORM].length.eq(regs[Reg.ROW_LEN])
+        run_op = Signal(Op)
+        att_run = run_op == Op.ATTENTION
+        raw = run_op == Op.GEMM_RAW
         if att is not None:
-            m.d.comb += [att.multiplier.eq(regs[Reg.ATT_MULT]), att.shift.eq(regs[Reg.ATT_SHIFT])]
+            # The shared requantizer takes the registers of the op that runs.
+            m.d.comb += [
+                att.multiplier.eq(Mux(att_run, regs[Reg.ATT_MULT], regs[Reg.RQ_MULT])),
+                att.shift.eq(Mux(att_run, regs[Reg.ATT_SHIFT], regs[Reg.RQ_SHIFT])),
+                att.gemm_requant.eq(~raw),
+            ]
             for name in cfg.attention_softmax.constant_widths:
                 m.d.comb += getattr(att, name).eq(regs[_ATTENTION_REGS[name]])
 
@@ -431,7 +447,6 @@ class Accelerator(wiring.Component):
         # -- Run state -------------------------------------------------------------------------
         running = Signal()
         done = Signal()
-        run_op = Signal(Op)
         out_words = Signal(range(depth + 1))   # words the run writes
         written = Signal(range(depth + 1))
         m.d.comb += self.busy.eq(running)
@@ -443,10 +458,9 @@ class Accelerator(wiring.Component):
 
         # GEMM: A, B readers -> engine -> (requantizer) -> C.
         # Attention: A (Q), B (K), V readers -> controller -> C.
-        att_run = run_op == Op.ATTENTION
         m.d.comb += [
-            gemm.a.valid.eq(rd_a.valid & ~att_run), gemm.a.payload.eq(rd_a.rp.data),
-            gemm.b.valid.eq(rd_b.valid & ~att_run), gemm.b.payload.eq(rd_b.rp.data),
+            g_a.valid.eq(rd_a.valid & ~att_run), g_a.payload.eq(rd_a.rp.data),
+            g_b.valid.eq(rd_b.valid & ~att_run), g_b.payload.eq(rd_b.rp.data),
         ]
         if att is not None:
             m.d.comb += [
@@ -454,32 +468,27 @@ class Accelerator(wiring.Component):
                 att.k.valid.eq(rd_b.valid & att_run), att.k.payload.eq(rd_b.rp.data),
                 att.v.valid.eq(rd_v.valid & att_run), att.v.payload.eq(rd_v.rp.data),
                 rd_v.ready.eq(att.v.ready),
-                rd_a.ready.eq(Mux(att_run, att.q.ready, gemm.a.ready)),
-                rd_b.ready.eq(Mux(att_run, att.k.ready, gemm.b.ready)),
-                att.o.ready.eq(1),
+                rd_a.ready.eq(Mux(att_run, att.q.ready, g_a.ready)),
+                rd_b.ready.eq(Mux(att_run, att.k.ready, g_b.ready)),
+                g_out.ready.eq(1),
             ]
         else:
-            m.d.comb += [rd_a.ready.eq(gemm.a.ready), rd_b.ready.eq(gemm.b.ready)]
-        raw = run_op == Op.GEMM_RAW
+            m.d.comb += [rd_a.ready.eq(g_a.ready), rd_b.ready.eq(g_b.ready),
+                         rq.i.payload.eq(gemm.out.payload),
+                         rq.i.valid.eq(gemm.out.valid & ~raw),
+                         gemm.out.ready.eq(Mux(raw, 1, rq.i.ready))]
         c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), Cc))
         c_we = Signal()
-        m.d.comb += [
-            rq.i.payload.eq(gemm.out.payload),
-            rq.i.valid.eq(gemm.out.valid & ~raw),
-            gemm.out.ready.eq(Mux(raw, 1, rq.i.ready)),
-            rq.o.ready.eq(1),
-        ]
+        m.d.comb += rq_o.ready.eq(1)
         with m.If(raw):
-            m.d.comb += [c_we.eq(gemm.out.valid), c_word.eq(gemm.out.payload)]
-        with m.Elif(att_run):
-            if att is not None:
-                m.d.comb += c_we.eq(att.o.valid)
-                for c in range(Cc):
-                    m.d.comb += c_word[c].eq(att.o.payload[c])
-        with m.Else():
-            m.d.comb += c_we.eq(rq.o.valid)
+            # Exact rows; the shared engine's lanes may be wider, the values fit acc_width.
+            m.d.comb += c_we.eq(g_out.valid)
             for c in range(Cc):
-                m.d.comb += c_word[c].eq(rq.o.payload[c])
+                m.d.comb += c_word[c].eq(g_out.payload[c])
+        with m.Else():   # requantized GEMM rows, or attention's output
+            m.d.comb += c_we.eq(rq_o.valid)
+            for c in range(Cc):
+                m.d.comb += c_word[c].eq(rq_o.payload[c])
 
         # Nonlinear: X reader -> the selected unit -> Y.
         y_word = y_we = None
@@ -518,26 +527,29 @@ class Accelerator(wiring.Component):
         arg_count = Cat(args[3], args[4])
         value = Cat(*args[1:9])
 
-        # Per-buffer facts of the addressed buffer.
+        # Facts about the command's arguments, computed in two registered stages (states FACT1
+        # and FACT2, while the arguments are held) so that CHECK decides from flip-flops.
+        # Stage 1: the addressed buffer and register.
         known_buf, readable, nbytes = Signal(), Signal(), Signal(range(64))
         buf_depth = Signal(17)
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
                 m.d.comb += [known_buf.eq(1), readable.eq(spec.readable),
                              nbytes.eq(spec.nbytes), buf_depth.eq(spec.depth)]
-        wlen_ok = Signal()     # length == 5 + count*nbytes
         rlen_val = Signal(24)  # count*nbytes
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
-                m.d.comb += rlen_val.eq(_times(arg_count, spec.nbytes))
-        m.d.comb += wlen_ok.eq(length == rlen_val + 5)
-        in_range = arg_addr + arg_count <= buf_depth
-
-        # Register facts.
-        known_reg, value_ok = Signal(), Signal()
+                m.d.sync += rlen_val.eq(_times(arg_count, spec.nbytes))
+        known_reg, value_ok, in_range = Signal(), Signal(), Signal()
+        m.d.sync += [known_reg.eq(0), value_ok.eq(0),
+                     in_range.eq(arg_addr + arg_count <= buf_depth)]
         for reg, (_, hi) in self.registers.items():
             with m.If(args[0] == reg.value):
-                m.d.comb += [known_reg.eq(1), value_ok.eq(value <= hi)]
+                m.d.sync += [known_reg.eq(1), value_ok.eq(value <= hi)]
+        # Stage 2: from the registered byte count.
+        wlen_ok = Signal()     # length == 5 + count*nbytes
+        rlen_big = Signal()    # the response would exceed 65535 bytes
+        m.d.sync += [wlen_ok.eq(length == rlen_val + 5), rlen_big.eq(rlen_val > 0xffff)]
 
         # Word assembly for writes, and the latched word for reads.
         max_bytes = max(s.nbytes for s in self.buffers.values())
@@ -613,9 +625,9 @@ class Accelerator(wiring.Component):
                                  shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
                                              (regs[Reg.ROW_LEN] <= row_max))]
         gemm_cmd_valid = Signal()
-        m.d.comb += [gemm.cmd.valid.eq(gemm_cmd_valid), gemm.cmd.payload.m.eq(regs[Reg.M]),
-                     gemm.cmd.payload.k.eq(regs[Reg.K]), gemm.cmd.payload.n.eq(regs[Reg.N])]
-        with m.If(gemm.cmd.valid & gemm.cmd.ready):
+        m.d.comb += [g_cmd.valid.eq(gemm_cmd_valid), g_cmd.payload.m.eq(regs[Reg.M]),
+                     g_cmd.payload.k.eq(regs[Reg.K]), g_cmd.payload.n.eq(regs[Reg.N])]
+        with m.If(g_cmd.valid & g_cmd.ready):
             m.d.sync += gemm_cmd_valid.eq(0)
         att_cmd_valid = Signal()
         if att is not None:
@@ -693,7 +705,11 @@ class Accelerator(wiring.Component):
                             m.d.sync += a.eq(cmd.payload)
                     m.d.sync += [argi.eq(argi + 1), remaining.eq(remaining - 1)]
                     with m.If(argi + 1 == nargs):
-                        m.next = "CHECK"
+                        m.next = "FACT1"
+            with m.State("FACT1"):       # argument facts, stage 1 (registered)
+                m.next = "FACT2"
+            with m.State("FACT2"):       # argument facts, stage 2 (registered)
+                m.next = "CHECK"
             with m.State("CHECK"):       # validate; a failure discards the rest and answers
                 m.d.sync += [addr.eq(arg_addr), waddr.eq(arg_addr), count.eq(arg_count),
                              bytei.eq(0), rlen.eq(0), status.eq(0)]
@@ -720,7 +736,7 @@ class Accelerator(wiring.Component):
                             fail(Error.BUFFER)
                         with m.Elif(running):
                             fail(Error.BUSY)
-                        with m.Elif(~in_range | (rlen_val > 0xffff)):
+                        with m.Elif(~in_range | rlen_big):
                             fail(Error.RANGE)
                         with m.Else():
                             m.d.sync += rlen.eq(rlen_val)
