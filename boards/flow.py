@@ -215,6 +215,11 @@ def check_fit(board, counts):
                          f"not {', '.join(over)}")
 
 
+#: Extra nextpnr options per family. ECP5 routes with router2: on the ulx3s preset (20k LUT4)
+#: router1 took about 10 minutes of the 16 and router2 2.5 (nextpnr 0.11, YoWASP).
+PNR_OPTIONS = {"ice40": (), "ecp5": ("--router", "router2")}
+
+
 def _early_check(spec, cfg):
     # Each PE's multiplier takes one DSP block on both families (an INT8 product fits an
     # SB_MAC16 and a MULT18X18D), so an array larger than the DSP count cannot fit; refuse it
@@ -252,7 +257,8 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     3. :func:`check_fit` on Yosys' counts, then on nextpnr's packed counts (``--pack-only``,
        ``pack.log``): a design that cannot fit is refused here, before place and route;
     4. nextpnr at the board top's clock, ``--timing-allow-fail`` (a missed clock still gives a
-       valid Fmax; log ``nextpnr.log``, utilization ``nextpnr.json``);
+       valid Fmax; log ``nextpnr.log``, utilization ``nextpnr.json``), with
+       :data:`PNR_OPTIONS` (router2 on ECP5);
     5. icepack (``top.bin``) or ecppack (``top.bit``);
     6. ``report.json`` (:class:`BoardReport`).
 
@@ -347,6 +353,7 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
                      if bel in packed}
     check_fit(board, packed_counts)
     argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json", *io_args,
+            *PNR_OPTIONS[spec.family],
             "--freq", f"{clk_mhz:g}", "--seed", str(seed), "--report", "nextpnr.json",
             "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
     log(f"nextpnr: place and route at {clk_mhz:g} MHz, seed {seed} (this takes minutes)")

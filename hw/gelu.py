@@ -68,7 +68,7 @@ class Gelu(wiring.Component):
     General multipliers per lane: 2 for ``"ibert"`` (the square and the final product), 1 for
     ``"shift"`` (the final product). Every other product by a constant is shifts and adds.
 
-    Latency: 5 cycles (``"ibert"``) or ``6 + quot_width + frac_width`` cycles (``"shift"``;
+    Latency: 7 cycles (``"ibert"``) or ``6 + quot_width + frac_width`` cycles (``"shift"``;
     25 with the defaults), from an input transfer to the output being valid.
     Throughput: one beat (``lanes`` elements) per cycle; a stalled output stalls the pipeline.
     """
@@ -88,7 +88,7 @@ class Gelu(wiring.Component):
                 "n": In(range(2 * P + 2)),
                 "one": In(unsigned(F + 1)),
             }
-            self.latency = 5
+            self.latency = 7
         else:
             constants = {
                 "x0": In(unsigned(cfg.exp_width)),
@@ -147,21 +147,26 @@ class Gelu(wiring.Component):
     def _ibert(self, m, q, half, lane):
         cfg, reg = self.cfg, self._reg
         P, F, w = cfg.poly_width, cfg.frac_width, cfg.in_width
-        # 1: t = beta - min(|q| << k, beta)
+        # 1: |q| << k, saturated at beta (|q| << k >= beta exactly when its bits above P are
+        # set or its low P bits are >= beta)
         mag = Mux(q < 0, -q, q).as_unsigned()[:w]
         shifted = mag << self.k
-        t = reg(m, self.beta - Mux(shifted < self.beta, shifted, self.beta), unsigned(P),
+        big = reg(m, shifted[P:] != 0, 1, f"big_{lane}")
+        low = reg(m, shifted[:P], unsigned(P), f"low_{lane}")
+        # 2: t = beta - min(|q| << k, beta)
+        t = reg(m, self.beta - Mux(~big & (low < self.beta), low, self.beta), unsigned(P),
                 f"t_{lane}")
-        # 2: the square (multiplier 1)
+        # 3: the square (multiplier 1)
         sq = reg(m, t * t, unsigned(2 * P), f"sq_{lane}")
-        # 3: e = round_shift(c - t*t, n); c > t*t, so the difference is positive.
-        e = reg(m, ((self.c + half - sq) >> self.n)[:F + 1], unsigned(F + 1),
-                f"e_{lane}")
-        neg = self._delay(m, q < 0, 3, f"neg_{lane}")
-        # 4: s = one -+ e, in [0, 2 * one]
+        # 4: c + 2**(n-1) - t*t; c > t*t, so the difference is positive.
+        diff = reg(m, self.c + half - sq, unsigned(2 * P + 2), f"diff_{lane}")
+        # 5: e = round_shift(c - t*t, n)
+        e = reg(m, (diff >> self.n)[:F + 1], unsigned(F + 1), f"e_{lane}")
+        neg = self._delay(m, q < 0, 5, f"neg_{lane}")
+        # 6: s = one -+ e, in [0, 2 * one]
         s = reg(m, Mux(neg, self.one - e, self.one + e)[:F + 2], unsigned(F + 2), f"s_{lane}")
-        # 5: y = q * s (multiplier 2), registered by the caller.
-        return self._delay(m, q, 4, f"q_{lane}") * s
+        # 7: y = q * s (multiplier 2), registered by the caller.
+        return self._delay(m, q, 6, f"q_{lane}") * s
 
     def _shift(self, m, q, lane):
         cfg, reg = self.cfg, self._reg

@@ -34,7 +34,9 @@ class Requantizer(wiring.Component):
     shift : In(range(acc_width + mult_width))
         ``s``; held constant while data flows.
 
-    Latency: 4 cycles (multiply, add the rounding constant, shift, saturate, each registered).
+    Latency: 5 cycles (two partial products of the accumulator's low 16 bits and its high
+    bits, their sum, the rounding constant added, the shift, the saturation, each registered;
+    one DSP multiply per partial product, no adder behind a DSP in the same cycle).
     Throughput: one beat per cycle; a stalled output stalls the pipeline.
     """
 
@@ -42,6 +44,8 @@ class Requantizer(wiring.Component):
         self.lanes, self.acc_width = lanes, acc_width
         self.mult_width, self.out_width = cfg.mult_width, cfg.out_width
         self.prod_width = acc_width + cfg.mult_width + 1
+        #: Cycles from an input transfer to its output being valid.
+        self.latency = 5
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(signed(acc_width), lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(cfg.out_width), lanes))),
@@ -53,10 +57,10 @@ class Requantizer(wiring.Component):
         m = Module()
         n, pw = self.lanes, self.prod_width
 
-        # A four-stage pipeline; every stage advances when the output is free or taken.
+        # A five-stage pipeline; every stage advances when the output is free or taken.
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        valid = [Signal(name=f"valid_{s}") for s in range(3)]
+        valid = [Signal(name=f"valid_{s}") for s in range(self.latency - 1)]
 
         # intformer's one rounding rule, the twin of sim.golden.round_shift:
         # (x + 2**(s-1)) >> s, arithmetic, exact for s = 0. The rounding constant depends only on
@@ -64,15 +68,25 @@ class Requantizer(wiring.Component):
         half = Signal(unsigned(pw))
         m.d.sync += half.eq((Const(1, pw) << self.shift) >> 1)
 
+        # acc * m = (acc_hi * m << 16) + acc_lo * m, acc_lo the low 16 bits (unsigned), acc_hi
+        # the rest (signed): each partial product fits one DSP multiplier.
+        lo_w = min(16, self.acc_width - 1)
+        hi_w = self.acc_width - lo_w
+        mw = self.mult_width
+        p_lo = Signal(data.ArrayLayout(unsigned(lo_w + mw), n))
+        p_hi = Signal(data.ArrayLayout(signed(hi_w + mw + 1), n))
         prod = Signal(data.ArrayLayout(signed(pw), n))
         rounded = Signal(data.ArrayLayout(signed(pw), n))
         shifted = Signal(data.ArrayLayout(signed(pw), n))
         with m.If(advance):
-            m.d.sync += [valid[0].eq(self.i.valid), valid[1].eq(valid[0]), valid[2].eq(valid[1]),
-                         self.o.valid.eq(valid[2])]
+            m.d.sync += [a.eq(b) for a, b in zip([*valid, self.o.valid], [self.i.valid, *valid],
+                                                  strict=True)]
             for j in range(n):
+                acc = self.i.payload[j]
                 m.d.sync += [
-                    prod[j].eq(self.i.payload[j] * self.multiplier),
+                    p_lo[j].eq(acc[:lo_w] * self.multiplier),
+                    p_hi[j].eq(acc[lo_w:].as_signed() * self.multiplier),
+                    prod[j].eq((p_hi[j] << lo_w) + p_lo[j]),
                     rounded[j].eq(prod[j] + half),
                     shifted[j].eq(rounded[j] >> self.shift),
                     self.o.payload[j].eq(saturate(shifted[j], self.out_width)),

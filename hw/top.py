@@ -239,7 +239,9 @@ def _times(value, constant):
 class _Reader:
     """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
     (k innermost). ``start`` loads the loop bounds; the read port is driven while ``active``
-    or a word is waiting. ``valid``/``payload`` obey the stream rules."""
+    or a word is waiting. ``valid``/``data``/``ready`` obey the stream rules; ``data`` is a
+    register after the memory's output (the block RAM's slow clock-to-output then ends in a
+    flip-flop, not in a unit's logic)."""
 
     def __init__(self, m, name, rp, addr_width):
         self.rp = rp
@@ -248,18 +250,26 @@ class _Reader:
         self.si, self.sj = Signal(aw, name=f"{name}_si"), Signal(aw, name=f"{name}_sj")
         self.start = Signal(name=f"{name}_start")
         self.valid = Signal(name=f"{name}_valid")
+        self.data = Signal(len(rp.data), name=f"{name}_data")
         self.ready = Signal(name=f"{name}_ready")
         self.active = Signal(name=f"{name}_active")
+        mvalid = Signal(name=f"{name}_mvalid")    # the memory's output holds a word
+        mready = Signal(name=f"{name}_mready")
+        m.d.comb += mready.eq(~self.valid | self.ready)
+        with m.If(self.start):
+            m.d.sync += self.valid.eq(0)
+        with m.Elif(mready):
+            m.d.sync += [self.valid.eq(mvalid), self.data.eq(rp.data)]
         i, j, k = (Signal(aw, name=f"{name}_{x}") for x in "ijk")
         bi, bj = Signal(2 * aw, name=f"{name}_bi"), Signal(2 * aw, name=f"{name}_bj")
         self.addr = (bi + bj + k)[:addr_width]
-        advance = ~self.valid | self.ready
+        advance = ~mvalid | mready
         self.en = advance
         with m.If(self.start):
             m.d.sync += [i.eq(0), j.eq(0), k.eq(0), bi.eq(0), bj.eq(0), self.active.eq(1),
-                         self.valid.eq(0)]
+                         mvalid.eq(0)]
         with m.Elif(advance):
-            m.d.sync += self.valid.eq(self.active)
+            m.d.sync += mvalid.eq(self.active)
             with m.If(self.active):
                 with m.If(k + 1 < self.count_k):
                     m.d.sync += k.eq(k + 1)
@@ -426,8 +436,9 @@ class Accelerator(wiring.Component):
         att_run = run_op == Op.ATTENTION
         raw = run_op == Op.GEMM_RAW
         if att is not None:
-            # The shared requantizer takes the registers of the op that runs.
-            m.d.comb += [
+            # The shared requantizer takes the registers of the op that runs (through a register:
+            # run_op is set many cycles before the first row reaches the requantizer).
+            m.d.sync += [
                 att.multiplier.eq(Mux(att_run, regs[Reg.ATT_MULT], regs[Reg.RQ_MULT])),
                 att.shift.eq(Mux(att_run, regs[Reg.ATT_SHIFT], regs[Reg.RQ_SHIFT])),
                 att.gemm_requant.eq(~raw),
@@ -459,14 +470,14 @@ class Accelerator(wiring.Component):
         # GEMM: A, B readers -> engine -> (requantizer) -> C.
         # Attention: A (Q), B (K), V readers -> controller -> C.
         m.d.comb += [
-            g_a.valid.eq(rd_a.valid & ~att_run), g_a.payload.eq(rd_a.rp.data),
-            g_b.valid.eq(rd_b.valid & ~att_run), g_b.payload.eq(rd_b.rp.data),
+            g_a.valid.eq(rd_a.valid & ~att_run), g_a.payload.eq(rd_a.data),
+            g_b.valid.eq(rd_b.valid & ~att_run), g_b.payload.eq(rd_b.data),
         ]
         if att is not None:
             m.d.comb += [
-                att.q.valid.eq(rd_a.valid & att_run), att.q.payload.eq(rd_a.rp.data),
-                att.k.valid.eq(rd_b.valid & att_run), att.k.payload.eq(rd_b.rp.data),
-                att.v.valid.eq(rd_v.valid & att_run), att.v.payload.eq(rd_v.rp.data),
+                att.q.valid.eq(rd_a.valid & att_run), att.q.payload.eq(rd_a.data),
+                att.k.valid.eq(rd_b.valid & att_run), att.k.payload.eq(rd_b.data),
+                att.v.valid.eq(rd_v.valid & att_run), att.v.payload.eq(rd_v.data),
                 rd_v.ready.eq(att.v.ready),
                 rd_a.ready.eq(Mux(att_run, att.q.ready, g_a.ready)),
                 rd_b.ready.eq(Mux(att_run, att.k.ready, g_b.ready)),
@@ -494,7 +505,7 @@ class Accelerator(wiring.Component):
         y_word = y_we = None
         if rd_x is not None:
             xs, ys = self.buffers[Buf.X], self.buffers[Buf.Y]
-            x_word = data.ArrayLayout(signed(xs.elem_width), VL)(rd_x.rp.data)
+            x_word = data.ArrayLayout(signed(xs.elem_width), VL)(rd_x.data)
             y_word = Signal(data.ArrayLayout(signed(ys.elem_width), VL))
             y_we = Signal()
             for op, unit in units.items():
@@ -543,9 +554,12 @@ class Accelerator(wiring.Component):
         known_reg, value_ok, in_range = Signal(), Signal(), Signal()
         m.d.sync += [known_reg.eq(0), value_ok.eq(0),
                      in_range.eq(arg_addr + arg_count <= buf_depth)]
-        for reg, (_, hi) in self.registers.items():
+        for reg, (width, hi) in self.registers.items():
             with m.If(args[0] == reg.value):
-                m.d.sync += [known_reg.eq(1), value_ok.eq(value <= hi)]
+                # value <= hi as "no bit above hi's width, and the low bits <= hi": no 64-bit
+                # comparator.
+                low_ok = value[:width] <= hi if hi != (1 << width) - 1 else 1
+                m.d.sync += [known_reg.eq(1), value_ok.eq((value[width:] == 0) & low_ok)]
         # Stage 2: from the registered byte count.
         wlen_ok = Signal()     # length == 5 + count*nbytes
         rlen_big = Signal()    # the response would exceed 65535 bytes

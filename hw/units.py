@@ -6,6 +6,7 @@ from .gemm import GemmEngine
 from .layernorm import LayerNorm
 from .requant import Requantizer
 from .softmax import Softmax
+from .top import Accelerator
 
 __all__ = ["UNITS", "build_unit"]
 
@@ -17,6 +18,7 @@ UNITS = {
     "gelu": lambda cfg: Gelu(cfg.gelu),
     "layernorm": lambda cfg: LayerNorm(cfg.layernorm),
     "attention": AttentionController,
+    "top": Accelerator,     # the whole accelerator (buffers, command port, every enabled unit)
 }
 
 
