@@ -1,12 +1,12 @@
 # Two entry points, each sets up .venv from PyPI on a fresh machine:
 #   make demo   generate, simulate against the golden model, synthesize, print the report
-#   make test   the test suite on all cores (all but the ULX3S place-and-route; make test-all)
+#   make test   the test suite on all cores, both board builds included
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/intformer demo --preset icebreaker
 
+# worksteal: a worker that runs out of tests takes queued ones from a worker still busy with a
+# board build.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto -q -m "not slow"
-
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -n auto -q
+	$(BIN)/python -m pytest -n auto --dist worksteal -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check hw sim boards intformer tests bench

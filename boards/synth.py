@@ -434,8 +434,9 @@ def _top_cells(stats_json):
 def _place_and_route(report, *, seed, target_mhz, log):
     out_dir = report.log_dir
     argv = [*shlex.split(tool_command("NEXTPNR_ECP5")), *ECP5_DEVICE_ARGS, "--out-of-context",
-            "--router", "router2", "--json", "design.json", "--freq", f"{target_mhz:g}", "--seed", str(seed),
-            "--report", "report.json", "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+            "--router", "router2", "--json", "design.json", "--freq", f"{target_mhz:g}",
+            "--seed", str(seed), "--report", "report.json", "--timing-allow-fail",
+            "-q", "-l", "nextpnr.log"]
     log(f"nextpnr-ecp5: out-of-context place and route at {target_mhz:g} MHz, seed {seed} "
         f"(this can take several minutes)")
     rc, report.elapsed_s["nextpnr"] = _run("nextpnr-ecp5", argv, out_dir, "nextpnr", log)

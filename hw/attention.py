@@ -44,9 +44,13 @@ class _Jobs:
         # block * R, kept beside the block number so that no multiplier sits on the path.
         self.base = Signal(range((blocks + 2) * rows + 1), name=f"{name}_base")
         self.done = Signal(name=f"{name}_done")
+        #: The registered job shape (``_job_shape``) is that of the current job: low for the
+        #: cycle after a move, while the shape registers catch up.
+        self.fresh = Signal(name=f"{name}_fresh")
 
     def reset(self):
-        return [self.kind.eq(self.QK), self.block.eq(0), self.base.eq(0), self.done.eq(0)]
+        return [self.kind.eq(self.QK), self.block.eq(0), self.base.eq(0), self.done.eq(0),
+                self.fresh.eq(0)]
 
     def advance(self, nb):
         """Statements moving to the job after the current one (``nb``: row blocks)."""
@@ -63,6 +67,7 @@ class _Jobs:
                              Mux(b + 2 < nb, self.base + 2 * self.rows,
                                  self.base + self.rows))),
             self.done.eq((k == self.PV) & (b + 1 >= nb)),
+            self.fresh.eq(0),
         ]
 
 
@@ -186,18 +191,22 @@ class AttentionController(wiring.Component):
         self.waiting_for_softmax = Signal()
 
     def _job_shape(self, m, jobs, L, d, causal, name):
-        """Comb signals describing the GEMM job ``jobs`` points at."""
+        """Registers describing the GEMM job ``jobs`` points at, valid while ``jobs.fresh``
+        (they follow ``jobs`` one cycle late, so that no adder chain sits before a handshake)."""
         R = self.R
         base = jobs.base
         rows = Signal(range(R + 1), name=f"{name}_rows")
         cols = Signal(range(self.max_len + 1), name=f"{name}_cols")   # N_b
         k = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_k")
         n = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_n")
-        m.d.comb += [
-            rows.eq(Mux(L - base >= R, R, L - base)),
-            cols.eq(Mux(causal & (base + R < L), base + R, L)),
-            k.eq(Mux(jobs.kind == _Jobs.QK, d, cols)),
-            n.eq(Mux(jobs.kind == _Jobs.QK, cols, d)),
+        left = L - base
+        n_b = Mux(causal & (base + R < L), base + R, L)
+        m.d.sync += [
+            rows.eq(Mux(left >= R, R, left)),
+            cols.eq(n_b),
+            k.eq(Mux(jobs.kind == _Jobs.QK, d, n_b)),
+            n.eq(Mux(jobs.kind == _Jobs.QK, n_b, d)),
+            jobs.fresh.eq(1),    # overridden by reset() and advance(), which come later
         ]
         return base, rows, cols, k, n
 
@@ -377,7 +386,7 @@ class AttentionController(wiring.Component):
         m.d.comb += self.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~dep_ok)
         with m.If(run_start):
             m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
-        with m.Elif(running & ~ji.done & ~feeding & dep_ok & cmd_fifo.w_rdy):
+        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok & cmd_fifo.w_rdy):
             # Start the job: queue its command and restart the operand walk.
             m.d.comb += cmd_fifo.w_en.eq(1)
             m.d.sync += [feeding.eq(1), t_col.eq(0), k_cnt.eq(0), kv_base.eq(0),
@@ -447,12 +456,12 @@ class AttentionController(wiring.Component):
         is_qk = jo.kind == _Jobs.QK
         m.d.comb += [
             s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_roff + o_t),
-            s_wr.en.eq(running & e_out.valid & is_qk),
-            e_out.ready.eq(running & (is_qk | rq.i.ready)),
+            s_wr.en.eq(running & jo.fresh & e_out.valid & is_qk),
+            e_out.ready.eq(running & jo.fresh & (is_qk | rq.i.ready)),
         ]
         for c in range(C):   # scores fit the score width (the engine's may be wider)
             m.d.comb += s_wr.data[c].eq(e_out.payload[c])
-        rq_from_head = running & e_out.valid & ~is_qk
+        rq_from_head = running & jo.fresh & e_out.valid & ~is_qk
         self._connect_engine(m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head,
                              loading | running)
         with m.If(run_start):
@@ -553,17 +562,30 @@ class AttentionController(wiring.Component):
         w_half = w_block[0]
         w_r = Signal(range(R))
         w_u = Signal(range(self.p_words + 1))
-        m.d.comb += sm.o.ready.eq(running & ~p_full.bit_select(w_half, 1))
+        # A three-entry FIFO after the softmax (two would halve its rate): its ready is
+        # registered, so the writer's conditions do not reach back through the softmax's
+        # handshakes (timing).
+        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm.o.payload.as_value()),
+                                                        depth=3)
+        p_ready = Signal()
+        p_take = Signal()
+        m.d.comb += [
+            p_fifo.w_data.eq(sm.o.payload), p_fifo.w_en.eq(sm.o.valid),
+            sm.o.ready.eq(p_fifo.w_rdy),
+            p_ready.eq(running & ~p_full.bit_select(w_half, 1)),
+            p_fifo.r_en.eq(p_ready),
+            p_take.eq(p_fifo.r_rdy & p_ready),
+        ]
         for r, mem in enumerate(pmem):
             wr = mem.write_port()
             m.d.comb += [
                 wr.addr.eq(Mux(w_half, self.p_words, 0) + w_u),
-                wr.data.eq(sm.o.payload),
-                wr.en.eq(sm.o.valid & sm.o.ready & (w_r == r)),
+                wr.data.eq(p_fifo.r_data),
+                wr.en.eq(p_take & (w_r == r)),
             ]
         with m.If(run_start):
             m.d.sync += [w_block.eq(0), w_left.eq(L), w_r.eq(0), w_u.eq(0)]
-        with m.Elif(sm.o.valid & sm.o.ready):
+        with m.Elif(p_take):
             with m.If(w_u == row_beats - 1):
                 m.d.sync += w_u.eq(0)
                 with m.If((w_r == R - 1) | (w_r + 1 == w_left)):

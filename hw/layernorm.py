@@ -146,7 +146,11 @@ class LayerNorm(wiring.Component):
         w_pos = Signal(range(cfg.max_len + n_lanes))   # element index of this beat's lane 0
         w_idx = Signal(range(D))
         w_base = Signal(range(SLOTS * D))
-        w_last = w_pos + n_lanes >= L
+        # This beat ends the row: w_pos + n_lanes >= L, without an adder on the ready path. A
+        # row's first beat compares L with a constant; later beats read w_last_q, set when the
+        # previous beat was taken (L is held while a row flows).
+        w_last_q = Signal()
+        w_last = Mux(w_pos == 0, L <= n_lanes, w_last_q)
 
         p1_valid, p1_first, p1_last = Signal(), Signal(), Signal()
         p1_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))
@@ -173,7 +177,8 @@ class LayerNorm(wiring.Component):
             with m.If(w_last):
                 m.d.sync += [w_pos.eq(0), w_idx.eq(0), w_base.eq(next_base(w_base))]
             with m.Else():
-                m.d.sync += [w_pos.eq(w_pos + n_lanes), w_idx.eq(w_idx + 1)]
+                m.d.sync += [w_pos.eq(w_pos + n_lanes), w_idx.eq(w_idx + 1),
+                             w_last_q.eq(w_pos + 2 * n_lanes >= L)]
         m.d.sync += [p1_valid.eq(fire), p1_first.eq(fire & (w_pos == 0)),
                      p1_last.eq(fire & w_last)]
         for j in range(n_lanes):

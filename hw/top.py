@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.hdl import ResetInserter
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -238,10 +240,13 @@ def _times(value, constant):
 
 class _Reader:
     """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
-    (k innermost). ``start`` loads the loop bounds; the read port is driven while ``active``
-    or a word is waiting. ``valid``/``data``/``ready`` obey the stream rules; ``data`` is a
-    register after the memory's output (the block RAM's slow clock-to-output then ends in a
-    flip-flop, not in a unit's logic)."""
+    (k innermost). ``start`` loads the loop bounds and empties the queue. A word is read while
+    ``active`` and the queue will have room for it; the memory's output goes into a small FIFO,
+    whose ``valid``/``data``/``ready`` are the stream. So the block RAM's slow clock-to-output
+    ends in the FIFO, and the consumer's ready reaches only the FIFO, not the address counters
+    (timing)."""
+
+    DEPTH = 4
 
     def __init__(self, m, name, rp, addr_width):
         self.rp = rp
@@ -249,40 +254,36 @@ class _Reader:
         self.count_i, self.count_j, self.count_k = (Signal(aw, name=f"{name}_{x}") for x in "IJK")
         self.si, self.sj = Signal(aw, name=f"{name}_si"), Signal(aw, name=f"{name}_sj")
         self.start = Signal(name=f"{name}_start")
-        self.valid = Signal(name=f"{name}_valid")
-        self.data = Signal(len(rp.data), name=f"{name}_data")
-        self.ready = Signal(name=f"{name}_ready")
         self.active = Signal(name=f"{name}_active")
-        mvalid = Signal(name=f"{name}_mvalid")    # the memory's output holds a word
-        mready = Signal(name=f"{name}_mready")
-        m.d.comb += mready.eq(~self.valid | self.ready)
-        with m.If(self.start):
-            m.d.sync += self.valid.eq(0)
-        with m.Elif(mready):
-            m.d.sync += [self.valid.eq(mvalid), self.data.eq(rp.data)]
+        fifo = ResetInserter(self.start)(SyncFIFOBuffered(width=len(rp.data), depth=self.DEPTH))
+        m.submodules[f"{name}_fifo"] = fifo
+        self.valid, self.data, self.ready = fifo.r_rdy, fifo.r_data, fifo.r_en
+        issue = Signal(name=f"{name}_issue")
+        issued = Signal(name=f"{name}_issued")     # a word leaves the memory this cycle
+        m.d.comb += [
+            issue.eq(self.active & (fifo.level + issued < self.DEPTH - 1)),
+            fifo.w_en.eq(issued), fifo.w_data.eq(rp.data),
+        ]
+        m.d.sync += issued.eq(issue & ~self.start)
         i, j, k = (Signal(aw, name=f"{name}_{x}") for x in "ijk")
         bi, bj = Signal(2 * aw, name=f"{name}_bi"), Signal(2 * aw, name=f"{name}_bj")
         self.addr = (bi + bj + k)[:addr_width]
-        advance = ~mvalid | mready
-        self.en = advance
+        self.en = issue
         with m.If(self.start):
-            m.d.sync += [i.eq(0), j.eq(0), k.eq(0), bi.eq(0), bj.eq(0), self.active.eq(1),
-                         mvalid.eq(0)]
-        with m.Elif(advance):
-            m.d.sync += mvalid.eq(self.active)
-            with m.If(self.active):
-                with m.If(k + 1 < self.count_k):
-                    m.d.sync += k.eq(k + 1)
+            m.d.sync += [i.eq(0), j.eq(0), k.eq(0), bi.eq(0), bj.eq(0), self.active.eq(1)]
+        with m.Elif(issue):
+            with m.If(k + 1 < self.count_k):
+                m.d.sync += k.eq(k + 1)
+            with m.Else():
+                m.d.sync += k.eq(0)
+                with m.If(j + 1 < self.count_j):
+                    m.d.sync += [j.eq(j + 1), bj.eq(bj + self.sj)]
                 with m.Else():
-                    m.d.sync += k.eq(0)
-                    with m.If(j + 1 < self.count_j):
-                        m.d.sync += [j.eq(j + 1), bj.eq(bj + self.sj)]
+                    m.d.sync += [j.eq(0), bj.eq(0)]
+                    with m.If(i + 1 < self.count_i):
+                        m.d.sync += [i.eq(i + 1), bi.eq(bi + self.si)]
                     with m.Else():
-                        m.d.sync += [j.eq(0), bj.eq(0)]
-                        with m.If(i + 1 < self.count_i):
-                            m.d.sync += [i.eq(i + 1), bi.eq(bi + self.si)]
-                        with m.Else():
-                            m.d.sync += self.active.eq(0)
+                        m.d.sync += self.active.eq(0)
 
 
 class Accelerator(wiring.Component):
@@ -541,7 +542,8 @@ class Accelerator(wiring.Component):
         # Facts about the command's arguments, computed in two registered stages (states FACT1
         # and FACT2, while the arguments are held) so that CHECK decides from flip-flops.
         # Stage 1: the addressed buffer and register.
-        known_buf, readable, nbytes = Signal(), Signal(), Signal(range(64))
+        known_buf, readable = Signal(name="known_buf"), Signal(name="readable")
+        nbytes = Signal(range(64))
         buf_depth = Signal(17)
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
@@ -551,7 +553,8 @@ class Accelerator(wiring.Component):
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
                 m.d.sync += rlen_val.eq(_times(arg_count, spec.nbytes))
-        known_reg, value_ok, in_range = Signal(), Signal(), Signal()
+        known_reg, value_ok = Signal(name="known_reg"), Signal(name="value_ok")
+        in_range = Signal()
         m.d.sync += [known_reg.eq(0), value_ok.eq(0),
                      in_range.eq(arg_addr + arg_count <= buf_depth)]
         for reg, (width, hi) in self.registers.items():
@@ -563,6 +566,8 @@ class Accelerator(wiring.Component):
         # Stage 2: from the registered byte count.
         wlen_ok = Signal()     # length == 5 + count*nbytes
         rlen_big = Signal()    # the response would exceed 65535 bytes
+        verdict = Signal(8)    # FACT3: the command's status code (0: go ahead)
+        count_zero = Signal()
         m.d.sync += [wlen_ok.eq(length == rlen_val + 5), rlen_big.eq(rlen_val > 0xffff)]
 
         # Word assembly for writes, and the latched word for reads.
@@ -611,9 +616,9 @@ class Accelerator(wiring.Component):
                 m.d.comb += rdata.eq(rp.data)
 
         # Shape preparation for RUN (iterative, no multipliers).
-        rem_a, rem_b, rem_c = Signal(17), Signal(17), Signal(17)
-        words_a, words_b, words_c = Signal(34), Signal(34), Signal(34)
-        tiles_m, tiles_n = Signal(17), Signal(17)
+        rem_a, rem_b, rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")
+        words_a, words_b, words_c = (Signal(34, name=f"words_{x}") for x in "abc")
+        tiles_m, tiles_n = Signal(17, name="tiles_m"), Signal(17, name="tiles_n")
         op_arg = args[0]
         gemm_op = (op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)
         att_op = Const(0, 1)
@@ -723,58 +728,62 @@ class Accelerator(wiring.Component):
             with m.State("FACT1"):       # argument facts, stage 1 (registered)
                 m.next = "FACT2"
             with m.State("FACT2"):       # argument facts, stage 2 (registered)
-                m.next = "CHECK"
-            with m.State("CHECK"):       # validate; a failure discards the rest and answers
-                m.d.sync += [addr.eq(arg_addr), waddr.eq(arg_addr), count.eq(arg_count),
-                             bytei.eq(0), rlen.eq(0), status.eq(0)]
-
-                def fail(code):
-                    m.d.sync += status.eq(code.value)
-                    m.next = "DISCARD"
+                m.next = "FACT3"
+            with m.State("FACT3"):       # the verdict, registered: status code, or 0
+                m.d.sync += verdict.eq(0)
                 with m.Switch(opcode):
                     with m.Case(Command.WRITE_BUFFER):
                         with m.If(~known_buf):
-                            fail(Error.BUFFER)
+                            m.d.sync += verdict.eq(Error.BUFFER.value)
                         with m.Elif(running):
-                            fail(Error.BUSY)
+                            m.d.sync += verdict.eq(Error.BUSY.value)
                         with m.Elif(~wlen_ok):
-                            fail(Error.LENGTH)
+                            m.d.sync += verdict.eq(Error.LENGTH.value)
                         with m.Elif(~in_range):
-                            fail(Error.RANGE)
-                        with m.Elif(arg_count == 0):
-                            m.next = "RSP0"
-                        with m.Else():
-                            m.next = "WDATA"
+                            m.d.sync += verdict.eq(Error.RANGE.value)
                     with m.Case(Command.READ_BUFFER):
                         with m.If(~known_buf | ~readable):
-                            fail(Error.BUFFER)
+                            m.d.sync += verdict.eq(Error.BUFFER.value)
                         with m.Elif(running):
-                            fail(Error.BUSY)
+                            m.d.sync += verdict.eq(Error.BUSY.value)
                         with m.Elif(~in_range | rlen_big):
-                            fail(Error.RANGE)
-                        with m.Else():
-                            m.d.sync += rlen.eq(rlen_val)
-                            m.next = "RSP0"
+                            m.d.sync += verdict.eq(Error.RANGE.value)
                     with m.Case(Command.SET_REG):
                         with m.If(~known_reg):
-                            fail(Error.REGISTER)
+                            m.d.sync += verdict.eq(Error.REGISTER.value)
                         with m.Elif(running):
-                            fail(Error.BUSY)
+                            m.d.sync += verdict.eq(Error.BUSY.value)
                         with m.Elif(~value_ok):
-                            fail(Error.VALUE)
-                        with m.Else():
+                            m.d.sync += verdict.eq(Error.VALUE.value)
+                    with m.Case(Command.RUN):
+                        with m.If(~present):
+                            m.d.sync += verdict.eq(Error.UNIT.value)
+                        with m.Elif(running):
+                            m.d.sync += verdict.eq(Error.BUSY.value)
+                        with m.Elif(~shape_ok):
+                            m.d.sync += verdict.eq(Error.SHAPE.value)
+                m.d.sync += count_zero.eq(arg_count == 0)
+                m.next = "CHECK"
+            with m.State("CHECK"):       # act on the verdict; a failure discards the rest
+                m.d.sync += [addr.eq(arg_addr), waddr.eq(arg_addr), count.eq(arg_count),
+                             bytei.eq(0), rlen.eq(0), status.eq(verdict)]
+                with m.If(verdict != 0):
+                    m.next = "DISCARD"
+                with m.Else():
+                    with m.Switch(opcode):
+                        with m.Case(Command.WRITE_BUFFER):
+                            m.next = "WDATA"
+                            with m.If(count_zero):
+                                m.next = "RSP0"
+                        with m.Case(Command.READ_BUFFER):
+                            m.d.sync += rlen.eq(rlen_val)
+                            m.next = "RSP0"
+                        with m.Case(Command.SET_REG):
                             for reg, sig in regs.items():
                                 with m.If(args[0] == reg.value):
                                     m.d.sync += sig.eq(value)
                             m.next = "RSP0"
-                    with m.Case(Command.RUN):
-                        with m.If(~present):
-                            fail(Error.UNIT)
-                        with m.Elif(running):
-                            fail(Error.BUSY)
-                        with m.Elif(~shape_ok):
-                            fail(Error.SHAPE)
-                        with m.Else():
+                        with m.Case(Command.RUN):
                             with m.If(gemm_op):
                                 m.d.sync += [rem_a.eq(regs[Reg.M]), rem_b.eq(regs[Reg.N]),
                                              rem_c.eq(0)]

@@ -11,3 +11,8 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Board builds first: the longest tests start at once, the rest fill the other workers."""
+    items.sort(key=lambda item: item.get_closest_marker("place_and_route") is None)

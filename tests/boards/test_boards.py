@@ -31,6 +31,7 @@ def _check_placed(report, board, out_dir):
     assert f"{report.clk_mhz:g} MHz" in report.table()
 
 
+@pytest.mark.place_and_route
 def test_icebreaker_preset_places_fits_and_meets_clock(tmp_path):
     report = synth_board(AccelConfig.preset("icebreaker"), "icebreaker", out_dir=tmp_path,
                          log=_quiet)
@@ -38,7 +39,7 @@ def test_icebreaker_preset_places_fits_and_meets_clock(tmp_path):
     assert report.clk_mhz > 12          # above the board oscillator: the PLL buys frequency
 
 
-@pytest.mark.slow   # ~20 minutes of nextpnr on 2 cores: `make test-all`
+@pytest.mark.place_and_route   # the longest test: about 10 minutes of Yosys and nextpnr
 def test_ulx3s_preset_places_fits_and_meets_clock(tmp_path):
     report = synth_board(AccelConfig.preset("ulx3s"), "ulx3s", out_dir=tmp_path, log=_quiet)
     _check_placed(report, "ulx3s", tmp_path)
