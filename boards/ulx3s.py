@@ -14,9 +14,10 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: Default system clock. The ulx3s preset reaches 50.9 MHz (nextpnr, seed 1); 100 MHz needs the
-#: top's command logic and the attention controller's job sequencing pipelined further.
-CLK_FREQ = 25e6
+#: Default system clock (PLL 25 MHz * 13/5). The ulx3s preset reaches about 70 MHz (nextpnr,
+#: seed 1); 100 MHz needs the remaining control paths (the softmax's stage handshakes, the
+#: top's command interpreter) cut to about five LUT levels each.
+CLK_FREQ = 65e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200
 

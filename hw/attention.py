@@ -23,10 +23,6 @@ def attention_cmd_layout(cfg):
     })
 
 
-def _ceil_div(value, const):
-    return (value + (const - 1)) // const
-
-
 class _Jobs:
     """The order in which one head's GEMM jobs run on the array.
 
@@ -305,9 +301,21 @@ class AttentionController(wiring.Component):
                 m.d.sync += [
                     loading.eq(1),
                     L.eq(cmd.length), d.eq(cmd.head_dim), causal.eq(cmd.causal),
-                    nb.eq(_ceil_div(cmd.length, R)),
-                    row_beats.eq(_ceil_div(cmd.length, sl)),
                 ]
+        # nb = ceil(L/R) and row_beats = ceil(L/sl) by repeated subtraction while the
+        # scratchpads load (which takes at least that many cycles): no divider.
+        nb_left = Signal(range(Lmax + 1))
+        rb_left = Signal(range(Lmax + 1))
+        with m.If(load_start):
+            m.d.sync += [nb.eq(0), nb_left.eq(self.cmd.payload.length),
+                         row_beats.eq(0), rb_left.eq(self.cmd.payload.length)]
+        with m.Else():
+            with m.If(nb_left != 0):
+                m.d.sync += [nb.eq(nb + 1), nb_left.eq(Mux(nb_left > R, nb_left - R, 0))]
+            with m.If(rb_left != 0):
+                m.d.sync += [row_beats.eq(row_beats + 1),
+                             rb_left.eq(Mux(rb_left > sl, rb_left - sl, 0))]
+        counted = (nb_left == 0) & (rb_left == 0)
 
         # -- LOAD: each stream fills its scratchpad from address 0: ``inner`` beats for each
         # block of ``step`` rows or columns, until the blocks cover ``limit``. -----------------
@@ -338,7 +346,7 @@ class AttentionController(wiring.Component):
             load_done.append(done)
 
         run_start = Signal()
-        m.d.comb += run_start.eq(loading & Cat(*load_done).all())
+        m.d.comb += run_start.eq(loading & Cat(*load_done).all() & counted)
         with m.If(run_start):
             m.d.sync += [loading.eq(0), running.eq(1)]
 

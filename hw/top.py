@@ -434,8 +434,10 @@ class Accelerator(wiring.Component):
         if Op.LAYERNORM in units:
             m.d.comb += units[Op.LAYERNORM].length.eq(regs[Reg.ROW_LEN])
         run_op = Signal(Op)
-        att_run = run_op == Op.ATTENTION
-        raw = run_op == Op.GEMM_RAW
+        # Decoded into flip-flops (one cycle after LAUNCH sets run_op; no word reaches a unit
+        # before that).
+        att_run, raw = Signal(name="att_run"), Signal(name="raw")
+        m.d.sync += [att_run.eq(run_op == Op.ATTENTION), raw.eq(run_op == Op.GEMM_RAW)]
         if att is not None:
             # The shared requantizer takes the registers of the op that runs (through a register:
             # run_op is set many cycles before the first row reaches the requantizer).
@@ -510,7 +512,8 @@ class Accelerator(wiring.Component):
             y_word = Signal(data.ArrayLayout(signed(ys.elem_width), VL))
             y_we = Signal()
             for op, unit in units.items():
-                sel = run_op == op
+                sel = Signal(name=f"sel_{op.name.lower()}")
+                m.d.sync += sel.eq(run_op == op)
                 m.d.comb += [unit.i.valid.eq(rd_x.valid & sel), unit.o.ready.eq(1)]
                 for lane in range(VL):
                     m.d.comb += unit.i.payload[lane].eq(x_word[lane])
@@ -545,10 +548,11 @@ class Accelerator(wiring.Component):
         known_buf, readable = Signal(name="known_buf"), Signal(name="readable")
         nbytes = Signal(range(64))
         buf_depth = Signal(17)
+        m.d.sync += [known_buf.eq(0), readable.eq(0)]
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
-                m.d.comb += [known_buf.eq(1), readable.eq(spec.readable),
-                             nbytes.eq(spec.nbytes), buf_depth.eq(spec.depth)]
+                m.d.comb += [nbytes.eq(spec.nbytes), buf_depth.eq(spec.depth)]
+                m.d.sync += [known_buf.eq(1), readable.eq(spec.readable)]
         rlen_val = Signal(24)  # count*nbytes
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
@@ -557,7 +561,9 @@ class Accelerator(wiring.Component):
         in_range = Signal()
         m.d.sync += [known_reg.eq(0), value_ok.eq(0),
                      in_range.eq(arg_addr + arg_count <= buf_depth)]
+        reg_hit = {reg: Signal(name=f"hit_{reg.name.lower()}") for reg in self.registers}
         for reg, (width, hi) in self.registers.items():
+            m.d.sync += reg_hit[reg].eq(args[0] == reg.value)
             with m.If(args[0] == reg.value):
                 # value <= hi as "no bit above hi's width, and the low bits <= hi": no 64-bit
                 # comparator.
@@ -619,20 +625,24 @@ class Accelerator(wiring.Component):
         rem_a, rem_b, rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")
         words_a, words_b, words_c = (Signal(34, name=f"words_{x}") for x in "abc")
         tiles_m, tiles_n = Signal(17, name="tiles_m"), Signal(17, name="tiles_n")
+        over_abc, over_a = Signal(name="over_abc"), Signal(name="over_a")   # beyond the buffers
         op_arg = args[0]
-        gemm_op = (op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)
-        att_op = Const(0, 1)
+        # The op decoded into flip-flops (the argument is held from FACT1 to the end of RUN).
+        gemm_op, att_op = Signal(name="gemm_op"), Signal(name="att_op")
+        m.d.sync += gemm_op.eq((op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value))
         att_len = regs.get(Reg.ATT_LEN, Const(0, 1))
         att_dim = regs.get(Reg.ATT_DIM, Const(0, 1))
+        # Registered (read in FACT3): the op is in the config, its shape registers are valid.
         present = Signal()
         shape_ok = Signal()
-        with m.If(gemm_op):
-            m.d.comb += [present.eq(1),
+        m.d.sync += [present.eq(0), shape_ok.eq(0)]
+        with m.If((op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)):
+            m.d.sync += [present.eq(1),
                          shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
         if att is not None:
-            att_op = op_arg == Op.ATTENTION.value
-            with m.If(att_op):
-                m.d.comb += [present.eq(1),
+            m.d.sync += att_op.eq(op_arg == Op.ATTENTION.value)
+            with m.If(op_arg == Op.ATTENTION.value):
+                m.d.sync += [present.eq(1),
                              shape_ok.eq((att_len != 0) & (att_len <= cfg.attention.max_seq_len) &
                                          (att_dim != 0) & (att_dim <= cfg.attention.max_head_dim))]
         for op, name in _NONLINEAR.items():
@@ -640,7 +650,7 @@ class Accelerator(wiring.Component):
                 unit_cfg = getattr(cfg, name)
                 row_max = unit_cfg.max_len if op != Op.GELU else depth * VL
                 with m.If(op_arg == op.value):
-                    m.d.comb += [present.eq(1),
+                    m.d.sync += [present.eq(1),
                                  shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
                                              (regs[Reg.ROW_LEN] <= row_max))]
         gemm_cmd_valid = Signal()
@@ -780,7 +790,7 @@ class Accelerator(wiring.Component):
                             m.next = "RSP0"
                         with m.Case(Command.SET_REG):
                             for reg, sig in regs.items():
-                                with m.If(args[0] == reg.value):
+                                with m.If(reg_hit[reg]):
                                     m.d.sync += sig.eq(value)
                             m.next = "RSP0"
                         with m.Case(Command.RUN):
@@ -823,10 +833,15 @@ class Accelerator(wiring.Component):
                         m.d.sync += [rem_c.eq(Mux(rem_c > Cc, rem_c - Cc, 0)),
                                      words_c.eq(words_c + att_len)]
                 with m.If((rem_a == 0) & (rem_b == 0) & (rem_c == 0)):
-                    m.next = "LAUNCH"
+                    m.next = "FIT"
+            with m.State("FIT"):         # RUN: the capacity checks, registered
+                m.d.sync += [over_abc.eq((words_a > depth) | (words_b > depth) |
+                                         (words_c > depth)),
+                             over_a.eq(words_a > depth)]
+                m.next = "LAUNCH"
             with m.State("LAUNCH"):      # RUN: capacity check, then start the readers
                 with m.If(gemm_op):
-                    with m.If((words_a > depth) | (words_b > depth) | (words_c > depth)):
+                    with m.If(over_abc):
                         m.d.sync += status.eq(Error.SHAPE.value)
                     with m.Else():
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
@@ -842,7 +857,7 @@ class Accelerator(wiring.Component):
                         ]
                 with m.Elif(att_op):
                     if att is not None:
-                        with m.If((words_a > depth) | (words_b > depth) | (words_c > depth)):
+                        with m.If(over_abc):
                             m.d.sync += status.eq(Error.SHAPE.value)
                         with m.Else():
                             m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
@@ -855,7 +870,7 @@ class Accelerator(wiring.Component):
                                 m.d.sync += [rd.count_i.eq(1), rd.count_j.eq(1),
                                              rd.count_k.eq(n), rd.si.eq(0), rd.sj.eq(0)]
                 with m.Else():
-                    with m.If(words_a > depth):
+                    with m.If(over_a):
                         m.d.sync += status.eq(Error.SHAPE.value)
                     with m.Else():
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
