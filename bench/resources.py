@@ -1,6 +1,7 @@
 """Per-unit resources from out-of-context Yosys synthesis, for both families and both variants.
 
-Run: ``python bench/resources.py`` (``--fmax`` adds ECP5 out-of-context place-and-route).
+Run: ``python bench/resources.py`` (``--fmax`` adds ECP5 out-of-context place-and-route;
+``--only TEXT`` keeps the rows whose label contains TEXT).
 Units use lanes = 1 and the default configs, except where a column says otherwise.
 """
 
@@ -37,10 +38,14 @@ ROWS += [
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--fmax", action="store_true")
+    p.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="only the rows whose label contains TEXT (repeatable)")
     args = p.parse_args()
     print(f"{'unit':<30} {'family':<6} {'LUT':>6} {'FF':>6} {'carry':>6} {'DSP':>4} "
           f"{'BRAM':>5} {'LUTRAM':>6} {'Fmax':>7}  time")
     for label, unit, cfg in ROWS:
+        if args.only and not any(text in label for text in args.only):
+            continue
         for family in ("ice40", "ecp5"):
             t0 = time.monotonic()
             r = synth_unit(cfg, unit, family, fmax=args.fmax and family == "ecp5",

@@ -541,8 +541,9 @@ class Accelerator(wiring.Component):
         arg_count = Cat(args[3], args[4])
         value = Cat(*args[1:9])
 
-        # Facts about the command's arguments, computed in two registered stages (states FACT1
-        # and FACT2, while the arguments are held) so that CHECK decides from flip-flops.
+        # Facts about the command's arguments, computed in registered stages while the arguments
+        # are held (FACT1, FACT2; FACT3 turns them into a verdict), so that CHECK acts on
+        # flip-flops.
         # Stage 1: the addressed buffer and register.
         known_buf, readable = Signal(name="known_buf"), Signal(name="readable")
         nbytes = Signal(range(64))
