@@ -41,14 +41,15 @@ def softmax_row_timing(sm_cfg, length):
     return period, 3 * n + g + 25
 
 
-#: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search over 14
-#: shapes minimizing the worst relative error, 2.1%): from loading to the first job's first
-#: operand; between one job's last operand pair and the next job's first (0: the controller
-#: queues the next job's command and operands while the engine finishes); from a QK job's last
-#: output row to the softmax's first beat; from the softmax's last probability to the first
-#: operand of the PV job waiting for it; and from the last operand pair to the last output row.
+#: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search over the
+#: 9 shapes of ``bench/attention.py`` minimizing the worst relative error, 0.1%): from loading
+#: to the first job's first operand; between one job's last operand pair and the next job's
+#: first (the job shape is registered, so a job starts a cycle after its predecessor moves on);
+#: from a QK job's last output row to the softmax's first beat; from the softmax's last
+#: probability to the first operand of the PV job waiting for it (through the FIFO after the
+#: softmax); and from the last operand pair to the last output row (the 5-stage requantizer).
 ATTENTION_START, ATTENTION_JOB_GAP, ATTENTION_TO_SOFTMAX, ATTENTION_FROM_SOFTMAX, \
-    ATTENTION_TAIL = 0, 0, 0, 4, 19
+    ATTENTION_TAIL = 0, 2, 2, 7, 21
 
 
 def attention_jobs(blocks):
