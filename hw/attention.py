@@ -23,6 +23,11 @@ def attention_cmd_layout(cfg):
     })
 
 
+def _sign_extend(lanes):
+    """Signed lanes, each one bit wider: the engine's operands are ``in_width + 1`` bits."""
+    return Cat(*(Cat(lane, lane[-1]) for lane in lanes))
+
+
 class _Jobs:
     """The order in which one head's GEMM jobs run on the array.
 
@@ -215,11 +220,6 @@ class AttentionController(wiring.Component):
                 wiring.connect(m, ours, engine)
             m.d.comb += [rq.i.valid.eq(rq_from_head), rq.i.payload.eq(gemm.out.payload)]
             return
-        w = self.in_width
-
-        def widen(lanes):   # int8 operands sign-extended to the engine's width
-            return Cat(*(Cat(lane, lane[w - 1]) for lane in lanes))
-
         g_cmd, g_a, g_b, g_out = self.gemm_cmd, self.gemm_a, self.gemm_b, self.gemm_out
         m.d.comb += rq.i.payload.eq(gemm.out.payload)
         with m.If(head):
@@ -237,8 +237,8 @@ class AttentionController(wiring.Component):
             m.d.comb += [
                 gemm.cmd.valid.eq(g_cmd.valid), gemm.cmd.payload.eq(g_cmd.payload),
                 g_cmd.ready.eq(gemm.cmd.ready),
-                gemm.a.valid.eq(g_a.valid), gemm.a.payload.eq(widen(g_a.payload)),
-                gemm.b.valid.eq(g_b.valid), gemm.b.payload.eq(widen(g_b.payload)),
+                gemm.a.valid.eq(g_a.valid), gemm.a.payload.eq(_sign_extend(g_a.payload)),
+                gemm.b.valid.eq(g_b.valid), gemm.b.payload.eq(_sign_extend(g_b.payload)),
                 g_a.ready.eq(gemm.a.ready), g_b.ready.eq(gemm.b.ready),
                 g_out.payload.eq(gemm.out.payload),
             ]
@@ -435,12 +435,9 @@ class AttentionController(wiring.Component):
                     with m.Else():
                         m.d.comb += p_clr.eq(Mux(i_half, 0b10, 0b01))
         # The engine's operands are w+1 bits: Q, K, V sign-extended, P zero-extended.
-        def widen(lanes):
-            return Cat(*(Cat(lane, lane[w - 1]) for lane in lanes))
-
-        a_word = Mux(kind_d == _Jobs.QK, widen(q_rd.data),
+        a_word = Mux(kind_d == _Jobs.QK, _sign_extend(q_rd.data),
                      Cat(*(Cat(rd.data[lane_d], Const(0, 1)) for rd in p_rd)))
-        b_word = Mux(kind_d == _Jobs.QK, widen(k_rd.data), widen(v_rd.data))
+        b_word = Mux(kind_d == _Jobs.QK, _sign_extend(k_rd.data), _sign_extend(v_rd.data))
         ow = w + 1
         m.d.comb += [
             op_fifo.w_en.eq(issued_d),

@@ -629,19 +629,21 @@ class Accelerator(wiring.Component):
         op_arg = args[0]
         # The op decoded into flip-flops (the argument is held from FACT1 to the end of RUN).
         gemm_op, att_op = Signal(name="gemm_op"), Signal(name="att_op")
-        m.d.sync += gemm_op.eq((op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value))
+        is_gemm = (op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)
+        is_att = op_arg == Op.ATTENTION.value
+        m.d.sync += gemm_op.eq(is_gemm)
         att_len = regs.get(Reg.ATT_LEN, Const(0, 1))
         att_dim = regs.get(Reg.ATT_DIM, Const(0, 1))
         # Registered (read in FACT3): the op is in the config, its shape registers are valid.
         present = Signal()
         shape_ok = Signal()
         m.d.sync += [present.eq(0), shape_ok.eq(0)]
-        with m.If((op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)):
+        with m.If(is_gemm):
             m.d.sync += [present.eq(1),
                          shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
         if att is not None:
-            m.d.sync += att_op.eq(op_arg == Op.ATTENTION.value)
-            with m.If(op_arg == Op.ATTENTION.value):
+            m.d.sync += att_op.eq(is_att)
+            with m.If(is_att):
                 m.d.sync += [present.eq(1),
                              shape_ok.eq((att_len != 0) & (att_len <= cfg.attention.max_seq_len) &
                                          (att_dim != 0) & (att_dim <= cfg.attention.max_head_dim))]
