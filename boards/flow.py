@@ -10,7 +10,7 @@ from pathlib import Path
 from hw.config import AccelConfig
 
 from . import icebreaker, ulx3s
-from .synth import _run, _tail, classify_cells, parse_fmax
+from .synth import PNR_OPTIONS, _run, _tail, classify_cells, parse_fmax
 from .toolchain import setup_environment, tool_command
 
 __all__ = [
@@ -215,11 +215,6 @@ def check_fit(board, counts):
                          f"not {', '.join(over)}")
 
 
-#: Extra nextpnr options per family. ECP5 routes with router2: on the ulx3s preset (20k LUT4)
-#: router1 took about 10 minutes of the 16 and router2 2.5 (nextpnr 0.11, YoWASP).
-PNR_OPTIONS = {"ice40": (), "ecp5": ("--router", "router2")}
-
-
 def _early_check(spec, cfg):
     # Each PE's multiplier takes one DSP block on both families (an INT8 product fits an
     # SB_MAC16 and a MULT18X18D), so an array larger than the DSP count cannot fit; refuse it
@@ -258,7 +253,7 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
        ``pack.log``): a design that cannot fit is refused here, before place and route;
     4. nextpnr at the board top's clock, ``--timing-allow-fail`` (a missed clock still gives a
        valid Fmax; log ``nextpnr.log``, utilization ``nextpnr.json``), with
-       :data:`PNR_OPTIONS` (router2 on ECP5);
+       :data:`boards.synth.PNR_OPTIONS` (router2 on ECP5);
     5. icepack (``top.bin``) or ecppack (``top.bit``);
     6. ``report.json`` (:class:`BoardReport`).
 

@@ -71,6 +71,11 @@ class SynthTarget:
 #: nextpnr-ecp5 arguments selecting the ULX3S's LFE5U-85F.
 ECP5_DEVICE_ARGS = ("--85k", "--package", "CABGA381")
 
+#: Extra nextpnr options per family, for unit and board builds. ECP5 routes with router2: on the
+#: ulx3s preset (20k LUT4) router1 took about 10 minutes of the 16 and router2 2.5 (nextpnr
+#: 0.11, YoWASP).
+PNR_OPTIONS = {"ice40": (), "ecp5": ("--router", "router2")}
+
 #: Resource names, in table order.
 RESOURCES = ("lut", "ff", "carry", "dsp", "bram", "spram", "lutram")
 
@@ -434,7 +439,7 @@ def _top_cells(stats_json):
 def _place_and_route(report, *, seed, target_mhz, log):
     out_dir = report.log_dir
     argv = [*shlex.split(tool_command("NEXTPNR_ECP5")), *ECP5_DEVICE_ARGS, "--out-of-context",
-            "--router", "router2", "--json", "design.json", "--freq", f"{target_mhz:g}",
+            *PNR_OPTIONS["ecp5"], "--json", "design.json", "--freq", f"{target_mhz:g}",
             "--seed", str(seed), "--report", "report.json", "--timing-allow-fail",
             "-q", "-l", "nextpnr.log"]
     log(f"nextpnr-ecp5: out-of-context place and route at {target_mhz:g} MHz, seed {seed} "
