@@ -10,7 +10,7 @@ from pathlib import Path
 from hw.config import AccelConfig
 
 from . import icebreaker, ulx3s
-from .synth import PNR_OPTIONS, _run, _tail, classify_cells, parse_fmax
+from .synth import PNR_OPTIONS, SYNTH_COMMANDS, _run, _tail, classify_cells, parse_fmax
 from .toolchain import setup_environment, tool_command
 
 __all__ = [
@@ -228,7 +228,7 @@ def _early_check(spec, cfg):
 
 
 def _yosys_script(family):
-    synth = "synth_ice40 -dsp -top top" if family == "ice40" else "synth_ecp5 -top top"
+    synth = SYNTH_COMMANDS[family]
     return "; ".join([
         "read_rtlil top.il",
         "proc",          # proc; splitnets avoid a Yosys 0.70 assertion on some Amaranth RTLIL

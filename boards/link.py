@@ -137,11 +137,12 @@ class FrameLink(wiring.Component):
         tx_done = Signal()
         got = rx.valid                        # rx is always taken
         m.d.comb += [rx.ready.eq(1), wp.data.eq(rx.payload), wp.addr.eq(idx)]
+        timed_out = Signal()                  # quiet == timeout, as a flip-flop
         with m.If(got):
-            m.d.sync += quiet.eq(0)
-        with m.Elif(quiet != self.timeout):
-            m.d.sync += quiet.eq(quiet + 1)
-        timed_out = quiet == self.timeout
+            m.d.sync += [quiet.eq(0), timed_out.eq(0)]
+        with m.Elif(~timed_out):
+            m.d.sync += [quiet.eq(quiet + 1), timed_out.eq(quiet == self.timeout - 1)]
+        last_idx = Signal.like(idx)           # idx of the last payload byte: length + 2
 
         fwd_addr = Signal(range(size + 1))
         fwd_left = Signal(range(size + 1))
@@ -168,6 +169,7 @@ class FrameLink(wiring.Component):
                         with m.Elif(full == 0):
                             m.next = "CRC"
                         with m.Else():
+                            m.d.sync += last_idx.eq(full + 2)
                             m.next = "BODY"
                 with m.Elif(timed_out):
                     m.d.sync += code.eq(LinkError.TIMEOUT.value)
@@ -176,7 +178,7 @@ class FrameLink(wiring.Component):
                 with m.If(got):
                     m.d.comb += wp.en.eq(1)
                     m.d.sync += [idx.eq(idx + 1), crc.eq(_crc8_next(crc, rx.payload))]
-                    with m.If(idx + 1 == length + 3):
+                    with m.If(idx == last_idx):
                         m.next = "CRC"
                 with m.Elif(timed_out):
                     m.d.sync += code.eq(LinkError.TIMEOUT.value)
@@ -217,6 +219,8 @@ class FrameLink(wiring.Component):
         tcrc = Signal(8)
         tcount = Signal(3)                    # header bytes passed
         tlen = Signal(16)
+        tlen_lo_zero = Signal()               # the length's low byte is 0
+        tlen_one = Signal()                   # tlen == 1
         src_valid, src_payload = Signal(), Signal(8)
         src_take = Signal()
         with m.If(send_err):
@@ -239,10 +243,12 @@ class FrameLink(wiring.Component):
                 with m.If(src_valid & tx.ready):
                     m.d.sync += [tcount.eq(tcount + 1), tcrc.eq(_crc8_next(tcrc, src_payload))]
                     with m.If(tcount == 1):
-                        m.d.sync += tlen[:8].eq(src_payload)
+                        m.d.sync += [tlen[:8].eq(src_payload), tlen_lo_zero.eq(src_payload == 0),
+                                     tlen_one.eq(src_payload == 1)]
                     with m.If(tcount == 2):
-                        m.d.sync += tlen[8:].eq(src_payload)
-                        with m.If((src_payload == 0) & (tlen[:8] == 0)):
+                        m.d.sync += [tlen[8:].eq(src_payload),
+                                     tlen_one.eq(tlen_one & (src_payload == 0))]
+                        with m.If((src_payload == 0) & tlen_lo_zero):
                             m.next = "CRC"
                         with m.Else():
                             m.next = "PAYLOAD"
@@ -250,8 +256,9 @@ class FrameLink(wiring.Component):
                 m.d.comb += [tx.valid.eq(src_valid), tx.payload.eq(src_payload),
                              src_take.eq(tx.ready)]
                 with m.If(src_valid & tx.ready):
-                    m.d.sync += [tlen.eq(tlen - 1), tcrc.eq(_crc8_next(tcrc, src_payload))]
-                    with m.If(tlen == 1):
+                    m.d.sync += [tlen.eq(tlen - 1), tlen_one.eq(tlen == 2),
+                                 tcrc.eq(_crc8_next(tcrc, src_payload))]
+                    with m.If(tlen_one):
                         m.next = "CRC"
             with m.State("CRC"):         # the checksum
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]

@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .gemm import GemmEngine
 from .requant import Requantizer
+from .skid import SkidBuffer
 
 __all__ = [
     "Command", "Op", "Buf", "Reg", "Error",
@@ -239,13 +240,22 @@ def _times(value, constant):
 
 class _Reader:
     """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
-    (k innermost). ``start`` loads the loop bounds and empties the queue. A word is read while
-    ``active`` and the queue will have room for it; the memory's output goes into a small FIFO,
-    whose ``valid``/``data``/``ready`` are the stream. So the block RAM's slow clock-to-output
-    ends in the FIFO, and the consumer's ready reaches only the FIFO, not the address counters
-    (timing)."""
+    (k innermost; I, J, K at least 1). ``start`` (a one-cycle pulse, set with ``m.d.sync``)
+    empties the queue; the loop bounds and strides, set by then, are loaded the cycle after.
 
-    DEPTH = 4
+    Everything on the memory's side is registered, for timing: the address is a register
+    stepped by one adder (``+1``, or a jump to the next j or i block, kept ready beside it), the
+    loops count down to registered "last" flags, and the decision to read is a flip-flop driven
+    by a credit counter (slots of the queue neither full nor claimed by a read in flight). The
+    memory's output goes into a small FIFO, whose ``valid``/``data``/``ready`` are the stream: the
+    block RAM's slow clock-to-output ends there. A register slice (:class:`~hw.skid.SkidBuffer`)
+    follows the FIFO, so the consumer's ``ready`` reaches only the slice's flip-flops.
+
+    Latency: 2 cycles from ``start`` to the first read, whose word is on the stream 4 cycles
+    later. Throughput: one word per cycle (the queue covers the credit loop).
+    """
+
+    DEPTH = 8
 
     def __init__(self, m, name, rp, addr_width):
         self.rp = rp
@@ -254,35 +264,74 @@ class _Reader:
         self.si, self.sj = Signal(aw, name=f"{name}_si"), Signal(aw, name=f"{name}_sj")
         self.start = Signal(name=f"{name}_start")
         self.active = Signal(name=f"{name}_active")
+        m.d.sync += self.start.eq(0)   # a pulse: set for one cycle by ``m.d.sync`` statements
         fifo = ResetInserter(self.start)(SyncFIFOBuffered(width=len(rp.data), depth=self.DEPTH))
         m.submodules[f"{name}_fifo"] = fifo
-        self.valid, self.data, self.ready = fifo.r_rdy, fifo.r_data, fifo.r_en
-        issue = Signal(name=f"{name}_issue")
+        skid = ResetInserter(self.start)(SkidBuffer(len(rp.data)))
+        m.submodules[f"{name}_skid"] = skid
+        m.d.comb += [skid.i.valid.eq(fifo.r_rdy), skid.i.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(skid.i.ready)]
+        self.valid, self.data, self.ready = skid.o.valid, skid.o.payload, skid.o.ready
+
+        load = Signal(name=f"{name}_load")
+        issue = Signal(name=f"{name}_issue")       # a read is issued this cycle (a flip-flop)
         issued = Signal(name=f"{name}_issued")     # a word leaves the memory this cycle
+        consumed = Signal(name=f"{name}_consumed")   # a word left the FIFO last cycle
+        credits = Signal(range(self.DEPTH + 1), name=f"{name}_credits")
+        active_next = Signal(name=f"{name}_active_next")
+        credits_next = Signal.like(credits, name=f"{name}_credits_next")
         m.d.comb += [
-            issue.eq(self.active & (fifo.level + issued < self.DEPTH - 1)),
             fifo.w_en.eq(issued), fifo.w_data.eq(rp.data),
+            active_next.eq(self.active),
+            credits_next.eq(credits - issue + consumed),
         ]
-        m.d.sync += issued.eq(issue & ~self.start)
-        i, j, k = (Signal(aw, name=f"{name}_{x}") for x in "ijk")
-        bi, bj = Signal(2 * aw, name=f"{name}_bi"), Signal(2 * aw, name=f"{name}_bj")
-        self.addr = (bi + bj + k)[:addr_width]
+        m.d.sync += [
+            issued.eq(issue & ~self.start),
+            consumed.eq(fifo.r_en & fifo.r_rdy & ~self.start),
+            load.eq(self.start),
+            credits.eq(Mux(self.start, self.DEPTH, credits_next)),
+            issue.eq(~self.start & active_next & (credits_next != 0)),
+            self.active.eq(active_next),
+        ]
+
+        # Down-counters with "last" flags, and the address with its next j and i block starts.
+        k_rem, j_rem, i_rem = (Signal(aw, name=f"{name}_{x}_rem") for x in "kji")
+        k_last, j_last, i_last = (Signal(name=f"{name}_{x}_last") for x in "kji")
+        k_top, j_top = Signal(aw, name=f"{name}_k_top"), Signal(aw, name=f"{name}_j_top")
+        k_one, j_one = Signal(name=f"{name}_k_one"), Signal(name=f"{name}_j_one")
+        addr = Signal(2 * aw, name=f"{name}_addr")
+        next_j = Signal(2 * aw, name=f"{name}_next_j")
+        next_i = Signal(2 * aw, name=f"{name}_next_i")
+        self.addr = addr[:addr_width]
         self.en = issue
         with m.If(self.start):
-            m.d.sync += [i.eq(0), j.eq(0), k.eq(0), bi.eq(0), bj.eq(0), self.active.eq(1)]
+            m.d.comb += active_next.eq(0)
+        with m.Elif(load):
+            m.d.comb += active_next.eq(1)
+            m.d.sync += [
+                k_top.eq(self.count_k - 1), j_top.eq(self.count_j - 1),
+                k_one.eq(self.count_k == 1), j_one.eq(self.count_j == 1),
+                k_rem.eq(self.count_k - 1), j_rem.eq(self.count_j - 1), i_rem.eq(self.count_i - 1),
+                k_last.eq(self.count_k == 1), j_last.eq(self.count_j == 1),
+                i_last.eq(self.count_i == 1),
+                addr.eq(0), next_j.eq(self.sj), next_i.eq(self.si),
+            ]
         with m.Elif(issue):
-            with m.If(k + 1 < self.count_k):
-                m.d.sync += k.eq(k + 1)
+            with m.If(~k_last):
+                m.d.sync += [k_rem.eq(k_rem - 1), k_last.eq(k_rem == 1), addr.eq(addr + 1)]
             with m.Else():
-                m.d.sync += k.eq(0)
-                with m.If(j + 1 < self.count_j):
-                    m.d.sync += [j.eq(j + 1), bj.eq(bj + self.sj)]
+                m.d.sync += [k_rem.eq(k_top), k_last.eq(k_one)]
+                with m.If(~j_last):
+                    m.d.sync += [j_rem.eq(j_rem - 1), j_last.eq(j_rem == 1),
+                                 addr.eq(next_j), next_j.eq(next_j + self.sj)]
                 with m.Else():
-                    m.d.sync += [j.eq(0), bj.eq(0)]
-                    with m.If(i + 1 < self.count_i):
-                        m.d.sync += [i.eq(i + 1), bi.eq(bi + self.si)]
+                    m.d.sync += [j_rem.eq(j_top), j_last.eq(j_one)]
+                    with m.If(~i_last):
+                        m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1),
+                                     addr.eq(next_i), next_j.eq(next_i + self.sj),
+                                     next_i.eq(next_i + self.si)]
                     with m.Else():
-                        m.d.sync += self.active.eq(0)
+                        m.d.comb += active_next.eq(0)
 
 
 class Accelerator(wiring.Component):
@@ -522,11 +571,25 @@ class Accelerator(wiring.Component):
                         m.d.comb += y_word[lane].eq(unit.o.payload[lane])
 
         # -- Command interpreter --------------------------------------------------------------
-        cmd, rsp = self.cmd, self.rsp
+        # Register slices on both byte streams: the interpreter sees a registered valid and
+        # payload, and the outside world a registered ready and valid (timing).
+        m.submodules.cmd_skid = cmd_skid = SkidBuffer(8)
+        m.submodules.rsp_skid = rsp_skid = SkidBuffer(8)
+        wiring.connect(m, wiring.flipped(self.cmd), cmd_skid.i)
+        wiring.connect(m, rsp_skid.o, wiring.flipped(self.rsp))
+        cmd, rsp = cmd_skid.o, rsp_skid.i
         opcode = Signal(8)
         length = Signal(16)
         remaining = Signal(16)
         args = [Signal(8, name=f"arg{i}") for i in range(9)]
+        arg_zero = [Signal(name=f"arg{i}_zero") for i in range(9)]   # args[i] == 0
+        # Registered decodes of the opcode and the payload length, read from DECODE on.
+        is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}
+        len_is = {n: Signal(name=f"len_is_{n}") for n in (0, 1, 5)}
+        len_ge5, len_2_to_9 = Signal(name="len_ge5"), Signal(name="len_2_to_9")
+        verdict_bad = Signal()    # verdict != 0
+        for c in Command:
+            m.d.sync += is_cmd[c].eq(opcode == c.value)
         nargs = Signal(range(10))
         argi = Signal(range(10))
         status = Signal(8)
@@ -544,37 +607,46 @@ class Accelerator(wiring.Component):
         # Facts about the command's arguments, computed in registered stages while the arguments
         # are held (FACT1, FACT2; FACT3 turns them into a verdict), so that CHECK acts on
         # flip-flops.
-        # Stage 1: the addressed buffer and register.
+        # Stage 1: the addressed buffer and register, and whether the value fits each register
+        # width.
         known_buf, readable = Signal(name="known_buf"), Signal(name="readable")
-        nbytes = Signal(range(64))
+        last_byte = Signal(range(64))      # a word's bytes are 0 .. last_byte
         buf_depth = Signal(17)
-        m.d.sync += [known_buf.eq(0), readable.eq(0)]
+        m.d.sync += [known_buf.eq(0), readable.eq(0), last_byte.eq(0), buf_depth.eq(0)]
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
-                m.d.comb += [nbytes.eq(spec.nbytes), buf_depth.eq(spec.depth)]
-                m.d.sync += [known_buf.eq(1), readable.eq(spec.readable)]
+                m.d.sync += [known_buf.eq(1), readable.eq(spec.readable),
+                             last_byte.eq(spec.nbytes - 1), buf_depth.eq(spec.depth)]
         rlen_val = Signal(24)  # count*nbytes
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
                 m.d.sync += rlen_val.eq(_times(arg_count, spec.nbytes))
-        known_reg, value_ok = Signal(name="known_reg"), Signal(name="value_ok")
-        in_range = Signal()
-        m.d.sync += [known_reg.eq(0), value_ok.eq(0),
-                     in_range.eq(arg_addr + arg_count <= buf_depth)]
         reg_hit = {reg: Signal(name=f"hit_{reg.name.lower()}") for reg in self.registers}
+        fits = {}      # (width, max) -> registered "value <= max"
         for reg, (width, hi) in self.registers.items():
             m.d.sync += reg_hit[reg].eq(args[0] == reg.value)
-            with m.If(args[0] == reg.value):
+            if (width, hi) not in fits:
                 # value <= hi as "no bit above hi's width, and the low bits <= hi": no 64-bit
-                # comparator.
+                # comparator. Whole bytes above the width are tested by their zero flags.
                 low_ok = value[:width] <= hi if hi != (1 << width) - 1 else 1
-                m.d.sync += [known_reg.eq(1), value_ok.eq((value[width:] == 0) & low_ok)]
-        # Stage 2: from the registered byte count.
+                whole = -(-width // 8)          # value bytes 0 .. whole-1 hold the width
+                high_zero = Cat(value[width:8 * whole] == 0, *arg_zero[1 + whole:9]).all()
+                fits[width, hi] = Signal(name=f"fits_{width}_{hi}")
+                m.d.sync += fits[width, hi].eq(high_zero & low_ok)
+        # Stage 2: from the registered facts.
+        known_reg, value_ok = Signal(name="known_reg"), Signal(name="value_ok")
+        in_range = Signal()
         wlen_ok = Signal()     # length == 5 + count*nbytes
         rlen_big = Signal()    # the response would exceed 65535 bytes
         verdict = Signal(8)    # FACT3: the command's status code (0: go ahead)
         count_zero = Signal()
-        m.d.sync += [wlen_ok.eq(length == rlen_val + 5), rlen_big.eq(rlen_val > 0xffff)]
+        hits = [reg_hit[reg] for reg in self.registers]
+        oks = [reg_hit[reg] & fits[spec] for reg, spec in self.registers.items()]
+        m.d.sync += [
+            known_reg.eq(Cat(*hits).any()), value_ok.eq(Cat(*oks).any()),
+            in_range.eq(arg_addr + arg_count <= buf_depth),
+            wlen_ok.eq(length == rlen_val + 5), rlen_big.eq(rlen_val > 0xffff),
+        ]
 
         # Word assembly for writes, and the latched word for reads.
         max_bytes = max(s.nbytes for s in self.buffers.values())
@@ -616,10 +688,14 @@ class Accelerator(wiring.Component):
                     m.d.comb += [rp.addr.eq(addr), rp.en.eq(cmd_ren)]
             else:
                 m.d.comb += [rp.addr.eq(addr), rp.en.eq(cmd_ren)]
+        # A command read registers every buffer's output (the block RAM's clock-to-output is
+        # most of a cycle), then selects one.
         rdata = Signal(8 * max_bytes)
         for buf, rp in rps.items():
+            held = Signal.like(rp.data, name=f"held_{buf.name.lower()}")
+            m.d.sync += held.eq(rp.data)
             with m.If(buf_id == buf.value):
-                m.d.comb += rdata.eq(rp.data)
+                m.d.comb += rdata.eq(held)
 
         # Shape preparation for RUN (iterative, no multipliers).
         rem_a, rem_b, rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")
@@ -635,26 +711,31 @@ class Accelerator(wiring.Component):
         att_len = regs.get(Reg.ATT_LEN, Const(0, 1))
         att_dim = regs.get(Reg.ATT_DIM, Const(0, 1))
         # Registered (read in FACT3): the op is in the config, its shape registers are valid.
+        # Each op's shape verdict is kept in a flip-flop at all times (the registers change only
+        # in a SET_REG's CHECK, commands before the RUN), then selected by the op.
         present = Signal()
         shape_ok = Signal()
-        m.d.sync += [present.eq(0), shape_ok.eq(0)]
+        op_shape_ok = Signal(name="gemm_shape_ok")
+        m.d.sync += [present.eq(0), shape_ok.eq(0),
+                     op_shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
         with m.If(is_gemm):
-            m.d.sync += [present.eq(1),
-                         shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
+            m.d.sync += [present.eq(1), shape_ok.eq(op_shape_ok)]
         if att is not None:
-            m.d.sync += att_op.eq(is_att)
+            op_shape_ok = Signal(name="att_shape_ok")
+            m.d.sync += [att_op.eq(is_att),
+                         op_shape_ok.eq((att_len != 0) & (att_len <= cfg.attention.max_seq_len) &
+                                        (att_dim != 0) & (att_dim <= cfg.attention.max_head_dim))]
             with m.If(is_att):
-                m.d.sync += [present.eq(1),
-                             shape_ok.eq((att_len != 0) & (att_len <= cfg.attention.max_seq_len) &
-                                         (att_dim != 0) & (att_dim <= cfg.attention.max_head_dim))]
+                m.d.sync += [present.eq(1), shape_ok.eq(op_shape_ok)]
         for op, name in _NONLINEAR.items():
             if op in units:
                 unit_cfg = getattr(cfg, name)
                 row_max = unit_cfg.max_len if op != Op.GELU else depth * VL
+                op_shape_ok = Signal(name=f"{name}_shape_ok")
+                m.d.sync += op_shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
+                                           (regs[Reg.ROW_LEN] <= row_max))
                 with m.If(op_arg == op.value):
-                    m.d.sync += [present.eq(1),
-                                 shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
-                                             (regs[Reg.ROW_LEN] <= row_max))]
+                    m.d.sync += [present.eq(1), shape_ok.eq(op_shape_ok)]
         gemm_cmd_valid = Signal()
         m.d.comb += [g_cmd.valid.eq(gemm_cmd_valid), g_cmd.payload.m.eq(regs[Reg.M]),
                      g_cmd.payload.k.eq(regs[Reg.K]), g_cmd.payload.n.eq(regs[Reg.N])]
@@ -687,53 +768,54 @@ class Accelerator(wiring.Component):
             with m.State("LEN1"):        # payload length, high byte
                 m.d.comb += cmd.ready.eq(1)
                 with m.If(cmd.valid):
-                    m.d.sync += [length[8:].eq(cmd.payload),
-                                 remaining.eq(Cat(length[:8], cmd.payload)), argi.eq(0)]
-                    m.d.sync += [a.eq(0) for a in args]
+                    full = Cat(length[:8], cmd.payload)
+                    m.d.sync += [length[8:].eq(cmd.payload), remaining.eq(full), argi.eq(0)]
+                    m.d.sync += [a.eq(0) for a in args] + [z.eq(1) for z in arg_zero]
+                    m.d.sync += [flag.eq(full == n) for n, flag in len_is.items()]
+                    m.d.sync += [len_ge5.eq(full >= 5), len_2_to_9.eq((full >= 2) & (full <= 9))]
                     m.next = "DECODE"
             with m.State("DECODE"):      # opcode and length known: how many argument bytes
                 def fail(code):
                     m.d.sync += status.eq(code.value)
                     m.next = "DISCARD"
-                with m.Switch(opcode):
-                    with m.Case(Command.STATUS):
-                        with m.If(length == 0):
-                            m.d.sync += [status.eq(0), rlen.eq(2)]
-                            m.next = "RSP0"
-                        with m.Else():
-                            fail(Error.LENGTH)
-                    with m.Case(Command.WRITE_BUFFER):
-                        with m.If(length >= 5):
-                            m.d.sync += nargs.eq(5)
-                            m.next = "ARGS"
-                        with m.Else():
-                            fail(Error.LENGTH)
-                    with m.Case(Command.READ_BUFFER):
-                        with m.If(length == 5):
-                            m.d.sync += nargs.eq(5)
-                            m.next = "ARGS"
-                        with m.Else():
-                            fail(Error.LENGTH)
-                    with m.Case(Command.SET_REG):
-                        with m.If((length >= 2) & (length <= 9)):
-                            m.d.sync += nargs.eq(length)
-                            m.next = "ARGS"
-                        with m.Else():
-                            fail(Error.LENGTH)
-                    with m.Case(Command.RUN):
-                        with m.If(length == 1):
-                            m.d.sync += nargs.eq(1)
-                            m.next = "ARGS"
-                        with m.Else():
-                            fail(Error.LENGTH)
-                    with m.Default():
-                        fail(Error.OPCODE)
+                with m.If(is_cmd[Command.STATUS]):
+                    with m.If(len_is[0]):
+                        m.d.sync += [status.eq(0), rlen.eq(2)]
+                        m.next = "RSP0"
+                    with m.Else():
+                        fail(Error.LENGTH)
+                with m.Elif(is_cmd[Command.WRITE_BUFFER]):
+                    with m.If(len_ge5):
+                        m.d.sync += nargs.eq(5)
+                        m.next = "ARGS"
+                    with m.Else():
+                        fail(Error.LENGTH)
+                with m.Elif(is_cmd[Command.READ_BUFFER]):
+                    with m.If(len_is[5]):
+                        m.d.sync += nargs.eq(5)
+                        m.next = "ARGS"
+                    with m.Else():
+                        fail(Error.LENGTH)
+                with m.Elif(is_cmd[Command.SET_REG]):
+                    with m.If(len_2_to_9):
+                        m.d.sync += nargs.eq(length)
+                        m.next = "ARGS"
+                    with m.Else():
+                        fail(Error.LENGTH)
+                with m.Elif(is_cmd[Command.RUN]):
+                    with m.If(len_is[1]):
+                        m.d.sync += nargs.eq(1)
+                        m.next = "ARGS"
+                    with m.Else():
+                        fail(Error.LENGTH)
+                with m.Else():
+                    fail(Error.OPCODE)
             with m.State("ARGS"):        # argument bytes into args[]
                 m.d.comb += cmd.ready.eq(1)
                 with m.If(cmd.valid):
                     for i, a in enumerate(args):
                         with m.If(argi == i):
-                            m.d.sync += a.eq(cmd.payload)
+                            m.d.sync += [a.eq(cmd.payload), arg_zero[i].eq(cmd.payload == 0)]
                     m.d.sync += [argi.eq(argi + 1), remaining.eq(remaining - 1)]
                     with m.If(argi + 1 == nargs):
                         m.next = "FACT1"
@@ -742,72 +824,74 @@ class Accelerator(wiring.Component):
             with m.State("FACT2"):       # argument facts, stage 2 (registered)
                 m.next = "FACT3"
             with m.State("FACT3"):       # the verdict, registered: status code, or 0
-                m.d.sync += verdict.eq(0)
-                with m.Switch(opcode):
-                    with m.Case(Command.WRITE_BUFFER):
-                        with m.If(~known_buf):
-                            m.d.sync += verdict.eq(Error.BUFFER.value)
-                        with m.Elif(running):
-                            m.d.sync += verdict.eq(Error.BUSY.value)
-                        with m.Elif(~wlen_ok):
-                            m.d.sync += verdict.eq(Error.LENGTH.value)
-                        with m.Elif(~in_range):
-                            m.d.sync += verdict.eq(Error.RANGE.value)
-                    with m.Case(Command.READ_BUFFER):
-                        with m.If(~known_buf | ~readable):
-                            m.d.sync += verdict.eq(Error.BUFFER.value)
-                        with m.Elif(running):
-                            m.d.sync += verdict.eq(Error.BUSY.value)
-                        with m.Elif(~in_range | rlen_big):
-                            m.d.sync += verdict.eq(Error.RANGE.value)
-                    with m.Case(Command.SET_REG):
-                        with m.If(~known_reg):
-                            m.d.sync += verdict.eq(Error.REGISTER.value)
-                        with m.Elif(running):
-                            m.d.sync += verdict.eq(Error.BUSY.value)
-                        with m.Elif(~value_ok):
-                            m.d.sync += verdict.eq(Error.VALUE.value)
-                    with m.Case(Command.RUN):
-                        with m.If(~present):
-                            m.d.sync += verdict.eq(Error.UNIT.value)
-                        with m.Elif(running):
-                            m.d.sync += verdict.eq(Error.BUSY.value)
-                        with m.Elif(~shape_ok):
-                            m.d.sync += verdict.eq(Error.SHAPE.value)
+                m.d.sync += [verdict.eq(0), verdict_bad.eq(0)]
+
+                def verdict_is(code):
+                    m.d.sync += [verdict.eq(code.value), verdict_bad.eq(1)]
+
+                with m.If(is_cmd[Command.WRITE_BUFFER]):
+                    with m.If(~known_buf):
+                        verdict_is(Error.BUFFER)
+                    with m.Elif(running):
+                        verdict_is(Error.BUSY)
+                    with m.Elif(~wlen_ok):
+                        verdict_is(Error.LENGTH)
+                    with m.Elif(~in_range):
+                        verdict_is(Error.RANGE)
+                with m.Elif(is_cmd[Command.READ_BUFFER]):
+                    with m.If(~known_buf | ~readable):
+                        verdict_is(Error.BUFFER)
+                    with m.Elif(running):
+                        verdict_is(Error.BUSY)
+                    with m.Elif(~in_range | rlen_big):
+                        verdict_is(Error.RANGE)
+                with m.Elif(is_cmd[Command.SET_REG]):
+                    with m.If(~known_reg):
+                        verdict_is(Error.REGISTER)
+                    with m.Elif(running):
+                        verdict_is(Error.BUSY)
+                    with m.Elif(~value_ok):
+                        verdict_is(Error.VALUE)
+                with m.Elif(is_cmd[Command.RUN]):
+                    with m.If(~present):
+                        verdict_is(Error.UNIT)
+                    with m.Elif(running):
+                        verdict_is(Error.BUSY)
+                    with m.Elif(~shape_ok):
+                        verdict_is(Error.SHAPE)
                 m.d.sync += count_zero.eq(arg_count == 0)
                 m.next = "CHECK"
             with m.State("CHECK"):       # act on the verdict; a failure discards the rest
                 m.d.sync += [addr.eq(arg_addr), waddr.eq(arg_addr), count.eq(arg_count),
                              bytei.eq(0), rlen.eq(0), status.eq(verdict)]
-                with m.If(verdict != 0):
+                with m.If(verdict_bad):
                     m.next = "DISCARD"
                 with m.Else():
-                    with m.Switch(opcode):
-                        with m.Case(Command.WRITE_BUFFER):
-                            m.next = "WDATA"
-                            with m.If(count_zero):
-                                m.next = "RSP0"
-                        with m.Case(Command.READ_BUFFER):
-                            m.d.sync += rlen.eq(rlen_val)
+                    with m.If(is_cmd[Command.WRITE_BUFFER]):
+                        m.next = "WDATA"
+                        with m.If(count_zero):
                             m.next = "RSP0"
-                        with m.Case(Command.SET_REG):
-                            for reg, sig in regs.items():
-                                with m.If(reg_hit[reg]):
-                                    m.d.sync += sig.eq(value)
-                            m.next = "RSP0"
-                        with m.Case(Command.RUN):
-                            with m.If(gemm_op):
-                                m.d.sync += [rem_a.eq(regs[Reg.M]), rem_b.eq(regs[Reg.N]),
-                                             rem_c.eq(0)]
-                            with m.Elif(att_op):
-                                m.d.sync += [rem_a.eq(att_len), rem_b.eq(att_len),
-                                             rem_c.eq(att_dim)]
-                            with m.Else():
-                                m.d.sync += [rem_a.eq(regs[Reg.ROW_LEN]), rem_b.eq(0),
-                                             rem_c.eq(0)]
-                            m.d.sync += [words_a.eq(0), words_b.eq(0), words_c.eq(0),
-                                         tiles_m.eq(0), tiles_n.eq(0)]
-                            m.next = "PREP"
+                    with m.Elif(is_cmd[Command.READ_BUFFER]):
+                        m.d.sync += rlen.eq(rlen_val)
+                        m.next = "RSP0"
+                    with m.Elif(is_cmd[Command.SET_REG]):
+                        for reg, sig in regs.items():
+                            with m.If(reg_hit[reg]):
+                                m.d.sync += sig.eq(value)
+                        m.next = "RSP0"
+                    with m.Elif(is_cmd[Command.RUN]):
+                        with m.If(gemm_op):
+                            m.d.sync += [rem_a.eq(regs[Reg.M]), rem_b.eq(regs[Reg.N]),
+                                         rem_c.eq(0)]
+                        with m.Elif(att_op):
+                            m.d.sync += [rem_a.eq(att_len), rem_b.eq(att_len),
+                                         rem_c.eq(att_dim)]
+                        with m.Else():
+                            m.d.sync += [rem_a.eq(regs[Reg.ROW_LEN]), rem_b.eq(0),
+                                         rem_c.eq(0)]
+                        m.d.sync += [words_a.eq(0), words_b.eq(0), words_c.eq(0),
+                                     tiles_m.eq(0), tiles_n.eq(0)]
+                        m.next = "PREP"
             with m.State("PREP"):        # RUN: tile/beat counts by repeated subtraction
                 # GEMM: words_a = ceil(M/R)*K, words_b = ceil(N/C)*K, words_c = M*ceil(N/C);
                 # attention: ceil(L/R)*d (Q), ceil(L/C)*d (K), ceil(d/C)*L (V and O);
@@ -848,7 +932,7 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
                                      written.eq(0), out_words.eq(words_c), gemm_cmd_valid.eq(1)]
-                        m.d.comb += [rd_a.start.eq(1), rd_b.start.eq(1)]
+                        m.d.sync += [rd_a.start.eq(1), rd_b.start.eq(1)]
                         # A: i = row tile (stride K), j = column tile (stride 0), then k;
                         # B: the same walk with the strides swapped.
                         m.d.sync += [
@@ -868,7 +952,7 @@ class Accelerator(wiring.Component):
                             # Q, K and V are read linearly: the buffers hold the controller's
                             # scratchpad order.
                             for rd, n in ((rd_a, words_a), (rd_b, words_b), (rd_v, words_c)):
-                                m.d.comb += rd.start.eq(1)
+                                m.d.sync += rd.start.eq(1)
                                 m.d.sync += [rd.count_i.eq(1), rd.count_j.eq(1),
                                              rd.count_k.eq(n), rd.si.eq(0), rd.sj.eq(0)]
                 with m.Else():
@@ -878,7 +962,7 @@ class Accelerator(wiring.Component):
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
                                      written.eq(0), out_words.eq(words_a)]
                         if rd_x is not None:
-                            m.d.comb += rd_x.start.eq(1)
+                            m.d.sync += rd_x.start.eq(1)
                             m.d.sync += [rd_x.count_i.eq(1), rd_x.count_j.eq(1),
                                          rd_x.count_k.eq(words_a), rd_x.si.eq(0),
                                          rd_x.sj.eq(0)]
@@ -890,7 +974,7 @@ class Accelerator(wiring.Component):
                         with m.If(bytei == i):
                             m.d.sync += word[8 * i:8 * i + 8].eq(cmd.payload)
                     m.d.sync += remaining.eq(remaining - 1)
-                    with m.If(bytei + 1 == nbytes):
+                    with m.If(bytei == last_byte):
                         m.d.sync += [bytei.eq(0), wpending.eq(1)]
                         with m.If(remaining == 1):
                             m.next = "RSP0"
@@ -919,7 +1003,7 @@ class Accelerator(wiring.Component):
                 with m.If(rsp.ready):
                     with m.If(rlen == 0):
                         m.next = "OPCODE"
-                    with m.Elif(opcode == Command.STATUS):
+                    with m.Elif(is_cmd[Command.STATUS]):
                         m.next = "STATUS0"
                     with m.Else():
                         m.next = "RREAD"
@@ -936,14 +1020,16 @@ class Accelerator(wiring.Component):
                 m.d.comb += cmd_ren.eq(1)
                 m.d.sync += bytei.eq(0)
                 m.next = "RLATCH"
-            with m.State("RLATCH"):      # READ_BUFFER: latch it
+            with m.State("RLATCH"):      # READ_BUFFER: the word reaches the holding registers
+                m.next = "RSELECT"
+            with m.State("RSELECT"):     # READ_BUFFER: take the addressed buffer's word
                 m.d.sync += [word.eq(rdata), addr.eq(addr + 1)]
                 m.next = "RSEND"
             with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
                 m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(word[:8])]
                 with m.If(rsp.ready):
                     m.d.sync += [word.eq(word >> 8), bytei.eq(bytei + 1)]
-                    with m.If(bytei + 1 == nbytes):
+                    with m.If(bytei == last_byte):
                         m.d.sync += count.eq(count - 1)
                         with m.If(count == 1):
                             m.next = "OPCODE"

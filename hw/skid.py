@@ -1,0 +1,52 @@
+"""A register slice for streams: cuts the combinational ``valid``/``ready`` path between units."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SkidBuffer"]
+
+
+class SkidBuffer(wiring.Component):
+    """A two-entry register slice (a "skid buffer") on a stream.
+
+    ``o.valid``, ``o.payload`` and ``i.ready`` all come straight from flip-flops, so neither the
+    producer's ``valid`` nor the consumer's ``ready`` passes through: the logic on each side of the
+    slice times separately. The main register holds the beat offered on ``o``; the skid register
+    catches the one beat that may arrive in the cycle ``o`` stalls, and ``i.ready`` is low while
+    it is full.
+
+    Latency: 1 cycle. Throughput: one beat per cycle, in any pattern of stalls.
+
+    Parameters
+    ----------
+    shape : shape-like
+        The payload shape.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+        Beats in.
+    o : Out(stream.Signature(shape))
+        The same beats, in order, one cycle later at the earliest.
+    """
+
+    def __init__(self, shape):
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        skid = Signal.like(self.i.payload, name="skid")
+        skid_valid = Signal()
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(self.o.ready | ~self.o.valid):      # the main register moves
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):      # stalled: catch the arriving beat
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
