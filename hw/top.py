@@ -571,13 +571,15 @@ class Accelerator(wiring.Component):
                         m.d.comb += y_word[lane].eq(unit.o.payload[lane])
 
         # -- Command interpreter --------------------------------------------------------------
-        # Register slices on both byte streams: the interpreter sees a registered valid and
-        # payload, and the outside world a registered ready and valid (timing).
-        m.submodules.cmd_skid = cmd_skid = SkidBuffer(8)
+        # Both byte streams are decoupled (timing): commands through a small FIFO (its input
+        # ends in memory, with no logic, so a block RAM may drive it, as the board link's frame
+        # buffer does), responses through a register slice. The interpreter sees a registered
+        # valid and payload, the outside world a registered ready and valid.
+        m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(width=8, depth=4)
         m.submodules.rsp_skid = rsp_skid = SkidBuffer(8)
-        wiring.connect(m, wiring.flipped(self.cmd), cmd_skid.i)
+        wiring.connect(m, wiring.flipped(self.cmd), cmd_fifo.w_stream)
         wiring.connect(m, rsp_skid.o, wiring.flipped(self.rsp))
-        cmd, rsp = cmd_skid.o, rsp_skid.i
+        cmd, rsp = cmd_fifo.r_stream, rsp_skid.i
         opcode = Signal(8)
         length = Signal(16)
         remaining = Signal(16)
@@ -612,7 +614,9 @@ class Accelerator(wiring.Component):
         known_buf, readable = Signal(name="known_buf"), Signal(name="readable")
         last_byte = Signal(range(64))      # a word's bytes are 0 .. last_byte
         buf_depth = Signal(17)
-        m.d.sync += [known_buf.eq(0), readable.eq(0), last_byte.eq(0), buf_depth.eq(0)]
+        arg_end = Signal(18)               # addr + count
+        m.d.sync += [known_buf.eq(0), readable.eq(0), last_byte.eq(0), buf_depth.eq(0),
+                     arg_end.eq(arg_addr + arg_count)]
         for buf, spec in self.buffers.items():
             with m.If(buf_id == buf.value):
                 m.d.sync += [known_buf.eq(1), readable.eq(spec.readable),
@@ -644,7 +648,7 @@ class Accelerator(wiring.Component):
         oks = [reg_hit[reg] & fits[spec] for reg, spec in self.registers.items()]
         m.d.sync += [
             known_reg.eq(Cat(*hits).any()), value_ok.eq(Cat(*oks).any()),
-            in_range.eq(arg_addr + arg_count <= buf_depth),
+            in_range.eq(arg_end <= buf_depth),
             wlen_ok.eq(length == rlen_val + 5), rlen_big.eq(rlen_val > 0xffff),
         ]
 
