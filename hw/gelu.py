@@ -47,17 +47,19 @@ class Gelu(wiring.Component):
 
     Algorithm
     ---------
-    ``"ibert"`` (5 stages)::
+    ``"ibert"`` (6 stages)::
 
-        t = beta - min(|q| << k, beta)                # shift, compare, subtract
+        a = |q|                                       # its own stage: a carry chain
+        t = beta - min(a << k, beta)                  # shift, then compare and subtract
         sq = t * t                                    # multiplier 1: poly_width x poly_width
         e = (c - sq + 2**(n-1)) >> n                  # round half up, as everywhere
         s = one - e if q < 0 else one + e
         y = q * s                                     # multiplier 2: in_width x (frac_width+2)
 
-    ``"shift"`` (``6 + quot_width + frac_width`` stages)::
+    ``"shift"`` (``7 + quot_width + frac_width`` stages)::
 
-        u = min(621 * |q|, umax)                      # 27 = 16+8+2+1, then 23 = 16+8-1: adds
+        a = |q|                                       # its own stage: a carry chain
+        u = min(621 * a, umax)                        # 27 = 16+8+2+1, then 23 = 16+8-1: adds
         z, r = divmod(u, x0)                          # quot_width shift-subtract stages
         eps = ((x0 - (r >> 1)) << zs) >> z            # two barrel shifters
         num, den = (eps if q < 0 else d), d + eps
@@ -68,8 +70,10 @@ class Gelu(wiring.Component):
     General multipliers per lane: 2 for ``"ibert"`` (the square and the final product), 1 for
     ``"shift"`` (the final product). Every other product by a constant is shifts and adds.
 
-    Latency: 7 cycles (``"ibert"``) or ``6 + quot_width + frac_width`` cycles (``"shift"``;
-    25 with the defaults), from an input transfer to the output being valid.
+    Latency: 8 cycles (``"ibert"``) or ``7 + quot_width + frac_width`` cycles (``"shift"``;
+    26 with the defaults), from an input transfer to the output being valid. The first stage only
+    takes ``|q|`` (timing: the path from the producer's output register then ends after one
+    carry chain, before the shift).
     Throughput: one beat (``lanes`` elements) per cycle; a stalled output stalls the pipeline.
     """
 
@@ -88,7 +92,7 @@ class Gelu(wiring.Component):
                 "n": In(range(2 * P + 2)),
                 "one": In(unsigned(F + 1)),
             }
-            self.latency = 7
+            self.latency = 8
         else:
             constants = {
                 "x0": In(unsigned(cfg.exp_width)),
@@ -96,7 +100,7 @@ class Gelu(wiring.Component):
                 "d": In(unsigned(cfg.den_width - 1)),
                 "umax": In(unsigned(cfg.exp_width)),
             }
-            self.latency = 6 + cfg.quot_width + F
+            self.latency = 7 + cfg.quot_width + F
         #: Names of the constant ports, as the fields of the golden constants.
         self.constant_names = tuple(constants)
         super().__init__({
@@ -147,40 +151,41 @@ class Gelu(wiring.Component):
     def _ibert(self, m, q, half, lane):
         cfg, reg = self.cfg, self._reg
         P, F, w = cfg.poly_width, cfg.frac_width, cfg.in_width
-        # 1: |q| << k, saturated at beta (|q| << k >= beta exactly when its bits above P are
+        # 1: |q|
+        mag = reg(m, Mux(q < 0, -q, q).as_unsigned()[:w], unsigned(w), f"mag_{lane}")
+        # 2: |q| << k, saturated at beta (|q| << k >= beta exactly when its bits above P are
         # set or its low P bits are >= beta)
-        mag = Mux(q < 0, -q, q).as_unsigned()[:w]
         shifted = mag << self.k
         big = reg(m, shifted[P:] != 0, 1, f"big_{lane}")
         low = reg(m, shifted[:P], unsigned(P), f"low_{lane}")
-        # 2: t = beta - min(|q| << k, beta)
+        # 3: t = beta - min(|q| << k, beta)
         t = reg(m, self.beta - Mux(~big & (low < self.beta), low, self.beta), unsigned(P),
                 f"t_{lane}")
-        # 3: the square (multiplier 1)
+        # 4: the square (multiplier 1)
         sq = reg(m, t * t, unsigned(2 * P), f"sq_{lane}")
-        # 4: c + 2**(n-1) - t*t; c > t*t, so the difference is positive.
+        # 5: c + 2**(n-1) - t*t; c > t*t, so the difference is positive.
         diff = reg(m, self.c + half - sq, unsigned(2 * P + 2), f"diff_{lane}")
-        # 5: e = round_shift(c - t*t, n)
+        # 6: e = round_shift(c - t*t, n)
         e = reg(m, (diff >> self.n)[:F + 1], unsigned(F + 1), f"e_{lane}")
-        neg = self._delay(m, q < 0, 5, f"neg_{lane}")
-        # 6: s = one -+ e, in [0, 2 * one]
+        neg = self._delay(m, q < 0, 6, f"neg_{lane}")
+        # 7: s = one -+ e, in [0, 2 * one]
         s = reg(m, Mux(neg, self.one - e, self.one + e)[:F + 2], unsigned(F + 2), f"s_{lane}")
-        # 7: y = q * s (multiplier 2), registered by the caller.
-        return self._delay(m, q, 6, f"q_{lane}") * s
+        # 8: y = q * s (multiplier 2), registered by the caller.
+        return self._delay(m, q, 7, f"q_{lane}") * s
 
     def _shift(self, m, q, lane):
         cfg, reg = self.cfg, self._reg
         F, w, XW, DW, QW = cfg.frac_width, cfg.in_width, cfg.exp_width, cfg.den_width, \
             cfg.quot_width
-        stage = 0
-        # 1: v = 27 |q| = 16a + 8a + 2a + a
-        mag = Mux(q < 0, -q, q).as_unsigned()[:w]
+        # 1: a = |q|
+        mag = reg(m, Mux(q < 0, -q, q).as_unsigned()[:w], unsigned(w), f"mag_{lane}")
+        # 2: v = 27 a = 16a + 8a + 2a + a
         v = reg(m, (mag << 4) + (mag << 3) + (mag << 1) + mag, unsigned(w + 5), f"v_{lane}")
-        # 2: u = min(23 v, umax), 23 v = 16v + 8v - v
+        # 3: u = min(23 v, umax), 23 v = 16v + 8v - v
         v23 = (v << 4) + (v << 3) - v
         rem = reg(m, Mux(v23 < self.umax, v23, self.umax)[:XW], unsigned(XW), f"u_{lane}")
-        stage = 2
-        # 3 .. 2+QW: z = u // x0 by restoring division, one quotient bit per stage, MSB first.
+        stage = 3
+        # 4 .. 3+QW: z = u // x0 by restoring division, one quotient bit per stage, MSB first.
         z_bits = []
         for b in reversed(range(QW)):
             test = self.x0 << b

@@ -1,6 +1,6 @@
 """Integer-only LayerNorm: exact mean and variance, bitwise square root, one reciprocal per row."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -10,12 +10,17 @@ from .requant import saturate
 __all__ = ["layernorm_coef_layout", "LayerNorm"]
 
 #: Row slots in the row buffer: one being written, up to three waiting for their row constants,
-#: one being read out. Five let the per-row arithmetic (about 70 cycles in all) hide behind
+#: one being read out. Five let the per-row arithmetic (about 75 cycles in all) hide behind
 #: rows of 32 beats.
 SLOTS = 5
 SQRT_WIDTH = 32     # the variance is normalized into [2**30, 2**32) before the square root
 RECIP_BITS = 32     # factor = floor(2**32 / std), std in [2**15, 2**16): 18 quotient bits
 RECIP_STEPS = 18
+#: Normalization steps of the variance before the square root: shifts of 2**k bits for k =
+#: NORM_STEPS .. 1, so up to 30 bits either way (v of 1 to 62 bits).
+NORM_STEPS = 4
+#: Operands of the output pass's products are split here: 17 unsigned bits fit an 18x18 block.
+MUL_SPLIT = 17
 
 
 def layernorm_coef_layout(cfg):
@@ -41,8 +46,10 @@ class LayerNorm(wiring.Component):
        of the row buffer;
     2. *Variance*: ``v = L*s2 - s1**2`` (exactly ``L**2`` times the population variance), both
        products by MSB-first shift-and-add over the bits of ``|s1|`` and ``L``;
-    3. *Square root*: ``e = floor((32 - bit_length(v)) / 2)``; ``std = isqrt(v * 4**e)`` by the
-       bitwise shift-subtract method (16 steps), so ``std`` has 16 significant bits;
+    3. *Square root*: ``e = floor((32 - bit_length(v)) / 2)`` and ``v * 4**e`` (truncated) by
+       a greedy normalization in :data:`NORM_STEPS` registered steps (shifts of 16, 8, 4 and 2
+       bits); ``std = isqrt(v * 4**e)`` by the bitwise shift-subtract method (16 steps), so
+       ``std`` has 16 significant bits;
     4. *Reciprocal*: ``factor = floor(2**32 / std)`` by restoring division (18 steps), and at the
        same time, by shift-and-add on the quotient bits, ``a = L*factor`` and ``b = s1*factor``;
        ``factor = a = b = 0`` for ``v = 0``;
@@ -50,7 +57,7 @@ class LayerNorm(wiring.Component):
        ``q*a - b = (L*q - s1) * factor``), then
        ``y = saturate(round_shift(zq*gamma_j + beta_j, F + G), out_width)``.
 
-    The row buffer holds :data:`SLOTS` rows, so steps 2-4 of one row (three pipeline stages, each
+    The row buffer holds :data:`SLOTS` rows, so steps 2-4 of one row (pipeline stages, each
     holding one row) overlap the input pass of the following rows and the output pass of the
     previous one.
 
@@ -66,7 +73,8 @@ class LayerNorm(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(signed(out_width), lanes)))
         Output rows.
     length : In(range(max_len + 1))
-        Row length ``L``, 1 to ``max_len``; held constant while rows are in flight.
+        Row length ``L``, 1 to ``max_len``; set at least one cycle before a row's first beat
+        and held constant while rows are in flight.
     coef : In(stream.Signature(layernorm_coef_layout(cfg)))
         Writes the integer gamma and beta (see :func:`sim.golden.layernorm_constants`) of beat
         ``addr``, channels ``addr*lanes`` to ``addr*lanes + lanes - 1``. Always ready. Load them
@@ -75,17 +83,26 @@ class LayerNorm(wiring.Component):
     Multipliers: ``2 * lanes`` general ones in the datapath (``q**2`` in the input pass, ``q*a``
     in the output pass) plus ``lanes`` for ``zq * gamma_j``; everything else (``L*s2``,
     ``s1**2``, ``L*factor``, ``s1*factor``, the division and the root) is shift-and-add over
-    several cycles, once per row.
+    several cycles, once per row. ``q*a`` and ``zq*gamma_j`` are each two partial products (the
+    low :data:`MUL_SPLIT` bits of ``a`` or ``zq``, and the rest), registered straight out of
+    the multiplier blocks and summed in the next stage.
 
-    Latency: ``M + 51`` cycles from the last input beat of a row to its first output beat, with
-    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 73 for the
-    defaults (``max_len=64``, ``in_width=16``, ``M=22``). Input pass 3, variance ``M + 3``,
-    square root 20, reciprocal 21, output pipeline 6, plus one handover cycle per stage.
+    Latency: ``M + 55`` cycles from the last input beat of a row to its first output beat, with
+    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 77 for the
+    defaults (``max_len=64``, ``in_width=16``, ``M=22``). After the last input beat, the row's
+    sums are ready 3 cycles later; ``v`` ``M + 2`` cycles after that (take, ``M`` steps,
+    subtraction); ``v * 4**e`` 4 later (:data:`NORM_STEPS`); ``std`` 17 later (take, 16 steps);
+    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 9 later (take, read, 7
+    pipeline stages).
 
-    Throughput: one beat per cycle in steady state when a row has at least ``M + 4`` beats
-    (26 for the defaults, so every row of 32 or more at ``lanes=1``); shorter rows take
-    ``M + 4`` cycles each (the variance stage is the slowest). A row starts only when one of
+    Throughput: a row takes ``max(ceil(L / lanes), M + 2, 22)`` cycles in steady state, so one
+    beat per cycle when a row has at least ``M + 2`` beats (24 for the defaults): the variance
+    stage takes ``M + 2`` cycles a row and the reciprocal stage 22. A row starts only when one of
     the :data:`SLOTS` row slots is free; a stalled output stops only the output pass.
+
+    Timing: the ready, slot and address decisions come from registered flags (``w_first``,
+    ``w_last``, a thermometer count of held slots, ``c_last``) and registered addresses, and
+    every datapath stage holds one carry chain, one multiplier block or one shift.
     """
 
     def __init__(self, cfg):
@@ -98,7 +115,6 @@ class LayerNorm(wiring.Component):
         self.var_width = cfg.var_width                          # v, L*s2, s1**2
         self.a_width = (L << (RECIP_STEPS - 1)).bit_length()    # a = L*factor, unsigned
         self.b_width = self.s1_width + RECIP_STEPS               # b = s1*factor, signed
-        self.n_width = ((L << iw) << (RECIP_STEPS - 1)).bit_length() + 1   # q*a - b
         sqrt_l = 1
         while sqrt_l * sqrt_l < L:
             sqrt_l += 1
@@ -134,23 +150,30 @@ class LayerNorm(wiring.Component):
             coef_w.data.beta.eq(self.coef.payload.beta),
         ]
 
-        inflight = Signal(range(SLOTS + 1))   # rows holding a slot (first beat in .. last read)
+        # Rows holding a slot (first beat in .. last read), as a thermometer code: held[k] is
+        # "more than k rows", so "all slots held" is one flip-flop and each bit steps from its
+        # neighbours.
+        held = Signal(SLOTS)
         row_start = Signal()
         row_end = Signal()
-        m.d.sync += inflight.eq(inflight + row_start - row_end)
+        with m.If(row_start & ~row_end):
+            m.d.sync += held.eq(Cat(Const(1), held[:-1]))
+        with m.Elif(row_end & ~row_start):
+            m.d.sync += held.eq(held[1:])
 
         def next_base(base):
             return Mux(base == (SLOTS - 1) * D, 0, base + D)
 
         # -- 1. Input pass: buffer the row, sum q and q**2 (pipelined: mask, square, add). -------
         w_pos = Signal(range(cfg.max_len + n_lanes))   # element index of this beat's lane 0
-        w_idx = Signal(range(D))
-        w_base = Signal(range(SLOTS * D))
-        # This beat ends the row: w_pos + n_lanes >= L, without an adder on the ready path. A
-        # row's first beat compares L with a constant; later beats read w_last_q, set when the
-        # previous beat was taken (L is held while a row flows).
-        w_last_q = Signal()
-        w_last = Mux(w_pos == 0, L <= n_lanes, w_last_q)
+        w_addr = Signal(range(SLOTS * D))               # row buffer address of this beat
+        w_next = Signal(range(SLOTS * D), init=D % (SLOTS * D))   # base of the next slot
+        # Registered flags, so that the ready decision needs no adder or comparator: w_first is
+        # w_pos == 0; w_last is "this beat ends the row" (w_pos + n_lanes >= L), computed when
+        # the previous beat is taken, or from L while waiting for a row's first beat (so L must
+        # be set one cycle before that beat, and held while the row flows).
+        w_first = Signal(init=1)
+        w_last = Signal()
 
         p1_valid, p1_first, p1_last = Signal(), Signal(), Signal()
         p1_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))
@@ -161,25 +184,29 @@ class LayerNorm(wiring.Component):
         a_full = Signal()   # a finished row's (s1, s2) waits for the variance stage
         a_s1, a_s2 = Signal(signed(self.s1_width)), Signal(unsigned(self.s2_width))
 
-        room = (w_pos != 0) | (inflight < SLOTS)
+        room = ~w_first | ~held[SLOTS - 1]
         # A row's sums need the token register: take its last beat only when nothing is pending.
         token_free = ~w_last | ~(a_full | p1_last | p2_last)
         fire = Signal()
         m.d.comb += [
             self.i.ready.eq(room & token_free),
             fire.eq(self.i.valid & self.i.ready),
-            row_start.eq(fire & (w_pos == 0)),
+            row_start.eq(fire & w_first),
             row_w.en.eq(fire),
-            row_w.addr.eq(w_base + w_idx),
+            row_w.addr.eq(w_addr),
             row_w.data.eq(self.i.payload),
         ]
         with m.If(fire):
+            m.d.sync += w_first.eq(w_last)
             with m.If(w_last):
-                m.d.sync += [w_pos.eq(0), w_idx.eq(0), w_base.eq(next_base(w_base))]
+                m.d.sync += [w_pos.eq(0), w_addr.eq(w_next), w_next.eq(next_base(w_next))]
             with m.Else():
-                m.d.sync += [w_pos.eq(w_pos + n_lanes), w_idx.eq(w_idx + 1),
-                             w_last_q.eq(w_pos + 2 * n_lanes >= L)]
-        m.d.sync += [p1_valid.eq(fire), p1_first.eq(fire & (w_pos == 0)),
+                m.d.sync += [w_pos.eq(w_pos + n_lanes), w_addr.eq(w_addr + 1)]
+        with m.If(fire & ~w_last):
+            m.d.sync += w_last.eq(w_pos + 2 * n_lanes >= L)
+        with m.Elif(fire | w_first):
+            m.d.sync += w_last.eq(L <= n_lanes)
+        m.d.sync += [p1_valid.eq(fire), p1_first.eq(fire & w_first),
                      p1_last.eq(fire & w_last)]
         for j in range(n_lanes):
             m.d.sync += p1_q[j].eq(Mux(w_pos + j < L, self.i.payload[j], 0))
@@ -205,7 +232,11 @@ class LayerNorm(wiring.Component):
         v_ls = Signal(unsigned(VW + 1))
         v_cnt = Signal(range(MW + 1))
         v_out = Signal(unsigned(VW))
-        v_done = Signal()
+        v_s1_out = Signal(signed(self.s1_width))
+        v_done = Signal()   # (v_out, v_s1_out) wait for the square-root stage
+        n_age = Signal(range(NORM_STEPS + 1))   # cycles since v_out was written, up to a limit
+        with m.If(n_age != NORM_STEPS):
+            m.d.sync += n_age.eq(n_age + 1)
         with m.FSM(name="var"):
             with m.State("IDLE"):   # waiting for a row's sums
                 with m.If(a_full):
@@ -225,15 +256,13 @@ class LayerNorm(wiring.Component):
                 ]
                 with m.If(v_cnt == 1):
                     m.next = "SUB"
-            with m.State("SUB"):    # v = L*s2 - s1**2 >= 0
-                m.d.sync += [v_out.eq(v_ls - v_sq), v_done.eq(1)]
-                m.next = "DONE"
-            with m.State("DONE"):   # hold v until the square-root stage takes it
+            with m.State("SUB"):    # v = L*s2 - s1**2 >= 0, once the previous v is taken
                 with m.If(~v_done):
+                    m.d.sync += [v_out.eq(v_ls - v_sq), v_s1_out.eq(v_s1), v_done.eq(1),
+                                 n_age.eq(0)]
                     m.next = "IDLE"
 
         # -- 3. Square root of v normalized into [2**30, 2**32). ---------------------------------
-        r_v = Signal(unsigned(VW))
         r_s1 = Signal(signed(self.s1_width))
         r_zero = Signal()
         r_e = Signal(signed(8))
@@ -241,27 +270,42 @@ class LayerNorm(wiring.Component):
         r_res = Signal(unsigned(SQRT_WIDTH))      # res + bit < 2**31 while it runs
         r_bit = Signal(unsigned(SQRT_WIDTH - 1))
         r_done = Signal()
-        blen = Signal(signed(8))   # bit_length(r_v)
-        for k in range(VW):
-            with m.If(r_v[k]):
-                m.d.comb += blen.eq(k + 1)
+        # Normalization: NORM_STEPS registers, free-running on v_out (held until this stage
+        # takes it). Step k (shifts 2**k, largest first) shifts right while the result stays
+        # >= 2**30, else left while it stays < 2**32: the greedy search ends in [2**30, 2**32)
+        # with e = floor((32 - bit_length(v)) / 2), and the truncating right shifts compose
+        # exactly. e is the sum of the steps' +-2**(k-1). n_age counts the cycles since v_out
+        # was written: the last step's register holds the new value from NORM_STEPS on.
+        XW = max(VW, SQRT_WIDTH)
+        n_zero = Signal()
+        m.d.sync += n_zero.eq(v_out == 0)
+        n_x, n_left, n_right = v_out, [], []
+        for k in reversed(range(1, NORM_STEPS + 1)):
+            size = 1 << k
+            right = (n_x[SQRT_WIDTH - 2 + size:] != 0 if SQRT_WIDTH - 2 + size < XW
+                     else Const(0))
+            left = n_x[SQRT_WIDTH - size:] == 0
+            x = Signal(unsigned(XW), name=f"r_norm{k}")
+            n_left.append(Signal(name=f"r_left{k}"))
+            n_right.append(Signal(name=f"r_right{k}"))
+            m.d.sync += [
+                x.eq(Mux(right, n_x >> size, Mux(left, n_x << size, n_x))[:XW]),
+                n_left[-1].eq(~right & left), n_right[-1].eq(right),
+            ]
+            n_x = x
+        e_left = Cat(*reversed(n_left))     # bit k-1 from step k
+        e_right = Cat(*reversed(n_right))
         with m.FSM(name="sqrt"):
-            with m.State("IDLE"):   # waiting for a variance
-                with m.If(v_done):
-                    m.d.sync += [v_done.eq(0), r_v.eq(v_out), r_s1.eq(v_s1),
-                                 r_zero.eq(v_out == 0)]
-                    m.next = "EXP"
-            with m.State("EXP"):    # e = floor((32 - bit_length(v)) / 2)
-                m.d.sync += r_e.eq((SQRT_WIDTH - blen) >> 1)
-                m.next = "NORM"
-            with m.State("NORM"):   # v * 4**e, truncated
-                shl = (r_e << 1).as_unsigned()[:6]
-                shr = (-(r_e << 1)).as_unsigned()[:6]
-                m.d.sync += [
-                    r_rem.eq(Mux(r_e >= 0, r_v << shl, r_v >> shr)[:SQRT_WIDTH]),
-                    r_res.eq(0), r_bit.eq(1 << (SQRT_WIDTH - 2)),
-                ]
-                m.next = "ROOT"
+            with m.State("IDLE"):   # waiting for a normalized variance: v * 4**e, truncated
+                with m.If(v_done & (n_age == NORM_STEPS)):
+                    m.d.sync += [
+                        v_done.eq(0), r_s1.eq(v_s1_out), r_zero.eq(n_zero),
+                        r_rem.eq(n_x[:SQRT_WIDTH]),
+                        # bit_length(0) = 0: e = 16 (the steps reach 15 at most)
+                        r_e.eq(Mux(n_zero, SQRT_WIDTH // 2, e_left - e_right)),
+                        r_res.eq(0), r_bit.eq(1 << (SQRT_WIDTH - 2)),
+                    ]
+                    m.next = "ROOT"
             with m.State("ROOT"):   # one result bit per cycle, 16 cycles
                 t = r_res + r_bit
                 with m.If(r_rem >= t):
@@ -322,56 +366,80 @@ class LayerNorm(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
 
+        # The row's shift and rounding term, from d_e (held from the reciprocal stage's start,
+        # 20 cycles before d_done): registered, so taking the constants is one subtraction.
+        d_sh = Signal(range(self.max_shift + 1))
+        d_half = Signal(unsigned(self.max_shift))
+        m.d.sync += [d_sh.eq(cfg.norm_frac - d_e),
+                     d_half.eq((Const(1, self.max_shift + 1) << d_sh) >> 1)]
+
         c_busy = Signal()
         c_pos = Signal(range(cfg.max_len + n_lanes))
         c_idx = Signal(range(D))
-        c_base = Signal(range(SLOTS * D))
+        c_addr = Signal(range(SLOTS * D))                  # row buffer address of this beat
+        c_next = Signal(range(SLOTS * D), init=D % (SLOTS * D))   # base of the next slot
+        c_last = Signal()     # this beat ends the row (c_pos + n_lanes >= L), registered
         c_a = Signal(unsigned(self.a_width))
         c_sh = Signal(range(self.max_shift + 1))
         c_hb = Signal(signed(self.b_width + 1))     # 2**(sh-1) - b: rounding and offset
-        d_sh = Signal(range(self.max_shift + 1))
-        m.d.comb += d_sh.eq(cfg.norm_frac - d_e)
-        c_last = c_pos + n_lanes >= L
         issue = c_busy & advance
+        take = d_done & (~c_busy | (issue & c_last))
         m.d.comb += row_end.eq(issue & c_last)
         with m.If(issue):
             with m.If(c_last):
                 m.d.sync += [c_busy.eq(0), c_pos.eq(0), c_idx.eq(0),
-                             c_base.eq(next_base(c_base))]
+                             c_addr.eq(c_next), c_next.eq(next_base(c_next))]
             with m.Else():
-                m.d.sync += [c_pos.eq(c_pos + n_lanes), c_idx.eq(c_idx + 1)]
+                m.d.sync += [c_pos.eq(c_pos + n_lanes), c_idx.eq(c_idx + 1),
+                             c_addr.eq(c_addr + 1),
+                             c_last.eq(c_pos + 2 * n_lanes >= L)]
         # Take the next row's constants when idle or on the last read of the current row.
-        with m.If(d_done & (~c_busy | (issue & c_last))):
+        with m.If(take):
             m.d.sync += [d_done.eq(0), c_busy.eq(1), c_a.eq(d_a), c_sh.eq(d_sh),
-                         c_hb.eq(((Const(1, self.max_shift + 1) << d_sh) >> 1) - d_b)]
+                         c_hb.eq(d_half - d_b), c_last.eq(L <= n_lanes)]
         m.d.comb += [
-            row_r.addr.eq(c_base + c_idx), row_r.en.eq(advance),
+            row_r.addr.eq(c_addr), row_r.en.eq(advance),
             coef_r.addr.eq(c_idx), coef_r.en.eq(advance),
         ]
 
         # Stages (each advances with the output): S1 memory data out; S2 memory data
-        # registered; S3 q*a; S4 zq = (q*a + hb) >> sh with hb = 2**(sh-1) - b per row;
-        # S5 zq*gamma; output: saturate((zq*gamma + beta + 2**(T-1)) >> T).
+        # registered; S3 the partial products of q*a; S4 u = q*a + hb with hb = 2**(sh-1) - b
+        # per row; S5 zq = u >> sh; S6 the partial products of zq*gamma; S7 p = zq*gamma + beta
+        # + 2**(T-1); output: saturate(p >> T).
         lanes_t = data.ArrayLayout(unsigned(1), n_lanes)
         gam_t = data.ArrayLayout(signed(cfg.gamma_width), n_lanes)
         bet_t = data.ArrayLayout(signed(cfg.beta_width), n_lanes)
+        shift = cfg.norm_frac + cfg.gamma_shift
         st = [{"valid": Signal(name=f"s{k}_valid"), "mask": Signal(lanes_t, name=f"s{k}_mask")}
-              for k in range(1, 6)]
+              for k in range(1, 8)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))
         s2_g, s2_beta = Signal(gam_t), Signal(bet_t)
         s3_hb, s3_sh = Signal.like(c_hb), Signal.like(c_sh)
-        s3_n = Signal(data.ArrayLayout(signed(self.n_width), n_lanes))
+        # q*a and zq*gamma as two partial products each (low 17 bits of a or zq, unsigned,
+        # and the rest): one 18x18 multiplier block apiece, registered before any adder.
+        s2_a_lo, s2_a_hi = s2_a[:MUL_SPLIT], s2_a[MUL_SPLIT:]
+        s3_nl = Signal(data.ArrayLayout((s2_q[0] * s2_a_lo).shape(), n_lanes))
+        s3_nh = Signal(data.ArrayLayout((s2_q[0] * s2_a_hi).shape(), n_lanes))
         s3_g, s3_beta = Signal(gam_t), Signal(bet_t)
-        s4_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes))
-        s4_g, s4_beta = Signal(gam_t), Signal(bet_t)
-        s5_pg = Signal(data.ArrayLayout(signed(self.zq_width + cfg.gamma_width), n_lanes))
-        s5_beta = Signal(bet_t)
-        shift = cfg.norm_frac + cfg.gamma_shift
+        s4_sh = Signal.like(c_sh)
+        s4_u = Signal(data.ArrayLayout(((s3_nh[0] << MUL_SPLIT) + s3_nl[0] + s3_hb).shape(),
+                                       n_lanes))
+        beth_t = data.ArrayLayout((s3_beta[0] + (1 << (shift - 1))).shape(), n_lanes)
+        s4_g, s4_bh = Signal(gam_t), Signal(beth_t)
+        s5_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes))
+        s5_g, s5_bh = Signal(gam_t), Signal(beth_t)
+        s5_zq_lo = [s5_zq[j][:MUL_SPLIT] for j in range(n_lanes)]
+        s5_zq_hi = [s5_zq[j][MUL_SPLIT:].as_signed() for j in range(n_lanes)]
+        s6_pl = Signal(data.ArrayLayout((s5_zq_lo[0] * s5_g[0]).shape(), n_lanes))
+        s6_ph = Signal(data.ArrayLayout((s5_zq_hi[0] * s5_g[0]).shape(), n_lanes))
+        s6_bh = Signal(beth_t)
+        s7_p = Signal(data.ArrayLayout(((s6_ph[0] << MUL_SPLIT) + s6_pl[0] + s6_bh[0]).shape(),
+                                       n_lanes))
         with m.If(advance):
-            m.d.sync += [st[0]["valid"].eq(issue), self.o.valid.eq(st[4]["valid"])]
-            for k in range(1, 5):
+            m.d.sync += [st[0]["valid"].eq(issue), self.o.valid.eq(st[6]["valid"])]
+            for k in range(1, 7):
                 m.d.sync += [st[k]["valid"].eq(st[k - 1]["valid"]),
                              st[k]["mask"].eq(st[k - 1]["mask"])]
             m.d.sync += [
@@ -379,17 +447,21 @@ class LayerNorm(wiring.Component):
                 s2_a.eq(s1_a), s2_hb.eq(s1_hb), s2_sh.eq(s1_sh), s2_q.eq(row_r.data),
                 s2_g.eq(coef_r.data.gamma), s2_beta.eq(coef_r.data.beta),
                 s3_hb.eq(s2_hb), s3_sh.eq(s2_sh), s3_g.eq(s2_g), s3_beta.eq(s2_beta),
-                s4_g.eq(s3_g), s4_beta.eq(s3_beta),
-                s5_beta.eq(s4_beta),
+                s4_sh.eq(s3_sh), s4_g.eq(s3_g), s5_g.eq(s4_g),
+                s5_bh.eq(s4_bh), s6_bh.eq(s5_bh),
             ]
             for j in range(n_lanes):
-                p = s5_pg[j] + s5_beta[j] + (1 << (shift - 1))
                 m.d.sync += [
                     st[0]["mask"][j].eq(c_pos + j < L),
-                    s3_n[j].eq(s2_q[j] * s2_a),
-                    s4_zq[j].eq((s3_n[j] + s3_hb) >> s3_sh),
-                    s5_pg[j].eq(s4_zq[j] * s4_g[j]),
-                    self.o.payload[j].eq(Mux(st[4]["mask"][j],
-                                             saturate(p >> shift, cfg.out_width), 0)),
+                    s3_nl[j].eq(s2_q[j] * s2_a_lo),
+                    s3_nh[j].eq(s2_q[j] * s2_a_hi),
+                    s4_u[j].eq((s3_nh[j] << MUL_SPLIT) + s3_nl[j] + s3_hb),
+                    s4_bh[j].eq(s3_beta[j] + (1 << (shift - 1))),
+                    s5_zq[j].eq(s4_u[j] >> s4_sh),
+                    s6_pl[j].eq(s5_zq_lo[j] * s5_g[j]),
+                    s6_ph[j].eq(s5_zq_hi[j] * s5_g[j]),
+                    s7_p[j].eq((s6_ph[j] << MUL_SPLIT) + s6_pl[j] + s6_bh[j]),
+                    self.o.payload[j].eq(Mux(st[6]["mask"][j],
+                                             saturate(s7_p[j] >> shift, cfg.out_width), 0)),
                 ]
         return m
