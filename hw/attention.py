@@ -28,6 +28,18 @@ def _sign_extend(lanes):
     return Cat(*(Cat(lane, lane[-1]) for lane in lanes))
 
 
+def _room(m, depth, push, pop, name):
+    """A registered "may push" flag for a FIFO of ``depth`` entries written one cycle after
+    ``push`` (a memory read issued this cycle) and read on ``pop``. It counts entries plus reads
+    in flight and looks one cycle back, so that neither the FIFO's level nor its reader's
+    ``ready`` reaches the pusher's logic; being one cycle stale only ever delays a push."""
+    count = Signal(range(depth + 1), name=f"{name}_count")
+    room = Signal(name=f"{name}_room")
+    m.d.sync += [count.eq(count + push - pop),
+                 room.eq(Mux(push, count <= depth - 2, count <= depth - 1))]
+    return room
+
+
 class _Jobs:
     """The order in which one head's GEMM jobs run on the array.
 
@@ -45,31 +57,65 @@ class _Jobs:
         # block * R, kept beside the block number so that no multiplier sits on the path.
         self.base = Signal(range((blocks + 2) * rows + 1), name=f"{name}_base")
         self.done = Signal(name=f"{name}_done")
-        #: The registered job shape (``_job_shape``) is that of the current job: low for the
-        #: cycle after a move, while the shape registers catch up.
+        #: The registered job shape (``_job_shape``) and the decodes below are those of the
+        #: current job: low for the cycle after a move, while the registers catch up.
         self.fresh = Signal(name=f"{name}_fresh")
+        self.first = Signal(name=f"{name}_first")     # block == 0
+        self.more2 = Signal(name=f"{name}_more2")     # block + 2 < nb
+        self.final = Signal(name=f"{name}_final")     # block + 1 >= nb
+        self.nb_gt1 = Signal(name=f"{name}_nb_gt1")   # nb > 1
 
     def reset(self):
         return [self.kind.eq(self.QK), self.block.eq(0), self.base.eq(0), self.done.eq(0),
                 self.fresh.eq(0)]
 
-    def advance(self, nb):
-        """Statements moving to the job after the current one (``nb``: row blocks)."""
-        k, b = self.kind, self.block
+    def decode(self, nb):
+        """Statements registering the comparisons ``advance`` needs (``nb``: row blocks)."""
+        b = self.block
+        return [self.first.eq(b == 0), self.more2.eq(b + 2 < nb), self.final.eq(b + 1 >= nb),
+                self.nb_gt1.eq(nb > 1)]
+
+    def advance(self):
+        """Statements moving to the job after the current one (valid while ``fresh``)."""
+        qk, b = self.kind == self.QK, self.block
         return [
-            self.kind.eq(Mux(k == self.QK,
-                             Mux(b == 0, Mux(nb > 1, self.QK, self.PV), self.PV),
-                             Mux(b + 2 < nb, self.QK, self.PV))),
-            self.block.eq(Mux(k == self.QK,
-                              Mux(b == 0, Mux(nb > 1, 1, 0), b - 1),
-                              Mux(b + 2 < nb, b + 2, b + 1))),
-            self.base.eq(Mux(k == self.QK,
-                             Mux(b == 0, Mux(nb > 1, self.rows, 0), self.base - self.rows),
-                             Mux(b + 2 < nb, self.base + 2 * self.rows,
+            self.kind.eq(Mux(qk, Mux(self.first & self.nb_gt1, self.QK, self.PV),
+                             Mux(self.more2, self.QK, self.PV))),
+            self.block.eq(Mux(qk, Mux(self.first, self.nb_gt1, b - 1),
+                              Mux(self.more2, b + 2, b + 1))),
+            self.base.eq(Mux(qk, Mux(self.first, Mux(self.nb_gt1, self.rows, 0),
+                                     self.base - self.rows),
+                             Mux(self.more2, self.base + 2 * self.rows,
                                  self.base + self.rows))),
-            self.done.eq((k == self.PV) & (b + 1 >= nb)),
+            self.done.eq(~qk & self.final),
             self.fresh.eq(0),
         ]
+
+
+class _Head:
+    """Per-head constants, registered from the command: L and d, and the comparisons on them
+    that the counters need (so that none sits on a counter's enable)."""
+
+    def __init__(self, Lmax, dmax, R, C):
+        self.R, self.C = R, C
+        self.L = Signal(range(Lmax + 1), name="L")
+        self.d = Signal(range(dmax + 1), name="d")
+        self.causal = Signal(name="causal")
+        self.L_m1 = Signal(range(Lmax + 1), name="L_m1")
+        self.d_m1 = Signal(range(dmax + 1), name="d_m1")
+        self.L_is1 = Signal(name="L_is1")
+        self.d_is1 = Signal(name="d_is1")
+        self.L_le_c = Signal(name="L_le_c")     # L <= C
+        self.L_m_r = Signal(range(-R, Lmax + 1), name="L_m_r")   # L - R
+        self.d_le_c = Signal(name="d_le_c")     # d <= C
+
+    def load(self, length, head_dim, causal):
+        R, C = self.R, self.C
+        return [self.L.eq(length), self.d.eq(head_dim), self.causal.eq(causal),
+                self.L_m_r.eq(length - R),
+                self.L_m1.eq(length - 1), self.d_m1.eq(head_dim - 1),
+                self.L_is1.eq(length == 1), self.d_is1.eq(head_dim == 1),
+                self.L_le_c.eq(length <= C), self.d_le_c.eq(head_dim <= C)]
 
 
 class AttentionController(wiring.Component):
@@ -191,25 +237,45 @@ class AttentionController(wiring.Component):
         #: for benchmarks; not a port.
         self.waiting_for_softmax = Signal()
 
-    def _job_shape(self, m, jobs, L, d, causal, name):
+    def _job_shape(self, m, jobs, hd, nb, name):
         """Registers describing the GEMM job ``jobs`` points at, valid while ``jobs.fresh``
-        (they follow ``jobs`` one cycle late, so that no adder chain sits before a handshake)."""
-        R = self.R
-        base = jobs.base
-        rows = Signal(range(R + 1), name=f"{name}_rows")
-        cols = Signal(range(self.max_len + 1), name=f"{name}_cols")   # N_b
-        k = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_k")
-        n = Signal(range(max(self.max_len, self.max_dim) + 1), name=f"{name}_n")
-        left = L - base
-        n_b = Mux(causal & (base + R < L), base + R, L)
+        (they follow ``jobs`` one cycle late, so that no adder chain sits before a handshake):
+        ``rows`` (M), ``k``, ``n``, ``k - 1``, ``k == 1``, ``n <= C``, ``rows - 1`` and the
+        operand walk's step (``d`` for QK, ``L`` for PV)."""
+        R, C = self.R, self.C
+        base, L, d = jobs.base, hd.L, hd.d
+        kdim = range(max(self.max_len, self.max_dim) + 1)
+        shape = {
+            "rows": Signal(range(R + 1), name=f"{name}_rows"),
+            "rows_m1": Signal(range(R), name=f"{name}_rows_m1"),
+            "k": Signal(kdim, name=f"{name}_k"),
+            "n": Signal(kdim, name=f"{name}_n"),
+            "k_m1": Signal(kdim, name=f"{name}_k_m1"),
+            "k_is1": Signal(name=f"{name}_k_is1"),
+            "n_le_c": Signal(name=f"{name}_n_le_c"),
+            "step": Signal(kdim, name=f"{name}_step"),
+        }
+        qk = jobs.kind == _Jobs.QK
+        full = base <= hd.L_m_r                  # the block has R rows
+        # N_b: the causal mask cuts the columns to base + R, when that is short of L.
+        cut = hd.causal & (base < hd.L_m_r)
+        n_b = Mux(cut, base + R, L)
+        n_b_m1 = Mux(cut, base + (R - 1), hd.L_m1)
+        n_b_is1 = Mux(cut, (base == 0) if R == 1 else 0, hd.L_is1)
+        n_b_le_c = Mux(cut, (base <= C - R) if C >= R else 0, hd.L_le_c)
         m.d.sync += [
-            rows.eq(Mux(left >= R, R, left)),
-            cols.eq(n_b),
-            k.eq(Mux(jobs.kind == _Jobs.QK, d, n_b)),
-            n.eq(Mux(jobs.kind == _Jobs.QK, n_b, d)),
+            shape["rows"].eq(Mux(full, R, L - base)),
+            shape["rows_m1"].eq(Mux(full, R - 1, hd.L_m1 - base)),
+            shape["k"].eq(Mux(qk, d, n_b)),
+            shape["n"].eq(Mux(qk, n_b, d)),
+            shape["k_m1"].eq(Mux(qk, hd.d_m1, n_b_m1)),
+            shape["k_is1"].eq(Mux(qk, hd.d_is1, n_b_is1)),
+            shape["n_le_c"].eq(Mux(qk, n_b_le_c, hd.d_le_c)),
+            shape["step"].eq(Mux(qk, d, L)),
+            *jobs.decode(nb),
             jobs.fresh.eq(1),    # overridden by reset() and advance(), which come later
         ]
-        return base, rows, cols, k, n
+        return shape
 
     def _connect_engine(self, m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head, head):
         """The engine serves the head's jobs (``e_*``) while ``head``, else the plain GEMM
@@ -274,41 +340,44 @@ class AttentionController(wiring.Component):
                 for r in range(R)]
 
         # -- Command and per-head registers. ---------------------------------------------------
-        L = Signal(range(Lmax + 1))
-        d = Signal(range(dmax + 1))
-        causal = Signal()
+        # The command waits one cycle in a register, so that its range checks and everything
+        # they enable start from flip-flops.
+        hd = _Head(Lmax, dmax, R, C)
+        L, d, causal = hd.L, hd.d, hd.causal
         nb = Signal(range(self.blocks + 1))            # row blocks
         row_beats = Signal(range(self.p_words + 1))    # softmax beats per row
+        rb_m1 = Signal(range(self.p_words + 1))        # row_beats - 1
+        rb_is1 = Signal()                              # row_beats == 1
         m.d.comb += sm.length.eq(L)
+        m.d.sync += [rb_m1.eq(row_beats - 1), rb_is1.eq(row_beats == 1)]
 
         loading = Signal()
         running = Signal()
-        m.d.comb += self.busy.eq(loading | running)
-        cmd = self.cmd.payload
-        bad = ((cmd.length == 0) | (cmd.length > Lmax) | (cmd.head_dim == 0) |
-               (cmd.head_dim > dmax))
+        c_valid = Signal()
+        c_cmd = Signal.like(self.cmd.payload, name="c_cmd")
+        m.d.comb += self.busy.eq(c_valid | loading | running)
         if self.shared:
             # The engine may be serving a plain GEMM: a head starts once it is idle.
-            m.d.comb += self.cmd.ready.eq(~loading & ~running & ~gemm.busy &
+            m.d.comb += self.cmd.ready.eq(~c_valid & ~loading & ~running & ~gemm.busy &
                                           ~self.gemm_cmd.valid)
         else:
-            m.d.comb += self.cmd.ready.eq(~loading & ~running)
-        load_start = Signal()
+            m.d.comb += self.cmd.ready.eq(~c_valid & ~loading & ~running)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += self.error.eq(bad)
-            with m.If(~bad):
-                m.d.comb += load_start.eq(1)
-                m.d.sync += [
-                    loading.eq(1),
-                    L.eq(cmd.length), d.eq(cmd.head_dim), causal.eq(cmd.causal),
-                ]
+            m.d.sync += [c_valid.eq(1), c_cmd.eq(self.cmd.payload)]
+        bad = ((c_cmd.length == 0) | (c_cmd.length > Lmax) | (c_cmd.head_dim == 0) |
+               (c_cmd.head_dim > dmax))
+        # The load counters restart on every command (they are unused unless loading).
+        load_start = c_valid
+        with m.If(c_valid):
+            m.d.sync += [c_valid.eq(0), self.error.eq(bad), loading.eq(~bad),
+                         *hd.load(c_cmd.length, c_cmd.head_dim, c_cmd.causal)]
         # nb = ceil(L/R) and row_beats = ceil(L/sl) by repeated subtraction while the
         # scratchpads load (which takes at least that many cycles): no divider.
         nb_left = Signal(range(Lmax + 1))
         rb_left = Signal(range(Lmax + 1))
         with m.If(load_start):
-            m.d.sync += [nb.eq(0), nb_left.eq(self.cmd.payload.length),
-                         row_beats.eq(0), rb_left.eq(self.cmd.payload.length)]
+            m.d.sync += [nb.eq(0), nb_left.eq(c_cmd.length),
+                         row_beats.eq(0), rb_left.eq(c_cmd.length)]
         with m.Else():
             with m.If(nb_left != 0):
                 m.d.sync += [nb.eq(nb + 1), nb_left.eq(Mux(nb_left > R, nb_left - R, 0))]
@@ -318,15 +387,22 @@ class AttentionController(wiring.Component):
         counted = (nb_left == 0) & (rb_left == 0)
 
         # -- LOAD: each stream fills its scratchpad from address 0: ``inner`` beats for each
-        # block of ``step`` rows or columns, until the blocks cover ``limit``. -----------------
+        # block of ``step`` rows or columns, until the blocks cover ``limit``. The last beat of a
+        # block and the last block are registered flags, counted down. -----------------------
         load_done = []
-        for tag, port, mem, inner, step, limit in (("q", self.q, qmem, d, R, L),
-                                                   ("k", self.k, kmem, d, C, L),
-                                                   ("v", self.v, vmem, L, C, d)):
+        for tag, port, mem, inner, step, limit in (("q", self.q, qmem, "d", R, "L"),
+                                                   ("k", self.k, kmem, "d", C, "L"),
+                                                   ("v", self.v, vmem, "L", C, "d")):
+            c_inner = c_cmd.head_dim if inner == "d" else c_cmd.length
+            c_limit = c_cmd.length if limit == "L" else c_cmd.head_dim
+            inner_m1, inner_is1 = ((hd.d_m1, hd.d_is1) if inner == "d" else
+                                   (hd.L_m1, hd.L_is1))
             wr = mem.write_port()
             addr = Signal.like(wr.addr, name=f"load_{tag}_addr")
-            i_cnt = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
-            o_col = Signal(range(max(Lmax, dmax) + max(R, C) + 1), name=f"load_{tag}_outer")
+            i_rem = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
+            i_last = Signal(name=f"load_{tag}_inner_last")
+            o_left = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_outer")
+            o_last = Signal(name=f"load_{tag}_outer_last")
             done = Signal(name=f"load_{tag}_done")
             take = port.valid & port.ready
             m.d.comb += [
@@ -334,19 +410,24 @@ class AttentionController(wiring.Component):
                 wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
             ]
             with m.If(load_start):
-                m.d.sync += [addr.eq(0), i_cnt.eq(0), o_col.eq(0), done.eq(0)]
+                m.d.sync += [addr.eq(0), i_rem.eq(c_inner - 1), i_last.eq(c_inner == 1),
+                             o_left.eq(c_limit), o_last.eq(c_limit <= step), done.eq(0)]
             with m.Elif(take):
                 m.d.sync += addr.eq(addr + 1)
-                with m.If(i_cnt == inner - 1):
-                    m.d.sync += [i_cnt.eq(0), o_col.eq(o_col + step)]
-                    with m.If(o_col + step >= limit):
+                with m.If(i_last):
+                    m.d.sync += [i_rem.eq(inner_m1), i_last.eq(inner_is1),
+                                 o_left.eq(o_left - step), o_last.eq(o_left <= 2 * step)]
+                    with m.If(o_last):
                         m.d.sync += done.eq(1)
                 with m.Else():
-                    m.d.sync += i_cnt.eq(i_cnt + 1)
+                    m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1)]
             load_done.append(done)
 
+        # Registered: all loaded and counted (low on the command's cycle, while the flags reset).
+        loaded = Signal()
+        m.d.sync += loaded.eq(Cat(*load_done).all() & counted & ~load_start)
         run_start = Signal()
-        m.d.comb += run_start.eq(loading & Cat(*load_done).all() & counted)
+        m.d.comb += run_start.eq(loading & loaded)
         with m.If(run_start):
             m.d.sync += [loading.eq(0), running.eq(1)]
 
@@ -361,11 +442,15 @@ class AttentionController(wiring.Component):
 
         # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
         ji = _Jobs("issue", self.blocks, R)
-        _, i_rows, _, i_k, i_n = self._job_shape(m, ji, L, d, causal, "issue")
+        ish = self._job_shape(m, ji, hd, nb, "issue")
         i_half = ji.block[0]
         feeding = Signal()
-        t_col = Signal(range(max(LT, self.dim_tiles) * C + 1))   # first column of this tile
-        k_cnt = Signal(range(max(Lmax, dmax) + 1))
+        kdim = range(max(Lmax, dmax) + 1)
+        k_cnt = Signal(kdim)                 # k of the next read in this tile
+        k_rem = Signal(kdim)                 # reads left in this tile after the next one
+        k_last = Signal()                    # k_rem == 0
+        t_left = Signal(kdim)                # columns from this tile to the job's end
+        t_last = Signal()                    # t_left <= C
         q_base = Signal(range(self.blocks * dmax + 1))   # b*d for QK(b)
         kv_base = Signal(range(max(LT * dmax, self.dim_tiles * Lmax) + 1))  # t*d or t*L
         p_word = Signal(range(self.p_words + 1))
@@ -381,32 +466,38 @@ class AttentionController(wiring.Component):
         e_b = stream.Signature(gemm.b.payload.shape()).create(path=("e_b",))
         e_out = stream.Signature(gemm.out.payload.shape()).flip().create(path=("e_out",))
         m.d.comb += [
-            job_cmd.m.eq(i_rows), job_cmd.k.eq(i_k), job_cmd.n.eq(i_n),
+            job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"]),
             cmd_fifo.w_data.eq(job_cmd.as_value()),
             e_cmd.valid.eq(cmd_fifo.r_rdy),
             e_cmd.payload.eq(cmd_fifo.r_data),
             cmd_fifo.r_en.eq(e_cmd.ready),
         ]
-        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * (w + 1), depth=4)
+        # Eight entries: the room flag below is one cycle stale and counts the two cycles of
+        # reads in flight (the memories' and a register after the operand multiplexers).
+        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * (w + 1), depth=8)
 
         dep_ok = Mux(ji.kind == _Jobs.QK, ~s_full.bit_select(i_half, 1),
                      p_full.bit_select(i_half, 1))
+        # Registered: once a job's dependency is met it stays met until the job runs.
+        dep_ok_r = Signal()
+        m.d.sync += dep_ok_r.eq(dep_ok)
         m.d.comb += self.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~dep_ok)
         with m.If(run_start):
             m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
-        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok & cmd_fifo.w_rdy):
+        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.w_rdy):
             # Start the job: queue its command and restart the operand walk.
             m.d.comb += cmd_fifo.w_en.eq(1)
-            m.d.sync += [feeding.eq(1), t_col.eq(0), k_cnt.eq(0), kv_base.eq(0),
-                         p_word.eq(0), p_lane.eq(0)]
+            m.d.sync += [feeding.eq(1), k_cnt.eq(0), k_rem.eq(ish["k_m1"]),
+                         k_last.eq(ish["k_is1"]), t_left.eq(ish["n"]),
+                         t_last.eq(ish["n_le_c"]), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
 
-        # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it and the
-        # read issued last cycle.
+        # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it.
         issued = Signal()
         issued_d = Signal()
         kind_d = Signal()
         lane_d = Signal(range(sl))
-        m.d.comb += issued.eq(feeding & (op_fifo.level + issued_d < op_fifo.depth))
+        op_room = _room(m, op_fifo.depth, issued, op_fifo.r_rdy & op_fifo.r_en, "op")
+        m.d.comb += issued.eq(feeding & op_room)
         m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
         q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()
         p_rd = [mem.read_port() for mem in pmem]
@@ -418,29 +509,41 @@ class AttentionController(wiring.Component):
         for rd in p_rd:
             m.d.comb += rd.addr.eq(Mux(i_half, self.p_words, 0) + p_word)
         with m.If(issued):
-            last_k = k_cnt == i_k - 1
-            m.d.sync += k_cnt.eq(Mux(last_k, 0, k_cnt + 1))
-            with m.If(last_k | (p_lane == sl - 1)):
-                m.d.sync += [p_lane.eq(0), p_word.eq(Mux(last_k, 0, p_word + 1))]
+            with m.If(k_last | (p_lane == sl - 1)):
+                m.d.sync += [p_lane.eq(0), p_word.eq(Mux(k_last, 0, p_word + 1))]
             with m.Else():
                 m.d.sync += p_lane.eq(p_lane + 1)
-            with m.If(last_k):
-                m.d.sync += [t_col.eq(t_col + C),
-                             kv_base.eq(kv_base + Mux(ji.kind == _Jobs.QK, d, L))]
-                with m.If(t_col + C >= i_n):
+            with m.If(k_last):
+                m.d.sync += [k_cnt.eq(0), k_rem.eq(ish["k_m1"]), k_last.eq(ish["k_is1"]),
+                             t_left.eq(t_left - C), t_last.eq(t_left <= 2 * C),
+                             kv_base.eq(kv_base + ish["step"])]
+                with m.If(t_last):
                     # The job's last read: move on; PV(b) no longer needs P half b%2.
-                    m.d.sync += [feeding.eq(0), *ji.advance(nb)]
+                    m.d.sync += [feeding.eq(0), *ji.advance()]
                     with m.If(ji.kind == _Jobs.QK):
                         m.d.sync += q_base.eq(q_base + d)
                     with m.Else():
                         m.d.comb += p_clr.eq(Mux(i_half, 0b10, 0b01))
-        # The engine's operands are w+1 bits: Q, K, V sign-extended, P zero-extended.
-        a_word = Mux(kind_d == _Jobs.QK, _sign_extend(q_rd.data),
-                     Cat(*(Cat(rd.data[lane_d], Const(0, 1)) for rd in p_rd)))
-        b_word = Mux(kind_d == _Jobs.QK, _sign_extend(k_rd.data), _sign_extend(v_rd.data))
+            with m.Else():
+                m.d.sync += [k_cnt.eq(k_cnt + 1), k_rem.eq(k_rem - 1), k_last.eq(k_rem == 1)]
+        # The memories' outputs are registered as they are (no logic between a block RAM and a
+        # flip-flop), then multiplexed into the FIFO. The engine's operands are w+1 bits: Q, K,
+        # V sign-extended, P zero-extended.
+        issued_dd = Signal()
+        kind_dd = Signal()
+        lane_dd = Signal(range(sl))
+        q_dd, k_dd, v_dd = (Signal.like(rd.data, name=f"{t}_dd")
+                            for t, rd in (("q", q_rd), ("k", k_rd), ("v", v_rd)))
+        p_dd = [Signal.like(rd.data, name=f"p{r}_dd") for r, rd in enumerate(p_rd)]
+        m.d.sync += [issued_dd.eq(issued_d), kind_dd.eq(kind_d), lane_dd.eq(lane_d),
+                     q_dd.eq(q_rd.data), k_dd.eq(k_rd.data), v_dd.eq(v_rd.data),
+                     *(reg.eq(rd.data) for reg, rd in zip(p_dd, p_rd, strict=True))]
+        a_word = Mux(kind_dd == _Jobs.QK, _sign_extend(q_dd),
+                     Cat(*(Cat(reg[lane_dd], Const(0, 1)) for reg in p_dd)))
+        b_word = Mux(kind_dd == _Jobs.QK, _sign_extend(k_dd), _sign_extend(v_dd))
         ow = w + 1
         m.d.comb += [
-            op_fifo.w_en.eq(issued_d),
+            op_fifo.w_en.eq(issued_dd),
             op_fifo.w_data.eq(Cat(a_word, b_word)),
             e_a.payload.eq(op_fifo.r_data[:R * ow]),
             e_b.payload.eq(op_fifo.r_data[R * ow:]),
@@ -450,13 +553,21 @@ class AttentionController(wiring.Component):
         ]
 
         # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------
+        # The job shape is stale for a cycle after each move, so the walker's flags compare
+        # against it rather than being loaded from it: the last row of a tile is
+        # ``o_r == rows - 1``; the last tile is ``n <= C`` on a job's first tile and a flag
+        # counted down from N after that.
         jo = _Jobs("out", self.blocks, R)
-        _, o_rows, _, _, o_n = self._job_shape(m, jo, L, d, causal, "out")
+        osh = self._job_shape(m, jo, hd, nb, "out")
         o_half = jo.block[0]
         o_r = Signal(range(R))
         o_t = Signal(range(max(LT, self.dim_tiles) + 1))
-        o_tcol = Signal(range(max(LT, self.dim_tiles) * C + 1))   # o_t * C
         o_roff = Signal(range(R * LT + 1))                        # o_r * LT
+        o_first = Signal()                                        # on the job's first tile
+        o_left = Signal(kdim)                # columns after this tile (valid unless o_first)
+        o_last_r = Signal()                  # o_left <= C
+        o_rlast = o_r == osh["rows_m1"]
+        o_tlast = Mux(o_first, osh["n_le_c"], o_last_r)
         s_wr = smem.write_port()
         is_qk = jo.kind == _Jobs.QK
         m.d.comb += [
@@ -468,59 +579,80 @@ class AttentionController(wiring.Component):
             m.d.comb += s_wr.data[c].eq(e_out.payload[c])
         rq_from_head = running & jo.fresh & e_out.valid & ~is_qk
         self._connect_engine(m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head,
-                             loading | running)
+                             c_valid | loading | running)
         with m.If(run_start):
-            m.d.sync += [*jo.reset(), o_r.eq(0), o_roff.eq(0), o_t.eq(0), o_tcol.eq(0)]
+            m.d.sync += [*jo.reset(), o_r.eq(0), o_roff.eq(0), o_t.eq(0), o_first.eq(1)]
         with m.Elif(e_out.valid & e_out.ready):
-            with m.If(o_r == o_rows - 1):
-                m.d.sync += [o_r.eq(0), o_roff.eq(0), o_t.eq(o_t + 1), o_tcol.eq(o_tcol + C)]
-                with m.If(o_tcol + C >= o_n):
-                    m.d.sync += [o_t.eq(0), o_tcol.eq(0), *jo.advance(nb)]
+            with m.If(o_rlast):
+                cols = Mux(o_first, osh["n"], o_left) - C
+                m.d.sync += [o_r.eq(0), o_roff.eq(0), o_t.eq(o_t + 1), o_first.eq(0),
+                             o_left.eq(cols), o_last_r.eq(cols <= C)]
+                with m.If(o_tlast):
+                    m.d.sync += [o_t.eq(0), o_first.eq(1), *jo.advance()]
                     with m.If(is_qk):
                         m.d.comb += s_set.eq(Mux(o_half, 0b10, 0b01))
-                    with m.If(~is_qk & (jo.block + 1 >= nb)):
+                    with m.If(~is_qk & jo.final):
                         m.d.sync += running.eq(0)   # the head's last row
             with m.Else():
                 m.d.sync += [o_r.eq(o_r + 1), o_roff.eq(o_roff + LT)]
 
         # -- SOFTMAX FEEDER: reads a block's score rows, masks, serializes into the softmax. ---
+        # Beside the row and tile counters it keeps ``L - col`` and ``lim - col`` (col the
+        # tile's first column, lim the row's last unmasked column), so that the mask and the
+        # end of a row are comparisons with constants.
+        groups = C // sl
         f_block = Signal(range(self.blocks + 1))
+        f_more = Signal()                       # f_block < nb
         f_base = Signal(range(self.blocks * R + 1))
         f_left = Signal(range(Lmax + 1))        # rows from this block to the end
+        f_rows_m1 = Signal(range(R))            # min(f_left, R) - 1
         f_half = f_block[0]
         f_r = Signal(range(R))
         f_t = Signal(range(LT + 1))
-        f_tcol = Signal(range(LT * C + 1))      # f_t * C
         f_roff = Signal(range(R * LT + 1))      # f_r * LT
+        f_lim = Signal(range(self.blocks * R + R + 1))                    # f_base + f_r
+        f_rem = Signal(range(-C, Lmax + 1))                               # L - col
+        f_rel = Signal(range(-(LT * C) - C, self.blocks * R + R + 1))     # lim - col
+        f_tlast = Signal()                      # f_rem <= C
         f_busy = Signal()
-        meta = data.StructLayout({"col": range(LT * C + 1),
-                                  "lim": range(self.blocks * R + R + 1)})
+        meta = data.StructLayout({"mask": C, "last": groups})
         m.submodules.s_fifo = s_fifo = SyncFIFOBuffered(
-            width=C * self.acc_width + meta.size, depth=4)
+            width=C * self.acc_width + meta.size, depth=6)
         s_rd = smem.read_port()
         f_issue = Signal()
         f_issue_d = Signal()
         f_meta = Signal(meta)
         f_meta_d = Signal(meta)
+        m.d.sync += f_issue_d.eq(f_issue)
+        f_room = _room(m, s_fifo.depth, f_issue, s_fifo.r_rdy & s_fifo.r_en, "s")
         m.d.comb += [
-            f_issue.eq(f_busy & (s_fifo.level + f_issue_d < s_fifo.depth)),
+            f_issue.eq(f_busy & f_room),
             s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_roff + f_t),
-            f_meta.col.eq(f_tcol), f_meta.lim.eq(f_base + f_r),
         ]
-        m.d.sync += [f_issue_d.eq(f_issue), f_meta_d.eq(f_meta)]
+        for c in range(C):   # column col + c is masked when col + c > lim
+            m.d.comb += f_meta.mask[c].eq(causal & (f_rel < c))
+        for g in range(groups):   # sub-beat g ends the row (or the word)
+            m.d.comb += f_meta.last[g].eq((f_rem <= (g + 1) * sl) | (g == groups - 1))
+        m.d.sync += f_meta_d.eq(f_meta)
         with m.If(run_start):
-            m.d.sync += [f_block.eq(0), f_base.eq(0), f_left.eq(L), f_busy.eq(0)]
-        with m.Elif(running & ~f_busy & (f_block < nb) & s_full.bit_select(f_half, 1)):
-            m.d.sync += [f_busy.eq(1), f_r.eq(0), f_roff.eq(0), f_t.eq(0), f_tcol.eq(0)]
+            m.d.sync += [f_block.eq(0), f_more.eq(1), f_base.eq(0), f_left.eq(L),
+                         f_rows_m1.eq(Mux(L >= R, R - 1, hd.L_m1)), f_busy.eq(0)]
+        with m.Elif(running & ~f_busy & f_more & s_full.bit_select(f_half, 1)):
+            m.d.sync += [f_busy.eq(1), f_r.eq(0), f_roff.eq(0), f_t.eq(0), f_lim.eq(f_base),
+                         f_rem.eq(L), f_rel.eq(f_base), f_tlast.eq(hd.L_le_c)]
         with m.If(f_issue):
-            with m.If(f_tcol + C >= L):
-                m.d.sync += [f_t.eq(0), f_tcol.eq(0), f_r.eq(f_r + 1), f_roff.eq(f_roff + LT)]
-                with m.If((f_r == R - 1) | (f_r + 1 == f_left)):
-                    m.d.sync += [f_busy.eq(0), f_block.eq(f_block + 1), f_base.eq(f_base + R),
-                                 f_left.eq(f_left - R)]
+            with m.If(f_tlast):
+                m.d.sync += [f_t.eq(0), f_r.eq(f_r + 1), f_roff.eq(f_roff + LT),
+                             f_lim.eq(f_lim + 1), f_rem.eq(L), f_rel.eq(f_lim + 1),
+                             f_tlast.eq(hd.L_le_c)]
+                with m.If(f_r == f_rows_m1):
+                    m.d.sync += [f_busy.eq(0), f_block.eq(f_block + 1), f_more.eq(f_block + 1 < nb),
+                                 f_base.eq(f_base + R), f_left.eq(f_left - R),
+                                 f_rows_m1.eq(Mux(f_left >= 2 * R, R - 1, f_left - (R + 1)))]
                     m.d.comb += s_clr.eq(Mux(f_half, 0b10, 0b01))
             with m.Else():
-                m.d.sync += [f_t.eq(f_t + 1), f_tcol.eq(f_tcol + C)]
+                m.d.sync += [f_t.eq(f_t + 1), f_rem.eq(f_rem - C), f_rel.eq(f_rel - C),
+                             f_tlast.eq(f_rem <= 2 * C)]
         m.d.comb += [
             s_fifo.w_en.eq(f_issue_d),
             s_fifo.w_data.eq(Cat(s_rd.data.as_value(), f_meta_d.as_value())),
@@ -528,11 +660,7 @@ class AttentionController(wiring.Component):
         # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
         word = data.ArrayLayout(signed(self.acc_width), C)(s_fifo.r_data[:C * self.acc_width])
         w_meta = meta(s_fifo.r_data[C * self.acc_width:])
-        groups = C // sl
         u = Signal(range(groups))
-        u_col = Signal(range(C + 1))            # u * sl
-        col0 = Signal(range(LT * C + C + 1))
-        m.d.comb += col0.eq(w_meta.col + u_col)
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
         # A pipeline register between the serializer and the softmax (timing): it takes a new
         # beat whenever it is empty or the softmax takes the one it holds.
@@ -541,32 +669,35 @@ class AttentionController(wiring.Component):
         take = Signal()
         m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm.i.ready))
         for lane in range(sl):
-            options = [word[g * sl + lane] for g in range(groups)]
-            sel = options[0]
+            sel, masked = word[lane], w_meta.mask[lane]
             for g in range(1, groups):
-                sel = Mux(u == g, options[g], sel)
+                sel = Mux(u == g, word[g * sl + lane], sel)
+                masked = Mux(u == g, w_meta.mask[g * sl + lane], masked)
             with m.If(take):
-                m.d.sync += beat[lane].eq(
-                    Mux(causal & (col0 + lane > w_meta.lim), masked_min, sel))
+                m.d.sync += beat[lane].eq(Mux(masked, masked_min, sel))
         with m.If(take):
             m.d.sync += beat_valid.eq(1)
         with m.Elif(sm.i.ready):
             m.d.sync += beat_valid.eq(0)
-        last_sub = (u == groups - 1) | (col0 + sl >= L)
+        last_sub = w_meta.last.bit_select(u, 1)
         m.d.comb += [
             sm.i.valid.eq(beat_valid),
             sm.i.payload.eq(beat),
             s_fifo.r_en.eq(take & last_sub),
         ]
         with m.If(take):
-            m.d.sync += [u.eq(Mux(last_sub, 0, u + 1)), u_col.eq(Mux(last_sub, 0, u_col + sl))]
+            m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
 
         # -- P WRITER: probabilities into P half b%2, row r into memory r. ---------------------
+        # The last beat of a row and the last row of a block are registered flags.
         w_block = Signal(range(self.blocks + 1))
         w_left = Signal(range(Lmax + 1))        # rows from this block to the end
+        w_rows_m1 = Signal(range(R))            # min(w_left, R) - 1
         w_half = w_block[0]
         w_r = Signal(range(R))
         w_u = Signal(range(self.p_words + 1))
+        w_urem = Signal(range(self.p_words + 1))   # beats left in this row after the next one
+        w_ulast = Signal()                         # w_urem == 0
         # A three-entry FIFO after the softmax (two would halve its rate): its ready is
         # registered, so the writer's conditions do not reach back through the softmax's
         # handshakes (timing).
@@ -589,15 +720,17 @@ class AttentionController(wiring.Component):
                 wr.en.eq(p_take & (w_r == r)),
             ]
         with m.If(run_start):
-            m.d.sync += [w_block.eq(0), w_left.eq(L), w_r.eq(0), w_u.eq(0)]
+            m.d.sync += [w_block.eq(0), w_left.eq(L), w_rows_m1.eq(Mux(L >= R, R - 1, hd.L_m1)),
+                         w_r.eq(0), w_u.eq(0), w_urem.eq(rb_m1), w_ulast.eq(rb_is1)]
         with m.Elif(p_take):
-            with m.If(w_u == row_beats - 1):
-                m.d.sync += w_u.eq(0)
-                with m.If((w_r == R - 1) | (w_r + 1 == w_left)):
-                    m.d.sync += [w_r.eq(0), w_block.eq(w_block + 1), w_left.eq(w_left - R)]
+            with m.If(w_ulast):
+                m.d.sync += [w_u.eq(0), w_urem.eq(rb_m1), w_ulast.eq(rb_is1)]
+                with m.If(w_r == w_rows_m1):
+                    m.d.sync += [w_r.eq(0), w_block.eq(w_block + 1), w_left.eq(w_left - R),
+                                 w_rows_m1.eq(Mux(w_left >= 2 * R, R - 1, w_left - (R + 1)))]
                     m.d.comb += p_set.eq(Mux(w_half, 0b10, 0b01))
                 with m.Else():
                     m.d.sync += w_r.eq(w_r + 1)
             with m.Else():
-                m.d.sync += w_u.eq(w_u + 1)
+                m.d.sync += [w_u.eq(w_u + 1), w_urem.eq(w_urem - 1), w_ulast.eq(w_urem == 1)]
         return m

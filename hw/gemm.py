@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .pe import Flags, drain_layout
+from .skid import SkidBuffer
 from .systolic import SystolicArray
 
 __all__ = ["gemm_cmd_layout", "GemmEngine"]
@@ -44,14 +45,17 @@ class GemmEngine(wiring.Component):
     (rows past M are not emitted), each beat ``C[i, j0:j0+C]`` with zeros past column N. So the
     engine pads ragged edges itself: a producer may send anything in the lanes beyond M or N.
 
-    Inputs are skewed (row r by r cycles, column c by c) on their way into the array, and the
-    finished tile drains up the columns and is de-skewed into rows while the next tile is
-    already accumulating. Rows go through an output FIFO of ``3R + C + 8`` rows, enough for every
-    row in flight at full rate. A tile starts only when the rows started and not yet read out,
-    plus ``2R`` (its own and a margin that lets the check be registered), fit the FIFO, so a
-    stalled sink stops the inputs instead of losing results, and the array never needs a global
-    clock enable. The sequencer's conditions (``last``, rows/columns left, the tile gap, the
-    credit) are registered, so ``fire`` is one logic level from flip-flops.
+    The command and the operand pairs each pass a register stage on the way in (a command
+    register, loaded while empty, and a two-entry skid buffer for the pairs), so that no
+    producer's ``valid`` or payload logic meets the sequencer's in one cycle. Inputs are skewed
+    (row r by r cycles, column c by c) on their way into the array, and the finished tile drains
+    up the columns and is de-skewed into rows while the next tile is already accumulating. Rows
+    go through an output FIFO of ``3R + C + 8`` rows, enough for every row in flight at full
+    rate. A tile starts only when the rows started and not yet read out, plus ``2R`` (its own and
+    a margin that lets the check be registered), fit the FIFO, so a stalled sink
+    stops the inputs instead of losing results, and the array never needs a global clock
+    enable. The sequencer's conditions (``last``, rows/columns left, the tile gap, the credit)
+    are registered, so ``fire`` is one logic level from flip-flops.
 
     Parameters
     ----------
@@ -61,13 +65,13 @@ class GemmEngine(wiring.Component):
     Members
     -------
     cmd : In(stream.Signature(gemm_cmd_layout(cfg.gemm)))
-        One GEMM per command, accepted while the engine is not issuing operands. A command with
-        a zero size or a size above the configured maximum is consumed, sets ``error`` and does
-        nothing else.
+        One GEMM per command, accepted while the command register is empty (one command may
+        wait there while the previous one issues its operands). A command with a zero size or a
+        size above the configured maximum is consumed, sets ``error`` and does nothing else.
     a : In(stream.Signature(ArrayLayout(signed(in_width), R)))
     b : In(stream.Signature(ArrayLayout(signed(in_width), C)))
         Operand vectors. Both are taken on the same cycle (ready is asserted only when both are
-        valid).
+        valid); up to two pairs are taken ahead of the sequencer, into the skid buffer.
     out : Out(stream.Signature(ArrayLayout(signed(acc_width), C)))
         Output rows, in tile order.
     busy : Out(1)
@@ -75,9 +79,10 @@ class GemmEngine(wiring.Component):
     error : Out(1)
         The last command was malformed.
 
-    Latency: row r of a tile is accepted by a ready sink ``2r + C + 5`` cycles after the tile's
-    last operand pair (:func:`sim.cyclemodel.gemm_cycles` gives whole-problem counts, exact
-    without stalls).
+    Latency: the first operand pair enters the array two cycles after the command is taken;
+    row r of a tile is accepted by a ready sink ``2r + C + 6`` cycles after the tile's last
+    operand pair enters the array, which is at least one cycle after ``a`` and ``b`` took it
+    (:func:`sim.cyclemodel.gemm_cycles` gives whole-problem counts, exact without stalls).
     Throughput: one operand pair (R x C MACs) per cycle while ``K >= 2R - 1``; consecutive tiles
     must finish ``2R - 1`` cycles apart, so a tile with a smaller K still costs ``2R - 1`` cycles.
     """
@@ -107,11 +112,32 @@ class GemmEngine(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=C * self.acc_width,
                                                     depth=self.fifo_depth)
 
+        # -- Inputs: the command and the operand pairs each enter through a register stage, so
+        # that the producers' valid/payload logic and the sequencer's conditions time separately.
+        # The command register is loaded while it is empty; operand pairs go through one skid
+        # buffer (both streams are still taken on the same cycle).
+        c_valid = Signal()
+        c_cmd = Signal.like(self.cmd.payload, name="c_cmd")
+        m.d.comb += self.cmd.ready.eq(~c_valid)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [c_valid.eq(1), c_cmd.eq(self.cmd.payload)]
+        m.submodules.operands = operands = SkidBuffer(unsigned((R + C) * self.in_width))
+        op_a = data.ArrayLayout(signed(self.in_width), R)(operands.o.payload[:R * self.in_width])
+        op_b = data.ArrayLayout(signed(self.in_width), C)(operands.o.payload[R * self.in_width:])
+        both = self.a.valid & self.b.valid
+        m.d.comb += [
+            operands.i.valid.eq(both),
+            operands.i.payload.eq(Cat(self.a.payload, self.b.payload)),
+            self.a.ready.eq(both & operands.i.ready),
+            self.b.ready.eq(both & operands.i.ready),
+        ]
+
         # -- Sequencer: walks row tiles, column tiles and k. ----------------------------------
         running = Signal()
         size_k = Signal(range(g.max_k + 1))
         size_n = Signal(range(g.max_n + 1))
         rows_left = Signal(range(g.max_m + 1))   # rows from this row tile to the end
+        rows_here = Signal(range(R + 1))         # min(rows_left, R)
         cols_left = Signal(range(g.max_n + 1))   # columns from this column tile to the end
         k_left = Signal(range(g.max_k))          # operand pairs left in this tile after this one
         first = Signal()                         # the next pair is k = 0 of a tile
@@ -125,23 +151,23 @@ class GemmEngine(wiring.Component):
         n_more = Signal()     # size_n > C
         gap_ok = Signal(init=1)  # since_last >= tile_gap
 
-        cmd = self.cmd.payload
+        cmd = c_cmd
         bad = ((cmd.m == 0) | (cmd.k == 0) | (cmd.n == 0) |
                (cmd.m > g.max_m) | (cmd.k > g.max_k) | (cmd.n > g.max_n))
-        m.d.comb += self.cmd.ready.eq(~running)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += self.error.eq(bad)
-            with m.If(~bad):
-                m.d.sync += [
-                    running.eq(1),
-                    size_k.eq(cmd.k), size_n.eq(cmd.n),
-                    rows_left.eq(cmd.m), cols_left.eq(cmd.n),
-                    k_left.eq(cmd.k - 1), first.eq(1),
-                    last.eq(cmd.k == 1), k_is_1.eq(cmd.k == 1),
-                    rows_more.eq(cmd.m > R), cols_more.eq(cmd.n > C), n_more.eq(cmd.n > C),
-                ]
+        with m.If(c_valid & ~running):
+            # The sizes load unconditionally (they are unused unless running); only `running`
+            # and `error` depend on the command being well formed.
+            m.d.sync += [
+                c_valid.eq(0),
+                self.error.eq(bad), running.eq(~bad),
+                size_k.eq(cmd.k), size_n.eq(cmd.n),
+                rows_left.eq(cmd.m), rows_here.eq(Mux(cmd.m >= R, R, cmd.m)),
+                cols_left.eq(cmd.n),
+                k_left.eq(cmd.k - 1), first.eq(1),
+                last.eq(cmd.k == 1), k_is_1.eq(cmd.k == 1),
+                rows_more.eq(cmd.m > R), cols_more.eq(cmd.n > C), n_more.eq(cmd.n > C),
+            ]
 
-        rows_here = Mux(rows_left >= R, R, rows_left)
         # Registered, one cycle stale: rows in flight grow by at most R a cycle, so a margin of
         # 2R keeps the check exact-safe and takes the adder out of the `fire` path.
         credit_ok = Signal()
@@ -149,9 +175,8 @@ class GemmEngine(wiring.Component):
         can = running & (~first | credit_ok) & (~last | gap_ok)
         fire = Signal()
         m.d.comb += [
-            fire.eq(can & self.a.valid & self.b.valid),
-            self.a.ready.eq(fire),
-            self.b.ready.eq(fire),
+            fire.eq(can & operands.o.valid),
+            operands.o.ready.eq(fire),
         ]
 
         with m.If(fire):
@@ -164,6 +189,7 @@ class GemmEngine(wiring.Component):
                     m.d.sync += [cols_left.eq(size_n), cols_more.eq(n_more)]
                     with m.If(rows_more):
                         m.d.sync += [rows_left.eq(rows_left - R),
+                                     rows_here.eq(Mux(rows_left >= 2 * R, R, rows_left - R)),
                                      rows_more.eq(rows_left > 2 * R)]
                     with m.Else():
                         m.d.sync += running.eq(0)
@@ -172,8 +198,13 @@ class GemmEngine(wiring.Component):
         with m.Elif(~gap_ok):
             m.d.sync += [since_last.eq(since_last + 1), gap_ok.eq(since_last + 1 >= self.tile_gap)]
 
-        m.d.sync += occupied.eq(occupied + Mux(fire & first, rows_here, 0)
-                                 - (self.out.valid & self.out.ready))
+        # Rows read out are counted a cycle late (registered), so that the sink's ready does not
+        # reach the adder; that only overestimates the count.
+        taken = Signal()
+        m.d.sync += [
+            taken.eq(self.out.valid & self.out.ready),
+            occupied.eq(occupied + Mux(fire & first, rows_here, 0) - taken),
+        ]
 
         # -- Skew into the array. --------------------------------------------------------------
         for r in range(R):
@@ -184,11 +215,11 @@ class GemmEngine(wiring.Component):
                 flags.last.eq(last),
             ]
             m.d.comb += [
-                array.a[r].eq(_delay(m, self.a.payload[r], r, signed(self.in_width), f"a{r}")),
+                array.a[r].eq(_delay(m, op_a[r], r, signed(self.in_width), f"a{r}")),
                 array.flags[r].eq(_delay(m, flags, r, Flags, f"f{r}")),
             ]
         for c in range(C):
-            lane = Mux(cols_left > c, self.b.payload[c], 0)
+            lane = Mux(cols_left > c, op_b[c], 0)
             m.d.comb += array.b[c].eq(_delay(m, lane, c, signed(self.in_width), f"b{c}"))
 
         # -- De-skew the drain into rows and queue them. ---------------------------------------
@@ -200,6 +231,6 @@ class GemmEngine(wiring.Component):
             self.out.valid.eq(fifo.r_rdy),
             self.out.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.out.ready),
-            self.busy.eq(running | (occupied != 0)),
+            self.busy.eq(c_valid | running | (occupied != 0)),
         ]
         return m

@@ -68,7 +68,7 @@ class PE(wiring.Component):
         This element's drain slot, read by the element above.
 
     Latency: an operand pair is multiplied 1 cycle after it arrives and accumulated 2 cycles
-    after; the result of a tile is in the drain slot 3 cycles after its ``last`` pair arrives.
+    after; the result of a tile is in the drain slot 4 cycles after its ``last`` pair arrives.
     Throughput: one MAC per cycle.
     """
 
@@ -111,10 +111,15 @@ class PE(wiring.Component):
         with m.If(f_prod.valid):
             m.d.sync += acc.eq(total)
 
-        # Drain slot: capture a finished sum, otherwise take the slot below.
+        # Drain slot: capture a finished sum from the accumulator the cycle after its last
+        # product (so the adder does not feed the slot's multiplexer), otherwise take the slot
+        # below. The accumulator holds the sum for that one cycle even if the next tile's first
+        # product arrives meanwhile.
         slot = Signal(drain_layout(self.acc_width))
-        with m.If(f_prod.valid & f_prod.last):
-            m.d.sync += [slot.valid.eq(1), slot.data.eq(total)]
+        done = Signal()
+        m.d.sync += done.eq(f_prod.valid & f_prod.last)
+        with m.If(done):
+            m.d.sync += [slot.valid.eq(1), slot.data.eq(acc)]
         with m.Else():
             m.d.sync += slot.eq(self.d_in)
         m.d.comb += self.d_out.eq(slot)

@@ -1,8 +1,10 @@
 """INT32 -> INT8 requantizer: dyadic multiply, round-half-up shift, saturate."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .skid import SkidBuffer
 
 __all__ = ["saturate", "Requantizer"]
 
@@ -34,9 +36,11 @@ class Requantizer(wiring.Component):
     shift : In(range(acc_width + mult_width))
         ``s``; held constant while data flows.
 
-    Latency: 5 cycles (two partial products of the accumulator's low 16 bits and its high
-    bits, their sum, the rounding constant added, the shift, the saturation, each registered;
-    one DSP multiply per partial product, no adder behind a DSP in the same cycle).
+    Latency: 7 cycles (two partial products of the accumulator's low 16 bits and its high
+    bits, their sum, the rounding constant added, the shift by a multiple of 8, the shift by the
+    rest, the saturation, each registered; one DSP multiply per partial product, no adder behind
+    a DSP in the same cycle), then a skid buffer on ``o``, so that ``i.ready`` comes from
+    flip-flops rather than from ``o.ready``.
     Throughput: one beat per cycle; a stalled output stalls the pipeline.
     """
 
@@ -45,7 +49,7 @@ class Requantizer(wiring.Component):
         self.mult_width, self.out_width = cfg.mult_width, cfg.out_width
         self.prod_width = acc_width + cfg.mult_width + 1
         #: Cycles from an input transfer to its output being valid.
-        self.latency = 5
+        self.latency = 7
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(signed(acc_width), lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(cfg.out_width), lanes))),
@@ -57,10 +61,14 @@ class Requantizer(wiring.Component):
         m = Module()
         n, pw = self.lanes, self.prod_width
 
-        # A five-stage pipeline; every stage advances when the output is free or taken.
+        # A six-stage pipeline into a skid buffer; every stage advances when the last one is
+        # empty or the skid buffer takes its beat.
+        m.submodules.skid = skid = SkidBuffer(self.o.payload.shape())
+        wiring.connect(m, skid.o, wiring.flipped(self.o))
+        out = skid.i
         advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        valid = [Signal(name=f"valid_{s}") for s in range(self.latency - 1)]
+        m.d.comb += [advance.eq(~out.valid | out.ready), self.i.ready.eq(advance)]
+        valid = [Signal(name=f"valid_{s}") for s in range(self.latency - 2)]
 
         # intformer's one rounding rule, the twin of sim.golden.round_shift:
         # (x + 2**(s-1)) >> s, arithmetic, exact for s = 0. The rounding constant depends only on
@@ -77,9 +85,10 @@ class Requantizer(wiring.Component):
         p_hi = Signal(data.ArrayLayout(signed(hi_w + mw + 1), n))
         prod = Signal(data.ArrayLayout(signed(pw), n))
         rounded = Signal(data.ArrayLayout(signed(pw), n))
+        coarse = Signal(data.ArrayLayout(signed(pw), n))
         shifted = Signal(data.ArrayLayout(signed(pw), n))
         with m.If(advance):
-            m.d.sync += [a.eq(b) for a, b in zip([*valid, self.o.valid], [self.i.valid, *valid],
+            m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [self.i.valid, *valid],
                                                   strict=True)]
             for j in range(n):
                 acc = self.i.payload[j]
@@ -88,7 +97,9 @@ class Requantizer(wiring.Component):
                     p_hi[j].eq(acc[lo_w:].as_signed() * self.multiplier),
                     prod[j].eq((p_hi[j] << lo_w) + p_lo[j]),
                     rounded[j].eq(prod[j] + half),
-                    shifted[j].eq(rounded[j] >> self.shift),
-                    self.o.payload[j].eq(saturate(shifted[j], self.out_width)),
+                    # The barrel shift in two stages: by the multiple of 8, then by the rest.
+                    coarse[j].eq(rounded[j] >> Cat(Const(0, 3), self.shift[3:])),
+                    shifted[j].eq(coarse[j] >> self.shift[:3]),
+                    out.payload[j].eq(saturate(shifted[j], self.out_width)),
                 ]
         return m

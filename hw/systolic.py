@@ -33,9 +33,9 @@ class SystolicArray(wiring.Component):
         The top drain slot of each column.
 
     Latency: if a tile's ``last`` operand enters row r at cycle t, the finished sum of element
-    (r, c) appears on ``drain[c]`` at cycle ``t + c + r + 3`` (c + 1 cycles along the row, 2 of
-    multiply and accumulate, r up the drain chain). See :class:`hw.gemm.GemmEngine` for the
-    end-to-end figures. Throughput: R x C MACs per cycle.
+    (r, c) appears on ``drain[c]`` at cycle ``t + c + r + 4`` (c + 1 cycles along the row, 2 of
+    multiply and accumulate, 1 into the drain slot, r up the drain chain). See
+    :class:`hw.gemm.GemmEngine` for the end-to-end figures. Throughput: R x C MACs per cycle.
     """
 
     def __init__(self, rows, cols, in_width, acc_width):

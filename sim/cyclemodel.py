@@ -10,16 +10,18 @@ def gemm_cycles(cfg, M, K, N):
     Counted as :class:`sim.bench.SimResult` counts them: from the cycle the command is accepted
     to the cycle the last output row is accepted, inclusive.
 
-    * The first operand pair enters one cycle after the command; tile i's last pair enters
-      ``max(K, 2R - 1)`` cycles after tile i-1's (``2R - 1`` is the drain-chain spacing).
-    * Row r of a tile leaves ``2r + C + 5`` cycles after the tile's last pair: r cycles of skew,
-      c + 1 through the row of elements, 2 of multiply and accumulate, r up the drain chain,
-      ``C - 1 - c`` of de-skew and 2 through the output FIFO.
+    * The first operand pair enters the array two cycles after the command (the command
+      register, then the sequencer; the operands wait in the input skid buffer meanwhile);
+      tile i's last pair enters ``max(K, 2R - 1)`` cycles after tile i-1's (``2R - 1`` is the
+      drain-chain spacing).
+    * Row r of a tile leaves ``2r + C + 6`` cycles after the tile's last pair enters: r cycles of
+      skew, c + 1 through the row of elements, 2 of multiply and accumulate, 1 into the drain
+      slot, r up the drain chain, ``C - 1 - c`` of de-skew and 2 through the output FIFO.
     """
     R, C = cfg.array.rows, cfg.array.cols
     tiles = -(-M // R) * -(-N // C)
     rows_last = M - (-(-M // R) - 1) * R
-    return K + (tiles - 1) * max(K, 2 * R - 1) + 2 * (rows_last - 1) + C + 5
+    return K + (tiles - 1) * max(K, 2 * R - 1) + 2 * (rows_last - 1) + C + 7
 
 
 def gemm_utilization(cfg, M, K, N):
@@ -42,14 +44,16 @@ def softmax_row_timing(sm_cfg, length):
 
 
 #: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search over the
-#: 9 shapes of ``bench/attention.py`` minimizing the worst relative error, 0.1%): from loading
+#: 9 shapes of ``bench/attention.py`` minimizing the worst relative error, 0.05%): from loading
 #: to the first job's first operand; between one job's last operand pair and the next job's
 #: first (the job shape is registered, so a job starts a cycle after its predecessor moves on);
-#: from a QK job's last output row to the softmax's first beat; from the softmax's last
-#: probability to the first operand of the PV job waiting for it (through the FIFO after the
-#: softmax); and from the last operand pair to the last output row (the 5-stage requantizer).
+#: from a QK job's last output row to the softmax's first beat (through the score FIFO); from
+#: the softmax's last probability to the first operand of the PV job waiting for it (through the
+#: FIFO after the softmax, the registered dependency check, the operand reads' two register
+#: stages and the engine's command register); and from the last operand pair to the last output
+#: row (the 7-cycle requantizer).
 ATTENTION_START, ATTENTION_JOB_GAP, ATTENTION_TO_SOFTMAX, ATTENTION_FROM_SOFTMAX, \
-    ATTENTION_TAIL = 0, 2, 2, 7, 21
+    ATTENTION_TAIL = 0, 2, 3, 11, 22
 
 
 def attention_jobs(blocks):
@@ -89,7 +93,7 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
                 t = max(t, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
             last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
             if kind == "QK":
-                scores_out = last + 2 * (rows - 1) + C + 5
+                scores_out = last + 2 * (rows - 1) + C + 6
                 start = max(scores_out + ATTENTION_TO_SOFTMAX, softmax_free)
                 softmax_free = start + rows * period
                 probs_ready[b] = start + (rows - 1) * period + latency
