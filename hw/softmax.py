@@ -38,13 +38,24 @@ class Softmax(wiring.Component):
        quotient bits a cycle, from trial subtractions of ``d``, ``2d`` and ``3d``) while the next
        row streams.
     3. **normalize**: ``e`` is read back, registered twice, multiplied by ``f``, rounded,
-       saturated and sent (a 6-stage pipeline, counting the read, that stalls with ``o``).
+       saturated and sent (a 6-stage pipeline, counting the read). It advances while a skid
+       register beside ``o`` is empty: a beat that meets a stalled ``o`` waits there, and the
+       pipeline stops until ``o`` has taken its beat, so ``o.ready`` drives only ``o`` and the
+       skid register.
 
     Every pipeline stage holds at most one carry chain or one level of shifting: block RAM
     outputs are registered before use, the rescale is one right shift of ``x << 14`` by
-    ``14 + sr - sl`` (saturation is an OR of the overflow), the clamp at ``30*D`` is a flag found
-    beside the first division step, the final shift is split into shifts by 8s and by 1s, and
-    the constants derived from the ports (``2**(sr-1)``, ``30*D``, shift amounts) are registered.
+    ``14 + sr - sl`` (for "ibert", split into shifts by 8s and by 1s over two stages; "shift"
+    needs the second stage for its product), saturation is an OR of a flag found by a
+    comparison beside the subtraction before it, the clamp at ``30*D`` is a flag found beside
+    the first division step, the final shift is split into shifts by 8s and by 1s, and the
+    constants derived from the ports (``2**(sr-1)``, ``30*D``, shift amounts, the saturation
+    threshold) are registered.
+
+    The hand-offs between the passes are decided by counts of rows between two events (each
+    buffer is a ring of banks taken and released in row order), and every start condition,
+    like ``i.ready``, is a register computed a cycle ahead: a pass starts a row on an AND of a
+    few registers, so no chain of conditions runs from one pass through the next.
 
     The integer algorithm, per element (``x`` is the distance from the row max, all constants
     come from :func:`sim.golden.softmax_constants`, which documents their ranges)::
@@ -72,7 +83,9 @@ class Softmax(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(unsigned(out_width), lanes)))
         Probabilities with scale ``2**-out_width``; 1.0 saturates to ``2**out_width - 1``.
     length : In(range(max_len + 1))
-        Row length, 1 to ``max_len``. Held constant while rows are in flight.
+        Row length, 1 to ``max_len``. Held constant while rows are in flight, and set at least
+        a cycle before a row's first beat (it is compared into registers; ``i.ready`` is 0 in
+        the first cycle after reset).
     shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(unsigned(...))
         The fields of :class:`sim.golden.SoftmaxConstants` (``sr``, ``sl``, ``D``, ``B``, ``C``,
         ``se`` above), widths from ``cfg.constant_widths``. Held constant while rows are in
@@ -89,9 +102,10 @@ class Softmax(wiring.Component):
     ``max(N, (N + G + 18)/2)`` cycles (up to ``N + 1/3`` just below ``G + 19``), waiting for the
     divider, since at most two rows may be between the start of their exp pass and the end of
     their division.
-    Timing (ECP5 LFE5U-85F, out of context, ``lanes=1``, ``in_width=24``, ``max_len=64``): about
-    121-123 MHz; the critical path is the block-RAM output of the ``e`` buffer (5.8 ns
-    clock-to-out) into its first register in the normalize pass.
+    Timing (ECP5 LFE5U-85F, ``lanes=1``, ``in_width=24``, ``max_len=64``): 121-123 MHz out of
+    context as measured before the hand-offs were registered; the critical path is the
+    block-RAM output of a buffer (5.8 ns clock-to-out) into its first register. The other
+    paths are estimated at under 8 ns from the Yosys netlist, inside the whole design too.
     """
 
     #: Cycles of the exp pipeline from the buffer read (stage 0) to ``e`` (stage 14).
@@ -142,80 +156,82 @@ class Softmax(wiring.Component):
         e_rd = emem.read_port()
 
         # Constants, registered once from the ports (they are held, so this only delays them by
-        # a cycle; the first use is two cycles after a row's last beat is loaded).
+        # a cycle; the first use is two cycles after a row's last beat is loaded, and that of
+        # the saturation threshold, which takes two registers, three).
         D = Signal.like(self.divisor, name="D")
         B = Signal.like(self.offset, name="B")
         C = Signal.like(self.poly_c, name="C")
         se = Signal.like(self.exp_shift, name="se")
         half = Signal(w, name="half")                 # 2**(sr-1), or 0 when sr = 0
         amt = Signal(range(cfg.MAX_LEFT + w + 1))     # rescale: ((x << MAX_LEFT) >> amt)
-        ovf_mask = Signal(w + 1)                      # bits of x at or above 2**(19 + sr - sl)
+        ovf_at = Signal(range(xw + (1 << len(self.shift_right))))   # 19 + sr - sl
+        ovf_t = Signal(w + 2)                         # x' saturates from x >= ovf_t
         clamp = Signal(xw)                            # 30*D = (D << 5) - (D << 1)
         sr, sl = self.shift_right, self.shift_left
         m.d.sync += [
             D.eq(self.divisor), B.eq(self.offset), C.eq(self.poly_c), se.eq(self.exp_shift),
             half.eq((Const(1, w + 2) << sr) >> 1),
             amt.eq(cfg.MAX_LEFT + sr - sl),
-            ovf_mask.eq(Const((1 << (w + 1)) - 1, w + 1) << (xw + sr - sl).as_unsigned()),
+            # 2**(19 + sr - sl), at most 2**(w + 1), which the distance never reaches.
+            ovf_at.eq(xw + sr - sl),
+            ovf_t.eq(Mux(ovf_at > w, 1 << (w + 1), Const(1, w + 2) << ovf_at)),
             clamp.eq((self.divisor << 5) - (self.divisor << 1)),
         ]
 
-        # Row hand-off flags. A score bank is full from the end of its load to the last read of
-        # its exp pass. An exp bank is busy from the start of its exp pass to the end of the
-        # division, and full from then to the last read of its normalize pass.
-        q_full = Signal(2)
+        # Row hand-off. Rows go through the passes in order, and each buffer is a ring of banks
+        # taken and released in that order, so a hand-off is decided by counts of rows between
+        # two events rather than by per-bank flags. Every start condition is an AND of a few
+        # registers, each computed a cycle ahead from the counts and the events of the cycle
+        # (the `*_n` signals below are the registers' next values).
+        # `length`, compared once and registered (it is set a cycle before a row's first beat).
+        length_one = Signal()                  # length <= lanes: a row of one beat
+        length_two = Signal()                  # length <= 2*lanes
+        m.d.sync += [length_one.eq(length <= n), length_two.eq(length <= 2 * n)]
         q_max = Array(Signal(signed(w), name=f"q_max{k}") for k in range(2))
-        e_busy = Signal(3)
-        e_full = Signal(3)
         f_reg = Array(Signal(self.f_width, name=f"f{k}") for k in range(3))
-        q_set, q_clr = Signal(2), Signal(2)
-        eb_set, eb_clr = Signal(3), Signal(3)
-        ef_set, ef_clr = Signal(3), Signal(3)
-        # A set wins over a clear of the same bank in the same cycle: the clear belongs to the
-        # row leaving the bank, the set to the row entering it (a row of one beat can be loaded
-        # into a score bank on the very cycle the exp pass reads the previous one out).
-        m.d.sync += [
-            q_full.eq((q_full & ~q_clr) | q_set),
-            e_busy.eq((e_busy & ~eb_clr) | eb_set),
-            e_full.eq((e_full & ~ef_clr) | ef_set),
-        ]
 
         # -- Pass 1, load: write beats to the score buffer and track the row max. -------------
-        b_bank = Signal()                      # the score bank the exp pass reads (pass 2)
         a_bank = Signal()
         a_addr = Signal(range(2 * depth))
         a_elem = Signal(elem_shape)            # elements of the row before this beat
         most_negative = -(1 << (w - 1))
         a_max = Signal(signed(w))
         a_first = Signal(init=1)               # the next beat starts a row (a_max is stale)
-        # The row's max goes to q_max (and the bank is marked full) a cycle after its last beat,
-        # so that the running-max loop is only a comparison and a multiplexer.
+        # The row's max goes to q_max a cycle after its last beat, so that the running-max loop
+        # is only a comparison and a multiplexer.
         a_done = Signal()
         a_done_bank = Signal()
-        # A bank may be refilled from the cycle the exp pass issues its last read (`b_fin`): the
-        # read port is not transparent, so that read still returns the old beat.
-        b_fin = Signal()
-        m.d.comb += self.i.ready.eq(~q_full.bit_select(a_bank, 1) | (b_fin & (b_bank == a_bank)))
+        # Rows from their first beat loaded to the exp pass's last read of them (`b_fin`): a
+        # row may start loading while fewer than two are in the score buffer, or on the cycle
+        # of that last read (the read port is not transparent, so the read still returns the
+        # old beat). `i.ready` is a register: this condition computed a cycle ahead.
+        q_rows = Signal(range(3))
+        i_ready = Signal()                     # 0 in the cycle after reset, for `a_last`
+        accept = Signal()
+        m.d.comb += [self.i.ready.eq(i_ready), accept.eq(self.i.valid & i_ready)]
         # The beat's max by a tree of comparisons (lanes past the end of the row left out), then
-        # the running max. `length` is not registered here: a row may follow a change at once.
-        # (Lane 0 is always in the row.)
+        # the running max (its comparison is the borrow of a subtraction, a carry chain). (Lane 0
+        # is always in the row.)
         cands = [self.i.payload[0]] + [Mux(a_elem + j < length, self.i.payload[j], most_negative)
                                        for j in range(1, n)]
         while len(cands) > 1:
             cands = [Mux(cands[k] > cands[k + 1], cands[k], cands[k + 1])
                      if k + 1 < len(cands) else cands[k] for k in range(0, len(cands), 2)]
-        beat_max = Mux(a_first | (cands[0] > a_max), cands[0], a_max)
-        a_last = a_elem + n >= length
+        beat_max = Mux(a_first | (a_max - cands[0])[-1], cands[0], a_max)
+        # The beat at a_elem is the row's last: a_elem + n >= length, registered (from the
+        # next a_elem).
+        a_last = Signal()
+        m.d.sync += a_last.eq(Mux(accept, Mux(a_last, length <= n, a_elem + 2 * n >= length),
+                                  a_elem + n >= length))
         m.d.comb += [
             q_wr.addr.eq(a_addr),
             q_wr.data.eq(self.i.payload),
-            q_wr.en.eq(self.i.valid & self.i.ready),
+            q_wr.en.eq(accept),
         ]
         m.d.sync += a_done.eq(0)
         with m.If(a_done):
-            m.d.comb += q_set.eq(1 << a_done_bank)
             m.d.sync += q_max[a_done_bank].eq(a_max)
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(accept):
             m.d.sync += [a_max.eq(beat_max), a_first.eq(a_last)]
             with m.If(a_last):
                 m.d.sync += [
@@ -227,34 +243,55 @@ class Softmax(wiring.Component):
 
         # -- Pass 2, exp: issue reads, one beat per cycle, rows back to back. -----------------
         b_active = Signal()
+        b_bank = Signal()
         b_ebank = Signal(range(3))
         b_addr = Signal(range(2 * depth))
         b_eaddr = Signal(range(3 * depth))
         b_elem = Signal(elem_shape)
         b_last = Signal()                   # b_elem + n >= length, registered
-        inflight = Signal(range(3))     # rows whose exp pass started and division did not end
+        b_pen = Signal()                    # b_elem + 2*n >= length, registered
+        b_fin = Signal()
         m.d.comb += b_fin.eq(b_active & b_last)
-        b_cand = Mux(b_fin, ~b_bank, b_bank)
-        b_ecand = Mux(b_fin, next3(b_ebank), b_ebank)
+        # A row's exp pass starts when the pass is idle or issues its last read (`b_free`), a
+        # row is loaded (`q_wait > 0`, or its max is being stored: `a_done`), an exp bank is free
+        # (`e_rows < 3`) and at most one row is between the start of its exp pass and the end of
+        # its division (`inflight < 2`: the divider's slot).
+        b_free = Signal(init=1)             # ~b_active | b_last
+        b_room = Signal(init=1)             # e_rows < 3 and inflight < 2
+        q_wait = Signal(range(3))           # rows loaded (a_done) whose exp pass did not start
+        q_loaded = Signal()                 # q_wait > 0
+        e_rows = Signal(range(4))           # rows from exp start to their last normalize read
+        inflight = Signal(range(3))         # rows whose exp pass started and division did not end
+        b_next_bank = Signal()              # the banks of the next row to start
+        b_next_ebank = Signal(range(3))
         b_start = Signal()
-        m.d.comb += b_start.eq(
-            (~b_active | b_fin) & (q_full | q_set).bit_select(b_cand, 1)
-            & ~e_busy.bit_select(b_ecand, 1) & ~e_full.bit_select(b_ecand, 1)
-            & (inflight < 2))
+        m.d.comb += b_start.eq(b_free & b_room & (q_loaded | a_done))
+        # The exp pass's last read of a row is the next cycle: it starts a row of one beat or
+        # issues the read before the last.
+        b_fin_n = (b_start & length_one) | (b_active & ~b_last & b_pen)
         m.d.comb += q_rd.addr.eq(b_addr)
         with m.If(b_fin):
-            m.d.comb += q_clr.eq(1 << b_bank)
-            m.d.sync += [b_active.eq(0), b_bank.eq(~b_bank), b_ebank.eq(next3(b_ebank))]
+            m.d.sync += b_active.eq(0)
         with m.Elif(b_active):
             m.d.sync += [b_addr.eq(b_addr + 1), b_eaddr.eq(b_eaddr + 1), b_elem.eq(b_elem + n),
-                         b_last.eq(b_elem + 2 * n >= length)]
+                         b_last.eq(b_pen), b_pen.eq(b_elem + 3 * n >= length)]
         with m.If(b_start):
-            m.d.comb += eb_set.eq(1 << b_ecand)
             m.d.sync += [
-                b_active.eq(1), b_bank.eq(b_cand), b_ebank.eq(b_ecand),
-                b_addr.eq(Mux(b_cand, depth, 0)), b_eaddr.eq(base(b_ecand, 3)),
-                b_elem.eq(0), b_last.eq(length <= n),
+                b_active.eq(1), b_bank.eq(b_next_bank), b_ebank.eq(b_next_ebank),
+                b_next_bank.eq(~b_next_bank), b_next_ebank.eq(next3(b_next_ebank)),
+                b_addr.eq(Mux(b_next_bank, depth, 0)), b_eaddr.eq(base(b_next_ebank, 3)),
+                b_elem.eq(0), b_last.eq(length_one), b_pen.eq(length_two),
             ]
+        m.d.sync += b_free.eq(Mux(b_start, length_one, ~b_active | b_last | b_pen))
+
+        q_rows_n = Signal.like(q_rows)
+        m.d.comb += q_rows_n.eq(q_rows + (accept & a_first) - b_fin)
+        m.d.sync += [
+            q_rows.eq(q_rows_n),
+            i_ready.eq(Mux(accept, ~a_last, ~a_first) | (q_rows_n < 2) | b_fin_n),
+            q_wait.eq(q_wait + a_done - b_start),
+            q_loaded.eq(Mux(b_start, q_wait + a_done >= 2, q_wait + a_done >= 1)),
+        ]
 
         # Stage 0: registered alongside the buffer read; the row max gets the rounding half of
         # the rescale, so that stage 2 gives x + half in one subtraction.
@@ -274,28 +311,43 @@ class Softmax(wiring.Component):
         shift = cfg.variant == "shift"
         e_lanes = []
         max1 = _delay(m, max0, 1, "max")
+        # Stage 1: the row max less the saturation threshold, for the comparison in stage 2.
+        max_ovf1 = Signal(signed(w + 3))
+        m.d.sync += max_ovf1.eq(max0 - ovf_t)
         for j in range(n):
             # Stage 1: the buffer's output registered (block RAM is slow to output).
             q1 = Signal(signed(w), name=f"q1_{j}")
             m.d.sync += q1.eq(q_rd.data[j])
-            # Stage 2: distance from the row max plus the rounding half, 0 <= xa < 2**(w+1).
+            # Stage 2: distance from the row max plus the rounding half, 0 <= xa < 2**(w+1), and
+            # whether x' saturates at 2**19 - 1: xa >= 2**(19 + sr - sl), compared as
+            # q <= max + half - 2**(19 + sr - sl) (by the sign of the difference).
             xa = Signal(w + 1, name=f"xa2_{j}")
-            m.d.sync += xa.eq(max1 - q1)
-            # Stage 3: rescale to units of S' by one right shift of (xa << MAX_LEFT) (a right
-            # shift by sr or a left shift by sl), saturated at 2**19 - 1 by OR-ing in the
-            # overflow (xa >= 2**(19 + sr - sl)).
-            x2 = Signal(xw, name=f"x3_{j}")
-            ovf = (xa & ovf_mask).any()
-            scaled = (Cat(Const(0, cfg.MAX_LEFT), xa) >> amt)[:xw]
-            m.d.sync += x2.eq(scaled | ovf.replicate(xw))
-            # Stage 4: times log2(e) by shifts (Shiftmax).
+            ovf = Signal(name=f"ovf2_{j}")
+            m.d.sync += [xa.eq(max1 - q1), ovf.eq(~(max_ovf1 - q1)[-1])]
+            # Stage 3: rescale to units of S' by one right shift of (xa << MAX_LEFT) by amt (a
+            # right shift by sr or a left shift by sl), saturated by OR-ing in the overflow.
+            # Stage 4: times log2(e) by shifts (Shiftmax). "ibert" has no product, so there the
+            # shift is split: by the multiple of 8 in stage 3 and by the rest in stage 4.
+            xs = Cat(Const(0, cfg.MAX_LEFT), xa)
             y = Signal(xw + 1, name=f"y4_{j}")
-            m.d.sync += y.eq(x2 + (x2 >> 1) - (x2 >> 4) if shift else x2)
+            if shift:
+                x2 = Signal(xw, name=f"x3_{j}")
+                m.d.sync += [
+                    x2.eq((xs >> amt)[:xw] | ovf.replicate(xw)),
+                    y.eq(x2 + (x2 >> 1) - (x2 >> 4)),
+                ]
+            else:
+                x2 = Signal(xw + 7, name=f"x3_{j}")
+                ovf3 = Signal(name=f"ovf3_{j}")
+                m.d.sync += [
+                    x2.eq((xs >> Cat(Const(0, 3), amt[3:]))[:xw + 7]), ovf3.eq(ovf),
+                    y.eq((x2 >> amt[:3])[:xw] | ovf3.replicate(xw)),
+                ]
             # Stages 5-9: z, r = divmod(min(y, 30*D), D) by restoring division, 5 quotient
             # bits; the clamp is a flag (y > 30*D means z = 30, r = 0) found with the first.
             rem, z = y, Const(0, 5)
             clamped = Signal(name=f"cl5_{j}")
-            m.d.sync += clamped.eq(y > clamp)
+            m.d.sync += clamped.eq((clamp - y)[-1])       # y > 30*D, as a borrow
             for k in reversed(range(5)):
                 diff = rem - (D << k)
                 nrem = Signal(xw, name=f"r{9 - k}_{j}")
@@ -361,8 +413,8 @@ class Softmax(wiring.Component):
         div_d3 = Signal(self.sum_width + 2)
         div_q = Signal(2 * digits)
         div_ebank = Signal(range(3))
-        div_fin = Signal()
-        m.d.comb += div_fin.eq(div_busy & (div_count == 0))
+        div_fin = Signal()                  # div_busy & (div_count == 0), registered
+        m.d.sync += div_fin.eq(div_busy & ~div_fin & (div_count == 1))
         with m.If(~div_busy & pend_valid):
             m.d.sync += [
                 div_busy.eq(1), div_count.eq(digits),
@@ -386,8 +438,6 @@ class Softmax(wiring.Component):
             m.d.sync += div_count.eq(div_count - 1)
         with m.If(div_fin):
             m.d.sync += [div_busy.eq(0), f_reg[div_ebank].eq(div_q)]
-            m.d.comb += [eb_clr.eq(1 << div_ebank), ef_set.eq(1 << div_ebank)]
-        m.d.sync += inflight.eq(inflight + b_start - div_fin)
         # A row ending while the divider takes the previous one from the slot refills the slot
         # (these statements come after the divider's, so they win). The slot never holds a row
         # when another ends: at most two rows are between exp start and division end.
@@ -399,8 +449,12 @@ class Softmax(wiring.Component):
                 m.d.sync += row_sum.eq(total)
 
         # -- Pass 3, normalize: read e, multiply by f, round, saturate; stalls with `o`. ------
+        # The pipeline advances on a register, `~o_skid_valid`: when `o` holds a beat that is
+        # not taken, the beat behind it moves into a skid register beside `o` (below), and the
+        # pipeline waits until `o` has taken the beat it holds.
+        o_skid_valid = Signal()
         advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        m.d.comb += advance.eq(~o_skid_valid)
         c_active = Signal()
         c_bank = Signal(range(3))
         c_addr = Signal(range(3 * depth))
@@ -408,23 +462,46 @@ class Softmax(wiring.Component):
         c_last = Signal()                   # c_elem + n >= length, registered
         c_issue = Signal()
         m.d.comb += c_issue.eq(c_active & advance)
-        c_fin = c_issue & c_last
-        c_cand = Mux(c_fin, next3(c_bank), c_bank)
-        c_start = (~c_active | c_fin) & e_full.bit_select(c_cand, 1)
+        c_fin = Signal()
+        m.d.comb += c_fin.eq(c_issue & c_last)
+        # A row's normalize pass starts when the pass is idle or issues its last read and a
+        # row's division has ended (`c_wait > 0`).
+        c_wait = Signal(range(4))           # rows whose division ended and normalize did not start
+        c_divided = Signal()                # c_wait > 0
+        c_next_bank = Signal(range(3))      # the bank of the next row to start
+        c_start = Signal()
+        m.d.comb += c_start.eq((~c_active | c_fin) & c_divided)
         m.d.comb += [e_rd.addr.eq(c_addr), e_rd.en.eq(advance)]
         with m.If(c_fin):
-            m.d.comb += ef_clr.eq(1 << c_bank)
-            m.d.sync += [c_active.eq(0), c_bank.eq(next3(c_bank))]
+            m.d.sync += c_active.eq(0)
         with m.Elif(c_issue):
             m.d.sync += [c_addr.eq(c_addr + 1), c_elem.eq(c_elem + n),
                          c_last.eq(c_elem + 2 * n >= length)]
         with m.If(c_start):
-            m.d.sync += [c_active.eq(1), c_bank.eq(c_cand), c_addr.eq(base(c_cand, 3)),
-                         c_elem.eq(0), c_last.eq(length <= n)]
+            m.d.sync += [c_active.eq(1), c_bank.eq(c_next_bank),
+                         c_next_bank.eq(next3(c_next_bank)), c_addr.eq(base(c_next_bank, 3)),
+                         c_elem.eq(0), c_last.eq(length_one)]
+
+        # The counts of the hand-offs after the load pass, and the start conditions computed a
+        # cycle ahead from them.
+        e_rows_n = Signal.like(e_rows)
+        inflight_n = Signal.like(inflight)
+        m.d.comb += [
+            e_rows_n.eq(e_rows + b_start - c_fin),
+            inflight_n.eq(inflight + b_start - div_fin),
+        ]
+        m.d.sync += [
+            e_rows.eq(e_rows_n),
+            inflight.eq(inflight_n),
+            b_room.eq((e_rows_n < 3) & (inflight_n < 2)),
+            c_wait.eq(c_wait + div_fin - c_start),
+            c_divided.eq(Mux(c_start, c_wait + div_fin >= 2, c_wait + div_fin >= 1)),
+        ]
 
         # Stage 1: the buffer read; 2 and 3: its data registered twice (block RAM is slow to
         # output, and the multiplier may sit far from it); 4: the product e*f; 5: rounded;
-        # 6: saturated and masked, on `o`. All stages move together, on `advance`.
+        # 6: saturated and masked, on `o` (or in the skid register). All stages move together,
+        # on `advance`.
         cv = [Signal(name=f"cv{k}") for k in range(1, 6)]
         cmask = [Signal(n, name=f"cmask{k}") for k in range(1, 6)]
         cf1, cf2, cf3 = Signal(self.f_width), Signal(self.f_width), Signal(self.f_width)
@@ -434,12 +511,12 @@ class Softmax(wiring.Component):
         ed3 = [Signal(ew, name=f"ed3_{j}") for j in range(n)]
         prods = [Signal(prod_width, name=f"prod4_{j}") for j in range(n)]
         rnds = [Signal(prod_width - drop + 1, name=f"rnd5_{j}") for j in range(n)]
+        out = Signal(self.o.payload.shape(), name="out")
         with m.If(advance):
             m.d.sync += [
                 cv[0].eq(c_issue), cf1.eq(f_reg[c_bank]),
                 cmask[0].eq(Cat(c_elem + j < length for j in range(n))),
                 cf2.eq(cf1), cf3.eq(cf2),
-                self.o.valid.eq(cv[-1]),
             ]
             m.d.sync += [a.eq(b) for a, b in zip(cv[1:], cv[:-1], strict=True)]
             m.d.sync += [a.eq(b) for a, b in zip(cmask[1:], cmask[:-1], strict=True)]
@@ -450,8 +527,20 @@ class Softmax(wiring.Component):
                     ed3[j].eq(ed[j]),
                     prods[j].eq(ed3[j] * cf3),
                     rnd.eq((prods[j] + (1 << (drop - 1))) >> drop),
-                    self.o.payload[j].eq(
-                        Mux(cmask[-1][j], rnd[:cfg.out_width] | rnd[cfg.out_width:].any()
-                            .replicate(cfg.out_width), 0)),
                 ]
+        for j in range(n):
+            rnd = rnds[j]
+            m.d.comb += out[j].eq(Mux(cmask[-1][j], rnd[:cfg.out_width] | rnd[cfg.out_width:]
+                                      .any().replicate(cfg.out_width), 0))
+
+        # `o` and its skid register: the stage-5 beat goes to `o` when `o` is empty or taken,
+        # else to the skid register, which refills `o` when `o` is taken.
+        o_skid = Signal(self.o.payload.shape(), name="o_skid")
+        with m.If(advance):
+            with m.If(self.o.valid & ~self.o.ready):
+                m.d.sync += [o_skid_valid.eq(cv[-1]), o_skid.eq(out)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(cv[-1]), self.o.payload.eq(out)]
+        with m.Elif(self.o.ready):
+            m.d.sync += [self.o.payload.eq(o_skid), o_skid_valid.eq(0)]
         return m
