@@ -303,7 +303,6 @@ class _Reader:
         next_j = Signal(2 * aw, name=f"{name}_next_j")
         next_i = Signal(2 * aw, name=f"{name}_next_i")
         self.addr = addr[:addr_width]
-        self.en = issue
         with m.If(self.start):
             m.d.comb += active_next.eq(0)
         with m.Elif(load):
@@ -681,17 +680,19 @@ class Accelerator(wiring.Component):
         with m.If(running & (c_we | (y_we if y_we is not None else 0))):
             m.d.sync += written.eq(written + 1)
 
-        # Read ports: the readers while running, the command otherwise.
-        cmd_ren = Signal()
+        # Read ports: addressed by the reader while running, by the command otherwise. They
+        # read every cycle (``en`` is left at 1): a reader keeps only the words it asked for,
+        # and a command read holds its address for two cycles. The select is a copy of
+        # ``running`` a cycle late, one per buffer (timing: a short, low-fanout net to each
+        # block RAM); readers start two cycles after a run does and end before it does.
         for buf, rp in rps.items():
             reader = {Buf.A: rd_a, Buf.B: rd_b, Buf.X: rd_x, Buf.V: rd_v}.get(buf)
             if reader is not None:
-                with m.If(running):
-                    m.d.comb += [rp.addr.eq(reader.addr), rp.en.eq(reader.en)]
-                with m.Else():
-                    m.d.comb += [rp.addr.eq(addr), rp.en.eq(cmd_ren)]
+                by_reader = Signal(name=f"by_reader_{buf.name.lower()}")
+                m.d.sync += by_reader.eq(running)
+                m.d.comb += rp.addr.eq(Mux(by_reader, reader.addr, addr))
             else:
-                m.d.comb += [rp.addr.eq(addr), rp.en.eq(cmd_ren)]
+                m.d.comb += rp.addr.eq(addr)
         # A command read registers every buffer's output (the block RAM's clock-to-output is
         # most of a cycle), then selects one.
         rdata = Signal(8 * max_bytes)
@@ -1021,7 +1022,6 @@ class Accelerator(wiring.Component):
                     m.d.sync += last_error.eq(0)
                     m.next = "OPCODE"
             with m.State("RREAD"):       # READ_BUFFER: read one word
-                m.d.comb += cmd_ren.eq(1)
                 m.d.sync += bytei.eq(0)
                 m.next = "RLATCH"
             with m.State("RLATCH"):      # READ_BUFFER: the word reaches the holding registers
