@@ -10,7 +10,15 @@ from pathlib import Path
 from hw.config import AccelConfig
 
 from . import icebreaker, ulx3s
-from .synth import PNR_OPTIONS, SYNTH_COMMANDS, _run, _tail, classify_cells, parse_fmax
+from .synth import (
+    PNR_OPTIONS,
+    SYNTH_COMMANDS,
+    _run,
+    _tail,
+    classify_cells,
+    parse_fmax,
+    relax_collisions,
+)
 from .toolchain import setup_environment, tool_command
 
 __all__ = [
@@ -231,6 +239,7 @@ def _yosys_script(family):
     synth = SYNTH_COMMANDS[family]
     return "; ".join([
         "read_rtlil top.il",
+        relax_collisions(),
         "proc",          # proc; splitnets avoid a Yosys 0.70 assertion on some Amaranth RTLIL
         "splitnets",
         "hierarchy -top top",

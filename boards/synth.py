@@ -239,6 +239,25 @@ ECP5_SYNTH = ("synth_ecp5 -top top -run :map_luts; techmap -map +/lattice/latche
 
 SYNTH_COMMANDS = {"ice40": "synth_ice40 -dsp -top top", "ecp5": ECP5_SYNTH}
 
+#: Memories whose read data is never used in a cycle that writes the address it reads: the
+#: accelerator's buffers (hw/top.py: a buffer is written by WRITE_BUFFER or by a run, and read by
+#: READ_BUFFER or by a run that writes other buffers; commands do not overlap, and a run refuses
+#: buffer commands) and the board link's frame buffer (written while a request arrives, read
+#: while it is forwarded). Amaranth asks for the old data on a read-write collision; block RAMs
+#: do not give it across their two ports, so Yosys would emulate it with a register on every
+#: write input and a bypass multiplexer on every read output, both on paths to and from the
+#: block RAM (about 1.5 ns each on the ECP5). Marking the collision "undefined" for these
+#: memories alone removes the emulation; simulation (old data) and hardware agree wherever the
+#: design uses the data.
+UNCONTENDED_MEMORIES = ("buf_a", "buf_b", "buf_c", "buf_x", "buf_y", "buf_v", "frame")
+
+
+def relax_collisions():
+    """Yosys commands marking read-write collisions of :data:`UNCONTENDED_MEMORIES` undefined
+    (their read ports' ``COLLISION_X_MASK``; each has one write port)."""
+    return "; ".join(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\\\{name} %i"
+                     for name in UNCONTENDED_MEMORIES)
+
 
 def yosys_script(family):
     """The Yosys script run in the output folder on ``design.il``.
@@ -251,6 +270,7 @@ def yosys_script(family):
     synth = SYNTH_COMMANDS[family]
     return "; ".join([
         "read_rtlil design.il",
+        relax_collisions(),
         "proc",
         "splitnets",
         "hierarchy -top top",

@@ -247,15 +247,16 @@ class _Reader:
     stepped by one adder (``+1``, or a jump to the next j or i block, kept ready beside it), the
     loops count down to registered "last" flags, and the decision to read is a flip-flop driven
     by a credit counter (slots of the queue neither full nor claimed by a read in flight). The
-    memory's output goes into a small FIFO, whose ``valid``/``data``/``ready`` are the stream: the
-    block RAM's slow clock-to-output ends there. A register slice (:class:`~hw.skid.SkidBuffer`)
-    follows the FIFO, so the consumer's ``ready`` reaches only the slice's flip-flops.
+    memory's output is registered (the block RAM's slow clock-to-output ends there), then goes
+    into a small FIFO (distributed RAM), whose ``valid``/``data``/``ready`` are the stream. A
+    register slice (:class:`~hw.skid.SkidBuffer`) follows the FIFO, so the consumer's ``ready``
+    reaches only the slice's flip-flops.
 
-    Latency: 2 cycles from ``start`` to the first read, whose word is on the stream 4 cycles
+    Latency: 2 cycles from ``start`` to the first read, whose word is on the stream 5 cycles
     later. Throughput: one word per cycle (the queue covers the credit loop).
     """
 
-    DEPTH = 8
+    DEPTH = 12
 
     def __init__(self, m, name, rp, addr_width):
         self.rp = rp
@@ -276,17 +277,21 @@ class _Reader:
         load = Signal(name=f"{name}_load")
         issue = Signal(name=f"{name}_issue")       # a read is issued this cycle (a flip-flop)
         issued = Signal(name=f"{name}_issued")     # a word leaves the memory this cycle
+        landed = Signal(name=f"{name}_landed")     # ... and is in ``landed_data`` this cycle
+        landed_data = Signal.like(rp.data, name=f"{name}_landed_data")
         consumed = Signal(name=f"{name}_consumed")   # a word left the FIFO last cycle
         credits = Signal(range(self.DEPTH + 1), name=f"{name}_credits")
         active_next = Signal(name=f"{name}_active_next")
         credits_next = Signal.like(credits, name=f"{name}_credits_next")
         m.d.comb += [
-            fifo.w_en.eq(issued), fifo.w_data.eq(rp.data),
+            fifo.w_en.eq(landed), fifo.w_data.eq(landed_data),
             active_next.eq(self.active),
             credits_next.eq(credits - issue + consumed),
         ]
         m.d.sync += [
             issued.eq(issue & ~self.start),
+            landed.eq(issued & ~self.start),
+            landed_data.eq(rp.data),
             consumed.eq(fifo.r_en & fifo.r_rdy & ~self.start),
             load.eq(self.start),
             credits.eq(Mux(self.start, self.DEPTH, credits_next)),
@@ -653,18 +658,29 @@ class Accelerator(wiring.Component):
 
         # Word assembly for writes, and the latched word for reads.
         max_bytes = max(s.nbytes for s in self.buffers.values())
-        word = Signal(8 * max_bytes)
+        word = Signal(8 * max_bytes)           # a word being written
+        rword = Signal(8 * max_bytes)          # a word being read out
         bytei = Signal(range(max_bytes + 1))
         wpending = Signal()
         waddr = Signal(17)
         m.d.sync += wpending.eq(0)
+        # A run's output words reach C or Y through a register stage (timing: the units' output
+        # logic and the block RAM are far apart); the port select is a per-buffer copy of
+        # ``running`` a cycle late, which still covers the last, delayed write.
+        run_addr = Signal.like(written)
+        m.d.sync += run_addr.eq(written)
+        run_words = {Buf.C: (c_we, c_word), Buf.Y: (y_we, y_word)}
         for buf, wp in wps.items():
-            with m.If(running):
-                if buf == Buf.C:
-                    m.d.comb += [wp.en.eq(c_we), wp.addr.eq(written), wp.data.eq(c_word)]
-                elif buf == Buf.Y:
-                    m.d.comb += [wp.en.eq(y_we), wp.addr.eq(written), wp.data.eq(y_word)]
-            with m.Else():
+            by_run = Signal(name=f"by_run_{buf.name.lower()}")
+            m.d.sync += by_run.eq(running)
+            if buf in run_words and run_words[buf][0] is not None:
+                we, data_in = run_words[buf]
+                run_we = Signal(name=f"run_we_{buf.name.lower()}")
+                run_data = Signal.like(data_in, name=f"run_data_{buf.name.lower()}")
+                m.d.sync += [run_we.eq(running & we), run_data.eq(data_in)]
+                with m.If(by_run):
+                    m.d.comb += [wp.en.eq(run_we), wp.addr.eq(run_addr), wp.data.eq(run_data)]
+            with m.If(~by_run):
                 m.d.comb += [wp.en.eq(wpending & (buf_id == buf.value)), wp.addr.eq(waddr),
                              wp.data.eq(word)]
         if Op.LAYERNORM in units:
@@ -1027,12 +1043,12 @@ class Accelerator(wiring.Component):
             with m.State("RLATCH"):      # READ_BUFFER: the word reaches the holding registers
                 m.next = "RSELECT"
             with m.State("RSELECT"):     # READ_BUFFER: take the addressed buffer's word
-                m.d.sync += [word.eq(rdata), addr.eq(addr + 1)]
+                m.d.sync += [rword.eq(rdata), addr.eq(addr + 1)]
                 m.next = "RSEND"
             with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
-                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(word[:8])]
+                m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(rword[:8])]
                 with m.If(rsp.ready):
-                    m.d.sync += [word.eq(word >> 8), bytei.eq(bytei + 1)]
+                    m.d.sync += [rword.eq(rword >> 8), bytei.eq(bytei + 1)]
                     with m.If(bytei == last_byte):
                         m.d.sync += count.eq(count - 1)
                         with m.If(count == 1):
