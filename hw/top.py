@@ -771,6 +771,26 @@ class Accelerator(wiring.Component):
             with m.If(att.cmd.valid & att.cmd.ready):
                 m.d.sync += att_cmd_valid.eq(0)
 
+        # The readers' loops follow the op at all times, without an enable (loaded from the
+        # command FSM, they had one enable net across the chip); they are stable from FIT on,
+        # and a reader loads them two cycles after LAUNCH.
+        # GEMM: A walks i = row tile (stride K), j = column tile (stride 0), then k; B the same
+        # walk with the strides swapped. Attention and the nonlinear units read linearly (Q, K
+        # and V are in the controller's scratchpad order).
+        K = regs[Reg.K]
+        m.d.sync += [
+            rd_a.count_i.eq(Mux(gemm_op, tiles_m, 1)), rd_a.count_j.eq(Mux(gemm_op, tiles_n, 1)),
+            rd_a.count_k.eq(Mux(gemm_op, K, words_a)), rd_a.si.eq(Mux(gemm_op, K, 0)),
+            rd_a.sj.eq(0),
+            rd_b.count_i.eq(Mux(gemm_op, tiles_m, 1)), rd_b.count_j.eq(Mux(gemm_op, tiles_n, 1)),
+            rd_b.count_k.eq(Mux(gemm_op, K, words_b)), rd_b.si.eq(0),
+            rd_b.sj.eq(Mux(gemm_op, K, 0)),
+        ]
+        for rd, n in ((rd_x, words_a), (rd_v, words_c)):
+            if rd is not None:
+                m.d.sync += [rd.count_i.eq(1), rd.count_j.eq(1), rd.count_k.eq(n), rd.si.eq(0),
+                             rd.sj.eq(0)]
+
         # A run ends when its last output word is written.
         with m.If(running & (written == out_words) & ~gemm_cmd_valid & ~att_cmd_valid):
             m.d.sync += [running.eq(0), done.eq(1)]
@@ -954,14 +974,6 @@ class Accelerator(wiring.Component):
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
                                      written.eq(0), out_words.eq(words_c), gemm_cmd_valid.eq(1)]
                         m.d.sync += [rd_a.start.eq(1), rd_b.start.eq(1)]
-                        # A: i = row tile (stride K), j = column tile (stride 0), then k;
-                        # B: the same walk with the strides swapped.
-                        m.d.sync += [
-                            rd_a.count_i.eq(tiles_m), rd_a.count_j.eq(tiles_n),
-                            rd_a.count_k.eq(regs[Reg.K]), rd_a.si.eq(regs[Reg.K]), rd_a.sj.eq(0),
-                            rd_b.count_i.eq(tiles_m), rd_b.count_j.eq(tiles_n),
-                            rd_b.count_k.eq(regs[Reg.K]), rd_b.si.eq(0), rd_b.sj.eq(regs[Reg.K]),
-                        ]
                 with m.Elif(att_op):
                     if att is not None:
                         with m.If(over_abc):
@@ -970,12 +982,7 @@ class Accelerator(wiring.Component):
                             m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
                                          written.eq(0), out_words.eq(words_c),
                                          att_cmd_valid.eq(1)]
-                            # Q, K and V are read linearly: the buffers hold the controller's
-                            # scratchpad order.
-                            for rd, n in ((rd_a, words_a), (rd_b, words_b), (rd_v, words_c)):
-                                m.d.sync += rd.start.eq(1)
-                                m.d.sync += [rd.count_i.eq(1), rd.count_j.eq(1),
-                                             rd.count_k.eq(n), rd.si.eq(0), rd.sj.eq(0)]
+                            m.d.sync += [rd.start.eq(1) for rd in (rd_a, rd_b, rd_v)]
                 with m.Else():
                     with m.If(over_a):
                         m.d.sync += status.eq(Error.SHAPE.value)
@@ -984,9 +991,6 @@ class Accelerator(wiring.Component):
                                      written.eq(0), out_words.eq(words_a)]
                         if rd_x is not None:
                             m.d.sync += rd_x.start.eq(1)
-                            m.d.sync += [rd_x.count_i.eq(1), rd_x.count_j.eq(1),
-                                         rd_x.count_k.eq(words_a), rd_x.si.eq(0),
-                                         rd_x.sj.eq(0)]
                 m.next = "RSP0"
             with m.State("WDATA"):       # WRITE_BUFFER: words, nbytes bytes each
                 m.d.comb += cmd.ready.eq(1)
