@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import registered_product
+
 __all__ = ["Gelu"]
 
 
@@ -127,18 +129,24 @@ class Gelu(wiring.Component):
             m.d.sync += half.eq((1 << self.n) >> 1)
         for lane in range(cfg.lanes):
             q = self.i.payload[lane]
+            # The last stage, y = q * s, is registered in its DSP block (see hw.dsp).
+            y = Signal(signed(cfg.out_width), name=f"y_{lane}")
             with m.If(advance):
                 if cfg.variant == "ibert":
-                    y = self._ibert(m, q, half, lane)
+                    q_s, s = self._ibert(m, platform, advance, q, half, lane)
                 else:
-                    y = self._shift(m, q, lane)
-                m.d.sync += self.o.payload[lane].eq(y)
+                    q_s, s = self._shift(m, q, lane)
+            registered_product(m, platform, q_s, s, y, en=advance, name=f"y_{lane}")
+            m.d.comb += self.o.payload[lane].eq(y)
         return m
 
     @staticmethod
     def _reg(m, value, shape, name):
-        """A pipeline register loaded with ``value`` (inside the caller's ``If(advance)``)."""
-        sig = Signal(shape, name=name)
+        """A pipeline register loaded with ``value`` (inside the caller's ``If(advance)``).
+
+        Reset-less: a value is only used where its valid flag (``valid``, reset) says so.
+        """
+        sig = Signal(shape, name=name, reset_less=True)
         m.d.sync += sig.eq(value)
         return sig
 
@@ -148,7 +156,7 @@ class Gelu(wiring.Component):
             value = self._reg(m, value, value.shape(), f"{name}_d{s}")
         return value
 
-    def _ibert(self, m, q, half, lane):
+    def _ibert(self, m, platform, advance, q, half, lane):
         cfg, reg = self.cfg, self._reg
         P, F, w = cfg.poly_width, cfg.frac_width, cfg.in_width
         # 1: |q|
@@ -161,8 +169,9 @@ class Gelu(wiring.Component):
         # 3: t = beta - min(|q| << k, beta)
         t = reg(m, self.beta - Mux(~big & (low < self.beta), low, self.beta), unsigned(P),
                 f"t_{lane}")
-        # 4: the square (multiplier 1)
-        sq = reg(m, t * t, unsigned(2 * P), f"sq_{lane}")
+        # 4: the square (multiplier 1), registered in its DSP block
+        sq = Signal(unsigned(2 * P), name=f"sq_{lane}", reset_less=True)
+        registered_product(m, platform, t, t, sq, en=advance, name=f"sq_{lane}")
         # 5: c + 2**(n-1) - t*t; c > t*t, so the difference is positive.
         diff = reg(m, self.c + half - sq, unsigned(2 * P + 2), f"diff_{lane}")
         # 6: e = round_shift(c - t*t, n)
@@ -171,7 +180,7 @@ class Gelu(wiring.Component):
         # 7: s = one -+ e, in [0, 2 * one]
         s = reg(m, Mux(neg, self.one - e, self.one + e)[:F + 2], unsigned(F + 2), f"s_{lane}")
         # 8: y = q * s (multiplier 2), registered by the caller.
-        return self._delay(m, q, 7, f"q_{lane}") * s
+        return self._delay(m, q, 7, f"q_{lane}"), s
 
     def _shift(self, m, q, lane):
         cfg, reg = self.cfg, self._reg
@@ -223,4 +232,4 @@ class Gelu(wiring.Component):
         s = Signal(unsigned(F + 1), name=f"s_{lane}")
         m.d.comb += s.eq(sum(sb << (F - i) for i, sb in enumerate(s_bits)))
         # last: y = q * s (the only multiplier), registered by the caller.
-        return self._delay(m, q, stage, f"q_{lane}") * s
+        return self._delay(m, q, stage, f"q_{lane}"), s

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .dsp import registered_product
 from .requant import saturate
 
 __all__ = ["layernorm_coef_layout", "LayerNorm"]
@@ -175,14 +176,19 @@ class LayerNorm(wiring.Component):
         w_first = Signal(init=1)
         w_last = Signal()
 
+        # Data registers are reset-less throughout: each is only used where a valid flag, a
+        # state or a `first` flag (all reset) says that it holds a value.
         p1_valid, p1_first, p1_last = Signal(), Signal(), Signal()
-        p1_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))
+        p1_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
         p2_valid, p2_first, p2_last = Signal(), Signal(), Signal()
-        p2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))
-        p2_sq = Signal(data.ArrayLayout(unsigned(2 * cfg.in_width), n_lanes))
-        acc1, acc2 = Signal(signed(self.s1_width)), Signal(unsigned(self.s2_width))
+        p2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
+        p2_sq = [Signal(unsigned(2 * cfg.in_width), name=f"p2_sq_{j}", reset_less=True)
+                 for j in range(n_lanes)]
+        acc1 = Signal(signed(self.s1_width), reset_less=True)
+        acc2 = Signal(unsigned(self.s2_width), reset_less=True)
         a_full = Signal()   # a finished row's (s1, s2) waits for the variance stage
-        a_s1, a_s2 = Signal(signed(self.s1_width)), Signal(unsigned(self.s2_width))
+        a_s1 = Signal(signed(self.s1_width), reset_less=True)
+        a_s2 = Signal(unsigned(self.s2_width), reset_less=True)
 
         room = ~w_first | ~held[SLOTS - 1]
         # A row's sums need the token register: take its last beat only when nothing is pending.
@@ -213,7 +219,8 @@ class LayerNorm(wiring.Component):
         m.d.sync += [p2_valid.eq(p1_valid), p2_first.eq(p1_first), p2_last.eq(p1_last),
                      p2_q.eq(p1_q)]
         for j in range(n_lanes):
-            m.d.sync += p2_sq[j].eq(p1_q[j] * p1_q[j])
+            # q**2, registered in its DSP block (see hw.dsp).
+            registered_product(m, platform, p1_q[j], p1_q[j], p2_sq[j], name=f"p2_sq_{j}")
         sum1 = Mux(p2_first, 0, acc1) + sum(p2_q[j] for j in range(n_lanes))
         sum2 = Mux(p2_first, 0, acc2) + sum(p2_sq[j] for j in range(n_lanes))
         with m.If(p2_valid):
@@ -223,16 +230,16 @@ class LayerNorm(wiring.Component):
 
         # -- 2. Variance v = L*s2 - s1**2, MSB-first shift-and-add. ------------------------------
         MW, VW = self.mag_width, self.var_width
-        v_s1 = Signal(signed(self.s1_width))
-        v_mag = Signal(unsigned(MW))        # |s1|
-        v_s2 = Signal(unsigned(self.s2_width))
-        v_x = Signal(unsigned(MW))          # |s1| bits, consumed MSB first
-        v_l = Signal(unsigned(MW))          # L bits, consumed MSB first
-        v_sq = Signal(unsigned(2 * MW))
-        v_ls = Signal(unsigned(VW + 1))
+        v_s1 = Signal(signed(self.s1_width), reset_less=True)
+        v_mag = Signal(unsigned(MW), reset_less=True)        # |s1|
+        v_s2 = Signal(unsigned(self.s2_width), reset_less=True)
+        v_x = Signal(unsigned(MW), reset_less=True)          # |s1| bits, consumed MSB first
+        v_l = Signal(unsigned(MW), reset_less=True)          # L bits, consumed MSB first
+        v_sq = Signal(unsigned(2 * MW), reset_less=True)
+        v_ls = Signal(unsigned(VW + 1), reset_less=True)
         v_cnt = Signal(range(MW + 1))
-        v_out = Signal(unsigned(VW))
-        v_s1_out = Signal(signed(self.s1_width))
+        v_out = Signal(unsigned(VW), reset_less=True)
+        v_s1_out = Signal(signed(self.s1_width), reset_less=True)
         v_done = Signal()   # (v_out, v_s1_out) wait for the square-root stage
         n_age = Signal(range(NORM_STEPS + 1))   # cycles since v_out was written, up to a limit
         with m.If(n_age != NORM_STEPS):
@@ -263,9 +270,11 @@ class LayerNorm(wiring.Component):
                     m.next = "IDLE"
 
         # -- 3. Square root of v normalized into [2**30, 2**32). ---------------------------------
-        r_s1 = Signal(signed(self.s1_width))
+        r_s1 = Signal(signed(self.s1_width), reset_less=True)
         r_zero = Signal()
-        r_e = Signal(signed(8))
+        r_e = Signal(signed(8), reset_less=True)
+        # r_rem and r_res keep their reset: without it, Yosys makes their load of 0 a
+        # synchronous reset (LSR) behind the root step's comparison, a longer path.
         r_rem = Signal(unsigned(SQRT_WIDTH + 1))
         r_res = Signal(unsigned(SQRT_WIDTH))      # res + bit < 2**31 while it runs
         r_bit = Signal(unsigned(SQRT_WIDTH - 1))
@@ -285,7 +294,7 @@ class LayerNorm(wiring.Component):
             right = (n_x[SQRT_WIDTH - 2 + size:] != 0 if SQRT_WIDTH - 2 + size < XW
                      else Const(0))
             left = n_x[SQRT_WIDTH - size:] == 0
-            x = Signal(unsigned(XW), name=f"r_norm{k}")
+            x = Signal(unsigned(XW), name=f"r_norm{k}", reset_less=True)
             n_left.append(Signal(name=f"r_left{k}"))
             n_right.append(Signal(name=f"r_right{k}"))
             m.d.sync += [
@@ -321,13 +330,13 @@ class LayerNorm(wiring.Component):
                     m.next = "IDLE"
 
         # -- 4. factor = floor(2**32 / std); a = L*factor, b = s1*factor. ------------------------
-        d_std = Signal(unsigned(SQRT_WIDTH // 2))
-        d_rem = Signal(unsigned(SQRT_WIDTH // 2 + 1))
-        d_s1 = Signal(signed(self.s1_width))
+        d_std = Signal(unsigned(SQRT_WIDTH // 2), reset_less=True)
+        d_rem = Signal(unsigned(SQRT_WIDTH // 2 + 1), reset_less=True)
+        d_s1 = Signal(signed(self.s1_width), reset_less=True)
         d_zero = Signal()
-        d_e = Signal(signed(8))
-        d_a = Signal(unsigned(self.a_width))
-        d_b = Signal(signed(self.b_width))
+        d_e = Signal(signed(8), reset_less=True)
+        d_a = Signal(unsigned(self.a_width), reset_less=True)
+        d_b = Signal(signed(self.b_width), reset_less=True)
         d_cnt = Signal(range(RECIP_STEPS + 2))
         d_qbit = Signal()
         d_done = Signal()
@@ -368,8 +377,8 @@ class LayerNorm(wiring.Component):
 
         # The row's shift and rounding term, from d_e (held from the reciprocal stage's start,
         # 20 cycles before d_done): registered, so taking the constants is one subtraction.
-        d_sh = Signal(range(self.max_shift + 1))
-        d_half = Signal(unsigned(self.max_shift))
+        d_sh = Signal(range(self.max_shift + 1), reset_less=True)
+        d_half = Signal(unsigned(self.max_shift), reset_less=True)
         m.d.sync += [d_sh.eq(cfg.norm_frac - d_e),
                      d_half.eq((Const(1, self.max_shift + 1) << d_sh) >> 1)]
 
@@ -379,9 +388,9 @@ class LayerNorm(wiring.Component):
         c_addr = Signal(range(SLOTS * D))                  # row buffer address of this beat
         c_next = Signal(range(SLOTS * D), init=D % (SLOTS * D))   # base of the next slot
         c_last = Signal()     # this beat ends the row (c_pos + n_lanes >= L), registered
-        c_a = Signal(unsigned(self.a_width))
-        c_sh = Signal(range(self.max_shift + 1))
-        c_hb = Signal(signed(self.b_width + 1))     # 2**(sh-1) - b: rounding and offset
+        c_a = Signal(unsigned(self.a_width), reset_less=True)
+        c_sh = Signal(range(self.max_shift + 1), reset_less=True)
+        c_hb = Signal(signed(self.b_width + 1), reset_less=True)   # 2**(sh-1) - b: rounding, offset
         issue = c_busy & advance
         take = d_done & (~c_busy | (issue & c_last))
         m.d.comb += row_end.eq(issue & c_last)
@@ -414,29 +423,38 @@ class LayerNorm(wiring.Component):
               for k in range(1, 8)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
-        s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))
-        s2_g, s2_beta = Signal(gam_t), Signal(bet_t)
+        s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
+        s2_g, s2_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
         s3_hb, s3_sh = Signal.like(c_hb), Signal.like(c_sh)
         # q*a and zq*gamma as two partial products each (low 17 bits of a or zq, unsigned,
-        # and the rest): one 18x18 multiplier block apiece, registered before any adder.
+        # and the rest): one 18x18 multiplier block apiece, registered in the block (see
+        # hw.dsp) before any adder.
         s2_a_lo, s2_a_hi = s2_a[:MUL_SPLIT], s2_a[MUL_SPLIT:]
-        s3_nl = Signal(data.ArrayLayout((s2_q[0] * s2_a_lo).shape(), n_lanes))
-        s3_nh = Signal(data.ArrayLayout((s2_q[0] * s2_a_hi).shape(), n_lanes))
-        s3_g, s3_beta = Signal(gam_t), Signal(bet_t)
+        s3_nl = [Signal((s2_q[0] * s2_a_lo).shape(), name=f"s3_nl_{j}", reset_less=True)
+                 for j in range(n_lanes)]
+        s3_nh = [Signal((s2_q[0] * s2_a_hi).shape(), name=f"s3_nh_{j}", reset_less=True)
+                 for j in range(n_lanes)]
+        s3_g, s3_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
         s4_sh = Signal.like(c_sh)
         s4_u = Signal(data.ArrayLayout(((s3_nh[0] << MUL_SPLIT) + s3_nl[0] + s3_hb).shape(),
-                                       n_lanes))
+                                       n_lanes), reset_less=True)
         beth_t = data.ArrayLayout((s3_beta[0] + (1 << (shift - 1))).shape(), n_lanes)
-        s4_g, s4_bh = Signal(gam_t), Signal(beth_t)
-        s5_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes))
-        s5_g, s5_bh = Signal(gam_t), Signal(beth_t)
+        s4_g, s4_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
+        s5_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes), reset_less=True)
+        s5_g, s5_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
         s5_zq_lo = [s5_zq[j][:MUL_SPLIT] for j in range(n_lanes)]
         s5_zq_hi = [s5_zq[j][MUL_SPLIT:].as_signed() for j in range(n_lanes)]
-        s6_pl = Signal(data.ArrayLayout((s5_zq_lo[0] * s5_g[0]).shape(), n_lanes))
-        s6_ph = Signal(data.ArrayLayout((s5_zq_hi[0] * s5_g[0]).shape(), n_lanes))
-        s6_bh = Signal(beth_t)
+        s6_pl = [Signal((s5_zq_lo[0] * s5_g[0]).shape(), name=f"s6_pl_{j}", reset_less=True)
+                 for j in range(n_lanes)]
+        s6_ph = [Signal((s5_zq_hi[0] * s5_g[0]).shape(), name=f"s6_ph_{j}", reset_less=True)
+                 for j in range(n_lanes)]
+        s6_bh = Signal(beth_t, reset_less=True)
         s7_p = Signal(data.ArrayLayout(((s6_ph[0] << MUL_SPLIT) + s6_pl[0] + s6_bh[0]).shape(),
-                                       n_lanes))
+                                       n_lanes), reset_less=True)
+        for j in range(n_lanes):
+            for prod, a, b in [(s3_nl[j], s2_q[j], s2_a_lo), (s3_nh[j], s2_q[j], s2_a_hi),
+                               (s6_pl[j], s5_zq_lo[j], s5_g[j]), (s6_ph[j], s5_zq_hi[j], s5_g[j])]:
+                registered_product(m, platform, a, b, prod, en=advance, name=prod.name)
         with m.If(advance):
             m.d.sync += [st[0]["valid"].eq(issue), self.o.valid.eq(st[6]["valid"])]
             for k in range(1, 7):
@@ -453,13 +471,9 @@ class LayerNorm(wiring.Component):
             for j in range(n_lanes):
                 m.d.sync += [
                     st[0]["mask"][j].eq(c_pos + j < L),
-                    s3_nl[j].eq(s2_q[j] * s2_a_lo),
-                    s3_nh[j].eq(s2_q[j] * s2_a_hi),
                     s4_u[j].eq((s3_nh[j] << MUL_SPLIT) + s3_nl[j] + s3_hb),
                     s4_bh[j].eq(s3_beta[j] + (1 << (shift - 1))),
                     s5_zq[j].eq(s4_u[j] >> s4_sh),
-                    s6_pl[j].eq(s5_zq_lo[j] * s5_g[j]),
-                    s6_ph[j].eq(s5_zq_hi[j] * s5_g[j]),
                     s7_p[j].eq((s6_ph[j] << MUL_SPLIT) + s6_pl[j] + s6_bh[j]),
                     self.o.payload[j].eq(Mux(st[6]["mask"][j],
                                              saturate(s7_p[j] >> shift, cfg.out_width), 0)),

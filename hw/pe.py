@@ -1,8 +1,10 @@
 """Processing element: one registered INT8 x INT8 multiply-accumulate of the systolic array."""
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from .dsp import registered_product
 
 __all__ = ["Flags", "drain_layout", "PE"]
 
@@ -34,14 +36,11 @@ class PE(wiring.Component):
     accumulator on the next cycle. ``first`` restarts the sum; on ``last`` the finished sum is
     captured into this element's slot of the drain chain.
 
-    How the product is built depends on the target, read from ``platform.family`` at
-    elaboration. For ``"ecp5"`` (and ``in_width <= 18``) the element instantiates a signed
-    MULT18X18D with its output register in use (``REG_OUTPUT_CLK="CLK0"``, synchronous reset
-    from the domain's reset): Yosys does not pack a fabric register into the DSP, and the DSP's
-    combinational delay plus routing would limit Fmax. Everywhere else (simulation, iCE40, no
-    platform) it is ``a * b`` into a fabric register, which ``synth_ice40 -dsp`` maps onto an
-    SB_MAC16. Both are the same registered product, with the same latency and reset value;
-    ``tests/hw/test_pe_ecp5.py`` proves the two equivalent.
+    The product register is :func:`hw.dsp.registered_product`: on ECP5 (``platform.family ==
+    "ecp5"``) the output register of a signed MULT18X18D (synchronous reset from the domain's
+    reset), elsewhere (simulation, iCE40, no platform) ``a * b`` into a fabric register, which
+    ``synth_ice40 -dsp`` maps onto an SB_MAC16. Both are the same registered product, with the
+    same latency and reset value; ``tests/hw/test_pe_ecp5.py`` proves the two PEs equivalent.
 
     The drain chain runs upwards, one slot per element, against the direction in which a tile's
     wavefront moves down the column: a result captured in row r reaches the top ``2r + 1`` cycles
@@ -99,10 +98,7 @@ class PE(wiring.Component):
         prod = Signal(signed(2 * self.in_width))
         f_prod = Signal(Flags)
         m.d.sync += f_prod.eq(f)
-        if getattr(platform, "family", None) == "ecp5" and self.in_width <= 18:
-            self._ecp5_mult(m, a, b, prod)
-        else:
-            m.d.sync += prod.eq(a * b)
+        registered_product(m, platform, a, b, prod, name="mult")
 
         # Stage 2: accumulate. `first` gates the old sum to zero rather than muxing in a load.
         acc = Signal(signed(self.acc_width))
@@ -125,30 +121,3 @@ class PE(wiring.Component):
         m.d.comb += self.d_out.eq(slot)
 
         return m
-
-    def _ecp5_mult(self, m, a, b, prod):
-        """A MULT18X18D computing ``prod <= a * b``: operands sign-extended to 18 bits, input and
-        pipeline registers bypassed, output register on CLK0/CE0/RST0 (synchronous reset)."""
-        a18, b18 = Signal(signed(18)), Signal(signed(18))
-        p36 = Signal(signed(36))
-        ports = {
-            "i_SIGNEDA": Const(1, 1), "i_SIGNEDB": Const(1, 1),
-            "i_SOURCEA": Const(0, 1), "i_SOURCEB": Const(0, 1),
-            "i_CLK0": ClockSignal(), "i_CE0": Const(1, 1),
-            "i_RST0": ResetSignal(allow_reset_less=True),
-        }
-        for k in (1, 2, 3):
-            ports.update({f"i_CLK{k}": Const(0, 1), f"i_CE{k}": Const(1, 1),
-                          f"i_RST{k}": Const(0, 1)})
-        for i in range(18):
-            ports.update({f"i_A{i}": a18[i], f"i_B{i}": b18[i], f"i_C{i}": Const(0, 1)})
-        for i in range(36):
-            ports[f"o_P{i}"] = p36[i]
-        m.submodules.mult = Instance(
-            "MULT18X18D",
-            p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_INPUTC_CLK="NONE",
-            p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0",
-            p_REG_OUTPUT_RST="RST0", p_RESETMODE="SYNC", p_GSR="DISABLED", **ports)
-        # Assignments sign-extend a and b; the product of two in_width-bit signed values fits in
-        # 2 * in_width bits, so dropping P's upper bits is exact.
-        m.d.comb += [a18.eq(a), b18.eq(b), prod.eq(p36[:len(prod)])]

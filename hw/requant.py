@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import registered_product
 from .skid import SkidBuffer
 
 __all__ = ["saturate", "Requantizer"]
@@ -81,20 +82,27 @@ class Requantizer(wiring.Component):
         lo_w = min(16, self.acc_width - 1)
         hi_w = self.acc_width - lo_w
         mw = self.mult_width
-        p_lo = Signal(data.ArrayLayout(unsigned(lo_w + mw), n))
-        p_hi = Signal(data.ArrayLayout(signed(hi_w + mw + 1), n))
-        prod = Signal(data.ArrayLayout(signed(pw), n))
-        rounded = Signal(data.ArrayLayout(signed(pw), n))
-        coarse = Signal(data.ArrayLayout(signed(pw), n))
-        shifted = Signal(data.ArrayLayout(signed(pw), n))
+        # The pipeline registers after the valid flags are reset-less: a value is only used
+        # where its valid flag says so, and no reset then reaches them through a shared LUT.
+        p_lo = [Signal(unsigned(lo_w + mw), name=f"p_lo_{j}", reset_less=True) for j in range(n)]
+        p_hi = [Signal(signed(hi_w + mw + 1), name=f"p_hi_{j}", reset_less=True)
+                for j in range(n)]
+        prod = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
+        rounded = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
+        coarse = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
+        shifted = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
+        for j in range(n):
+            acc = self.i.payload[j]
+            # Each partial product registered in its DSP block (see hw.dsp).
+            registered_product(m, platform, acc[:lo_w], self.multiplier, p_lo[j], en=advance,
+                               name=f"p_lo_{j}")
+            registered_product(m, platform, acc[lo_w:].as_signed(), self.multiplier, p_hi[j],
+                               en=advance, name=f"p_hi_{j}")
         with m.If(advance):
             m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [self.i.valid, *valid],
                                                   strict=True)]
             for j in range(n):
-                acc = self.i.payload[j]
                 m.d.sync += [
-                    p_lo[j].eq(acc[:lo_w] * self.multiplier),
-                    p_hi[j].eq(acc[lo_w:].as_signed() * self.multiplier),
                     prod[j].eq((p_hi[j] << lo_w) + p_lo[j]),
                     rounded[j].eq(prod[j] + half),
                     # The barrel shift in two stages: by the multiple of 8, then by the rest.

@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import SoftmaxConfig
+from .dsp import registered_product
 
 __all__ = ["Softmax"]
 
@@ -316,29 +317,31 @@ class Softmax(wiring.Component):
         m.d.sync += max_ovf1.eq(max0 - ovf_t)
         for j in range(n):
             # Stage 1: the buffer's output registered (block RAM is slow to output).
-            q1 = Signal(signed(w), name=f"q1_{j}")
+            # The pipeline's data registers are reset-less: a value is only used where its
+            # valid flag (`v0` delayed, reset) says so.
+            q1 = Signal(signed(w), name=f"q1_{j}", reset_less=True)
             m.d.sync += q1.eq(q_rd.data[j])
             # Stage 2: distance from the row max plus the rounding half, 0 <= xa < 2**(w+1), and
             # whether x' saturates at 2**19 - 1: xa >= 2**(19 + sr - sl), compared as
             # q <= max + half - 2**(19 + sr - sl) (by the sign of the difference).
-            xa = Signal(w + 1, name=f"xa2_{j}")
-            ovf = Signal(name=f"ovf2_{j}")
+            xa = Signal(w + 1, name=f"xa2_{j}", reset_less=True)
+            ovf = Signal(name=f"ovf2_{j}", reset_less=True)
             m.d.sync += [xa.eq(max1 - q1), ovf.eq(~(max_ovf1 - q1)[-1])]
             # Stage 3: rescale to units of S' by one right shift of (xa << MAX_LEFT) by amt (a
             # right shift by sr or a left shift by sl), saturated by OR-ing in the overflow.
             # Stage 4: times log2(e) by shifts (Shiftmax). "ibert" has no product, so there the
             # shift is split: by the multiple of 8 in stage 3 and by the rest in stage 4.
             xs = Cat(Const(0, cfg.MAX_LEFT), xa)
-            y = Signal(xw + 1, name=f"y4_{j}")
+            y = Signal(xw + 1, name=f"y4_{j}", reset_less=True)
             if shift:
-                x2 = Signal(xw, name=f"x3_{j}")
+                x2 = Signal(xw, name=f"x3_{j}", reset_less=True)
                 m.d.sync += [
                     x2.eq((xs >> amt)[:xw] | ovf.replicate(xw)),
                     y.eq(x2 + (x2 >> 1) - (x2 >> 4)),
                 ]
             else:
-                x2 = Signal(xw + 7, name=f"x3_{j}")
-                ovf3 = Signal(name=f"ovf3_{j}")
+                x2 = Signal(xw + 7, name=f"x3_{j}", reset_less=True)
+                ovf3 = Signal(name=f"ovf3_{j}", reset_less=True)
                 m.d.sync += [
                     x2.eq((xs >> Cat(Const(0, 3), amt[3:]))[:xw + 7]), ovf3.eq(ovf),
                     y.eq((x2 >> amt[:3])[:xw] | ovf3.replicate(xw)),
@@ -346,12 +349,12 @@ class Softmax(wiring.Component):
             # Stages 5-9: z, r = divmod(min(y, 30*D), D) by restoring division, 5 quotient
             # bits; the clamp is a flag (y > 30*D means z = 30, r = 0) found with the first.
             rem, z = y, Const(0, 5)
-            clamped = Signal(name=f"cl5_{j}")
+            clamped = Signal(name=f"cl5_{j}", reset_less=True)
             m.d.sync += clamped.eq((clamp - y)[-1])       # y > 30*D, as a borrow
             for k in reversed(range(5)):
                 diff = rem - (D << k)
-                nrem = Signal(xw, name=f"r{9 - k}_{j}")
-                nz = Signal(5, name=f"z{9 - k}_{j}")
+                nrem = Signal(xw, name=f"r{9 - k}_{j}", reset_less=True)
+                nz = Signal(5, name=f"z{9 - k}_{j}", reset_less=True)
                 take = ~diff[-1]
                 m.d.sync += [
                     nrem.eq(Mux(take, diff, rem)),
@@ -360,25 +363,28 @@ class Softmax(wiring.Component):
                 rem, z = nrem, nz
             clamped = _delay(m, clamped, 4, f"cl_{j}")
             # Stage 10: t = B - r, in (B - D, B]; the total right shift z + se.
-            t = Signal(16, name=f"t10_{j}")
-            sh = Signal(range(31 + 16), name=f"sh10_{j}")
+            t = Signal(16, name=f"t10_{j}", reset_less=True)
+            sh = Signal(range(31 + 16), name=f"sh10_{j}", reset_less=True)
             m.d.sync += [
                 t.eq(Mux(clamped, B, B - rem)),
                 sh.eq(Mux(clamped, cfg.CLAMP, z) + se),
             ]
-            # Stage 11: the square ("ibert" only).
-            sq = Signal(16 if shift else 2 * 16, name=f"sq11_{j}")
-            m.d.sync += sq.eq(t if shift else t * t)
+            # Stage 11: the square ("ibert" only), registered in its DSP block (see hw.dsp).
+            sq = Signal(16 if shift else 2 * 16, name=f"sq11_{j}", reset_less=True)
+            if shift:
+                m.d.sync += sq.eq(t)
+            else:
+                registered_product(m, platform, t, t, sq, name=f"sq11_{j}")
             # Stage 12: + C.
-            v = Signal(len(sq) + (0 if shift else 1), name=f"v12_{j}")
+            v = Signal(len(sq) + (0 if shift else 1), name=f"v12_{j}", reset_less=True)
             m.d.sync += v.eq(sq if shift else sq + C)
             # Stages 13-14: e = v >> (z + se), by 8s then by 1s; 0 for lanes past the end of the
             # row.
             sh = _delay(m, sh, 2, f"sh_{j}")
-            vc = Signal(len(v), name=f"v13_{j}")
+            vc = Signal(len(v), name=f"v13_{j}", reset_less=True)
             m.d.sync += vc.eq(v >> Cat(Const(0, 3), sh[3:]))
             sh = _delay(m, sh, 1, f"sh13_{j}")
-            e = Signal(ew, name=f"e14_{j}")
+            e = Signal(ew, name=f"e14_{j}", reset_less=True)
             mask = _delay(m, mask0[j], self.EXP_STAGES - 1, f"mask_{j}")  # at stage 13
             m.d.sync += e.eq(Mux(mask, vc >> sh[:3], 0))
             e_lanes.append(e)
@@ -504,13 +510,16 @@ class Softmax(wiring.Component):
         # on `advance`.
         cv = [Signal(name=f"cv{k}") for k in range(1, 6)]
         cmask = [Signal(n, name=f"cmask{k}") for k in range(1, 6)]
-        cf1, cf2, cf3 = Signal(self.f_width), Signal(self.f_width), Signal(self.f_width)
+        cf1, cf2, cf3 = (Signal(self.f_width, name=f"cf{k}", reset_less=True) for k in (1, 2, 3))
         drop = self.recip_bits - cfg.out_width
         prod_width = ew + self.f_width
-        ed = [Signal(ew, name=f"ed2_{j}") for j in range(n)]
-        ed3 = [Signal(ew, name=f"ed3_{j}") for j in range(n)]
-        prods = [Signal(prod_width, name=f"prod4_{j}") for j in range(n)]
-        rnds = [Signal(prod_width - drop + 1, name=f"rnd5_{j}") for j in range(n)]
+        # The data registers are reset-less: a value is only used where its valid flag (`cv`,
+        # reset) says so.
+        ed = [Signal(ew, name=f"ed2_{j}", reset_less=True) for j in range(n)]
+        ed3 = [Signal(ew, name=f"ed3_{j}", reset_less=True) for j in range(n)]
+        prods = [Signal(prod_width, name=f"prod4_{j}", reset_less=True) for j in range(n)]
+        rnds = [Signal(prod_width - drop + 1, name=f"rnd5_{j}", reset_less=True)
+                for j in range(n)]
         out = Signal(self.o.payload.shape(), name="out")
         with m.If(advance):
             m.d.sync += [
@@ -525,10 +534,11 @@ class Softmax(wiring.Component):
                 m.d.sync += [
                     ed[j].eq(e_rd.data[j]),
                     ed3[j].eq(ed[j]),
-                    prods[j].eq(ed3[j] * cf3),
                     rnd.eq((prods[j] + (1 << (drop - 1))) >> drop),
                 ]
         for j in range(n):
+            # Stage 4, the product e*f, registered in its DSP block (see hw.dsp).
+            registered_product(m, platform, ed3[j], cf3, prods[j], en=advance, name=f"prod4_{j}")
             rnd = rnds[j]
             m.d.comb += out[j].eq(Mux(cmask[-1][j], rnd[:cfg.out_width] | rnd[cfg.out_width:]
                                       .any().replicate(cfg.out_width), 0))
