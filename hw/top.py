@@ -791,6 +791,44 @@ class Accelerator(wiring.Component):
                 m.d.sync += [rd.count_i.eq(1), rd.count_j.eq(1), rd.count_k.eq(n), rd.si.eq(0),
                              rd.sj.eq(0)]
 
+        # RUN's shape preparation (state PREP), by repeated subtraction: GEMM words_a =
+        # ceil(M/R)*K, words_b = ceil(N/C)*K, words_c = M*ceil(N/C), tiles_m = ceil(M/R),
+        # tiles_n = ceil(N/C); attention ceil(L/R)*d (Q), ceil(L/C)*d (K), ceil(d/C)*L (V and
+        # O); nonlinear words_a = ROWS*ceil(ROW_LEN/lanes). The next values and the "more to
+        # count" flags are registered every cycle from the current ones, and committed every
+        # other cycle, so each commit's enable is one gate from two flip-flops (timing; PREP
+        # takes twice as many cycles, a few dozen at most, once per RUN).
+        prep_phase = Signal()     # high on PREP's commit cycles only
+        a_step = Signal(range(max(R, VL) + 1))
+        a_inc, b_inc, c_inc = (Signal(17, name=f"{x}_inc") for x in "abc")
+        a_go, b_go, c_go, wc_go = (Signal(name=f"{x}_go") for x in ("a", "b", "c", "wc"))
+        rem_a_nx, rem_b_nx, rem_c_nx = (Signal(17, name=f"rem_{x}_nx") for x in "abc")
+        words_a_nx, words_b_nx, words_c_nx = (Signal(34, name=f"words_{x}_nx") for x in "abc")
+        tiles_m_nx, tiles_n_nx = Signal(17, name="tiles_m_nx"), Signal(17, name="tiles_n_nx")
+        m.d.sync += [
+            a_step.eq(Mux(gemm_op | att_op, R, VL)),
+            a_inc.eq(Mux(gemm_op, K, Mux(att_op, att_dim, regs[Reg.ROWS]))),
+            b_inc.eq(Mux(att_op, att_dim, K)),
+            c_inc.eq(Mux(att_op, att_len, regs[Reg.M])),
+            a_go.eq(rem_a != 0), b_go.eq(rem_b != 0), c_go.eq(rem_c != 0),
+            wc_go.eq(Mux(att_op, rem_c != 0, rem_b != 0)),
+            rem_a_nx.eq(Mux(rem_a > a_step, rem_a - a_step, 0)),
+            rem_b_nx.eq(Mux(rem_b > Cc, rem_b - Cc, 0)),
+            rem_c_nx.eq(Mux(rem_c > Cc, rem_c - Cc, 0)),
+            words_a_nx.eq(words_a + a_inc), words_b_nx.eq(words_b + b_inc),
+            words_c_nx.eq(words_c + c_inc),
+            tiles_m_nx.eq(tiles_m + 1), tiles_n_nx.eq(tiles_n + 1),
+        ]
+        with m.If(prep_phase):
+            with m.If(a_go):
+                m.d.sync += [rem_a.eq(rem_a_nx), words_a.eq(words_a_nx), tiles_m.eq(tiles_m_nx)]
+            with m.If(b_go):
+                m.d.sync += [rem_b.eq(rem_b_nx), words_b.eq(words_b_nx), tiles_n.eq(tiles_n_nx)]
+            with m.If(c_go):
+                m.d.sync += rem_c.eq(rem_c_nx)
+            with m.If(wc_go):
+                m.d.sync += words_c.eq(words_c_nx)
+
         # A run ends when its last output word is written.
         with m.If(running & (written == out_words) & ~gemm_cmd_valid & ~att_cmd_valid):
             m.d.sync += [running.eq(0), done.eq(1)]
@@ -934,32 +972,10 @@ class Accelerator(wiring.Component):
                                      tiles_m.eq(0), tiles_n.eq(0)]
                         m.next = "PREP"
             with m.State("PREP"):        # RUN: tile/beat counts by repeated subtraction
-                # GEMM: words_a = ceil(M/R)*K, words_b = ceil(N/C)*K, words_c = M*ceil(N/C);
-                # attention: ceil(L/R)*d (Q), ceil(L/C)*d (K), ceil(d/C)*L (V and O);
-                # nonlinear: words_a = ROWS*ceil(ROW_LEN/lanes).
-                with m.If(rem_a != 0):
-                    with m.If(gemm_op):
-                        m.d.sync += [rem_a.eq(Mux(rem_a > R, rem_a - R, 0)),
-                                     words_a.eq(words_a + regs[Reg.K]), tiles_m.eq(tiles_m + 1)]
-                    with m.Elif(att_op):
-                        m.d.sync += [rem_a.eq(Mux(rem_a > R, rem_a - R, 0)),
-                                     words_a.eq(words_a + att_dim)]
-                    with m.Else():
-                        m.d.sync += [rem_a.eq(Mux(rem_a > VL, rem_a - VL, 0)),
-                                     words_a.eq(words_a + regs[Reg.ROWS])]
-                with m.If(rem_b != 0):
-                    m.d.sync += rem_b.eq(Mux(rem_b > Cc, rem_b - Cc, 0))
-                    with m.If(att_op):
-                        m.d.sync += words_b.eq(words_b + att_dim)
-                    with m.Else():
-                        m.d.sync += [words_b.eq(words_b + regs[Reg.K]),
-                                     words_c.eq(words_c + regs[Reg.M]),
-                                     tiles_n.eq(tiles_n + 1)]
-                if att is not None:
-                    with m.If(rem_c != 0):
-                        m.d.sync += [rem_c.eq(Mux(rem_c > Cc, rem_c - Cc, 0)),
-                                     words_c.eq(words_c + att_len)]
-                with m.If((rem_a == 0) & (rem_b == 0) & (rem_c == 0)):
+                # Every other cycle (prep_phase) commits the next values registered meanwhile
+                # (above); done when nothing is left to count.
+                m.d.sync += prep_phase.eq(~prep_phase)
+                with m.If(prep_phase & ~a_go & ~b_go & ~c_go):
                     m.next = "FIT"
             with m.State("FIT"):         # RUN: the capacity checks, registered
                 m.d.sync += [over_abc.eq((words_a > depth) | (words_b > depth) |
