@@ -355,21 +355,23 @@ class AttentionController(wiring.Component):
         running = Signal()
         c_valid = Signal()
         c_cmd = Signal.like(self.cmd.payload, name="c_cmd")
-        m.d.comb += self.busy.eq(c_valid | loading | running)
+        # head = c_valid | loading | running, as one flip-flop set and cleared beside them: it
+        # selects the engine's inputs, so it must not be a gate in front of their handshakes.
+        head = Signal()
+        m.d.comb += self.busy.eq(head)
         if self.shared:
             # The engine may be serving a plain GEMM: a head starts once it is idle.
-            m.d.comb += self.cmd.ready.eq(~c_valid & ~loading & ~running & ~gemm.busy &
-                                          ~self.gemm_cmd.valid)
+            m.d.comb += self.cmd.ready.eq(~head & ~gemm.busy & ~self.gemm_cmd.valid)
         else:
-            m.d.comb += self.cmd.ready.eq(~c_valid & ~loading & ~running)
+            m.d.comb += self.cmd.ready.eq(~head)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [c_valid.eq(1), c_cmd.eq(self.cmd.payload)]
+            m.d.sync += [c_valid.eq(1), head.eq(1), c_cmd.eq(self.cmd.payload)]
         bad = ((c_cmd.length == 0) | (c_cmd.length > Lmax) | (c_cmd.head_dim == 0) |
                (c_cmd.head_dim > dmax))
         # The load counters restart on every command (they are unused unless loading).
         load_start = c_valid
         with m.If(c_valid):
-            m.d.sync += [c_valid.eq(0), self.error.eq(bad), loading.eq(~bad),
+            m.d.sync += [c_valid.eq(0), self.error.eq(bad), loading.eq(~bad), head.eq(~bad),
                          *hd.load(c_cmd.length, c_cmd.head_dim, c_cmd.causal)]
         # nb = ceil(L/R) and row_beats = ceil(L/sl) by repeated subtraction while the
         # scratchpads load (which takes at least that many cycles): no divider.
@@ -570,16 +572,19 @@ class AttentionController(wiring.Component):
         o_tlast = Mux(o_first, osh["n_le_c"], o_last_r)
         s_wr = smem.write_port()
         is_qk = jo.kind == _Jobs.QK
+        # o_go = running & jo.fresh, as one flip-flop: it gates the engine's output ready, which
+        # reaches the engine's output register slice. Both fall on the walker's moves.
+        o_go = Signal()
         m.d.comb += [
             s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_roff + o_t),
-            s_wr.en.eq(running & jo.fresh & e_out.valid & is_qk),
-            e_out.ready.eq(running & jo.fresh & (is_qk | rq.i.ready)),
+            s_wr.en.eq(o_go & e_out.valid & is_qk),
+            e_out.ready.eq(o_go & (is_qk | rq.i.ready)),
         ]
         for c in range(C):   # scores fit the score width (the engine's may be wider)
             m.d.comb += s_wr.data[c].eq(e_out.payload[c])
-        rq_from_head = running & jo.fresh & e_out.valid & ~is_qk
-        self._connect_engine(m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head,
-                             c_valid | loading | running)
+        rq_from_head = o_go & e_out.valid & ~is_qk
+        self._connect_engine(m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head, head)
+        m.d.sync += o_go.eq(running)
         with m.If(run_start):
             m.d.sync += [*jo.reset(), o_r.eq(0), o_roff.eq(0), o_t.eq(0), o_first.eq(1)]
         with m.Elif(e_out.valid & e_out.ready):
@@ -588,11 +593,11 @@ class AttentionController(wiring.Component):
                 m.d.sync += [o_r.eq(0), o_roff.eq(0), o_t.eq(o_t + 1), o_first.eq(0),
                              o_left.eq(cols), o_last_r.eq(cols <= C)]
                 with m.If(o_tlast):
-                    m.d.sync += [o_t.eq(0), o_first.eq(1), *jo.advance()]
+                    m.d.sync += [o_t.eq(0), o_first.eq(1), o_go.eq(0), *jo.advance()]
                     with m.If(is_qk):
                         m.d.comb += s_set.eq(Mux(o_half, 0b10, 0b01))
                     with m.If(~is_qk & jo.final):
-                        m.d.sync += running.eq(0)   # the head's last row
+                        m.d.sync += [running.eq(0), head.eq(0)]   # the head's last row
             with m.Else():
                 m.d.sync += [o_r.eq(o_r + 1), o_roff.eq(o_roff + LT)]
 

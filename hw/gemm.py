@@ -51,7 +51,8 @@ class GemmEngine(wiring.Component):
     (row r by r cycles, column c by c) on their way into the array, and the finished tile drains
     up the columns and is de-skewed into rows while the next tile is already accumulating. Rows
     go through an output FIFO of ``3R + C + 8`` rows, enough for every row in flight at full
-    rate. A tile starts only when the rows started and not yet read out, plus ``2R`` (its own and
+    rate, and a register slice (:class:`~hw.skid.SkidBuffer`) after it, so that the sink's
+    ``ready`` reaches only flip-flops. A tile starts only when the rows started and not yet read out, plus ``2R`` (its own and
     a margin that lets the check be registered), fit the FIFO, so a stalled sink
     stops the inputs instead of losing results, and the array never needs a global clock
     enable. The sequencer's conditions (``last``, rows/columns left, the tile gap, the credit)
@@ -80,7 +81,7 @@ class GemmEngine(wiring.Component):
         The last command was malformed.
 
     Latency: the first operand pair enters the array two cycles after the command is taken;
-    row r of a tile is accepted by a ready sink ``2r + C + 6`` cycles after the tile's last
+    row r of a tile is accepted by a ready sink ``2r + C + 7`` cycles after the tile's last
     operand pair enters the array, which is at least one cycle after ``a`` and ``b`` took it
     (:func:`sim.cyclemodel.gemm_cycles` gives whole-problem counts, exact without stalls).
     Throughput: one operand pair (R x C MACs) per cycle while ``K >= 2R - 1``; consecutive tiles
@@ -150,6 +151,12 @@ class GemmEngine(wiring.Component):
         cols_more = Signal()  # cols_left > C
         n_more = Signal()     # size_n > C
         gap_ok = Signal(init=1)  # since_last >= tile_gap
+        # Their next values, and `ok`, the part of `fire`'s condition they make, registered from
+        # them (so that `fire` is running & ok & the operands' valid).
+        first_n, last_n, gap_ok_n = Signal(), Signal(), Signal()
+        ok = Signal(init=1)
+        m.d.comb += [first_n.eq(first), last_n.eq(last), gap_ok_n.eq(gap_ok)]
+        m.d.sync += [first.eq(first_n), last.eq(last_n), gap_ok.eq(gap_ok_n)]
 
         cmd = c_cmd
         bad = ((cmd.m == 0) | (cmd.k == 0) | (cmd.n == 0) |
@@ -163,16 +170,16 @@ class GemmEngine(wiring.Component):
                 size_k.eq(cmd.k), size_n.eq(cmd.n),
                 rows_left.eq(cmd.m), rows_here.eq(Mux(cmd.m >= R, R, cmd.m)),
                 cols_left.eq(cmd.n),
-                k_left.eq(cmd.k - 1), first.eq(1),
-                last.eq(cmd.k == 1), k_is_1.eq(cmd.k == 1),
+                k_left.eq(cmd.k - 1), k_is_1.eq(cmd.k == 1),
                 rows_more.eq(cmd.m > R), cols_more.eq(cmd.n > C), n_more.eq(cmd.n > C),
             ]
+            m.d.comb += [first_n.eq(1), last_n.eq(cmd.k == 1)]
 
-        # Registered, one cycle stale: rows in flight grow by at most R a cycle, so a margin of
-        # 2R keeps the check exact-safe and takes the adder out of the `fire` path.
-        credit_ok = Signal()
-        m.d.sync += credit_ok.eq(occupied + 2 * R <= self.fifo_depth)
-        can = running & (~first | credit_ok) & (~last | gap_ok)
+        # The credit check is registered, one cycle stale: rows in flight grow by at most R a
+        # cycle, so a margin of 2R keeps it exact-safe and takes the adder out of the `fire` path.
+        credit_ok = occupied + 2 * R <= self.fifo_depth
+        m.d.sync += ok.eq((~first_n | credit_ok) & (~last_n | gap_ok_n))
+        can = running & ok
         fire = Signal()
         m.d.comb += [
             fire.eq(can & operands.o.valid),
@@ -180,8 +187,8 @@ class GemmEngine(wiring.Component):
         ]
 
         with m.If(fire):
-            m.d.sync += [k_left.eq(Mux(last, size_k - 1, k_left - 1)), first.eq(last),
-                         last.eq(Mux(last, k_is_1, k_left == 1))]
+            m.d.sync += k_left.eq(Mux(last, size_k - 1, k_left - 1))
+            m.d.comb += [first_n.eq(last), last_n.eq(Mux(last, k_is_1, k_left == 1))]
             with m.If(last):
                 with m.If(cols_more):
                     m.d.sync += [cols_left.eq(cols_left - C), cols_more.eq(cols_left > 2 * C)]
@@ -194,16 +201,23 @@ class GemmEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += running.eq(0)
         with m.If(fire & last):
-            m.d.sync += [since_last.eq(1), gap_ok.eq(self.tile_gap <= 1)]
+            m.d.sync += since_last.eq(1)
+            m.d.comb += gap_ok_n.eq(self.tile_gap <= 1)
         with m.Elif(~gap_ok):
-            m.d.sync += [since_last.eq(since_last + 1), gap_ok.eq(since_last + 1 >= self.tile_gap)]
+            m.d.sync += since_last.eq(since_last + 1)
+            m.d.comb += gap_ok_n.eq(since_last + 1 >= self.tile_gap)
 
         # Rows read out are counted a cycle late (registered), so that the sink's ready does not
         # reach the adder; that only overestimates the count.
+        # occ_nz is occupied != 0, registered beside it, so that ``busy`` is an OR of flip-flops.
         taken = Signal()
+        occupied_next = Signal.like(occupied)
+        occ_nz = Signal()
+        m.d.comb += occupied_next.eq(occupied + Mux(fire & first, rows_here, 0) - taken)
         m.d.sync += [
             taken.eq(self.out.valid & self.out.ready),
-            occupied.eq(occupied + Mux(fire & first, rows_here, 0) - taken),
+            occupied.eq(occupied_next),
+            occ_nz.eq(occupied_next != 0),
         ]
 
         # -- Skew into the array. --------------------------------------------------------------
@@ -225,12 +239,16 @@ class GemmEngine(wiring.Component):
         # -- De-skew the drain into rows and queue them. ---------------------------------------
         aligned = [_delay(m, array.drain[c], C - 1 - c, drain_layout(self.acc_width), f"d{c}")
                    for c in range(C)]
+        # A register slice after the FIFO: the FIFO's read enable is its registered ready, so the
+        # sink's ready (and whatever logic makes it) never reaches the FIFO's level logic.
+        m.submodules.out_skid = out_skid = SkidBuffer(self.out.payload.shape())
         m.d.comb += [
             fifo.w_en.eq(aligned[0].valid),
             fifo.w_data.eq(Cat(*(slot.data for slot in aligned))),
-            self.out.valid.eq(fifo.r_rdy),
-            self.out.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.out.ready),
-            self.busy.eq(c_valid | running | (occupied != 0)),
+            out_skid.i.valid.eq(fifo.r_rdy),
+            out_skid.i.payload.eq(fifo.r_data),
+            fifo.r_en.eq(out_skid.i.ready),
+            self.busy.eq(c_valid | running | occ_nz),
         ]
+        wiring.connect(m, out_skid.o, wiring.flipped(self.out))
         return m

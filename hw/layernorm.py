@@ -49,7 +49,8 @@ class LayerNorm(wiring.Component):
        products by MSB-first shift-and-add over the bits of ``|s1|`` and ``L``;
     3. *Square root*: ``e = floor((32 - bit_length(v)) / 2)`` and ``v * 4**e`` (truncated) by
        a greedy normalization in :data:`NORM_STEPS` registered steps (shifts of 16, 8, 4 and 2
-       bits); ``std = isqrt(v * 4**e)`` by the bitwise shift-subtract method (16 steps), so
+       bits); ``std = isqrt(v * 4**e)`` by the non-restoring method (16 steps, two radicand bits
+       each: the remainder's sign picks adding ``4*res + 3`` or subtracting ``4*res + 1``), so
        ``std`` has 16 significant bits;
     4. *Reciprocal*: ``factor = floor(2**32 / std)`` by restoring division (18 steps), and at the
        same time, by shift-and-add on the quotient bits, ``a = L*factor`` and ``b = s1*factor``;
@@ -273,11 +274,14 @@ class LayerNorm(wiring.Component):
         r_s1 = Signal(signed(self.s1_width), reset_less=True)
         r_zero = Signal()
         r_e = Signal(signed(8), reset_less=True)
-        # r_rem and r_res keep their reset: without it, Yosys makes their load of 0 a
-        # synchronous reset (LSR) behind the root step's comparison, a longer path.
-        r_rem = Signal(unsigned(SQRT_WIDTH + 1))
-        r_res = Signal(unsigned(SQRT_WIDTH))      # res + bit < 2**31 while it runs
-        r_bit = Signal(unsigned(SQRT_WIDTH - 1))
+        # Non-restoring root: r_rem is the signed remainder (|r_rem| < 2**17), r_res the root so
+        # far, r_rad the radicand's bits, consumed two per step, MSB first. r_rem and r_res keep
+        # their reset: without it, Yosys makes their clearing a synchronous reset (LSR) behind
+        # a longer decode.
+        r_rem = Signal(signed(SQRT_WIDTH // 2 + 3))
+        r_res = Signal(unsigned(SQRT_WIDTH // 2))
+        r_rad = Signal(unsigned(SQRT_WIDTH), reset_less=True)
+        r_step = Signal(SQRT_WIDTH // 2)          # one-hot, the last step when bit 0
         r_done = Signal()
         # Normalization: NORM_STEPS registers, free-running on v_out (held until this stage
         # takes it). Step k (shifts 2**k, largest first) shifts right while the result stays
@@ -306,23 +310,26 @@ class LayerNorm(wiring.Component):
         e_right = Cat(*reversed(n_right))
         with m.FSM(name="sqrt"):
             with m.State("IDLE"):   # waiting for a normalized variance: v * 4**e, truncated
+                m.d.sync += [r_rem.eq(0), r_res.eq(0)]
                 with m.If(v_done & (n_age == NORM_STEPS)):
                     m.d.sync += [
                         v_done.eq(0), r_s1.eq(v_s1_out), r_zero.eq(n_zero),
-                        r_rem.eq(n_x[:SQRT_WIDTH]),
+                        r_rad.eq(n_x[:SQRT_WIDTH]),
                         # bit_length(0) = 0: e = 16 (the steps reach 15 at most)
                         r_e.eq(Mux(n_zero, SQRT_WIDTH // 2, e_left - e_right)),
-                        r_res.eq(0), r_bit.eq(1 << (SQRT_WIDTH - 2)),
+                        r_step.eq(1 << (SQRT_WIDTH // 2 - 1)),
                     ]
                     m.next = "ROOT"
-            with m.State("ROOT"):   # one result bit per cycle, 16 cycles
-                t = r_res + r_bit
-                with m.If(r_rem >= t):
-                    m.d.sync += [r_rem.eq(r_rem - t), r_res.eq((r_res >> 1) + r_bit)]
-                with m.Else():
-                    m.d.sync += r_res.eq(r_res >> 1)
-                m.d.sync += r_bit.eq(r_bit >> 2)
-                with m.If(r_bit == 1):
+            with m.State("ROOT"):   # one root bit per cycle, 16 cycles
+                # rem = 4*rem + next two bits, minus 4*res + 1 when rem >= 0, else plus
+                # 4*res + 3; the new bit is 1 when the new rem >= 0. The add/subtract choice is
+                # the registered sign, so each step is one carry chain from flip-flops.
+                r4 = Cat(r_rad[-2:], r_rem).as_signed()
+                rem = Mux(r_rem[-1], r4 + Cat(Const(3, 2), r_res),
+                          r4 - Cat(Const(1, 2), r_res))[:len(r_rem)].as_signed()
+                m.d.sync += [r_rem.eq(rem), r_res.eq(Cat(~rem[-1], r_res)),
+                             r_rad.eq(r_rad << 2), r_step.eq(r_step >> 1)]
+                with m.If(r_step[0]):
                     m.d.sync += r_done.eq(1)
                     m.next = "DONE"
             with m.State("DONE"):   # hold std until the reciprocal stage takes it

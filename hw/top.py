@@ -819,6 +819,21 @@ class Accelerator(wiring.Component):
             words_c_nx.eq(words_c + c_inc),
             tiles_m_nx.eq(tiles_m + 1), tiles_n_nx.eq(tiles_n + 1),
         ]
+        # Pulses from CHECK, acted on a cycle later outside the command FSM (so that the wide
+        # enables come from one flip-flop each): start RUN's counts; write SET_REG's register.
+        prep_init, set_reg = Signal(), Signal()
+        m.d.sync += [prep_init.eq(0), set_reg.eq(0)]
+        with m.If(prep_init):
+            m.d.sync += [rem_a.eq(Mux(gemm_op, regs[Reg.M], Mux(att_op, att_len,
+                                                                 regs[Reg.ROW_LEN]))),
+                         rem_b.eq(Mux(gemm_op, regs[Reg.N], Mux(att_op, att_len, 0))),
+                         rem_c.eq(Mux(att_op, att_dim, 0)),
+                         words_a.eq(0), words_b.eq(0), words_c.eq(0), tiles_m.eq(0),
+                         tiles_n.eq(0)]
+        with m.If(set_reg):
+            for reg, sig in regs.items():
+                with m.If(reg_hit[reg]):
+                    m.d.sync += sig.eq(value)
         with m.If(prep_phase):
             with m.If(a_go):
                 m.d.sync += [rem_a.eq(rem_a_nx), words_a.eq(words_a_nx), tiles_m.eq(tiles_m_nx)]
@@ -954,23 +969,13 @@ class Accelerator(wiring.Component):
                         m.d.sync += rlen.eq(rlen_val)
                         m.next = "RSP0"
                     with m.Elif(is_cmd[Command.SET_REG]):
-                        for reg, sig in regs.items():
-                            with m.If(reg_hit[reg]):
-                                m.d.sync += sig.eq(value)
+                        m.d.sync += set_reg.eq(1)     # the register is written next cycle
                         m.next = "RSP0"
                     with m.Elif(is_cmd[Command.RUN]):
-                        with m.If(gemm_op):
-                            m.d.sync += [rem_a.eq(regs[Reg.M]), rem_b.eq(regs[Reg.N]),
-                                         rem_c.eq(0)]
-                        with m.Elif(att_op):
-                            m.d.sync += [rem_a.eq(att_len), rem_b.eq(att_len),
-                                         rem_c.eq(att_dim)]
-                        with m.Else():
-                            m.d.sync += [rem_a.eq(regs[Reg.ROW_LEN]), rem_b.eq(0),
-                                         rem_c.eq(0)]
-                        m.d.sync += [words_a.eq(0), words_b.eq(0), words_c.eq(0),
-                                     tiles_m.eq(0), tiles_n.eq(0)]
-                        m.next = "PREP"
+                        m.d.sync += prep_init.eq(1)
+                        m.next = "PREP0"
+            with m.State("PREP0"):       # RUN: the counts start (prep_init), see above
+                m.next = "PREP"
             with m.State("PREP"):        # RUN: tile/beat counts by repeated subtraction
                 # Every other cycle (prep_phase) commits the next values registered meanwhile
                 # (above); done when nothing is left to count.

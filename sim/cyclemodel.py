@@ -14,14 +14,15 @@ def gemm_cycles(cfg, M, K, N):
       register, then the sequencer; the operands wait in the input skid buffer meanwhile);
       tile i's last pair enters ``max(K, 2R - 1)`` cycles after tile i-1's (``2R - 1`` is the
       drain-chain spacing).
-    * Row r of a tile leaves ``2r + C + 6`` cycles after the tile's last pair enters: r cycles of
+    * Row r of a tile leaves ``2r + C + 7`` cycles after the tile's last pair enters: r cycles of
       skew, c + 1 through the row of elements, 2 of multiply and accumulate, 1 into the drain
-      slot, r up the drain chain, ``C - 1 - c`` of de-skew and 2 through the output FIFO.
+      slot, r up the drain chain, ``C - 1 - c`` of de-skew, 2 through the output FIFO and 1
+      through the register slice after it.
     """
     R, C = cfg.array.rows, cfg.array.cols
     tiles = -(-M // R) * -(-N // C)
     rows_last = M - (-(-M // R) - 1) * R
-    return K + (tiles - 1) * max(K, 2 * R - 1) + 2 * (rows_last - 1) + C + 7
+    return K + (tiles - 1) * max(K, 2 * R - 1) + 2 * (rows_last - 1) + C + 8
 
 
 def gemm_utilization(cfg, M, K, N):
@@ -53,7 +54,7 @@ def softmax_row_timing(sm_cfg, length):
 #: stages and the engine's command register); and from the last operand pair to the last output
 #: row (the 7-cycle requantizer).
 ATTENTION_START, ATTENTION_JOB_GAP, ATTENTION_TO_SOFTMAX, ATTENTION_FROM_SOFTMAX, \
-    ATTENTION_TAIL = 0, 2, 3, 11, 22
+    ATTENTION_TAIL = 0, 2, 3, 11, 23
 
 
 def attention_jobs(blocks):
@@ -93,7 +94,7 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
                 t = max(t, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
             last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
             if kind == "QK":
-                scores_out = last + 2 * (rows - 1) + C + 6
+                scores_out = last + 2 * (rows - 1) + C + 7
                 start = max(scores_out + ATTENTION_TO_SOFTMAX, softmax_free)
                 softmax_free = start + rows * period
                 probs_ready[b] = start + (rows - 1) * period + latency
