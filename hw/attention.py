@@ -551,7 +551,9 @@ class AttentionController(wiring.Component):
             e_b.payload.eq(op_fifo.r_data[R * ow:]),
             e_a.valid.eq(op_fifo.r_rdy),
             e_b.valid.eq(op_fifo.r_rdy),
-            op_fifo.r_en.eq(e_a.ready),
+            # The engine takes the pair when it is valid and pair_ready: the same as e_a.ready
+            # in effect, but a flip-flop, without the multiplexers in front of the engine.
+            op_fifo.r_en.eq(head & gemm.pair_ready),
         ]
 
         # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------

@@ -52,11 +52,12 @@ class GemmEngine(wiring.Component):
     up the columns and is de-skewed into rows while the next tile is already accumulating. Rows
     go through an output FIFO of ``3R + C + 8`` rows, enough for every row in flight at full
     rate, and a register slice (:class:`~hw.skid.SkidBuffer`) after it, so that the sink's
-    ``ready`` reaches only flip-flops. A tile starts only when the rows started and not yet read out, plus ``2R`` (its own and
-    a margin that lets the check be registered), fit the FIFO, so a stalled sink
-    stops the inputs instead of losing results, and the array never needs a global clock
-    enable. The sequencer's conditions (``last``, rows/columns left, the tile gap, the credit)
-    are registered, so ``fire`` is one logic level from flip-flops.
+    ``ready`` reaches only flip-flops. A tile starts only when the rows started and not yet
+    read out, plus ``2R`` (its own and a margin that lets the check be registered), fit the
+    FIFO, so a stalled sink stops the inputs instead of losing results, and the array never
+    needs a global clock enable. The sequencer's conditions (``last``, rows/columns left, the
+    tile gap, the credit) are registered, and the ones ``fire`` needs are folded into one
+    registered flag, so ``fire`` is one logic level from flip-flops.
 
     Parameters
     ----------
@@ -96,6 +97,10 @@ class GemmEngine(wiring.Component):
         self.fifo_depth = 3 * self.rows + self.cols + 8
         #: Minimum distance, in cycles, between the last operand pairs of consecutive tiles.
         self.tile_gap = 2 * self.rows - 1
+        #: High when the engine would take an operand pair offered on ``a`` and ``b`` this cycle
+        #: (its input register stage has room): a flip-flop, independent of the valids, for a
+        #: producer that wants its read enable without the ``valid``/``ready`` loop. Not a port.
+        self.pair_ready = Signal()
         super().__init__({
             "cmd": In(stream.Signature(gemm_cmd_layout(cfg.gemm))),
             "a": In(stream.Signature(data.ArrayLayout(signed(self.in_width), self.rows))),
@@ -119,9 +124,11 @@ class GemmEngine(wiring.Component):
         # buffer (both streams are still taken on the same cycle).
         c_valid = Signal()
         c_cmd = Signal.like(self.cmd.payload, name="c_cmd")
+        c_k_is_1 = Signal()   # c_cmd.k == 1
         m.d.comb += self.cmd.ready.eq(~c_valid)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [c_valid.eq(1), c_cmd.eq(self.cmd.payload)]
+            m.d.sync += [c_valid.eq(1), c_cmd.eq(self.cmd.payload),
+                         c_k_is_1.eq(self.cmd.payload.k == 1)]
         m.submodules.operands = operands = SkidBuffer(unsigned((R + C) * self.in_width))
         op_a = data.ArrayLayout(signed(self.in_width), R)(operands.o.payload[:R * self.in_width])
         op_b = data.ArrayLayout(signed(self.in_width), C)(operands.o.payload[R * self.in_width:])
@@ -131,6 +138,7 @@ class GemmEngine(wiring.Component):
             operands.i.payload.eq(Cat(self.a.payload, self.b.payload)),
             self.a.ready.eq(both & operands.i.ready),
             self.b.ready.eq(both & operands.i.ready),
+            self.pair_ready.eq(operands.i.ready),
         ]
 
         # -- Sequencer: walks row tiles, column tiles and k. ----------------------------------
@@ -170,10 +178,10 @@ class GemmEngine(wiring.Component):
                 size_k.eq(cmd.k), size_n.eq(cmd.n),
                 rows_left.eq(cmd.m), rows_here.eq(Mux(cmd.m >= R, R, cmd.m)),
                 cols_left.eq(cmd.n),
-                k_left.eq(cmd.k - 1), k_is_1.eq(cmd.k == 1),
+                k_left.eq(cmd.k - 1), k_is_1.eq(c_k_is_1),
                 rows_more.eq(cmd.m > R), cols_more.eq(cmd.n > C), n_more.eq(cmd.n > C),
             ]
-            m.d.comb += [first_n.eq(1), last_n.eq(cmd.k == 1)]
+            m.d.comb += [first_n.eq(1), last_n.eq(c_k_is_1)]
 
         # The credit check is registered, one cycle stale: rows in flight grow by at most R a
         # cycle, so a margin of 2R keeps it exact-safe and takes the adder out of the `fire` path.
@@ -209,15 +217,15 @@ class GemmEngine(wiring.Component):
 
         # Rows read out are counted a cycle late (registered), so that the sink's ready does not
         # reach the adder; that only overestimates the count.
-        # occ_nz is occupied != 0, registered beside it, so that ``busy`` is an OR of flip-flops.
+        # occ_nz is occupied != 0, registered beside it (from the same terms, without the
+        # adder: a tile adds rows_here >= 1, and taken <= occupied), so that ``busy`` is an OR
+        # of flip-flops.
         taken = Signal()
-        occupied_next = Signal.like(occupied)
         occ_nz = Signal()
-        m.d.comb += occupied_next.eq(occupied + Mux(fire & first, rows_here, 0) - taken)
         m.d.sync += [
             taken.eq(self.out.valid & self.out.ready),
-            occupied.eq(occupied_next),
-            occ_nz.eq(occupied_next != 0),
+            occupied.eq(occupied + Mux(fire & first, rows_here, 0) - taken),
+            occ_nz.eq((fire & first) | Mux(taken, occupied > 1, occupied != 0)),
         ]
 
         # -- Skew into the array. --------------------------------------------------------------

@@ -87,15 +87,16 @@ class LayerNorm(wiring.Component):
     ``s1**2``, ``L*factor``, ``s1*factor``, the division and the root) is shift-and-add over
     several cycles, once per row. ``q*a`` and ``zq*gamma_j`` are each two partial products (the
     low :data:`MUL_SPLIT` bits of ``a`` or ``zq``, and the rest), registered straight out of
-    the multiplier blocks and summed in the next stage.
+    the multiplier blocks and summed in the next stage (``q*a``, with its rounding term, over
+    the next two: one carry chain each).
 
-    Latency: ``M + 55`` cycles from the last input beat of a row to its first output beat, with
-    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 77 for the
+    Latency: ``M + 56`` cycles from the last input beat of a row to its first output beat, with
+    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 78 for the
     defaults (``max_len=64``, ``in_width=16``, ``M=22``). After the last input beat, the row's
     sums are ready 3 cycles later; ``v`` ``M + 2`` cycles after that (take, ``M`` steps,
     subtraction); ``v * 4**e`` 4 later (:data:`NORM_STEPS`); ``std`` 17 later (take, 16 steps);
-    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 9 later (take, read, 7
-    pipeline stages).
+    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 10 later (take, read,
+    8 pipeline stages).
 
     Throughput: a row takes ``max(ceil(L / lanes), M + 2, 22)`` cycles in steady state, so one
     beat per cycle when a row has at least ``M + 2`` beats (24 for the defaults): the variance
@@ -419,15 +420,16 @@ class LayerNorm(wiring.Component):
         ]
 
         # Stages (each advances with the output): S1 memory data out; S2 memory data
-        # registered; S3 the partial products of q*a; S4 u = q*a + hb with hb = 2**(sh-1) - b
-        # per row; S5 zq = u >> sh; S6 the partial products of zq*gamma; S7 p = zq*gamma + beta
-        # + 2**(T-1); output: saturate(p >> T).
+        # registered; S3 the partial products of q*a; S4 t = (low product) + hb, with
+        # hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product << MUL_SPLIT) + t; S6
+        # zq = u >> sh; S7 the partial products of zq*gamma; S8 p = zq*gamma + beta + 2**(T-1);
+        # output: saturate(p >> T).
         lanes_t = data.ArrayLayout(unsigned(1), n_lanes)
         gam_t = data.ArrayLayout(signed(cfg.gamma_width), n_lanes)
         bet_t = data.ArrayLayout(signed(cfg.beta_width), n_lanes)
         shift = cfg.norm_frac + cfg.gamma_shift
         st = [{"valid": Signal(name=f"s{k}_valid"), "mask": Signal(lanes_t, name=f"s{k}_mask")}
-              for k in range(1, 8)]
+              for k in range(1, 9)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
@@ -443,28 +445,33 @@ class LayerNorm(wiring.Component):
                  for j in range(n_lanes)]
         s3_g, s3_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
         s4_sh = Signal.like(c_sh)
-        s4_u = Signal(data.ArrayLayout(((s3_nh[0] << MUL_SPLIT) + s3_nl[0] + s3_hb).shape(),
-                                       n_lanes), reset_less=True)
+        s4_t = [Signal((s3_nl[0] + s3_hb).shape(), name=f"s4_t_{j}", reset_less=True)
+                for j in range(n_lanes)]
+        s4_nh = [Signal.like(s3_nh[j], name=f"s4_nh_{j}") for j in range(n_lanes)]
         beth_t = data.ArrayLayout((s3_beta[0] + (1 << (shift - 1))).shape(), n_lanes)
         s4_g, s4_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
-        s5_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes), reset_less=True)
+        s5_sh = Signal.like(c_sh)
+        s5_u = Signal(data.ArrayLayout(((s4_nh[0] << MUL_SPLIT) + s4_t[0]).shape(), n_lanes),
+                      reset_less=True)
         s5_g, s5_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
-        s5_zq_lo = [s5_zq[j][:MUL_SPLIT] for j in range(n_lanes)]
-        s5_zq_hi = [s5_zq[j][MUL_SPLIT:].as_signed() for j in range(n_lanes)]
-        s6_pl = [Signal((s5_zq_lo[0] * s5_g[0]).shape(), name=f"s6_pl_{j}", reset_less=True)
+        s6_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes), reset_less=True)
+        s6_g, s6_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
+        s6_zq_lo = [s6_zq[j][:MUL_SPLIT] for j in range(n_lanes)]
+        s6_zq_hi = [s6_zq[j][MUL_SPLIT:].as_signed() for j in range(n_lanes)]
+        s7_pl = [Signal((s6_zq_lo[0] * s6_g[0]).shape(), name=f"s7_pl_{j}", reset_less=True)
                  for j in range(n_lanes)]
-        s6_ph = [Signal((s5_zq_hi[0] * s5_g[0]).shape(), name=f"s6_ph_{j}", reset_less=True)
+        s7_ph = [Signal((s6_zq_hi[0] * s6_g[0]).shape(), name=f"s7_ph_{j}", reset_less=True)
                  for j in range(n_lanes)]
-        s6_bh = Signal(beth_t, reset_less=True)
-        s7_p = Signal(data.ArrayLayout(((s6_ph[0] << MUL_SPLIT) + s6_pl[0] + s6_bh[0]).shape(),
+        s7_bh = Signal(beth_t, reset_less=True)
+        s8_p = Signal(data.ArrayLayout(((s7_ph[0] << MUL_SPLIT) + s7_pl[0] + s7_bh[0]).shape(),
                                        n_lanes), reset_less=True)
         for j in range(n_lanes):
             for prod, a, b in [(s3_nl[j], s2_q[j], s2_a_lo), (s3_nh[j], s2_q[j], s2_a_hi),
-                               (s6_pl[j], s5_zq_lo[j], s5_g[j]), (s6_ph[j], s5_zq_hi[j], s5_g[j])]:
+                               (s7_pl[j], s6_zq_lo[j], s6_g[j]), (s7_ph[j], s6_zq_hi[j], s6_g[j])]:
                 registered_product(m, platform, a, b, prod, en=advance, name=prod.name)
         with m.If(advance):
-            m.d.sync += [st[0]["valid"].eq(issue), self.o.valid.eq(st[6]["valid"])]
-            for k in range(1, 7):
+            m.d.sync += [st[0]["valid"].eq(issue), self.o.valid.eq(st[-1]["valid"])]
+            for k in range(1, len(st)):
                 m.d.sync += [st[k]["valid"].eq(st[k - 1]["valid"]),
                              st[k]["mask"].eq(st[k - 1]["mask"])]
             m.d.sync += [
@@ -472,17 +479,18 @@ class LayerNorm(wiring.Component):
                 s2_a.eq(s1_a), s2_hb.eq(s1_hb), s2_sh.eq(s1_sh), s2_q.eq(row_r.data),
                 s2_g.eq(coef_r.data.gamma), s2_beta.eq(coef_r.data.beta),
                 s3_hb.eq(s2_hb), s3_sh.eq(s2_sh), s3_g.eq(s2_g), s3_beta.eq(s2_beta),
-                s4_sh.eq(s3_sh), s4_g.eq(s3_g), s5_g.eq(s4_g),
-                s5_bh.eq(s4_bh), s6_bh.eq(s5_bh),
+                s4_sh.eq(s3_sh), s4_g.eq(s3_g), s5_sh.eq(s4_sh), s5_g.eq(s4_g), s6_g.eq(s5_g),
+                s5_bh.eq(s4_bh), s6_bh.eq(s5_bh), s7_bh.eq(s6_bh),
             ]
             for j in range(n_lanes):
                 m.d.sync += [
                     st[0]["mask"][j].eq(c_pos + j < L),
-                    s4_u[j].eq((s3_nh[j] << MUL_SPLIT) + s3_nl[j] + s3_hb),
+                    s4_t[j].eq(s3_nl[j] + s3_hb), s4_nh[j].eq(s3_nh[j]),
                     s4_bh[j].eq(s3_beta[j] + (1 << (shift - 1))),
-                    s5_zq[j].eq(s4_u[j] >> s4_sh),
-                    s7_p[j].eq((s6_ph[j] << MUL_SPLIT) + s6_pl[j] + s6_bh[j]),
-                    self.o.payload[j].eq(Mux(st[6]["mask"][j],
-                                             saturate(s7_p[j] >> shift, cfg.out_width), 0)),
+                    s5_u[j].eq((s4_nh[j] << MUL_SPLIT) + s4_t[j]),
+                    s6_zq[j].eq(s5_u[j] >> s5_sh),
+                    s8_p[j].eq((s7_ph[j] << MUL_SPLIT) + s7_pl[j] + s7_bh[j]),
+                    self.o.payload[j].eq(Mux(st[-1]["mask"][j],
+                                             saturate(s8_p[j] >> shift, cfg.out_width), 0)),
                 ]
         return m

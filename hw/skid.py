@@ -48,5 +48,9 @@ class SkidBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
         with m.Elif(self.i.valid & ~skid_valid):      # stalled: catch the arriving beat
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
+        # The skid register follows the input while it is empty, so its (wide) enable is one
+        # flip-flop, not the consumer's ready.
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(self.i.payload)
         return m
