@@ -328,15 +328,18 @@ class AttentionController(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), rq.o)
 
         # -- Scratchpads and buffers. ----------------------------------------------------------
-        def memory(name, shape, depth):
-            m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[])
+        def memory(name, shape, depth, attrs=None):
+            m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[], attrs=attrs)
             return mem
 
         qmem = memory("qmem", data.ArrayLayout(signed(w), R), self.blocks * dmax)
         kmem = memory("kmem", data.ArrayLayout(signed(w), C), LT * dmax)
         vmem = memory("vmem", data.ArrayLayout(signed(w), C), self.dim_tiles * Lmax)
         smem = memory("smem", data.ArrayLayout(signed(self.acc_width), C), 2 * R * LT)
-        pmem = [memory(f"pmem{r}", data.ArrayLayout(unsigned(w), sl), 2 * self.p_words)
+        # The P rows are small enough for distributed RAM, whose read address then fans out to
+        # every cell of all R memories (7 ns of routing on the ECP5): block RAM instead.
+        pmem = [memory(f"pmem{r}", data.ArrayLayout(unsigned(w), sl), 2 * self.p_words,
+                       attrs={"ram_style": "block"})
                 for r in range(R)]
 
         # -- Command and per-head registers. ---------------------------------------------------
@@ -660,9 +663,16 @@ class AttentionController(wiring.Component):
             with m.Else():
                 m.d.sync += [f_t.eq(f_t + 1), f_rem.eq(f_rem - C), f_rel.eq(f_rel - C),
                              f_tlast.eq(f_rem <= 2 * C)]
+        # The scores are registered between the block RAM and the FIFO's distributed RAM (the
+        # block RAM's clock-to-output is most of a cycle); the room counter covers the extra
+        # word in flight.
+        f_issue_dd = Signal()
+        f_meta_dd = Signal(meta)
+        s_word_d = Signal.like(s_rd.data)
+        m.d.sync += [f_issue_dd.eq(f_issue_d), f_meta_dd.eq(f_meta_d), s_word_d.eq(s_rd.data)]
         m.d.comb += [
-            s_fifo.w_en.eq(f_issue_d),
-            s_fifo.w_data.eq(Cat(s_rd.data.as_value(), f_meta_d.as_value())),
+            s_fifo.w_en.eq(f_issue_dd),
+            s_fifo.w_data.eq(Cat(s_word_d.as_value(), f_meta_dd.as_value())),
         ]
         # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
         word = data.ArrayLayout(signed(self.acc_width), C)(s_fifo.r_data[:C * self.acc_width])
