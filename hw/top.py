@@ -598,6 +598,13 @@ class Accelerator(wiring.Component):
             m.d.sync += is_cmd[c].eq(opcode == c.value)
         nargs = Signal(range(10))
         argi = Signal(range(10))
+        # One-hot: the argument byte the next command byte goes to; nonzero only in state ARGS
+        # (set on entering it, cleared with its last byte), so a byte's capture enable is one
+        # gate of two flip-flops.
+        arg_sel = Signal(9)
+        for i, a in enumerate(args):
+            with m.If(cmd.valid & arg_sel[i]):
+                m.d.sync += [a.eq(cmd.payload), arg_zero[i].eq(cmd.payload == 0)]
         status = Signal(8)
         last_error = Signal(8)
         rlen = Signal(16)
@@ -723,6 +730,7 @@ class Accelerator(wiring.Component):
         words_a, words_b, words_c = (Signal(34, name=f"words_{x}") for x in "abc")
         tiles_m, tiles_n = Signal(17, name="tiles_m"), Signal(17, name="tiles_n")
         over_abc, over_a = Signal(name="over_abc"), Signal(name="over_a")   # beyond the buffers
+        launch_bad = Signal()     # the RUN's op is over_abc (GEMM, attention) or over_a
         op_arg = args[0]
         # The op decoded into flip-flops (the argument is held from FACT1 to the end of RUN).
         gemm_op, att_op = Signal(name="gemm_op"), Signal(name="att_op")
@@ -880,25 +888,25 @@ class Accelerator(wiring.Component):
                         fail(Error.LENGTH)
                 with m.Elif(is_cmd[Command.WRITE_BUFFER]):
                     with m.If(len_ge5):
-                        m.d.sync += nargs.eq(5)
+                        m.d.sync += [nargs.eq(5), arg_sel.eq(1)]
                         m.next = "ARGS"
                     with m.Else():
                         fail(Error.LENGTH)
                 with m.Elif(is_cmd[Command.READ_BUFFER]):
                     with m.If(len_is[5]):
-                        m.d.sync += nargs.eq(5)
+                        m.d.sync += [nargs.eq(5), arg_sel.eq(1)]
                         m.next = "ARGS"
                     with m.Else():
                         fail(Error.LENGTH)
                 with m.Elif(is_cmd[Command.SET_REG]):
                     with m.If(len_2_to_9):
-                        m.d.sync += nargs.eq(length)
+                        m.d.sync += [nargs.eq(length), arg_sel.eq(1)]
                         m.next = "ARGS"
                     with m.Else():
                         fail(Error.LENGTH)
                 with m.Elif(is_cmd[Command.RUN]):
                     with m.If(len_is[1]):
-                        m.d.sync += nargs.eq(1)
+                        m.d.sync += [nargs.eq(1), arg_sel.eq(1)]
                         m.next = "ARGS"
                     with m.Else():
                         fail(Error.LENGTH)
@@ -907,11 +915,10 @@ class Accelerator(wiring.Component):
             with m.State("ARGS"):        # argument bytes into args[]
                 m.d.comb += cmd.ready.eq(1)
                 with m.If(cmd.valid):
-                    for i, a in enumerate(args):
-                        with m.If(argi == i):
-                            m.d.sync += [a.eq(cmd.payload), arg_zero[i].eq(cmd.payload == 0)]
-                    m.d.sync += [argi.eq(argi + 1), remaining.eq(remaining - 1)]
+                    m.d.sync += [argi.eq(argi + 1), remaining.eq(remaining - 1),
+                                 arg_sel.eq(arg_sel << 1)]
                     with m.If(argi + 1 == nargs):
+                        m.d.sync += arg_sel.eq(0)
                         m.next = "FACT1"
             with m.State("FACT1"):       # argument facts, stage 1 (registered)
                 m.next = "FACT2"
@@ -986,32 +993,27 @@ class Accelerator(wiring.Component):
                 m.d.sync += [over_abc.eq((words_a > depth) | (words_b > depth) |
                                          (words_c > depth)),
                              over_a.eq(words_a > depth)]
+                m.next = "FIT2"
+            with m.State("FIT2"):        # RUN: the capacity verdict of the op, registered
+                m.d.sync += launch_bad.eq(Mux(gemm_op | att_op, over_abc, over_a))
                 m.next = "LAUNCH"
-            with m.State("LAUNCH"):      # RUN: capacity check, then start the readers
-                with m.If(gemm_op):
-                    with m.If(over_abc):
-                        m.d.sync += status.eq(Error.SHAPE.value)
-                    with m.Else():
-                        m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
-                                     written.eq(0), out_words.eq(words_c), gemm_cmd_valid.eq(1)]
-                        m.d.sync += [rd_a.start.eq(1), rd_b.start.eq(1)]
+            with m.State("LAUNCH"):      # RUN: capacity verdict, then start the readers
+                with m.If(launch_bad):
+                    m.d.sync += status.eq(Error.SHAPE.value)
+                with m.Elif(gemm_op):
+                    m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                                 written.eq(0), out_words.eq(words_c), gemm_cmd_valid.eq(1)]
+                    m.d.sync += [rd_a.start.eq(1), rd_b.start.eq(1)]
                 with m.Elif(att_op):
                     if att is not None:
-                        with m.If(over_abc):
-                            m.d.sync += status.eq(Error.SHAPE.value)
-                        with m.Else():
-                            m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
-                                         written.eq(0), out_words.eq(words_c),
-                                         att_cmd_valid.eq(1)]
-                            m.d.sync += [rd.start.eq(1) for rd in (rd_a, rd_b, rd_v)]
-                with m.Else():
-                    with m.If(over_a):
-                        m.d.sync += status.eq(Error.SHAPE.value)
-                    with m.Else():
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
-                                     written.eq(0), out_words.eq(words_a)]
-                        if rd_x is not None:
-                            m.d.sync += rd_x.start.eq(1)
+                                     written.eq(0), out_words.eq(words_c), att_cmd_valid.eq(1)]
+                        m.d.sync += [rd.start.eq(1) for rd in (rd_a, rd_b, rd_v)]
+                with m.Else():
+                    m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                                 written.eq(0), out_words.eq(words_a)]
+                    if rd_x is not None:
+                        m.d.sync += rd_x.start.eq(1)
                 m.next = "RSP0"
             with m.State("WDATA"):       # WRITE_BUFFER: words, nbytes bytes each
                 m.d.comb += cmd.ready.eq(1)
