@@ -717,13 +717,15 @@ class Accelerator(wiring.Component):
             else:
                 m.d.comb += rp.addr.eq(addr)
         # A command read registers every buffer's output (the block RAM's clock-to-output is
-        # most of a cycle), then selects one.
+        # most of a cycle), then selects one into another register (the buffers are far apart).
         rdata = Signal(8 * max_bytes)
+        selected = Signal(8 * max_bytes)
+        m.d.sync += rdata.eq(selected)
         for buf, rp in rps.items():
             held = Signal.like(rp.data, name=f"held_{buf.name.lower()}")
             m.d.sync += held.eq(rp.data)
             with m.If(buf_id == buf.value):
-                m.d.comb += rdata.eq(held)
+                m.d.comb += selected.eq(held)
 
         # Shape preparation for RUN (iterative, no multipliers).
         rem_a, rem_b, rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")
@@ -1068,8 +1070,10 @@ class Accelerator(wiring.Component):
                 m.d.sync += bytei.eq(0)
                 m.next = "RLATCH"
             with m.State("RLATCH"):      # READ_BUFFER: the word reaches the holding registers
+                m.next = "RHOLD"
+            with m.State("RHOLD"):       # READ_BUFFER: the addressed buffer's word is selected
                 m.next = "RSELECT"
-            with m.State("RSELECT"):     # READ_BUFFER: take the addressed buffer's word
+            with m.State("RSELECT"):     # READ_BUFFER: take it
                 m.d.sync += [rword.eq(rdata), addr.eq(addr + 1)]
                 m.next = "RSEND"
             with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
