@@ -888,30 +888,16 @@ class Accelerator(wiring.Component):
                         m.next = "RSP0"
                     with m.Else():
                         fail(Error.LENGTH)
-                with m.Elif(is_cmd[Command.WRITE_BUFFER]):
-                    with m.If(len_ge5):
-                        m.d.sync += [nargs.eq(5), arg_sel.eq(1)]
-                        m.next = "ARGS"
-                    with m.Else():
-                        fail(Error.LENGTH)
-                with m.Elif(is_cmd[Command.READ_BUFFER]):
-                    with m.If(len_is[5]):
-                        m.d.sync += [nargs.eq(5), arg_sel.eq(1)]
-                        m.next = "ARGS"
-                    with m.Else():
-                        fail(Error.LENGTH)
-                with m.Elif(is_cmd[Command.SET_REG]):
-                    with m.If(len_2_to_9):
-                        m.d.sync += [nargs.eq(length), arg_sel.eq(1)]
-                        m.next = "ARGS"
-                    with m.Else():
-                        fail(Error.LENGTH)
-                with m.Elif(is_cmd[Command.RUN]):
-                    with m.If(len_is[1]):
-                        m.d.sync += [nargs.eq(1), arg_sel.eq(1)]
-                        m.next = "ARGS"
-                    with m.Else():
-                        fail(Error.LENGTH)
+                # The other commands: the length check, then ``nargs`` argument bytes.
+                for command, length_ok, n in (
+                        (Command.WRITE_BUFFER, len_ge5, 5), (Command.READ_BUFFER, len_is[5], 5),
+                        (Command.SET_REG, len_2_to_9, length), (Command.RUN, len_is[1], 1)):
+                    with m.Elif(is_cmd[command]):
+                        with m.If(length_ok):
+                            m.d.sync += [nargs.eq(n), arg_sel.eq(1)]
+                            m.next = "ARGS"
+                        with m.Else():
+                            fail(Error.LENGTH)
                 with m.Else():
                     fail(Error.OPCODE)
             with m.State("ARGS"):        # argument bytes into args[]
