@@ -918,36 +918,24 @@ class Accelerator(wiring.Component):
                 def verdict_is(code):
                     m.d.sync += [verdict.eq(code.value), verdict_bad.eq(1)]
 
-                with m.If(is_cmd[Command.WRITE_BUFFER]):
-                    with m.If(~known_buf):
-                        verdict_is(Error.BUFFER)
-                    with m.Elif(running):
-                        verdict_is(Error.BUSY)
-                    with m.Elif(~wlen_ok):
-                        verdict_is(Error.LENGTH)
-                    with m.Elif(~in_range):
-                        verdict_is(Error.RANGE)
-                with m.Elif(is_cmd[Command.READ_BUFFER]):
-                    with m.If(~known_buf | ~readable):
-                        verdict_is(Error.BUFFER)
-                    with m.Elif(running):
-                        verdict_is(Error.BUSY)
-                    with m.Elif(~in_range | rlen_big):
-                        verdict_is(Error.RANGE)
-                with m.Elif(is_cmd[Command.SET_REG]):
-                    with m.If(~known_reg):
-                        verdict_is(Error.REGISTER)
-                    with m.Elif(running):
-                        verdict_is(Error.BUSY)
-                    with m.Elif(~value_ok):
-                        verdict_is(Error.VALUE)
-                with m.Elif(is_cmd[Command.RUN]):
-                    with m.If(~present):
-                        verdict_is(Error.UNIT)
-                    with m.Elif(running):
-                        verdict_is(Error.BUSY)
-                    with m.Elif(~shape_ok):
-                        verdict_is(Error.SHAPE)
+                # Per command, its checks in order (the first failing one answers): the target,
+                # busy, then the range or value.
+                checks = {
+                    Command.WRITE_BUFFER: [(~known_buf, Error.BUFFER), (running, Error.BUSY),
+                                           (~wlen_ok, Error.LENGTH), (~in_range, Error.RANGE)],
+                    Command.READ_BUFFER: [(~known_buf | ~readable, Error.BUFFER),
+                                          (running, Error.BUSY),
+                                          (~in_range | rlen_big, Error.RANGE)],
+                    Command.SET_REG: [(~known_reg, Error.REGISTER), (running, Error.BUSY),
+                                      (~value_ok, Error.VALUE)],
+                    Command.RUN: [(~present, Error.UNIT), (running, Error.BUSY),
+                                  (~shape_ok, Error.SHAPE)],
+                }
+                for command, command_checks in checks.items():
+                    with m.If(is_cmd[command]):
+                        for i, (failed, code) in enumerate(command_checks):
+                            with (m.If if i == 0 else m.Elif)(failed):
+                                verdict_is(code)
                 m.d.sync += count_zero.eq(arg_count == 0)
                 m.next = "CHECK"
             with m.State("CHECK"):       # act on the verdict; a failure discards the rest
