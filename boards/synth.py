@@ -239,17 +239,29 @@ ECP5_SYNTH = ("synth_ecp5 -top top -run :map_luts; techmap -map +/lattice/latche
 
 SYNTH_COMMANDS = {"ice40": "synth_ice40 -dsp -top top", "ecp5": ECP5_SYNTH}
 
-#: Memories whose read data is never used in a cycle that writes the address it reads: the
-#: accelerator's buffers (hw/top.py: a buffer is written by WRITE_BUFFER or by a run, and read by
-#: READ_BUFFER or by a run that writes other buffers; commands do not overlap, and a run refuses
-#: buffer commands) and the board link's frame buffer (written while a request arrives, read
-#: while it is forwarded). Amaranth asks for the old data on a read-write collision; block RAMs
-#: do not give it across their two ports, so Yosys would emulate it with a register on every
-#: write input and a bypass multiplexer on every read output, both on paths to and from the
-#: block RAM (about 1.5 ns each on the ECP5). Marking the collision "undefined" for these
-#: memories alone removes the emulation; simulation (old data) and hardware agree wherever the
-#: design uses the data.
-UNCONTENDED_MEMORIES = ("buf_a", "buf_b", "buf_c", "buf_x", "buf_y", "buf_v", "frame")
+#: Memories whose read data is never used in a cycle that writes the address it reads (names
+#: are Yosys patterns):
+#:
+#: * the accelerator's buffers (hw/top.py: a buffer is written by WRITE_BUFFER or by a run, and
+#:   read by READ_BUFFER or by a run that writes other buffers; commands do not overlap, and a
+#:   run refuses buffer commands);
+#: * the board link's frame buffer (written while a request arrives, read while it is
+#:   forwarded);
+#: * the attention controller's scratchpads (hw/attention.py): Q, K and V are written only while
+#:   a head loads and read only while it runs; the score buffer and the P rows are double
+#:   buffered, each half written only while its full flag is clear and read only while it is
+#:   set, the flag changing a cycle after the half's last read or write.
+#:
+#: The softmax's buffers are not listed (it reloads a bank on the cycle of the bank's last read
+#: and relies on the old data), nor LayerNorm's, which are off the critical paths.
+#:
+#: Amaranth asks for the old data on a read-write collision; block RAMs do not give it across
+#: their two ports, so Yosys would emulate it with a register on every write input and a bypass
+#: multiplexer on every read output, both on paths to and from the block RAM (about 1.5 ns each
+#: on the ECP5). Marking the collision "undefined" for these memories alone removes the
+#: emulation; simulation (old data) and hardware agree wherever the design uses the data.
+UNCONTENDED_MEMORIES = ("buf_a", "buf_b", "buf_c", "buf_x", "buf_y", "buf_v", "frame",
+                        "att_q", "att_k", "att_v", "att_s", "att_p*")
 
 
 def relax_collisions():

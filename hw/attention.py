@@ -332,13 +332,13 @@ class AttentionController(wiring.Component):
             m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[], attrs=attrs)
             return mem
 
-        qmem = memory("qmem", data.ArrayLayout(signed(w), R), self.blocks * dmax)
-        kmem = memory("kmem", data.ArrayLayout(signed(w), C), LT * dmax)
-        vmem = memory("vmem", data.ArrayLayout(signed(w), C), self.dim_tiles * Lmax)
-        smem = memory("smem", data.ArrayLayout(signed(self.acc_width), C), 2 * R * LT)
+        qmem = memory("att_q", data.ArrayLayout(signed(w), R), self.blocks * dmax)
+        kmem = memory("att_k", data.ArrayLayout(signed(w), C), LT * dmax)
+        vmem = memory("att_v", data.ArrayLayout(signed(w), C), self.dim_tiles * Lmax)
+        smem = memory("att_s", data.ArrayLayout(signed(self.acc_width), C), 2 * R * LT)
         # The P rows are small enough for distributed RAM, whose read address then fans out to
         # every cell of all R memories (7 ns of routing on the ECP5): block RAM instead.
-        pmem = [memory(f"pmem{r}", data.ArrayLayout(unsigned(w), sl), 2 * self.p_words,
+        pmem = [memory(f"att_p{r}", data.ArrayLayout(unsigned(w), sl), 2 * self.p_words,
                        attrs={"ram_style": "block"})
                 for r in range(R)]
 

@@ -1,5 +1,7 @@
 """The accelerator top: on-chip buffers, the units the config includes, and a byte command port."""
 
+import functools
+import operator
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
@@ -717,15 +719,22 @@ class Accelerator(wiring.Component):
             else:
                 m.d.comb += rp.addr.eq(addr)
         # A command read registers every buffer's output (the block RAM's clock-to-output is
-        # most of a cycle), then selects one into another register (the buffers are far apart).
+        # most of a cycle), then selects one into another register (the buffers are far apart)
+        # by AND-OR with one-hot flip-flops, one per buffer and byte: the buffer number's
+        # decode would otherwise reach every bit of the word through one net. The flags follow
+        # the argument a cycle late, long before a read (the argument is held from its byte to
+        # the end of the command).
         rdata = Signal(8 * max_bytes)
-        selected = Signal(8 * max_bytes)
-        m.d.sync += rdata.eq(selected)
+        terms = []
         for buf, rp in rps.items():
             held = Signal.like(rp.data, name=f"held_{buf.name.lower()}")
             m.d.sync += held.eq(rp.data)
-            with m.If(buf_id == buf.value):
-                m.d.comb += selected.eq(held)
+            for i in range(0, len(held), 8):
+                sel = Signal(name=f"read_sel_{buf.name.lower()}_{i // 8}")
+                m.d.sync += sel.eq(buf_id == buf.value)
+                byte = held[i:i + 8]
+                terms.append(Cat(Const(0, i), byte & sel.replicate(len(byte))))
+        m.d.sync += rdata.eq(functools.reduce(operator.or_, terms))
 
         # Shape preparation for RUN (iterative, no multipliers).
         rem_a, rem_b, rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")

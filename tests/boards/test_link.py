@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+import boards.link
+import hw.attention
+import hw.top
 from boards.host import Board, BoardError
 from boards.link import RSP_SYNC, SYNC, LinkTop, crc8
 from hw.config import AccelConfig, AttentionConfig, LayerNormConfig
@@ -135,6 +138,21 @@ def test_attention_bit_exact(board):
     np.testing.assert_array_equal(o, ref)
     assert o_scale == ref_scale
     assert board.status() == (False, True, "OK")
+
+
+def test_link_and_buffers_with_new_data_reads(new_data_reads):
+    # boards.synth.UNCONTENDED_MEMORIES: the frame buffer, the top's buffers and the attention
+    # scratchpads may return new data on a read-write collision in hardware; the results must
+    # not depend on it.
+    new_data_reads(boards.link, hw.top, hw.attention)
+    b = Board(SimSerial(), CFG, depth=DEPTH, max_payload=MAX_PAYLOAD)
+    rng = np.random.default_rng(7)
+    a, w = rng.integers(-128, 128, (5, 6)), rng.integers(-128, 128, (6, 3))
+    np.testing.assert_array_equal(b.gemm(a, w), golden.gemm(a, w))
+    q, k, v = (rng.integers(-128, 128, (2, 5, 3)) for _ in range(3))
+    scales = (0.05, 0.04, 0.03, 0.02)
+    np.testing.assert_array_equal(b.attention(q, k, v, *scales, causal=True)[0],
+                                  golden.attention(q, k, v, *scales, causal=True, cfg=CFG)[0])
 
 
 def _probe(board, words):

@@ -1,11 +1,16 @@
 """Tests of the synthesis flow: Yosys runs, multipliers land on DSPs, reports are written."""
 
+import fnmatch
 import json
+import re
 
 import pytest
+from amaranth.back import rtlil
 
+from boards.link import LinkTop
 from boards.synth import (
     DEVICES,
+    UNCONTENDED_MEMORIES,
     SynthReport,
     classify_cells,
     load_report,
@@ -128,3 +133,17 @@ def test_table_shows_fmax(tmp_path):
                     carry=0, dsp=0, bram=0, spram=0, lutram=0, fmax_mhz=131.5, log_dir=tmp_path,
                     target_mhz=125.0, seed=3)
     assert "131.50 MHz (meets 125 MHz, seed 3)" in r.table()
+
+
+def test_uncontended_memories_name_real_memories():
+    # Each pattern marks at least one memory of a board top with every unit, and the softmax's
+    # buffers (which rely on old data in a collision) are left alone. The claim itself is
+    # checked by the tests that run these memories with new-data reads (new_data_reads).
+    text = rtlil.convert(LinkTop(TINY, 4, depth=16, max_payload=32))
+    memids = set(re.findall(r'MEMID "\\\\([^"]+)"', text))
+    assert {"buf_a", "frame", "att_s", "qmem", "emem"} <= memids
+    for pattern in UNCONTENDED_MEMORIES:
+        assert fnmatch.filter(memids, pattern), f"{pattern} names no memory of {sorted(memids)}"
+    marked = {name for name in memids
+              if any(fnmatch.fnmatch(name, pattern) for pattern in UNCONTENDED_MEMORIES)}
+    assert not marked & {"qmem", "emem", "rows", "coefs"}
