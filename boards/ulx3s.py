@@ -23,10 +23,9 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: Default system clock (PLL 25 MHz * 17/5). The ulx3s preset meets it with Fmax 96.6 MHz (nextpnr
-#: 0.11, seed 1, placed for 85 MHz); placed for 100 MHz it has reached 91.6 to 98.6 MHz, a few
-#: routed paths short (see the README's board results).
-CLK_FREQ = 85e6
+#: Default system clock (PLL 25 MHz * 4). The ulx3s preset meets it with Fmax 104.1 MHz (nextpnr
+#: 0.11, seed 1; seeds 2 and 3 give 101.6 and 102.9 MHz; see the README's board results).
+CLK_FREQ = 100e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200
 

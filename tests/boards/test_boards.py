@@ -43,6 +43,7 @@ def test_icebreaker_preset_places_fits_and_meets_clock(tmp_path):
 def test_ulx3s_preset_places_fits_and_meets_clock(tmp_path):
     report = synth_board(AccelConfig.preset("ulx3s"), "ulx3s", out_dir=tmp_path, log=_quiet)
     _check_placed(report, "ulx3s", tmp_path)
+    assert report.clk_mhz >= 100        # the ULX3S target
 
 
 def test_too_big_array_refused_before_place_and_route(tmp_path):
