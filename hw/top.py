@@ -718,12 +718,12 @@ class Accelerator(wiring.Component):
                 m.d.comb += rp.addr.eq(Mux(by_reader, reader.addr, addr))
             else:
                 m.d.comb += rp.addr.eq(addr)
-        # A command read registers every buffer's output (the block RAM's clock-to-output is
-        # most of a cycle), then selects one into another register (the buffers are far apart)
-        # by AND-OR with one-hot flip-flops, one per buffer and byte: the buffer number's
-        # decode would otherwise reach every bit of the word through one net. The flags follow
-        # the argument a cycle late, long before a read (the argument is held from its byte to
-        # the end of the command).
+        # A command read registers every buffer's output (BRAM clock-to-output is most of a
+        # cycle), then ANDs each byte with a flag flip-flop (buffer == argument, a cycle late;
+        # the argument is held from its byte to the end of the command) and ORs them into a
+        # register, not a mux on the decoded buffer number (a 6 ns net to every bit). Yosys
+        # merges the byte flags into one per buffer; this source placed at 104 MHz, an
+        # equivalent one with a flag per buffer at 97 (see the README's board results).
         rdata = Signal(8 * max_bytes)
         terms = []
         for buf, rp in rps.items():
