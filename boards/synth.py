@@ -440,7 +440,9 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
                   "report.json", "nextpnr.log"):
         (out_dir / stale).unlink(missing_ok=True)
     target = SynthTarget.for_family(family)
-    (out_dir / "design.il").write_text(rtlil.convert(component, name="top", platform=target))
+    # Without source locations (they hold the checkout's path; see boards.flow.synth_board).
+    (out_dir / "design.il").write_text(rtlil.convert(component, name="top", platform=target,
+                                                     emit_src=False))
 
     device = DEVICES[family]["device"]
     elapsed = {}

@@ -23,8 +23,8 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: Default system clock (PLL 25 MHz * 4). The ulx3s preset meets it with Fmax 104.1 MHz (nextpnr
-#: 0.11, seed 1; seeds 2 and 3 give 101.6 and 102.9 MHz; see the README's board results).
+#: Default system clock (PLL 25 MHz * 4). The ulx3s preset meets it with Fmax 105.6 MHz (nextpnr
+#: 0.11, seed 1; seeds 2 and 3 give 97.7 and 102.8 MHz; see the README's board results).
 CLK_FREQ = 100e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200

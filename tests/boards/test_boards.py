@@ -2,7 +2,7 @@
 
 import pytest
 
-from boards.flow import BOARDS, check_fit, load_board_report, synth_board
+from boards.flow import BOARDS, REPO_ROOT, check_fit, load_board_report, synth_board
 from boards.icebreaker import ice40_pll
 from boards.ulx3s import ecp5_pll
 from hw.config import AccelConfig, ArrayConfig
@@ -27,6 +27,8 @@ def _check_placed(report, board, out_dir):
     assert report.fmax_mhz and report.timing_passed
     assert report.fmax >= report.clk_mhz
     assert (out_dir / report.bitstream.rsplit("/", 1)[-1]).stat().st_size > 1000
+    # No checkout path in the netlist, so that the build is the same from any folder.
+    assert str(REPO_ROOT) not in (out_dir / "top.il").read_text()
     assert load_board_report(out_dir) == report
     assert f"{report.clk_mhz:g} MHz" in report.table()
 
