@@ -24,9 +24,11 @@ def pytest_collection_modifyitems(config, items):
 class NewDataMemory(Memory):
     """A :class:`~amaranth.lib.memory.Memory` whose every read port is transparent for every
     write port: a read of the address being written returns the new data, where Amaranth's
-    default (and the simulation of the real design) returns the old data. A block RAM whose
-    read-write collisions Yosys is told are undefined (``boards.synth.UNCONTENDED_MEMORIES``)
-    may return either, so a design using these memories must give the same results."""
+    default (and the simulation of the real design) returns the old data. In hardware, a block
+    RAM whose read-write collisions Yosys is told are undefined
+    (``boards.synth.UNCONTENDED_MEMORIES``) returns undefined data in such a cycle; a design
+    giving the same results with old and with new data does not use that data, on the inputs
+    tested."""
 
     def elaborate(self, platform):
         instance = MemoryInstance(data=self.data, attrs=self.attrs, src_loc=self.src_loc)
