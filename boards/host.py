@@ -5,10 +5,10 @@ from collections import namedtuple
 import numpy as np
 
 from hw.config import AccelConfig
-from hw.top import (
-    _ATTENTION_REGS,
-    _GELU_REGS,
-    _SOFTMAX_REGS,
+from hw.isa import (
+    ATTENTION_REGS,
+    GELU_REGS,
+    SOFTMAX_REGS,
     Buf,
     Command,
     Error,
@@ -44,7 +44,7 @@ def _code_name(code):
 
 class BoardError(Exception):
     """The board answered a command with a non-OK status; ``name`` is the error code's name
-    (:class:`hw.top.Error` or :class:`boards.link.LinkError`) and ``code`` its number."""
+    (:class:`hw.isa.Error` or :class:`boards.link.LinkError`) and ``code`` its number."""
 
     def __init__(self, code, what=""):
         self.code = code
@@ -164,7 +164,7 @@ class Client:
         self._regs[reg] = value
 
     def run(self, op, *, wait=True):
-        """Start ``op`` (an :class:`hw.top.Op`); with ``wait``, poll ``STATUS`` until done."""
+        """Start ``op`` (an :class:`hw.isa.Op`); with ``wait``, poll ``STATUS`` until done."""
         self.command(Command.RUN, bytes([Op(op).value]))
         if not wait:
             return
@@ -266,7 +266,7 @@ class Client:
         """Row softmax (last axis) on the board: ``(p, p_scale)`` as :func:`sim.golden.softmax`."""
         self._need("softmax")
         q, k, scfg = golden.check_softmax_input(q, scale, self.cfg.softmax)
-        for name, reg in _SOFTMAX_REGS.items():
+        for name, reg in SOFTMAX_REGS.items():
             self.set_reg(reg, getattr(k, name))
         rows = q.reshape(-1, q.shape[-1])
         p = self._rows(Op.SOFTMAX, rows, q.shape[-1])
@@ -278,7 +278,7 @@ class Client:
         gcfg = self.cfg.gelu
         q = golden.check_int_array("GELU input", q, gcfg.in_width)
         k = golden.gelu_constants(scale, gcfg)
-        for name, reg in _GELU_REGS.items():
+        for name, reg in GELU_REGS.items():
             if hasattr(k, name):
                 self.set_reg(reg, getattr(k, name))
         flat = q.reshape(-1)
@@ -331,7 +331,7 @@ class Client:
 
         ``q``, ``k``, ``v`` are int8 arrays of shape ``(L, d)`` or ``(heads, L, d)``. Each head
         is laid out in the controller's scratchpad order (Q in A, K in B, V in V; see
-        :class:`hw.top.Buf`) and its output read back from C. Raises :exc:`ValueError` when a
+        :class:`hw.isa.Buf`) and its output read back from C. Raises :exc:`ValueError` when a
         head does not fit the buffers (``ceil(L/R)*d``, ``ceil(L/C)*d`` and ``ceil(d/C)*L``
         words must each be at most ``depth``).
         """
@@ -350,7 +350,7 @@ class Client:
                            (Reg.ATT_MULT, consts.multiplier), (Reg.ATT_SHIFT, consts.shift)):
             self.set_reg(reg, value)
         for name in cfg.attention_softmax.constant_widths:
-            self.set_reg(_ATTENTION_REGS[name], getattr(consts.softmax, name))
+            self.set_reg(ATTENTION_REGS[name], getattr(consts.softmax, name))
         out = np.zeros((H, L, d), dtype=np.int64)
         for h in range(H):
             # Zero-pad to whole row blocks / column tiles; the controller ignores the padding.

@@ -13,7 +13,7 @@ import hw.top
 from boards.host import Board, BoardError
 from boards.link import RSP_SYNC, SYNC, LinkTop, crc8
 from hw.config import AccelConfig, AttentionConfig, LayerNormConfig
-from hw.top import Buf, Command, Error, Reg
+from hw.isa import Buf, Command, Error, Reg
 from sim import golden
 
 # The tiny preset without LayerNorm and with a small attention controller keeps elaboration and

@@ -17,7 +17,8 @@ import hw.attention
 import hw.top
 from boards.host import BoardError, Client
 from hw.config import AccelConfig, AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
-from hw.top import Accelerator, Buf, Command, Error, Op, Reg, buffer_specs
+from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs
+from hw.top import Accelerator
 from sim import golden
 from sim.bench import SimTimeout
 

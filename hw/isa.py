@@ -1,0 +1,224 @@
+"""The command-port ISA of the accelerator top: opcodes, ops, buffers, registers, status codes,
+and the buffer and register specs a config gives. The one home of every protocol number: the
+top, the host driver, the simulation harness, the tests and the datasheet read them here."""
+
+from dataclasses import dataclass
+
+from amaranth.lib import enum
+
+__all__ = [
+    "Command", "Op", "Buf", "Reg", "Error",
+    "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "NONLINEAR_OPS",
+    "BufferSpec", "buffer_specs", "register_specs", "vector_lanes", "gelu_port_widths",
+    "check_depth",
+]
+
+
+class Command(enum.Enum, shape=8):
+    """Opcodes of the command port (the first byte of a command)."""
+    STATUS = 0x01        #: no payload; answers flags and the last error code
+    WRITE_BUFFER = 0x02  #: buf, addr (2), count (2), then count words
+    READ_BUFFER = 0x03   #: buf, addr (2), count (2); answers count words
+    SET_REG = 0x04       #: reg, value (1 to 8 bytes, little-endian)
+    RUN = 0x05           #: op (one byte, an :class:`Op`)
+
+
+class Op(enum.Enum, shape=8):
+    """Operations of ``RUN``. A value the config leaves out answers :attr:`Error.UNIT`."""
+    GEMM = 0x00          #: C = requantize(A @ B, RQ_MULT, RQ_SHIFT), int8 in C's lanes
+    GEMM_RAW = 0x01      #: C = A @ B, exact accumulators
+    SOFTMAX = 0x02       #: Y = softmax(X) row by row
+    GELU = 0x03          #: Y = gelu(X)
+    LAYERNORM = 0x04     #: Y = layernorm(X) row by row, gamma/beta from COEF
+    ATTENTION = 0x05     #: one head: C = attention(Q in A, K in B, V in V), int8 in C's lanes
+
+
+class Buf(enum.Enum, shape=8):
+    """Buffer numbers of ``WRITE_BUFFER`` / ``READ_BUFFER``.
+
+    Attention uses A for Q (word ``b*d + j`` is ``Q[b*R : b*R+R, j]``), B for K (word ``t*d + j``
+    is ``K[t*C : t*C+C, j]``), V for V and C for its int8 output, in the controller's order:
+    per row block b and column tile t of d, the rows ``O[b*R + r, t*C : t*C+C]``.
+    """
+    A = 0      #: GEMM left operand, a word is R int8 lanes: ``A[tm*R : tm*R+R, k]`` at ``tm*K + k``
+    B = 1      #: GEMM right operand, a word is C lanes: ``B[k, tn*C : tn*C+C]`` at ``tn*K + k``
+    C = 2      #: GEMM or attention result, a word is C lanes of acc_width bits, in the unit's order
+    X = 3      #: nonlinear input, a word is one beat (``lanes`` elements), rows padded to beats
+    Y = 4      #: nonlinear output, same layout as X
+    COEF = 5   #: LayerNorm gamma/beta, write-only, a word is one coefficient beat
+    V = 6      #: attention V, a word is C int8 lanes: ``V[i, t*C : t*C+C]`` at ``t*L + i``
+
+
+class Reg(enum.Enum, shape=8):
+    """Register numbers of ``SET_REG``; a register of a unit left out answers REGISTER."""
+    M = 0x00
+    K = 0x01
+    N = 0x02
+    ROW_LEN = 0x03
+    ROWS = 0x04
+    RQ_MULT = 0x05
+    RQ_SHIFT = 0x06
+    SM_SHIFT_RIGHT = 0x10
+    SM_SHIFT_LEFT = 0x11
+    SM_DIVISOR = 0x12
+    SM_OFFSET = 0x13
+    SM_POLY_C = 0x14
+    SM_EXP_SHIFT = 0x15
+    GELU_K = 0x20
+    GELU_BETA = 0x21
+    GELU_C = 0x22
+    GELU_N = 0x23
+    GELU_ONE = 0x24
+    GELU_X0 = 0x28
+    GELU_ZS = 0x29
+    GELU_D = 0x2a
+    GELU_UMAX = 0x2b
+    ATT_LEN = 0x30          #: attention sequence length L
+    ATT_DIM = 0x31          #: attention head dimension d
+    ATT_CAUSAL = 0x32       #: 1: query i sees keys 0..i only
+    ATT_MULT = 0x33         #: requantization of P V: multiplier
+    ATT_SHIFT = 0x34        #: requantization of P V: shift
+    ATT_SHIFT_RIGHT = 0x38  #: the attention softmax's constants, for the score scale
+    ATT_SHIFT_LEFT = 0x39
+    ATT_DIVISOR = 0x3a
+    ATT_OFFSET = 0x3b
+    ATT_POLY_C = 0x3c
+    ATT_EXP_SHIFT = 0x3d
+
+
+class Error(enum.Enum, shape=8):
+    """Status codes: the first byte of every response; a failed command changes nothing."""
+    OK = 0x00
+    OPCODE = 0x01     #: unknown opcode
+    LENGTH = 0x02     #: payload length does not match the opcode (or its count)
+    BUFFER = 0x03     #: unknown buffer, or one the config left out, or reading COEF
+    RANGE = 0x04      #: addr + count beyond the buffer, or a response longer than 65535 bytes
+    REGISTER = 0x05   #: unknown register, or one of a unit the config left out
+    VALUE = 0x06      #: register value above the register's maximum
+    UNIT = 0x07       #: RUN of an unknown op or of a unit the config left out
+    SHAPE = 0x08      #: RUN with a zero shape, a shape beyond the config or beyond a buffer
+    BUSY = 0x09       #: a buffer, register or RUN command while a unit runs
+
+
+#: Unit register prefixes of the constant ports: golden constant field -> register.
+SOFTMAX_REGS = {"shift_right": Reg.SM_SHIFT_RIGHT, "shift_left": Reg.SM_SHIFT_LEFT,
+                 "divisor": Reg.SM_DIVISOR, "offset": Reg.SM_OFFSET, "poly_c": Reg.SM_POLY_C,
+                 "exp_shift": Reg.SM_EXP_SHIFT}
+GELU_REGS = {"k": Reg.GELU_K, "beta": Reg.GELU_BETA, "c": Reg.GELU_C, "n": Reg.GELU_N,
+              "one": Reg.GELU_ONE, "x0": Reg.GELU_X0, "zs": Reg.GELU_ZS, "d": Reg.GELU_D,
+              "umax": Reg.GELU_UMAX}
+ATTENTION_REGS = {"shift_right": Reg.ATT_SHIFT_RIGHT, "shift_left": Reg.ATT_SHIFT_LEFT,
+                   "divisor": Reg.ATT_DIVISOR, "offset": Reg.ATT_OFFSET,
+                   "poly_c": Reg.ATT_POLY_C, "exp_shift": Reg.ATT_EXP_SHIFT}
+NONLINEAR_OPS = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernorm"}
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """One buffer: ``depth`` words of ``lanes`` signed ``elem_width``-bit elements.
+
+    On the command port a word is ``nbytes = ceil(lanes*elem_width/8)`` bytes, little-endian,
+    lane 0 in the low bits (``sim.bench.pack``).
+    """
+
+    buf: Buf
+    lanes: int
+    elem_width: int
+    depth: int
+    readable: bool = True
+
+    @property
+    def width(self):
+        return self.lanes * self.elem_width
+
+    @property
+    def nbytes(self):
+        return -(-self.width // 8)
+
+
+def vector_lanes(cfg):
+    """Lanes of the X/Y buffers: the common ``lanes`` of the enabled nonlinear units (1 if none)."""
+    lanes = {getattr(cfg, name).lanes for name in NONLINEAR_OPS.values()
+             if getattr(cfg, name).enabled}
+    if len(lanes) > 1:
+        raise ValueError(f"Nonlinear unit lanes must be equal in the accelerator top, not "
+                         f"{sorted(lanes)}")
+    return lanes.pop() if lanes else 1
+
+
+def gelu_port_widths(gcfg):
+    P, F = gcfg.poly_width, gcfg.frac_width
+    if gcfg.variant == "ibert":
+        return {"k": (P + 1).bit_length(), "beta": P, "c": 2 * P + 1,
+                "n": (2 * P + 2 - 1).bit_length(), "one": F + 1}
+    return {"x0": gcfg.exp_width, "zs": (F + 2).bit_length(), "d": gcfg.den_width - 1,
+            "umax": gcfg.exp_width}
+
+
+def buffer_specs(cfg, depth=256):
+    """The buffers of ``Accelerator(cfg, depth=depth)``: ``{Buf: BufferSpec}``.
+
+    A, B and C always exist; X and Y when a nonlinear unit is enabled; COEF with LayerNorm;
+    V with attention (which also uses A for Q, B for K and C for its output).
+    """
+    check_depth(depth)
+    R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
+    specs = {
+        Buf.A: BufferSpec(Buf.A, R, w, depth),
+        Buf.B: BufferSpec(Buf.B, C, w, depth),
+        Buf.C: BufferSpec(Buf.C, C, cfg.acc_width, depth),
+    }
+    units = [getattr(cfg, name) for name in NONLINEAR_OPS.values() if getattr(cfg, name).enabled]
+    if units:
+        vl = vector_lanes(cfg)
+        specs[Buf.X] = BufferSpec(Buf.X, vl, max(u.in_width for u in units), depth)
+        specs[Buf.Y] = BufferSpec(Buf.Y, vl, max(u.out_width for u in units) + 1, depth)
+    if cfg.layernorm.enabled:
+        ln = cfg.layernorm
+        specs[Buf.COEF] = BufferSpec(Buf.COEF, ln.lanes, ln.gamma_width + ln.beta_width,
+                                     -(-ln.max_len // ln.lanes), readable=False)
+    if cfg.attention.enabled:
+        specs[Buf.V] = BufferSpec(Buf.V, C, w, depth)
+    return specs
+
+
+def register_specs(cfg, depth=256):
+    """The registers of ``Accelerator(cfg, depth=depth)``: ``{Reg: (width, max_value)}``.
+
+    GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``
+    and ``ATT_*`` only with their unit. A value above ``max_value`` answers ``VALUE``.
+    """
+    vl = vector_lanes(cfg)
+    max_len = [getattr(cfg, n).max_len for n in ("softmax", "layernorm") if getattr(cfg, n).enabled]
+    if cfg.gelu.enabled:
+        max_len.append(depth * vl)
+    row_max = max(max_len, default=1)
+    shift_max = cfg.acc_width + cfg.requant.mult_width - 1
+    regs = {
+        Reg.M: cfg.gemm.max_m, Reg.K: cfg.gemm.max_k, Reg.N: cfg.gemm.max_n,
+        Reg.ROW_LEN: row_max, Reg.ROWS: depth,
+        Reg.RQ_MULT: (1 << cfg.requant.mult_width) - 1, Reg.RQ_SHIFT: shift_max,
+    }
+    if cfg.softmax.enabled:
+        for name, width in cfg.softmax.constant_widths.items():
+            regs[SOFTMAX_REGS[name]] = (1 << width) - 1
+    if cfg.gelu.enabled:
+        for name, width in gelu_port_widths(cfg.gelu).items():
+            regs[GELU_REGS[name]] = (1 << width) - 1
+    if cfg.attention.enabled:
+        at, mult_width = cfg.attention, cfg.requant.mult_width
+        regs.update({
+            Reg.ATT_LEN: at.max_seq_len, Reg.ATT_DIM: at.max_head_dim, Reg.ATT_CAUSAL: 1,
+            Reg.ATT_MULT: (1 << mult_width) - 1,
+            Reg.ATT_SHIFT: cfg.attention_gemm.acc_width + mult_width - 1,
+        })
+        for name, width in cfg.attention_softmax.constant_widths.items():
+            regs[ATTENTION_REGS[name]] = (1 << width) - 1
+    return {reg: (max(1, hi.bit_length()), hi) for reg, hi in regs.items()}
+
+
+def check_depth(depth):
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"Buffer depth must be an integer, not {depth!r}")
+    if not 1 <= depth <= 1 << 16:
+        raise ValueError(f"Buffer depth must be an integer from 1 to 65536, not {depth}")
