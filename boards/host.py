@@ -18,11 +18,12 @@ from hw.isa import (
     register_specs,
     vector_lanes,
 )
-from sim import golden
+from sim import golden, layout
+from sim.layout import pack_words, unpack_words
 
 from .link import RSP_SYNC, SYNC, LinkError, crc8
 
-__all__ = ["BoardError", "Status", "Client", "Board", "pack_words", "unpack_words"]
+__all__ = ["BoardError", "Status", "Client", "Board"]
 
 Status = namedtuple("Status", ["busy", "done", "error"])
 Status.__doc__ = "What ``STATUS`` answers: ``busy``, ``done`` (bools) and the last error name."
@@ -50,33 +51,6 @@ class BoardError(Exception):
         self.code = code
         self.name = _code_name(code)
         super().__init__(f"{self.name}" + (f" ({what})" if what else ""))
-
-
-def pack_words(words, spec):
-    """Bytes of ``words`` (array ``(n, lanes)`` of ints) for buffer ``spec``: each word is
-    ``spec.nbytes`` bytes little-endian, lane 0 in the low bits, each lane two's complement."""
-    words = np.asarray(words, dtype=np.int64).reshape(-1, spec.lanes)
-    mask = (1 << spec.elem_width) - 1
-    out = bytearray()
-    for row in words:
-        word = 0
-        for i, v in enumerate(row):
-            word |= (int(v) & mask) << (i * spec.elem_width)
-        out += word.to_bytes(spec.nbytes, "little")
-    return bytes(out)
-
-
-def unpack_words(raw, spec):
-    """Inverse of :func:`pack_words`: an int64 array ``(n, lanes)`` of signed lanes."""
-    n = len(raw) // spec.nbytes
-    out = np.zeros((n, spec.lanes), dtype=np.int64)
-    mask, half = (1 << spec.elem_width) - 1, 1 << (spec.elem_width - 1)
-    for w in range(n):
-        word = int.from_bytes(raw[w * spec.nbytes:(w + 1) * spec.nbytes], "little")
-        for i in range(spec.lanes):
-            v = (word >> (i * spec.elem_width)) & mask
-            out[w, i] = v - (1 << spec.elem_width) if v & half else v
-    return out
 
 
 class Client:
@@ -217,25 +191,13 @@ class Client:
     def _gemm_block(self, a, b, requantized):
         R, C = self.cfg.array.rows, self.cfg.array.cols
         (M, K), N = a.shape, b.shape[1]
-        tm, tn = -(-M // R), -(-N // C)
-        ap = np.zeros((tm * R, K), dtype=np.int64)
-        ap[:M] = a
-        bp = np.zeros((K, tn * C), dtype=np.int64)
-        bp[:, :N] = b
-        # A word tm*K + k = A[tm*R:(tm+1)*R, k]; B word tn*K + k = B[k, tn*C:(tn+1)*C].
-        self.write_buffer(Buf.A, 0, ap.reshape(tm, R, K).transpose(0, 2, 1).reshape(-1, R))
-        self.write_buffer(Buf.B, 0, bp.reshape(K, tn, C).transpose(1, 0, 2).reshape(-1, C))
+        self.write_buffer(Buf.A, 0, layout.column_words(a, R))
+        self.write_buffer(Buf.B, 0, layout.row_words(b, C))
         for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             self.set_reg(reg, v)
         self.run(Op.GEMM if requantized else Op.GEMM_RAW)
-        rows = self.read_buffer(Buf.C, 0, M * tn)
-        out = np.zeros((M, tn * C), dtype=np.int64)
-        it = iter(rows)
-        for i0 in range(0, M, R):            # the engine's order: row tile, column tile, row
-            for j in range(tn):
-                for i in range(i0, min(i0 + R, M)):
-                    out[i, j * C:(j + 1) * C] = next(it)
-        return out[:, :N]
+        rows = self.read_buffer(Buf.C, 0, M * -(-N // C))
+        return layout.from_tile_rows(rows, M, N, R, C)
 
     # -- nonlinear units -------------------------------------------------------------------------
 
@@ -248,13 +210,11 @@ class Client:
         self.set_reg(Reg.ROW_LEN, length)
         for r0 in range(0, len(rows), per):
             chunk = rows[r0:r0 + per]
-            padded = np.zeros((len(chunk), beats * VL), dtype=np.int64)
-            padded[:, :length] = chunk
-            self.write_buffer(Buf.X, 0, padded.reshape(-1, VL))
+            self.write_buffer(Buf.X, 0, layout.beats(chunk, VL))
             self.set_reg(Reg.ROWS, len(chunk))
             self.run(op)
             y = self.read_buffer(Buf.Y, 0, len(chunk) * beats)
-            out[r0:r0 + len(chunk)] = y.reshape(len(chunk), beats * VL)[:, :length]
+            out[r0:r0 + len(chunk)] = layout.from_beats(y, len(chunk), length, VL)
         return out
 
     def _need(self, name):
@@ -298,21 +258,9 @@ class Client:
         q, k, lcfg = golden.check_layernorm_input(q, scale, gamma, beta, self.cfg.layernorm)
         VL, L = lcfg.lanes, k.length
         beats = -(-L // VL)
-        g = np.zeros(beats * VL, dtype=np.int64)
-        bt = np.zeros(beats * VL, dtype=np.int64)
-        g[:L], bt[:L] = k.gamma, k.beta
         spec = self.buffers[Buf.COEF]
-        gmask = (1 << lcfg.gamma_width) - 1
-        bmask = (1 << lcfg.beta_width) - 1
-        words = []
-        for i in range(beats):   # a COEF word: gamma lanes, then beta lanes
-            word = 0
-            for lane in range(VL):
-                word |= (int(g[i * VL + lane]) & gmask) << (lane * lcfg.gamma_width)
-                word |= (int(bt[i * VL + lane]) & bmask) << (VL * lcfg.gamma_width
-                                                              + lane * lcfg.beta_width)
-            words.append(word)
-        raw = b"".join(w.to_bytes(spec.nbytes, "little") for w in words)
+        raw = b"".join(w.to_bytes(spec.nbytes, "little")
+                       for w in layout.coef_words(k.gamma, k.beta, lcfg))
         per = max(1, (self.max_payload - 5) // spec.nbytes)
         for s in range(0, beats, per):
             cnt = min(per, beats - s)
@@ -353,28 +301,13 @@ class Client:
             self.set_reg(ATTENTION_REGS[name], getattr(consts.softmax, name))
         out = np.zeros((H, L, d), dtype=np.int64)
         for h in range(H):
-            # Zero-pad to whole row blocks / column tiles; the controller ignores the padding.
-            qp = np.zeros((nb * R, d), dtype=np.int64)
-            qp[:L] = q[h]
-            kp = np.zeros((nt_len * C, d), dtype=np.int64)
-            kp[:L] = k[h]
-            vp = np.zeros((L, nt_dim * C), dtype=np.int64)
-            vp[:, :d] = v[h]
-            # Q word b*d + j = Q[bR:bR+R, j]; K word t*d + j = K[tC:tC+C, j];
-            # V word t*L + i = V[i, tC:tC+C].
-            self.write_buffer(Buf.A, 0, qp.reshape(nb, R, d).transpose(0, 2, 1).reshape(-1, R))
-            self.write_buffer(Buf.B, 0, kp.reshape(nt_len, C, d).transpose(0, 2, 1)
-                              .reshape(-1, C))
-            self.write_buffer(Buf.V, 0, vp.reshape(L, nt_dim, C).transpose(1, 0, 2)
-                              .reshape(-1, C))
+            # The controller's scratchpad order (see sim.layout): Q as column words of R rows,
+            # K as row words of Kᵀ, V as row words; the output as tile rows.
+            self.write_buffer(Buf.A, 0, layout.column_words(q[h], R))
+            self.write_buffer(Buf.B, 0, layout.row_words(k[h].T, C))
+            self.write_buffer(Buf.V, 0, layout.row_words(v[h], C))
             self.run(Op.ATTENTION)
-            it = iter(self.read_buffer(Buf.C, 0, nt_dim * L))
-            o = np.zeros((L, nt_dim * C), dtype=np.int64)
-            for b0 in range(0, L, R):            # the controller's order: block, tile, row
-                for t in range(nt_dim):
-                    for i in range(b0, min(b0 + R, L)):
-                        o[i, t * C:(t + 1) * C] = next(it)
-            out[h] = o[:, :d]
+            out[h] = layout.from_tile_rows(self.read_buffer(Buf.C, 0, nt_dim * L), L, d, R, C)
         return (out if heads else out[0]), float(o_scale)
 
 

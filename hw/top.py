@@ -6,7 +6,7 @@ import operator
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from .gemm import GemmEngine
@@ -42,7 +42,9 @@ def _times(value, constant):
 class _Reader:
     """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
     (k innermost; I, J, K at least 1). ``start`` (a one-cycle pulse, set with ``m.d.sync``)
-    empties the queue; the loop bounds and strides, set by then, are loaded the cycle after.
+    empties the queue; the loop bounds and strides, set by then, are loaded the cycle after
+    into the reader's own registers, and nothing outside the reader is read again until the
+    next ``start``: a walk cannot be changed once it has begun.
 
     Everything on the memory's side is registered, for timing: the address is a register
     stepped by one adder (``+1``, or a jump to the next j or i block, kept ready beside it), the
@@ -105,6 +107,7 @@ class _Reader:
         k_last, j_last, i_last = (Signal(name=f"{name}_{x}_last") for x in "kji")
         k_top, j_top = Signal(aw, name=f"{name}_k_top"), Signal(aw, name=f"{name}_j_top")
         k_one, j_one = Signal(name=f"{name}_k_one"), Signal(name=f"{name}_j_one")
+        si, sj = Signal(aw, name=f"{name}_si_run"), Signal(aw, name=f"{name}_sj_run")
         addr = Signal(2 * aw, name=f"{name}_addr")
         next_j = Signal(2 * aw, name=f"{name}_next_j")
         next_i = Signal(2 * aw, name=f"{name}_next_i")
@@ -120,6 +123,7 @@ class _Reader:
                 k_last.eq(self.count_k == 1), j_last.eq(self.count_j == 1),
                 i_last.eq(self.count_i == 1),
                 addr.eq(0), next_j.eq(self.sj), next_i.eq(self.si),
+                si.eq(self.si), sj.eq(self.sj),
             ]
         with m.Elif(issue):
             with m.If(~k_last):
@@ -128,13 +132,13 @@ class _Reader:
                 m.d.sync += [k_rem.eq(k_top), k_last.eq(k_one)]
                 with m.If(~j_last):
                     m.d.sync += [j_rem.eq(j_rem - 1), j_last.eq(j_rem == 1),
-                                 addr.eq(next_j), next_j.eq(next_j + self.sj)]
+                                 addr.eq(next_j), next_j.eq(next_j + sj)]
                 with m.Else():
                     m.d.sync += [j_rem.eq(j_top), j_last.eq(j_one)]
                     with m.If(~i_last):
                         m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1),
-                                     addr.eq(next_i), next_j.eq(next_i + self.sj),
-                                     next_i.eq(next_i + self.si)]
+                                     addr.eq(next_i), next_j.eq(next_i + sj),
+                                     next_i.eq(next_i + si)]
                     with m.Else():
                         m.d.comb += active_next.eq(0)
 
@@ -234,6 +238,13 @@ class Accelerator(wiring.Component):
         self.buffers = buffer_specs(cfg, depth)
         self.registers = register_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)
+        # The architectural state, made here so that a testbench can inspect it: the register
+        # file (reset to 0) and the storage of every buffer but COEF (which lives in the
+        # LayerNorm unit).
+        self.register_file = {reg: Signal(width, name=f"reg_{reg.name.lower()}")
+                              for reg, (width, _) in self.registers.items()}
+        self.buffer_data = {buf: MemoryData(shape=unsigned(spec.width), depth=depth, init=[])
+                            for buf, spec in self.buffers.items() if buf != Buf.COEF}
         super().__init__({
             "cmd": In(stream.Signature(8)),
             "rsp": Out(stream.Signature(8)),
@@ -273,8 +284,7 @@ class Accelerator(wiring.Component):
             rq_o = rq.o
 
         # -- Registers -----------------------------------------------------------------------
-        regs = {reg: Signal(width, name=f"reg_{reg.name.lower()}")
-                for reg, (width, _) in self.registers.items()}
+        regs = self.register_file
         if att is None:
             m.d.comb += [rq.multiplier.eq(regs[Reg.RQ_MULT]), rq.shift.eq(regs[Reg.RQ_SHIFT])]
         if Op.SOFTMAX in units:
@@ -286,7 +296,14 @@ class Accelerator(wiring.Component):
                 m.d.comb += getattr(units[Op.GELU], name).eq(regs[GELU_REGS[name]])
         if Op.LAYERNORM in units:
             m.d.comb += units[Op.LAYERNORM].length.eq(regs[Reg.ROW_LEN])
+        # The run's own state: set at LAUNCH from the accepted RUN, and read by the run from
+        # then on. Nothing that decodes a later command (its argument bytes, the op decode of
+        # the checks) reaches a running operation: the readers take their loops from these
+        # and latch them at their start, the units take their commands at launch, and the
+        # register file they read is written only by an accepted SET_REG, which BUSY excludes
+        # while a run is in flight.
         run_op = Signal(Op)
+        run_gemm = Signal()     # run_op is GEMM or GEMM_RAW
         # Decoded into flip-flops (one cycle after LAUNCH sets run_op; no word reaches a unit
         # before that).
         att_run, raw = Signal(name="att_run"), Signal(name="raw")
@@ -304,10 +321,8 @@ class Accelerator(wiring.Component):
 
         # -- Buffers: one read port and one write port each -----------------------------------
         mems, rps, wps = {}, {}, {}
-        for buf, spec in self.buffers.items():
-            if buf == Buf.COEF:
-                continue
-            mem = Memory(shape=unsigned(spec.width), depth=depth, init=[])
+        for buf, storage in self.buffer_data.items():
+            mem = Memory(data=storage)
             m.submodules[f"buf_{buf.name.lower()}"] = mems[buf] = mem
             rps[buf], wps[buf] = mem.read_port(), mem.write_port()
 
@@ -589,20 +604,21 @@ class Accelerator(wiring.Component):
             with m.If(att.cmd.valid & att.cmd.ready):
                 m.d.sync += att_cmd_valid.eq(0)
 
-        # The readers' loops follow the op at all times, without an enable (loaded from the
-        # command FSM, they had one enable net across the chip); they are stable from FIT on,
-        # and a reader loads them two cycles after LAUNCH.
+        # The readers' loops follow the run's op at all times, without an enable (loaded from
+        # the command FSM they would have one enable net across the chip); run_gemm is set at
+        # LAUNCH, the loops are registered from it a cycle later, and a reader latches them the
+        # cycle after that (two cycles after LAUNCH).
         # GEMM: A walks i = row tile (stride K), j = column tile (stride 0), then k; B the same
         # walk with the strides swapped. Attention and the nonlinear units read linearly (Q, K
         # and V are in the controller's scratchpad order).
         K = regs[Reg.K]
         m.d.sync += [
-            rd_a.count_i.eq(Mux(gemm_op, tiles_m, 1)), rd_a.count_j.eq(Mux(gemm_op, tiles_n, 1)),
-            rd_a.count_k.eq(Mux(gemm_op, K, words_a)), rd_a.si.eq(Mux(gemm_op, K, 0)),
+            rd_a.count_i.eq(Mux(run_gemm, tiles_m, 1)), rd_a.count_j.eq(Mux(run_gemm, tiles_n, 1)),
+            rd_a.count_k.eq(Mux(run_gemm, K, words_a)), rd_a.si.eq(Mux(run_gemm, K, 0)),
             rd_a.sj.eq(0),
-            rd_b.count_i.eq(Mux(gemm_op, tiles_m, 1)), rd_b.count_j.eq(Mux(gemm_op, tiles_n, 1)),
-            rd_b.count_k.eq(Mux(gemm_op, K, words_b)), rd_b.si.eq(0),
-            rd_b.sj.eq(Mux(gemm_op, K, 0)),
+            rd_b.count_i.eq(Mux(run_gemm, tiles_m, 1)), rd_b.count_j.eq(Mux(run_gemm, tiles_n, 1)),
+            rd_b.count_k.eq(Mux(run_gemm, K, words_b)), rd_b.si.eq(0),
+            rd_b.sj.eq(Mux(run_gemm, K, 0)),
         ]
         for rd, n in ((rd_x, words_a), (rd_v, words_c)):
             if rd is not None:
@@ -785,16 +801,17 @@ class Accelerator(wiring.Component):
                 with m.If(launch_bad):
                     m.d.sync += status.eq(Error.SHAPE.value)
                 with m.Elif(gemm_op):
-                    m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                    m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg), run_gemm.eq(1),
                                  written.eq(0), out_words.eq(words_c), gemm_cmd_valid.eq(1)]
                     m.d.sync += [rd_a.start.eq(1), rd_b.start.eq(1)]
                 with m.Elif(att_op):
                     if att is not None:
                         m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
-                                     written.eq(0), out_words.eq(words_c), att_cmd_valid.eq(1)]
+                                     run_gemm.eq(0), written.eq(0), out_words.eq(words_c),
+                                     att_cmd_valid.eq(1)]
                         m.d.sync += [rd.start.eq(1) for rd in (rd_a, rd_b, rd_v)]
                 with m.Else():
-                    m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg),
+                    m.d.sync += [running.eq(1), done.eq(0), run_op.eq(op_arg), run_gemm.eq(0),
                                  written.eq(0), out_words.eq(words_a)]
                     if rd_x is not None:
                         m.d.sync += rd_x.start.eq(1)

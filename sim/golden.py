@@ -24,6 +24,7 @@ __all__ = [
     "softmax_exp",
     "check_softmax_input",
     "softmax",
+    "softmax_from_constants",
     "GELU_A",
     "GELU_B",
     "IBERT_GELU_A",
@@ -33,6 +34,7 @@ __all__ = [
     "gelu_scale_range",
     "gelu_constants",
     "gelu",
+    "gelu_from_constants",
     "isqrt",
     "bit_length",
     "LayerNormConstants",
@@ -40,8 +42,10 @@ __all__ = [
     "layernorm_row_stats",
     "check_layernorm_input",
     "layernorm",
+    "layernorm_from_integers",
     "AttentionConstants",
     "attention_constants",
+    "attention_from_constants",
     "check_attention_input",
     "attention",
 ]
@@ -347,6 +351,13 @@ def softmax(q, scale, cfg=None):
     p_scale : float
     """
     q, k, cfg = check_softmax_input(q, scale, cfg)
+    return softmax_from_constants(q, k, cfg), 2.0 ** -cfg.out_width
+
+
+def softmax_from_constants(q, k, cfg):
+    """The integer part of :func:`softmax`: probabilities of the rows (last axis) of int64
+    ``q``, already checked, for constants ``k`` (what the unit computes from its constant
+    ports)."""
     e = softmax_exp(q.max(axis=-1, keepdims=True) - q, k, cfg)
     total = e.sum(axis=-1, keepdims=True)
     assert (total >= (1 << (cfg.EXP_WIDTH - 2))).all()
@@ -355,7 +366,7 @@ def softmax(q, scale, cfg=None):
     f = (1 << big_k) // total
     assert (f < (1 << (cfg.out_width + 7))).all()
     p = round_shift(e * f, big_k - cfg.out_width)
-    return np.minimum(p, (1 << cfg.out_width) - 1), 2.0 ** -cfg.out_width
+    return np.minimum(p, (1 << cfg.out_width) - 1)
 
 
 # == GELU (golden model, constants) ==============================================================
@@ -564,6 +575,12 @@ def gelu(q, scale, cfg=None):
     cfg = _gelu_config(cfg)
     q = check_int_array("GELU input", q, cfg.in_width)
     k = gelu_constants(scale, cfg)
+    return gelu_from_constants(q, k, cfg), k.y_scale
+
+
+def gelu_from_constants(q, k, cfg):
+    """The integer part of :func:`gelu`: ``y`` for int64 ``q``, already checked, and the
+    integer fields of constants ``k`` (what the unit computes from its constant ports)."""
     a = np.abs(q)
     if cfg.variant == "ibert":
         t = k.beta - np.minimum(a << k.k, k.beta)
@@ -575,7 +592,7 @@ def gelu(q, scale, cfg=None):
         r = u - z * k.x0
         eps = ((k.x0 - (r >> 1)) << k.zs) >> z
         s = (np.where(q < 0, eps, k.d) << cfg.frac_width) // (k.d + eps)
-    return q * s, k.y_scale
+    return q * s
 
 # == LayerNorm (golden model, constants) =========================================================
 #
@@ -791,15 +808,21 @@ def layernorm(q, scale, gamma=None, beta=None, cfg=None):
         Default ``LayerNormConfig()``.
     """
     q, consts, cfg = check_layernorm_input(q, scale, gamma, beta, cfg)
+    return layernorm_from_integers(q, consts.gamma, consts.beta, cfg), consts.y_scale
+
+
+def layernorm_from_integers(q, gamma, beta, cfg):
+    """The integer part of :func:`layernorm`: ``y`` for int64 rows ``q`` (last axis), already
+    checked, and the integer per-channel ``gamma``/``beta`` the unit holds (signed
+    ``gamma_width``/``beta_width``-bit; the final shift is ``norm_frac + gamma_shift``)."""
     st = layernorm_row_stats(q)
     L = q.shape[-1]
     factor = st["factor"][..., None]
     shift = st["shift"][..., None]
     n = (L * q - st["s1"][..., None]) * factor
     zq = (n + ((np.int64(1) << shift) >> 1)) >> shift
-    p = zq * np.array(consts.gamma, dtype=np.int64) + np.array(consts.beta, dtype=np.int64)
-    y = saturate(round_shift(p, consts.shift), cfg.out_width)
-    return y, consts.y_scale
+    p = zq * np.array(gamma, dtype=np.int64) + np.array(beta, dtype=np.int64)
+    return saturate(round_shift(p, cfg.norm_frac + cfg.gamma_shift), cfg.out_width)
 
 
 # == Attention (golden model, constants) =========================================================
@@ -917,15 +940,23 @@ def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, cfg=
     q, k, v, heads = check_attention_input(q, k, v, cfg)
     H, L, d = q.shape
     consts = attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
+    o = attention_from_constants(q, k, v, consts, causal=causal, cfg=cfg)
+    return (o if heads else o[0]), float(o_scale)
+
+
+def attention_from_constants(q, k, v, consts, *, causal, cfg):
+    """The integer part of :func:`attention`: ``o`` (H, L, d) for int64 ``q``, ``k``, ``v`` of
+    shape (H, L, d), already checked, and constants ``consts`` (what the controller computes
+    from its registers)."""
+    L = q.shape[1]
     sm_cfg = cfg.attention_softmax
     s = q @ k.transpose(0, 2, 1)
     if causal:
         s = np.where(np.tri(L, dtype=bool), s, -(1 << (sm_cfg.in_width - 1)))
-    p, p_scale = softmax(s, q_scale * k_scale / math.sqrt(d), sm_cfg)
+    p = softmax_from_constants(s, consts.softmax, sm_cfg)
     acc = p @ v
-    o = requantize(acc, consts.multiplier, consts.shift,
-                   acc_width=cfg.attention_gemm.acc_width,
-                   mult_width=cfg.requant.mult_width, out_width=cfg.requant.out_width)
-    return (o if heads else o[0]), float(o_scale)
+    return requantize(acc, consts.multiplier, consts.shift,
+                      acc_width=cfg.attention_gemm.acc_width,
+                      mult_width=cfg.requant.mult_width, out_width=cfg.requant.out_width)
 
 

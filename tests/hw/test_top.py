@@ -4,94 +4,26 @@ under random stalls; malformed commands answer error codes and change nothing.""
 import functools
 import gc
 import warnings
-from collections import deque
 
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable
-from amaranth.sim import Simulator
 from hypothesis import given
 from hypothesis import strategies as st
 
 import hw.attention
 import hw.top
-from boards.host import BoardError, Client
+from boards.host import BoardError
+from boards.simtop import SimTop
 from hw.config import AccelConfig, AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
 from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs
 from hw.top import Accelerator
 from sim import golden
-from sim.bench import SimTimeout
 
 # The tiny preset with a small attention controller (L <= 10, d <= 5): every unit, quick to
 # elaborate and simulate.
 TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
                                                                     max_head_dim=5))
-
-
-class SimTop(Client):
-    """:class:`boards.host.Client` driving :class:`hw.top.Accelerator` in the simulator: bytes go
-    into ``cmd`` and come out of ``rsp``, each side withholding valid/ready with probability
-    ``stall``. The simulation advances only while a command waits for its response."""
-
-    def __init__(self, cfg, *, depth=64, stall=0.0, seed=0, budget=20_000):
-        super().__init__(cfg, depth=depth)
-        self.dut = Accelerator(cfg, depth=depth)
-        self.stall, self.budget = stall, budget
-        self.rng = np.random.default_rng(seed)
-        self.out, self.inp = deque(), deque()
-        self.cycles = 0
-        self.sim = Simulator(self.dut)
-        self.sim.add_clock(1e-8)
-        self.sim.add_testbench(self._source, background=True)
-        self.sim.add_testbench(self._sink, background=True)
-
-    async def _source(self, ctx):
-        cmd = self.dut.cmd
-        while True:
-            if not self.out or (self.stall and self.rng.random() < self.stall):
-                ctx.set(cmd.valid, 0)
-                await ctx.tick()
-                continue
-            ctx.set(cmd.valid, 1)
-            ctx.set(cmd.payload, self.out[0])
-            _, _, ready = await ctx.tick().sample(cmd.ready)
-            if ready:
-                self.out.popleft()
-
-    async def _sink(self, ctx):
-        rsp = self.dut.rsp
-        while True:
-            ready = not (self.stall and self.rng.random() < self.stall)
-            ctx.set(rsp.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(rsp.valid, rsp.payload)
-            if valid and ready:
-                self.inp.append(payload)
-
-    def _wait(self, n, what):
-        start = self.cycles
-        while len(self.inp) < n:
-            if self.cycles - start > self.budget:
-                raise SimTimeout(f"{what}: got {len(self.inp)} of {n} response bytes in "
-                                 f"{self.budget} cycles")
-            self.cycles += 16
-            self.sim.run_until(self.cycles * 1e-8)
-
-    def _exchange(self, opcode, payload):
-        assert not self.inp, "response bytes left over from the previous command"
-        self.out.extend(bytes([opcode]) + len(payload).to_bytes(2, "little") + payload)
-        self._wait(3, f"command {opcode:#x} header")
-        length = self.inp[1] | self.inp[2] << 8
-        self._wait(3 + length, f"command {opcode:#x} payload")
-        assert len(self.inp) == 3 + length, "more response bytes than the length says"
-        status = self.inp[0]
-        data = bytes(list(self.inp)[3:])
-        self.inp.clear()
-        return status, data
-
-    def raw(self, opcode, payload=b""):
-        """Send a command as raw bytes; return ``(status, payload)``, no exception."""
-        return self._exchange(opcode.value if hasattr(opcode, "value") else opcode,
-                              bytes(payload))
 
 
 def expect(code, fn, *args, **kwargs):
@@ -354,6 +286,28 @@ def test_busy_and_left_out_units():
         if not top.status().busy:
             break
     assert top.status() == (False, True, "OK")
+
+
+def test_refused_set_reg_leaves_running_gemm_alone():
+    # Issue 18's reproducer, byte for byte, on the tiny preset (R = C = 2): a SET_REG refused
+    # with BUSY while a GEMM_RAW runs. Its argument byte (register N = 2) used to reach the
+    # running GEMM's B reader stride, so the tile at row tile 1, column tile 1 was computed
+    # from column tile 0 of B.
+    top = SimTop(AccelConfig.preset("tiny"), depth=256)
+    ok = (Error.OK.value, b"")
+    assert top.raw(0x02, bytes.fromhex("0000002000") + bytes([1] * 64)) == ok
+    assert top.raw(0x02, bytes.fromhex("0100002000") + bytes([1] * 32 + [2] * 32)) == ok
+    for reg, value in ((0x00, 0x04), (0x01, 0x10), (0x02, 0x04)):
+        assert top.raw(0x04, bytes([reg, value])) == ok
+    assert top.raw(0x05, bytes([0x01])) == ok                    # RUN GEMM_RAW
+    assert top.raw(0x04, bytes([0x02, 0x01])) == (Error.BUSY.value, b"")
+    top.idle(1000)
+    for _ in range(100):
+        if not top.status().busy:
+            break
+    c = top.read_buffer(Buf.C, 0, 8)      # rows in the engine's order: row tile, column tile
+    expect = np.array([[16, 16], [16, 16], [32, 32], [32, 32]] * 2)
+    np.testing.assert_array_equal(c, expect)
 
 
 def test_no_nonlinear_units():

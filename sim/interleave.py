@@ -1,0 +1,262 @@
+"""Runs of every operation with random commands, valid and invalid, sent while they run: the
+property that no command, accepted or refused, changes a running operation's result."""
+
+import dataclasses
+
+import numpy as np
+
+from hw.isa import ATTENTION_REGS, GELU_REGS, SOFTMAX_REGS, Buf, Command, Op, Reg
+
+from . import golden, layout
+from .portmodel import CommandPortModel
+
+__all__ = ["InterleaveStats", "Interleaver"]
+
+
+@dataclasses.dataclass
+class InterleaveStats:
+    """What an :class:`Interleaver` covered."""
+
+    commands: int = 0         #: commands sent, set-up and polls included
+    random: int = 0           #: random commands among them
+    runs: int = 0             #: runs the top accepted (target runs and random ones)
+    exposed: int = 0          #: runs during which at least one command was refused BUSY
+    exposed_checked: int = 0  #: ... whose result was then compared with the model
+    by_status: dict = dataclasses.field(default_factory=dict)   #: status name -> count
+
+    def __str__(self):
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))
+        return (f"{self.commands} commands ({self.random} random: {statuses}); {self.runs} runs, "
+                f"{self.exposed} exposed to refused commands, {self.exposed_checked} of them "
+                f"checked")
+
+
+class Interleaver:
+    """Drives a top through ``client`` (an object with ``raw(opcode, payload) -> (status,
+    payload)``, ``idle(cycles)`` and ``state() -> (words, registers)``, as
+    ``tests/hw/test_top.py``'s ``SimTop``), checking every response against a
+    :class:`CommandPortModel`.
+
+    :meth:`target_run` sets up one run of an op with random operands and constants derived by
+    :mod:`sim.golden`, starts it, sends random commands with random gaps while it runs, waits
+    a random time, polls ``STATUS`` until the top is idle, reads the result back, and compares
+    every buffer word and every register with the model.
+    """
+
+    def __init__(self, client, cfg, depth, rng, *, commands=10, max_gap=8, max_wait=400):
+        self.client, self.cfg, self.depth, self.rng = client, cfg, depth, rng
+        self.model = CommandPortModel(cfg, depth)
+        self.commands, self.max_gap, self.max_wait = commands, max_gap, max_wait
+        self.stats = InterleaveStats()
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, opcode, payload=b"", *, random=False):
+        opcode = opcode.value if hasattr(opcode, "value") else opcode
+        status, data = self.client.raw(opcode, bytes(payload))
+        code = self.model.observe(opcode, payload, status, data)
+        self.stats.commands += 1
+        if random:
+            self.stats.random += 1
+            self.stats.by_status[code.name] = self.stats.by_status.get(code.name, 0) + 1
+        return code
+
+    def _write(self, buf, words):
+        spec = self.model.specs[buf]
+        raw = layout.pack_words(words, spec)
+        self.send(Command.WRITE_BUFFER, bytes([buf.value, 0, 0]) +
+                  len(words).to_bytes(2, "little") + raw)
+
+    def _set(self, reg, value):
+        nbytes = max(1, -(-int(value).bit_length() // 8))
+        self.send(Command.SET_REG, bytes([reg.value]) + int(value).to_bytes(nbytes, "little"))
+
+    def _junk(self, buf, n):
+        """``n`` words of random lanes across the buffer's whole element range."""
+        spec = self.model.specs[buf]
+        half = 1 << (spec.elem_width - 1)
+        return self.rng.integers(-half, half, (n, spec.lanes))
+
+    # -- target runs -----------------------------------------------------------------------------
+
+    def _ceil(self, a, b):
+        return -(-a // b)
+
+    def _setup_gemm(self, op):
+        cfg, rng, depth = self.cfg, self.rng, self.depth
+        R, C = cfg.array.rows, cfg.array.cols
+        while True:
+            M, N = (int(rng.integers(1, 3 * x + 1)) for x in (R, C))
+            K = int(rng.integers(1, min(cfg.gemm.max_k, depth) + 1))
+            M, N = min(M, cfg.gemm.max_m), min(N, cfg.gemm.max_n)
+            if max(self._ceil(M, R) * K, self._ceil(N, C) * K, M * self._ceil(N, C)) <= depth:
+                break
+        # Operands in the documented order, padding lanes random (the engine ignores them).
+        a_words = layout.column_words(rng.integers(-128, 128, (M, K)), R)
+        b_words = layout.row_words(rng.integers(-128, 128, (K, N)), C)
+        a_words[layout.column_words(np.ones((M, K)), R) == 0] = 77
+        self._write(Buf.A, a_words)
+        self._write(Buf.B, b_words)
+        m, s = golden.quantize_multiplier(rng.uniform(0.2, 4) / (K * 128 * 16),
+                                          mult_width=cfg.requant.mult_width,
+                                          max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
+        for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N), (Reg.RQ_MULT, m), (Reg.RQ_SHIFT, s)):
+            self._set(reg, v)
+
+    def _setup_rows(self, op):
+        cfg, rng, VL = self.cfg, self.rng, self.model.lanes
+        unit = getattr(cfg, {Op.SOFTMAX: "softmax", Op.GELU: "gelu",
+                             Op.LAYERNORM: "layernorm"}[op])
+        # Mostly long runs, so that commands arrive while they run; sometimes one beat.
+        limit = min(unit.max_len if op != Op.GELU else self.depth * VL, self.depth * VL)
+        length = int(rng.integers(1, limit + 1)) if rng.random() < 0.3 else \
+            int(rng.integers(max(1, limit // 2), limit + 1))
+        fit = self.depth // self._ceil(length, VL)
+        rows = int(rng.integers(max(1, fit // 2), fit + 1))
+        half = 1 << (unit.in_width - 1)
+        if op == Op.SOFTMAX:
+            x = rng.normal(0, half / 8, (rows, length)).round().clip(-half, half - 1)
+        else:
+            x = rng.integers(-half, half, (rows, length))
+        self._write(Buf.X, layout.beats(x, VL, pad=int(rng.integers(-half, half))))
+        if op == Op.SOFTMAX:
+            k = golden.softmax_constants(rng.uniform(2e-4, 2e-2), unit)
+            for name, reg in SOFTMAX_REGS.items():
+                self._set(reg, getattr(k, name))
+        elif op == Op.GELU:
+            lo, hi = golden.gelu_scale_range(unit)
+            k = golden.gelu_constants(float(np.exp(rng.uniform(np.log(lo * 1.01),
+                                                               np.log(hi * 0.99)))), unit)
+            for name, reg in GELU_REGS.items():
+                if hasattr(k, name):
+                    self._set(reg, getattr(k, name))
+        else:
+            gw, bw = unit.gamma_width, unit.beta_width
+            gamma = rng.integers(-(1 << (gw - 1)), 1 << (gw - 1), length)
+            beta = rng.integers(-(1 << (bw - 1)), 1 << (bw - 1), length)
+            spec = self.model.specs[Buf.COEF]
+            raw = b"".join(w.to_bytes(spec.nbytes, "little")
+                           for w in layout.coef_words(gamma, beta, unit))
+            n = len(raw) // spec.nbytes
+            self.send(Command.WRITE_BUFFER, bytes([Buf.COEF.value, 0, 0]) +
+                      n.to_bytes(2, "little") + raw)
+        self._set(Reg.ROW_LEN, length)
+        self._set(Reg.ROWS, rows)
+
+    def _setup_attention(self, op):
+        cfg, rng, depth = self.cfg, self.rng, self.depth
+        R, C, at = cfg.array.rows, cfg.array.cols, cfg.attention
+        while True:
+            L = int(rng.integers(1, at.max_seq_len + 1))
+            d = int(rng.integers(1, at.max_head_dim + 1))
+            if max(self._ceil(L, R) * d, self._ceil(L, C) * d, self._ceil(d, C) * L) <= depth:
+                break
+        q, k, v = (rng.integers(-128, 128, (L, d)) for _ in range(3))
+        self._write(Buf.A, layout.column_words(q, R, pad=int(rng.integers(-128, 128))))
+        self._write(Buf.B, layout.row_words(k.T, C, pad=int(rng.integers(-128, 128))))
+        self._write(Buf.V, layout.row_words(v, C, pad=int(rng.integers(-128, 128))))
+        consts = golden.attention_constants(*rng.uniform(0.01, 0.1, 4), d, cfg)
+        regs = {Reg.ATT_LEN: L, Reg.ATT_DIM: d, Reg.ATT_CAUSAL: int(rng.integers(0, 2)),
+                Reg.ATT_MULT: consts.multiplier, Reg.ATT_SHIFT: consts.shift}
+        regs.update({reg: getattr(consts.softmax, name) for name, reg in ATTENTION_REGS.items()})
+        for reg, value in regs.items():
+            self._set(reg, value)
+
+    def target_run(self, op):
+        """One run of ``op`` with random commands sent while it runs; checks everything."""
+        setup = {Op.GEMM: self._setup_gemm, Op.GEMM_RAW: self._setup_gemm,
+                 Op.ATTENTION: self._setup_attention}.get(op, self._setup_rows)
+        setup(op)
+        self.model.trust(op)
+        assert self.send(Command.RUN, bytes([op.value])).name == "OK", f"RUN {op.name} refused"
+        for i in range(self.commands):
+            if i:     # the first at once, while even a short run is still in flight
+                self.client.idle(int(self.rng.integers(0, self.max_gap + 1)))
+            self.random_command()
+        self.client.idle(int(self.rng.integers(0, self.max_wait + 1)))
+        for _ in range(10_000):
+            if self.model.run is None:
+                break
+            self.send(Command.STATUS)
+        else:
+            raise TimeoutError(f"RUN {op.name} still busy after 10,000 STATUS polls")
+        self._read_back()
+        words, registers = self.client.state()
+        self.model.check_state(words, registers)
+        self.stats.runs = len(self.model.runs)
+        self.stats.exposed = sum(r.refused > 0 for r in self.model.runs)
+        self.stats.exposed_checked = sum(r.refused > 0 and r.checked for r in self.model.runs)
+
+    def _read_back(self):
+        """Read each run's output region through READ_BUFFER (the documented way)."""
+        for buf, run in self.model.latest.items():
+            spec = self.model.specs[buf]
+            per = max(1, 0xffff // spec.nbytes)
+            for a0 in range(0, len(run.words), per):
+                n = min(per, len(run.words) - a0)
+                self.send(Command.READ_BUFFER, bytes([buf.value]) + a0.to_bytes(2, "little") +
+                          n.to_bytes(2, "little"))
+
+    # -- random commands -------------------------------------------------------------------------
+
+    def random_command(self):
+        """One random command, valid or not; its response is checked by the model."""
+        kind = self.rng.choice(["status", "opcode", "write", "read", "set", "run"],
+                               p=[0.1, 0.08, 0.17, 0.2, 0.25, 0.2])
+        self.send(*getattr(self, f"_random_{kind}")(), random=True)
+
+    def _random_status(self):
+        return Command.STATUS, bytes(int(self.rng.integers(0, 2)) * [0])
+
+    def _random_opcode(self):
+        opcode = int(self.rng.choice([0x00, 0x06, 0x7e, 0xff]))
+        return opcode, self.rng.integers(0, 256, int(self.rng.integers(0, 7))).astype(np.uint8)
+
+    def _random_buf(self):
+        bufs = [b.value for b in Buf] + [9, 0x80]
+        return int(self.rng.choice(bufs))
+
+    def _random_addr(self):
+        return int(self.rng.integers(0, self.depth + 2))
+
+    def _random_write(self):
+        rng = self.rng
+        buf = self._random_buf()
+        spec = self.model.specs.get(Buf(buf)) if buf in {b.value for b in Buf} else None
+        nbytes = spec.nbytes if spec is not None else 2
+        count = int(rng.integers(0, 4))
+        addr = self._random_addr() if rng.random() < 0.3 else int(rng.integers(0, self.depth))
+        size = max(0, count * nbytes + int(rng.choice([0, 0, 0, -1, 1])))   # sometimes wrong
+        body = bytes(rng.integers(0, 256, size).astype(np.uint8))
+        return Command.WRITE_BUFFER, (bytes([buf]) + addr.to_bytes(2, "little") +
+                                      count.to_bytes(2, "little") + body)
+
+    def _random_read(self):
+        rng = self.rng
+        addr = self._random_addr() if rng.random() < 0.3 else int(rng.integers(0, self.depth))
+        payload = (bytes([self._random_buf()]) + addr.to_bytes(2, "little") +
+                   int(rng.integers(0, 4)).to_bytes(2, "little"))
+        if rng.random() < 0.1:
+            payload = payload[:int(rng.integers(0, 5))] + bytes(int(rng.integers(0, 2)))
+        return Command.READ_BUFFER, payload
+
+    def _random_set(self):
+        rng = self.rng
+        regs = [r.value for r in Reg] + [0x7f, 0x40]
+        reg = int(rng.choice(regs))
+        nbytes = int(rng.choice([1, 1, 2, 3, 8, 0, 9]))
+        value = rng.integers(0, 256, nbytes).astype(np.uint8)
+        if rng.random() < 0.6:      # mostly small values, which the register may accept
+            value[1:] = 0
+            value[:1] = rng.integers(0, 40)
+        return Command.SET_REG, bytes([reg]) + bytes(value)
+
+    def _random_run(self):
+        rng = self.rng
+        op = int(rng.choice([o.value for o in Op] + [0x06, 0x40]))
+        if op in {o.value for o in Op} and not self.model.predictable(Op(op)) and \
+                self.model.present(Op(op)):
+            # The model cannot predict this op's result on the constants a random SET_REG left;
+            # send it malformed instead (a refusal whatever the top's state).
+            return Command.RUN, bytes([op, 0])
+        return Command.RUN, bytes([op]) + bytes(int(rng.choice([0, 0, 0, 0, 1])))

@@ -1,0 +1,397 @@
+"""A model of the accelerator top's command port: every response, and the state it changes,
+predicted from the documented rules (:mod:`hw.isa` and :class:`hw.top.Accelerator`)."""
+
+import dataclasses
+
+import numpy as np
+
+from hw.isa import (
+    ATTENTION_REGS,
+    GELU_REGS,
+    SOFTMAX_REGS,
+    Buf,
+    Command,
+    Error,
+    Op,
+    Reg,
+    buffer_specs,
+    register_specs,
+    vector_lanes,
+)
+
+from . import golden, layout
+
+__all__ = ["ModelRun", "CommandPortModel", "ModelMismatch"]
+
+#: The registers whose values an op's result depends on beyond its shape, when arbitrary
+#: values make it undefined (a divisor of 0, say): after a SET_REG of one of them the model
+#: no longer predicts the op until :meth:`CommandPortModel.trust` (see there).
+_CONSTANTS = {
+    Op.SOFTMAX: frozenset(SOFTMAX_REGS.values()),
+    Op.GELU: frozenset(GELU_REGS.values()),
+    Op.ATTENTION: frozenset(ATTENTION_REGS.values()),
+}
+_UNIT = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernorm",
+         Op.ATTENTION: "attention"}
+
+
+class ModelMismatch(AssertionError):
+    """The top answered a command otherwise than the documented rules predict."""
+
+
+@dataclasses.dataclass
+class ModelRun:
+    """A run the model accepted: its op, the words it writes (``out``: buffer, array of words,
+    mask of the lanes the model predicts), and what the test learned about it."""
+
+    op: Op
+    out_buf: Buf
+    words: np.ndarray
+    mask: np.ndarray
+    refused: int = 0          #: commands answered BUSY while it ran
+    checked: bool = False     #: its predicted lanes were compared with the top's buffer
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    status: Error
+    payload: bytes = b""
+    read: tuple | None = None     # READ_BUFFER: (buf, addr, count): payload from the buffers
+    apply: object = None          # what an accepted command changes (a function)
+
+
+class CommandPortModel:
+    """The command port of ``Accelerator(cfg, depth=depth)`` as a reference model.
+
+    It holds what the documentation says the top holds: every buffer's words (COEF's as raw
+    integers), every register, the run in flight, the ``done`` flag and the last error. Feed it
+    every command sent and the response received with :meth:`observe`; it raises
+    :exc:`ModelMismatch` when a response differs from the prediction.
+
+    A run's duration is not modelled. While a run may still be in flight, a command that reaches
+    the busy check has two possible answers, ``BUSY`` or the answer of an idle top; the one
+    received tells the model whether the run had ended (and, if it had, the run's words are
+    written into the model's buffers first).
+
+    Lanes the documentation leaves undefined (the padding lanes of a run's output words) are
+    not predicted: :attr:`known` marks the predicted lanes of each buffer.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg, self.depth = cfg, depth
+        self.specs = buffer_specs(cfg, depth)
+        self.register_specs = register_specs(cfg, depth)
+        self.lanes = vector_lanes(cfg)
+        self.words = {buf: np.zeros((spec.depth, spec.lanes), dtype=np.int64)
+                      for buf, spec in self.specs.items() if buf != Buf.COEF}
+        self.known = {buf: np.ones(w.shape, dtype=bool) for buf, w in self.words.items()}
+        self.coef = [0] * self.specs[Buf.COEF].depth if Buf.COEF in self.specs else []
+        self.regs = {reg: 0 for reg in self.register_specs}
+        self.run = None
+        self.runs = []
+        self.latest = {}          # buffer -> the last run that wrote it
+        self.done = False
+        self.last_error = 0
+        # Registers reset to 0: softmax, GELU and attention constants of 0 are undefined.
+        self.untrusted = {op for op in _CONSTANTS if self._present(op)}
+
+    # -- what the model predicts -------------------------------------------------------------
+
+    def present(self, op):
+        """Whether ``RUN op`` is accepted by this config (else ``UNIT``)."""
+        return self._present(op)
+
+    def _present(self, op):
+        if op in (Op.GEMM, Op.GEMM_RAW):
+            return True
+        return op in _UNIT and getattr(self.cfg, _UNIT[op]).enabled
+
+    def predictable(self, op):
+        """Whether the model predicts the result of ``RUN op`` from the registers it holds."""
+        return self._present(op) and op not in self.untrusted
+
+    def trust(self, op):
+        """The registers of ``op`` hold constants derived by :mod:`sim.golden` (a test set
+        them): the model predicts its runs again."""
+        self.untrusted.discard(op)
+
+    def shape_fits(self, op):
+        """The verdict of ``RUN op``'s shape checks on the registers held: ``None`` or
+        :attr:`Error.SHAPE`."""
+        return self._shape(op)
+
+    def _shape(self, op):
+        cfg, r, depth = self.cfg, self.regs, self.depth
+        R, C, VL = cfg.array.rows, cfg.array.cols, self.lanes
+
+        def ceil(a, b):
+            return -(-a // b)
+
+        if op in (Op.GEMM, Op.GEMM_RAW):
+            M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
+            if not (M and K and N):
+                return Error.SHAPE
+            words = (ceil(M, R) * K, ceil(N, C) * K, M * ceil(N, C))
+        elif op == Op.ATTENTION:
+            L, d, at = r[Reg.ATT_LEN], r[Reg.ATT_DIM], cfg.attention
+            if not (0 < L <= at.max_seq_len and 0 < d <= at.max_head_dim):
+                return Error.SHAPE
+            words = (ceil(L, R) * d, ceil(L, C) * d, ceil(d, C) * L)
+        else:
+            length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]
+            row_max = depth * VL if op == Op.GELU else getattr(cfg, _UNIT[op]).max_len
+            if not (length and rows and length <= row_max):
+                return Error.SHAPE
+            words = (rows * ceil(length, VL),)
+        return Error.SHAPE if max(words) > depth else None
+
+    def _result(self, op):
+        """The words ``RUN op`` writes and the mask of the lanes predicted."""
+        cfg, r = self.cfg, self.regs
+        R, C, VL = cfg.array.rows, cfg.array.cols, self.lanes
+        if op in (Op.GEMM, Op.GEMM_RAW):
+            M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
+            a = layout.from_column_words(self.words[Buf.A], M, K, R)
+            b = layout.from_row_words(self.words[Buf.B], K, N, C)
+            c = golden.gemm(a, b)
+            if op == Op.GEMM:
+                c = golden.requantize(c, r[Reg.RQ_MULT], r[Reg.RQ_SHIFT], acc_width=cfg.acc_width,
+                                      mult_width=cfg.requant.mult_width,
+                                      out_width=cfg.requant.out_width)
+            return Buf.C, layout.tile_rows(c, R, C), layout.tile_rows_mask(M, N, R, C)
+        if op == Op.ATTENTION:
+            L, d = r[Reg.ATT_LEN], r[Reg.ATT_DIM]
+            q = layout.from_column_words(self.words[Buf.A], L, d, R)
+            k = layout.from_row_words(self.words[Buf.B], d, L, C).T
+            v = layout.from_row_words(self.words[Buf.V], L, d, C)
+            sm = cfg.attention_softmax
+            consts = golden.AttentionConstants(
+                golden.SoftmaxConstants(sm.variant, **{n: r[ATTENTION_REGS[n]]
+                                                       for n in sm.constant_widths}),
+                r[Reg.ATT_MULT], r[Reg.ATT_SHIFT])
+            o = golden.attention_from_constants(q[None], k[None], v[None], consts,
+                                                causal=bool(r[Reg.ATT_CAUSAL]), cfg=cfg)[0]
+            return Buf.C, layout.tile_rows(o, R, C), layout.tile_rows_mask(L, d, R, C)
+        unit = getattr(cfg, _UNIT[op])
+        length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]
+        x = layout.from_beats(self.words[Buf.X], rows, length, VL)
+        # A unit reads the low in_width bits of each X lane (two's complement).
+        half = 1 << (unit.in_width - 1)
+        x = ((x + half) & ((1 << unit.in_width) - 1)) - half
+        if op == Op.SOFTMAX:
+            k = golden.SoftmaxConstants(unit.variant, **{n: r[SOFTMAX_REGS[n]]
+                                                         for n in unit.constant_widths})
+            y = golden.softmax_from_constants(x, k, unit)
+        elif op == Op.GELU:
+            fields = {f.name for f in dataclasses.fields(
+                golden.IBertGeluConstants if unit.variant == "ibert"
+                else golden.ShiftGeluConstants)}
+            k = golden.IBertGeluConstants if unit.variant == "ibert" else \
+                golden.ShiftGeluConstants
+            k = k(scale=None, y_scale=None, **{n: r[reg] for n, reg in GELU_REGS.items()
+                                                if n in fields})
+            y = golden.gelu_from_constants(x, k, unit)
+        else:
+            gamma, beta = layout.from_coef_words(self.coef, length, unit)
+            y = golden.layernorm_from_integers(x, gamma, beta, unit)
+        return Buf.Y, layout.beats(y, VL), layout.beats_mask(rows, length, VL)
+
+    # -- the documented checks -----------------------------------------------------------------
+
+    def _decide(self, opcode, payload, running):
+        """The outcome of one command on a top that is (``running``) or is not running."""
+        n = len(payload)
+        try:
+            command = Command(opcode)
+        except ValueError:
+            return _Outcome(Error.OPCODE)
+        if command == Command.STATUS:
+            if n:
+                return _Outcome(Error.LENGTH)
+            flags = int(running) | int(self.done and not running) << 1
+            return _Outcome(Error.OK, bytes([flags, self.last_error]), apply=self._clear_error)
+        if command == Command.RUN:
+            return self._decide_run(payload, running)
+        if command == Command.SET_REG:
+            if not 2 <= n <= 9:
+                return _Outcome(Error.LENGTH)
+            try:
+                reg = Reg(payload[0])
+            except ValueError:
+                return _Outcome(Error.REGISTER)
+            if reg not in self.register_specs:
+                return _Outcome(Error.REGISTER)
+            if running:
+                return _Outcome(Error.BUSY)
+            value = int.from_bytes(payload[1:], "little")
+            if value > self.register_specs[reg][1]:
+                return _Outcome(Error.VALUE)
+            return _Outcome(Error.OK, apply=lambda: self._set_reg(reg, value))
+        return self._decide_buffer(command, payload, running)
+
+    def _decide_buffer(self, command, payload, running):
+        if len(payload) < 5 or (command == Command.READ_BUFFER and len(payload) != 5):
+            return _Outcome(Error.LENGTH)
+        addr = int.from_bytes(payload[1:3], "little")
+        count = int.from_bytes(payload[3:5], "little")
+        try:
+            buf = Buf(payload[0])
+        except ValueError:
+            return _Outcome(Error.BUFFER)
+        spec = self.specs.get(buf)
+        if spec is None or (command == Command.READ_BUFFER and not spec.readable):
+            return _Outcome(Error.BUFFER)
+        if running:
+            return _Outcome(Error.BUSY)
+        if command == Command.READ_BUFFER:
+            if addr + count > spec.depth or count * spec.nbytes > 0xffff:
+                return _Outcome(Error.RANGE)
+            return _Outcome(Error.OK, read=(buf, addr, count))
+        if len(payload) != 5 + count * spec.nbytes:
+            return _Outcome(Error.LENGTH)
+        if addr + count > spec.depth:
+            return _Outcome(Error.RANGE)
+        return _Outcome(Error.OK, apply=lambda: self._write(buf, addr, payload[5:]))
+
+    def _decide_run(self, payload, running):
+        if len(payload) != 1:
+            return _Outcome(Error.LENGTH)
+        try:
+            op = Op(payload[0])
+        except ValueError:
+            return _Outcome(Error.UNIT)
+        if not self._present(op):
+            return _Outcome(Error.UNIT)
+        if running:
+            return _Outcome(Error.BUSY)
+        bad = self._shape(op)
+        if bad is not None:
+            return _Outcome(bad)
+        return _Outcome(Error.OK, apply=lambda: self._launch(op))
+
+    # -- state changes -------------------------------------------------------------------------
+
+    def _clear_error(self):
+        self.last_error = 0
+
+    def _set_reg(self, reg, value):
+        self.regs[reg] = value
+        self.untrusted |= {op for op, regs in _CONSTANTS.items()
+                           if reg in regs and self._present(op)}
+
+    def _write(self, buf, addr, raw):
+        spec = self.specs[buf]
+        if buf == Buf.COEF:
+            for i in range(len(raw) // spec.nbytes):
+                self.coef[addr + i] = int.from_bytes(raw[i * spec.nbytes:(i + 1) * spec.nbytes],
+                                                     "little")
+            return
+        words = layout.unpack_words(raw, spec)
+        self.words[buf][addr:addr + len(words)] = words
+        self.known[buf][addr:addr + len(words)] = True
+
+    def _launch(self, op):
+        if op in self.untrusted:
+            raise ModelMismatch(f"RUN {op.name} was accepted, but the model cannot predict it "
+                                f"(its constants were set at random); the test must not send it")
+        buf, words, mask = self._result(op)
+        self.run = ModelRun(op, buf, words, mask)
+        self.runs.append(self.run)
+        self.done = False
+
+    def finish(self):
+        """The run in flight has ended: its words are in the buffers."""
+        run = self.run
+        n = len(run.words)
+        self.words[run.out_buf][:n] = np.where(run.mask, run.words, self.words[run.out_buf][:n])
+        self.known[run.out_buf][:n] = run.mask
+        self.latest[run.out_buf] = run
+        self.run = None
+        self.done = True
+
+    # -- checking responses --------------------------------------------------------------------
+
+    def _matches(self, outcome, status, data):
+        if status != outcome.status.value:
+            return False
+        if outcome.read is None:
+            return data == outcome.payload
+        buf, addr, count = outcome.read
+        spec = self.specs[buf]
+        if len(data) != count * spec.nbytes:
+            return False
+        got = layout.unpack_words(data, spec)
+        known = self.known[buf][addr:addr + count]
+        return np.array_equal(got[known], self.words[buf][addr:addr + count][known])
+
+    def observe(self, opcode, payload, status, data):
+        """Check the response ``(status, data)`` to command ``opcode, payload`` and apply what
+        the command changed; returns the status as an :class:`Error`."""
+        payload, data = bytes(payload), bytes(data)
+        if self.run is not None:
+            busy = self._decide(opcode, payload, running=True)
+            if self._matches(busy, status, data):
+                if busy.status == Error.BUSY:
+                    self.run.refused += 1
+                return self._apply(busy)
+            self.finish()
+        outcome = self._decide(opcode, payload, running=False)
+        if not self._matches(outcome, status, data):
+            raise ModelMismatch(
+                f"command {opcode:#04x} {payload[:12].hex()}{'...' if len(payload) > 12 else ''}"
+                f" answered {_name(status)} {data[:16].hex()}, the model predicts "
+                f"{outcome.status.name} {outcome.payload.hex()}" + self._read_diff(outcome, data))
+        return self._apply(outcome)
+
+    def _read_diff(self, outcome, data):
+        """Where a READ_BUFFER's words differ from the model's, for the mismatch message."""
+        if outcome.read is None:
+            return ""
+        buf, addr, count = outcome.read
+        spec = self.specs[buf]
+        if len(data) != count * spec.nbytes:
+            return f" ({len(data)} bytes, {count} words of {buf.name} expected)"
+        got = layout.unpack_words(data, spec)
+        want = self.words[buf][addr:addr + count]
+        bad = np.argwhere(self.known[buf][addr:addr + count] & (got != want))
+        w, lane = bad[0]
+        return (f" ({buf.name} word {addr + w} lane {lane}: {got[w, lane]}, the model "
+                f"{want[w, lane]}; {len(bad)} lanes differ)")
+
+    def _apply(self, outcome):
+        if outcome.apply is not None:
+            outcome.apply()
+        if outcome.status != Error.OK:
+            self.last_error = outcome.status.value
+        return outcome.status
+
+    def check_state(self, words, registers):
+        """Compare the top's whole state, read from the simulation (``words``: buffer ->
+        array of words, ``registers``: register -> value), with the model's: every predicted
+        lane of every buffer and every register. The top must be idle. Marks the last run of
+        each buffer (whose words are still in place) as checked."""
+        if self.run is not None:
+            raise ModelMismatch("the state is compared while the model still sees a run in "
+                                "flight")
+        for buf, got in words.items():
+            known = self.known[buf]
+            bad = np.argwhere(known & (got != self.words[buf]))
+            if len(bad):
+                w, lane = bad[0]
+                raise ModelMismatch(
+                    f"buffer {buf.name} word {w} lane {lane} holds {got[w, lane]}, the model "
+                    f"{self.words[buf][w, lane]} ({len(bad)} lanes differ)")
+        for reg, value in registers.items():
+            if value != self.regs[reg]:
+                raise ModelMismatch(f"register {reg.name} holds {value}, the model "
+                                    f"{self.regs[reg]}")
+        for buf, run in self.latest.items():
+            if buf in words:
+                run.checked = True
+
+
+def _name(status):
+    try:
+        return Error(status).name
+    except ValueError:
+        return f"status {status:#04x}"
