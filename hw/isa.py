@@ -43,7 +43,8 @@ class Buf(enum.Enum, shape=8):
     A = 0      #: GEMM left operand, a word is R int8 lanes: ``A[tm*R : tm*R+R, k]`` at ``tm*K + k``
     B = 1      #: GEMM right operand, a word is C lanes: ``B[k, tn*C : tn*C+C]`` at ``tn*K + k``
     C = 2      #: GEMM or attention result, a word is C lanes of acc_width bits, in the unit's order
-    X = 3      #: nonlinear input, a word is one beat (``lanes`` elements), rows padded to beats
+    X = 3      #: nonlinear input, a word is one beat (``lanes`` elements), rows padded to beats;
+    #: a unit reads the low ``in_width`` bits of each lane (two's complement)
     Y = 4      #: nonlinear output, same layout as X
     COEF = 5   #: LayerNorm gamma/beta, write-only, a word is one coefficient beat
     V = 6      #: attention V, a word is C int8 lanes: ``V[i, t*C : t*C+C]`` at ``t*L + i``

@@ -366,10 +366,11 @@ class CommandPortModel:
         return outcome.status
 
     def check_state(self, words, registers):
-        """Compare the top's whole state, read from the simulation (``words``: buffer ->
-        array of words, ``registers``: register -> value), with the model's: every predicted
-        lane of every buffer and every register. The top must be idle. Marks the last run of
-        each buffer (whose words are still in place) as checked."""
+        """Compare the top's state, read from the simulation (``words``: buffer -> array of
+        words, ``registers``: register -> value; each may be partial, or empty when the buffers
+        were read back through the model), with the model's: every predicted lane and every
+        register given. The top must be idle. Marks the last run of each buffer (whose words
+        are still in place) as checked."""
         if self.run is not None:
             raise ModelMismatch("the state is compared while the model still sees a run in "
                                 "flight")
@@ -385,9 +386,8 @@ class CommandPortModel:
             if value != self.regs[reg]:
                 raise ModelMismatch(f"register {reg.name} holds {value}, the model "
                                     f"{self.regs[reg]}")
-        for buf, run in self.latest.items():
-            if buf in words:
-                run.checked = True
+        for run in self.latest.values():
+            run.checked = True
 
 
 def _name(status):
