@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw.config import AccelConfig
+from hw.config import AccelConfig, build_dir
 
 from . import icebreaker, ulx3s
 from .synth import (
@@ -26,8 +26,8 @@ __all__ = [
     "load_board_report",
 ]
 
+#: The checkout (or installed package) root: no path under it may reach a netlist.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = REPO_ROOT / "build"
 
 #: Resource names of a board report, in table order.
 RESOURCES = ("lut", "ff", "carry", "dsp", "bram", "spram")
@@ -305,7 +305,7 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     clk_mhz = top.clk_freq / 1e6
 
     setup_environment()
-    out_dir = Path(out_dir) if out_dir is not None else BUILD_DIR / board
+    out_dir = Path(out_dir) if out_dir is not None else build_dir() / board
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("stats.json", "stats.txt", "top.json", "pack.log", "nextpnr.log",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from hw.config import AccelConfig
+from hw.config import AccelConfig, build_dir
 from hw.units import build_unit
 
 from .toolchain import setup_environment, tool_command
@@ -28,8 +28,6 @@ __all__ = [
 ]
 
 #: Repository root (the parent of ``boards/``); default outputs go under ``build/synth/``.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = REPO_ROOT / "build" / "synth"
 
 FAMILIES = ("ice40", "ecp5")
 
@@ -433,7 +431,9 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
     component = build_unit(unit, cfg)   # raises ValueError for an unknown unit
 
     setup_environment()
-    out_dir = Path(out_dir) if out_dir is not None else BUILD_DIR / cfg.name / f"{unit}-{family}"
+    if out_dir is None:
+        out_dir = build_dir() / "synth" / cfg.name / f"{unit}-{family}"
+    out_dir = Path(out_dir)
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("stats.json", "pre_stats.json", "stats.txt", "design.json", "synth.json",

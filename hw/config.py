@@ -1,6 +1,8 @@
 """Configuration dataclasses: one frozen dataclass per unit, gathered in :class:`AccelConfig`."""
 
 import dataclasses
+import importlib.resources
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,12 +19,21 @@ __all__ = [
     "AttentionConfig",
     "AccelConfig",
     "PRESETS",
+    "BUILD_DIR_ENV",
+    "build_dir",
     "required_acc_width",
 ]
 
-#: Directory holding the named presets, ``<name>.toml``.
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: The named presets, shipped as package data: ``hw/presets/<name>.toml``.
 PRESETS = ("tiny", "icebreaker", "ulx3s")
+#: The environment variable naming the build folder (see :func:`build_dir`).
+BUILD_DIR_ENV = "INTFORMER_BUILD_DIR"
+
+
+def build_dir():
+    """The folder that generated output goes to: ``$INTFORMER_BUILD_DIR`` (the CLI's
+    ``--build-dir`` sets it), else ``build/`` under the current directory."""
+    return Path(os.environ.get(BUILD_DIR_ENV, "build")).resolve()
 
 
 def _check_int(what, value, *, lo, hi):
@@ -538,10 +549,13 @@ class AccelConfig:
 
     @classmethod
     def preset(cls, name):
-        """A named preset from ``configs/<name>.toml``: one of :data:`PRESETS`."""
+        """A named preset, ``hw/presets/<name>.toml`` (package data): one of
+        :data:`PRESETS`."""
         if name not in PRESETS:
             raise ValueError(f"Preset must be one of {', '.join(PRESETS)}, not {name!r}")
-        return cls.from_toml(PRESET_DIR / f"{name}.toml")
+        with importlib.resources.as_file(
+                importlib.resources.files(__package__) / "presets" / f"{name}.toml") as path:
+            return cls.from_toml(path)
 
     def replace(self, **sections):
         """A copy with whole sections replaced, e.g. ``cfg.replace(array=ArrayConfig(4, 4))``."""

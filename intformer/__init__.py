@@ -7,6 +7,7 @@ and :mod:`boards` (toolchain and synthesis).
 from hw.config import (
     AccelConfig,
     ArrayConfig,
+    AttentionConfig,
     GeluConfig,
     GemmConfig,
     LayerNormConfig,
@@ -26,6 +27,7 @@ __all__ = [
     "SoftmaxConfig",
     "GeluConfig",
     "LayerNormConfig",
+    "AttentionConfig",
     "golden",
     "cyclemodel",
     "simulate",

@@ -2,25 +2,23 @@
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from hw.config import PRESETS, AccelConfig
+from hw.config import BUILD_DIR_ENV, PRESETS, AccelConfig, build_dir
 from hw.units import UNITS
 
 __all__ = ["main"]
-
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build"
 
 
 def _add_config_args(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", choices=PRESETS, default=None,
-                   help="a named preset from configs/ (default: icebreaker; with --board, "
+                   help="a named preset (default: icebreaker; with --board, "
                         "that board's preset)")
     g.add_argument("--config", type=Path, help="a TOML config file")
 
@@ -35,7 +33,7 @@ def cmd_generate(args):
     from .generate import write_outputs
 
     cfg = _load_config(args)
-    out = args.out or BUILD / cfg.name / "verilog"
+    out = args.out or build_dir() / cfg.name / "verilog"
     for path in write_outputs(cfg, Path(out), units=args.unit or None):
         print(f"wrote {path}")
 
@@ -145,7 +143,7 @@ def cmd_synth(args):
 
 
 def cmd_report(args):
-    paths = sorted(BUILD.glob("synth/*/*/synth.json"))
+    paths = sorted(build_dir().glob("synth/*/*/synth.json"))
     if not paths:
         print("no synthesis reports under build/synth/ yet: run `intformer synth` first")
         return 1
@@ -168,8 +166,8 @@ def cmd_demo(args):
     t_start = time.monotonic()
     print(f"== intformer demo: {cfg}")
     print("== 1. generate Verilog")
-    for path in write_outputs(cfg, BUILD / cfg.name / "verilog"):
-        print(f"  wrote {path.relative_to(ROOT)}")
+    for path in write_outputs(cfg, build_dir() / cfg.name / "verilog"):
+        print(f"  wrote {path}")
     print("== 2. simulate against the golden model")
     R, C = cfg.array.rows, cfg.array.cols
     verdicts, results = [], []
@@ -213,6 +211,9 @@ def cmd_demo(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="intformer", description=__doc__)
+    parser.add_argument("--build-dir", type=Path,
+                        help=f"where generated output goes (default: ${BUILD_DIR_ENV}, else "
+                             f"./build)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", help="write Verilog of each unit and a JSON description")
@@ -261,6 +262,8 @@ def main(argv=None):
     p.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
+    if args.build_dir is not None:
+        os.environ[BUILD_DIR_ENV] = str(args.build_dir.resolve())
     try:
         return args.func(args) or 0
     except (ValueError, TypeError) as e:

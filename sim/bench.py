@@ -14,13 +14,12 @@ bounded and raises :exc:`SimTimeout` naming what it waited for.
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from amaranth.sim import Simulator
 
 from hw.attention import AttentionController
-from hw.config import AccelConfig, LayerNormConfig
+from hw.config import AccelConfig, LayerNormConfig, build_dir
 from hw.gelu import Gelu
 from hw.gemm import GemmEngine
 from hw.layernorm import LayerNorm
@@ -49,7 +48,6 @@ __all__ = [
     "run_attention",
 ]
 
-BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
 
 
 class SimTimeout(AssertionError):
@@ -186,7 +184,7 @@ def run(dut, *testbenches, vcd_name=None):
     for tb in testbenches:
         sim.add_testbench(tb)
     if os.environ.get("INTFORMER_VCD") and vcd_name:
-        path = BUILD_DIR / "vcd" / f"{vcd_name}.vcd"
+        path = build_dir() / "vcd" / f"{vcd_name}.vcd"
         path.parent.mkdir(parents=True, exist_ok=True)
         with sim.write_vcd(str(path)):
             sim.run()
@@ -539,7 +537,7 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
         sim.add_testbench(tb)
     sim.add_testbench(monitor, background=True)
     if os.environ.get("INTFORMER_VCD"):
-        path = BUILD_DIR / "vcd" / "attention.vcd"
+        path = build_dir() / "vcd" / "attention.vcd"
         path.parent.mkdir(parents=True, exist_ok=True)
         with sim.write_vcd(str(path)):
             sim.run()
