@@ -317,8 +317,8 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     log(f"{board}: elaborating {cfg} at {clk_mhz:g} MHz into {out_dir}")
     # No source locations in the netlist: they hold the checkout's absolute path, and both
     # Yosys's mapping and nextpnr's placement depend on every string they read (the same design
-    # from two folders mapped to different netlists and placed at 104.1 and 101.8 MHz). Without
-    # them a build gives the same result from any folder.
+    # from two folders gave different netlists and Fmax; docs/timing.md). Without them a build
+    # gives the same result from any folder.
     plan = spec.make_platform().prepare(top, name="top", emit_src=False)
     constraints = "top.pcf" if spec.family == "ice40" else "top.lpf"
     for name in ("top.il", constraints):

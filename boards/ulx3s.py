@@ -23,8 +23,8 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: Default system clock (PLL 25 MHz * 4). The ulx3s preset meets it with Fmax 105.6 MHz (nextpnr
-#: 0.11, seed 1; seeds 2 and 3 give 97.7 and 102.8 MHz; see the README's board results).
+#: Default system clock (PLL 25 MHz * 4), the ulx3s preset's target (the README's board results
+#: give its measured Fmax at seeds 1-3).
 CLK_FREQ = 100e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200
@@ -136,9 +136,9 @@ class ULX3STop(Elaboratable):
             i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=ClockSignal("sync"), o_LOCK=locked,
         )
-        # The reset reaches most flip-flops of the design. Routed on the fabric it took up to
-        # 12.7 ns to the far ones at 100 MHz; through a global buffer (DCCA) it rides one of the
-        # primary clock networks, which reach every slice's LSR and CE with a small, even delay.
+        # The reset reaches most flip-flops of the design: routed on the fabric it is slow to the
+        # far ones, so it goes through a global buffer (DCCA) and rides one of the primary clock
+        # networks, which reach every slice's LSR and CE with a small, even delay.
         # Asserted asynchronously when the PLL loses lock, released synchronously.
         rst = Signal()
         m.submodules.reset_sync = AsyncFFSynchronizer(~locked, rst, o_domain="sync")

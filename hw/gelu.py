@@ -188,7 +188,7 @@ class Gelu(wiring.Component):
             cfg.quot_width
         # 1: a = |q|
         mag = reg(m, Mux(q < 0, -q, q).as_unsigned()[:w], unsigned(w), f"mag_{lane}")
-        # 2: v = 27 a = 16a + 8a + 2a + a
+        # 2: v = 27 a = 16a + 8a + 2a + a (27 * 23 is cfg.SHIFT_MULT)
         v = reg(m, (mag << 4) + (mag << 3) + (mag << 1) + mag, unsigned(w + 5), f"v_{lane}")
         # 3: u = min(23 v, umax), 23 v = 16v + 8v - v
         v23 = (v << 4) + (v << 3) - v

@@ -535,9 +535,8 @@ class Accelerator(wiring.Component):
         # A command read registers every buffer's output (BRAM clock-to-output is most of a
         # cycle), then ANDs each byte with a flag flip-flop (buffer == argument, a cycle late;
         # the argument is held from its byte to the end of the command) and ORs them into a
-        # register, not a mux on the decoded buffer number (a 6 ns net to every bit). Yosys
-        # merges the byte flags into one per buffer; this source placed at 104 MHz, an
-        # equivalent one with a flag per buffer at 97 (see the README's board results).
+        # register, not a mux on the decoded buffer number, whose net would reach every bit
+        # (timing; docs/timing.md has the measured variants).
         rdata = Signal(8 * max_bytes)
         terms = []
         for buf, rp in rps.items():

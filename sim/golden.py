@@ -380,9 +380,8 @@ def softmax_from_constants(q, k, cfg):
 #: float64 (a grid search; the RMS of this curve family cannot go below about 0.00818).
 GELU_A, GELU_B = -0.2875, -1.773
 IBERT_GELU_A, IBERT_GELU_B = -0.2888, -1.769
-#: The "shift" variant's exponent: 1.702*log2(e)*|x| ~ 1.6875 * 1.4375 * |x| = (621/256) * |x|,
-#: I-ViT's shift-and-add approximations of 1.702 and of log2(e), made exact by pre-shifting.
-SHIFT_GELU_MULT, SHIFT_GELU_SHIFT = 621, 8
+#: The "shift" variant's exponent multiplier and shift (defined with the config).
+SHIFT_GELU_MULT, SHIFT_GELU_SHIFT = GeluConfig.SHIFT_MULT, GeluConfig.SHIFT_SHIFT
 
 
 @dataclass(frozen=True)
