@@ -17,6 +17,7 @@ from .synth import (
     _tail,
     classify_cells,
     parse_fmax,
+    prepare_rtlil,
     relax_collisions,
 )
 from .toolchain import setup_environment, tool_command
@@ -235,11 +236,11 @@ def _early_check(spec, cfg):
             f"not a {cfg.array.rows}x{cfg.array.cols} array ({macs} {label}, one per PE)")
 
 
-def _yosys_script(family):
+def _yosys_script(family, uncontended):
     synth = SYNTH_COMMANDS[family]
     return "; ".join([
         "read_rtlil top.il",
-        relax_collisions(),
+        relax_collisions(uncontended),
         "proc",          # proc; splitnets avoid a Yosys 0.70 assertion on some Amaranth RTLIL
         "splitnets",
         "hierarchy -top top",
@@ -321,15 +322,16 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     # gives the same result from any folder.
     plan = spec.make_platform().prepare(top, name="top", emit_src=False)
     constraints = "top.pcf" if spec.family == "ice40" else "top.lpf"
-    for name in ("top.il", constraints):
-        content = plan.files[name]
-        (out_dir / name).write_text(content if isinstance(content, str) else content.decode())
+    design, uncontended = prepare_rtlil(plan.files["top.il"])
+    (out_dir / "top.il").write_text(design)
+    content = plan.files[constraints]
+    (out_dir / constraints).write_text(content if isinstance(content, str) else content.decode())
     elapsed["elaborate"] = time.monotonic() - start
 
     synth = "synth_ice40 -dsp" if spec.family == "ice40" else "synth_ecp5"
     log(f"yosys: {synth} for {spec.device} (this takes a few minutes)")
     argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
-            "-p", _yosys_script(spec.family)]
+            "-p", _yosys_script(spec.family, uncontended)]
     rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
     if rc != 0 or not (out_dir / "stats.json").exists():
         raise RuntimeError(f"Yosys failed (exit code {rc}) for {board}; end of "

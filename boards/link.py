@@ -29,6 +29,7 @@ from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
 
+from hw.memory import uncontended
 from hw.top import Accelerator
 
 from .uart import UARTReceiver, UARTTransmitter
@@ -123,7 +124,8 @@ class FrameLink(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         size = 3 + self.max_payload
-        m.submodules.frame = frame = Memory(shape=8, depth=size, init=[])
+        # Uncontended: written while a request arrives, read while it is forwarded.
+        m.submodules.frame = frame = Memory(shape=8, depth=size, init=[], attrs=uncontended())
         wp, rp = frame.write_port(), frame.read_port()
 
         rx, tx, cmd, rsp = self.rx, self.tx, self.cmd, self.rsp

@@ -11,6 +11,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from hw.config import AccelConfig, build_dir
+from hw.memory import UNCONTENDED
 from hw.units import build_unit
 
 from .toolchain import setup_environment, tool_command
@@ -22,12 +23,13 @@ __all__ = [
     "SynthReport",
     "synth_unit",
     "yosys_script",
+    "uncontended_memories",
+    "prepare_rtlil",
+    "relax_collisions",
     "classify_cells",
     "parse_fmax",
     "load_report",
 ]
-
-#: Repository root (the parent of ``boards/``); default outputs go under ``build/synth/``.
 
 FAMILIES = ("ice40", "ecp5")
 
@@ -237,39 +239,30 @@ ECP5_SYNTH = ("synth_ecp5 -top top -run :map_luts; techmap -map +/lattice/latche
 
 SYNTH_COMMANDS = {"ice40": "synth_ice40 -dsp -top top", "ecp5": ECP5_SYNTH}
 
-#: Memories whose read data is never used in a cycle that writes the address it reads (names
-#: are Yosys patterns):
-#:
-#: * the accelerator's buffers (hw/top.py: a buffer is written by WRITE_BUFFER or by a run, and
-#:   read by READ_BUFFER or by a run that writes other buffers; commands do not overlap, and a
-#:   run refuses buffer commands);
-#: * the board link's frame buffer (written while a request arrives, read while it is
-#:   forwarded);
-#: * the attention controller's scratchpads (hw/attention.py): Q, K and V are written only while
-#:   a head loads and read only while it runs; the score buffer and the P rows are double
-#:   buffered, each half written only while its full flag is clear and read only while it is
-#:   set, the flag changing a cycle after the half's last read or write.
-#:
-#: The softmax's buffers are not listed (it reloads a bank on the cycle of the bank's last read
-#: and relies on the old data), nor LayerNorm's, which are off the critical paths.
-#:
-#: Amaranth asks for the old data on a read-write collision; block RAMs do not give it across
-#: their two ports, so Yosys would emulate it with a register on every write input and a bypass
-#: multiplexer on every read output, both on paths to and from the block RAM (about 1.5 ns each
-#: on the ECP5). Marking the collision "undefined" for these memories alone removes the
-#: emulation; simulation (old data) and hardware agree wherever the design uses the data.
-UNCONTENDED_MEMORIES = ("buf_a", "buf_b", "buf_c", "buf_x", "buf_y", "buf_v", "frame",
-                        "att_q", "att_k", "att_v", "att_s", "att_p*")
+def uncontended_memories(rtlil_text):
+    """The names of the memories marked :data:`hw.memory.UNCONTENDED` in ``rtlil_text``."""
+    names = re.findall(r"attribute \\" + UNCONTENDED + r" 1\n(?:[ \t]*attribute [^\n]*\n)*"
+                       r"[ \t]*memory [^\n]*\\(\S+)\n", rtlil_text)
+    return sorted(set(names))
 
 
-def relax_collisions():
-    """Yosys commands marking read-write collisions of :data:`UNCONTENDED_MEMORIES` undefined
-    (their read ports' ``COLLISION_X_MASK``; each has one write port)."""
+def prepare_rtlil(rtlil_text):
+    """``(rtlil, names)``: the RTLIL without the :data:`~hw.memory.UNCONTENDED` marks (so that
+    the netlist holds no attribute the placer might read) and the names of the marked
+    memories, for :func:`relax_collisions`."""
+    names = uncontended_memories(rtlil_text)
+    return re.sub(r"\n[ \t]*attribute \\" + UNCONTENDED + r" 1(?=\n)", "", rtlil_text), names
+
+
+def relax_collisions(names):
+    """Yosys commands marking the read-write collisions of memories ``names`` undefined (their
+    read ports' ``COLLISION_X_MASK``; each has one write port): no collision emulation around
+    them (see :data:`hw.memory.UNCONTENDED`)."""
     return "; ".join(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\\\{name} %i"
-                     for name in UNCONTENDED_MEMORIES)
+                     for name in names)
 
 
-def yosys_script(family):
+def yosys_script(family, uncontended=()):
     """The Yosys script run in the output folder on ``design.il``.
 
     ``proc; splitnets`` before ``synth_*`` avoids a Yosys 0.70 assertion on some Amaranth RTLIL.
@@ -280,7 +273,7 @@ def yosys_script(family):
     synth = SYNTH_COMMANDS[family]
     return "; ".join([
         "read_rtlil design.il",
-        relax_collisions(),
+        relax_collisions(uncontended),
         "proc",
         "splitnets",
         "hierarchy -top top",
@@ -441,8 +434,9 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
         (out_dir / stale).unlink(missing_ok=True)
     target = SynthTarget.for_family(family)
     # Without source locations (they hold the checkout's path; see boards.flow.synth_board).
-    (out_dir / "design.il").write_text(rtlil.convert(component, name="top", platform=target,
-                                                     emit_src=False))
+    design, uncontended = prepare_rtlil(rtlil.convert(component, name="top", platform=target,
+                                                       emit_src=False))
+    (out_dir / "design.il").write_text(design)
 
     device = DEVICES[family]["device"]
     elapsed = {}
@@ -450,7 +444,7 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
     log(f"yosys: {synth_cmd} of {unit} ({cfg}) for {device} in {out_dir} "
         f"(this can take a minute)")
     argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
-            "-p", yosys_script(family)]
+            "-p", yosys_script(family, uncontended)]
     rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
     if rc != 0 or not (out_dir / "stats.json").exists():
         raise RuntimeError(f"Yosys failed (exit code {rc}) synthesizing {unit} for {family}; "

@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .gemm import GemmEngine, gemm_cmd_layout
+from .memory import uncontended
 from .requant import Requantizer
 from .softmax import Softmax
 
@@ -328,8 +329,13 @@ class AttentionController(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), rq.o)
 
         # -- Scratchpads and buffers. ----------------------------------------------------------
+        # Each is written and read in separate phases (uncontended): Q, K and V are written
+        # only while a head loads and read only while it runs; the score buffer and the P rows
+        # are double buffered, each half written only while its full flag is clear and read
+        # only while it is set, the flag changing a cycle after the half's last read or write.
         def memory(name, shape, depth, attrs=None):
-            m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[], attrs=attrs)
+            m.submodules[name] = mem = Memory(shape=shape, depth=depth, init=[],
+                                              attrs=uncontended(attrs))
             return mem
 
         qmem = memory("att_q", data.ArrayLayout(signed(w), R), self.blocks * dmax)

@@ -24,6 +24,7 @@ from .isa import (
     register_specs,
     vector_lanes,
 )
+from .memory import uncontended
 from .requant import Requantizer
 from .skid import SkidBuffer
 
@@ -322,7 +323,9 @@ class Accelerator(wiring.Component):
         # -- Buffers: one read port and one write port each -----------------------------------
         mems, rps, wps = {}, {}, {}
         for buf, storage in self.buffer_data.items():
-            mem = Memory(data=storage)
+            # Written by WRITE_BUFFER or a run, read by READ_BUFFER or a run that writes
+            # other buffers: commands do not overlap and a run refuses buffer commands.
+            mem = Memory(data=storage, attrs=uncontended())
             m.submodules[f"buf_{buf.name.lower()}"] = mems[buf] = mem
             rps[buf], wps[buf] = mem.read_port(), mem.write_port()
 

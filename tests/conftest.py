@@ -7,6 +7,8 @@ from amaranth.hdl import MemoryInstance
 from amaranth.lib.memory import Memory
 from hypothesis import HealthCheck, settings
 
+from hw.memory import UNCONTENDED
+
 # Simulations are slow per example; keep example counts modest and deadlines off.
 settings.register_profile(
     "default", max_examples=12, deadline=None,
@@ -21,32 +23,35 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("place_and_route") is None)
 
 
-class NewDataMemory(Memory):
-    """A :class:`~amaranth.lib.memory.Memory` whose every read port is transparent for every
-    write port: a read of the address being written returns the new data, where Amaranth's
-    default (and the simulation of the real design) returns the old data. In hardware, a block
-    RAM whose read-write collisions Yosys is told are undefined
-    (``boards.synth.UNCONTENDED_MEMORIES``) returns undefined data in such a cycle; a design
-    giving the same results with old and with new data does not use that data, on the inputs
-    tested."""
-
-    def elaborate(self, platform):
-        instance = MemoryInstance(data=self.data, attrs=self.attrs, src_loc=self.src_loc)
-        writes = [instance.write_port(domain=p.domain, addr=p.addr, data=p.data, en=p.en)
-                  for p in self.write_ports]
-        for p in self.read_ports:
-            same = tuple(w for w, port in zip(writes, self.write_ports, strict=True)
-                         if port.domain == p.domain)
-            instance.read_port(domain=p.domain, data=p.data, addr=p.addr, en=p.en,
-                               transparent_for=same if p.domain != "comb" else ())
-        return instance
+def _new_data_elaborate(self, platform):
+    """:meth:`Memory.elaborate` with every read port transparent for every write port: a read
+    of the address being written returns the new data, where Amaranth's default (and the
+    simulation of the real design) returns the old data."""
+    instance = MemoryInstance(data=self.data, attrs=self.attrs, src_loc=self.src_loc)
+    writes = [instance.write_port(domain=p.domain, addr=p.addr, data=p.data, en=p.en)
+              for p in self.write_ports]
+    for p in self.read_ports:
+        same = tuple(w for w, port in zip(writes, self.write_ports, strict=True)
+                     if port.domain == p.domain)
+        instance.read_port(domain=p.domain, data=p.data, addr=p.addr, en=p.en,
+                           transparent_for=same if p.domain != "comb" else ())
+    return instance
 
 
 @pytest.fixture
 def new_data_reads(monkeypatch):
-    """``new_data_reads(module, ...)`` makes the memories each module creates afterwards
-    :class:`NewDataMemory` (for the test's duration)."""
-    def patch(*modules):
-        for module in modules:
-            monkeypatch.setattr(module, "Memory", NewDataMemory)
+    """``new_data_reads()`` makes every memory marked :data:`hw.memory.UNCONTENDED` elaborated
+    afterwards (for the test's duration) return the new data on a read-write collision. In
+    hardware such a block RAM returns undefined data in that cycle (``boards.synth``
+    ``relax_collisions``); a design giving the same results with old and with new data does not
+    use that data, on the inputs tested. ``new_data_reads(all=True)`` patches every memory (to
+    show that the check fails on one that does rely on the old data)."""
+    original = Memory.elaborate
+
+    def patch(*, all=False):
+        def elaborate(self, platform):
+            if all or UNCONTENDED in self.attrs:
+                return _new_data_elaborate(self, platform)
+            return original(self, platform)
+        monkeypatch.setattr(Memory, "elaborate", elaborate)
     return patch

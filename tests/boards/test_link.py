@@ -7,9 +7,6 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-import boards.link
-import hw.attention
-import hw.top
 from boards.host import Board, BoardError
 from boards.link import RSP_SYNC, SYNC, LinkTop, crc8
 from hw.config import AccelConfig, AttentionConfig, LayerNormConfig
@@ -141,10 +138,10 @@ def test_attention_bit_exact(board):
 
 
 def test_link_and_buffers_with_new_data_reads(new_data_reads):
-    # boards.synth.UNCONTENDED_MEMORIES: the frame buffer, the top's buffers and the attention
+    # Marked uncontended (hw.memory): the frame buffer, the top's buffers and the attention
     # scratchpads may return new data on a read-write collision in hardware; the results must
     # not depend on it.
-    new_data_reads(boards.link, hw.top, hw.attention)
+    new_data_reads()
     b = Board(SimSerial(), CFG, depth=DEPTH, max_payload=MAX_PAYLOAD)
     rng = np.random.default_rng(7)
     a, w = rng.integers(-128, 128, (5, 6)), rng.integers(-128, 128, (6, 3))

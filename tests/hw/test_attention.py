@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-import hw.attention
 import intformer as itf
 from hw.attention import AttentionController
 from hw.config import AccelConfig, ArrayConfig, AttentionConfig
@@ -63,9 +62,9 @@ def test_stalls(stall, causal):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_new_data_reads_change_nothing(causal, new_data_reads):
-    # The scratchpads are in boards.synth.UNCONTENDED_MEMORIES: in hardware a read of the
-    # address being written may return the new data, and the results must not depend on it.
-    new_data_reads(hw.attention)
+    # The scratchpads are marked uncontended (hw.memory): in hardware a read of the address
+    # being written may return the new data, and the results must not depend on it.
+    new_data_reads()
     rng = np.random.default_rng(31)
     check(make_cfg(), *operands(rng, 3, 12, 5), causal=causal, stall=0.5, seed=6)
     check(make_cfg(3, 2, max_seq_len=10, max_head_dim=5), *operands(rng, 2, 1, 1),

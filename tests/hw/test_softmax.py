@@ -170,3 +170,14 @@ def test_single_beat_rows_back_to_back(lanes, length, stall):
     # reads the previous row out of it (found by Hypothesis: the row's full flag was lost).
     rng = np.random.default_rng(length)
     check(config(lanes), scores(rng, 6, length), 1e-3, stall=stall)
+
+
+def test_new_data_reads_check_is_sensitive(new_data_reads):
+    # The softmax's row buffers are not marked uncontended: it reloads a bank on the cycle of
+    # the bank's last read and relies on the old data. Forcing new-data reads onto every memory
+    # must therefore break it, which shows the check can fail.
+    new_data_reads(all=True)
+    cfg = AccelConfig.preset("tiny")
+    q = np.random.default_rng(3).integers(-2000, 2000, (6, 1))    # rows of one beat
+    assert not np.array_equal(itf.simulate.softmax(cfg, q, 1e-3).output,
+                              golden.softmax(q, 1e-3, cfg.softmax)[0])

@@ -2,6 +2,7 @@
 generated output goes to ./build under the current directory or to --build-dir."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,12 @@ CHECKOUT = Path(intformer.__file__).resolve().parent.parent
 
 
 def test_installed_copy_runs_outside_the_checkout(tmp_path):
-    site = tmp_path / "site"
+    # Built from a copy: setuptools builds in the source tree, and the test leaves nothing.
+    src, site = tmp_path / "src", tmp_path / "site"
+    shutil.copytree(CHECKOUT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(site), str(CHECKOUT)],
+                    "--no-build-isolation", "--target", str(site), str(src)],
                    check=True, cwd=tmp_path, capture_output=True)
     assert (site / "hw" / "presets" / "ulx3s.toml").exists()
     work = tmp_path / "work"
