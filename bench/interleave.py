@@ -1,13 +1,16 @@
 """Soak of the top's run isolation: many runs of every op with random commands sent while they
 run, each response and result checked against sim.portmodel.CommandPortModel.
 
-Run: ``python bench/interleave.py [--runs 40] [--seeds 5] [--ops GEMM,SOFTMAX] [--no-state]``.
+Run: ``python bench/interleave.py [--runs 40] [--seeds 5] [--ops GEMM,SOFTMAX] [--no-state]
+[--backend verilator]``.
 Prints, per op, the commands sent, the runs, the runs exposed to refused commands, and the runs
 whose result (or any response) disagreed with the model. A disagreement ends that seed's top
 (its model no longer knows the state) and the next seed starts afresh.
 
 ``--no-state`` checks the buffers through READ_BUFFER only, not through the simulation's state:
 it runs on a top without ``Accelerator.register_file``/``buffer_data`` (an older commit).
+``--backend verilator`` runs the top on Verilator (:class:`boards.verilatortop.VerilatorTop`),
+about a thousand times faster, with the buffers read back through READ_BUFFER.
 """
 
 import argparse
@@ -32,12 +35,19 @@ class _NoState:
         self.raw, self.idle = top.raw, top.idle
 
 
-def soak(op, seeds, runs, depth, stall, no_state):
+def _top(backend, depth, stall, seed):
+    if backend == "verilator":
+        from boards.verilatortop import VerilatorTop
+        return VerilatorTop(TINY, depth=depth, stall=stall, seed=seed, budget=200_000)
+    return SimTop(TINY, depth=depth, stall=stall, seed=seed, budget=200_000)
+
+
+def soak(op, seeds, runs, depth, stall, no_state, backend):
     totals = dict(commands=0, random=0, runs=0, exposed=0, wrong=0, busy=0)
     first = None
     for seed in range(seeds):
-        top = SimTop(TINY, depth=depth, stall=stall, seed=seed, budget=200_000)
-        client = _NoState(top) if no_state else top
+        top = _top(backend, depth, stall, seed)
+        client = _NoState(top) if no_state or not hasattr(top, "state") else top
         it = Interleaver(client, TINY, depth, np.random.default_rng([seed, op.value, 18]))
         try:
             for _ in range(runs):
@@ -60,6 +70,7 @@ def main():
     p.add_argument("--depth", type=int, default=32)
     p.add_argument("--stall", type=float, default=0.2)
     p.add_argument("--no-state", action="store_true")
+    p.add_argument("--backend", choices=["amaranth", "verilator"], default="amaranth")
     args = p.parse_args()
     print(f"{'op':>10} {'commands':>9} {'random':>7} {'BUSY':>6} {'runs':>6} {'exposed':>8} "
           f"{'seeds wrong':>12} {'time':>7}")
@@ -67,7 +78,8 @@ def main():
     for name in args.ops.split(","):
         op = Op[name]
         t0 = time.monotonic()
-        t, first = soak(op, args.seeds, args.runs, args.depth, args.stall, args.no_state)
+        t, first = soak(op, args.seeds, args.runs, args.depth, args.stall, args.no_state,
+                        args.backend)
         print(f"{name:>10} {t['commands']:>9} {t['random']:>7} {t['busy']:>6} {t['runs']:>6} "
               f"{t['exposed']:>8} {t['wrong']:>5} of {args.seeds:<4} "
               f"{time.monotonic() - t0:>6.0f}s", flush=True)
