@@ -1,5 +1,6 @@
 """Tests of the synthesis flow: Yosys runs, multipliers land on DSPs, reports are written."""
 
+import fnmatch
 import json
 import re
 
@@ -9,6 +10,7 @@ from amaranth.back import rtlil
 from boards.link import LinkTop
 from boards.synth import (
     DEVICES,
+    RELAX_ORDER,
     SynthReport,
     classify_cells,
     load_report,
@@ -151,5 +153,11 @@ def test_uncontended_memories_are_the_marked_ones():
     design, names = prepare_rtlil(text)
     assert names == sorted(marked) and UNCONTENDED not in design
     assert design.count("\n") == text.count("\n") - len(marked)
+    # One command per pattern of RELAX_ORDER, in that order; every pattern covers a marked
+    # memory, and a marked memory outside the patterns is refused.
     script = relax_collisions(names)
-    assert script.count("setparam -set COLLISION_X_MASK 1") == len(marked)
+    assert script.count("setparam -set COLLISION_X_MASK 1") == len(RELAX_ORDER)
+    assert all(fnmatch.filter(marked, pattern) for pattern in RELAX_ORDER)
+    with pytest.raises(ValueError, match="Uncontended memory must match a pattern of "
+                                         "boards.synth.RELAX_ORDER, not 'qmem'"):
+        relax_collisions([*names, "qmem"])
