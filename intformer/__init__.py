@@ -15,7 +15,7 @@ from hw.config import (
 )
 from sim import cyclemodel, golden
 
-from . import simulate
+from . import model, simulate
 from .generate import generate_verilog
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "golden",
     "cyclemodel",
     "simulate",
+    "model",
     "generate_verilog",
 ]
