@@ -31,6 +31,8 @@ __all__ = [
     "check_channel_constants",
     "requantize_channels",
     "channel_constants",
+    "linear_passes",
+    "split_digits",
     "linear_acc_width",
     "linear",
     "residual_constants",
@@ -105,32 +107,60 @@ def channel_constants(real, *, mult_width=16, max_shift=62):
             np.array([p[1] for p in pairs], dtype=np.int64))
 
 
-def linear_acc_width(bias, k, in_width=8):
-    """Smallest signed accumulator width that holds ``bias_j + sum of k products`` of two
-    ``in_width``-bit operands for every channel, whatever the operands."""
-    top = int(np.abs(np.asarray(bias, dtype=np.int64)).max(initial=0)) + (k << (2 * in_width - 2))
+def linear_passes(x_width, in_width=8):
+    """Engine passes of a GEMM whose activations are ``x_width`` bits on an ``in_width``-bit
+    array: each pass takes one signed digit of ``in_width - 1`` bits (the top one keeps the
+    sign), so ``ceil((x_width - 1) / (in_width - 1))`` passes; 1 for INT8, 2 for 15-bit."""
+    return max(1, -(-(x_width - 1) // (in_width - 1)))
+
+
+def split_digits(x, passes, in_width=8):
+    """Signed base-``2**in_width`` digits of ``x``, most significant first: ``x = sum(d_i *
+    2**(in_width * (passes - 1 - i)))``. Each low digit is ``x - round_shift(x, in_width) <<
+    in_width`` in ``[-2**(in_width-1), 2**(in_width-1))``; the top digit is what remains."""
+    digits = []
+    for _ in range(passes - 1):
+        hi = round_shift(x, in_width)
+        digits.append(x - (hi << in_width))
+        x = hi
+    return [x] + digits[::-1]
+
+
+def linear_acc_width(bias, k, x_width=8, in_width=8):
+    """Smallest signed accumulator width that holds every partial sum of :func:`linear`:
+    ``|bias_j| + k * 2**(x_width-1) * 2**(in_width-1)`` for ``x_width``-bit activations and
+    ``in_width``-bit weights, whatever the operands (the partial sums of a split GEMM are
+    bounded by the same, since each earlier pass's sum is shifted by the digit weight)."""
+    top = int(np.abs(np.asarray(bias, dtype=np.int64)).max(initial=0)) \
+        + (k << (x_width - 1 + in_width - 1))
     return top.bit_length() + 1
 
 
-def linear(x, w, bias, multipliers, shifts, *, cfg=None, out_width=8, k_chunk=None):
+def linear(x, w, bias, multipliers, shifts, *, cfg=None, out_width=8, k_chunk=None,
+           x_width=None):
     """GEMM with a bias preload, then per-output-channel requantization.
 
-    Spec (all integers)::
+    Spec (all integers; P = :func:`linear_passes` of ``x_width``, digits ``x_p`` of ``x`` from
+    :func:`split_digits`, most significant first, each an ``in_width``-bit operand)::
 
-        acc[i, j] = bias[j]                                   preloaded into the accumulator
-        for each chunk c of K (k_chunk rows of w at a time):
-            acc[i, j] += sum_k x[i, k] * w[k, j]              one engine call, exact
+        acc[i, j] = bias[j] (P = 1) or 0                      preloaded into the accumulator
+        for each pass p (P > 1: the activations' signed digits):
+            acc = acc << in_width (p > 0), plus bias[j] in the last pass
+            for each chunk c of K (k_chunk rows of w at a time):
+                acc[i, j] += sum_k x_p[i, k] * w[k, j]        one engine call, exact
         y[i, j] = saturate(round_shift(acc[i, j] * m_j, s_j), out_width)
 
-    The accumulator is ``cfg.acc_width`` bits; the bias and K must be such that it cannot
-    overflow (:func:`linear_acc_width`), or :exc:`ValueError` names the width to raise. Splitting
-    K into chunks, each starting from the previous chunk's accumulators, is how a compiler runs
-    a K above ``gemm.max_k``; the result is the same integers.
+    so ``acc = x @ w + bias`` exactly. The accumulator is ``cfg.acc_width`` bits; it must hold
+    :func:`linear_acc_width`, or :exc:`ValueError` names the width to raise. Splitting K into
+    chunks, each starting from the previous chunk's accumulators, is how a compiler runs a K
+    above ``gemm.max_k``; splitting the activations into digits is how it runs activations
+    wider than the array's operands (a shifted preload between passes). The result is the
+    same integers either way.
 
     Parameters
     ----------
     x : array of int, shape (M, K)
-        Signed ``cfg.array.in_width``-bit activations.
+        Signed ``x_width``-bit activations.
     w : array of int, shape (K, N)
         Signed ``cfg.array.in_width``-bit weights (per-output-channel scales live in ``m_j``).
     bias : array of int, shape (N,)
@@ -144,12 +174,16 @@ def linear(x, w, bias, multipliers, shifts, *, cfg=None, out_width=8, k_chunk=No
         Output width, at most ``cfg.requant.out_width``.
     k_chunk : int or None
         K rows per engine call (default: all of K, which must then be within ``gemm.max_k``).
+    x_width : int or None
+        Activation width (default ``cfg.array.in_width``: one pass).
     """
     cfg = AccelConfig() if cfg is None else cfg
     if not isinstance(cfg, AccelConfig):
         raise TypeError(f"Linear config must be an AccelConfig, not {cfg!r}")
     iw = cfg.array.in_width
-    x = check_int_array("Linear input", x, iw, ndim=2)
+    x_width = iw if x_width is None else x_width
+    passes = linear_passes(x_width, iw)
+    x = check_int_array("Linear input", x, x_width, ndim=2)
     w = check_int_array("Linear weight", w, iw, ndim=2)
     M, K = x.shape
     if w.shape[0] != K:
@@ -161,7 +195,7 @@ def linear(x, w, bias, multipliers, shifts, *, cfg=None, out_width=8, k_chunk=No
     if out_width > cfg.requant.out_width:
         raise ValueError(f"Linear output width must be at most {cfg.requant.out_width} "
                          f"(requant.out_width), not {out_width}")
-    need = linear_acc_width(bias, K, iw)
+    need = linear_acc_width(bias, K, x_width, iw)
     if need > cfg.acc_width:
         raise ValueError(f"GEMM acc_width must be at least {need} for K={K} with this bias "
                          f"(gemm.acc_width), not {cfg.acc_width}")
@@ -172,9 +206,13 @@ def linear(x, w, bias, multipliers, shifts, *, cfg=None, out_width=8, k_chunk=No
         if value > limit:
             raise ValueError(f"GEMM {what} must be at most {limit} "
                              f"(gemm.max_{what.lower()}), not {value}")
-    acc = np.broadcast_to(bias, (M, N)).copy()
-    for k0 in range(0, K, k_chunk):
-        acc += exact_matmul(x[:, k0:k0 + k_chunk], w[k0:k0 + k_chunk])
+    acc = np.zeros((M, N), dtype=np.int64)
+    for p, digit in enumerate(split_digits(x, passes, iw)):
+        acc <<= iw if p else 0
+        if p == passes - 1:
+            acc += bias
+        for k0 in range(0, K, k_chunk):
+            acc += exact_matmul(digit[:, k0:k0 + k_chunk], w[k0:k0 + k_chunk])
     return requantize_channels(acc, multipliers, shifts, in_width=cfg.acc_width,
                                mult_width=cfg.requant.mult_width, out_width=out_width)
 

@@ -16,7 +16,7 @@ def requirements(prog, seq_len):
     """What ``prog`` needs of a config for sequences of up to ``seq_len`` tokens: a list of
     ``(section, field, rule, value)`` with rule ``"=="`` or ``">="``."""
     ln, ge, rq = (prog.units[k] for k in ("layernorm", "gelu", "requant"))
-    acc = max(ops.linear_acc_width(op.bias, op.weight.shape[0])
+    acc = max(ops.linear_acc_width(op.bias, op.weight.shape[0], op.x_width)
               for op in prog.ops if isinstance(op, P.Linear))
     return [
         ("array", "in_width", "==", 8),
@@ -90,15 +90,18 @@ class Step:
 def _linear_step(op, cfg, M):
     g = cfg.gemm
     K, N = op.weight.shape
+    passes = ops.linear_passes(op.x_width, cfg.array.in_width)
     cycles = calls = 0
     for m0 in range(0, M, g.max_m):
         for n0 in range(0, N, g.max_n):
             for k0 in range(0, K, g.max_k):
-                calls += 1
-                cycles += cyclemodel.gemm_cycles(cfg, min(g.max_m, M - m0), min(g.max_k, K - k0),
-                                                 min(g.max_n, N - n0))
+                calls += passes
+                cycles += passes * cyclemodel.gemm_cycles(
+                    cfg, min(g.max_m, M - m0), min(g.max_k, K - k0), min(g.max_n, N - n0))
     split = [f"{-(-d // lim)} x {w}" for d, lim, w in ((M, g.max_m, "M"), (K, g.max_k, "K"),
                                                        (N, g.max_n, "N")) if d > lim]
+    if passes > 1:
+        split.append(f"{passes} passes of {op.x_width}-bit inputs")
     return calls, cycles, f"{M}x{K}x{N}" + (f", split {', '.join(split)}" if split else "")
 
 

@@ -57,7 +57,7 @@ def _linear(op, env, cfg, ids, lengths):
             out[m0:m0 + g.max_m, cols] = ops.linear(
                 x[m0:m0 + g.max_m], op.weight[:, cols], op.bias[cols], op.multipliers[cols],
                 op.shifts[cols], cfg=cfg, out_width=op.out_width,
-                k_chunk=min(x.shape[1], g.max_k))
+                k_chunk=min(x.shape[1], g.max_k), x_width=op.x_width)
     return out.reshape(lead + (N,))
 
 

@@ -81,7 +81,8 @@ class Requantize(Op):
 @dataclass
 class Linear(Op):
     """:func:`sim.ops.linear`: ``x @ weight`` with ``bias`` preloaded, per-channel
-    requantization to ``out_width`` bits."""
+    requantization to ``out_width`` bits; ``x_width``-bit activations (wider than the array's
+    operands: one engine pass per signed digit)."""
 
     input: str = _in()
     weight: np.ndarray = None
@@ -89,6 +90,7 @@ class Linear(Op):
     multipliers: np.ndarray = None
     shifts: np.ndarray = None
     out_width: int = 8
+    x_width: int = 8
 
 
 @dataclass
@@ -167,7 +169,9 @@ class Program:
             for f in dataclasses.fields(op):
                 v = getattr(op, f.name)
                 if isinstance(v, np.ndarray):
-                    arrays[f"{i}.{f.name}"] = v
+                    # stored in the smallest integer type that holds it (int8 weights, int16
+                    # tables); read back as int64
+                    arrays[f"{i}.{f.name}"] = _narrow(v)
                     d[f.name] = {"array": f"{i}.{f.name}"}
                 else:
                     d[f.name] = v
@@ -175,7 +179,7 @@ class Program:
         meta = {"hidden": self.hidden, "heads": self.heads,
                 "max_positions": self.max_positions, "units": self.units, "ops": ops}
         buf = io.BytesIO()
-        np.savez_compressed(buf, __program__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+        np.savez(buf, __program__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                             **arrays)
         Path(path).write_bytes(buf.getvalue())
 
@@ -189,8 +193,19 @@ class Program:
                 kind = d.pop("kind")
                 if kind not in OPS:
                     raise ValueError(f"Program op must be one of {', '.join(OPS)}, not {kind!r}")
-                kw = {k: (z[v["array"]] if isinstance(v, dict) and "array" in v else v)
+                kw = {k: (_widen(z[v["array"]]) if isinstance(v, dict) and "array" in v else v)
                       for k, v in d.items()}
                 ops.append(OPS[kind](**kw))
         return cls(ops=ops, hidden=meta["hidden"], heads=meta["heads"],
                    max_positions=meta["max_positions"], units=meta["units"])
+
+
+def _narrow(a):
+    if not np.issubdtype(a.dtype, np.integer):
+        return a
+    return a.astype(np.result_type(np.min_scalar_type(a.min(initial=0)),
+                                   np.min_scalar_type(a.max(initial=0))))
+
+
+def _widen(a):
+    return a.astype(np.int64) if np.issubdtype(a.dtype, np.integer) else a

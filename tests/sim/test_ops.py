@@ -198,3 +198,24 @@ def test_layernorm_gamma_contract():
         golden.layernorm(q, 1.0, gamma=np.ones(4), constants=c)
     with pytest.raises(ValueError, match="LayerNorm constants must be for rows of 4, not 5"):
         golden.layernorm(q, 1.0, constants=golden.layernorm_constants(1.0, length=5))
+
+
+def test_split_digits_and_wide_linear():
+    """15-bit activations run as two INT8 passes give exactly x @ w + bias."""
+    r = rng(9)
+    x = r.integers(-(1 << 14), 1 << 14, (10, 70))
+    x[0, :3] = [-(1 << 14), (1 << 14) - 1, 0]
+    hi, lo = ops.split_digits(x, 2)
+    assert hi.min() >= -64 and hi.max() <= 64 and lo.min() >= -128 and lo.max() <= 127
+    np.testing.assert_array_equal(hi * 256 + lo, x)
+    assert ops.linear_passes(15) == 2 and ops.linear_passes(8) == 1
+    w = r.integers(-128, 128, (70, 6))
+    bias = r.integers(-(1 << 20), 1 << 20, 6)
+    cfg = CFG.replace(gemm=GemmConfig(max_m=64, max_k=64, max_n=64, acc_width=40))
+    m, s = ops.channel_constants(np.full(6, 1e-4), max_shift=47)
+    y = ops.linear(x, w, bias, m, s, cfg=cfg, out_width=16, x_width=15, k_chunk=32)
+    np.testing.assert_array_equal(y, ops.requantize_channels(x @ w + bias, m, s, in_width=40,
+                                                             out_width=16))
+    with pytest.raises(ValueError, match=r"GEMM acc_width must be at least 3\d for K=70"):
+        ops.linear(x, w, bias, m, s, cfg=CFG.replace(gemm=GemmConfig(acc_width=30)),
+                   x_width=15)
