@@ -216,6 +216,8 @@ def test_split_digits_and_wide_linear():
     y = ops.linear(x, w, bias, m, s, cfg=cfg, out_width=16, x_width=15, k_chunk=32)
     np.testing.assert_array_equal(y, ops.requantize_channels(x @ w + bias, m, s, in_width=40,
                                                              out_width=16))
-    with pytest.raises(ValueError, match=r"GEMM acc_width must be at least 3\d for K=70"):
-        ops.linear(x, w, bias, m, s, cfg=CFG.replace(gemm=GemmConfig(acc_width=30)),
+    # 2**20 + 70 * 2**21 needs 29 bits (28 would hold the same GEMM on INT8 inputs)
+    with pytest.raises(ValueError, match=r"GEMM acc_width must be at least 29 for K=70 with "
+                                         r"this bias \(gemm.acc_width\), not 28"):
+        ops.linear(x, w, bias, m, s, cfg=CFG.replace(gemm=GemmConfig(acc_width=28)),
                    x_width=15)
