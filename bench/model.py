@@ -56,15 +56,17 @@ def layer_errors(m):
 
 
 def sentence_of(m, length):
-    """A text that tokenizes to exactly ``length`` tokens."""
-    words = " ".join(EVALUATION).split()
-    for k in range(len(words)):
-        text = " ".join(words[:k])
-        if len(m.tokenize([text])[0]) >= length:
-            break
-    while len(m.tokenize([text])[0]) > length:
-        text = text[:text.rfind(" ")]
-    return text
+    """A text that tokenizes to exactly ``length`` tokens: words of the evaluation set added one
+    by one, skipping any that would overshoot."""
+    text = ""
+    for word in " ".join(EVALUATION).split():
+        trial = f"{text} {word}".strip()
+        n = len(m.tokenize([trial])[0])
+        if n <= length:
+            text = trial
+        if n == length:
+            return text
+    raise AssertionError(f"no text of {length} tokens")
 
 
 def main():
@@ -102,7 +104,6 @@ def main():
         print(f"  {name:<8} {rel:.4f}  {mx:.3f}")
 
     text = sentence_of(m, 64)
-    assert len(m.tokenize([text])[0]) == 64
     m.run([text])
     t0 = time.monotonic()
     reps = 3

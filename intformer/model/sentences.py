@@ -101,4 +101,12 @@ EVALUATION = [
     "technicians traced the fault to a flooded substation two streets away; by morning the "
     "grid operator had rerouted supply, the generators were switched off, and the only sign "
     "of the incident was a long report filed by the night manager describing every step.",
+    "The survey team spent three summers mapping the coastline, wading through tidal channels "
+    "at dawn, measuring the height of the dunes with a laser, counting nesting terns on the "
+    "gravel spits and recording how far the winter storms had pushed the shingle inland; their "
+    "final report concluded that the sea wall built in the nineteen seventies had starved the "
+    "beaches further south of sand, that the salt marsh behind it was slowly drowning, and that "
+    "letting the sea back in through a managed breach would cost less over fifty years than "
+    "rebuilding the wall, protect more homes, and give the marsh birds room to move as the sea "
+    "level rose.",
 ]
