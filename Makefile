@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/gemm.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/model.py --ablation
 	$(BIN)/python bench/resources.py --fmax
 
 clean:

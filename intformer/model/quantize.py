@@ -16,6 +16,8 @@ Scheme (each choice measured in ``bench/model.py``):
   runs as two INT8 passes (signed digits, a shifted accumulator preload between them).
 """
 
+import dataclasses
+
 import numpy as np
 
 from hw.config import GeluConfig, LayerNormConfig, RequantConfig
@@ -237,9 +239,4 @@ def quantize(ck, texts, *, progress=None, seed=0):
             progress(i + 2, total)
     prog.append(P.Pool(output="embedding", scale=1.0, input=prog[-1].output))
     return P.Program(ops=prog, hidden=c.hidden, heads=c.heads, max_positions=c.max_positions,
-                     units={k: _asdict(v) for k, v in units.items()})
-
-
-def _asdict(cfg):
-    import dataclasses
-    return dataclasses.asdict(cfg)
+                     units={k: dataclasses.asdict(v) for k, v in units.items()})
