@@ -4,7 +4,8 @@ errors, golden forward time and modelled cycles on the ulx3s preset.
     .venv/bin/python bench/model.py [--ablation]
 
 ``--ablation`` also quantizes with the second FFN GEMM's inputs at INT8 (one pass) to show what
-the 15-bit two-pass inputs buy. ONNX Runtime's dynamic INT8 is left out (see the README).
+the 15-bit two-pass inputs buy. ONNX Runtime's dynamic INT8, the peer, is measured by
+``bench/model_onnx.py`` (outside the project's dependencies: the export needs torch).
 """
 
 import argparse
@@ -141,7 +142,8 @@ def main():
                   f"min {cos.min():.5f}, Spearman {rho:.5f}")
         finally:
             Q.FFN2_BITS = 15
-    print("\nONNX Runtime dynamic INT8: left out (no torch-free ONNX export of this model here)")
+    print("\nONNX Runtime dynamic INT8: bench/model_onnx.py (needs torch for the export, outside "
+          "the project's dependencies)")
 
 
 if __name__ == "__main__":
