@@ -19,13 +19,15 @@ def test_integer_matches_float(quantized):
     e = quantized.run(TEXTS)
     r = quantized.reference(TEXTS)
     cos = (e * r).sum(axis=1)
-    assert cos.mean() >= 0.99, cos
-    assert cos.min() >= 0.97, cos
+    # measured 0.9976 and 0.9950 (the bench's targets, over 37 sentences: 0.995 and 0.99); with
+    # the second FFN GEMM on INT8 inputs these sentences give 0.9933 and 0.9845, and it fails
+    assert cos.mean() >= 0.995, cos
+    assert cos.min() >= 0.99, cos
     # the ranking of pairwise similarities survives quantization
     iu = np.triu_indices(len(TEXTS), 1)
     a, b = (e @ e.T)[iu], (r @ r.T)[iu]
     rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
-    assert np.corrcoef(rank(a), rank(b))[0, 1] >= 0.95
+    assert np.corrcoef(rank(a), rank(b))[0, 1] >= 0.97     # measured 0.987 over 28 pairs
 
 
 def test_batching_does_not_change_integers(quantized):
