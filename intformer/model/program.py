@@ -47,7 +47,7 @@ def _in():
 class Embed(Op):
     """Token, position and type embedding rows, each held as signed ``out_width``-bit integers
     at ``scale``; ``y = saturate(word[id] + position[p] + token_type, out_width)``. The lookup is
-    one of the three places float-free code meets the host (the tables are fixed integers)."""
+    host work (the tables are quantized once, so it adds integers)."""
 
     word: np.ndarray = None
     position: np.ndarray = None
