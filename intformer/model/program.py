@@ -203,8 +203,9 @@ class Program:
 def _narrow(a):
     if not np.issubdtype(a.dtype, np.integer):
         return a
-    return a.astype(np.result_type(np.min_scalar_type(a.min(initial=0)),
-                                   np.min_scalar_type(a.max(initial=0))))
+    lo, hi = int(a.min(initial=0)), int(a.max(initial=0))
+    bits = next(b for b in (8, 16, 32, 64) if -(1 << (b - 1)) <= lo and hi < (1 << (b - 1)))
+    return a.astype(f"int{bits}")
 
 
 def _widen(a):

@@ -80,3 +80,12 @@ def test_run_needs_quantize_and_compile(minilm_zip):
         m.run(["x"])
     with pytest.raises(ValueError, match="Target must be one of 'golden'"):
         m.run(["x"], target="board")
+
+
+def test_sequence_beyond_the_model(quantized):
+    from intformer.model import executor
+    with pytest.raises(ValueError, match=r"Sequence length must be at most 512 tokens \(the "
+                                         r"model's max_position_embeddings\), not 600"):
+        executor.check_sequence(quantized.program, quantized.compiled.cfg, 600)
+    with pytest.raises(TypeError, match="Texts must be a non-empty list of strings, not 'x'"):
+        quantized.run("x")
