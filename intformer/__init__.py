@@ -16,7 +16,7 @@ from hw.config import (
 )
 from sim import cyclemodel, golden
 
-from . import simulate
+from . import model, simulate
 from .generate import generate_verilog
 
 __all__ = [
@@ -31,5 +31,6 @@ __all__ = [
     "golden",
     "cyclemodel",
     "simulate",
+    "model",
     "generate_verilog",
 ]

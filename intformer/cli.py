@@ -1,4 +1,4 @@
-"""The ``intformer`` command line: generate, sim, synth, report, demo."""
+"""The ``intformer`` command line: generate, sim, synth, report, demo, embed, compile."""
 
 import argparse
 import json
@@ -260,6 +260,9 @@ def main(argv=None):
     p = sub.add_parser("demo", help="generate, simulate against golden, synthesize, report")
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
+
+    from .model.cli import add_commands
+    add_commands(sub, _add_config_args)          # embed, compile (intformer/model/cli.py)
 
     args = parser.parse_args(argv)
     if args.build_dir is not None:

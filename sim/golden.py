@@ -40,6 +40,7 @@ __all__ = [
     "LayerNormConstants",
     "layernorm_constants",
     "layernorm_row_stats",
+    "check_layernorm_constants",
     "check_layernorm_input",
     "layernorm",
     "layernorm_from_integers",
@@ -88,15 +89,30 @@ def check_gemm_operands(a, b, *, in_width=8):
     return a, b
 
 
-def gemm(a, b, *, in_width=8):
+def gemm(a, b, *, in_width=8, cfg=None):
     """Exact product of two signed integer matrices: ``(M x K) @ (K x N)`` as int64.
 
     Parameters
     ----------
     a, b : array of int
         Operands, each value in the signed ``in_width``-bit range.
+    cfg : AccelConfig or None
+        If given, the engine the product is for: its ``array.in_width`` replaces ``in_width``
+        and M, K, N must be within ``gemm.max_m``, ``gemm.max_k`` and ``gemm.max_n`` (raises
+        :exc:`ValueError` naming the limit otherwise).
     """
+    if cfg is not None:
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"GEMM config must be an AccelConfig, not {cfg!r}")
+        in_width = cfg.array.in_width
     a, b = check_gemm_operands(a, b, in_width=in_width)
+    if cfg is not None:
+        g = cfg.gemm
+        for what, value, limit in (("M", a.shape[0], g.max_m), ("K", a.shape[1], g.max_k),
+                                   ("N", b.shape[1], g.max_n)):
+            if value > limit:
+                raise ValueError(f"GEMM {what} must be at most {limit} "
+                                 f"(gemm.max_{what.lower()}), not {value}")
     # int64 matmul is exact here: |sum| <= K * 2**30 for 16-bit operands, far below 2**63.
     return a @ b
 
@@ -675,8 +691,13 @@ def _check_float_vector(what, v, length):
     if v is None:
         return None
     v = np.asarray(v)
-    if v.dtype == np.bool_ or not (np.issubdtype(v.dtype, np.floating)
-                                   or np.issubdtype(v.dtype, np.integer)):
+    if np.issubdtype(v.dtype, np.integer):
+        # The γ/β contract: real values here; the unit's integers only as LayerNormConstants
+        # (layernorm(..., constants=)). An int8 γ is never silently taken as real values.
+        raise TypeError(f"LayerNorm {what} must be real values (a float array; pass integer "
+                        f"parameters as LayerNormConstants through constants=), not of dtype "
+                        f"{v.dtype}")
+    if v.dtype == np.bool_ or not np.issubdtype(v.dtype, np.floating):
         raise TypeError(f"LayerNorm {what} must be an array of numbers, not of dtype {v.dtype}")
     if v.shape != (length,):
         raise ValueError(f"LayerNorm {what} must have shape ({length},) (the row length), "
@@ -764,7 +785,23 @@ def layernorm_row_stats(q):
             "shift": LayerNormConfig.norm_frac - e}
 
 
-def check_layernorm_input(q, scale, gamma=None, beta=None, cfg=None):
+def check_layernorm_constants(consts, cfg, length):
+    """Check integer LayerNorm parameters given directly (``layernorm(..., constants=)``)
+    against ``cfg`` and the row length; return them."""
+    if not isinstance(consts, LayerNormConstants):
+        raise TypeError(f"LayerNorm constants must be a LayerNormConstants, not {consts!r}")
+    if consts.length != length:
+        raise ValueError(f"LayerNorm constants must be for rows of {length}, not "
+                         f"{consts.length}")
+    if consts.shift != cfg.norm_frac + cfg.gamma_shift:
+        raise ValueError(f"LayerNorm constants shift must be {cfg.norm_frac + cfg.gamma_shift} "
+                         f"(norm_frac + gamma_shift), not {consts.shift}")
+    check_int_array("LayerNorm integer gamma", np.array(consts.gamma), cfg.gamma_width)
+    check_int_array("LayerNorm integer beta", np.array(consts.beta), cfg.beta_width)
+    return consts
+
+
+def check_layernorm_input(q, scale, gamma=None, beta=None, cfg=None, *, constants=None):
     """Validate :func:`layernorm`'s arguments; return ``(q as int64, constants, cfg)``.
 
     Shared by the golden model, the simulation runner and the host driver, so all three refuse
@@ -777,10 +814,15 @@ def check_layernorm_input(q, scale, gamma=None, beta=None, cfg=None):
     if q.ndim == 0 or q.size == 0:
         raise ValueError(f"LayerNorm input must have at least one non-empty row, not "
                          f"shape {q.shape}")
+    if constants is not None:
+        if gamma is not None or beta is not None:
+            raise ValueError("LayerNorm parameters must be given once, as real gamma/beta or "
+                             "as integer constants, not both")
+        return q, check_layernorm_constants(constants, cfg, q.shape[-1]), cfg
     return q, layernorm_constants(scale, cfg, gamma, beta, length=q.shape[-1]), cfg
 
 
-def layernorm(q, scale, gamma=None, beta=None, cfg=None):
+def layernorm(q, scale, gamma=None, beta=None, cfg=None, *, constants=None):
     """Integer LayerNorm over the last axis: ``(y, y_scale)`` with ``y * y_scale`` close to
     ``gamma * (x - mean(x)) / std(x) + beta`` for ``x = q * scale`` (population std, eps = 0).
 
@@ -803,10 +845,17 @@ def layernorm(q, scale, gamma=None, beta=None, cfg=None):
     scale : float
         Input scale (> 0); the result does not depend on it.
     gamma, beta : array of float, shape (L,), or None
+        Real affine parameters (None: ones and zeros), turned into the unit's integers by
+        :func:`layernorm_constants`. Integer arrays are refused (:exc:`TypeError`): the unit's
+        integers are passed as ``constants`` instead, never guessed from a dtype.
     cfg : LayerNormConfig or None
         Default ``LayerNormConfig()``.
+    constants : LayerNormConstants or None
+        The integer parameters themselves (as a compiled program holds them), checked against
+        ``cfg``; then ``gamma`` and ``beta`` must be None and the output scale is
+        ``constants.y_scale``.
     """
-    q, consts, cfg = check_layernorm_input(q, scale, gamma, beta, cfg)
+    q, consts, cfg = check_layernorm_input(q, scale, gamma, beta, cfg, constants=constants)
     return layernorm_from_integers(q, consts.gamma, consts.beta, cfg), consts.y_scale
 
 

@@ -1,0 +1,107 @@
+"""The model commands of the ``intformer`` CLI: ``embed`` and ``compile``."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import AccelConfig
+
+__all__ = ["add_commands", "Progress"]
+
+
+class Progress:
+    """A one-line progress report on stderr: ``progress(done, total)``."""
+
+    def __init__(self, what, stream=None):
+        self.what, self.stream, self.t0 = what, stream or sys.stderr, time.monotonic()
+
+    def __call__(self, done, total):
+        end = "\n" if done == total else "\r"
+        self.stream.write(f"{self.what}: {done}/{total} ({time.monotonic() - self.t0:.1f} s)"
+                          f"{end}")
+        self.stream.flush()
+
+
+def _config(args):
+    if args.config is not None:
+        return AccelConfig.from_toml(args.config), args.fit
+    if args.preset is not None:
+        return AccelConfig.preset(args.preset), args.fit
+    return AccelConfig.preset("ulx3s"), True      # the default preset, fitted to the model
+
+
+def _model(args):
+    from . import load
+    from .program import Program
+    from .sentences import CALIBRATION
+
+    m = load(args.model)
+    if args.program is not None:
+        m.program = Program.load(args.program)
+        return m
+    texts = CALIBRATION
+    if args.calibration is not None:
+        texts = [t for t in Path(args.calibration).read_text().splitlines() if t.strip()]
+    m.quantize(texts, progress=Progress(f"quantizing on {len(texts)} calibration texts"))
+    return m
+
+
+def cmd_compile(args):
+    m = _model(args)
+    cfg, fit = _config(args)
+    c = m.compile(cfg, fit=fit, seq_len=args.seq_len)
+    print(c)
+    if c.cfg is not cfg:
+        print(f"config {cfg.name!r} raised to fit the model: see intformer.model.fit_config")
+    if args.save is not None:
+        m.program.save(args.save)
+        print(f"wrote {args.save}")
+
+
+def cmd_embed(args):
+    m = _model(args)
+    cfg, fit = _config(args)
+    ids = m.tokenize(args.text)
+    longest = max(len(x) for x in ids)
+    m.compile(cfg, fit=fit, seq_len=longest)
+    emb = m.run(args.text, progress=Progress("golden forward") if len(args.text) > 8 else None)
+    ref = m.reference(args.text)
+    print(f"{m!r} on {m.compiled.cfg.name}")
+    for text, x, e, r in zip(args.text, ids, emb, ref, strict=True):
+        cycles = m.compile(cfg, fit=fit, seq_len=len(x)).cycles
+        head = " ".join(f"{v:+.4f}" for v in e[:4])
+        print(f"{text[:48]!r:<50} {len(x):4d} tokens  [{head} ...]  cosine to float "
+              f"{float(e @ r):.5f}  {cycles:,d} cycles")
+    if len(args.text) > 1:
+        sim = emb @ emb.T
+        print(f"pairwise cosine (integer): {np.round(sim[np.triu_indices(len(sim), 1)], 4)}")
+
+
+def add_commands(sub, add_config_args):
+    """Register ``embed`` and ``compile`` on the CLI's subparsers."""
+    for name, func, help_ in (
+            ("embed", cmd_embed, "embed texts with a quantized model on the golden models: "
+                                 "summary, cosine to the float reference, modelled cycles"),
+            ("compile", cmd_compile, "quantize a model and print its integer program with each "
+                                     "op's modelled cycles on a config")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--model", default="all-MiniLM-L6-v2",
+                       help="a Hugging Face folder or a packaged name (default all-MiniLM-L6-v2)")
+        add_config_args(p)
+        p.add_argument("--fit", action="store_true",
+                       help="raise the config's limits to fit the model instead of refusing "
+                            "(implied when no --preset/--config is given: ulx3s, fitted)")
+        p.add_argument("--calibration", type=Path,
+                       help="calibration texts, one per line (default: the built-in set)")
+        p.add_argument("--program", type=Path, help="a saved program (.npz) instead of "
+                                                    "quantizing")
+        if name == "embed":
+            p.add_argument("text", nargs="+", help="texts to embed")
+        else:
+            p.add_argument("--seq-len", type=int, default=128,
+                           help="sequence length to plan for (default 128)")
+            p.add_argument("--save", type=Path, help="write the program to this .npz")
+        p.set_defaults(func=func)
+

@@ -1,0 +1,91 @@
+"""intformer.model.compiler and the run-time limits: config checks, fitting, splits, cycles."""
+
+import numpy as np
+import pytest
+
+import intformer as itf
+from hw.config import AttentionConfig, GemmConfig
+from intformer.model import compiler
+from sim import cyclemodel
+
+
+def test_config_too_small_names_each_limit(quantized):
+    with pytest.raises(ValueError, match=r"Config 'ulx3s' must fit the model \(raise these "
+                                         r"limits.*layernorm.max_len must be at least 384, not "
+                                         r"64;.*attention.max_seq_len must be at least 128, "
+                                         r"not 64;.*gemm.acc_width must be at least 3\d, not 25"):
+        compiler.check_config(quantized.program, itf.AccelConfig.preset("ulx3s"), 128)
+
+
+def test_fit_config_fits_and_keeps_the_array(quantized):
+    base = itf.AccelConfig.preset("ulx3s")
+    cfg = compiler.fit_config(base, quantized.program, 128)
+    compiler.check_config(quantized.program, cfg, 128)
+    assert cfg.array == base.array and cfg.gemm.max_k == base.gemm.max_k
+    assert cfg.name == "ulx3s+model"
+
+
+def test_splits_and_cycles(quantized):
+    cfg = quantized.compiled.cfg
+    c = compiler.compile_program(quantized.program, cfg, seq_len=64)
+    ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
+    # 64 x 1536 x 384 on max_k 512 and max_n 256: 3 K chunks times 2 N tiles, each in two
+    # passes (15-bit inputs as two INT8 digits)
+    assert ffn2.calls == 12 and "split 3 x K, 2 x N, 2 passes of 15-bit inputs" in ffn2.note
+    want = sum(cyclemodel.gemm_cycles(cfg, 64, 512, n) for n in (256, 128)) * 3 * 2
+    assert ffn2.cycles == want
+    att = next(s for s in c.steps if s.op.kind == "Attention")
+    assert att.cycles == cyclemodel.attention_cycles(cfg, 64, 32, heads=12)
+    assert c.cycles == sum(s.cycles for s in c.steps) > 0
+    assert "total" in str(c) and "L5.ffn2" in str(c)
+
+
+def test_k_split_changes_nothing(quantized):
+    """Smaller GEMM maxima split every GEMM more; the integers stay the same."""
+    texts = ["Splitting tensors must not change a single integer."]
+    want = quantized.run(texts, keep=True)[0]
+    cfg = quantized.compiled.cfg
+    small = cfg.replace(gemm=GemmConfig(max_m=8, max_k=100, max_n=40, acc_width=cfg.acc_width))
+    kept = quantized.compiled
+    try:
+        quantized.compile(small)
+        got = quantized.run(texts, keep=True)[0]
+    finally:
+        quantized.compiled = kept
+    for name in ("L0.ffn2", "L5.out", "embedding"):
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_sequence_beyond_the_config(quantized):
+    cfg = quantized.compiled.cfg.replace(attention=AttentionConfig(max_seq_len=16))
+    kept = quantized.compiled
+    try:
+        with pytest.raises(ValueError, match="attention.max_seq_len must be at least 20, "
+                                             "not 16"):
+            quantized.compile(cfg, seq_len=20)
+        quantized.compile(cfg, seq_len=16)
+        with pytest.raises(ValueError, match=r"Sequence length must be at most 16 tokens "
+                                             r"\(the compiled seq_len\), not 2\d"):
+            quantized.run(["This sentence is certainly longer than sixteen tokens once it has "
+                           "been split into word pieces."])
+    finally:
+        quantized.compiled = kept
+
+
+def test_run_needs_quantize_and_compile(minilm_zip):
+    m = itf.model.load(minilm_zip)
+    with pytest.raises(ValueError, match="Model must be quantized before compile"):
+        m.compile(itf.AccelConfig.preset("ulx3s"))
+    with pytest.raises(ValueError, match="Model must be compiled before run"):
+        m.run(["x"])
+    with pytest.raises(ValueError, match="Target must be one of 'golden'"):
+        m.run(["x"], target="board")
+
+
+def test_sequence_beyond_the_model(quantized):
+    from intformer.model import executor
+    with pytest.raises(ValueError, match=r"Sequence length must be at most 512 tokens \(the "
+                                         r"model's max_position_embeddings\), not 600"):
+        executor.check_sequence(quantized.program, quantized.compiled.cfg, 600)
+    with pytest.raises(TypeError, match="Texts must be a non-empty list of strings, not 'x'"):
+        quantized.run("x")

@@ -1,0 +1,36 @@
+"""intformer embed / compile on a saved program (quantizing is covered elsewhere)."""
+
+import pytest
+
+from intformer.cli import main
+
+
+@pytest.fixture(scope="module")
+def saved(quantized, tmp_path_factory):
+    path = tmp_path_factory.mktemp("prog") / "minilm.npz"
+    quantized.program.save(path)
+    return path
+
+
+def test_compile_refuses_small_config(saved, capsys):
+    assert main(["compile", "--program", str(saved), "--preset", "ulx3s"]) == 2
+    err = capsys.readouterr().err
+    assert "intformer compile: error: Config 'ulx3s' must fit the model" in err
+    assert "layernorm.max_len must be at least 384, not 64" in err
+
+
+def test_compile_fit_prints_cycles(saved, capsys):
+    assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--fit",
+                 "--seq-len", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "on ulx3s+model (6x6 array), one sequence of 32 tokens" in out
+    assert "L5.ffn2" in out and "modelled cycles" in out
+
+
+def test_embed(saved, capsys):
+    assert main(["embed", "--program", str(saved), "Hello world.", "A cat sat."]) == 0
+    out = capsys.readouterr().out
+    assert out.count("cosine to float") == 2 and "cycles" in out
+    cos = [float(line.split("cosine to float ")[1].split()[0])
+           for line in out.splitlines() if "cosine to float" in line]
+    assert min(cos) > 0.95
