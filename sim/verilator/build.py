@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -192,6 +192,13 @@ def build_component(component, top, *, key=None, log=None):
     return result
 
 
-def _silence(component):
-    """A component built only for its ports is never elaborated: say that is intended."""
+def _silence(component, seen=None):
+    """A component built only for its ports (its model came from the cache) is never
+    elaborated: mark it, and the elaboratables it made, as intended to be unused."""
+    seen = set() if seen is None else seen
+    if id(component) in seen or not isinstance(component, Elaboratable):
+        return
+    seen.add(id(component))
     component._MustUse__silence = True
+    for value in vars(component).values():
+        _silence(value, seen)
