@@ -37,8 +37,8 @@ __all__ = ["SimResult", "AUTO_CYCLES", "choose_backend", "gemm", "requantize", "
            "layernorm", "attention"]
 
 #: ``backend="auto"`` runs on Verilator from this many (estimated) cycles on: a few seconds of
-#: Amaranth's simulator, about what a small Verilator build costs.
-AUTO_CYCLES = 20_000
+#: Amaranth's simulator, about what a small Verilator build costs the first time.
+AUTO_CYCLES = 10_000
 
 
 def choose_backend(backend, cycles):

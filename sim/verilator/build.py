@@ -129,7 +129,7 @@ def build_model(verilog_text, top, ports, *, log=None):
         if library.exists():                    # another process built it meanwhile
             return Build(library, ports, 0.0)
         t0 = time.monotonic()
-        work = BUILD_DIR / f"{digest}.tmp{os.getpid()}"
+        work = BUILD_DIR / f"{digest}.build"     # kept with its build.log if the build fails
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "dut.v").write_text(verilog_text)
