@@ -33,6 +33,7 @@ __all__ = [
     "SimTimeout",
     "SimResult",
     "pack",
+    "pack_rows",
     "unpack",
     "StreamSource",
     "StreamSink",
@@ -90,6 +91,17 @@ def pack(values, width):
     for i, v in enumerate(values):
         word |= (int(v) & mask) << (i * width)
     return word
+
+
+def pack_rows(rows, width):
+    """:func:`pack` of each row of a 2-D integer array, as a list of ints (vectorized when a
+    packed row fits 64 bits)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2 or rows.shape[1] * width > 64:
+        return [pack(r, width) for r in rows]
+    lanes = (rows & ((1 << width) - 1)).astype(np.uint64)
+    shifts = (np.arange(rows.shape[1], dtype=np.uint64) * np.uint64(width))
+    return np.bitwise_or.reduce(lanes << shifts, axis=1).tolist()
 
 
 def unpack(word, width, lanes, *, signed=True):
@@ -249,22 +261,23 @@ def run_streams(dut, sources, sinks, *, constants=(), probes=None, backend="amar
 
 
 def gemm_operand_beats(a, b, rows, cols, rng):
-    """The ``a`` and ``b`` beats the GEMM engine takes for ``a @ b``, in its tile order.
+    """The ``a`` and ``b`` beats the GEMM engine takes for ``a @ b``, in its tile order (row
+    tile, column tile, k; A re-sent for each column tile), as arrays ``(beats, rows)`` and
+    ``(beats, cols)``.
 
     Lanes beyond M or N are filled with random junk, which the engine must ignore.
     """
     M, K = a.shape
     N = b.shape[1]
-    a_beats, b_beats = [], []
-    for i0 in range(0, M, rows):
-        for j0 in range(0, N, cols):
-            for k in range(K):
-                av = rng.integers(-128, 128, rows)
-                bv = rng.integers(-128, 128, cols)
-                av[: min(rows, M - i0)] = a[i0:i0 + rows, k]
-                bv[: min(cols, N - j0)] = b[k, j0:j0 + cols]
-                a_beats.append(av)
-                b_beats.append(bv)
+    tm, tn = -(-M // rows), -(-N // cols)
+    ap = rng.integers(-128, 128, (tm * rows, K))
+    ap[:M] = a
+    bp = rng.integers(-128, 128, (K, tn * cols))
+    bp[:, :N] = b
+    a_tiles = ap.reshape(tm, rows, K).transpose(0, 2, 1)      # [tile i, k] -> A lanes
+    b_tiles = bp.reshape(K, tn, cols).transpose(1, 0, 2)      # [tile j, k] -> B lanes
+    a_beats = np.broadcast_to(a_tiles[:, None], (tm, tn, K, rows)).reshape(-1, rows)
+    b_beats = np.broadcast_to(b_tiles[None], (tm, tn, K, cols)).reshape(-1, cols)
     return a_beats, b_beats
 
 
@@ -284,8 +297,8 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
     rng = np.random.default_rng(seed)
     a_beats, b_beats = gemm_operand_beats(a, b, R, C, rng)
     pad_rng = np.random.default_rng(seed + 1)
-    a_beats = [pack(v, w) for v in a_beats]
-    b_beats = [pack(v, w) for v in b_beats]
+    a_beats = pack_rows(a_beats, w)
+    b_beats = pack_rows(b_beats, w)
     tiles_n = -(-N // C)
     n_rows = M * tiles_n
 

@@ -40,6 +40,10 @@ def to_words(items, width):
     """Non-negative ints (each below ``2**width``) -> uint32 array ``(n, ceil(width/32))``,
     least significant word first."""
     words = max(1, -(-width // 32))
+    if width <= 64:                     # vectorized: through uint64
+        mask = np.uint64((1 << width) - 1)
+        wide = np.asarray(items, dtype=np.uint64).reshape(-1) & mask
+        return np.ascontiguousarray(wide.astype("<u8").view("<u4").reshape(-1, 2)[:, :words])
     mask = (1 << width) - 1
     raw = b"".join((int(x) & mask).to_bytes(4 * words, "little") for x in items)
     return np.frombuffer(raw, dtype="<u4").reshape(-1, words)

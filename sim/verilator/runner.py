@@ -5,10 +5,16 @@
 cycles, hence the same transfers on the same cycles.
 """
 
+import time
+
 from .build import Probed, build_component
 from .model import Model
 
-__all__ = ["run_streams"]
+__all__ = ["run_streams", "LAST_RUN"]
+
+#: Timing of the latest :func:`run_streams`: ``build_seconds`` (0.0 from the cache),
+#: ``run_seconds`` (the C++ clock loop alone) and ``cycles``. For benchmarks.
+LAST_RUN = {}
 
 
 def _name_of(dut, port):
@@ -30,7 +36,7 @@ def run_streams(dut, sources, sinks, *, constants=(), probes=None, key=None, log
     of ``dut``) to completion on Verilator, with ``constants`` (``(port, value)`` pairs) held
     on plain input ports. Fills each stream's ``items``, ``first_cycle`` and ``last_cycle`` as
     the Amaranth run would; returns ``{probe name: cycles high}`` for ``probes``
-    (``{name: internal 1-bit signal}``) and ``"build_seconds"``.
+    (``{name: internal 1-bit signal}``).
 
     ``key`` (hashable: the unit's name and config) lets later runs skip the Verilog
     conversion; see :func:`sim.verilator.build.build_component`.
@@ -53,7 +59,10 @@ def run_streams(dut, sources, sinks, *, constants=(), probes=None, key=None, log
         model.expect(n, s.count)
     for signal, value in constants:
         model.set_input(_input_name(dut, signal), value)
+    t0 = time.perf_counter()
     status, late = model.run(Model.RUN_DRAIN)
+    LAST_RUN.update(build_seconds=build.seconds, run_seconds=time.perf_counter() - t0,
+                    cycles=model.cycle)
     for s in (*sources, *sinks):
         first, last, transfers, left, _ = model.stats(names[id(s)])
         s.first_cycle = None if first < 0 else first
@@ -63,6 +72,4 @@ def run_streams(dut, sources, sinks, *, constants=(), probes=None, key=None, log
     if status == Model.TIMEOUT:
         s = next(s for s in (*sources, *sinks) if names[id(s)] == late)
         raise SimTimeout(s.timeout_message(model.stats(late)[2]))
-    counts = {n: model.count(f"probe_{n}") for n in (probes or {})}
-    counts["build_seconds"] = build.seconds
-    return counts
+    return {n: model.count(f"probe_{n}") for n in (probes or {})}
