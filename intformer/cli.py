@@ -260,6 +260,10 @@ def main(argv=None):
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
 
+    from .simboard import add_parser as add_sim_board
+
+    add_sim_board(sub, _add_config_args, _load_config)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
