@@ -3,6 +3,7 @@
 import numpy as np
 
 from boards.host import Client
+from hw.isa import Command, Op
 from hw.top import Accelerator
 
 from .build import build_component
@@ -83,6 +84,29 @@ class VerilatorTop(Client):
         """Send a command as raw bytes; return ``(status, payload)``, no exception."""
         return self._exchange(opcode.value if hasattr(opcode, "value") else opcode,
                               bytes(payload))
+
+    #: Cycles between looks at ``busy`` while :meth:`run` waits.
+    WAIT_STEP = 256
+
+    def run(self, op, *, wait=True):
+        """Start ``op`` as :meth:`boards.host.Client.run` does. With ``wait``, the clock runs
+        in steps of :attr:`WAIT_STEP` cycles until the top's ``busy`` output falls, then one
+        ``STATUS`` poll ends the wait: the same commands as a board that answers the first poll
+        after the run, without a Python round trip per poll."""
+        from ..bench import SimTimeout
+
+        if not wait:
+            return super().run(op, wait=False)
+        self.command(Command.RUN, bytes([Op(op).value]))
+        waited = 0
+        while self.output("busy"):
+            if waited > self.budget:
+                raise SimTimeout(f"RUN {Op(op).name}: still busy after {waited} cycles")
+            self.idle(self.WAIT_STEP)
+            waited += self.WAIT_STEP
+        if self.status().busy:
+            raise AssertionError(f"RUN {Op(op).name}: STATUS says busy while the top's busy "
+                                 f"output is low")
 
     def idle(self, cycles):
         """Advance the clock ``cycles`` cycles with no command."""
