@@ -7,6 +7,7 @@ cycles, hence the same transfers on the same cycles.
 
 import time
 
+from ..bench import SimTimeout
 from .build import Probed, build_component
 from .model import Model
 
@@ -41,8 +42,6 @@ def run_streams(dut, sources, sinks, *, constants=(), probes=None, key=None, log
     ``key`` (hashable: the unit's name and config) lets later runs skip the Verilog
     conversion; see :func:`sim.verilator.build.build_component`.
     """
-    from ..bench import SimTimeout
-
     top = Probed(dut, probes) if probes else dut
     name = f"intformer_{key[0]}" if key else "intformer_unit"
     build = build_component(top, name, key=None if key is None else (key, tuple(probes or ())),

@@ -6,6 +6,7 @@ from boards.host import Client
 from hw.isa import Command, Op
 from hw.top import Accelerator
 
+from ..bench import SimTimeout
 from .build import build_component
 from .model import Model
 
@@ -58,8 +59,6 @@ class VerilatorTop(Client):
         return self.model.cycle
 
     def _wait(self, n, what):
-        from ..bench import SimTimeout
-
         got = self.model.collected("rsp")
         if got < n:
             self.model.expect("rsp", n - got)
@@ -93,8 +92,6 @@ class VerilatorTop(Client):
         in steps of :attr:`WAIT_STEP` cycles until the top's ``busy`` output falls, then one
         ``STATUS`` poll ends the wait: the same commands as a board that answers the first poll
         after the run, without a Python round trip per poll."""
-        from ..bench import SimTimeout
-
         if not wait:
             return super().run(op, wait=False)
         self.command(Command.RUN, bytes([Op(op).value]))
