@@ -129,7 +129,8 @@ def test_auto_picks_by_length():
 
 def test_no_compiler(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler")
-    a = np.ones((32, 64), dtype=int)
+    monkeypatch.setattr(itf.simulate, "AUTO_CYCLES", 10)      # a short run counts as long
+    a = np.ones((3, 4), dtype=int)
     with pytest.raises(toolchain.VerilatorUnavailable,
                        match=r"^Verilator backend needs a C\+\+ compiler and make \(e\.g\. "
                              r"apt-get install g\+\+ make\), or CXX set to one$"):
