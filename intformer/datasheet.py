@@ -152,7 +152,7 @@ def _enum_docs(enum_cls):
 def protocol(cfg, depth=256):
     """The command protocol of ``Accelerator(cfg, depth=depth)``, from :mod:`hw.isa`."""
     def table(enum_cls):
-        docs = _enum_docs(enum_cls)
+        docs = {"OK": "the command was carried out", **_enum_docs(enum_cls)}
         return [{"name": m.name, "value": m.value, "meaning": docs.get(m.name, "")}
                 for m in enum_cls]
 

@@ -9,7 +9,7 @@ from hw.units import UNITS, build_unit
 
 from . import datasheet
 
-__all__ = ["generate_verilog", "describe_ports", "write_outputs"]
+__all__ = ["generate_verilog", "write_outputs"]
 
 
 def generate_verilog(cfg, unit="gemm", *, component=None):
@@ -17,16 +17,6 @@ def generate_verilog(cfg, unit="gemm", *, component=None):
     setup_environment()
     component = build_unit(unit, cfg) if component is None else component
     return verilog.convert(component, name=f"intformer_{unit}", emit_src=False)
-
-
-def describe_ports(component):
-    """Port name -> {"direction", "width"} for every port of a component's signature."""
-    ports = {}
-    for path, member, value in component.signature.flatten(component):
-        name = "__".join(str(p) for p in path)
-        ports[name] = {"direction": member.flow.value.lower(), "width": len(value.as_value()
-                       if hasattr(value, "as_value") else value)}
-    return ports
 
 
 def write_outputs(cfg, out_dir, units=None):

@@ -119,7 +119,11 @@ class Model:
         """Remove and return the first ``count`` (default all) items sink ``name`` collected:
         ints, or with ``words`` the uint32 word array."""
         i = self.stream(name)
-        count = self.collected(name) if count is None else count
+        have = self.collected(name)
+        count = have if count is None else count
+        if not 0 <= count <= have:
+            raise ValueError(f"Items taken from {name} must be at most the {have} collected, "
+                             f"not {count}")
         out = np.zeros((count, self.ports.streams[i].words), dtype="<u4")
         self._lib.itf_take(self._p, i, out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
                            count)
