@@ -30,6 +30,7 @@ from boards.link import LinkTop
 from boards.uart import UARTReceiver, UARTTransmitter
 from sim.verilator.build import build_component
 from sim.verilator.model import Model
+from sim.verilator.toolchain import VerilatorBuildError, VerilatorUnavailable
 
 __all__ = ["HostWiredBoard", "SimBoard", "add_parser"]
 
@@ -162,8 +163,12 @@ def _stop(signum, frame):
 
 def cmd_sim_board(args, load_config):
     cfg = load_config(args)
-    board = SimBoard(cfg, divisor=args.divisor, depth=args.depth,
-                     log=lambda s: print(s, file=sys.stderr, flush=True))
+    try:
+        board = SimBoard(cfg, divisor=args.divisor, depth=args.depth,
+                         log=lambda s: print(s, file=sys.stderr, flush=True))
+    except (VerilatorUnavailable, VerilatorBuildError) as e:
+        print(f"intformer sim-board: error: {e}", file=sys.stderr)
+        return 2
     master, slave = os.openpty()
     tty.setraw(slave)
     path = os.ttyname(slave)
