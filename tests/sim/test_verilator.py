@@ -155,3 +155,19 @@ def test_build_failure_shows_the_first_error():
     message = str(info.value)
     assert message.startswith("Verilator build of broken failed: %Error: dut.v:2")
     assert message.count("%Error") == 1 and "\n" not in message
+
+
+def test_attention_ulx3s_full_length():
+    # Only the fast backend affords it: two heads at L = max_seq_len, d = max_head_dim on the
+    # ulx3s preset, causal and not, under stalls (about 60 k cycles; the model builds once,
+    # about 35 s).
+    cfg = AccelConfig.preset("ulx3s")
+    L, d = cfg.attention.max_seq_len, cfg.attention.max_head_dim
+    rng = np.random.default_rng(11)
+    q, k, v = (rng.integers(-128, 128, (2, L, d)) for _ in range(3))
+    for causal in (False, True):
+        r = itf.simulate.attention(cfg, q, k, v, *SCALES, causal=causal, stall=0.2, seed=12,
+                                   backend="verilator")
+        np.testing.assert_array_equal(
+            r.output, golden.attention(q, k, v, *SCALES, causal=causal, cfg=cfg)[0])
+        assert r.utilization > 0.3
