@@ -264,6 +264,10 @@ def main(argv=None):
     from .model.cli import add_commands
     add_commands(sub, _add_config_args)          # embed, compile (intformer/model/cli.py)
 
+    from .simboard import add_parser as add_sim_board
+
+    add_sim_board(sub, _add_config_args, _load_config)
+
     args = parser.parse_args(argv)
     if args.build_dir is not None:
         os.environ[BUILD_DIR_ENV] = str(args.build_dir.resolve())

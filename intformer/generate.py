@@ -7,7 +7,9 @@ from amaranth.back import verilog
 from boards.toolchain import setup_environment
 from hw.units import UNITS, build_unit
 
-__all__ = ["generate_verilog", "describe_ports", "write_outputs"]
+from . import datasheet
+
+__all__ = ["generate_verilog", "write_outputs"]
 
 
 def generate_verilog(cfg, unit="gemm", *, component=None):
@@ -17,18 +19,10 @@ def generate_verilog(cfg, unit="gemm", *, component=None):
     return verilog.convert(component, name=f"intformer_{unit}", emit_src=False)
 
 
-def describe_ports(component):
-    """Port name -> {"direction", "width"} for every port of a component's signature."""
-    ports = {}
-    for path, member, value in component.signature.flatten(component):
-        name = "__".join(str(p) for p in path)
-        ports[name] = {"direction": member.flow.value.lower(), "width": len(value.as_value()
-                       if hasattr(value, "as_value") else value)}
-    return ports
-
-
 def write_outputs(cfg, out_dir, units=None):
-    """Write ``<unit>.v`` for each unit and ``intformer.json`` describing config and ports."""
+    """Write ``<unit>.v`` and its datasheet ``<unit>.md`` for each unit, and
+    ``intformer.json`` describing the config and every unit (:func:`intformer.datasheet.
+    describe`; for ``top`` also its command protocol)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     units = list(UNITS) if units is None else units
     description = {"config": cfg.to_dict(), "acc_width": cfg.acc_width, "units": {}}
@@ -36,11 +30,13 @@ def write_outputs(cfg, out_dir, units=None):
     for unit in units:
         path = out_dir / f"{unit}.v"
         component = build_unit(unit, cfg)
-        ports = describe_ports(component)
+        sheet = datasheet.describe(unit, component)
+        if unit == "top":
+            sheet["protocol"] = datasheet.protocol(cfg, component.depth)
         path.write_text(generate_verilog(cfg, unit, component=component))
-        written.append(path)
-        description["units"][unit] = {"module": f"intformer_{unit}", "file": path.name,
-                                      "ports": ports}
+        (out_dir / f"{unit}.md").write_text(datasheet.markdown(sheet, cfg.name))
+        written += [path, out_dir / f"{unit}.md"]
+        description["units"][unit] = sheet
     desc_path = out_dir / "intformer.json"
     desc_path.write_text(json.dumps(description, indent=2) + "\n")
     written.append(desc_path)

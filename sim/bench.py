@@ -32,10 +32,13 @@ __all__ = [
     "SimTimeout",
     "SimResult",
     "pack",
+    "pack_rows",
     "unpack",
     "StreamSource",
     "StreamSink",
     "run",
+    "run_streams",
+    "BACKENDS",
     "gemm_operand_beats",
     "run_gemm",
     "run_requant",
@@ -88,6 +91,17 @@ def pack(values, width):
     return word
 
 
+def pack_rows(rows, width):
+    """:func:`pack` of each row of a 2-D integer array, as a list of ints (vectorized when a
+    packed row fits 64 bits)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2 or rows.shape[1] * width > 64:
+        return [pack(r, width) for r in rows]
+    lanes = (rows & ((1 << width) - 1)).astype(np.uint64)
+    shifts = (np.arange(rows.shape[1], dtype=np.uint64) * np.uint64(width))
+    return np.bitwise_or.reduce(lanes << shifts, axis=1).tolist()
+
+
 def unpack(word, width, lanes, *, signed=True):
     """Inverse of :func:`pack`."""
     mask = (1 << width) - 1
@@ -102,10 +116,11 @@ def unpack(word, width, lanes, *, signed=True):
 
 
 class _Clocked:
-    def __init__(self, port, name, rng, stall, budget):
+    def __init__(self, port, name, rng, stall, budget, start):
         if not 0.0 <= stall < 1.0:
             raise ValueError(f"Stall probability must be in [0, 1), not {stall}")
         self.port, self.name, self.rng, self.stall, self.budget = port, name, rng, stall, budget
+        self.start = start        # cycles before the stream starts (its cycle 0)
         self.first_cycle = None   # cycle index of the first transfer
         self.last_cycle = None    # cycle index of the last transfer
 
@@ -113,13 +128,19 @@ class _Clocked:
 class StreamSource(_Clocked):
     """Drives a stream with packed integer payloads, withholding ``valid`` at random."""
 
-    def __init__(self, port, items, *, name, rng, stall=0.0, budget=10_000):
-        super().__init__(port, name, rng, stall, budget)
+    def __init__(self, port, items, *, name, rng, stall=0.0, budget=10_000, start=0):
+        super().__init__(port, name, rng, stall, budget, start)
         self.items = list(items)
+
+    def timeout_message(self, index):
+        return (f"{self.name}: item {index} of {len(self.items)} was not accepted within "
+                f"{self.budget} cycles")
 
     async def run(self, ctx):
         payload = self.port.payload.as_value() if hasattr(self.port.payload, "as_value") \
             else self.port.payload
+        for _ in range(self.start):
+            await ctx.tick()
         cycle = 0
         for index, item in enumerate(self.items):
             while self.stall and self.rng.random() < self.stall:
@@ -134,8 +155,7 @@ class StreamSource(_Clocked):
                 if ready:
                     break
             else:
-                raise SimTimeout(f"{self.name}: item {index} of {len(self.items)} was not "
-                                 f"accepted within {self.budget} cycles")
+                raise SimTimeout(self.timeout_message(index))
             if self.first_cycle is None:
                 self.first_cycle = cycle - 1
             self.last_cycle = cycle - 1
@@ -145,14 +165,20 @@ class StreamSource(_Clocked):
 class StreamSink(_Clocked):
     """Collects ``count`` packed payloads from a stream, withholding ``ready`` at random."""
 
-    def __init__(self, port, count, *, name, rng, stall=0.0, budget=10_000):
-        super().__init__(port, name, rng, stall, budget)
+    def __init__(self, port, count, *, name, rng, stall=0.0, budget=10_000, start=0):
+        super().__init__(port, name, rng, stall, budget, start)
         self.count = count
         self.items = []
+
+    def timeout_message(self, got):
+        return (f"{self.name}: got {got} of {self.count} items, then nothing for {self.budget} "
+                f"cycles")
 
     async def run(self, ctx):
         payload = self.port.payload.as_value() if hasattr(self.port.payload, "as_value") \
             else self.port.payload
+        for _ in range(self.start):
+            await ctx.tick()
         cycle = idle = 0
         while len(self.items) < self.count:
             ready = not (self.stall and self.rng.random() < self.stall)
@@ -168,13 +194,13 @@ class StreamSink(_Clocked):
             else:
                 idle += 1
                 if idle > self.budget:
-                    raise SimTimeout(f"{self.name}: got {len(self.items)} of {self.count} items, "
-                                     f"then nothing for {self.budget} cycles")
+                    raise SimTimeout(self.timeout_message(len(self.items)))
         ctx.set(self.port.ready, 0)
 
 
-def run(dut, *testbenches, vcd_name=None):
-    """Run ``testbenches`` (async functions of ``ctx``) against ``dut`` until all return.
+def run(dut, *testbenches, vcd_name=None, background=()):
+    """Run ``testbenches`` (async functions of ``ctx``) against ``dut`` until all return;
+    ``background`` testbenches run beside them and do not hold the simulation up.
 
     A VCD trace is written to ``build/vcd/<vcd_name>.vcd`` only when the environment variable
     ``INTFORMER_VCD`` is set.
@@ -183,6 +209,8 @@ def run(dut, *testbenches, vcd_name=None):
     sim.add_clock(1e-8)
     for tb in testbenches:
         sim.add_testbench(tb)
+    for tb in background:
+        sim.add_testbench(tb, background=True)
     if os.environ.get("INTFORMER_VCD") and vcd_name:
         path = build_dir() / "vcd" / f"{vcd_name}.vcd"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,27 +220,66 @@ def run(dut, *testbenches, vcd_name=None):
         sim.run()
 
 
+#: Simulation backends of the runners: Amaranth's simulator (the reference) and Verilator.
+BACKENDS = ("amaranth", "verilator")
+
+
+def run_streams(dut, sources, sinks, *, constants=(), probes=None, backend="amaranth", key=None,
+                vcd_name=None):
+    """Run ``sources`` and ``sinks`` against ``dut`` until every item is through.
+
+    ``constants`` are ``(port, value)`` pairs set before the first cycle and held; ``probes``
+    (``{name: 1-bit signal of dut or its submodules}``) are counted on every cycle until the
+    run ends. Returns ``{name: cycles high}`` for the probes. On ``backend="verilator"`` the same
+    run happens in :mod:`sim.verilator` (``key``, the unit's name and config, caches its
+    Verilog); both backends give the same items on the same cycles.
+    """
+    if backend == "verilator":
+        from .verilator.runner import run_streams as run_verilated
+
+        return run_verilated(dut, sources, sinks, constants=constants, probes=probes, key=key)
+    if backend != "amaranth":
+        raise ValueError(f"Simulation backend must be one of {', '.join(BACKENDS)}, not "
+                         f"{backend!r}")
+    counts = dict.fromkeys(probes or (), 0)
+
+    async def setup(ctx):
+        for port, value in constants:
+            ctx.set(port, value)
+
+    async def monitor(ctx):
+        # Background observer of the probes, sampled at each rising edge.
+        async for _, _, *values in ctx.tick().sample(*probes.values()):
+            for name, value in zip(probes, values, strict=True):
+                counts[name] += bool(value)
+
+    run(dut, setup, *(s.run for s in (*sources, *sinks)),
+        background=[monitor] if probes else [], vcd_name=vcd_name)
+    return counts
+
+
 def gemm_operand_beats(a, b, rows, cols, rng):
-    """The ``a`` and ``b`` beats the GEMM engine takes for ``a @ b``, in its tile order.
+    """The ``a`` and ``b`` beats the GEMM engine takes for ``a @ b``, in its tile order (row
+    tile, column tile, k; A re-sent for each column tile), as arrays ``(beats, rows)`` and
+    ``(beats, cols)``.
 
     Lanes beyond M or N are filled with random junk, which the engine must ignore.
     """
     M, K = a.shape
     N = b.shape[1]
-    a_beats, b_beats = [], []
-    for i0 in range(0, M, rows):
-        for j0 in range(0, N, cols):
-            for k in range(K):
-                av = rng.integers(-128, 128, rows)
-                bv = rng.integers(-128, 128, cols)
-                av[: min(rows, M - i0)] = a[i0:i0 + rows, k]
-                bv[: min(cols, N - j0)] = b[k, j0:j0 + cols]
-                a_beats.append(av)
-                b_beats.append(bv)
+    tm, tn = -(-M // rows), -(-N // cols)
+    ap = rng.integers(-128, 128, (tm * rows, K))
+    ap[:M] = a
+    bp = rng.integers(-128, 128, (K, tn * cols))
+    bp[:, :N] = b
+    a_tiles = ap.reshape(tm, rows, K).transpose(0, 2, 1)      # [tile i, k] -> A lanes
+    b_tiles = bp.reshape(K, tn, cols).transpose(1, 0, 2)      # [tile j, k] -> B lanes
+    a_beats = np.broadcast_to(a_tiles[:, None], (tm, tn, K, rows)).reshape(-1, rows)
+    b_beats = np.broadcast_to(b_tiles[None], (tm, tn, K, cols)).reshape(-1, cols)
     return a_beats, b_beats
 
 
-def run_gemm(cfg, a, b, *, stall=0.0, seed=0):
+def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
     """Simulate :class:`hw.gemm.GemmEngine` computing ``a @ b``.
 
     See :func:`intformer.simulate.gemm`.
@@ -228,8 +295,8 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0):
     rng = np.random.default_rng(seed)
     a_beats, b_beats = gemm_operand_beats(a, b, R, C, rng)
     pad_rng = np.random.default_rng(seed + 1)
-    a_beats = [pack(v, w) for v in a_beats]
-    b_beats = [pack(v, w) for v in b_beats]
+    a_beats = pack_rows(a_beats, w)
+    b_beats = pack_rows(b_beats, w)
     tiles_n = -(-N // C)
     n_rows = M * tiles_n
 
@@ -243,7 +310,8 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0):
                          stall=stall, budget=budget)
     sink = StreamSink(dut.out, n_rows, name="gemm out", rng=np.random.default_rng(seed + 4),
                       stall=stall, budget=budget)
-    run(dut, cmd.run, src_a.run, src_b.run, sink.run, vcd_name="gemm")
+    run_streams(dut, [cmd, src_a, src_b], [sink], backend=backend, key=("gemm", cfg),
+                vcd_name="gemm")
 
     out = np.zeros((M, tiles_n * C), dtype=np.int64)
     rows = iter(sink.items)
@@ -265,7 +333,8 @@ def _cmd_word(dut, M, K, N):
     return layout.const({"m": M, "k": K, "n": N}).as_value().value
 
 
-def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
+def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0,
+                backend="amaranth"):
     """Simulate :class:`hw.requant.Requantizer` on a 1-D array of accumulators."""
     lanes = cfg.array.cols if lanes is None else lanes
     rq = cfg.requant
@@ -277,11 +346,6 @@ def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
     padded = np.zeros(count * lanes, dtype=np.int64)
     padded[: acc.size] = acc
     dut = Requantizer(lanes, cfg.acc_width, rq)
-
-    async def registers(ctx):
-        ctx.set(dut.multiplier, int(multiplier))
-        ctx.set(dut.shift, int(shift))
-
     budget = 1000
     src = StreamSource(dut.i, [pack(padded[i * lanes:(i + 1) * lanes], cfg.acc_width)
                                for i in range(count)],
@@ -289,13 +353,15 @@ def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0):
                        budget=budget)
     sink = StreamSink(dut.o, count, name="requant out", rng=np.random.default_rng(seed + 1),
                       stall=stall, budget=budget)
-    run(dut, registers, src.run, sink.run, vcd_name="requant")
+    run_streams(dut, [src], [sink], constants=[(dut.multiplier, int(multiplier)),
+                                               (dut.shift, int(shift))],
+                backend=backend, key=("requant", lanes, cfg.acc_width, rq), vcd_name="requant")
     out = np.array([v for word in sink.items for v in unpack(word, rq.out_width, lanes)])
     return SimResult(output=out[: acc.size], cycles=sink.last_cycle - src.first_cycle + 1)
 
 
 
-def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
+def run_softmax(cfg, q, scale, *, stall=0.0, seed=0, backend="amaranth"):
     """Simulate :class:`hw.softmax.Softmax` on rows ``q`` (last axis). See
     :func:`intformer.simulate.softmax`.
 
@@ -316,18 +382,15 @@ def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
         items.extend(pack(padded[b * n:(b + 1) * n], w) for b in range(beats))
 
     dut = Softmax(cfg)
-
-    async def constants(ctx):
-        ctx.set(dut.length, length)
-        for name in cfg.constant_widths:
-            ctx.set(getattr(dut, name), getattr(k, name))
-
+    constants = [(dut.length, length)] + [(getattr(dut, name), getattr(k, name))
+                                          for name in cfg.constant_widths]
     budget = 200 + 4 * beats + cfg.out_width
     src = StreamSource(dut.i, items, name="softmax in", rng=np.random.default_rng(seed + 1),
                        stall=stall, budget=budget)
     sink = StreamSink(dut.o, len(items), name="softmax out",
                       rng=np.random.default_rng(seed + 2), stall=stall, budget=budget)
-    run(dut, constants, src.run, sink.run, vcd_name="softmax")
+    run_streams(dut, [src], [sink], constants=constants, backend=backend, key=("softmax", cfg),
+                vcd_name="softmax")
     out = np.array([unpack(word, cfg.out_width, n, signed=False) for word in sink.items],
                    dtype=np.int64).reshape(len(rows), beats * n)
     return SimResult(
@@ -338,7 +401,7 @@ def run_softmax(cfg, q, scale, *, stall=0.0, seed=0):
     )
 
 
-def run_gelu(cfg, q, scale, *, stall=0.0, seed=0):
+def run_gelu(cfg, q, scale, *, stall=0.0, seed=0, backend="amaranth"):
     """Simulate :class:`hw.gelu.Gelu` on ``q`` (any shape). See :func:`intformer.simulate.gelu`.
 
     ``cfg`` is an :class:`~hw.config.AccelConfig` (its ``gelu`` section is used) or a
@@ -361,18 +424,15 @@ def run_gelu(cfg, q, scale, *, stall=0.0, seed=0):
                                                        count * lanes)
     padded[: flat.size] = flat
     dut = Gelu(gcfg)
-
-    async def constants(ctx):
-        for name in dut.constant_names:
-            ctx.set(getattr(dut, name), getattr(consts, name))
-
+    constants = [(getattr(dut, name), getattr(consts, name)) for name in dut.constant_names]
     budget = 100 + 4 * dut.latency
     src = StreamSource(dut.i, [pack(padded[i * lanes:(i + 1) * lanes], w) for i in range(count)],
                        name="gelu in", rng=np.random.default_rng(seed), stall=stall,
                        budget=budget)
     sink = StreamSink(dut.o, count, name="gelu out", rng=np.random.default_rng(seed + 1),
                       stall=stall, budget=budget)
-    run(dut, constants, src.run, sink.run, vcd_name="gelu")
+    run_streams(dut, [src], [sink], constants=constants, backend=backend, key=("gelu", gcfg),
+                vcd_name="gelu")
     out = np.array([v for word in sink.items for v in unpack(word, gcfg.out_width, lanes)],
                    dtype=np.int64)
     return SimResult(output=out[: flat.size].reshape(q.shape),
@@ -402,7 +462,8 @@ def layernorm_coef_beats(consts, lanes):
     return beats
 
 
-def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0):
+def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0,
+                  backend="amaranth"):
     """Simulate :class:`hw.layernorm.LayerNorm` on rows ``q`` (last axis), back to back.
 
     ``cfg`` is an :class:`~hw.config.AccelConfig` or a :class:`~hw.config.LayerNormConfig`.
@@ -428,26 +489,17 @@ def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0):
     coef_words = [layout.const({"addr": a, "gamma": g, "beta": b}).as_value().value
                   for a, g, b in layernorm_coef_beats(consts, lanes)]
     budget = 500 + 4 * L
+    # The coefficients go in first, one per cycle (the port is always ready); the rows and
+    # the cycle count start after them.
+    coef = StreamSource(dut.coef, coef_words, name="layernorm coef",
+                        rng=np.random.default_rng(seed), budget=budget)
     src = StreamSource(dut.i, beats, name="layernorm in", rng=np.random.default_rng(seed),
-                       stall=stall, budget=budget)
+                       stall=stall, budget=budget, start=len(coef_words))
     sink = StreamSink(dut.o, len(beats), name="layernorm out",
-                      rng=np.random.default_rng(seed + 1), stall=stall, budget=budget)
-
-    async def feed(ctx):
-        ctx.set(dut.length, L)
-        for word in coef_words:      # the coefficient port is always ready
-            ctx.set(dut.coef.valid, 1)
-            ctx.set(dut.coef.payload.as_value(), word)
-            await ctx.tick()
-        ctx.set(dut.coef.valid, 0)
-        await src.run(ctx)
-
-    async def drain(ctx):
-        for _ in coef_words:        # start counting cycles when the source does
-            await ctx.tick()
-        await sink.run(ctx)
-
-    run(dut, feed, drain, vcd_name="layernorm")
+                      rng=np.random.default_rng(seed + 1), stall=stall, budget=budget,
+                      start=len(coef_words))
+    run_streams(dut, [coef, src], [sink], constants=[(dut.length, L)], backend=backend,
+                key=("layernorm", lcfg), vcd_name="layernorm")
     out = np.array([unpack(word, lcfg.out_width, lanes) for word in sink.items],
                    dtype=np.int64).reshape(len(rows), nbeats * lanes)
     return SimResult(
@@ -485,7 +537,7 @@ def attention_macs(heads, L, d, causal):
 
 
 def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
-                  stall=0.0, seed=0):
+                  stall=0.0, seed=0, backend="amaranth"):
     """Simulate :class:`hw.attention.AttentionController`; see
     :func:`intformer.simulate.attention`."""
     q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
@@ -505,20 +557,9 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
                     .as_value().value)
     rows_out = H * -(-d // C) * L
     budget = 2000 + 40 * L * (d + L)
-    counters = {"cycles": 0, "array_busy": 0, "softmax_wait": 0}
-
-    async def registers(ctx):
-        ctx.set(dut.multiplier, consts.multiplier)
-        ctx.set(dut.shift, consts.shift)
-        for name in cfg.attention_softmax.constant_widths:
-            ctx.set(getattr(dut, name), getattr(consts.softmax, name))
-
-    async def monitor(ctx):
-        # Background observer: array busy cycles and cycles waiting for the softmax.
-        async for _, _, fire, wait in ctx.tick().sample(dut.gemm.a.ready, dut.waiting_for_softmax):
-            counters["array_busy"] += fire
-            counters["softmax_wait"] += wait
-
+    constants = [(dut.multiplier, consts.multiplier), (dut.shift, consts.shift)]
+    constants += [(getattr(dut, name), getattr(consts.softmax, name))
+                  for name in cfg.attention_softmax.constant_widths]
     sources = [
         StreamSource(dut.cmd, cmds, name="attention cmd", rng=np.random.default_rng(seed + 1),
                      stall=stall, budget=budget),
@@ -531,18 +572,11 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
     ]
     sink = StreamSink(dut.o, rows_out, name="attention o", rng=np.random.default_rng(seed + 5),
                       stall=stall, budget=budget)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for tb in (registers, *(s.run for s in sources), sink.run):
-        sim.add_testbench(tb)
-    sim.add_testbench(monitor, background=True)
-    if os.environ.get("INTFORMER_VCD"):
-        path = build_dir() / "vcd" / "attention.vcd"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with sim.write_vcd(str(path)):
-            sim.run()
-    else:
-        sim.run()
+    # Observers: cycles the array takes operands, and cycles the next job waits for the softmax.
+    counters = run_streams(dut, sources, [sink], constants=constants,
+                           probes={"array_busy": dut.gemm.a.ready,
+                                   "softmax_wait": dut.waiting_for_softmax},
+                           backend=backend, key=("attention", cfg), vcd_name="attention")
 
     out = np.zeros((H, L, -(-d // C) * C), dtype=np.int64)
     rows = iter(sink.items)

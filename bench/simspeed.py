@@ -1,0 +1,135 @@
+"""Simulator speed: Amaranth's simulator against Verilator (sim/verilator/), in simulated cycles
+per wall second, on the ULX3S preset.
+
+Run: ``python bench/simspeed.py`` (``--quick`` skips the Amaranth runs, which take minutes).
+
+* the 6x6 GEMM engine at 64x512x64, through :func:`intformer.simulate.gemm`;
+* the ULX3S accelerator top running one attention head (L=64, d=32) through its byte command
+  port: writing Q, K and V, RUN ATTENTION, polling STATUS, reading the output back. The top is
+  built with 512-word buffers: a head of d=32 needs ceil(32/6)*64 = 384 V words, more than
+  the board's 256;
+* a MiniLM-sized attention layer (12 heads, L=64, d=32) on the Verilated top, build included
+  (run first, so that it builds the top's model when none is cached), and on the attention
+  unit.
+
+"end to end" is the whole call (Python preparing beats and decoding rows included); "clock
+loop" is the C++ loop alone. Build times are those of a fresh build (0 when cached; delete
+``build/verilator/`` to measure them). Every figure is measured here.
+"""
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+
+import intformer as itf
+from hw.config import AccelConfig
+from sim import golden
+from sim.verilator import runner
+from sim.verilator.top import VerilatorTop
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALES = (0.05, 0.04, 0.03, 0.02)
+
+
+def gemm_speed(cfg, quick):
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(-128, 128, (64, 512)), rng.integers(-128, 128, (512, 64))
+    want = golden.gemm(a, b)
+    results = {}
+    t0 = time.perf_counter()
+    itf.simulate.gemm(cfg, a[:1, :1], b[:1, :1], backend="verilator")     # build, or find it
+    print(f"  verilator model: {time.perf_counter() - t0:.1f} s (build "
+          f"{runner.LAST_RUN['build_seconds']:.1f} s; 0 means cached)")
+    for backend in ("verilator",) if quick else ("verilator", "amaranth"):
+        t0 = time.perf_counter()
+        r = itf.simulate.gemm(cfg, a, b, backend=backend)
+        dt = time.perf_counter() - t0
+        assert np.array_equal(r.output, want), f"{backend}: GEMM mismatch with golden"
+        results[backend] = (r.cycles, dt)
+        line = (f"  {backend:<9} {r.cycles:>8} cycles  {dt:8.2f} s  {r.cycles / dt:>12,.0f} "
+                f"cycles/s end to end")
+        if backend == "verilator":
+            t = runner.LAST_RUN
+            line += (f"; clock loop {t['run_seconds']:.3f} s = "
+                     f"{t['cycles'] / t['run_seconds']:,.0f} cycles/s")
+            loop_rate = t["cycles"] / t["run_seconds"]
+        print(line)
+    if len(results) == 2:
+        assert results["amaranth"][0] == results["verilator"][0], "cycle counts differ"
+        va, vv = (results[k][0] / results[k][1] for k in ("amaranth", "verilator"))
+        print(f"  speed-up: {vv / va:,.0f}x end to end, {loop_rate / va:,.0f}x in the clock loop "
+              f"(same cycles: {results['amaranth'][0]})")
+
+
+def _sim_top():
+    """tests/hw/test_top.py's ``SimTop``: the Amaranth-simulated top (the one copy of it)."""
+    spec = importlib.util.spec_from_file_location("_test_top", ROOT / "tests/hw/test_top.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SimTop
+
+
+def head_speed(cfg, quick):
+    rng = np.random.default_rng(1)
+    q, k, v = (rng.integers(-128, 128, (64, 32)) for _ in range(3))
+    want = golden.attention(q, k, v, *SCALES, cfg=cfg)[0]
+    rates = {}
+    for backend in ("verilator",) if quick else ("verilator", "amaranth"):
+        t0 = time.perf_counter()
+        top = (VerilatorTop if backend == "verilator" else _sim_top())(cfg, depth=512,
+                                                                       budget=200_000)
+        setup = time.perf_counter() - t0
+        start, t0 = top.cycles, time.perf_counter()
+        o, _ = top.attention(q, k, v, *SCALES)
+        dt = time.perf_counter() - t0
+        assert np.array_equal(o, want), f"{backend}: attention mismatch with golden"
+        cycles = top.cycles - start
+        rates[backend] = cycles / dt
+        what = (f"build {top.build.seconds:.1f} s" if backend == "verilator" else
+                "elaboration")
+        print(f"  {backend:<9} {cycles:>8} cycles  {dt:8.2f} s  {cycles / dt:>12,.0f} cycles/s "
+              f"end to end; set-up {setup:.1f} s ({what})")
+    if len(rates) == 2:
+        print(f"  speed-up: {rates['verilator'] / rates['amaranth']:,.0f}x (cycle counts differ "
+              f"a little: SimTop advances in steps of 16 cycles while it waits)")
+
+
+def layer_time(cfg):
+    rng = np.random.default_rng(2)
+    q, k, v = (rng.integers(-128, 128, (12, 64, 32)) for _ in range(3))
+    t0 = time.perf_counter()
+    top = VerilatorTop(cfg, depth=512, budget=200_000)
+    built = time.perf_counter() - t0
+    o, _ = top.attention(q, k, v, *SCALES)
+    total = time.perf_counter() - t0
+    exact = np.array_equal(o, golden.attention(q, k, v, *SCALES, cfg=cfg)[0])
+    print(f"  12 heads on the Verilated top: {top.cycles:,} cycles, {total:.1f} s in all "
+          f"({built:.1f} s model set-up, of which {top.build.seconds:.1f} s building), "
+          f"{'bit-exact with golden' if exact else 'MISMATCH'}")
+    t0 = time.perf_counter()
+    r = itf.simulate.attention(cfg, q, k, v, *SCALES, backend="verilator")
+    dt = time.perf_counter() - t0
+    print(f"  12 heads on the attention unit: {r.cycles:,} cycles, {dt:.1f} s in all "
+          f"(build {runner.LAST_RUN['build_seconds']:.1f} s), "
+          f"{'bit-exact' if np.array_equal(r.output, o) else 'MISMATCH'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Verilator only")
+    args = parser.parse_args()
+    cfg = AccelConfig.preset("ulx3s")
+    print("6x6 GEMM engine (ulx3s), 64x512x64:")
+    gemm_speed(cfg, args.quick)
+    # The layer first: its time includes building the top's model when it is not cached.
+    print("attention layer, 12 heads L=64 d=32, ulx3s:")
+    layer_time(cfg)
+    print("ulx3s top, one attention head L=64 d=32 through the command port:")
+    head_speed(cfg, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The accelerator top on Verilator (sim.verilator.top.VerilatorTop): bit-exact with the golden
+models through the byte command port, the documented error codes, and the same responses as
+the Amaranth-simulated top (tests/hw/test_top.py's SimTop) to the same commands.
+
+One model (tiny preset, depth 64) serves every test: about 40 s to build once, cached under
+build/verilator/.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boards.host import BoardError
+from hw.config import AccelConfig, AttentionConfig
+from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs, register_specs
+from sim import golden
+from sim.bench import SimTimeout
+from sim.verilator.top import VerilatorTop
+
+TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
+                                                                    max_head_dim=5))
+DEPTH = 64
+SCALES = (0.05, 0.04, 0.03, 0.02)
+
+
+def _sim_top_class():
+    """``SimTop`` of tests/hw/test_top.py: the one Amaranth-simulated top, not a copy."""
+    path = Path(__file__).resolve().parents[1] / "hw" / "test_top.py"
+    spec = importlib.util.spec_from_file_location("_amaranth_test_top", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SimTop
+
+
+def expect(code, fn, *args, **kwargs):
+    with pytest.raises(BoardError) as info:
+        fn(*args, **kwargs)
+    assert info.value.name == code.name
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_every_op_bit_exact(stall):
+    top = VerilatorTop(TINY, depth=DEPTH, stall=stall, seed=1)
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(-128, 128, (5, 7)), rng.integers(-128, 128, (7, 3))
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    m, s = golden.quantize_multiplier(1 / 900)
+    np.testing.assert_array_equal(
+        top.gemm(a, b, requant=(m, s)),
+        golden.requantize(golden.gemm(a, b), m, s, acc_width=TINY.acc_width))
+    q = rng.normal(0, 2500, (3, 10)).round().astype(np.int64)
+    np.testing.assert_array_equal(top.softmax(q, 1e-3)[0], golden.softmax(q, 1e-3, TINY.softmax)[0])
+    x = rng.permutation(np.arange(-128, 128))
+    np.testing.assert_array_equal(top.gelu(x, 0.05)[0], golden.gelu(x, 0.05, TINY.gelu)[0])
+    q = rng.integers(-3000, 3000, (3, 11))
+    gamma, beta = rng.normal(1, 0.3, 11), rng.normal(0, 0.5, 11)
+    np.testing.assert_array_equal(top.layernorm(q, 0.01, gamma, beta)[0],
+                                  golden.layernorm(q, 0.01, gamma, beta, TINY.layernorm)[0])
+    for causal in (False, True):
+        q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
+        np.testing.assert_array_equal(
+            top.attention(q, k, v, *SCALES, causal=causal)[0],
+            golden.attention(q, k, v, *SCALES, causal=causal, cfg=TINY)[0])
+    assert top.status() == (False, True, "OK")
+
+
+def test_malformed_commands_change_nothing():
+    top = VerilatorTop(TINY, depth=DEPTH, stall=0.3, seed=10)
+    before = np.arange(DEPTH * 2).reshape(DEPTH, 2) - DEPTH
+    top.write_buffer(Buf.A, 0, before)
+    nbytes = buffer_specs(TINY, DEPTH)[Buf.A].nbytes
+    head = bytes([Buf.A.value]) + (DEPTH - 1).to_bytes(2, "little")
+    assert top.raw(Command.WRITE_BUFFER, head + (2).to_bytes(2, "little")
+                   + bytes(2 * nbytes))[0] == Error.RANGE.value
+    assert top.raw(0x7e, bytes(40))[0] == Error.OPCODE.value
+    assert top.raw(Command.STATUS, b"\x00")[0] == Error.LENGTH.value
+    assert top.raw(Command.SET_REG, bytes([0x7f, 1]))[0] == Error.REGISTER.value
+    assert top.raw(Command.SET_REG, bytes([Reg.M.value, TINY.gemm.max_m + 1]))[0] == \
+        Error.VALUE.value
+    assert top.raw(Command.RUN, bytes([0x40]))[0] == Error.UNIT.value
+    expect(Error.SHAPE, top.run, Op.GEMM)
+    np.testing.assert_array_equal(top.read_buffer(Buf.A, 0, DEPTH), before)
+    assert top.status() == (False, False, "SHAPE")
+    for reg, v in ((Reg.M, 8), (Reg.K, 8), (Reg.N, 8)):
+        top.set_reg(reg, v)
+    top.run(Op.GEMM_RAW, wait=False)
+    assert top.status().busy and top.output("busy") == 1
+    expect(Error.BUSY, top.write_buffer, Buf.A, 0, np.zeros((1, 2)))
+    top.idle(1000)
+    assert top.output("busy") == 0
+    assert top.status() == (False, True, "BUSY")     # the last error, then cleared
+    assert top.status() == (False, True, "OK")
+
+
+def test_timeout_is_bounded():
+    top = VerilatorTop(TINY, depth=DEPTH, budget=50)
+    top.model.push("cmd", np.array([[Command.STATUS.value]], dtype="<u4"))  # header cut short
+    with pytest.raises(SimTimeout, match=r"^command 0x1 header: got 0 of 3 response bytes in 50 "
+                                         r"cycles$"):
+        top._wait(3, "command 0x1 header")
+
+
+def _random_commands(rng, n):
+    """Random commands, valid and not: (opcode, payload) pairs."""
+    specs, regs = buffer_specs(TINY, DEPTH), register_specs(TINY, DEPTH)
+    bufs = list(specs)
+    out = []
+    for _ in range(n):
+        kind = rng.integers(0, 6)
+        if kind == 0:
+            out.append((Command.STATUS.value, b""))
+        elif kind in (1, 2):
+            buf = bufs[rng.integers(len(bufs))] if rng.random() < 0.9 else Buf(6) if \
+                Buf.V not in specs else None
+            bnum = buf.value if buf is not None else 9
+            spec = specs.get(buf) if buf is not None else None
+            addr = int(rng.integers(0, DEPTH + 2))
+            count = int(rng.integers(0, 5))
+            body = bytes([bnum]) + addr.to_bytes(2, "little") + count.to_bytes(2, "little")
+            if kind == 1:
+                nbytes = spec.nbytes if spec else 1
+                extra = int(rng.integers(-1, 2)) if rng.random() < 0.2 else 0
+                body += rng.bytes(max(0, count * nbytes + extra))
+                out.append((Command.WRITE_BUFFER.value, body))
+            else:
+                out.append((Command.READ_BUFFER.value, body))
+        elif kind == 3:
+            reg = list(regs)[rng.integers(len(regs))] if rng.random() < 0.9 else None
+            rnum = reg.value if reg is not None else 0x7f
+            hi = regs[reg][1] if reg is not None else 1
+            value = int(rng.integers(0, hi + 2)) if reg not in (Reg.M, Reg.K, Reg.N) else \
+                int(rng.integers(0, 6))
+            nb = max(1, -(-value.bit_length() // 8))
+            out.append((Command.SET_REG.value, bytes([rnum]) + value.to_bytes(nb, "little")))
+        elif kind == 4:
+            out.append((Command.RUN.value, bytes([int(rng.integers(0, 7))])))
+        else:
+            out.append((int(rng.integers(0, 256)), rng.bytes(int(rng.integers(0, 4)))))
+    return out
+
+
+def _replay(top, commands):
+    """Responses to ``commands``; after an accepted RUN, poll STATUS until the run is done
+    (the polls are not recorded: their number depends on the simulator's pace)."""
+    answers = []
+    for opcode, payload in commands:
+        answers.append(top.raw(opcode, payload))
+        if opcode == Command.RUN.value and answers[-1][0] == Error.OK.value:
+            for _ in range(2000):
+                status, flags = top.raw(Command.STATUS.value, b"")
+                if not flags[0] & 1:
+                    break
+            answers.append(("done", flags[0] & 2))
+    return answers
+
+
+def test_same_responses_as_amaranth():
+    # Random commands, most of them malformed or out of range; both tops answer byte for byte
+    # alike (runs included: their results are read back by later READ_BUFFERs).
+    commands = _random_commands(np.random.default_rng(31), 150)
+    sim_top = _sim_top_class()(TINY, depth=DEPTH, stall=0.3, seed=3)
+    verilated = VerilatorTop(TINY, depth=DEPTH, stall=0.3, seed=3)
+    expected = _replay(sim_top, commands)
+    got = _replay(verilated, commands)
+    assert got == expected
+    assert sum(1 for a in expected if a[0] == Error.OK.value) > 20   # not only errors
