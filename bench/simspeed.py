@@ -18,17 +18,17 @@ loop" is the C++ loop alone. Build times are those of a fresh build (0 when cach
 """
 
 import argparse
-import importlib.util
 import time
 from pathlib import Path
 
 import numpy as np
 
 import intformer as itf
+from boards.simtop import SimTop
+from boards.verilatortop import VerilatorTop
 from hw.config import AccelConfig
 from sim import golden
 from sim.verilator import runner
-from sim.verilator.top import VerilatorTop
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES = (0.05, 0.04, 0.03, 0.02)
@@ -64,12 +64,6 @@ def gemm_speed(cfg, quick):
               f"(same cycles: {results['amaranth'][0]})")
 
 
-def _sim_top():
-    """tests/hw/test_top.py's ``SimTop``: the Amaranth-simulated top (the one copy of it)."""
-    spec = importlib.util.spec_from_file_location("_test_top", ROOT / "tests/hw/test_top.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SimTop
 
 
 def head_speed(cfg, quick):
@@ -79,7 +73,7 @@ def head_speed(cfg, quick):
     rates = {}
     for backend in ("verilator",) if quick else ("verilator", "amaranth"):
         t0 = time.perf_counter()
-        top = (VerilatorTop if backend == "verilator" else _sim_top())(cfg, depth=512,
+        top = (VerilatorTop if backend == "verilator" else SimTop)(cfg, depth=512,
                                                                        budget=200_000)
         setup = time.perf_counter() - t0
         start, t0 = top.cycles, time.perf_counter()

@@ -35,6 +35,8 @@ class SimTop(Client):
         self.sim.add_testbench(self._inspect, background=True)
 
     async def _source(self, ctx):
+        # A stall is drawn only before a byte is offered: once valid, the byte is held until it
+        # is taken (stream rule 2).
         cmd = self.dut.cmd
         while True:
             if not self.out or (self.stall and self.rng.random() < self.stall):
@@ -43,9 +45,11 @@ class SimTop(Client):
                 continue
             ctx.set(cmd.valid, 1)
             ctx.set(cmd.payload, self.out[0])
-            _, _, ready = await ctx.tick().sample(cmd.ready)
-            if ready:
-                self.out.popleft()
+            while True:
+                _, _, ready = await ctx.tick().sample(cmd.ready)
+                if ready:
+                    break
+            self.out.popleft()
 
     async def _sink(self, ctx):
         rsp = self.dut.rsp

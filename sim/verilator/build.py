@@ -21,13 +21,21 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
+from hw.config import build_dir
+
 from . import toolchain
 from .harness import harness_cpp, ports_of
 
-__all__ = ["BUILD_DIR", "Build", "Probed", "verilog_of", "build_model", "build_component"]
+__all__ = ["builds_dir", "Build", "Probed", "verilog_of", "build_model", "build_component"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-BUILD_DIR = ROOT / "build" / "verilator"
+
+
+def builds_dir():
+    """Where the builds are cached: ``verilator/`` in the build folder
+    (:func:`hw.config.build_dir`)."""
+    return build_dir() / "verilator"
+
 
 # Verilator flags. -O3 and --x-assign fast: the fastest model; --x-initial unique (the
 # default) keeps the Verilog's initial values, which are Amaranth's reset values.
@@ -121,17 +129,17 @@ def build_model(verilog_text, top, ports, *, log=None):
     harness = harness_cpp(ports)
     flags = VERILATOR_FLAGS + OPT + toolchain.make_flags(compiler)
     digest = _digest(verilog_text, harness, top, " ".join(flags), _toolchain_version())
-    out = BUILD_DIR / digest
+    out = builds_dir() / digest
     library = out / "libmodel.so"
     if library.exists():
         return Build(library, ports, 0.0)
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    with open(BUILD_DIR / f"{digest}.lock", "w") as lock:
+    builds_dir().mkdir(parents=True, exist_ok=True)
+    with open(builds_dir() / f"{digest}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if library.exists():                    # another process built it meanwhile
             return Build(library, ports, 0.0)
         t0 = time.monotonic()
-        work = BUILD_DIR / f"{digest}.build"     # kept with its build.log if the build fails
+        work = builds_dir() / f"{digest}.build"     # kept with its build.log if the build fails
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "dut.v").write_text(verilog_text)
@@ -178,11 +186,11 @@ def build_component(component, top, *, key=None, log=None):
         if memo in _MEMO and _MEMO[memo].library.exists():
             _silence(component)
             return Build(_MEMO[memo].library, ports, 0.0)
-        index = BUILD_DIR / "index" / _digest(repr(memo), _source_digest(),
+        index = builds_dir() / "index" / _digest(repr(memo), _source_digest(),
                                                " ".join(VERILATOR_FLAGS + OPT),
                                                _toolchain_version())
         if index.exists():
-            library = BUILD_DIR / index.read_text().strip() / "libmodel.so"
+            library = builds_dir() / index.read_text().strip() / "libmodel.so"
             if library.exists():
                 _silence(component)
                 _MEMO[memo] = Build(library, ports, 0.0)

@@ -1,23 +1,22 @@
-"""The accelerator top on Verilator (sim.verilator.top.VerilatorTop): bit-exact with the golden
+"""The accelerator top on Verilator (boards.verilatortop.VerilatorTop): bit-exact with the golden
 models through the byte command port, the documented error codes, and the same responses as
-the Amaranth-simulated top (tests/hw/test_top.py's SimTop) to the same commands.
+the Amaranth-simulated top (boards.simtop.SimTop) to the same commands.
 
 One model (tiny preset, depth 64) serves every test: about 40 s to build once, cached under
 build/verilator/.
 """
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from boards.host import BoardError
+from boards.simtop import SimTop
+from boards.verilatortop import VerilatorTop
 from hw.config import AccelConfig, AttentionConfig
 from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs, register_specs
 from sim import golden
 from sim.bench import SimTimeout
-from sim.verilator.top import VerilatorTop
 
 TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
                                                                     max_head_dim=5))
@@ -25,13 +24,6 @@ DEPTH = 64
 SCALES = (0.05, 0.04, 0.03, 0.02)
 
 
-def _sim_top_class():
-    """``SimTop`` of tests/hw/test_top.py: the one Amaranth-simulated top, not a copy."""
-    path = Path(__file__).resolve().parents[1] / "hw" / "test_top.py"
-    spec = importlib.util.spec_from_file_location("_amaranth_test_top", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SimTop
 
 
 def expect(code, fn, *args, **kwargs):
@@ -160,7 +152,7 @@ def test_same_responses_as_amaranth():
     # Random commands, most of them malformed or out of range; both tops answer byte for byte
     # alike (runs included: their results are read back by later READ_BUFFERs).
     commands = _random_commands(np.random.default_rng(31), 150)
-    sim_top = _sim_top_class()(TINY, depth=DEPTH, stall=0.3, seed=3)
+    sim_top = SimTop(TINY, depth=DEPTH, stall=0.3, seed=3)
     verilated = VerilatorTop(TINY, depth=DEPTH, stall=0.3, seed=3)
     expected = _replay(sim_top, commands)
     got = _replay(verilated, commands)

@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from boards.host import Client
 from hw.isa import Command, Op
 from hw.top import Accelerator
+from sim.bench import SimTimeout
+from sim.verilator.build import build_component
+from sim.verilator.model import Model
 
-from ..bench import SimTimeout
-from .build import build_component
-from .model import Model
+from .host import Client
 
 __all__ = ["VerilatorTop"]
 
@@ -19,7 +19,7 @@ class VerilatorTop(Client):
     with probability ``stall``. The clock runs, in C++, only while a command waits for its
     response, or in :meth:`idle`.
 
-    The same interface as the Amaranth-simulated ``SimTop`` of ``tests/hw/test_top.py``
+    The same interface as the Amaranth-simulated :class:`boards.simtop.SimTop`
     (:meth:`raw`, :meth:`idle`, ``cycles``), at about a thousand times its speed, so that
     long soaks (10⁵ commands) run in seconds. The model is built once per config and depth
     (:func:`sim.verilator.build.build_component`); each instance starts from reset.
