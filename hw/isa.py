@@ -119,7 +119,7 @@ class BufferSpec:
     """One buffer: ``depth`` words of ``lanes`` signed ``elem_width``-bit elements.
 
     On the command port a word is ``nbytes = ceil(lanes*elem_width/8)`` bytes, little-endian,
-    lane 0 in the low bits (``sim.bench.pack``).
+    lane 0 in the low bits (``sim.layout.pack_words``).
     """
 
     buf: Buf

@@ -225,6 +225,18 @@ class Accelerator(wiring.Component):
     error : Out(1)
         A command failed since the last ``STATUS``.
 
+    Attributes
+    ----------
+    register_file : dict of Reg to Signal
+        The registers, for inspection in simulation (``boards.simtop.SimTop.state``).
+    buffer_data : dict of Buf to MemoryData
+        The buffers' storage (all but COEF, which the LayerNorm unit holds), likewise.
+
+    Run isolation: everything a run reads is its own from launch (its op in ``run_op``, each
+    reader's loop latched at its start, each unit's command taken at launch), and the register
+    file is written only by an accepted ``SET_REG``, which ``BUSY`` excludes during a run; so no
+    later command, accepted or refused, changes a running operation.
+
     Latency: a command is answered a few cycles after its last byte (``RUN``: after
     ``max(M/R, N/C)``, ``ROW_LEN/lanes`` or ``max(L/R, L/C, d/C)`` cycles of shape checks).
     An attention run takes the controller's load time (its three streams are read in
