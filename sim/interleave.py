@@ -93,11 +93,9 @@ class Interleaver:
             if max(self._ceil(M, R) * K, self._ceil(N, C) * K, M * self._ceil(N, C)) <= depth:
                 break
         # Operands in the documented order, padding lanes random (the engine ignores them).
-        a_words = layout.column_words(rng.integers(-128, 128, (M, K)), R)
-        b_words = layout.row_words(rng.integers(-128, 128, (K, N)), C)
-        a_words[layout.column_words(np.ones((M, K)), R) == 0] = 77
-        self._write(Buf.A, a_words)
-        self._write(Buf.B, b_words)
+        pad_a, pad_b = (int(v) for v in rng.integers(-128, 128, 2))
+        self._write(Buf.A, layout.column_words(rng.integers(-128, 128, (M, K)), R, pad=pad_a))
+        self._write(Buf.B, layout.row_words(rng.integers(-128, 128, (K, N)), C, pad=pad_b))
         m, s = golden.quantize_multiplier(rng.uniform(0.2, 4) / (K * 128 * 16),
                                           mult_width=cfg.requant.mult_width,
                                           max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
