@@ -35,6 +35,8 @@ WIDE = 16
 MARGIN = 2.0
 ALPHAS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8)
 CLIPS = (1.0, 0.85, 0.7, 0.55, 0.4)
+#: Texts per float forward of the calibration pass (one progress step each).
+CALIBRATION_BATCH = 16
 #: Width of the GELU outputs entering the second FFN GEMM, which runs them as two INT8
 #: passes (:func:`sim.ops.linear`): at INT8 they cost the most accuracy (values up to ~24 on a
 #: few tokens against ~0.1 typical, and sentences beyond the calibration range).
@@ -55,18 +57,21 @@ def unit_configs(hidden):
     }
 
 
-def calibrate(ck, texts, *, batch=16):
+def calibrate(ck, texts, *, batch=16, progress=None):
     """Float activations of the calibration texts: ``{name: (tokens, channels)}`` over every
-    valid (unpadded) token, recorded by :func:`reference.forward`."""
+    valid (unpadded) token, recorded by :func:`reference.forward`; ``progress(i)`` after the
+    ``i``-th batch of ``batch`` texts."""
     acts = {}
     ids = ck.tokenize(texts)
-    for b0 in range(0, len(ids), batch):
+    for i, b0 in enumerate(range(0, len(ids), batch)):
         tok, lengths = reference.pad_batch(ids[b0:b0 + batch])
         valid = np.arange(tok.shape[1])[None, :] < lengths[:, None]
 
         def record(name, x, valid=valid):
             acts.setdefault(name, []).append(x[valid])
         reference.forward(ck, tok, lengths, record)
+        if progress:
+            progress(i + 1)
     return {k: np.concatenate(v) for k, v in acts.items()}
 
 
@@ -207,7 +212,8 @@ def quantize(ck, texts, *, progress=None, seed=0):
     texts : list of str
         Calibration sentences (keep them apart from any evaluation set).
     progress : callable or None
-        ``progress(done, total)`` after the calibration pass and each layer.
+        ``progress(done, total)`` after each calibration batch (:func:`calibrate`) and each
+        layer.
     seed : int
         Seed of the row/column sampling of the per-GEMM searches.
 
@@ -219,10 +225,10 @@ def quantize(ck, texts, *, progress=None, seed=0):
         raise ValueError(f"Calibration texts must be a non-empty list of strings, not {texts!r}")
     c, w = ck.config, ck.weights
     units = unit_configs(c.hidden)
-    total = c.layers + 1
-    acts = calibrate(ck, texts)
-    if progress:
-        progress(1, total)
+    batches = -(-len(texts) // CALIBRATION_BATCH)
+    total = batches + c.layers
+    acts = calibrate(ck, texts, batch=CALIBRATION_BATCH,
+                     progress=(lambda i: progress(i, total)) if progress else None)
     rng = np.random.default_rng(seed)
     tables = [w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],
               w["embeddings.token_type_embeddings.weight"][0]]
@@ -236,7 +242,7 @@ def quantize(ck, texts, *, progress=None, seed=0):
         h = prog[-1]
         prog += _layer(i, ck, acts, h.output, h.scale, units, rng)
         if progress:
-            progress(i + 2, total)
+            progress(batches + i + 1, total)
     prog.append(P.Pool(output="embedding", scale=1.0, input=prog[-1].output))
     return P.Program(ops=prog, hidden=c.hidden, heads=c.heads, max_positions=c.max_positions,
                      units={k: dataclasses.asdict(v) for k, v in units.items()})

@@ -68,6 +68,9 @@ def forward(ck, ids, lengths, record=None):
     rec = record or (lambda name, x: None)
     c, w = ck.config, ck.weights
     B, L = ids.shape
+    if lengths.max(initial=0) > c.max_positions:
+        raise ValueError(f"Sequence length must be at most {c.max_positions} tokens (the "
+                         f"model's max_position_embeddings), not {int(lengths.max())}")
     x = (w["embeddings.word_embeddings.weight"][ids]
          + w["embeddings.position_embeddings.weight"][:L][None]
          + w["embeddings.token_type_embeddings.weight"][0])

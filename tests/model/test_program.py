@@ -3,9 +3,12 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
+import intformer as itf
 from intformer.model import program as P
 from intformer.model import quantize
+from intformer.model.sentences import CALIBRATION
 
 
 def test_program_structure(quantized):
@@ -55,7 +58,26 @@ def test_round_trip(quantized, tmp_path):
 
 
 def test_quantize_refuses_bad_texts(minilm):
-    import pytest
     with pytest.raises(ValueError, match="Calibration texts must be a non-empty list of "
                                          "strings, not 'one string'"):
         quantize.quantize(minilm.checkpoint, "one string")
+
+
+def test_quantize_reports_each_calibration_batch_and_layer(tmp_path, tiny_bert):
+    """Progress moves on after every float batch of the calibration pass and every layer, up
+    to its total, so a long calibration never sits silent."""
+    m = itf.model.load(tiny_bert(tmp_path / "tiny"))
+    calls = []
+    short = [t for t in CALIBRATION if len(m.tokenize([t])[0]) <= 32]   # the tiny model's limit
+    n = quantize.CALIBRATION_BATCH * 2 + 1
+    texts = (short * (n // len(short) + 1))[:n]
+    quantize.quantize(m.checkpoint, texts, progress=lambda done, total: calls.append((done, total)))
+    layers = m.checkpoint.config.layers
+    assert calls == [(i, 3 + layers) for i in range(1, 4 + layers)]
+
+
+def test_calibration_refuses_a_sequence_beyond_the_model(tmp_path, tiny_bert):
+    m = itf.model.load(tiny_bert(tmp_path / "tiny"))
+    with pytest.raises(ValueError, match="Sequence length must be at most 32 tokens \\(the "
+                                         "model's max_position_embeddings\\), not 41"):
+        quantize.quantize(m.checkpoint, ["word " * 39])
