@@ -1,0 +1,215 @@
+"""Per-operation adapters of the accelerator top: the streams a run reads, fed to its unit,
+and the unit's results, turned into the words the run writes."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .dispatch import engine_config, register_layout
+from .isa import ATTENTION_REGS, NONLINEAR_OPS, Buf, Op, buffer_specs, vector_lanes
+
+__all__ = ["MatrixAdapter", "RowAdapter"]
+
+
+class MatrixAdapter(wiring.Component):
+    """RUN GEMM, GEMM_RAW and ATTENTION: the A and B (and V) readers' words into the GEMM
+    engine (or the attention controller), its rows into C's words.
+
+    GEMM: ``a``, ``b`` -> the engine's operands (``gemm_a``, ``gemm_b``); its rows
+    (``gemm_out``) -> C, exact for GEMM_RAW, else through the requantizer (``RQ_MULT``,
+    ``RQ_SHIFT``). Attention: ``a`` (Q), ``b`` (K), ``v`` -> the controller (``att_q`` ...);
+    its output -> C. With attention the engine and the requantizer are the controller's
+    (:class:`hw.attention.AttentionController` with ``shared=True``): the GEMM ports go to its
+    ``gemm_*`` ports, ``att_requant`` selects its requantizer for a GEMM's rows, and its
+    requantizer takes ``ATT_MULT``/``ATT_SHIFT`` for a head, ``RQ_MULT``/``RQ_SHIFT`` otherwise.
+
+    The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
+    reaches a unit before that); the constants follow ``regs`` (unchanged during a run).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    depth : int
+        Words per buffer (the register layout depends on it).
+
+    Members
+    -------
+    run_op : In(Op)
+    regs : In(hw.dispatch.register_layout(cfg, depth))
+    a, b : In(stream.Signature(unsigned(width)))
+        A's and B's words, from their readers.
+    v : In(stream.Signature(unsigned(width))), with attention only
+        V's words.
+    c : Out(stream.Signature(unsigned(width), always_ready=True))
+        C's words.
+    gemm_a, gemm_b : Out(stream.Signature(ArrayLayout(signed(in_width), R or C)))
+    gemm_out : In(stream.Signature(ArrayLayout(signed(acc_width), C)))
+        The engine's operands and rows (``acc_width`` of :func:`hw.dispatch.engine_config`).
+    rq_i, rq_o, rq_multiplier, rq_shift : the requantizer's ports, without attention only
+    att_q, att_k, att_v, att_o, att_multiplier, att_shift, att_requant, att_<constant> :
+        the attention controller's ports, with attention only.
+
+    Latency: none (combinational) but for the selects and, with attention, the requantizer's
+    constants, one register each. Throughput: one word per cycle.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg = cfg
+        specs = buffer_specs(cfg, depth)
+        R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
+        eacc = engine_config(cfg).acc_width
+        rq = cfg.requant
+        word = {buf: stream.Signature(unsigned(spec.width)) for buf, spec in specs.items()}
+        rows = stream.Signature(data.ArrayLayout(signed(eacc), C))
+        int8_rows = stream.Signature(data.ArrayLayout(signed(rq.out_width), C))
+        ports = {
+            "run_op": In(Op),
+            "regs": In(register_layout(cfg, depth)),
+            "a": In(word[Buf.A]),
+            "b": In(word[Buf.B]),
+            "c": Out(stream.Signature(unsigned(specs[Buf.C].width), always_ready=True)),
+            "gemm_a": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
+            "gemm_b": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
+            "gemm_out": In(rows),
+        }
+        if cfg.attention.enabled:
+            ports.update({
+                "v": In(word[Buf.V]),
+                "att_q": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
+                "att_k": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
+                "att_v": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
+                "att_o": In(int8_rows),
+                "att_multiplier": Out(unsigned(rq.mult_width)),
+                "att_shift": Out(range(eacc + rq.mult_width)),
+                "att_requant": Out(1),
+            })
+            for name, width in cfg.attention_softmax.constant_widths.items():
+                ports[f"att_{name}"] = Out(unsigned(width))
+        else:
+            ports.update({
+                "rq_i": Out(rows),
+                "rq_o": In(int8_rows),
+                "rq_multiplier": Out(unsigned(rq.mult_width)),
+                "rq_shift": Out(range(eacc + rq.mult_width)),
+            })
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, regs, C = self.cfg, self.regs, self.cfg.array.cols
+        att = cfg.attention.enabled
+        att_run, raw = Signal(name="att_run"), Signal(name="raw")
+        m.d.sync += [att_run.eq(self.run_op == Op.ATTENTION), raw.eq(self.run_op == Op.GEMM_RAW)]
+        g_a, g_b, g_out = self.gemm_a, self.gemm_b, self.gemm_out
+        m.d.comb += [
+            g_a.valid.eq(self.a.valid & ~att_run), g_a.payload.eq(self.a.payload),
+            g_b.valid.eq(self.b.valid & ~att_run), g_b.payload.eq(self.b.payload),
+        ]
+        if att:
+            # The shared requantizer takes the registers of the op that runs (through a
+            # register: run_op is set many cycles before the first row reaches it).
+            m.d.sync += [
+                self.att_multiplier.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
+                self.att_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
+                self.att_requant.eq(~raw),
+            ]
+            for name, reg in ATTENTION_REGS.items():
+                m.d.comb += getattr(self, f"att_{name}").eq(regs[reg.name.lower()])
+            q, k, v = self.att_q, self.att_k, self.att_v
+            m.d.comb += [
+                q.valid.eq(self.a.valid & att_run), q.payload.eq(self.a.payload),
+                k.valid.eq(self.b.valid & att_run), k.payload.eq(self.b.payload),
+                v.valid.eq(self.v.valid & att_run), v.payload.eq(self.v.payload),
+                self.v.ready.eq(v.ready),
+                self.a.ready.eq(Mux(att_run, q.ready, g_a.ready)),
+                self.b.ready.eq(Mux(att_run, k.ready, g_b.ready)),
+                g_out.ready.eq(1),
+            ]
+            rq_o = self.att_o
+        else:
+            m.d.comb += [
+                self.rq_multiplier.eq(regs.rq_mult), self.rq_shift.eq(regs.rq_shift),
+                self.a.ready.eq(g_a.ready), self.b.ready.eq(g_b.ready),
+                self.rq_i.payload.eq(g_out.payload),
+                self.rq_i.valid.eq(g_out.valid & ~raw),
+                g_out.ready.eq(Mux(raw, 1, self.rq_i.ready)),
+            ]
+            rq_o = self.rq_o
+        c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), C))
+        m.d.comb += [rq_o.ready.eq(1), self.c.payload.eq(c_word)]
+        with m.If(raw):
+            # Exact rows; the shared engine's lanes may be wider, the values fit acc_width.
+            m.d.comb += self.c.valid.eq(g_out.valid)
+            for c in range(C):
+                m.d.comb += c_word[c].eq(g_out.payload[c])
+        with m.Else():   # requantized GEMM rows, or attention's output
+            m.d.comb += self.c.valid.eq(rq_o.valid)
+            for c in range(C):
+                m.d.comb += c_word[c].eq(rq_o.payload[c])
+        return m
+
+
+class RowAdapter(wiring.Component):
+    """RUN SOFTMAX, GELU and LAYERNORM: the X reader's words into the unit of the run, its
+    beats into Y's words.
+
+    Each unit's input is valid only while its op runs (a flip-flop decoded from ``run_op``),
+    and its output is always taken: a unit emits only the rows it was given. X lanes are cut to
+    the unit's input width, Y lanes extended (sign or zero, as the unit's output) to Y's.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    units : dict of Op to Component
+        The nonlinear units of the config; their ``i`` and ``o`` signatures are copied.
+
+    Members
+    -------
+    run_op : In(Op)
+    x : In(stream.Signature(unsigned(width)))
+        X's words, from its reader.
+    y : Out(stream.Signature(unsigned(width), always_ready=True))
+        Y's words.
+    <unit>_i : Out(the unit's ``i`` signature)
+    <unit>_o : In(the unit's ``o`` signature)
+        For each unit (``softmax``, ``gelu``, ``layernorm``).
+
+    Latency: none (combinational), but for the selects. Throughput: one word per cycle.
+    """
+
+    def __init__(self, cfg, depth, units):
+        self.cfg = cfg
+        self.ops = tuple(units)
+        specs = buffer_specs(cfg, depth)
+        self.lanes = vector_lanes(cfg)
+        self.x_elem, self.y_elem = specs[Buf.X].elem_width, specs[Buf.Y].elem_width
+        ports = {
+            "run_op": In(Op),
+            "x": In(stream.Signature(unsigned(specs[Buf.X].width))),
+            "y": Out(stream.Signature(unsigned(specs[Buf.Y].width), always_ready=True)),
+        }
+        for op, unit in units.items():
+            name = NONLINEAR_OPS[op]
+            ports[f"{name}_i"] = Out(unit.signature.members["i"].signature.flip())
+            ports[f"{name}_o"] = In(unit.signature.members["o"].signature)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        VL = self.lanes
+        x_word = data.ArrayLayout(signed(self.x_elem), VL)(self.x.payload)
+        y_word = Signal(data.ArrayLayout(signed(self.y_elem), VL))
+        m.d.comb += self.y.payload.eq(y_word)
+        for op in self.ops:
+            name = NONLINEAR_OPS[op]
+            i, o = getattr(self, f"{name}_i"), getattr(self, f"{name}_o")
+            sel = Signal(name=f"sel_{name}")
+            m.d.sync += sel.eq(self.run_op == op)
+            m.d.comb += [i.valid.eq(self.x.valid & sel), o.ready.eq(1)]
+            for lane in range(VL):
+                m.d.comb += i.payload[lane].eq(x_word[lane])
+            with m.If(sel):
+                m.d.comb += [self.x.ready.eq(i.ready), self.y.valid.eq(o.valid)]
+                for lane in range(VL):
+                    m.d.comb += y_word[lane].eq(o.payload[lane])
+        return m
