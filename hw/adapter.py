@@ -13,18 +13,18 @@ __all__ = ["MatrixAdapter", "RowAdapter"]
 
 class MatrixAdapter(wiring.Component):
     """RUN GEMM, GEMM_RAW and ATTENTION: the A and B (and V) readers' words into the GEMM
-    engine (or the attention controller), its rows into C's words.
+    engine's client port (or the attention controller), the results into C's words, through
+    the top's one requantizer where they need it.
 
-    GEMM: ``a``, ``b`` -> the engine's operands (``gemm_a``, ``gemm_b``); its rows
-    (``gemm_out``) -> C, exact for GEMM_RAW, else through the requantizer (``RQ_MULT``,
-    ``RQ_SHIFT``). Attention: ``a`` (Q), ``b`` (K), ``v`` -> the controller (``att_q`` ...);
-    its output -> C. With attention the engine and the requantizer are the controller's
-    (:class:`hw.attention.AttentionController` with ``shared=True``): the GEMM ports go to its
-    ``gemm_*`` ports, ``att_requant`` selects its requantizer for a GEMM's rows, and its
-    requantizer takes ``ATT_MULT``/``ATT_SHIFT`` for a head, ``RQ_MULT``/``RQ_SHIFT`` otherwise.
+    GEMM: ``a``, ``b`` -> the engine (``gemm_a``, ``gemm_b``, through
+    :class:`hw.arbiter.EngineArbiter`); its rows (``gemm_out``) -> C, exact for GEMM_RAW, else
+    through the requantizer (``rq_*``, with ``RQ_MULT``, ``RQ_SHIFT``). Attention: ``a`` (Q),
+    ``b`` (K), ``v`` -> the controller (``att_q`` ...); its exact ``P V`` rows (``att_rows``)
+    -> the requantizer (``ATT_MULT``, ``ATT_SHIFT``) -> C.
 
     The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
-    reaches a unit before that); the constants follow ``regs`` (unchanged during a run).
+    reaches a unit before that); the constants follow ``regs`` (unchanged during a run), with
+    attention through a register that picks the op's multiplier and shift.
 
     Parameters
     ----------
@@ -44,10 +44,13 @@ class MatrixAdapter(wiring.Component):
         C's words.
     gemm_a, gemm_b : Out(stream.Signature(ArrayLayout(signed(in_width), R or C)))
     gemm_out : In(stream.Signature(ArrayLayout(signed(acc_width), C)))
-        The engine's operands and rows (``acc_width`` of :func:`hw.dispatch.engine_config`).
-    rq_i, rq_o, rq_multiplier, rq_shift : the requantizer's ports, without attention only
-    att_q, att_k, att_v, att_o, att_multiplier, att_shift, att_requant, att_<constant> :
-        the attention controller's ports, with attention only.
+        The engine's client port (``acc_width`` of :func:`hw.dispatch.engine_config`).
+    rq_i : Out(stream.Signature(ArrayLayout(signed(acc_width), C)))
+    rq_o : In(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
+    rq_multiplier, rq_shift : Out(...)
+        The requantizer.
+    att_q, att_k, att_v, att_rows, att_<softmax constant> : with attention only
+        The attention controller's ports.
 
     Latency: none (combinational) but for the selects and, with attention, the requantizer's
     constants, one register each. Throughput: one word per cycle.
@@ -61,7 +64,6 @@ class MatrixAdapter(wiring.Component):
         rq = cfg.requant
         word = {buf: stream.Signature(unsigned(spec.width)) for buf, spec in specs.items()}
         rows = stream.Signature(data.ArrayLayout(signed(eacc), C))
-        int8_rows = stream.Signature(data.ArrayLayout(signed(rq.out_width), C))
         ports = {
             "run_op": In(Op),
             "regs": In(register_layout(cfg, depth)),
@@ -71,81 +73,75 @@ class MatrixAdapter(wiring.Component):
             "gemm_a": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
             "gemm_b": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
             "gemm_out": In(rows),
+            "rq_i": Out(rows),
+            "rq_o": In(stream.Signature(data.ArrayLayout(signed(rq.out_width), C))),
+            "rq_multiplier": Out(unsigned(rq.mult_width)),
+            "rq_shift": Out(range(eacc + rq.mult_width)),
         }
         if cfg.attention.enabled:
+            att_rows = data.ArrayLayout(signed(cfg.attention_gemm.acc_width), C)
             ports.update({
                 "v": In(word[Buf.V]),
                 "att_q": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
                 "att_k": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
                 "att_v": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
-                "att_o": In(int8_rows),
-                "att_multiplier": Out(unsigned(rq.mult_width)),
-                "att_shift": Out(range(eacc + rq.mult_width)),
-                "att_requant": Out(1),
+                "att_rows": In(stream.Signature(att_rows)),
             })
             for name, width in cfg.attention_softmax.constant_widths.items():
                 ports[f"att_{name}"] = Out(unsigned(width))
-        else:
-            ports.update({
-                "rq_i": Out(rows),
-                "rq_o": In(int8_rows),
-                "rq_multiplier": Out(unsigned(rq.mult_width)),
-                "rq_shift": Out(range(eacc + rq.mult_width)),
-            })
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
         cfg, regs, C = self.cfg, self.regs, self.cfg.array.cols
-        att = cfg.attention.enabled
         att_run, raw = Signal(name="att_run"), Signal(name="raw")
         m.d.sync += [att_run.eq(self.run_op == Op.ATTENTION), raw.eq(self.run_op == Op.GEMM_RAW)]
-        g_a, g_b, g_out = self.gemm_a, self.gemm_b, self.gemm_out
+        g_a, g_b, g_out, rq_i = self.gemm_a, self.gemm_b, self.gemm_out, self.rq_i
         m.d.comb += [
             g_a.valid.eq(self.a.valid & ~att_run), g_a.payload.eq(self.a.payload),
             g_b.valid.eq(self.b.valid & ~att_run), g_b.payload.eq(self.b.payload),
+            self.a.ready.eq(g_a.ready), self.b.ready.eq(g_b.ready),
+            # GEMM rows: exact to C, or into the requantizer.
+            rq_i.payload.eq(g_out.payload),
+            rq_i.valid.eq(g_out.valid & ~raw),
+            g_out.ready.eq(Mux(raw, 1, rq_i.ready)),
         ]
-        if att:
-            # The shared requantizer takes the registers of the op that runs (through a
-            # register: run_op is set many cycles before the first row reaches it).
+        if cfg.attention.enabled:
+            # The requantizer takes the registers of the op that runs (through a register:
+            # run_op is set many cycles before the first row reaches it).
             m.d.sync += [
-                self.att_multiplier.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
-                self.att_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
-                self.att_requant.eq(~raw),
+                self.rq_multiplier.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
+                self.rq_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
             ]
             for name, reg in ATTENTION_REGS.items():
                 m.d.comb += getattr(self, f"att_{name}").eq(regs[reg.name.lower()])
-            q, k, v = self.att_q, self.att_k, self.att_v
+            q, k, v, rows = self.att_q, self.att_k, self.att_v, self.att_rows
             m.d.comb += [
                 q.valid.eq(self.a.valid & att_run), q.payload.eq(self.a.payload),
                 k.valid.eq(self.b.valid & att_run), k.payload.eq(self.b.payload),
                 v.valid.eq(self.v.valid & att_run), v.payload.eq(self.v.payload),
                 self.v.ready.eq(v.ready),
-                self.a.ready.eq(Mux(att_run, q.ready, g_a.ready)),
-                self.b.ready.eq(Mux(att_run, k.ready, g_b.ready)),
-                g_out.ready.eq(1),
+                rows.ready.eq(att_run & rq_i.ready),
             ]
-            rq_o = self.att_o
+            with m.If(att_run):
+                # Attention's rows into the requantizer, sign-extended to its width.
+                m.d.comb += [self.a.ready.eq(q.ready), self.b.ready.eq(k.ready),
+                             rq_i.valid.eq(rows.valid)]
+                for c in range(C):
+                    m.d.comb += rq_i.payload[c].eq(rows.payload[c])
         else:
-            m.d.comb += [
-                self.rq_multiplier.eq(regs.rq_mult), self.rq_shift.eq(regs.rq_shift),
-                self.a.ready.eq(g_a.ready), self.b.ready.eq(g_b.ready),
-                self.rq_i.payload.eq(g_out.payload),
-                self.rq_i.valid.eq(g_out.valid & ~raw),
-                g_out.ready.eq(Mux(raw, 1, self.rq_i.ready)),
-            ]
-            rq_o = self.rq_o
+            m.d.comb += [self.rq_multiplier.eq(regs.rq_mult), self.rq_shift.eq(regs.rq_shift)]
         c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), C))
-        m.d.comb += [rq_o.ready.eq(1), self.c.payload.eq(c_word)]
+        m.d.comb += [self.rq_o.ready.eq(1), self.c.payload.eq(c_word)]
         with m.If(raw):
             # Exact rows; the shared engine's lanes may be wider, the values fit acc_width.
             m.d.comb += self.c.valid.eq(g_out.valid)
             for c in range(C):
                 m.d.comb += c_word[c].eq(g_out.payload[c])
         with m.Else():   # requantized GEMM rows, or attention's output
-            m.d.comb += self.c.valid.eq(rq_o.valid)
+            m.d.comb += self.c.valid.eq(self.rq_o.valid)
             for c in range(C):
-                m.d.comb += c_word[c].eq(rq_o.payload[c])
+                m.d.comb += c_word[c].eq(self.rq_o.payload[c])
         return m
 
 

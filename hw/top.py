@@ -5,9 +5,10 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adapter import MatrixAdapter, RowAdapter
+from .arbiter import EngineArbiter
 from .buffers import READ_BUFFERS, Buffers
 from .command import CommandPort
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, engine_config
 from .gemm import GemmEngine
 from .isa import (
     GELU_REGS,
@@ -123,7 +124,10 @@ class Accelerator(wiring.Component):
     launches a run; the :class:`~hw.buffers.Buffers` hold the memories and arbitrate their
     ports; a :class:`~hw.reader.BufferReader` per read buffer streams a run's operands; the
     adapters (:class:`~hw.adapter.MatrixAdapter`, :class:`~hw.adapter.RowAdapter`) feed the
-    units and turn their results into words.
+    units and turn their results into words. The chip has one :class:`~hw.gemm.GemmEngine`
+    and one :class:`~hw.requant.Requantizer`; the :class:`~hw.arbiter.EngineArbiter` gives the
+    engine to RUN GEMM or to the :class:`~hw.attention.AttentionController` (a client with
+    stream ports to the engine), whichever run is in progress.
 
     Latency: a command is answered a few cycles after its last byte (``RUN``: after
     ``max(M/R, N/C)``, ``ROW_LEN/lanes`` or ``max(L/R, L/C, d/C)`` cycles of shape checks).
@@ -178,36 +182,34 @@ class Accelerator(wiring.Component):
         return m
 
     def _matrix(self, m, disp, bufs, readers):
-        """GEMM and attention: A, B (and V) readers -> the engine or the controller -> C.
-        With attention, RUN GEMM borrows the attention controller's engine and requantizer
-        (``AttentionController(shared=True)``): one array on the chip, not two."""
+        """GEMM and attention: A, B (and V) readers -> the engine (through the arbiter; the
+        attention controller is its other client) -> the requantizer or not -> C."""
         cfg = self.cfg
+        ecfg = engine_config(cfg)
+        m.submodules.gemm = gemm = GemmEngine(ecfg)
+        m.submodules.requant = rq = Requantizer(cfg.array.cols, ecfg.acc_width, cfg.requant)
+        m.submodules.arbiter = arb = EngineArbiter(cfg)
         m.submodules.matrix = mx = MatrixAdapter(cfg, self.depth)
-        m.d.comb += [mx.run_op.eq(disp.run_op), mx.regs.eq(disp.regs)]
-        wiring.connect(m, readers[Buf.A].o, mx.a)
-        wiring.connect(m, readers[Buf.B].o, mx.b)
-        wiring.connect(m, mx.c, bufs.write_c)
+        m.d.comb += [mx.run_op.eq(disp.run_op), mx.regs.eq(disp.regs), arb.run_op.eq(disp.run_op),
+                     rq.multiplier.eq(mx.rq_multiplier), rq.shift.eq(mx.rq_shift)]
+        for ours, theirs in ((readers[Buf.A].o, mx.a), (readers[Buf.B].o, mx.b),
+                             (mx.c, bufs.write_c), (disp.gemm, arb.gemm_cmd),
+                             (mx.gemm_a, arb.gemm_a), (mx.gemm_b, arb.gemm_b),
+                             (arb.gemm_out, mx.gemm_out),
+                             (arb.cmd, gemm.cmd), (arb.a, gemm.a), (arb.b, gemm.b),
+                             (gemm.out, arb.out), (mx.rq_i, rq.i), (rq.o, mx.rq_o)):
+            wiring.connect(m, ours, theirs)
         if cfg.attention.enabled:
             from .attention import AttentionController
-            m.submodules.attention = att = AttentionController(cfg, shared=True)
-            for ours, theirs in ((disp.gemm, att.gemm_cmd), (mx.gemm_a, att.gemm_a),
-                                 (mx.gemm_b, att.gemm_b), (att.gemm_out, mx.gemm_out),
-                                 (disp.attention, att.cmd), (readers[Buf.V].o, mx.v),
+            m.submodules.attention = att = AttentionController(cfg)
+            for ours, theirs in ((disp.attention, att.cmd), (readers[Buf.V].o, mx.v),
                                  (mx.att_q, att.q), (mx.att_k, att.k), (mx.att_v, att.v),
-                                 (att.o, mx.att_o)):
+                                 (att.gemm_cmd, arb.att_cmd), (att.gemm_a, arb.att_a),
+                                 (att.gemm_b, arb.att_b), (arb.att_out, att.gemm_out),
+                                 (att.rows, mx.att_rows)):
                 wiring.connect(m, ours, theirs)
-            m.d.comb += [att.multiplier.eq(mx.att_multiplier), att.shift.eq(mx.att_shift),
-                         att.gemm_requant.eq(mx.att_requant)]
             for name in cfg.attention_softmax.constant_widths:
                 m.d.comb += getattr(att, name).eq(getattr(mx, f"att_{name}"))
-        else:
-            m.submodules.gemm = gemm = GemmEngine(cfg)
-            m.submodules.requant = rq = Requantizer(cfg.array.cols, cfg.acc_width, cfg.requant)
-            for ours, theirs in ((disp.gemm, gemm.cmd), (mx.gemm_a, gemm.a),
-                                 (mx.gemm_b, gemm.b), (gemm.out, mx.gemm_out),
-                                 (mx.rq_i, rq.i), (rq.o, mx.rq_o)):
-                wiring.connect(m, ours, theirs)
-            m.d.comb += [rq.multiplier.eq(mx.rq_multiplier), rq.shift.eq(mx.rq_shift)]
 
     def _rows(self, m, disp, bufs, readers):
         """Nonlinear units: X reader -> the unit of the run -> Y; their constants from the
