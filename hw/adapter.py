@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dispatch import engine_config, register_layout
-from .isa import ATTENTION_REGS, NONLINEAR_OPS, Buf, Op, buffer_specs, vector_lanes
+from .isa import NONLINEAR_OPS, Buf, Op, buffer_specs, vector_lanes
 
 __all__ = ["MatrixAdapter", "RowAdapter"]
 
@@ -49,7 +49,7 @@ class MatrixAdapter(wiring.Component):
     rq_o : In(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
     rq_multiplier, rq_shift : Out(...)
         The requantizer.
-    att_q, att_k, att_v, att_rows, att_<softmax constant> : with attention only
+    att_q, att_k, att_v, att_rows : with attention only
         The attention controller's ports.
 
     Latency: none (combinational) but for the selects and, with attention, the requantizer's
@@ -87,8 +87,6 @@ class MatrixAdapter(wiring.Component):
                 "att_v": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
                 "att_rows": In(stream.Signature(att_rows)),
             })
-            for name, width in cfg.attention_softmax.constant_widths.items():
-                ports[f"att_{name}"] = Out(unsigned(width))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -113,8 +111,6 @@ class MatrixAdapter(wiring.Component):
                 self.rq_multiplier.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
                 self.rq_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
             ]
-            for name, reg in ATTENTION_REGS.items():
-                m.d.comb += getattr(self, f"att_{name}").eq(regs[reg.name.lower()])
             q, k, v, rows = self.att_q, self.att_k, self.att_v, self.att_rows
             m.d.comb += [
                 q.valid.eq(self.a.valid & att_run), q.payload.eq(self.a.payload),
@@ -156,8 +152,9 @@ class RowAdapter(wiring.Component):
     Parameters
     ----------
     cfg : AccelConfig
-    units : dict of Op to Component
-        The nonlinear units of the config; their ``i`` and ``o`` signatures are copied.
+        The enabled nonlinear units (their configs give the lanes' widths).
+    depth : int
+        Words per buffer.
 
     Members
     -------
@@ -166,16 +163,17 @@ class RowAdapter(wiring.Component):
         X's words, from its reader.
     y : Out(stream.Signature(unsigned(width), always_ready=True))
         Y's words.
-    <unit>_i : Out(the unit's ``i`` signature)
-    <unit>_o : In(the unit's ``o`` signature)
-        For each unit (``softmax``, ``gelu``, ``layernorm``).
+    <unit>_i : Out(stream.Signature(ArrayLayout(signed(<unit>.in_width), lanes)))
+    <unit>_o : In(stream.Signature(ArrayLayout(signed(<unit>.out_width), lanes)))
+        For each unit (``softmax``, ``gelu``, ``layernorm``; softmax's output is unsigned): the
+        signatures of :class:`hw.softmax.Softmax` and the others for their configs.
 
     Latency: none (combinational), but for the selects. Throughput: one word per cycle.
     """
 
-    def __init__(self, cfg, depth, units):
+    def __init__(self, cfg, depth):
         self.cfg = cfg
-        self.ops = tuple(units)
+        self.ops = tuple(op for op, name in NONLINEAR_OPS.items() if getattr(cfg, name).enabled)
         specs = buffer_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)
         self.x_elem, self.y_elem = specs[Buf.X].elem_width, specs[Buf.Y].elem_width
@@ -184,10 +182,14 @@ class RowAdapter(wiring.Component):
             "x": In(stream.Signature(unsigned(specs[Buf.X].width))),
             "y": Out(stream.Signature(unsigned(specs[Buf.Y].width), always_ready=True)),
         }
-        for op, unit in units.items():
+        for op in self.ops:
             name = NONLINEAR_OPS[op]
-            ports[f"{name}_i"] = Out(unit.signature.members["i"].signature.flip())
-            ports[f"{name}_o"] = In(unit.signature.members["o"].signature)
+            ucfg = getattr(cfg, name)
+            o_sign = unsigned if op == Op.SOFTMAX else signed
+            ports[f"{name}_i"] = Out(stream.Signature(
+                data.ArrayLayout(signed(ucfg.in_width), self.lanes)))
+            ports[f"{name}_o"] = In(stream.Signature(
+                data.ArrayLayout(o_sign(ucfg.out_width), self.lanes)))
         super().__init__(ports)
 
     def elaborate(self, platform):

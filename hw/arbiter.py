@@ -1,14 +1,15 @@
-"""The engine arbiter: the accelerator top's one GEMM engine, shared by the runs that use it."""
+"""Arbiters of the accelerator top: its one GEMM engine and its one softmax, each shared by the
+runs that use it."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dispatch import engine_config
+from .dispatch import engine_config, register_layout
 from .gemm import gemm_cmd_layout
-from .isa import Op
+from .isa import ATTENTION_REGS, SOFTMAX_REGS, Op
 
-__all__ = ["EngineArbiter"]
+__all__ = ["EngineArbiter", "SoftmaxArbiter"]
 
 
 class EngineArbiter(wiring.Component):
@@ -113,4 +114,79 @@ class EngineArbiter(wiring.Component):
                     m.d.comb += self.a.payload[r].eq(a.payload[r])
                 for c in range(C):
                     m.d.comb += self.b.payload[c].eq(b.payload[c])
+        return m
+
+
+class SoftmaxArbiter(wiring.Component):
+    """Gives the top's one :class:`~hw.softmax.Softmax`
+    (:attr:`~hw.config.AccelConfig.shared_softmax`) to RUN SOFTMAX's rows (``rows_*``) or the
+    attention controller's (``att_*``), whichever run is in progress.
+
+    As :class:`EngineArbiter`, the owner is a flip-flop decoded from ``run_op``. Scores are
+    sign-extended to the unit's (wider or equal) score width; the row length and the constants
+    (``SM_*`` registers for RUN SOFTMAX, ``ATT_*`` for attention) are registered from the
+    owner's, and stay constant during a run: a run's first row reaches the unit several cycles
+    after launch.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        With ``shared_softmax`` not ``None``.
+    depth : int
+        Words per buffer (the register layout depends on it).
+
+    Members
+    -------
+    run_op : In(Op)
+    regs : In(hw.dispatch.register_layout(cfg, depth))
+    rows_i : In(stream.Signature(ArrayLayout(signed(softmax.in_width), lanes)))
+    rows_o : Out(stream.Signature(ArrayLayout(unsigned(softmax.out_width), lanes)))
+        RUN SOFTMAX's rows (length ``ROW_LEN``).
+    att_i, att_o, att_length : the controller's ``softmax_i``, ``softmax_o``, ``softmax_length``
+    i, o, length, <constant> : the unit's ports.
+
+    Latency: none (multiplexers); the owner, the length and the constants a cycle after
+    ``run_op`` and ``regs``. Throughput: the unit's.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg = cfg
+        sh, s, a = cfg.shared_softmax, cfg.softmax, cfg.attention_softmax
+
+        def rows(width, lanes, sign=signed):
+            return stream.Signature(data.ArrayLayout(sign(width), lanes))
+
+        ports = {
+            "run_op": In(Op),
+            "regs": In(register_layout(cfg, depth)),
+            "rows_i": In(rows(s.in_width, s.lanes)),
+            "rows_o": Out(rows(s.out_width, s.lanes, unsigned)),
+            "att_i": In(rows(a.in_width, a.lanes)),
+            "att_o": Out(rows(a.out_width, a.lanes, unsigned)),
+            "att_length": In(range(cfg.attention.max_seq_len + 1)),
+            "i": Out(rows(sh.in_width, sh.lanes)),
+            "o": In(rows(sh.out_width, sh.lanes, unsigned)),
+            "length": Out(range(sh.max_len + 1)),
+        }
+        for name, width in sh.constant_widths.items():
+            ports[name] = Out(unsigned(width))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, regs = self.cfg.softmax.lanes, self.regs
+        att = Signal(name="att_owns")
+        rows = Signal(name="rows_own")
+        m.d.sync += [att.eq(self.run_op == Op.ATTENTION), rows.eq(self.run_op != Op.ATTENTION),
+                     self.length.eq(Mux(att, self.att_length, regs.row_len))]
+        for name, reg in SOFTMAX_REGS.items():
+            m.d.sync += getattr(self, name).eq(
+                Mux(att, regs[ATTENTION_REGS[name].name.lower()], regs[reg.name.lower()]))
+        for owns, i, o in ((rows, self.rows_i, self.rows_o), (att, self.att_i, self.att_o)):
+            m.d.comb += [i.ready.eq(owns & self.i.ready), o.valid.eq(owns & self.o.valid),
+                         o.payload.eq(self.o.payload)]
+            with m.If(owns):
+                m.d.comb += [self.i.valid.eq(i.valid), self.o.ready.eq(o.ready)]
+                for lane in range(lanes):
+                    m.d.comb += self.i.payload[lane].eq(i.payload[lane])
         return m

@@ -123,12 +123,13 @@ class AttentionController(wiring.Component):
     """Computes one head of integer attention per command on a GEMM engine it does not own,
     bit-exact with :func:`sim.golden.attention` once its ``rows`` are requantized.
 
-    The controller is a client of a :class:`hw.gemm.GemmEngine` configured by
+    The controller is a client of a softmax unit (``softmax_*``) and of a
+    :class:`hw.gemm.GemmEngine` configured by
     ``cfg.attention_gemm`` (or a wider one, such as the accelerator top's, behind
     :class:`hw.arbiter.EngineArbiter`): it sends the engine GEMM commands (``gemm_cmd``) and
     operand pairs (``gemm_a``, ``gemm_b``, valid together) and takes its rows back
     (``gemm_out``). The rows of ``P V`` leave on ``rows``, exact; a requantizer after it gives
-    the int8 output. :class:`AttentionUnit` pairs the controller with an engine and a
+    the int8 output. :class:`AttentionUnit` pairs the controller with an engine, a softmax and a
     requantizer of its own.
 
     Dataflow (R x C array, L the sequence length, d the head dimension, ``nb = ceil(L/R)`` row
@@ -183,8 +184,14 @@ class AttentionController(wiring.Component):
     rows : Out(stream.Signature(ArrayLayout(signed(cfg.attention_gemm.acc_width), C)))
         The exact rows of ``P V``, to be requantized (:attr:`sim.golden.AttentionConstants`
         ``multiplier`` and ``shift``).
-    shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
-        Softmax constants for the score scale, held constant.
+    softmax_i : Out(stream.Signature(ArrayLayout(signed(attention_softmax.in_width), lanes)))
+    softmax_o : In(stream.Signature(ArrayLayout(unsigned(attention_softmax.out_width), lanes)))
+    softmax_length : Out(range(max_seq_len + 1))
+        A :class:`hw.softmax.Softmax` (``cfg.attention_softmax``, or a superset of it such as
+        :attr:`hw.config.AccelConfig.shared_softmax`) with the constants of the score scale
+        (:attr:`sim.golden.AttentionConstants` ``softmax``): the score rows (masked scores are
+        the most negative ``attention_softmax.in_width``-bit score), the probabilities back, and
+        the row length L.
     busy, error : Out(1)
 
     Latency and throughput: loading takes ``max(ceil(L/R)*d, ceil(L/C)*d, ceil(d/C)*L)`` cycles;
@@ -219,13 +226,15 @@ class AttentionController(wiring.Component):
             "gemm_b": Out(stream.Signature(data.ArrayLayout(signed(w + 1), C))),
             "gemm_out": In(stream.Signature(data.ArrayLayout(signed(eacc), C))),
             "rows": Out(stream.Signature(data.ArrayLayout(signed(eacc), C))),
+            "softmax_i": Out(stream.Signature(
+                data.ArrayLayout(signed(self.sm_cfg.in_width), self.sl))),
+            "softmax_o": In(stream.Signature(
+                data.ArrayLayout(unsigned(self.sm_cfg.out_width), self.sl))),
+            "softmax_length": Out(range(at.max_seq_len + 1)),
             "busy": Out(1),
             "error": Out(1),
         }
-        for name, width in self.sm_cfg.constant_widths.items():
-            ports[name] = In(unsigned(width))
         super().__init__(ports)
-        self.softmax = Softmax(self.sm_cfg)
         #: High on cycles where the next GEMM job (a PV) waits for the softmax. Observability
         #: for benchmarks; not a port.
         self.waiting_for_softmax = Signal()
@@ -276,9 +285,7 @@ class AttentionController(wiring.Component):
         Lmax, dmax, LT = self.max_len, self.max_dim, self.len_tiles
         sw = self.sm_cfg.in_width
 
-        m.submodules.softmax = sm = self.softmax
-        for name in self.sm_cfg.constant_widths:
-            m.d.comb += getattr(sm, name).eq(getattr(self, name))
+        sm_i, sm_o = self.softmax_i, self.softmax_o
 
         # -- Scratchpads and buffers. ----------------------------------------------------------
         # Each is written and read in separate phases (uncontended): Q, K and V are written
@@ -309,7 +316,7 @@ class AttentionController(wiring.Component):
         row_beats = Signal(range(self.p_words + 1))    # softmax beats per row
         rb_m1 = Signal(range(self.p_words + 1))        # row_beats - 1
         rb_is1 = Signal()                              # row_beats == 1
-        m.d.comb += sm.length.eq(L)
+        m.d.comb += self.softmax_length.eq(L)
         m.d.sync += [rb_m1.eq(row_beats - 1), rb_is1.eq(row_beats == 1)]
 
         loading = Signal()
@@ -629,10 +636,10 @@ class AttentionController(wiring.Component):
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
         # A pipeline register between the serializer and the softmax (timing): it takes a new
         # beat whenever it is empty or the softmax takes the one it holds.
-        beat = Signal(sm.i.payload.shape())
+        beat = Signal(sm_i.payload.shape())
         beat_valid = Signal()
         take = Signal()
-        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm.i.ready))
+        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm_i.ready))
         for lane in range(sl):
             sel, masked = word[lane], w_meta.mask[lane]
             for g in range(1, groups):
@@ -642,12 +649,12 @@ class AttentionController(wiring.Component):
                 m.d.sync += beat[lane].eq(Mux(masked, masked_min, sel))
         with m.If(take):
             m.d.sync += beat_valid.eq(1)
-        with m.Elif(sm.i.ready):
+        with m.Elif(sm_i.ready):
             m.d.sync += beat_valid.eq(0)
         last_sub = w_meta.last.bit_select(u, 1)
         m.d.comb += [
-            sm.i.valid.eq(beat_valid),
-            sm.i.payload.eq(beat),
+            sm_i.valid.eq(beat_valid),
+            sm_i.payload.eq(beat),
             s_fifo.r_en.eq(take & last_sub),
         ]
         with m.If(take):
@@ -666,13 +673,13 @@ class AttentionController(wiring.Component):
         # A three-entry FIFO after the softmax (two would halve its rate): its ready is
         # registered, so the writer's conditions do not reach back through the softmax's
         # handshakes (timing).
-        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm.o.payload.as_value()),
+        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm_o.payload.as_value()),
                                                         depth=3)
         p_ready = Signal()
         p_take = Signal()
         m.d.comb += [
-            p_fifo.w_data.eq(sm.o.payload), p_fifo.w_en.eq(sm.o.valid),
-            sm.o.ready.eq(p_fifo.w_rdy),
+            p_fifo.w_data.eq(sm_o.payload), p_fifo.w_en.eq(sm_o.valid),
+            sm_o.ready.eq(p_fifo.w_rdy),
             p_ready.eq(running & ~p_full.bit_select(w_half, 1)),
             p_fifo.r_en.eq(p_ready),
             p_take.eq(p_fifo.r_rdy & p_ready),
@@ -702,8 +709,9 @@ class AttentionController(wiring.Component):
 
 
 class AttentionUnit(wiring.Component):
-    """One head of integer attention per command, with an engine of its own: an
-    :class:`AttentionController`, a :class:`hw.gemm.GemmEngine` (``cfg.attention_gemm``) and a
+    """One head of integer attention per command, with units of its own: an
+    :class:`AttentionController`, a :class:`hw.gemm.GemmEngine` (``cfg.attention_gemm``), a
+    :class:`hw.softmax.Softmax` (``cfg.attention_softmax``) and a
     :class:`hw.requant.Requantizer` after it; bit-exact with :func:`sim.golden.attention`.
 
     The unit on its own (simulation, generated Verilog, synthesis of one unit); the accelerator
@@ -742,12 +750,14 @@ class AttentionUnit(wiring.Component):
         self.controller = AttentionController(cfg)
         self.gemm = GemmEngine(cfg.attention_gemm)
         self.requant = Requantizer(cfg.array.cols, cfg.attention_gemm.acc_width, cfg.requant)
+        self.softmax = Softmax(cfg.attention_softmax)
         self.waiting_for_softmax = self.controller.waiting_for_softmax
         members = self.controller.signature.members
         rq = self.requant.signature.members
         ports = {name: members[name] for name in ("cmd", "q", "k", "v")}
         ports.update({"o": rq["o"], "multiplier": rq["multiplier"], "shift": rq["shift"]})
-        ports.update({name: members[name] for name in cfg.attention_softmax.constant_widths})
+        sm = self.softmax.signature.members
+        ports.update({name: sm[name] for name in cfg.attention_softmax.constant_widths})
         ports.update({"busy": members["busy"], "error": members["error"]})
         super().__init__(ports)
         self.cfg = cfg
@@ -757,14 +767,17 @@ class AttentionUnit(wiring.Component):
         m.submodules.controller = ctl = self.controller
         m.submodules.gemm = gemm = self.gemm
         m.submodules.requant = rq = self.requant
+        m.submodules.softmax = sm = self.softmax
         for name in ("cmd", "q", "k", "v"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctl, name))
         for ours, theirs in ((ctl.gemm_cmd, gemm.cmd), (ctl.gemm_a, gemm.a),
-                             (ctl.gemm_b, gemm.b), (gemm.out, ctl.gemm_out), (ctl.rows, rq.i)):
+                             (ctl.gemm_b, gemm.b), (gemm.out, ctl.gemm_out), (ctl.rows, rq.i),
+                             (ctl.softmax_i, sm.i), (sm.o, ctl.softmax_o)):
             wiring.connect(m, ours, theirs)
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         m.d.comb += [rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
-                     self.busy.eq(ctl.busy), self.error.eq(ctl.error)]
+                     self.busy.eq(ctl.busy), self.error.eq(ctl.error),
+                     sm.length.eq(ctl.softmax_length)]
         for name in self.cfg.attention_softmax.constant_widths:
-            m.d.comb += getattr(ctl, name).eq(getattr(self, name))
+            m.d.comb += getattr(sm, name).eq(getattr(self, name))
         return m

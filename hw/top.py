@@ -5,12 +5,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adapter import MatrixAdapter, RowAdapter
-from .arbiter import EngineArbiter
+from .arbiter import EngineArbiter, SoftmaxArbiter
 from .buffers import READ_BUFFERS, Buffers
 from .command import CommandPort
 from .dispatch import Dispatcher, engine_config
 from .gemm import GemmEngine
 from .isa import (
+    ATTENTION_REGS,
     GELU_REGS,
     NONLINEAR_OPS,
     SOFTMAX_REGS,
@@ -22,6 +23,7 @@ from .isa import (
 )
 from .reader import BufferReader
 from .requant import Requantizer
+from .softmax import Softmax
 
 __all__ = ["Accelerator"]
 
@@ -177,8 +179,8 @@ class Accelerator(wiring.Component):
                 m.submodules[f"rd_{name}"] = readers[buf] = rd
                 wiring.connect(m, getattr(disp, f"read_{name}"), rd.control)
                 wiring.connect(m, rd.mem, getattr(bufs, f"read_{name}"))
-        self._matrix(m, disp, bufs, readers)
-        self._rows(m, disp, bufs, readers)
+        att = self._matrix(m, disp, bufs, readers)
+        self._rows(m, disp, bufs, readers, self._softmax(m, disp, att))
         return m
 
     def _matrix(self, m, disp, bufs, readers):
@@ -208,37 +210,68 @@ class Accelerator(wiring.Component):
                                  (att.gemm_b, arb.att_b), (arb.att_out, att.gemm_out),
                                  (att.rows, mx.att_rows)):
                 wiring.connect(m, ours, theirs)
-            for name in cfg.attention_softmax.constant_widths:
-                m.d.comb += getattr(att, name).eq(getattr(mx, f"att_{name}"))
+            return att
+        return None
 
-    def _rows(self, m, disp, bufs, readers):
+    def _softmax(self, m, disp, att):
+        """The softmax: one, behind :class:`~hw.arbiter.SoftmaxArbiter`, for RUN SOFTMAX and
+        attention (:attr:`~hw.config.AccelConfig.shared_softmax`), else one for whichever of the
+        two the config has, or two when they cannot share. Returns RUN SOFTMAX's ``(i, o)``, or
+        ``None``."""
+        cfg, regs = self.cfg, disp.regs
+        if cfg.shared_softmax is not None:
+            m.submodules.softmax = sm = Softmax(cfg.shared_softmax)
+            m.submodules.softmax_arbiter = arb = SoftmaxArbiter(cfg, self.depth)
+            m.d.comb += [arb.run_op.eq(disp.run_op), arb.regs.eq(disp.regs),
+                         arb.att_length.eq(att.softmax_length), sm.length.eq(arb.length)]
+            m.d.comb += [getattr(sm, name).eq(getattr(arb, name)) for name in SOFTMAX_REGS]
+            for ours, theirs in ((arb.i, sm.i), (sm.o, arb.o), (att.softmax_i, arb.att_i),
+                                 (arb.att_o, att.softmax_o)):
+                wiring.connect(m, ours, theirs)
+            return arb.rows_i, arb.rows_o
+        ends = None
+        for name, reg_names, unit_cfg, user in (
+                ("softmax", SOFTMAX_REGS, cfg.softmax, None),
+                ("attention_softmax", ATTENTION_REGS, cfg.attention_softmax, att)):
+            if not unit_cfg.enabled or (name == "attention_softmax" and att is None):
+                continue
+            m.submodules[name] = sm = Softmax(unit_cfg)
+            m.d.comb += [getattr(sm, n).eq(regs[reg.name.lower()]) for n, reg in reg_names.items()]
+            if user is None:
+                m.d.comb += sm.length.eq(regs.row_len)
+                ends = sm.i, sm.o
+            else:
+                m.d.comb += sm.length.eq(user.softmax_length)
+                wiring.connect(m, user.softmax_i, sm.i)
+                wiring.connect(m, sm.o, user.softmax_o)
+        return ends
+
+    def _rows(self, m, disp, bufs, readers, softmax):
         """Nonlinear units: X reader -> the unit of the run -> Y; their constants from the
-        registers."""
+        registers. ``softmax``: RUN SOFTMAX's ``(i, o)`` ports."""
         cfg, regs = self.cfg, disp.regs
         units = {}
-        if cfg.softmax.enabled:
-            from .softmax import Softmax
-            m.submodules.softmax = sm = units[Op.SOFTMAX] = Softmax(cfg.softmax)
-            for name, reg in SOFTMAX_REGS.items():
-                m.d.comb += getattr(sm, name).eq(regs[reg.name.lower()])
-            m.d.comb += sm.length.eq(regs.row_len)
+        if softmax is not None:
+            units[Op.SOFTMAX] = softmax
         if cfg.gelu.enabled:
             from .gelu import Gelu
-            m.submodules.gelu = gelu = units[Op.GELU] = Gelu(cfg.gelu)
+            m.submodules.gelu = gelu = Gelu(cfg.gelu)
+            units[Op.GELU] = gelu.i, gelu.o
             for name in gelu.constant_names:
                 m.d.comb += getattr(gelu, name).eq(regs[GELU_REGS[name].name.lower()])
         if cfg.layernorm.enabled:
             from .layernorm import LayerNorm
-            m.submodules.layernorm = ln = units[Op.LAYERNORM] = LayerNorm(cfg.layernorm)
+            m.submodules.layernorm = ln = LayerNorm(cfg.layernorm)
+            units[Op.LAYERNORM] = ln.i, ln.o
             m.d.comb += ln.length.eq(regs.row_len)
             wiring.connect(m, bufs.coef, ln.coef)
         if not units:
             return
-        m.submodules.rows = rows = RowAdapter(cfg, self.depth, units)
+        m.submodules.rows = rows = RowAdapter(cfg, self.depth)
         m.d.comb += rows.run_op.eq(disp.run_op)
         wiring.connect(m, readers[Buf.X].o, rows.x)
         wiring.connect(m, rows.y, bufs.write_y)
-        for op, unit in units.items():
+        for op, (i, o) in units.items():
             name = NONLINEAR_OPS[op]
-            wiring.connect(m, getattr(rows, f"{name}_i"), unit.i)
-            wiring.connect(m, unit.o, getattr(rows, f"{name}_o"))
+            wiring.connect(m, getattr(rows, f"{name}_i"), i)
+            wiring.connect(m, o, getattr(rows, f"{name}_o"))
