@@ -11,7 +11,7 @@ from .memory import uncontended
 from .requant import Requantizer
 from .softmax import Softmax
 
-__all__ = ["attention_cmd_layout", "AttentionController"]
+__all__ = ["attention_cmd_layout", "AttentionController", "AttentionUnit"]
 
 
 def attention_cmd_layout(cfg):
@@ -120,8 +120,17 @@ class _Head:
 
 
 class AttentionController(wiring.Component):
-    """Computes one head of integer attention per command, bit-exact with
-    :func:`sim.golden.attention`.
+    """Computes one head of integer attention per command on a GEMM engine it does not own,
+    bit-exact with :func:`sim.golden.attention` once its ``rows`` are requantized.
+
+    The controller is a client of a softmax unit (``softmax_*``) and of a
+    :class:`hw.gemm.GemmEngine` configured by
+    ``cfg.attention_gemm`` (or a wider one, such as the accelerator top's, behind
+    :class:`hw.arbiter.EngineArbiter`): it sends the engine GEMM commands (``gemm_cmd``) and
+    operand pairs (``gemm_a``, ``gemm_b``, valid together) and takes its rows back
+    (``gemm_out``). The rows of ``P V`` leave on ``rows``, exact; a requantizer after it gives
+    the int8 output. :class:`AttentionUnit` pairs the controller with an engine, a softmax and a
+    requantizer of its own.
 
     Dataflow (R x C array, L the sequence length, d the head dimension, ``nb = ceil(L/R)`` row
     blocks)::
@@ -130,7 +139,7 @@ class AttentionController(wiring.Component):
         for each row block b, interleaved as QK(0) QK(1) PV(0) QK(2) PV(1) ... PV(nb-1):
           QK(b): S[bR:bR+R, :] = Q[bR:bR+R] · Kᵀ  on the GEMM engine ─► score buffer, half b%2
           softmax of the block's R rows (masked scores → min)       ─► P buffer, half b%2
-          PV(b): O[bR:bR+R, :] = P · V            on the GEMM engine ─► requantizer ─► o
+          PV(b): O[bR:bR+R, :] = P · V            on the GEMM engine ─► rows
 
     The score and P buffers are double-buffered, so the softmax of block b runs while the array
     computes ``QK(b+1)``; ``QK(b+2)`` waits only for the softmax to have read block b's scores,
@@ -146,20 +155,15 @@ class AttentionController(wiring.Component):
     * ``k``: C lanes, beat ``t*d + k`` = ``K[tC:tC+C, k]`` for column tile t, k < d;
     * ``v``: C lanes, beat ``t*L + j`` = ``V[j, tC:tC+C]`` for column tile t, j < L.
 
-    Lanes past L or d are ignored. The output ``o`` carries, per row block b and column tile t
+    Lanes past L or d are ignored. The output ``rows`` carries, per row block b and column tile t
     over d, the block's rows ``O[bR + r, tC:tC+C]`` (lanes past d are 0), in the order
     ``b, t, r``.
 
     Parameters
     ----------
     cfg : AccelConfig
-        ``array``, ``attention``, ``requant`` and ``softmax.variant``; the engine is configured by
-        ``cfg.attention_gemm`` (``cfg.shared_gemm`` if ``shared``) and the softmax by
-        ``cfg.attention_softmax``.
-    shared : bool
-        Lend the GEMM engine and the requantizer to plain GEMM jobs while no head is loading or
-        running (the ``gemm_*`` ports), so that an accelerator needs only one array. A head's
-        command then also waits for the engine to be idle.
+        ``array``, ``attention`` and ``softmax.variant``; the engine's commands and operands
+        follow ``cfg.attention_gemm``, the softmax ``cfg.attention_softmax``.
 
     Members
     -------
@@ -170,20 +174,25 @@ class AttentionController(wiring.Component):
     k, v : In(stream.Signature(ArrayLayout(signed(in_width), C)))
         Scratchpad loads, taken after the command: ``ceil(L/R)*d``, ``ceil(L/C)*d`` and
         ``ceil(d/C)*L`` beats.
-    o : Out(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
-    multiplier, shift : In(...)
-        Requantization of ``P V`` (:attr:`sim.golden.AttentionConstants`), held constant.
-    shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
-        Softmax constants for the score scale, held constant.
+    gemm_cmd : Out(stream.Signature(gemm_cmd_layout(cfg.attention_gemm.gemm)))
+    gemm_a : Out(stream.Signature(ArrayLayout(signed(in_width + 1), R)))
+    gemm_b : Out(stream.Signature(ArrayLayout(signed(in_width + 1), C)))
+        The jobs ``QK(b)``, ``PV(b)`` and their operand pairs (Q, K, V sign-extended, P
+        zero-extended); ``gemm_a`` and ``gemm_b`` are valid together and taken together.
+    gemm_out : In(stream.Signature(ArrayLayout(signed(cfg.attention_gemm.acc_width), C)))
+        The engine's rows (a wider engine's rows fit: they are cut to this width).
+    rows : Out(stream.Signature(ArrayLayout(signed(cfg.attention_gemm.acc_width), C)))
+        The exact rows of ``P V``, to be requantized (:attr:`sim.golden.AttentionConstants`
+        ``multiplier`` and ``shift``).
+    softmax_i : Out(stream.Signature(ArrayLayout(signed(attention_softmax.in_width), lanes)))
+    softmax_o : In(stream.Signature(ArrayLayout(unsigned(attention_softmax.out_width), lanes)))
+    softmax_length : Out(range(max_seq_len + 1))
+        A :class:`hw.softmax.Softmax` (``cfg.attention_softmax``, or a superset of it such as
+        :attr:`hw.config.AccelConfig.shared_softmax`) with the constants of the score scale
+        (:attr:`sim.golden.AttentionConstants` ``softmax``): the score rows (masked scores are
+        the most negative ``attention_softmax.in_width``-bit score), the probabilities back, and
+        the row length L.
     busy, error : Out(1)
-    gemm_cmd, gemm_a, gemm_b : In(stream.Signature(...)), only if ``shared``
-        A plain GEMM (:class:`hw.gemm.GemmEngine`'s ``cmd``, ``a`` and ``b``, int8 operands),
-        served while ``busy`` is low.
-    gemm_requant : In(1), only if ``shared``
-        1: the GEMM's rows go through the requantizer (``multiplier``, ``shift``) to ``o``;
-        0: its exact rows go to ``gemm_out``. Held while a GEMM runs.
-    gemm_out : Out(stream.Signature(ArrayLayout(signed(cfg.shared_gemm.acc_width), C)))
-        The exact rows of a plain GEMM, only if ``shared``.
 
     Latency and throughput: loading takes ``max(ceil(L/R)*d, ceil(L/C)*d, ceil(d/C)*L)`` cycles;
     then each ``QK(b)`` takes ``ceil(N_b/C) * max(d, 2R-1)`` array cycles and each ``PV(b)``
@@ -192,16 +201,14 @@ class AttentionController(wiring.Component):
     :func:`sim.cyclemodel.attention_cycles` models it. One head per command.
     """
 
-    def __init__(self, cfg, *, shared=False):
+    def __init__(self, cfg):
         at = cfg.attention
         self.cfg = cfg
-        self.shared = shared
         self.R, self.C = R, C = cfg.array.rows, cfg.array.cols
         self.in_width = w = cfg.array.in_width
-        self.gemm_cfg = cfg.shared_gemm if shared else cfg.attention_gemm
+        self.gemm_cfg = cfg.attention_gemm
         self.sm_cfg = cfg.attention_softmax
-        self.acc_width = cfg.attention_gemm.acc_width     # scores
-        eacc = self.gemm_cfg.acc_width                    # the engine's accumulators
+        self.acc_width = eacc = cfg.attention_gemm.acc_width     # scores and P V rows
         self.max_len, self.max_dim = at.max_seq_len, at.max_head_dim
         self.blocks = -(-at.max_seq_len // R)            # row blocks of Q
         self.len_tiles = -(-at.max_seq_len // C)         # column tiles of K^T (and words per
@@ -214,26 +221,20 @@ class AttentionController(wiring.Component):
             "q": In(stream.Signature(data.ArrayLayout(signed(w), R))),
             "k": In(stream.Signature(data.ArrayLayout(signed(w), C))),
             "v": In(stream.Signature(data.ArrayLayout(signed(w), C))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(cfg.requant.out_width), C))),
-            "multiplier": In(unsigned(cfg.requant.mult_width)),
-            "shift": In(range(eacc + cfg.requant.mult_width)),
+            "gemm_cmd": Out(stream.Signature(gemm_cmd_layout(self.gemm_cfg.gemm))),
+            "gemm_a": Out(stream.Signature(data.ArrayLayout(signed(w + 1), R))),
+            "gemm_b": Out(stream.Signature(data.ArrayLayout(signed(w + 1), C))),
+            "gemm_out": In(stream.Signature(data.ArrayLayout(signed(eacc), C))),
+            "rows": Out(stream.Signature(data.ArrayLayout(signed(eacc), C))),
+            "softmax_i": Out(stream.Signature(
+                data.ArrayLayout(signed(self.sm_cfg.in_width), self.sl))),
+            "softmax_o": In(stream.Signature(
+                data.ArrayLayout(unsigned(self.sm_cfg.out_width), self.sl))),
+            "softmax_length": Out(range(at.max_seq_len + 1)),
             "busy": Out(1),
             "error": Out(1),
         }
-        if shared:
-            ports.update({
-                "gemm_cmd": In(stream.Signature(gemm_cmd_layout(self.gemm_cfg.gemm))),
-                "gemm_a": In(stream.Signature(data.ArrayLayout(signed(w), R))),
-                "gemm_b": In(stream.Signature(data.ArrayLayout(signed(w), C))),
-                "gemm_requant": In(1),
-                "gemm_out": Out(stream.Signature(data.ArrayLayout(signed(eacc), C))),
-            })
-        for name, width in self.sm_cfg.constant_widths.items():
-            ports[name] = In(unsigned(width))
         super().__init__(ports)
-        self.gemm = GemmEngine(self.gemm_cfg)
-        self.softmax = Softmax(self.sm_cfg)
-        self.requant = Requantizer(C, eacc, cfg.requant)
         #: High on cycles where the next GEMM job (a PV) waits for the softmax. Observability
         #: for benchmarks; not a port.
         self.waiting_for_softmax = Signal()
@@ -278,55 +279,13 @@ class AttentionController(wiring.Component):
         ]
         return shape
 
-    def _connect_engine(self, m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head, head):
-        """The engine serves the head's jobs (``e_*``) while ``head``, else the plain GEMM
-        ports (if shared). ``rq_from_head``: the head offers the requantizer a row."""
-        if not self.shared:
-            for ours, engine in ((e_cmd, gemm.cmd), (e_a, gemm.a), (e_b, gemm.b),
-                                 (e_out, gemm.out)):
-                wiring.connect(m, ours, engine)
-            m.d.comb += [rq.i.valid.eq(rq_from_head), rq.i.payload.eq(gemm.out.payload)]
-            return
-        g_cmd, g_a, g_b, g_out = self.gemm_cmd, self.gemm_a, self.gemm_b, self.gemm_out
-        m.d.comb += rq.i.payload.eq(gemm.out.payload)
-        with m.If(head):
-            m.d.comb += [
-                gemm.cmd.valid.eq(e_cmd.valid), gemm.cmd.payload.eq(e_cmd.payload),
-                e_cmd.ready.eq(gemm.cmd.ready),
-                gemm.a.valid.eq(e_a.valid), gemm.a.payload.eq(e_a.payload),
-                gemm.b.valid.eq(e_b.valid), gemm.b.payload.eq(e_b.payload),
-                e_a.ready.eq(gemm.a.ready), e_b.ready.eq(gemm.b.ready),
-                e_out.valid.eq(gemm.out.valid), e_out.payload.eq(gemm.out.payload),
-                gemm.out.ready.eq(e_out.ready),
-                rq.i.valid.eq(rq_from_head),
-            ]
-        with m.Else():
-            m.d.comb += [
-                gemm.cmd.valid.eq(g_cmd.valid), gemm.cmd.payload.eq(g_cmd.payload),
-                g_cmd.ready.eq(gemm.cmd.ready),
-                gemm.a.valid.eq(g_a.valid), gemm.a.payload.eq(_sign_extend(g_a.payload)),
-                gemm.b.valid.eq(g_b.valid), gemm.b.payload.eq(_sign_extend(g_b.payload)),
-                g_a.ready.eq(gemm.a.ready), g_b.ready.eq(gemm.b.ready),
-                g_out.payload.eq(gemm.out.payload),
-            ]
-            with m.If(self.gemm_requant):
-                m.d.comb += [rq.i.valid.eq(gemm.out.valid), gemm.out.ready.eq(rq.i.ready)]
-            with m.Else():
-                m.d.comb += [g_out.valid.eq(gemm.out.valid), gemm.out.ready.eq(g_out.ready)]
-
     def elaborate(self, platform):
         m = Module()
         R, C, w, sl = self.R, self.C, self.in_width, self.sl
         Lmax, dmax, LT = self.max_len, self.max_dim, self.len_tiles
         sw = self.sm_cfg.in_width
 
-        m.submodules.gemm = gemm = self.gemm
-        m.submodules.softmax = sm = self.softmax
-        m.submodules.requant = rq = self.requant
-        for name in self.sm_cfg.constant_widths:
-            m.d.comb += getattr(sm, name).eq(getattr(self, name))
-        m.d.comb += [rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift)]
-        wiring.connect(m, wiring.flipped(self.o), rq.o)
+        sm_i, sm_o = self.softmax_i, self.softmax_o
 
         # -- Scratchpads and buffers. ----------------------------------------------------------
         # Each is written and read in separate phases (uncontended): Q, K and V are written
@@ -357,7 +316,7 @@ class AttentionController(wiring.Component):
         row_beats = Signal(range(self.p_words + 1))    # softmax beats per row
         rb_m1 = Signal(range(self.p_words + 1))        # row_beats - 1
         rb_is1 = Signal()                              # row_beats == 1
-        m.d.comb += sm.length.eq(L)
+        m.d.comb += self.softmax_length.eq(L)
         m.d.sync += [rb_m1.eq(row_beats - 1), rb_is1.eq(row_beats == 1)]
 
         loading = Signal()
@@ -368,11 +327,7 @@ class AttentionController(wiring.Component):
         # selects the engine's inputs, so it must not be a gate in front of their handshakes.
         head = Signal()
         m.d.comb += self.busy.eq(head)
-        if self.shared:
-            # The engine may be serving a plain GEMM: a head starts once it is idle.
-            m.d.comb += self.cmd.ready.eq(~head & ~gemm.busy & ~self.gemm_cmd.valid)
-        else:
-            m.d.comb += self.cmd.ready.eq(~head)
+        m.d.comb += self.cmd.ready.eq(~head)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [c_valid.eq(1), head.eq(1), c_cmd.eq(self.cmd.payload)]
         bad = ((c_cmd.length == 0) | (c_cmd.length > Lmax) | (c_cmd.head_dim == 0) |
@@ -467,15 +422,10 @@ class AttentionController(wiring.Component):
         p_word = Signal(range(self.p_words + 1))
         p_lane = Signal(range(sl))
 
-        m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(
-            width=len(gemm.cmd.payload.as_value()), depth=3)
-        job_cmd = Signal(gemm.cmd.payload.shape())
-        # The engine's ports as the attention jobs drive them (muxed with the plain GEMM ports
-        # below when shared).
-        e_cmd = stream.Signature(gemm.cmd.payload.shape()).create(path=("e_cmd",))
-        e_a = stream.Signature(gemm.a.payload.shape()).create(path=("e_a",))
-        e_b = stream.Signature(gemm.b.payload.shape()).create(path=("e_b",))
-        e_out = stream.Signature(gemm.out.payload.shape()).flip().create(path=("e_out",))
+        cmd_layout = gemm_cmd_layout(self.gemm_cfg.gemm)
+        m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(width=cmd_layout.size, depth=3)
+        job_cmd = Signal(cmd_layout)
+        e_cmd, e_a, e_b, e_out = self.gemm_cmd, self.gemm_a, self.gemm_b, self.gemm_out
         m.d.comb += [
             job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"]),
             cmd_fifo.w_data.eq(job_cmd.as_value()),
@@ -560,9 +510,8 @@ class AttentionController(wiring.Component):
             e_b.payload.eq(op_fifo.r_data[R * ow:]),
             e_a.valid.eq(op_fifo.r_rdy),
             e_b.valid.eq(op_fifo.r_rdy),
-            # The engine takes the pair when it is valid and pair_ready: the same as e_a.ready
-            # in effect, but a flip-flop, without the multiplexers in front of the engine.
-            op_fifo.r_en.eq(head & gemm.pair_ready),
+            # a and b are valid together, so the engine takes both on e_a.ready.
+            op_fifo.r_en.eq(e_a.ready),
         ]
 
         # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------
@@ -589,12 +538,12 @@ class AttentionController(wiring.Component):
         m.d.comb += [
             s_wr.addr.eq(Mux(o_half, R * LT, 0) + o_roff + o_t),
             s_wr.en.eq(o_go & e_out.valid & is_qk),
-            e_out.ready.eq(o_go & (is_qk | rq.i.ready)),
+            e_out.ready.eq(o_go & (is_qk | self.rows.ready)),
         ]
         for c in range(C):   # scores fit the score width (the engine's may be wider)
             m.d.comb += s_wr.data[c].eq(e_out.payload[c])
-        rq_from_head = o_go & e_out.valid & ~is_qk
-        self._connect_engine(m, gemm, rq, e_cmd, e_a, e_b, e_out, rq_from_head, head)
+        m.d.comb += [self.rows.valid.eq(o_go & e_out.valid & ~is_qk),
+                     self.rows.payload.eq(e_out.payload)]
         m.d.sync += o_go.eq(running)
         with m.If(run_start):
             m.d.sync += [*jo.reset(), o_r.eq(0), o_roff.eq(0), o_t.eq(0), o_first.eq(1)]
@@ -687,10 +636,10 @@ class AttentionController(wiring.Component):
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
         # A pipeline register between the serializer and the softmax (timing): it takes a new
         # beat whenever it is empty or the softmax takes the one it holds.
-        beat = Signal(sm.i.payload.shape())
+        beat = Signal(sm_i.payload.shape())
         beat_valid = Signal()
         take = Signal()
-        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm.i.ready))
+        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm_i.ready))
         for lane in range(sl):
             sel, masked = word[lane], w_meta.mask[lane]
             for g in range(1, groups):
@@ -700,12 +649,12 @@ class AttentionController(wiring.Component):
                 m.d.sync += beat[lane].eq(Mux(masked, masked_min, sel))
         with m.If(take):
             m.d.sync += beat_valid.eq(1)
-        with m.Elif(sm.i.ready):
+        with m.Elif(sm_i.ready):
             m.d.sync += beat_valid.eq(0)
         last_sub = w_meta.last.bit_select(u, 1)
         m.d.comb += [
-            sm.i.valid.eq(beat_valid),
-            sm.i.payload.eq(beat),
+            sm_i.valid.eq(beat_valid),
+            sm_i.payload.eq(beat),
             s_fifo.r_en.eq(take & last_sub),
         ]
         with m.If(take):
@@ -724,13 +673,13 @@ class AttentionController(wiring.Component):
         # A three-entry FIFO after the softmax (two would halve its rate): its ready is
         # registered, so the writer's conditions do not reach back through the softmax's
         # handshakes (timing).
-        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm.o.payload.as_value()),
+        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm_o.payload.as_value()),
                                                         depth=3)
         p_ready = Signal()
         p_take = Signal()
         m.d.comb += [
-            p_fifo.w_data.eq(sm.o.payload), p_fifo.w_en.eq(sm.o.valid),
-            sm.o.ready.eq(p_fifo.w_rdy),
+            p_fifo.w_data.eq(sm_o.payload), p_fifo.w_en.eq(sm_o.valid),
+            sm_o.ready.eq(p_fifo.w_rdy),
             p_ready.eq(running & ~p_full.bit_select(w_half, 1)),
             p_fifo.r_en.eq(p_ready),
             p_take.eq(p_fifo.r_rdy & p_ready),
@@ -756,4 +705,79 @@ class AttentionController(wiring.Component):
                     m.d.sync += w_r.eq(w_r + 1)
             with m.Else():
                 m.d.sync += [w_u.eq(w_u + 1), w_urem.eq(w_urem - 1), w_ulast.eq(w_urem == 1)]
+        return m
+
+
+class AttentionUnit(wiring.Component):
+    """One head of integer attention per command, with units of its own: an
+    :class:`AttentionController`, a :class:`hw.gemm.GemmEngine` (``cfg.attention_gemm``), a
+    :class:`hw.softmax.Softmax` (``cfg.attention_softmax``) and a
+    :class:`hw.requant.Requantizer` after it; bit-exact with :func:`sim.golden.attention`.
+
+    The unit on its own (simulation, generated Verilog, synthesis of one unit); the accelerator
+    top instead makes the controller a client of its one engine and requantizer.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        As :class:`AttentionController`, plus ``requant``.
+
+    Members
+    -------
+    cmd, q, k, v : In(...)
+        As :class:`AttentionController`.
+    o : Out(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
+        The int8 output rows, in the controller's order (``b, t, r``).
+    multiplier, shift : In(...)
+        Requantization of ``P V`` (:attr:`sim.golden.AttentionConstants`), held constant.
+    shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
+        Softmax constants for the score scale, held constant.
+    busy, error : Out(1)
+        The controller's.
+
+    Attributes
+    ----------
+    gemm : GemmEngine
+        The engine (``gemm.a.ready`` is high on cycles the array takes an operand pair).
+    waiting_for_softmax : Signal
+        The controller's.
+
+    Latency and throughput: the controller's (the requantizer adds its pipeline to the last
+    row).
+    """
+
+    def __init__(self, cfg):
+        self.controller = AttentionController(cfg)
+        self.gemm = GemmEngine(cfg.attention_gemm)
+        self.requant = Requantizer(cfg.array.cols, cfg.attention_gemm.acc_width, cfg.requant)
+        self.softmax = Softmax(cfg.attention_softmax)
+        self.waiting_for_softmax = self.controller.waiting_for_softmax
+        members = self.controller.signature.members
+        rq = self.requant.signature.members
+        ports = {name: members[name] for name in ("cmd", "q", "k", "v")}
+        ports.update({"o": rq["o"], "multiplier": rq["multiplier"], "shift": rq["shift"]})
+        sm = self.softmax.signature.members
+        ports.update({name: sm[name] for name in cfg.attention_softmax.constant_widths})
+        ports.update({"busy": members["busy"], "error": members["error"]})
+        super().__init__(ports)
+        self.cfg = cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.controller = ctl = self.controller
+        m.submodules.gemm = gemm = self.gemm
+        m.submodules.requant = rq = self.requant
+        m.submodules.softmax = sm = self.softmax
+        for name in ("cmd", "q", "k", "v"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctl, name))
+        for ours, theirs in ((ctl.gemm_cmd, gemm.cmd), (ctl.gemm_a, gemm.a),
+                             (ctl.gemm_b, gemm.b), (gemm.out, ctl.gemm_out), (ctl.rows, rq.i),
+                             (ctl.softmax_i, sm.i), (sm.o, ctl.softmax_o)):
+            wiring.connect(m, ours, theirs)
+        wiring.connect(m, rq.o, wiring.flipped(self.o))
+        m.d.comb += [rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
+                     self.busy.eq(ctl.busy), self.error.eq(ctl.error),
+                     sm.length.eq(ctl.softmax_length)]
+        for name in self.cfg.attention_softmax.constant_widths:
+            m.d.comb += getattr(sm, name).eq(getattr(self, name))
         return m

@@ -486,6 +486,21 @@ class AccelConfig:
         )
 
     @property
+    def shared_softmax(self):
+        """The config of the one softmax of an accelerator top with both ``RUN SOFTMAX`` and
+        attention, shared by the two: :attr:`softmax` with the longer rows and wider scores of
+        :attr:`attention_softmax` where they are longer or wider (the unit's results depend only
+        on the values, so both uses stay bit-exact). ``None`` when the top has only one of the
+        two, or when they differ in lanes, output width or variant: then it holds two units."""
+        if not (self.softmax.enabled and self.attention.enabled):
+            return None
+        s, a = self.softmax, self.attention_softmax
+        if (s.lanes, s.out_width, s.variant) != (a.lanes, a.out_width, a.variant):
+            return None
+        return dataclasses.replace(s, max_len=max(s.max_len, a.max_len),
+                                   in_width=max(s.in_width, a.in_width))
+
+    @property
     def acc_width(self):
         if self.gemm.acc_width is not None:
             return self.gemm.acc_width

@@ -1,6 +1,6 @@
 """The registry of synthesizable units: name -> constructor from an :class:`AccelConfig`."""
 
-from .attention import AttentionController
+from .attention import AttentionUnit
 from .gelu import Gelu
 from .gemm import GemmEngine
 from .layernorm import LayerNorm
@@ -17,7 +17,7 @@ UNITS = {
     "softmax": lambda cfg: Softmax(cfg.softmax),
     "gelu": lambda cfg: Gelu(cfg.gelu),
     "layernorm": lambda cfg: LayerNorm(cfg.layernorm),
-    "attention": AttentionController,
+    "attention": AttentionUnit,
     "top": Accelerator,     # the whole accelerator (buffers, command port, every enabled unit)
 }
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.attention import AttentionController
+from hw.attention import AttentionUnit
 from hw.config import AccelConfig, LayerNormConfig, build_dir
 from hw.gelu import Gelu
 from hw.gemm import GemmEngine
@@ -538,13 +538,13 @@ def attention_macs(heads, L, d, causal):
 
 def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
                   stall=0.0, seed=0, backend="amaranth"):
-    """Simulate :class:`hw.attention.AttentionController`; see
+    """Simulate :class:`hw.attention.AttentionUnit`; see
     :func:`intformer.simulate.attention`."""
     q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
     H, L, d = q.shape
     consts = golden.attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
     R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
-    dut = AttentionController(cfg)
+    dut = AttentionUnit(cfg)
     rng = np.random.default_rng(seed)
     q_beats, k_beats, v_beats, cmds = [], [], [], []
     layout = dut.cmd.payload.shape()

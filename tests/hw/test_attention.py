@@ -1,13 +1,14 @@
-"""AttentionController against golden.attention, bit for bit."""
+"""AttentionUnit (the attention controller with an engine and a requantizer of its own) against
+golden.attention, bit for bit."""
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 import intformer as itf
-from hw.attention import AttentionController
+from hw.attention import AttentionUnit
 from hw.config import AccelConfig, ArrayConfig, AttentionConfig
-from sim import bench, cyclemodel, golden
+from sim import cyclemodel, golden
 
 SCALES = (0.02, 0.02, 0.05, 0.05)   # q, k, v, o
 
@@ -136,7 +137,7 @@ def test_mismatched_and_bad_operands():
 
 def test_bad_command_sets_error():
     cfg = make_cfg()
-    dut = AttentionController(cfg)
+    dut = AttentionUnit(cfg)
     layout = dut.cmd.payload.shape()
     seen = []
 
@@ -156,79 +157,3 @@ def test_bad_command_sets_error():
     sim.add_testbench(testbench)
     sim.run()
     assert seen == [(1, 0, 0)] * 3
-
-
-@pytest.mark.parametrize("requant", [False, True])
-@pytest.mark.parametrize("stall", [0.0, 0.5])
-def test_shared_engine_serves_plain_gemm(requant, stall):
-    # AttentionController(shared=True) lends its engine (and requantizer) to a plain GEMM; a
-    # head's command offered meanwhile waits until the GEMM's last row is out.
-    cfg = make_cfg(rows=2, cols=3)
-    dut = AttentionController(cfg, shared=True)
-    rng = np.random.default_rng(int(stall * 10) + requant)
-    a, b = rng.integers(-128, 128, (5, 9)), rng.integers(-128, 128, (9, 4))
-    a_beats, b_beats = bench.gemm_operand_beats(a, b, 2, 3, rng)
-    mult, shift = golden.quantize_multiplier(1 / 2000)
-    acc_width = cfg.shared_gemm.acc_width
-    tiles_n = -(-4 // 3)
-    cmd = dut.gemm_cmd.payload.shape().const({"m": 5, "k": 9, "n": 4}).as_value().value
-    head = dut.cmd.payload.shape().const({"length": 3, "head_dim": 2, "causal": 0})
-    sources = [
-        bench.StreamSource(dut.gemm_cmd, [cmd], name="cmd", rng=rng, stall=stall),
-        bench.StreamSource(dut.gemm_a, [bench.pack(x, 8) for x in a_beats], name="a",
-                           rng=np.random.default_rng(1), stall=stall),
-        bench.StreamSource(dut.gemm_b, [bench.pack(x, 8) for x in b_beats], name="b",
-                           rng=np.random.default_rng(2), stall=stall),
-    ]
-    sink = bench.StreamSink(dut.o if requant else dut.gemm_out, 5 * tiles_n, name="out",
-                            rng=np.random.default_rng(3), stall=stall)
-    accepted, engine_rows = [], []
-
-    async def engine_out(ctx):   # cycles at which the engine hands a row on
-        cycle = 0
-        async for _, _, valid, ready in ctx.tick().sample(dut.gemm.out.valid, dut.gemm.out.ready):
-            if valid and ready:
-                engine_rows.append(cycle)
-            cycle += 1
-
-    async def setup(ctx):
-        ctx.set(dut.gemm_requant, requant)
-        ctx.set(dut.multiplier, mult)
-        ctx.set(dut.shift, shift)
-
-    async def offer_head(ctx):
-        cycle = 0
-        while True:          # offered from the cycle the GEMM command is taken
-            _, _, valid, ready = await ctx.tick().sample(dut.gemm_cmd.valid, dut.gemm_cmd.ready)
-            cycle += 1
-            if valid and ready:
-                break
-        ctx.set(dut.cmd.payload, head)
-        ctx.set(dut.cmd.valid, 1)
-        while True:
-            _, _, ready = await ctx.tick().sample(dut.cmd.ready)
-            cycle += 1
-            if ready:
-                break
-        ctx.set(dut.cmd.valid, 0)
-        accepted.append(cycle - 1)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for tb in (setup, *(s.run for s in sources), sink.run, offer_head):
-        sim.add_testbench(tb)
-    sim.add_testbench(engine_out, background=True)
-    sim.run()
-    out = np.zeros((5, tiles_n * 3), dtype=np.int64)
-    rows = iter(sink.items)
-    width = cfg.requant.out_width if requant else acc_width
-    for i0 in range(0, 5, 2):
-        for j0 in range(0, 4, 3):
-            for i in range(i0, min(i0 + 2, 5)):
-                out[i, j0:j0 + 3] = bench.unpack(next(rows), width, 3)
-    expected = golden.gemm(a, b)
-    if requant:
-        expected = golden.requantize(expected, mult, shift, acc_width=acc_width)
-    np.testing.assert_array_equal(out[:, :4], expected)
-    # The head's command was taken only once the GEMM's last row had left the engine.
-    assert len(engine_rows) == 5 * tiles_n and accepted and accepted[0] > engine_rows[-1]

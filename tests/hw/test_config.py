@@ -4,7 +4,9 @@ from hw.config import (
     PRESETS,
     AccelConfig,
     ArrayConfig,
+    AttentionConfig,
     GemmConfig,
+    SoftmaxConfig,
     required_acc_width,
 )
 
@@ -98,3 +100,17 @@ def test_config_is_frozen():
 def test_section_type_checked():
     with pytest.raises(TypeError, match="Config section 'array' must be a ArrayConfig"):
         AccelConfig(array={"rows": 2})
+
+
+def test_shared_softmax():
+    # One softmax serves RUN SOFTMAX and attention when lanes, output width and variant agree:
+    # the longer rows and the wider scores of the two.
+    cfg = AccelConfig(attention=AttentionConfig(max_seq_len=100, max_head_dim=8))
+    shared = cfg.shared_softmax
+    assert shared.max_len == 100 and shared.in_width == max(24, cfg.attention_softmax.in_width)
+    assert (shared.lanes, shared.out_width) == (1, 8)
+    assert AccelConfig.preset("ulx3s").shared_softmax == AccelConfig.preset("ulx3s").softmax
+    assert AccelConfig(attention=AttentionConfig(softmax_lanes=2)).shared_softmax is None
+    assert AccelConfig(softmax=SoftmaxConfig(out_width=10)).shared_softmax is None
+    assert AccelConfig(softmax=SoftmaxConfig(enabled=False)).shared_softmax is None
+    assert AccelConfig(attention=AttentionConfig(enabled=False)).shared_softmax is None

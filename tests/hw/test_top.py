@@ -75,6 +75,27 @@ def test_softmax(stall):
     assert scale == ref_scale
 
 
+@pytest.mark.parametrize("softmax_lanes", [1, 2])
+def test_softmax_and_attention_on_one_unit_or_two(softmax_lanes):
+    # With the same lanes, output width and variant, RUN SOFTMAX and attention share one
+    # Softmax, configured for the longer rows and wider scores of the two (TINY: 64 and 24 bits
+    # against attention's 10 and 21); with other lanes the top holds two. Either way both stay
+    # exact, alternating run after run.
+    cfg = TINY.replace(attention=AttentionConfig(max_seq_len=10, max_head_dim=5,
+                                                 softmax_lanes=softmax_lanes))
+    assert (cfg.shared_softmax is None) == (softmax_lanes == 2)
+    top = SimTop(cfg, stall=0.3, seed=21, budget=40_000)
+    rng = np.random.default_rng(22)
+    for causal in (False, True):
+        x = rng.normal(0, 2500, (2, 12)).round().astype(np.int64)
+        np.testing.assert_array_equal(top.softmax(x, 1e-3)[0],
+                                      golden.softmax(x, 1e-3, cfg.softmax)[0])
+        q, k, v = (rng.integers(-128, 128, (7, 5)) for _ in range(3))
+        np.testing.assert_array_equal(
+            top.attention(q, k, v, *SCALES, causal=causal)[0],
+            golden.attention(q, k, v, *SCALES, causal=causal, cfg=cfg)[0])
+
+
 @pytest.mark.parametrize("variant", ["ibert", "shift"])
 def test_gelu_every_int8(variant):
     cfg = TINY.replace(gelu=GeluConfig(variant=variant))

@@ -1,0 +1,213 @@
+"""Per-operation adapters of the accelerator top: the streams a run reads, fed to its unit,
+and the unit's results, turned into the words the run writes."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .dispatch import engine_config, register_layout
+from .isa import NONLINEAR_OPS, Buf, Op, buffer_specs, vector_lanes
+
+__all__ = ["MatrixAdapter", "RowAdapter"]
+
+
+class MatrixAdapter(wiring.Component):
+    """RUN GEMM, GEMM_RAW and ATTENTION: the A and B (and V) readers' words into the GEMM
+    engine's client port (or the attention controller), the results into C's words, through
+    the top's one requantizer where they need it.
+
+    GEMM: ``a``, ``b`` -> the engine (``gemm_a``, ``gemm_b``, through
+    :class:`hw.arbiter.EngineArbiter`); its rows (``gemm_out``) -> C, exact for GEMM_RAW, else
+    through the requantizer (``rq_*``, with ``RQ_MULT``, ``RQ_SHIFT``). Attention: ``a`` (Q),
+    ``b`` (K), ``v`` -> the controller (``att_q`` ...); its exact ``P V`` rows (``att_rows``)
+    -> the requantizer (``ATT_MULT``, ``ATT_SHIFT``) -> C.
+
+    The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
+    reaches a unit before that); the constants follow ``regs`` (unchanged during a run), with
+    attention through a register that picks the op's multiplier and shift.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    depth : int
+        Words per buffer (the register layout depends on it).
+
+    Members
+    -------
+    run_op : In(Op)
+    regs : In(hw.dispatch.register_layout(cfg, depth))
+    a, b : In(stream.Signature(unsigned(width)))
+        A's and B's words, from their readers.
+    v : In(stream.Signature(unsigned(width))), with attention only
+        V's words.
+    c : Out(stream.Signature(unsigned(width), always_ready=True))
+        C's words.
+    gemm_a, gemm_b : Out(stream.Signature(ArrayLayout(signed(in_width), R or C)))
+    gemm_out : In(stream.Signature(ArrayLayout(signed(acc_width), C)))
+        The engine's client port (``acc_width`` of :func:`hw.dispatch.engine_config`).
+    rq_i : Out(stream.Signature(ArrayLayout(signed(acc_width), C)))
+    rq_o : In(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
+    rq_multiplier, rq_shift : Out(...)
+        The requantizer.
+    att_q, att_k, att_v, att_rows : with attention only
+        The attention controller's ports.
+
+    Latency: none (combinational) but for the selects and, with attention, the requantizer's
+    constants, one register each. Throughput: one word per cycle.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg = cfg
+        specs = buffer_specs(cfg, depth)
+        R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
+        eacc = engine_config(cfg).acc_width
+        rq = cfg.requant
+        word = {buf: stream.Signature(unsigned(spec.width)) for buf, spec in specs.items()}
+        rows = stream.Signature(data.ArrayLayout(signed(eacc), C))
+        ports = {
+            "run_op": In(Op),
+            "regs": In(register_layout(cfg, depth)),
+            "a": In(word[Buf.A]),
+            "b": In(word[Buf.B]),
+            "c": Out(stream.Signature(unsigned(specs[Buf.C].width), always_ready=True)),
+            "gemm_a": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
+            "gemm_b": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
+            "gemm_out": In(rows),
+            "rq_i": Out(rows),
+            "rq_o": In(stream.Signature(data.ArrayLayout(signed(rq.out_width), C))),
+            "rq_multiplier": Out(unsigned(rq.mult_width)),
+            "rq_shift": Out(range(eacc + rq.mult_width)),
+        }
+        if cfg.attention.enabled:
+            att_rows = data.ArrayLayout(signed(cfg.attention_gemm.acc_width), C)
+            ports.update({
+                "v": In(word[Buf.V]),
+                "att_q": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
+                "att_k": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
+                "att_v": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
+                "att_rows": In(stream.Signature(att_rows)),
+            })
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, regs, C = self.cfg, self.regs, self.cfg.array.cols
+        att_run, raw = Signal(name="att_run"), Signal(name="raw")
+        m.d.sync += [att_run.eq(self.run_op == Op.ATTENTION), raw.eq(self.run_op == Op.GEMM_RAW)]
+        g_a, g_b, g_out, rq_i = self.gemm_a, self.gemm_b, self.gemm_out, self.rq_i
+        m.d.comb += [
+            g_a.valid.eq(self.a.valid & ~att_run), g_a.payload.eq(self.a.payload),
+            g_b.valid.eq(self.b.valid & ~att_run), g_b.payload.eq(self.b.payload),
+            self.a.ready.eq(g_a.ready), self.b.ready.eq(g_b.ready),
+            # GEMM rows: exact to C, or into the requantizer.
+            rq_i.payload.eq(g_out.payload),
+            rq_i.valid.eq(g_out.valid & ~raw),
+            g_out.ready.eq(Mux(raw, 1, rq_i.ready)),
+        ]
+        if cfg.attention.enabled:
+            # The requantizer takes the registers of the op that runs (through a register:
+            # run_op is set many cycles before the first row reaches it).
+            m.d.sync += [
+                self.rq_multiplier.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
+                self.rq_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
+            ]
+            q, k, v, rows = self.att_q, self.att_k, self.att_v, self.att_rows
+            m.d.comb += [
+                q.valid.eq(self.a.valid & att_run), q.payload.eq(self.a.payload),
+                k.valid.eq(self.b.valid & att_run), k.payload.eq(self.b.payload),
+                v.valid.eq(self.v.valid & att_run), v.payload.eq(self.v.payload),
+                self.v.ready.eq(v.ready),
+                rows.ready.eq(att_run & rq_i.ready),
+            ]
+            with m.If(att_run):
+                # Attention's rows into the requantizer, sign-extended to its width.
+                m.d.comb += [self.a.ready.eq(q.ready), self.b.ready.eq(k.ready),
+                             rq_i.valid.eq(rows.valid)]
+                for c in range(C):
+                    m.d.comb += rq_i.payload[c].eq(rows.payload[c])
+        else:
+            m.d.comb += [self.rq_multiplier.eq(regs.rq_mult), self.rq_shift.eq(regs.rq_shift)]
+        c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), C))
+        m.d.comb += [self.rq_o.ready.eq(1), self.c.payload.eq(c_word)]
+        with m.If(raw):
+            # Exact rows; the shared engine's lanes may be wider, the values fit acc_width.
+            m.d.comb += self.c.valid.eq(g_out.valid)
+            for c in range(C):
+                m.d.comb += c_word[c].eq(g_out.payload[c])
+        with m.Else():   # requantized GEMM rows, or attention's output
+            m.d.comb += self.c.valid.eq(self.rq_o.valid)
+            for c in range(C):
+                m.d.comb += c_word[c].eq(self.rq_o.payload[c])
+        return m
+
+
+class RowAdapter(wiring.Component):
+    """RUN SOFTMAX, GELU and LAYERNORM: the X reader's words into the unit of the run, its
+    beats into Y's words.
+
+    Each unit's input is valid only while its op runs (a flip-flop decoded from ``run_op``),
+    and its output is always taken: a unit emits only the rows it was given. X lanes are cut to
+    the unit's input width, Y lanes extended (sign or zero, as the unit's output) to Y's.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        The enabled nonlinear units (their configs give the lanes' widths).
+    depth : int
+        Words per buffer.
+
+    Members
+    -------
+    run_op : In(Op)
+    x : In(stream.Signature(unsigned(width)))
+        X's words, from its reader.
+    y : Out(stream.Signature(unsigned(width), always_ready=True))
+        Y's words.
+    <unit>_i : Out(stream.Signature(ArrayLayout(signed(<unit>.in_width), lanes)))
+    <unit>_o : In(stream.Signature(ArrayLayout(signed(<unit>.out_width), lanes)))
+        For each unit (``softmax``, ``gelu``, ``layernorm``; softmax's output is unsigned): the
+        signatures of :class:`hw.softmax.Softmax` and the others for their configs.
+
+    Latency: none (combinational), but for the selects. Throughput: one word per cycle.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg = cfg
+        self.ops = tuple(op for op, name in NONLINEAR_OPS.items() if getattr(cfg, name).enabled)
+        specs = buffer_specs(cfg, depth)
+        self.lanes = vector_lanes(cfg)
+        self.x_elem, self.y_elem = specs[Buf.X].elem_width, specs[Buf.Y].elem_width
+        ports = {
+            "run_op": In(Op),
+            "x": In(stream.Signature(unsigned(specs[Buf.X].width))),
+            "y": Out(stream.Signature(unsigned(specs[Buf.Y].width), always_ready=True)),
+        }
+        for op in self.ops:
+            name = NONLINEAR_OPS[op]
+            ucfg = getattr(cfg, name)
+            o_sign = unsigned if op == Op.SOFTMAX else signed
+            ports[f"{name}_i"] = Out(stream.Signature(
+                data.ArrayLayout(signed(ucfg.in_width), self.lanes)))
+            ports[f"{name}_o"] = In(stream.Signature(
+                data.ArrayLayout(o_sign(ucfg.out_width), self.lanes)))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        VL = self.lanes
+        x_word = data.ArrayLayout(signed(self.x_elem), VL)(self.x.payload)
+        y_word = Signal(data.ArrayLayout(signed(self.y_elem), VL))
+        m.d.comb += self.y.payload.eq(y_word)
+        for op in self.ops:
+            name = NONLINEAR_OPS[op]
+            i, o = getattr(self, f"{name}_i"), getattr(self, f"{name}_o")
+            sel = Signal(name=f"sel_{name}")
+            m.d.sync += sel.eq(self.run_op == op)
+            m.d.comb += [i.valid.eq(self.x.valid & sel), o.ready.eq(1)]
+            for lane in range(VL):
+                m.d.comb += i.payload[lane].eq(x_word[lane])
+            with m.If(sel):
+                m.d.comb += [self.x.ready.eq(i.ready), self.y.valid.eq(o.valid)]
+                for lane in range(VL):
+                    m.d.comb += y_word[lane].eq(o.payload[lane])
+        return m

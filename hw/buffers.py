@@ -1,0 +1,177 @@
+"""The top's buffers: their memories, who writes each one, who reads it, and the read-back."""
+
+import functools
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory, MemoryData
+from amaranth.lib.wiring import In, Out
+
+from .isa import Buf, buffer_specs
+from .memory import uncontended
+from .reader import read_port_signature
+
+__all__ = ["READ_BUFFERS", "host_signature", "Buffers"]
+
+#: The buffers a run reads through a :class:`~hw.reader.BufferReader`, in port order.
+READ_BUFFERS = (Buf.A, Buf.B, Buf.X, Buf.V)
+
+
+def host_signature(word_width):
+    """The command port's access to the buffers, as the command port sees it: ``buf`` and
+    ``addr`` select a word to read (``rdata``, four cycles after the address), ``wen`` writes
+    ``wdata`` to word ``waddr`` of ``buf``."""
+    return wiring.Signature({
+        "buf": Out(8), "addr": Out(17), "rdata": In(word_width),
+        "wen": Out(1), "waddr": Out(17), "wdata": Out(word_width),
+    })
+
+
+class Buffers(wiring.Component):
+    """The buffers of :class:`hw.top.Accelerator` (all of :func:`hw.isa.buffer_specs` but COEF,
+    which the LayerNorm unit holds, and whose writes this component forwards): one
+    :class:`~amaranth.lib.memory.Memory` each, named ``buf_<name>``, with one read port and one
+    write port.
+
+    Each memory is written by the command port, or by a run while ``running`` (C and Y), and
+    read by the command port, or by a run's reader while ``running`` (A, B, X, V). Commands do
+    not overlap and a run refuses buffer commands, so a memory never reads the address it writes
+    in the same cycle: they are marked :func:`hw.memory.uncontended`.
+
+    The port selects are copies of ``running`` a cycle late, one per memory (timing: a short,
+    low-fanout net to each block RAM); readers start two cycles after a run does and end before
+    it does, and a run's writes are registered once (the units' output logic and the block RAM
+    are far apart), so the late select still covers the last write.
+
+    A command read registers every buffer's output (block RAM clock-to-output is most of a
+    cycle), then ANDs each byte with a flag flip-flop (``buf`` is the buffer, a cycle late;
+    ``buf`` is held from its byte to the end of the command) and ORs them into a register,
+    rather than a multiplexer on the decoded buffer number, whose select would reach every bit
+    (timing; docs/timing.md).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    depth : int
+        Words per buffer.
+
+    Members
+    -------
+    host : In(host_signature(8 * max nbytes))
+        The command port's reads and writes.
+    running : In(1)
+        A run owns the ports.
+    run_addr : In(range(depth + 1))
+        Word the run writes next (the count of words written).
+    run_write : Out(1)
+        The run writes a word this cycle (``write_c`` or ``write_y`` valid, before the register).
+    read_a, read_b, read_x, read_v : In(read_port_signature(...)), those of the config
+        The run's readers.
+    write_c, write_y : In(stream.Signature(unsigned(width), always_ready=True)), as configured
+        The run's result words, written at ``run_addr`` one cycle later.
+    coef : Out(stream.Signature(layernorm_coef_layout(cfg.layernorm))), with LayerNorm only
+        WRITE_BUFFER COEF words, forwarded to the unit.
+
+    Attributes
+    ----------
+    data : dict of Buf to MemoryData
+        The memories' storage.
+
+    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr``; a run
+    write reaches the memory a cycle after ``write_*``. Throughput: one word a cycle per port.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg = cfg
+        self.specs = buffer_specs(cfg, depth)
+        self.depth = depth
+        self.addr_width = max(1, (depth - 1).bit_length())
+        self.word_width = 8 * max(s.nbytes for s in self.specs.values())
+        self.data = {buf: MemoryData(shape=unsigned(spec.width), depth=depth, init=[])
+                     for buf, spec in self.specs.items() if buf != Buf.COEF}
+        ports = {
+            "host": In(host_signature(self.word_width)),
+            "running": In(1),
+            "run_addr": In(range(depth + 1)),
+            "run_write": Out(1),
+        }
+        for buf in READ_BUFFERS:
+            if buf in self.data:
+                ports[f"read_{buf.name.lower()}"] = In(
+                    read_port_signature(self.addr_width, self.specs[buf].width))
+        for buf in (Buf.C, Buf.Y):
+            if buf in self.data:
+                ports[f"write_{buf.name.lower()}"] = In(
+                    stream.Signature(unsigned(self.specs[buf].width), always_ready=True))
+        if Buf.COEF in self.specs:
+            from .layernorm import layernorm_coef_layout
+            ports["coef"] = Out(stream.Signature(layernorm_coef_layout(cfg.layernorm)))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        host = self.host
+        rps, wps = {}, {}
+        for buf, storage in self.data.items():
+            mem = Memory(data=storage, attrs=uncontended())
+            m.submodules[f"buf_{buf.name.lower()}"] = mem
+            rps[buf], wps[buf] = mem.read_port(), mem.write_port()
+
+        # Write ports: the run's words (registered) while it runs, the command's otherwise.
+        run_addr = Signal.like(self.run_addr)
+        m.d.sync += run_addr.eq(self.run_addr)
+        run_words = {}
+        for buf in (Buf.C, Buf.Y):
+            port = getattr(self, f"write_{buf.name.lower()}", None)
+            if port is not None:
+                run_words[buf] = port
+        m.d.comb += self.run_write.eq(Cat(*(p.valid for p in run_words.values())).any())
+        for buf, wp in wps.items():
+            by_run = Signal(name=f"by_run_{buf.name.lower()}")
+            m.d.sync += by_run.eq(self.running)
+            if buf in run_words:
+                port = run_words[buf]
+                run_we = Signal(name=f"run_we_{buf.name.lower()}")
+                run_data = Signal.like(port.payload, name=f"run_data_{buf.name.lower()}")
+                m.d.sync += [run_we.eq(self.running & port.valid), run_data.eq(port.payload)]
+                with m.If(by_run):
+                    m.d.comb += [wp.en.eq(run_we), wp.addr.eq(run_addr), wp.data.eq(run_data)]
+            with m.If(~by_run):
+                m.d.comb += [wp.en.eq(host.wen & (host.buf == buf.value)), wp.addr.eq(host.waddr),
+                             wp.data.eq(host.wdata)]
+        if Buf.COEF in self.specs:
+            ln = self.cfg.layernorm
+            gw = ln.gamma_width * ln.lanes
+            m.d.comb += [
+                self.coef.valid.eq(host.wen & (host.buf == Buf.COEF.value)),
+                self.coef.payload.addr.eq(host.waddr),
+                self.coef.payload.gamma.eq(host.wdata[:gw]),
+                self.coef.payload.beta.eq(host.wdata[gw:gw + ln.beta_width * ln.lanes]),
+            ]
+
+        # Read ports: addressed by the reader while running, by the command otherwise. They
+        # read every cycle (``en`` is left at 1): a reader keeps only the words it asked for,
+        # and a command read holds its address for two cycles.
+        for buf, rp in rps.items():
+            reader = getattr(self, f"read_{buf.name.lower()}", None)
+            if reader is not None:
+                by_reader = Signal(name=f"by_reader_{buf.name.lower()}")
+                m.d.sync += by_reader.eq(self.running)
+                m.d.comb += [rp.addr.eq(Mux(by_reader, reader.addr, host.addr)),
+                             reader.data.eq(rp.data)]
+            else:
+                m.d.comb += rp.addr.eq(host.addr)
+
+        # The read-back: registered outputs, byte-wise AND with a select flip-flop, OR-tree.
+        terms = []
+        for buf, rp in rps.items():
+            held = Signal.like(rp.data, name=f"held_{buf.name.lower()}")
+            m.d.sync += held.eq(rp.data)
+            for i in range(0, len(held), 8):
+                sel = Signal(name=f"read_sel_{buf.name.lower()}_{i // 8}")
+                m.d.sync += sel.eq(host.buf == buf.value)
+                byte = held[i:i + 8]
+                terms.append(Cat(Const(0, i), byte & sel.replicate(len(byte))))
+        m.d.sync += host.rdata.eq(functools.reduce(operator.or_, terms))
+        return m

@@ -1,0 +1,407 @@
+"""The run dispatcher of the accelerator top: the register file, the checks of every command,
+the shape preparation of RUN and the launch of a run."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .command import request_signature
+from .gemm import gemm_cmd_layout
+from .isa import NONLINEAR_OPS, Buf, Error, Op, Reg, buffer_specs, register_specs, vector_lanes
+from .reader import reader_control_signature
+
+__all__ = ["register_layout", "engine_config", "Dispatcher"]
+
+
+def register_layout(cfg, depth):
+    """The register file as a struct: a field ``reg.name.lower()`` per register of the config."""
+    return data.StructLayout({reg.name.lower(): width
+                              for reg, (width, _) in register_specs(cfg, depth).items()})
+
+
+def engine_config(cfg):
+    """The config of the top's GEMM engine: :attr:`~hw.config.AccelConfig.shared_gemm` with
+    attention (whose jobs it also runs), else ``cfg``."""
+    return cfg.shared_gemm if cfg.attention.enabled else cfg
+
+
+def _times(value, constant):
+    """``value * constant`` for a small constant, as shifts and adds (no multiplier)."""
+    terms = [value << i for i in range(constant.bit_length()) if constant >> i & 1]
+    out = Const(0, 1)
+    for t in terms:
+        out = out + t
+    return out
+
+
+class Dispatcher(wiring.Component):
+    """Checks every command of :class:`hw.top.Accelerator`, holds its register file, and
+    prepares and launches its runs.
+
+    **Checks.** From the decoded command (``request``), facts are registered in two stages and
+    a verdict in a third, so that the command port acts on flip-flops: the addressed buffer and
+    register, whether the value fits the register's width and maximum, whether the range fits
+    the buffer and the length matches the words, and for RUN whether the op's unit is present
+    and its shape registers are nonzero and within the config (each op's shape verdict is
+    kept in a flip-flop at all times and selected by the op). Per command, in order: the target,
+    busy, then the range or value.
+
+    **Registers.** An accepted SET_REG (``request.set_reg``) writes its register the cycle after.
+    The register file reaches the units through ``regs``; BUSY excludes SET_REG during a run, so
+    a run reads them unchanged.
+
+    **Shape preparation.** An accepted RUN (``request.run``) computes, by repeated subtraction (no
+    multipliers or dividers), GEMM ``words_a = ceil(M/R)*K``, ``words_b = ceil(N/C)*K``,
+    ``words_c = M*ceil(N/C)``, ``tiles_m = ceil(M/R)``, ``tiles_n = ceil(N/C)``; attention
+    ``ceil(L/R)*d`` (Q), ``ceil(L/C)*d`` (K), ``ceil(d/C)*L`` (V and O); nonlinear ``words_a =
+    ROWS*ceil(ROW_LEN/lanes)``. The next values and the "more to count" flags are registered every
+    cycle from the current ones and committed every other cycle, so each commit's enable is one
+    gate from two flip-flops (timing). Then the counts are checked against the buffers' depth.
+
+    **Launch.** Run isolation: everything a run reads is its own from launch: its op in
+    ``run_op``, each reader's loop latched at its start (the loops follow ``run_op`` at all
+    times, registered, and a reader latches them two cycles after launch), each unit's command
+    (``gemm``, ``attention``) taken from the registers at launch. Nothing that decodes a later
+    command (its argument bytes, the op decode of the checks) reaches a running operation.
+    A run ends when its last output word is written (``run_write`` counted in ``run_addr``).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    depth : int
+        Words per buffer.
+
+    Members
+    -------
+    request : In(hw.command.request_signature())
+        The decoded command, and the answers to it.
+    regs : Out(register_layout(cfg, depth))
+        The register file.
+    running : Out(1)
+        A run is in progress.
+    run_op : Out(Op)
+        The op of the current (or last) run, set at launch.
+    run_addr : Out(range(depth + 1))
+        Words the run has written.
+    run_write : In(1)
+        The run writes a word.
+    read_a, read_b, read_x, read_v : Out(reader_control_signature(...)), as configured
+        The readers of A, B (GEMM, attention), X (nonlinear) and V (attention).
+    gemm : Out(stream.Signature(gemm_cmd_layout(engine_config(cfg).gemm)))
+        The GEMM command of a RUN GEMM (GEMM_RAW), from M, K, N.
+    attention : Out(stream.Signature(attention_cmd_layout(cfg))), with attention only
+        The head of a RUN ATTENTION, from ATT_LEN, ATT_DIM, ATT_CAUSAL.
+
+    Attributes
+    ----------
+    register_file : dict of Reg to Signal
+        The registers (reset to 0).
+
+    Latency: the verdict three cycles after the last argument byte; a RUN launches after
+    ``2*max(M/R, N/C)``, ``2*ROW_LEN/lanes`` or ``2*max(L/R, L/C, d/C)`` cycles of preparation
+    plus four. Throughput: one command at a time.
+    """
+
+    def __init__(self, cfg, depth):
+        self.cfg = cfg
+        self.depth = depth
+        self.buffers = buffer_specs(cfg, depth)
+        self.registers = register_specs(cfg, depth)
+        self.lanes = vector_lanes(cfg)
+        self.addr_width = max(1, (depth - 1).bit_length())
+        self.register_file = {reg: Signal(width, name=f"reg_{reg.name.lower()}")
+                              for reg, (width, _) in self.registers.items()}
+        ports = {
+            "request": In(request_signature()),
+            "regs": Out(register_layout(cfg, depth)),
+            "running": Out(1),
+            "run_op": Out(Op),
+            "run_addr": Out(range(depth + 1)),
+            "run_write": In(1),
+            "gemm": Out(stream.Signature(gemm_cmd_layout(engine_config(cfg).gemm))),
+        }
+        for buf in (Buf.A, Buf.B, Buf.X, Buf.V):
+            if buf in self.buffers:
+                ports[f"read_{buf.name.lower()}"] = Out(reader_control_signature(self.addr_width))
+        if cfg.attention.enabled:
+            from .attention import attention_cmd_layout
+            ports["attention"] = Out(stream.Signature(attention_cmd_layout(cfg)))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = self.register_file
+        for reg, sig in regs.items():
+            m.d.comb += self.regs[reg.name.lower()].eq(sig)
+        v = _Values(self, m)
+        self._facts(m, v)
+        self._verdict(m, v)
+        self._prepare(m, v)
+        self._launch(m, v)
+        return m
+
+    def _facts(self, m, v):
+        """Stages 1 and 2: facts about the command's arguments, registered."""
+        req, args = self.request, self.request.args
+        # Stage 1: the addressed buffer and register, and whether the value fits each register
+        # width.
+        m.d.sync += [v.known_buf.eq(0), v.readable.eq(0), req.last_byte.eq(0),
+                     v.buf_depth.eq(0), v.arg_end.eq(v.arg_addr + v.arg_count)]
+        for buf, spec in self.buffers.items():
+            with m.If(args[0] == buf.value):
+                m.d.sync += [v.known_buf.eq(1), v.readable.eq(spec.readable),
+                             req.last_byte.eq(spec.nbytes - 1), v.buf_depth.eq(spec.depth)]
+        for buf, spec in self.buffers.items():
+            with m.If(args[0] == buf.value):
+                m.d.sync += req.rlen.eq(_times(v.arg_count, spec.nbytes))
+        fits = {}      # (width, max) -> registered "value <= max"
+        for reg, (width, hi) in self.registers.items():
+            m.d.sync += v.reg_hit[reg].eq(args[0] == reg.value)
+            if (width, hi) not in fits:
+                # value <= hi as "no bit above hi's width, and the low bits <= hi": no 64-bit
+                # comparator. Whole bytes above the width are tested by their zero flags.
+                low_ok = v.value[:width] <= hi if hi != (1 << width) - 1 else 1
+                whole = -(-width // 8)          # value bytes 0 .. whole-1 hold the width
+                high_zero = Cat(v.value[width:8 * whole] == 0,
+                                *(req.arg_zero[i] for i in range(1 + whole, 9))).all()
+                fits[width, hi] = Signal(name=f"fits_{width}_{hi}")
+                m.d.sync += fits[width, hi].eq(high_zero & low_ok)
+        # Stage 2: from the registered facts.
+        hits = [v.reg_hit[reg] for reg in self.registers]
+        oks = [v.reg_hit[reg] & fits[spec] for reg, spec in self.registers.items()]
+        m.d.sync += [
+            v.known_reg.eq(Cat(*hits).any()), v.value_ok.eq(Cat(*oks).any()),
+            v.in_range.eq(v.arg_end <= v.buf_depth),
+            v.wlen_ok.eq(req.length == req.rlen + 5), v.rlen_big.eq(req.rlen > 0xffff),
+        ]
+        self._run_facts(m, v)
+
+    def _run_facts(self, m, v):
+        """RUN's facts: the op is in the config, its shape registers are valid (registered)."""
+        cfg, regs, op_arg = self.cfg, self.register_file, self.request.args[0]
+        is_gemm = (op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)
+        m.d.sync += v.gemm_op.eq(is_gemm)
+        op_shape_ok = Signal(name="gemm_shape_ok")
+        m.d.sync += [v.present.eq(0), v.shape_ok.eq(0),
+                     op_shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
+        with m.If(is_gemm):
+            m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
+        if cfg.attention.enabled:
+            op_shape_ok = Signal(name="att_shape_ok")
+            is_att = op_arg == Op.ATTENTION.value
+            m.d.sync += [v.att_op.eq(is_att),
+                         op_shape_ok.eq((v.att_len != 0) &
+                                        (v.att_len <= cfg.attention.max_seq_len) &
+                                        (v.att_dim != 0) &
+                                        (v.att_dim <= cfg.attention.max_head_dim))]
+            with m.If(is_att):
+                m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
+        for op, name in NONLINEAR_OPS.items():
+            unit_cfg = getattr(cfg, name)
+            if unit_cfg.enabled:
+                row_max = unit_cfg.max_len if op != Op.GELU else self.depth * self.lanes
+                op_shape_ok = Signal(name=f"{name}_shape_ok")
+                m.d.sync += op_shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
+                                           (regs[Reg.ROW_LEN] <= row_max))
+                with m.If(op_arg == op.value):
+                    m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
+
+    def _verdict(self, m, v):
+        """Stage 3: the verdict, registered (the first failing check answers); the register
+        write of an accepted SET_REG."""
+        req = self.request
+        checks = {
+            "write_buffer": [(~v.known_buf, Error.BUFFER), (self.running, Error.BUSY),
+                             (~v.wlen_ok, Error.LENGTH), (~v.in_range, Error.RANGE)],
+            "read_buffer": [(~v.known_buf | ~v.readable, Error.BUFFER),
+                            (self.running, Error.BUSY),
+                            (~v.in_range | v.rlen_big, Error.RANGE)],
+            "set_reg": [(~v.known_reg, Error.REGISTER), (self.running, Error.BUSY),
+                        (~v.value_ok, Error.VALUE)],
+            "run": [(~v.present, Error.UNIT), (self.running, Error.BUSY),
+                    (~v.shape_ok, Error.SHAPE)],
+        }
+        m.d.sync += [req.verdict.eq(0), req.refused.eq(0)]
+        for command, command_checks in checks.items():
+            with m.If(req.command[command]):
+                for i, (failed, code) in enumerate(command_checks):
+                    with (m.If if i == 0 else m.Elif)(failed):
+                        m.d.sync += [req.verdict.eq(code.value), req.refused.eq(1)]
+        with m.If(req.set_reg):
+            for reg, sig in self.register_file.items():
+                with m.If(v.reg_hit[reg]):
+                    m.d.sync += sig.eq(v.value)
+
+    def _prepare(self, m, v):
+        """RUN's shape preparation, by repeated subtraction (see the class docstring)."""
+        R, Cc, VL, regs = self.cfg.array.rows, self.cfg.array.cols, self.lanes, self.register_file
+        gemm_op, att_op, K = v.gemm_op, v.att_op, regs[Reg.K]
+        a_step = Signal(range(max(R, VL) + 1))
+        a_inc, b_inc, c_inc = (Signal(17, name=f"{x}_inc") for x in "abc")
+        rem_a_nx, rem_b_nx, rem_c_nx = (Signal(17, name=f"rem_{x}_nx") for x in "abc")
+        words_a_nx, words_b_nx, words_c_nx = (Signal(34, name=f"words_{x}_nx") for x in "abc")
+        tiles_m_nx, tiles_n_nx = Signal(17, name="tiles_m_nx"), Signal(17, name="tiles_n_nx")
+        m.d.sync += [
+            a_step.eq(Mux(gemm_op | att_op, R, VL)),
+            a_inc.eq(Mux(gemm_op, K, Mux(att_op, v.att_dim, regs[Reg.ROWS]))),
+            b_inc.eq(Mux(att_op, v.att_dim, K)),
+            c_inc.eq(Mux(att_op, v.att_len, regs[Reg.M])),
+            v.a_go.eq(v.rem_a != 0), v.b_go.eq(v.rem_b != 0), v.c_go.eq(v.rem_c != 0),
+            v.wc_go.eq(Mux(att_op, v.rem_c != 0, v.rem_b != 0)),
+            rem_a_nx.eq(Mux(v.rem_a > a_step, v.rem_a - a_step, 0)),
+            rem_b_nx.eq(Mux(v.rem_b > Cc, v.rem_b - Cc, 0)),
+            rem_c_nx.eq(Mux(v.rem_c > Cc, v.rem_c - Cc, 0)),
+            words_a_nx.eq(v.words_a + a_inc), words_b_nx.eq(v.words_b + b_inc),
+            words_c_nx.eq(v.words_c + c_inc),
+            tiles_m_nx.eq(v.tiles_m + 1), tiles_n_nx.eq(v.tiles_n + 1),
+        ]
+        with m.If(self.request.run):
+            m.d.sync += [v.rem_a.eq(Mux(gemm_op, regs[Reg.M],
+                                        Mux(att_op, v.att_len, regs[Reg.ROW_LEN]))),
+                         v.rem_b.eq(Mux(gemm_op, regs[Reg.N], Mux(att_op, v.att_len, 0))),
+                         v.rem_c.eq(Mux(att_op, v.att_dim, 0)),
+                         v.words_a.eq(0), v.words_b.eq(0), v.words_c.eq(0), v.tiles_m.eq(0),
+                         v.tiles_n.eq(0)]
+        with m.If(v.prep_phase):
+            with m.If(v.a_go):
+                m.d.sync += [v.rem_a.eq(rem_a_nx), v.words_a.eq(words_a_nx),
+                             v.tiles_m.eq(tiles_m_nx)]
+            with m.If(v.b_go):
+                m.d.sync += [v.rem_b.eq(rem_b_nx), v.words_b.eq(words_b_nx),
+                             v.tiles_n.eq(tiles_n_nx)]
+            with m.If(v.c_go):
+                m.d.sync += v.rem_c.eq(rem_c_nx)
+            with m.If(v.wc_go):
+                m.d.sync += v.words_c.eq(words_c_nx)
+
+    def _launch(self, m, v):
+        """The RUN state machine (prepare, check the fit, launch), the run's state, the
+        readers' loops and the units' commands."""
+        cfg, depth, regs, req = self.cfg, self.depth, self.register_file, self.request
+        readers = {buf: getattr(self, f"read_{buf.name.lower()}", None)
+                   for buf in (Buf.A, Buf.B, Buf.X, Buf.V)}
+        rd_a, rd_b, rd_x, rd_v = readers.values()
+        done = req.done
+        out_words = Signal(range(depth + 1))   # words the run writes
+        written = self.run_addr
+        run_gemm = Signal()                    # run_op is GEMM or GEMM_RAW
+        gemm_cmd_valid, att_cmd_valid = Signal(), Signal()
+        over_abc, over_a = Signal(name="over_abc"), Signal(name="over_a")   # beyond the buffers
+        launch_bad = Signal()     # the RUN's op is over_abc (GEMM, attention) or over_a
+        m.d.comb += [req.running.eq(self.running), req.launch_bad.eq(launch_bad)]
+        for rd in readers.values():
+            if rd is not None:
+                m.d.sync += rd.start.eq(0)
+
+        # A run ends when its last output word is written.
+        with m.If(self.running & (written == out_words) & ~gemm_cmd_valid & ~att_cmd_valid):
+            m.d.sync += [self.running.eq(0), done.eq(1)]
+        with m.If(self.running & self.run_write):
+            m.d.sync += written.eq(written + 1)
+
+        with m.FSM(name="run"):
+            with m.State("IDLE"):        # wait for an accepted RUN (its counts start then)
+                with m.If(req.run):
+                    m.next = "PREP"
+            with m.State("PREP"):        # tile/beat counts by repeated subtraction
+                # Every other cycle (prep_phase) commits the next values registered meanwhile;
+                # done when nothing is left to count.
+                m.d.sync += v.prep_phase.eq(~v.prep_phase)
+                with m.If(v.prep_phase & ~v.a_go & ~v.b_go & ~v.c_go):
+                    m.next = "FIT"
+            with m.State("FIT"):         # the capacity checks, registered
+                m.d.sync += [over_abc.eq((v.words_a > depth) | (v.words_b > depth) |
+                                         (v.words_c > depth)),
+                             over_a.eq(v.words_a > depth)]
+                m.next = "FIT2"
+            with m.State("FIT2"):        # the capacity verdict of the op, registered
+                m.d.sync += launch_bad.eq(Mux(v.gemm_op | v.att_op, over_abc, over_a))
+                m.next = "LAUNCH"
+            with m.State("LAUNCH"):      # capacity verdict, then start the readers
+                m.d.comb += req.launched.eq(1)
+                start = [self.running.eq(1), done.eq(0), self.run_op.eq(req.args[0]),
+                         written.eq(0)]
+                with m.If(~launch_bad):
+                    with m.If(v.gemm_op):
+                        m.d.sync += [*start, run_gemm.eq(1), out_words.eq(v.words_c),
+                                     gemm_cmd_valid.eq(1), rd_a.start.eq(1), rd_b.start.eq(1)]
+                    with m.Elif(v.att_op):
+                        if rd_v is not None:
+                            m.d.sync += [*start, run_gemm.eq(0), out_words.eq(v.words_c),
+                                         att_cmd_valid.eq(1)]
+                            m.d.sync += [rd.start.eq(1) for rd in (rd_a, rd_b, rd_v)]
+                    with m.Else():
+                        m.d.sync += [*start, run_gemm.eq(0), out_words.eq(v.words_a)]
+                        if rd_x is not None:
+                            m.d.sync += rd_x.start.eq(1)
+                m.next = "IDLE"
+
+        # The units' commands, from the registers at launch.
+        g_cmd = self.gemm
+        m.d.comb += [g_cmd.valid.eq(gemm_cmd_valid), g_cmd.payload.m.eq(regs[Reg.M]),
+                     g_cmd.payload.k.eq(regs[Reg.K]), g_cmd.payload.n.eq(regs[Reg.N])]
+        with m.If(g_cmd.valid & g_cmd.ready):
+            m.d.sync += gemm_cmd_valid.eq(0)
+        if cfg.attention.enabled:
+            a_cmd = self.attention
+            m.d.comb += [a_cmd.valid.eq(att_cmd_valid),
+                         a_cmd.payload.length.eq(regs[Reg.ATT_LEN]),
+                         a_cmd.payload.head_dim.eq(regs[Reg.ATT_DIM]),
+                         a_cmd.payload.causal.eq(regs[Reg.ATT_CAUSAL])]
+            with m.If(a_cmd.valid & a_cmd.ready):
+                m.d.sync += att_cmd_valid.eq(0)
+
+        # The readers' loops follow the run's op at all times, without an enable (loaded from
+        # the state machine they would have one enable net across the chip); run_gemm is set at
+        # launch, the loops are registered from it a cycle later, and a reader latches them the
+        # cycle after that (two cycles after launch).
+        # GEMM: A walks i = row tile (stride K), j = column tile (stride 0), then k; B the same
+        # walk with the strides swapped. Attention and the nonlinear units read linearly (Q, K
+        # and V are in the controller's scratchpad order).
+        K = regs[Reg.K]
+        la, lb = rd_a.loop, rd_b.loop
+        m.d.sync += [
+            la.count_i.eq(Mux(run_gemm, v.tiles_m, 1)), la.count_j.eq(Mux(run_gemm, v.tiles_n, 1)),
+            la.count_k.eq(Mux(run_gemm, K, v.words_a)), la.si.eq(Mux(run_gemm, K, 0)),
+            la.sj.eq(0),
+            lb.count_i.eq(Mux(run_gemm, v.tiles_m, 1)), lb.count_j.eq(Mux(run_gemm, v.tiles_n, 1)),
+            lb.count_k.eq(Mux(run_gemm, K, v.words_b)), lb.si.eq(0),
+            lb.sj.eq(Mux(run_gemm, K, 0)),
+        ]
+        for rd, n in ((rd_x, v.words_a), (rd_v, v.words_c)):
+            if rd is not None:
+                m.d.sync += [rd.loop.count_i.eq(1), rd.loop.count_j.eq(1), rd.loop.count_k.eq(n),
+                             rd.loop.si.eq(0), rd.loop.sj.eq(0)]
+
+
+class _Values:
+    """The dispatcher's registers shared between its parts."""
+
+    def __init__(self, disp, m):
+        regs, req = disp.register_file, disp.request
+        self.arg_addr = Cat(req.args[1], req.args[2])
+        self.arg_count = Cat(req.args[3], req.args[4])
+        self.value = Cat(*(req.args[i] for i in range(1, 9)))
+        self.att_len = regs.get(Reg.ATT_LEN, Const(0, 1))
+        self.att_dim = regs.get(Reg.ATT_DIM, Const(0, 1))
+        # Stage 1 and 2 facts.
+        self.known_buf, self.readable = Signal(name="known_buf"), Signal(name="readable")
+        self.buf_depth = Signal(17)
+        self.arg_end = Signal(18)               # addr + count
+        self.reg_hit = {reg: Signal(name=f"hit_{reg.name.lower()}") for reg in disp.registers}
+        self.known_reg, self.value_ok = Signal(name="known_reg"), Signal(name="value_ok")
+        self.in_range = Signal()
+        self.wlen_ok = Signal()     # length == 5 + count*nbytes
+        self.rlen_big = Signal()    # the response would exceed 65535 bytes
+        # RUN: the op decoded into flip-flops (the argument is held from FACT1 to the end of
+        # RUN), whether it is present and its shape valid.
+        self.gemm_op, self.att_op = Signal(name="gemm_op"), Signal(name="att_op")
+        self.present = Signal()
+        self.shape_ok = Signal()
+        # Shape preparation.
+        self.prep_phase = Signal()     # high on PREP's commit cycles only
+        self.rem_a, self.rem_b, self.rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")
+        self.words_a, self.words_b, self.words_c = (Signal(34, name=f"words_{x}") for x in "abc")
+        self.tiles_m, self.tiles_n = Signal(17, name="tiles_m"), Signal(17, name="tiles_n")
+        self.a_go, self.b_go, self.c_go, self.wc_go = (Signal(name=f"{x}_go")
+                                                       for x in ("a", "b", "c", "wc"))

@@ -1,0 +1,159 @@
+"""Buffer reader: a buffer walked in three nested loops and delivered as a stream."""
+
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .skid import SkidBuffer
+
+__all__ = ["reader_loop_layout", "reader_control_signature", "read_port_signature",
+           "BufferReader"]
+
+
+def reader_loop_layout(addr_width):
+    """A walk ``i*si + j*sj + k`` for ``i < count_i, j < count_j, k < count_k`` (k innermost)."""
+    aw = addr_width + 1
+    return data.StructLayout({"count_i": aw, "count_j": aw, "count_k": aw, "si": aw, "sj": aw})
+
+
+def reader_control_signature(addr_width):
+    """What starts a reader, as its driver sees it: a ``start`` pulse and the ``loop`` of the
+    walk (:func:`reader_loop_layout`), which must be set by the cycle after ``start``."""
+    return wiring.Signature({"start": Out(1), "loop": Out(reader_loop_layout(addr_width))})
+
+
+def read_port_signature(addr_width, width):
+    """A memory read port as its user sees it: ``addr`` out, ``data`` of that address back a
+    cycle later (a synchronous read port that reads every cycle)."""
+    return wiring.Signature({"addr": Out(addr_width), "data": In(width)})
+
+
+class BufferReader(wiring.Component):
+    """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
+    (k innermost; I, J, K at least 1).
+
+    ``control.start`` (a one-cycle pulse) empties the queue; the loop bounds and strides
+    (``control.loop``), set by then, are loaded the cycle after into the reader's own registers,
+    and ``control.loop`` is not read again until the next ``start``: a walk cannot be changed
+    once it has begun.
+
+    Everything on the memory's side is registered, for timing: the address is a register
+    stepped by one adder (``+1``, or a jump to the next j or i block, kept ready beside it), the
+    loops count down to registered "last" flags, and the decision to read is a flip-flop driven
+    by a credit counter (slots of the queue neither full nor claimed by a read in flight). The
+    memory's output is registered (the block RAM's slow clock-to-output ends there), then goes
+    into a small FIFO (distributed RAM), whose ``valid``/``data``/``ready`` are the stream. A
+    register slice (:class:`~hw.skid.SkidBuffer`) follows the FIFO, so the consumer's ``ready``
+    reaches only the slice's flip-flops.
+
+    Parameters
+    ----------
+    addr_width : int
+        Address bits of the buffer.
+    width : int
+        Bits of a buffer word.
+
+    Members
+    -------
+    control : In(reader_control_signature(addr_width))
+        ``start`` pulse and the walk's ``loop``.
+    mem : Out(read_port_signature(addr_width, width))
+        The buffer's read port: ``addr`` out, ``data`` in a cycle later.
+    o : Out(stream.Signature(unsigned(width)))
+        The words, in walk order.
+
+    Latency: 2 cycles from ``start`` to the first read, whose word is on ``o`` 5 cycles later.
+    Throughput: one word per cycle (the queue covers the credit loop).
+    """
+
+    #: Entries of the queue: the reads in flight (issue, memory, landing register) and the
+    #: FIFO's own output latency, so that a steady consumer never waits.
+    DEPTH = 12
+
+    def __init__(self, addr_width, width):
+        self.addr_width = addr_width
+        self.width = width
+        super().__init__({
+            "control": In(reader_control_signature(addr_width)),
+            "mem": Out(read_port_signature(addr_width, width)),
+            "o": Out(stream.Signature(unsigned(width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        start, loop = self.control.start, self.control.loop
+        fifo = ResetInserter(start)(SyncFIFOBuffered(width=self.width, depth=self.DEPTH))
+        skid = ResetInserter(start)(SkidBuffer(self.width))
+        m.submodules.fifo, m.submodules.skid = fifo, skid
+        m.d.comb += [skid.i.valid.eq(fifo.r_rdy), skid.i.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(skid.i.ready)]
+        wiring.connect(m, skid.o, wiring.flipped(self.o))
+
+        active = Signal()
+        load = Signal()
+        issue = Signal()        # a read is issued this cycle (a flip-flop)
+        issued = Signal()       # a word leaves the memory this cycle
+        landed = Signal()       # ... and is in ``landed_data`` this cycle
+        landed_data = Signal(self.width)
+        consumed = Signal()     # a word left the FIFO last cycle
+        credits = Signal(range(self.DEPTH + 1))
+        active_next = Signal()
+        credits_next = Signal.like(credits)
+        m.d.comb += [
+            fifo.w_en.eq(landed), fifo.w_data.eq(landed_data),
+            active_next.eq(active),
+            credits_next.eq(credits - issue + consumed),
+        ]
+        m.d.sync += [
+            issued.eq(issue & ~start),
+            landed.eq(issued & ~start),
+            landed_data.eq(self.mem.data),
+            consumed.eq(fifo.r_en & fifo.r_rdy & ~start),
+            load.eq(start),
+            credits.eq(Mux(start, self.DEPTH, credits_next)),
+            issue.eq(~start & active_next & (credits_next != 0)),
+            active.eq(active_next),
+        ]
+
+        # Down-counters with "last" flags, and the address with its next j and i block starts.
+        aw = self.addr_width + 1
+        k_rem, j_rem, i_rem = (Signal(aw, name=f"{x}_rem") for x in "kji")
+        k_last, j_last, i_last = (Signal(name=f"{x}_last") for x in "kji")
+        k_top, j_top = Signal(aw), Signal(aw)
+        k_one, j_one = Signal(), Signal()
+        si, sj = Signal(aw), Signal(aw)
+        addr = Signal(2 * aw)
+        next_j = Signal(2 * aw)
+        next_i = Signal(2 * aw)
+        m.d.comb += self.mem.addr.eq(addr[:self.addr_width])
+        with m.If(start):
+            m.d.comb += active_next.eq(0)
+        with m.Elif(load):
+            m.d.comb += active_next.eq(1)
+            m.d.sync += [
+                k_top.eq(loop.count_k - 1), j_top.eq(loop.count_j - 1),
+                k_one.eq(loop.count_k == 1), j_one.eq(loop.count_j == 1),
+                k_rem.eq(loop.count_k - 1), j_rem.eq(loop.count_j - 1), i_rem.eq(loop.count_i - 1),
+                k_last.eq(loop.count_k == 1), j_last.eq(loop.count_j == 1),
+                i_last.eq(loop.count_i == 1),
+                addr.eq(0), next_j.eq(loop.sj), next_i.eq(loop.si),
+                si.eq(loop.si), sj.eq(loop.sj),
+            ]
+        with m.Elif(issue):
+            with m.If(~k_last):
+                m.d.sync += [k_rem.eq(k_rem - 1), k_last.eq(k_rem == 1), addr.eq(addr + 1)]
+            with m.Else():
+                m.d.sync += [k_rem.eq(k_top), k_last.eq(k_one)]
+                with m.If(~j_last):
+                    m.d.sync += [j_rem.eq(j_rem - 1), j_last.eq(j_rem == 1),
+                                 addr.eq(next_j), next_j.eq(next_j + sj)]
+                with m.Else():
+                    m.d.sync += [j_rem.eq(j_top), j_last.eq(j_one)]
+                    with m.If(~i_last):
+                        m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1),
+                                     addr.eq(next_i), next_j.eq(next_i + sj),
+                                     next_i.eq(next_i + si)]
+                    with m.Else():
+                        m.d.comb += active_next.eq(0)
+        return m
