@@ -2,12 +2,12 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .pe import Flags, drain_layout
 from .skid import SkidBuffer
+from .stream import Queue, delay
 from .systolic import SystolicArray
 
 __all__ = ["gemm_cmd_layout", "GemmEngine"]
@@ -20,15 +20,6 @@ def gemm_cmd_layout(gemm_cfg):
         "k": unsigned(bits_for(gemm_cfg.max_k)),
         "n": unsigned(bits_for(gemm_cfg.max_n)),
     })
-
-
-def _delay(m, value, cycles, shape, name):
-    """``value`` delayed by ``cycles`` registers."""
-    for i in range(cycles):
-        reg = Signal(shape, name=f"{name}_d{i}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 class GemmEngine(wiring.Component):
@@ -115,8 +106,7 @@ class GemmEngine(wiring.Component):
         R, C, g = self.rows, self.cols, self.cfg.gemm
 
         m.submodules.array = array = SystolicArray(R, C, self.in_width, self.acc_width)
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=C * self.acc_width,
-                                                    depth=self.fifo_depth)
+        m.submodules.fifo = fifo = Queue(self.out.payload.shape(), self.fifo_depth)
 
         # -- Inputs: the command and the operand pairs each enter through a register stage, so
         # that the producers' valid/payload logic and the sequencer's conditions time separately.
@@ -237,26 +227,26 @@ class GemmEngine(wiring.Component):
                 flags.last.eq(last),
             ]
             m.d.comb += [
-                array.a[r].eq(_delay(m, op_a[r], r, signed(self.in_width), f"a{r}")),
-                array.flags[r].eq(_delay(m, flags, r, Flags, f"f{r}")),
+                array.a[r].eq(delay(m, op_a[r], r, shape=signed(self.in_width), name=f"a{r}")),
+                array.flags[r].eq(delay(m, flags, r, shape=Flags, name=f"f{r}")),
             ]
         for c in range(C):
             lane = Mux(cols_left > c, op_b[c], 0)
-            m.d.comb += array.b[c].eq(_delay(m, lane, c, signed(self.in_width), f"b{c}"))
+            m.d.comb += array.b[c].eq(delay(m, lane, c, shape=signed(self.in_width),
+                                                   name=f"b{c}"))
 
         # -- De-skew the drain into rows and queue them. ---------------------------------------
-        aligned = [_delay(m, array.drain[c], C - 1 - c, drain_layout(self.acc_width), f"d{c}")
-                   for c in range(C)]
-        # A register slice after the FIFO: the FIFO's read enable is its registered ready, so the
-        # sink's ready (and whatever logic makes it) never reaches the FIFO's level logic.
+        aligned = [delay(m, array.drain[c], C - 1 - c, shape=drain_layout(self.acc_width),
+                         name=f"d{c}") for c in range(C)]
+        # The credit check leaves the queue room for every row, so its `i.ready` is not needed.
+        # A register slice after the queue: the queue's read enable is its registered ready, so
+        # the sink's ready (and whatever logic makes it) never reaches the queue's level logic.
         m.submodules.out_skid = out_skid = SkidBuffer(self.out.payload.shape())
         m.d.comb += [
-            fifo.w_en.eq(aligned[0].valid),
-            fifo.w_data.eq(Cat(*(slot.data for slot in aligned))),
-            out_skid.i.valid.eq(fifo.r_rdy),
-            out_skid.i.payload.eq(fifo.r_data),
-            fifo.r_en.eq(out_skid.i.ready),
+            fifo.i.valid.eq(aligned[0].valid),
+            fifo.i.payload.eq(Cat(*(slot.data for slot in aligned))),
             self.busy.eq(c_valid | running | occ_nz),
         ]
+        wiring.connect(m, fifo.o, out_skid.i)
         wiring.connect(m, out_skid.o, wiring.flipped(self.out))
         return m
