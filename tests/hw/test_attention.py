@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 import intformer as itf
 from hw.attention import AttentionController
 from hw.config import AccelConfig, ArrayConfig, AttentionConfig
-from sim import bench, cyclemodel, golden
+from sim import bench, cyclemodel, golden, layout
 
 SCALES = (0.02, 0.02, 0.05, 0.05)   # q, k, v, o
 
@@ -219,16 +219,11 @@ def test_shared_engine_serves_plain_gemm(requant, stall):
         sim.add_testbench(tb)
     sim.add_testbench(engine_out, background=True)
     sim.run()
-    out = np.zeros((5, tiles_n * 3), dtype=np.int64)
-    rows = iter(sink.items)
     width = cfg.requant.out_width if requant else acc_width
-    for i0 in range(0, 5, 2):
-        for j0 in range(0, 4, 3):
-            for i in range(i0, min(i0 + 2, 5)):
-                out[i, j0:j0 + 3] = bench.unpack(next(rows), width, 3)
+    out = layout.from_tile_rows([layout.unpack(w, width, 3) for w in sink.items], 5, 4, 2, 3)
     expected = golden.gemm(a, b)
     if requant:
         expected = golden.requantize(expected, mult, shift, acc_width=acc_width)
-    np.testing.assert_array_equal(out[:, :4], expected)
+    np.testing.assert_array_equal(out, expected)
     # The head's command was taken only once the GEMM's last row had left the engine.
     assert len(engine_rows) == 5 * tiles_n and accepted and accepted[0] > engine_rows[-1]
