@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 from .config import SoftmaxConfig
 from .dsp import registered_product
 from .skid import SkidBuffer
-from .stream import delay
+from .stream import Countdown, delay
 
 __all__ = ["Softmax"]
 
@@ -457,8 +457,9 @@ class Softmax(wiring.Component):
         c_active = Signal()
         c_bank = Signal(range(3))
         c_addr = Signal(range(3 * depth))
-        c_elem = Signal(elem_shape)
-        c_last = Signal()                   # c_elem + n >= length, registered
+        # Elements of the row from this beat on, a beat at a time; `last`: this beat ends the row.
+        m.submodules.c_left = c_left = Countdown(cfg.max_len, step=n)
+        c_last = c_left.last
         c_issue = Signal()
         m.d.comb += c_issue.eq(c_active & advance)
         c_fin = Signal()
@@ -474,12 +475,12 @@ class Softmax(wiring.Component):
         with m.If(c_fin):
             m.d.sync += c_active.eq(0)
         with m.Elif(c_issue):
-            m.d.sync += [c_addr.eq(c_addr + 1), c_elem.eq(c_elem + n),
-                         c_last.eq(c_elem + 2 * n >= length)]
+            m.d.sync += c_addr.eq(c_addr + 1)
+        m.d.comb += [c_left.load.eq(c_start), c_left.total.eq(length),
+                     c_left.en.eq(c_issue & ~c_last)]
         with m.If(c_start):
             m.d.sync += [c_active.eq(1), c_bank.eq(c_next_bank),
-                         c_next_bank.eq(next3(c_next_bank)), c_addr.eq(base(c_next_bank, 3)),
-                         c_elem.eq(0), c_last.eq(length_one)]
+                         c_next_bank.eq(next3(c_next_bank)), c_addr.eq(base(c_next_bank, 3))]
 
         # The counts of the hand-offs after the load pass, and the start conditions computed a
         # cycle ahead from them.
@@ -517,7 +518,7 @@ class Softmax(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 cv[0].eq(c_issue), cf1.eq(f_reg[c_bank]),
-                cmask[0].eq(Cat(c_elem + j < length for j in range(n))),
+                cmask[0].eq(Cat(c_left.left > j for j in range(n))),
                 cf2.eq(cf1), cf3.eq(cf2),
             ]
             m.d.sync += [a.eq(b) for a, b in zip(cv[1:], cv[:-1], strict=True)]
