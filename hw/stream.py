@@ -78,16 +78,20 @@ class Credits(wiring.Component):
     A producer whose writes reach the queue a few cycles after it decides to send (a memory read
     in flight, a pipeline) claims a slot when it decides (``take``) and the slot is returned when
     the consumer frees it (``give``). ``room`` is a flip-flop, so the decision is one LUT level
-    from it. Register ``give`` (the consumer's transfer, a cycle late) to keep the consumer's
-    ``ready`` out of the flag: that only delays a claim, never overfills the queue.
+    from it. Either register ``give`` (the consumer's transfer, a cycle late) or leave it out of
+    ``room`` (``early_give=False``), so that the consumer's ``ready`` does not reach the flag:
+    both only delay a claim, never overfill the queue.
 
-    Latency: ``room`` reflects a ``take`` or ``give`` on the next cycle. Throughput: one claim
-    per cycle while slots are free.
+    Latency: ``room`` reflects a ``take`` on the next cycle, and a ``give`` on the next cycle
+    (``early_give``) or the one after. Throughput: one claim per cycle while slots are free.
 
     Parameters
     ----------
     depth : int
         The slots.
+    early_give : bool
+        Whether ``room`` counts this cycle's ``give`` (``count + take - give < depth``), or only
+        its ``take`` (``count + take < depth``).
 
     Members
     -------
@@ -98,11 +102,11 @@ class Credits(wiring.Component):
     count : Out(range(depth + 1))
         The slots claimed, registered.
     room : Out(1)
-        At least one slot is free: ``count < depth``, registered from the next ``count``.
+        At least one slot is free, registered: see ``early_give``.
     """
 
-    def __init__(self, depth):
-        self.depth = depth
+    def __init__(self, depth, *, early_give=True):
+        self.depth, self.early_give = depth, early_give
         super().__init__({
             "take": In(1),
             "give": In(1),
@@ -114,7 +118,8 @@ class Credits(wiring.Component):
         m = Module()
         count_next = Signal.like(self.count)
         m.d.comb += count_next.eq(self.count + self.take - self.give)
-        m.d.sync += [self.count.eq(count_next), self.room.eq(count_next < self.depth)]
+        seen = count_next if self.early_give else self.count + self.take
+        m.d.sync += [self.count.eq(count_next), self.room.eq(seen < self.depth)]
         return m
 
 

@@ -73,15 +73,15 @@ class _CreditedPipe(wiring.Component):
     """A producer that claims a slot, writes its beat 3 cycles later into a Queue, and frees the
     slot a cycle after the consumer takes a beat: the use Credits is for."""
 
-    def __init__(self, depth, lag=3):
-        self.depth, self.lag = depth, lag
+    def __init__(self, depth, lag=3, early_give=True):
+        self.depth, self.lag, self.early_give = depth, lag, early_give
         super().__init__({"want": In(1), "o": Out(stream.Signature(16)),
                           "overflow": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.q = q = Queue(16, self.depth)
-        m.submodules.credits = cr = Credits(self.depth)
+        m.submodules.credits = cr = Credits(self.depth, early_give=self.early_give)
         seq = Signal(16)
         take = self.want & cr.room
         given = Signal()
@@ -89,7 +89,10 @@ class _CreditedPipe(wiring.Component):
             m.d.sync += seq.eq(seq + 1)
         valid = delay(m, take, self.lag, name="v")
         payload = delay(m, seq, self.lag, name="p")
-        m.d.sync += given.eq(q.o.valid & q.o.ready)
+        if self.early_give:
+            m.d.sync += given.eq(q.o.valid & q.o.ready)
+        else:
+            m.d.comb += given.eq(q.o.valid & q.o.ready)
         m.d.comb += [q.i.valid.eq(valid), q.i.payload.eq(payload),
                      cr.take.eq(take), cr.give.eq(given)]
         with m.If(q.i.valid & ~q.i.ready):
@@ -98,9 +101,10 @@ class _CreditedPipe(wiring.Component):
         return m
 
 
+@pytest.mark.parametrize("early_give", [True, False])
 @pytest.mark.parametrize("stall_out", [0.0, 0.5, 0.9])
-def test_credits_never_overfill_and_lose_nothing(stall_out):
-    dut = _CreditedPipe(depth=6)
+def test_credits_never_overfill_and_lose_nothing(stall_out, early_give):
+    dut = _CreditedPipe(depth=6, early_give=early_give)
     rng = np.random.default_rng(7)
     sink = StreamSink(dut.o, 150, name="o", rng=rng, stall=stall_out)
 
@@ -114,8 +118,10 @@ def test_credits_never_overfill_and_lose_nothing(stall_out):
     assert sink.items == list(range(150))
 
 
-def test_credits_room_is_registered_and_counts():
-    dut = Credits(2)
+@pytest.mark.parametrize("early_give, rooms", [(True, [1, 1, 0, 0, 0, 1, 1]),
+                                               (False, [1, 1, 0, 0, 0, 0, 1])])
+def test_credits_room_is_registered_and_counts(early_give, rooms):
+    dut = Credits(2, early_give=early_give)
     rows = []
 
     async def bench(ctx):
@@ -127,7 +133,7 @@ def test_credits_room_is_registered_and_counts():
             await ctx.tick()
 
     _simulate(dut, bench)
-    assert rows == [(1, 0), (1, 1), (0, 2), (0, 2), (0, 2), (1, 1), (1, 0)]
+    assert rows == list(zip(rooms, [0, 1, 2, 2, 2, 1, 0], strict=True))
 
 
 # -- Countdown -------------------------------------------------------------------------------
