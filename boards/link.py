@@ -92,8 +92,8 @@ class FrameLink(wiring.Component):
 
     Members
     -------
-    rx : In(stream.Signature(8))
-        Bytes from the line (always taken).
+    rx : In(stream.Signature(8, always_ready=True))
+        Bytes from the line, always taken.
     tx : Out(stream.Signature(8))
         Bytes to the line.
     cmd : Out(stream.Signature(8))
@@ -107,7 +107,7 @@ class FrameLink(wiring.Component):
     byte goes out the cycle after it is offered. Throughput: one byte per cycle each way.
     """
 
-    rx: In(stream.Signature(8))
+    rx: In(stream.Signature(8, always_ready=True))
     tx: Out(stream.Signature(8))
     cmd: Out(stream.Signature(8))
     rsp: In(stream.Signature(8))
@@ -139,7 +139,7 @@ class FrameLink(wiring.Component):
         start_tx = Signal()
         tx_done = Signal()
         got = rx.valid                        # rx is always taken
-        m.d.comb += [rx.ready.eq(1), wp.data.eq(rx.payload), wp.addr.eq(idx)]
+        m.d.comb += [wp.data.eq(rx.payload), wp.addr.eq(idx)]
         timed_out = Signal()                  # quiet == timeout, as a flip-flop
         with m.If(got):
             m.d.sync += [quiet.eq(0), timed_out.eq(0)]
