@@ -87,6 +87,19 @@ class _Clocked:
         self.first_cycle = None   # cycle index of the first transfer
         self.last_cycle = None    # cycle index of the last transfer
 
+    async def _begin(self, ctx):
+        """Wait out the ``start`` cycles; return the payload as a plain value."""
+        for _ in range(self.start):
+            await ctx.tick()
+        payload = self.port.payload
+        return payload.as_value() if hasattr(payload, "as_value") else payload
+
+    def _transferred(self, cycle):
+        """Note a transfer in the cycle before stream cycle ``cycle``."""
+        if self.first_cycle is None:
+            self.first_cycle = cycle - 1
+        self.last_cycle = cycle - 1
+
 
 class StreamSource(_Clocked):
     """Drives a stream with packed integer payloads, withholding ``valid`` at random."""
@@ -100,10 +113,7 @@ class StreamSource(_Clocked):
                 f"{self.budget} cycles")
 
     async def run(self, ctx):
-        payload = self.port.payload.as_value() if hasattr(self.port.payload, "as_value") \
-            else self.port.payload
-        for _ in range(self.start):
-            await ctx.tick()
+        payload = await self._begin(ctx)
         cycle = 0
         for index, item in enumerate(self.items):
             while self.stall and self.rng.random() < self.stall:
@@ -119,9 +129,7 @@ class StreamSource(_Clocked):
                     break
             else:
                 raise SimTimeout(self.timeout_message(index))
-            if self.first_cycle is None:
-                self.first_cycle = cycle - 1
-            self.last_cycle = cycle - 1
+            self._transferred(cycle)
         ctx.set(self.port.valid, 0)
 
 
@@ -138,10 +146,7 @@ class StreamSink(_Clocked):
                 f"cycles")
 
     async def run(self, ctx):
-        payload = self.port.payload.as_value() if hasattr(self.port.payload, "as_value") \
-            else self.port.payload
-        for _ in range(self.start):
-            await ctx.tick()
+        payload = await self._begin(ctx)
         cycle = idle = 0
         while len(self.items) < self.count:
             ready = not (self.stall and self.rng.random() < self.stall)
@@ -150,9 +155,7 @@ class StreamSink(_Clocked):
             cycle += 1
             if valid and ready:
                 self.items.append(value)
-                if self.first_cycle is None:
-                    self.first_cycle = cycle - 1
-                self.last_cycle = cycle - 1
+                self._transferred(cycle)
                 idle = 0
             else:
                 idle += 1
