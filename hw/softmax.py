@@ -32,10 +32,10 @@ class Softmax(wiring.Component):
        quotient bits a cycle, from trial subtractions of ``d``, ``2d`` and ``3d``) while the next
        row streams.
     3. **normalize**: ``e`` is read back, registered twice, multiplied by ``f``, rounded,
-       saturated and sent (a 6-stage pipeline, counting the read). It advances while a skid
-       register beside ``o`` is empty: a beat that meets a stalled ``o`` waits there, and the
-       pipeline stops until ``o`` has taken its beat, so ``o.ready`` drives only ``o`` and the
-       skid register.
+       saturated and sent (a 6-stage pipeline, counting the read, whose last stage is a
+       :class:`~hw.skid.SkidBuffer` on ``o``). It advances while the slice's skid register is
+       empty: a beat that meets a stalled ``o`` waits there, and the pipeline stops until ``o``
+       has taken its beat, so ``o.ready`` drives only the slice.
 
     Every pipeline stage holds at most one carry chain or one level of shifting: block RAM
     outputs are registered before use, the rescale is one right shift of ``x << 14`` by
