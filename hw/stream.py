@@ -29,7 +29,8 @@ class Queue(wiring.Component):
     must be cut.
 
     Latency: 2 cycles from a transfer on ``i`` to ``o.valid`` (1 cycle with ``depth == 1``).
-    Throughput: one beat per cycle on each side.
+    Throughput: one beat per cycle with ``depth >= 3``; one every other cycle with a depth of 1
+    or 2.
 
     Parameters
     ----------

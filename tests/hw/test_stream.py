@@ -36,15 +36,17 @@ def test_queue_every_beat_in_order(depth, stall_in, stall_out):
     assert sink.items == items
 
 
-def test_queue_latency_and_throughput():
-    dut = Queue(16, 4)
+@pytest.mark.parametrize("depth, latency, period", [(1, 1, 2), (2, 2, 2), (3, 2, 1), (8, 2, 1)])
+def test_queue_latency_and_throughput(depth, latency, period):
+    dut = Queue(16, depth)
     items = list(range(40))
     rng = np.random.default_rng(0)
     src = StreamSource(dut.i, items, name="i", rng=rng)
     sink = StreamSink(dut.o, len(items), name="o", rng=rng)
     run(dut, src.run, sink.run)
-    assert sink.first_cycle - src.first_cycle == 2
-    assert sink.last_cycle - sink.first_cycle == len(items) - 1
+    assert sink.items == items
+    assert sink.first_cycle - src.first_cycle == latency
+    assert sink.last_cycle - sink.first_cycle == period * (len(items) - 1)
 
 
 def test_queue_holds_depth_beats_and_reports_its_level():
