@@ -7,7 +7,6 @@ from amaranth.lib.wiring import In, Out
 
 from .dsp import registered_product
 from .requant import saturate
-from .stream import Countdown
 
 __all__ = ["layernorm_coef_layout", "LayerNorm"]
 
@@ -392,29 +391,29 @@ class LayerNorm(wiring.Component):
                      d_half.eq((Const(1, self.max_shift + 1) << d_sh) >> 1)]
 
         c_busy = Signal()
-        # Elements of the row from this beat on, a beat at a time; `last`: this beat ends the row.
-        m.submodules.c_left = c_left = Countdown(cfg.max_len, step=n_lanes)
+        c_pos = Signal(range(cfg.max_len + n_lanes))
         c_idx = Signal(range(D))
         c_addr = Signal(range(SLOTS * D))                  # row buffer address of this beat
         c_next = Signal(range(SLOTS * D), init=D % (SLOTS * D))   # base of the next slot
-        c_last = c_left.last
+        c_last = Signal()     # this beat ends the row (c_pos + n_lanes >= L), registered
         c_a = Signal(unsigned(self.a_width), reset_less=True)
         c_sh = Signal(range(self.max_shift + 1), reset_less=True)
         c_hb = Signal(signed(self.b_width + 1), reset_less=True)   # 2**(sh-1) - b: rounding, offset
         issue = c_busy & advance
         take = d_done & (~c_busy | (issue & c_last))
         m.d.comb += row_end.eq(issue & c_last)
-        m.d.comb += [c_left.load.eq(take), c_left.total.eq(L), c_left.en.eq(issue & ~c_last)]
         with m.If(issue):
             with m.If(c_last):
-                m.d.sync += [c_busy.eq(0), c_idx.eq(0),
+                m.d.sync += [c_busy.eq(0), c_pos.eq(0), c_idx.eq(0),
                              c_addr.eq(c_next), c_next.eq(next_base(c_next))]
             with m.Else():
-                m.d.sync += [c_idx.eq(c_idx + 1), c_addr.eq(c_addr + 1)]
+                m.d.sync += [c_pos.eq(c_pos + n_lanes), c_idx.eq(c_idx + 1),
+                             c_addr.eq(c_addr + 1),
+                             c_last.eq(c_pos + 2 * n_lanes >= L)]
         # Take the next row's constants when idle or on the last read of the current row.
         with m.If(take):
             m.d.sync += [d_done.eq(0), c_busy.eq(1), c_a.eq(d_a), c_sh.eq(d_sh),
-                         c_hb.eq(d_half - d_b)]
+                         c_hb.eq(d_half - d_b), c_last.eq(L <= n_lanes)]
         m.d.comb += [
             row_r.addr.eq(c_addr), row_r.en.eq(advance),
             coef_r.addr.eq(c_idx), coef_r.en.eq(advance),
@@ -485,7 +484,7 @@ class LayerNorm(wiring.Component):
             ]
             for j in range(n_lanes):
                 m.d.sync += [
-                    st[0]["mask"][j].eq(c_left.left > j),
+                    st[0]["mask"][j].eq(c_pos + j < L),
                     s4_t[j].eq(s3_nl[j] + s3_hb), s4_nh[j].eq(s3_nh[j]),
                     s4_bh[j].eq(s3_beta[j] + (1 << (shift - 1))),
                     s5_u[j].eq((s4_nh[j] << MUL_SPLIT) + s4_t[j]),
