@@ -30,6 +30,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, connect
 
 from hw.memory import uncontended
+from hw.stream import Countdown
 from hw.top import Accelerator
 
 from .uart import UARTReceiver, UARTTransmitter
@@ -91,8 +92,8 @@ class FrameLink(wiring.Component):
 
     Members
     -------
-    rx : In(stream.Signature(8))
-        Bytes from the line (always taken).
+    rx : In(stream.Signature(8, always_ready=True))
+        Bytes from the line, always taken.
     tx : Out(stream.Signature(8))
         Bytes to the line.
     cmd : Out(stream.Signature(8))
@@ -106,7 +107,7 @@ class FrameLink(wiring.Component):
     byte goes out the cycle after it is offered. Throughput: one byte per cycle each way.
     """
 
-    rx: In(stream.Signature(8))
+    rx: In(stream.Signature(8, always_ready=True))
     tx: Out(stream.Signature(8))
     cmd: Out(stream.Signature(8))
     rsp: In(stream.Signature(8))
@@ -138,7 +139,7 @@ class FrameLink(wiring.Component):
         start_tx = Signal()
         tx_done = Signal()
         got = rx.valid                        # rx is always taken
-        m.d.comb += [rx.ready.eq(1), wp.data.eq(rx.payload), wp.addr.eq(idx)]
+        m.d.comb += [wp.data.eq(rx.payload), wp.addr.eq(idx)]
         timed_out = Signal()                  # quiet == timeout, as a flip-flop
         with m.If(got):
             m.d.sync += [quiet.eq(0), timed_out.eq(0)]
@@ -220,10 +221,12 @@ class FrameLink(wiring.Component):
         # -- Responses: sync, then status/length/payload (from the top or an error), crc. ----
         tcrc = Signal(8)
         tcount = Signal(3)                    # header bytes passed
-        tlen = Signal(16)
-        tlen_lo_zero = Signal()               # the length's low byte is 0
-        tlen_one = Signal()                   # tlen == 1
+        tlen_lo = Signal(8)                   # the length's low byte
+        tlen_lo_zero = Signal()               # ... is 0
+        # Payload bytes left, loaded with the length's high byte; `last` marks the final byte.
+        m.submodules.tlen = tlen = Countdown(0xffff)
         src_valid, src_payload = Signal(), Signal(8)
+        m.d.comb += tlen.total.eq(Cat(tlen_lo, src_payload))
         src_take = Signal()
         with m.If(send_err):
             m.d.comb += [src_valid.eq(1), src_payload.eq(Mux(tcount == 0, code, 0))]
@@ -233,7 +236,7 @@ class FrameLink(wiring.Component):
         with m.FSM(name="tx"):
             with m.State("IDLE"):        # until a response starts
                 with m.If(start_tx):
-                    m.d.sync += [tcrc.eq(0), tcount.eq(0), tlen.eq(0)]
+                    m.d.sync += [tcrc.eq(0), tcount.eq(0)]
                     m.next = "SYNC"
             with m.State("SYNC"):        # the response sync byte
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(RSP_SYNC)]
@@ -245,11 +248,9 @@ class FrameLink(wiring.Component):
                 with m.If(src_valid & tx.ready):
                     m.d.sync += [tcount.eq(tcount + 1), tcrc.eq(_crc8_next(tcrc, src_payload))]
                     with m.If(tcount == 1):
-                        m.d.sync += [tlen[:8].eq(src_payload), tlen_lo_zero.eq(src_payload == 0),
-                                     tlen_one.eq(src_payload == 1)]
+                        m.d.sync += [tlen_lo.eq(src_payload), tlen_lo_zero.eq(src_payload == 0)]
                     with m.If(tcount == 2):
-                        m.d.sync += [tlen[8:].eq(src_payload),
-                                     tlen_one.eq(tlen_one & (src_payload == 0))]
+                        m.d.comb += tlen.load.eq(1)
                         with m.If((src_payload == 0) & tlen_lo_zero):
                             m.next = "CRC"
                         with m.Else():
@@ -258,9 +259,9 @@ class FrameLink(wiring.Component):
                 m.d.comb += [tx.valid.eq(src_valid), tx.payload.eq(src_payload),
                              src_take.eq(tx.ready)]
                 with m.If(src_valid & tx.ready):
-                    m.d.sync += [tlen.eq(tlen - 1), tlen_one.eq(tlen == 2),
-                                 tcrc.eq(_crc8_next(tcrc, src_payload))]
-                    with m.If(tlen_one):
+                    m.d.comb += tlen.en.eq(1)
+                    m.d.sync += tcrc.eq(_crc8_next(tcrc, src_payload))
+                    with m.If(tlen.last):
                         m.next = "CRC"
             with m.State("CRC"):         # the checksum
                 m.d.comb += [tx.valid.eq(1), tx.payload.eq(tcrc)]

@@ -4,6 +4,8 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.stream import Countdown
+
 __all__ = ["uart_divisor", "UARTReceiver", "UARTTransmitter"]
 
 
@@ -23,14 +25,25 @@ def uart_divisor(clk_freq, baud):
     return divisor
 
 
-def _check_divisor(divisor):
-    if isinstance(divisor, bool) or not isinstance(divisor, int):
-        raise TypeError(f"UART divisor must be an integer, not {divisor!r}")
-    if divisor < 4:
-        raise ValueError(f"UART divisor must be an integer of at least 4, not {divisor}")
+class _BitClocked(wiring.Component):
+    """A component timed by a bit timer of ``divisor`` cycles (a :class:`~hw.stream.Countdown`
+    whose ``last`` marks a bit period's end)."""
+
+    def __init__(self, divisor):
+        if isinstance(divisor, bool) or not isinstance(divisor, int):
+            raise TypeError(f"UART divisor must be an integer, not {divisor!r}")
+        if divisor < 4:
+            raise ValueError(f"UART divisor must be an integer of at least 4, not {divisor}")
+        self.divisor = divisor
+        super().__init__()
+
+    def timer(self, m):
+        """The bit timer, in ``m``: load it with ``total`` cycles, and step it with ``en``."""
+        m.submodules.timer = timer = Countdown(self.divisor)
+        return timer
 
 
-class UARTReceiver(wiring.Component):
+class UARTReceiver(_BitClocked):
     """Receives 8N1 bytes from ``rx``.
 
     ``rx`` goes through a two-flop synchronizer. A falling edge starts a byte; the start bit is
@@ -64,18 +77,13 @@ class UARTReceiver(wiring.Component):
     framing_error: Out(1)
     overrun: Out(1)
 
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
-
     def elaborate(self, platform):
         m = Module()
         d = self.divisor
         sync0, line = Signal(init=1), Signal(init=1)
         m.d.sync += [sync0.eq(self.rx), line.eq(sync0)]
 
-        timer = Signal(range(d))
+        timer = self.timer(m)
         bits = Signal(range(10))
         shreg = Signal(8)
         with m.If(self.o.ready):
@@ -84,22 +92,23 @@ class UARTReceiver(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):        # wait for a start bit's falling edge
                 with m.If(~line):
-                    m.d.sync += timer.eq(d // 2 - 1)
+                    m.d.comb += [timer.load.eq(1), timer.total.eq(d // 2)]
                     m.next = "START"
             with m.State("START"):       # to the middle of the start bit; still low?
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.last):
+                    m.d.comb += timer.en.eq(1)
                 with m.Elif(line):
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [timer.eq(d - 1), bits.eq(0)]
+                    m.d.comb += [timer.load.eq(1), timer.total.eq(d)]
+                    m.d.sync += bits.eq(0)
                     m.next = "DATA"
             with m.State("DATA"):        # sample 8 data bits and the stop bit at their middles
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.last):
+                    m.d.comb += timer.en.eq(1)
                 with m.Elif(bits != 8):
-                    m.d.sync += [shreg.eq(Cat(shreg[1:], line)), bits.eq(bits + 1),
-                                 timer.eq(d - 1)]
+                    m.d.comb += [timer.load.eq(1), timer.total.eq(d)]
+                    m.d.sync += [shreg.eq(Cat(shreg[1:], line)), bits.eq(bits + 1)]
                 with m.Else():
                     with m.If(line):
                         m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1)]
@@ -113,7 +122,7 @@ class UARTReceiver(wiring.Component):
         return m
 
 
-class UARTTransmitter(wiring.Component):
+class UARTTransmitter(_BitClocked):
     """Sends 8N1 bytes on ``tx``: a start bit (0), 8 data bits LSB first, a stop bit (1), each
     ``divisor`` cycles.
 
@@ -136,23 +145,20 @@ class UARTTransmitter(wiring.Component):
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
 
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
-
     def elaborate(self, platform):
         m = Module()
         d = self.divisor
         shreg = Signal(10, init=0x3ff)    # bits still to send, LSB first
         bits = Signal(range(11))
-        timer = Signal(range(d))
-        m.d.comb += [self.tx.eq(shreg[0]), self.i.ready.eq(bits == 0)]
+        timer = self.timer(m)
+        m.d.comb += [self.tx.eq(shreg[0]), self.i.ready.eq(bits == 0), timer.total.eq(d)]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [shreg.eq(Cat(0, self.i.payload, 1)), bits.eq(10), timer.eq(d - 1)]
+            m.d.comb += timer.load.eq(1)
+            m.d.sync += [shreg.eq(Cat(0, self.i.payload, 1)), bits.eq(10)]
         with m.Elif(bits != 0):
-            with m.If(timer != 0):
-                m.d.sync += timer.eq(timer - 1)
+            with m.If(~timer.last):
+                m.d.comb += timer.en.eq(1)
             with m.Else():
-                m.d.sync += [shreg.eq(Cat(shreg[1:], 1)), bits.eq(bits - 1), timer.eq(d - 1)]
+                m.d.comb += timer.load.eq(1)
+                m.d.sync += [shreg.eq(Cat(shreg[1:], 1)), bits.eq(bits - 1)]
         return m

@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import registered_product
+from .stream import delay
 
 __all__ = ["Gelu"]
 
@@ -150,12 +151,6 @@ class Gelu(wiring.Component):
         m.d.sync += sig.eq(value)
         return sig
 
-    def _delay(self, m, value, stages, name):
-        """``value`` delayed through ``stages`` pipeline registers."""
-        for s in range(stages):
-            value = self._reg(m, value, value.shape(), f"{name}_d{s}")
-        return value
-
     def _ibert(self, m, platform, advance, q, half, lane):
         cfg, reg = self.cfg, self._reg
         P, F, w = cfg.poly_width, cfg.frac_width, cfg.in_width
@@ -176,11 +171,11 @@ class Gelu(wiring.Component):
         diff = reg(m, self.c + half - sq, unsigned(2 * P + 2), f"diff_{lane}")
         # 6: e = round_shift(c - t*t, n)
         e = reg(m, (diff >> self.n)[:F + 1], unsigned(F + 1), f"e_{lane}")
-        neg = self._delay(m, q < 0, 6, f"neg_{lane}")
+        neg = delay(m, q < 0, 6, name=f"neg_{lane}", reset_less=True)
         # 7: s = one -+ e, in [0, 2 * one]
         s = reg(m, Mux(neg, self.one - e, self.one + e)[:F + 2], unsigned(F + 2), f"s_{lane}")
         # 8: y = q * s (multiplier 2), registered by the caller.
-        return self._delay(m, q, 7, f"q_{lane}"), s
+        return delay(m, q, 7, name=f"q_{lane}", reset_less=True), s
 
     def _shift(self, m, q, lane):
         cfg, reg = self.cfg, self._reg
@@ -199,8 +194,8 @@ class Gelu(wiring.Component):
         for b in reversed(range(QW)):
             test = self.x0 << b
             ge = rem >= test
-            z_bits = [self._delay(m, zb, 1, f"zb{i}_{lane}_s{stage}") for i, zb in
-                      enumerate(z_bits)] + [reg(m, ge, 1, f"zb{b}_{lane}_s{stage}")]
+            z_bits = [delay(m, zb, 1, name=f"zb{i}_{lane}_s{stage}", reset_less=True)
+                      for i, zb in enumerate(z_bits)] + [reg(m, ge, 1, f"zb{b}_{lane}_s{stage}")]
             rem = reg(m, Mux(ge, rem - test, rem)[:XW], unsigned(XW), f"r_{lane}_s{stage}")
             stage += 1
         z = Signal(unsigned(QW), name=f"z_{lane}")
@@ -208,11 +203,11 @@ class Gelu(wiring.Component):
         # +1: mantissa (x0 - (r >> 1)) << zs, in (x0/2, x0] << zs
         mant = reg(m, ((self.x0 - (rem >> 1)).as_unsigned()[:XW] << self.zs)[:DW - 1],
                    unsigned(DW - 1), f"mant_{lane}")
-        z = self._delay(m, z, 1, f"z_{lane}")
+        z = delay(m, z, 1, name=f"z_{lane}", reset_less=True)
         # +2: eps = mant >> z
         eps = reg(m, mant >> z, unsigned(DW - 1), f"eps_{lane}")
         stage += 2
-        neg = self._delay(m, q < 0, stage, f"neg_{lane}")
+        neg = delay(m, q < 0, stage, name=f"neg_{lane}", reset_less=True)
         # +3: num = eps or d, den = d + eps. Only eps = 0 with q >= 0 gives num = den, a quotient
         # of exactly 2**F ("top"); the divider then runs on num = 0, so that always num < den.
         top = reg(m, (eps == 0) & ~neg, 1, f"top_{lane}")
@@ -224,12 +219,13 @@ class Gelu(wiring.Component):
         for b in range(F):
             twice = num << 1
             ge = twice >= den
-            s_bits = [self._delay(m, sb, 1, f"sb{i}_{lane}_s{stage}") for i, sb in
-                      enumerate(s_bits)] + [reg(m, ge, 1, f"sb{F - 1 - b}_{lane}_s{stage}")]
+            s_bits = [delay(m, sb, 1, name=f"sb{i}_{lane}_s{stage}", reset_less=True)
+                      for i, sb in enumerate(s_bits)] + [reg(m, ge, 1,
+                                                             f"sb{F - 1 - b}_{lane}_s{stage}")]
             num = reg(m, Mux(ge, twice - den, twice)[:DW], unsigned(DW), f"rem_{lane}_s{stage}")
-            den = self._delay(m, den, 1, f"den_{lane}_s{stage}")
+            den = delay(m, den, 1, name=f"den_{lane}_s{stage}", reset_less=True)
             stage += 1
         s = Signal(unsigned(F + 1), name=f"s_{lane}")
         m.d.comb += s.eq(sum(sb << (F - i) for i, sb in enumerate(s_bits)))
         # last: y = q * s (the only multiplier), registered by the caller.
-        return self._delay(m, q, stage, f"q_{lane}"), s
+        return delay(m, q, stage, name=f"q_{lane}", reset_less=True), s

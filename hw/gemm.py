@@ -2,12 +2,12 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .pe import Flags, drain_layout
 from .skid import SkidBuffer
+from .stream import Countdown, Queue, delay
 from .systolic import SystolicArray
 
 __all__ = ["gemm_cmd_layout", "GemmEngine"]
@@ -20,15 +20,6 @@ def gemm_cmd_layout(gemm_cfg):
         "k": unsigned(bits_for(gemm_cfg.max_k)),
         "n": unsigned(bits_for(gemm_cfg.max_n)),
     })
-
-
-def _delay(m, value, cycles, shape, name):
-    """``value`` delayed by ``cycles`` registers."""
-    for i in range(cycles):
-        reg = Signal(shape, name=f"{name}_d{i}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 class GemmEngine(wiring.Component):
@@ -115,8 +106,7 @@ class GemmEngine(wiring.Component):
         R, C, g = self.rows, self.cols, self.cfg.gemm
 
         m.submodules.array = array = SystolicArray(R, C, self.in_width, self.acc_width)
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=C * self.acc_width,
-                                                    depth=self.fifo_depth)
+        m.submodules.fifo = fifo = Queue(self.out.payload.shape(), self.fifo_depth)
 
         # -- Inputs: the command and the operand pairs each enter through a register stage, so
         # that the producers' valid/payload logic and the sequencer's conditions time separately.
@@ -145,9 +135,12 @@ class GemmEngine(wiring.Component):
         running = Signal()
         size_k = Signal(range(g.max_k + 1))
         size_n = Signal(range(g.max_n + 1))
-        rows_left = Signal(range(g.max_m + 1))   # rows from this row tile to the end
+        # Rows from this row tile to the end and columns from this column tile to the end,
+        # counted down a tile at a time; their `last` flags mark the final row or column tile.
+        m.submodules.rows = rows = Countdown(g.max_m, step=R)
+        m.submodules.cols = cols = Countdown(g.max_n, step=C)
+        rows_left, cols_left = rows.left, cols.left
         rows_here = Signal(range(R + 1))         # min(rows_left, R)
-        cols_left = Signal(range(g.max_n + 1))   # columns from this column tile to the end
         k_left = Signal(range(g.max_k))          # operand pairs left in this tile after this one
         first = Signal()                         # the next pair is k = 0 of a tile
         occupied = Signal(range(self.fifo_depth + 1))  # rows started and not yet read out
@@ -155,9 +148,6 @@ class GemmEngine(wiring.Component):
         # Registered conditions, so that `fire` is one LUT level from flip-flops.
         last = Signal()       # k_left == 0
         k_is_1 = Signal()     # size_k == 1
-        rows_more = Signal()  # rows_left > R
-        cols_more = Signal()  # cols_left > C
-        n_more = Signal()     # size_n > C
         gap_ok = Signal(init=1)  # since_last >= tile_gap
         # Their next values, and `ok`, the part of `fire`'s condition they make, registered from
         # them (so that `fire` is running & ok & the operands' valid).
@@ -169,17 +159,16 @@ class GemmEngine(wiring.Component):
         cmd = c_cmd
         bad = ((cmd.m == 0) | (cmd.k == 0) | (cmd.n == 0) |
                (cmd.m > g.max_m) | (cmd.k > g.max_k) | (cmd.n > g.max_n))
-        with m.If(c_valid & ~running):
+        load = c_valid & ~running
+        with m.If(load):
             # The sizes load unconditionally (they are unused unless running); only `running`
             # and `error` depend on the command being well formed.
             m.d.sync += [
                 c_valid.eq(0),
                 self.error.eq(bad), running.eq(~bad),
                 size_k.eq(cmd.k), size_n.eq(cmd.n),
-                rows_left.eq(cmd.m), rows_here.eq(Mux(cmd.m >= R, R, cmd.m)),
-                cols_left.eq(cmd.n),
+                rows_here.eq(Mux(cmd.m >= R, R, cmd.m)),
                 k_left.eq(cmd.k - 1), k_is_1.eq(c_k_is_1),
-                rows_more.eq(cmd.m > R), cols_more.eq(cmd.n > C), n_more.eq(cmd.n > C),
             ]
             m.d.comb += [first_n.eq(1), last_n.eq(c_k_is_1)]
 
@@ -194,20 +183,23 @@ class GemmEngine(wiring.Component):
             operands.o.ready.eq(fire),
         ]
 
+        # A tile ends: the next column tile, else the next row tile from column 0, else done.
+        tile_end = fire & last
+        m.d.comb += [
+            rows.load.eq(load), rows.total.eq(cmd.m),
+            rows.en.eq(tile_end & cols.last & ~rows.last),
+            cols.load.eq(load | (tile_end & cols.last)),
+            cols.total.eq(Mux(load, cmd.n, size_n)),
+            cols.en.eq(tile_end),
+        ]
         with m.If(fire):
             m.d.sync += k_left.eq(Mux(last, size_k - 1, k_left - 1))
             m.d.comb += [first_n.eq(last), last_n.eq(Mux(last, k_is_1, k_left == 1))]
-            with m.If(last):
-                with m.If(cols_more):
-                    m.d.sync += [cols_left.eq(cols_left - C), cols_more.eq(cols_left > 2 * C)]
-                with m.Else():
-                    m.d.sync += [cols_left.eq(size_n), cols_more.eq(n_more)]
-                    with m.If(rows_more):
-                        m.d.sync += [rows_left.eq(rows_left - R),
-                                     rows_here.eq(Mux(rows_left >= 2 * R, R, rows_left - R)),
-                                     rows_more.eq(rows_left > 2 * R)]
-                    with m.Else():
-                        m.d.sync += running.eq(0)
+        with m.If(tile_end & cols.last):
+            with m.If(~rows.last):
+                m.d.sync += rows_here.eq(Mux(rows_left >= 2 * R, R, rows_left - R))
+            with m.Else():
+                m.d.sync += running.eq(0)
         with m.If(fire & last):
             m.d.sync += since_last.eq(1)
             m.d.comb += gap_ok_n.eq(self.tile_gap <= 1)
@@ -237,26 +229,26 @@ class GemmEngine(wiring.Component):
                 flags.last.eq(last),
             ]
             m.d.comb += [
-                array.a[r].eq(_delay(m, op_a[r], r, signed(self.in_width), f"a{r}")),
-                array.flags[r].eq(_delay(m, flags, r, Flags, f"f{r}")),
+                array.a[r].eq(delay(m, op_a[r], r, shape=signed(self.in_width), name=f"a{r}")),
+                array.flags[r].eq(delay(m, flags, r, shape=Flags, name=f"f{r}")),
             ]
         for c in range(C):
             lane = Mux(cols_left > c, op_b[c], 0)
-            m.d.comb += array.b[c].eq(_delay(m, lane, c, signed(self.in_width), f"b{c}"))
+            m.d.comb += array.b[c].eq(delay(m, lane, c, shape=signed(self.in_width),
+                                                   name=f"b{c}"))
 
         # -- De-skew the drain into rows and queue them. ---------------------------------------
-        aligned = [_delay(m, array.drain[c], C - 1 - c, drain_layout(self.acc_width), f"d{c}")
-                   for c in range(C)]
-        # A register slice after the FIFO: the FIFO's read enable is its registered ready, so the
-        # sink's ready (and whatever logic makes it) never reaches the FIFO's level logic.
+        aligned = [delay(m, array.drain[c], C - 1 - c, shape=drain_layout(self.acc_width),
+                         name=f"d{c}") for c in range(C)]
+        # The credit check leaves the queue room for every row, so its `i.ready` is not needed.
+        # A register slice after the queue: the queue's read enable is its registered ready, so
+        # the sink's ready (and whatever logic makes it) never reaches the queue's level logic.
         m.submodules.out_skid = out_skid = SkidBuffer(self.out.payload.shape())
         m.d.comb += [
-            fifo.w_en.eq(aligned[0].valid),
-            fifo.w_data.eq(Cat(*(slot.data for slot in aligned))),
-            out_skid.i.valid.eq(fifo.r_rdy),
-            out_skid.i.payload.eq(fifo.r_data),
-            fifo.r_en.eq(out_skid.i.ready),
+            fifo.i.valid.eq(aligned[0].valid),
+            fifo.i.payload.eq(Cat(*(slot.data for slot in aligned))),
             self.busy.eq(c_valid | running | occ_nz),
         ]
+        wiring.connect(m, fifo.o, out_skid.i)
         wiring.connect(m, out_skid.o, wiring.flipped(self.out))
         return m

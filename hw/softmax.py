@@ -7,17 +7,10 @@ from amaranth.lib.wiring import In, Out
 
 from .config import SoftmaxConfig
 from .dsp import registered_product
+from .skid import SkidBuffer
+from .stream import Countdown, delay
 
 __all__ = ["Softmax"]
-
-
-def _delay(m, value, cycles, name):
-    """``value`` delayed by ``cycles`` registers."""
-    for i in range(cycles):
-        reg = Signal.like(value, name=f"{name}_d{i}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 class Softmax(wiring.Component):
@@ -39,10 +32,10 @@ class Softmax(wiring.Component):
        quotient bits a cycle, from trial subtractions of ``d``, ``2d`` and ``3d``) while the next
        row streams.
     3. **normalize**: ``e`` is read back, registered twice, multiplied by ``f``, rounded,
-       saturated and sent (a 6-stage pipeline, counting the read). It advances while a skid
-       register beside ``o`` is empty: a beat that meets a stalled ``o`` waits there, and the
-       pipeline stops until ``o`` has taken its beat, so ``o.ready`` drives only ``o`` and the
-       skid register.
+       saturated and sent (a 6-stage pipeline, counting the read, whose last stage is a
+       :class:`~hw.skid.SkidBuffer` on ``o``). It advances while the slice's skid register is
+       empty: a beat that meets a stalled ``o`` waits there, and the pipeline stops until ``o``
+       has taken its beat, so ``o.ready`` drives only the slice.
 
     Every pipeline stage holds at most one carry chain or one level of shifting: block RAM
     outputs are registered before use, the rescale is one right shift of ``x << 14`` by
@@ -311,7 +304,7 @@ class Softmax(wiring.Component):
 
         shift = cfg.variant == "shift"
         e_lanes = []
-        max1 = _delay(m, max0, 1, "max")
+        max1 = delay(m, max0, 1, name="max")
         # Stage 1: the row max less the saturation threshold, for the comparison in stage 2.
         max_ovf1 = Signal(signed(w + 3))
         m.d.sync += max_ovf1.eq(max0 - ovf_t)
@@ -361,7 +354,7 @@ class Softmax(wiring.Component):
                     nz.eq(z | Mux(take, 1 << k, 0)),
                 ]
                 rem, z = nrem, nz
-            clamped = _delay(m, clamped, 4, f"cl_{j}")
+            clamped = delay(m, clamped, 4, name=f"cl_{j}")
             # Stage 10: t = B - r, in (B - D, B]; the total right shift z + se.
             t = Signal(16, name=f"t10_{j}", reset_less=True)
             sh = Signal(range(31 + 16), name=f"sh10_{j}", reset_less=True)
@@ -380,19 +373,19 @@ class Softmax(wiring.Component):
             m.d.sync += v.eq(sq if shift else sq + C)
             # Stages 13-14: e = v >> (z + se), by 8s then by 1s; 0 for lanes past the end of the
             # row.
-            sh = _delay(m, sh, 2, f"sh_{j}")
+            sh = delay(m, sh, 2, name=f"sh_{j}")
             vc = Signal(len(v), name=f"v13_{j}", reset_less=True)
             m.d.sync += vc.eq(v >> Cat(Const(0, 3), sh[3:]))
-            sh = _delay(m, sh, 1, f"sh13_{j}")
+            sh = delay(m, sh, 1, name=f"sh13_{j}")
             e = Signal(ew, name=f"e14_{j}", reset_less=True)
-            mask = _delay(m, mask0[j], self.EXP_STAGES - 1, f"mask_{j}")  # at stage 13
+            mask = delay(m, mask0[j], self.EXP_STAGES - 1, name=f"mask_{j}")  # at stage 13
             m.d.sync += e.eq(Mux(mask, vc >> sh[:3], 0))
             e_lanes.append(e)
 
-        vE = _delay(m, v0, self.EXP_STAGES, "v")
-        lastE = _delay(m, last0, self.EXP_STAGES, "last")
-        ebankE = _delay(m, ebank0, self.EXP_STAGES, "ebank")
-        eaddrE = _delay(m, eaddr0, self.EXP_STAGES, "eaddr")
+        vE = delay(m, v0, self.EXP_STAGES, name="v")
+        lastE = delay(m, last0, self.EXP_STAGES, name="last")
+        ebankE = delay(m, ebank0, self.EXP_STAGES, name="ebank")
+        eaddrE = delay(m, eaddr0, self.EXP_STAGES, name="eaddr")
         m.d.comb += [
             e_wr.addr.eq(eaddrE),
             e_wr.data.eq(Cat(*e_lanes)),
@@ -455,17 +448,18 @@ class Softmax(wiring.Component):
                 m.d.sync += row_sum.eq(total)
 
         # -- Pass 3, normalize: read e, multiply by f, round, saturate; stalls with `o`. ------
-        # The pipeline advances on a register, `~o_skid_valid`: when `o` holds a beat that is
-        # not taken, the beat behind it moves into a skid register beside `o` (below), and the
-        # pipeline waits until `o` has taken the beat it holds.
-        o_skid_valid = Signal()
+        # The pipeline advances on a register, the `i.ready` of the register slice on `o`: when
+        # `o` holds a beat that is not taken, the beat behind it moves into the slice's skid
+        # register, and the pipeline waits until `o` has taken the beat it holds.
+        m.submodules.o_skid = o_skid = SkidBuffer(self.o.payload.shape())
         advance = Signal()
-        m.d.comb += advance.eq(~o_skid_valid)
+        m.d.comb += advance.eq(o_skid.i.ready)
         c_active = Signal()
         c_bank = Signal(range(3))
         c_addr = Signal(range(3 * depth))
-        c_elem = Signal(elem_shape)
-        c_last = Signal()                   # c_elem + n >= length, registered
+        # Elements of the row from this beat on, a beat at a time; `last`: this beat ends the row.
+        m.submodules.c_left = c_left = Countdown(cfg.max_len, step=n)
+        c_last = c_left.last
         c_issue = Signal()
         m.d.comb += c_issue.eq(c_active & advance)
         c_fin = Signal()
@@ -481,12 +475,12 @@ class Softmax(wiring.Component):
         with m.If(c_fin):
             m.d.sync += c_active.eq(0)
         with m.Elif(c_issue):
-            m.d.sync += [c_addr.eq(c_addr + 1), c_elem.eq(c_elem + n),
-                         c_last.eq(c_elem + 2 * n >= length)]
+            m.d.sync += c_addr.eq(c_addr + 1)
+        m.d.comb += [c_left.load.eq(c_start), c_left.total.eq(length),
+                     c_left.en.eq(c_issue & ~c_last)]
         with m.If(c_start):
             m.d.sync += [c_active.eq(1), c_bank.eq(c_next_bank),
-                         c_next_bank.eq(next3(c_next_bank)), c_addr.eq(base(c_next_bank, 3)),
-                         c_elem.eq(0), c_last.eq(length_one)]
+                         c_next_bank.eq(next3(c_next_bank)), c_addr.eq(base(c_next_bank, 3))]
 
         # The counts of the hand-offs after the load pass, and the start conditions computed a
         # cycle ahead from them.
@@ -524,7 +518,7 @@ class Softmax(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 cv[0].eq(c_issue), cf1.eq(f_reg[c_bank]),
-                cmask[0].eq(Cat(c_elem + j < length for j in range(n))),
+                cmask[0].eq(Cat(c_left.left > j for j in range(n))),
                 cf2.eq(cf1), cf3.eq(cf2),
             ]
             m.d.sync += [a.eq(b) for a, b in zip(cv[1:], cv[:-1], strict=True)]
@@ -543,14 +537,7 @@ class Softmax(wiring.Component):
             m.d.comb += out[j].eq(Mux(cmask[-1][j], rnd[:cfg.out_width] | rnd[cfg.out_width:]
                                       .any().replicate(cfg.out_width), 0))
 
-        # `o` and its skid register: the stage-5 beat goes to `o` when `o` is empty or taken,
-        # else to the skid register, which refills `o` when `o` is taken.
-        o_skid = Signal(self.o.payload.shape(), name="o_skid")
-        with m.If(advance):
-            with m.If(self.o.valid & ~self.o.ready):
-                m.d.sync += [o_skid_valid.eq(cv[-1]), o_skid.eq(out)]
-            with m.Else():
-                m.d.sync += [self.o.valid.eq(cv[-1]), self.o.payload.eq(out)]
-        with m.Elif(self.o.ready):
-            m.d.sync += [self.o.payload.eq(o_skid), o_skid_valid.eq(0)]
+        # Stage 6 is the register slice: the stage-5 beat enters it as the pipeline advances.
+        m.d.comb += [o_skid.i.valid.eq(cv[-1]), o_skid.i.payload.eq(out)]
+        wiring.connect(m, o_skid.o, wiring.flipped(self.o))
         return m

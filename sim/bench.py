@@ -1,15 +1,10 @@
 """Stream drivers and runners that exercise the gateware in Amaranth's simulator.
 
-Stream rules (Amaranth's, obeyed by every port of every unit and by these drivers):
-
-1. a transfer happens on a cycle where ``valid & ready``;
-2. once ``valid`` is asserted, ``payload`` and ``valid`` hold until the transfer;
-3. ``valid`` never waits for ``ready`` (no combinational path from ready to valid);
-4. ``ready`` may depend on ``valid``.
-
-The drivers here insert random stalls: a source withholds ``valid`` and a sink withholds
-``ready`` on a cycle with probability ``stall``. Results must not depend on them. Every wait is
-bounded and raises :exc:`SimTimeout` naming what it waited for.
+The drivers obey the stream rules stated in :mod:`hw.stream`, and insert random stalls: a
+source withholds ``valid`` and a sink withholds ``ready`` on a cycle with probability
+``stall``. Results must not depend on them. Every wait is bounded and raises
+:exc:`SimTimeout` naming what it waited for. Arrays become beats and back through
+:mod:`sim.layout`.
 """
 
 import os
@@ -26,7 +21,8 @@ from hw.layernorm import LayerNorm
 from hw.requant import Requantizer
 from hw.softmax import Softmax
 
-from . import golden
+from . import golden, layout
+from .layout import pack, pack_rows, unpack
 
 __all__ = [
     "SimTimeout",
@@ -82,39 +78,6 @@ class SimResult:
     extra: dict = field(default_factory=dict)
 
 
-def pack(values, width):
-    """Pack signed or unsigned lane values (lane 0 in the low bits) into one integer."""
-    mask = (1 << width) - 1
-    word = 0
-    for i, v in enumerate(values):
-        word |= (int(v) & mask) << (i * width)
-    return word
-
-
-def pack_rows(rows, width):
-    """:func:`pack` of each row of a 2-D integer array, as a list of ints (vectorized when a
-    packed row fits 64 bits)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.ndim != 2 or rows.shape[1] * width > 64:
-        return [pack(r, width) for r in rows]
-    lanes = (rows & ((1 << width) - 1)).astype(np.uint64)
-    shifts = (np.arange(rows.shape[1], dtype=np.uint64) * np.uint64(width))
-    return np.bitwise_or.reduce(lanes << shifts, axis=1).tolist()
-
-
-def unpack(word, width, lanes, *, signed=True):
-    """Inverse of :func:`pack`."""
-    mask = (1 << width) - 1
-    half = 1 << (width - 1)
-    out = []
-    for i in range(lanes):
-        v = (word >> (i * width)) & mask
-        if signed and v & half:
-            v -= 1 << width
-        out.append(v)
-    return out
-
-
 class _Clocked:
     def __init__(self, port, name, rng, stall, budget, start):
         if not 0.0 <= stall < 1.0:
@@ -123,6 +86,19 @@ class _Clocked:
         self.start = start        # cycles before the stream starts (its cycle 0)
         self.first_cycle = None   # cycle index of the first transfer
         self.last_cycle = None    # cycle index of the last transfer
+
+    async def _begin(self, ctx):
+        """Wait out the ``start`` cycles; return the payload as a plain value."""
+        for _ in range(self.start):
+            await ctx.tick()
+        payload = self.port.payload
+        return payload.as_value() if hasattr(payload, "as_value") else payload
+
+    def _transferred(self, cycle):
+        """Note a transfer in the cycle before stream cycle ``cycle``."""
+        if self.first_cycle is None:
+            self.first_cycle = cycle - 1
+        self.last_cycle = cycle - 1
 
 
 class StreamSource(_Clocked):
@@ -137,10 +113,7 @@ class StreamSource(_Clocked):
                 f"{self.budget} cycles")
 
     async def run(self, ctx):
-        payload = self.port.payload.as_value() if hasattr(self.port.payload, "as_value") \
-            else self.port.payload
-        for _ in range(self.start):
-            await ctx.tick()
+        payload = await self._begin(ctx)
         cycle = 0
         for index, item in enumerate(self.items):
             while self.stall and self.rng.random() < self.stall:
@@ -156,9 +129,7 @@ class StreamSource(_Clocked):
                     break
             else:
                 raise SimTimeout(self.timeout_message(index))
-            if self.first_cycle is None:
-                self.first_cycle = cycle - 1
-            self.last_cycle = cycle - 1
+            self._transferred(cycle)
         ctx.set(self.port.valid, 0)
 
 
@@ -175,10 +146,7 @@ class StreamSink(_Clocked):
                 f"cycles")
 
     async def run(self, ctx):
-        payload = self.port.payload.as_value() if hasattr(self.port.payload, "as_value") \
-            else self.port.payload
-        for _ in range(self.start):
-            await ctx.tick()
+        payload = await self._begin(ctx)
         cycle = idle = 0
         while len(self.items) < self.count:
             ready = not (self.stall and self.rng.random() < self.stall)
@@ -187,9 +155,7 @@ class StreamSink(_Clocked):
             cycle += 1
             if valid and ready:
                 self.items.append(value)
-                if self.first_cycle is None:
-                    self.first_cycle = cycle - 1
-                self.last_cycle = cycle - 1
+                self._transferred(cycle)
                 idle = 0
             else:
                 idle += 1
@@ -265,18 +231,10 @@ def gemm_operand_beats(a, b, rows, cols, rng):
 
     Lanes beyond M or N are filled with random junk, which the engine must ignore.
     """
-    M, K = a.shape
-    N = b.shape[1]
-    tm, tn = -(-M // rows), -(-N // cols)
-    ap = rng.integers(-128, 128, (tm * rows, K))
-    ap[:M] = a
-    bp = rng.integers(-128, 128, (K, tn * cols))
-    bp[:, :N] = b
-    a_tiles = ap.reshape(tm, rows, K).transpose(0, 2, 1)      # [tile i, k] -> A lanes
-    b_tiles = bp.reshape(K, tn, cols).transpose(1, 0, 2)      # [tile j, k] -> B lanes
-    a_beats = np.broadcast_to(a_tiles[:, None], (tm, tn, K, rows)).reshape(-1, rows)
-    b_beats = np.broadcast_to(b_tiles[None], (tm, tn, K, cols)).reshape(-1, cols)
-    return a_beats, b_beats
+    (M, K), N = a.shape, b.shape[1]
+    pad_a = rng.integers(-128, 128, (-(-M // rows) * rows, K))
+    pad_b = rng.integers(-128, 128, (K, -(-N // cols) * cols))
+    return layout.gemm_beats(a, b, rows, cols, pad_a, pad_b)
 
 
 def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
@@ -313,12 +271,8 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
     run_streams(dut, [cmd, src_a, src_b], [sink], backend=backend, key=("gemm", cfg),
                 vcd_name="gemm")
 
-    out = np.zeros((M, tiles_n * C), dtype=np.int64)
-    rows = iter(sink.items)
-    for i0 in range(0, M, R):
-        for j0 in range(0, N, C):
-            for i in range(i0, min(i0 + R, M)):
-                out[i, j0:j0 + C] = unpack(next(rows), cfg.acc_width, C)
+    out = layout.from_tile_rows([unpack(w, cfg.acc_width, C) for w in sink.items],
+                                M, tiles_n * C, R, C)
     cycles = sink.last_cycle - cmd.first_cycle + 1
     return SimResult(
         output=out[:, :N],
@@ -329,8 +283,8 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
 
 
 def _cmd_word(dut, M, K, N):
-    layout = dut.cmd.payload.shape()
-    return layout.const({"m": M, "k": K, "n": N}).as_value().value
+    cmd_layout = dut.cmd.payload.shape()
+    return cmd_layout.const({"m": M, "k": K, "n": N}).as_value().value
 
 
 def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0,
@@ -342,22 +296,20 @@ def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0,
                          out_width=rq.out_width)
     golden.requantize(acc, multiplier, shift, **expected_args)  # validates every argument
     acc = np.asarray(acc, dtype=np.int64).reshape(-1)
-    count = -(-acc.size // lanes)
-    padded = np.zeros(count * lanes, dtype=np.int64)
-    padded[: acc.size] = acc
+    items = pack_rows(layout.beats(acc[None], lanes), cfg.acc_width)
+    count = len(items)
     dut = Requantizer(lanes, cfg.acc_width, rq)
     budget = 1000
-    src = StreamSource(dut.i, [pack(padded[i * lanes:(i + 1) * lanes], cfg.acc_width)
-                               for i in range(count)],
-                       name="requant in", rng=np.random.default_rng(seed), stall=stall,
-                       budget=budget)
+    src = StreamSource(dut.i, items, name="requant in", rng=np.random.default_rng(seed),
+                       stall=stall, budget=budget)
     sink = StreamSink(dut.o, count, name="requant out", rng=np.random.default_rng(seed + 1),
                       stall=stall, budget=budget)
     run_streams(dut, [src], [sink], constants=[(dut.multiplier, int(multiplier)),
                                                (dut.shift, int(shift))],
                 backend=backend, key=("requant", lanes, cfg.acc_width, rq), vcd_name="requant")
-    out = np.array([v for word in sink.items for v in unpack(word, rq.out_width, lanes)])
-    return SimResult(output=out[: acc.size], cycles=sink.last_cycle - src.first_cycle + 1)
+    out = layout.from_beats([unpack(w, rq.out_width, lanes) for w in sink.items], 1, acc.size,
+                            lanes)
+    return SimResult(output=out[0], cycles=sink.last_cycle - src.first_cycle + 1)
 
 
 
@@ -374,12 +326,9 @@ def run_softmax(cfg, q, scale, *, stall=0.0, seed=0, backend="amaranth"):
     rows = q.reshape(-1, shape[-1])
     length, n, w = shape[-1], cfg.lanes, cfg.in_width
     beats = -(-length // n)
-    rng = np.random.default_rng(seed)
-    items = []
-    for row in rows:
-        padded = rng.integers(-(1 << (w - 1)), 1 << (w - 1), beats * n)
-        padded[:length] = row
-        items.extend(pack(padded[b * n:(b + 1) * n], w) for b in range(beats))
+    junk = np.random.default_rng(seed).integers(-(1 << (w - 1)), 1 << (w - 1),
+                                                (len(rows), beats * n))
+    items = pack_rows(layout.beats(rows, n, pad=junk), w)
 
     dut = Softmax(cfg)
     constants = [(dut.length, length)] + [(getattr(dut, name), getattr(k, name))
@@ -391,8 +340,8 @@ def run_softmax(cfg, q, scale, *, stall=0.0, seed=0, backend="amaranth"):
                       rng=np.random.default_rng(seed + 2), stall=stall, budget=budget)
     run_streams(dut, [src], [sink], constants=constants, backend=backend, key=("softmax", cfg),
                 vcd_name="softmax")
-    out = np.array([unpack(word, cfg.out_width, n, signed=False) for word in sink.items],
-                   dtype=np.int64).reshape(len(rows), beats * n)
+    out = layout.from_beats([unpack(word, cfg.out_width, n, signed=False)
+                             for word in sink.items], len(rows), beats * n, n)
     return SimResult(
         output=out[:, :length].reshape(shape),
         scale=2.0 ** -cfg.out_width,
@@ -420,22 +369,21 @@ def run_gelu(cfg, q, scale, *, stall=0.0, seed=0, backend="amaranth"):
         return SimResult(output=np.zeros(q.shape, dtype=np.int64), cycles=0, scale=consts.y_scale)
     lanes, w = gcfg.lanes, gcfg.in_width
     count = -(-flat.size // lanes)
-    padded = np.random.default_rng(seed + 2).integers(-(1 << (w - 1)), 1 << (w - 1),
-                                                       count * lanes)
-    padded[: flat.size] = flat
+    junk = np.random.default_rng(seed + 2).integers(-(1 << (w - 1)), 1 << (w - 1),
+                                                     (1, count * lanes))
+    items = pack_rows(layout.beats(flat[None], lanes, pad=junk), w)
     dut = Gelu(gcfg)
     constants = [(getattr(dut, name), getattr(consts, name)) for name in dut.constant_names]
     budget = 100 + 4 * dut.latency
-    src = StreamSource(dut.i, [pack(padded[i * lanes:(i + 1) * lanes], w) for i in range(count)],
-                       name="gelu in", rng=np.random.default_rng(seed), stall=stall,
+    src = StreamSource(dut.i, items, name="gelu in", rng=np.random.default_rng(seed), stall=stall,
                        budget=budget)
     sink = StreamSink(dut.o, count, name="gelu out", rng=np.random.default_rng(seed + 1),
                       stall=stall, budget=budget)
     run_streams(dut, [src], [sink], constants=constants, backend=backend, key=("gelu", gcfg),
                 vcd_name="gelu")
-    out = np.array([v for word in sink.items for v in unpack(word, gcfg.out_width, lanes)],
-                   dtype=np.int64)
-    return SimResult(output=out[: flat.size].reshape(q.shape),
+    out = layout.from_beats([unpack(w, gcfg.out_width, lanes) for w in sink.items], 1,
+                            flat.size, lanes)
+    return SimResult(output=out.reshape(q.shape),
                      cycles=sink.last_cycle - src.first_cycle + 1, scale=consts.y_scale,
                      extra={"latency": dut.latency})
 
@@ -453,13 +401,9 @@ def _layernorm_cfg(cfg):
 def layernorm_coef_beats(consts, lanes):
     """The coefficient writes for :class:`hw.layernorm.LayerNorm`: ``(addr, gamma lanes, beta
     lanes)`` per beat, channels past the row end set to 0."""
-    beats = []
-    for addr in range(-(-consts.length // lanes)):
-        chans = range(addr * lanes, addr * lanes + lanes)
-        beats.append((addr,
-                      [consts.gamma[c] if c < consts.length else 0 for c in chans],
-                      [consts.beta[c] if c < consts.length else 0 for c in chans]))
-    return beats
+    gamma, beta = (layout.beats(np.asarray(v)[None], lanes) for v in (consts.gamma, consts.beta))
+    return [(addr, g.tolist(), b.tolist())
+            for addr, (g, b) in enumerate(zip(gamma, beta, strict=True))]
 
 
 def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0,
@@ -475,18 +419,13 @@ def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0,
     L, lanes = consts.length, lcfg.lanes
     rows = q.reshape(-1, L)
     nbeats = -(-L // lanes)
-    beats = []
-    junk = np.random.default_rng(seed + 7)
     lo, hi = -(1 << (lcfg.in_width - 1)), 1 << (lcfg.in_width - 1)
-    for row in rows:
-        padded = junk.integers(lo, hi, nbeats * lanes)   # lanes past the row end: junk
-        padded[:L] = row
-        beats.extend(pack(padded[k * lanes:(k + 1) * lanes], lcfg.in_width)
-                     for k in range(nbeats))
+    junk = np.random.default_rng(seed + 7).integers(lo, hi, (len(rows), nbeats * lanes))
+    beats = pack_rows(layout.beats(rows, lanes, pad=junk), lcfg.in_width)
 
     dut = LayerNorm(lcfg)
-    layout = dut.coef.payload.shape()
-    coef_words = [layout.const({"addr": a, "gamma": g, "beta": b}).as_value().value
+    coef_layout = dut.coef.payload.shape()
+    coef_words = [coef_layout.const({"addr": a, "gamma": g, "beta": b}).as_value().value
                   for a, g, b in layernorm_coef_beats(consts, lanes)]
     budget = 500 + 4 * L
     # The coefficients go in first, one per cycle (the port is always ready); the rows and
@@ -500,8 +439,8 @@ def run_layernorm(cfg, q, scale, gamma=None, beta=None, *, stall=0.0, seed=0,
                       start=len(coef_words))
     run_streams(dut, [coef, src], [sink], constants=[(dut.length, L)], backend=backend,
                 key=("layernorm", lcfg), vcd_name="layernorm")
-    out = np.array([unpack(word, lcfg.out_width, lanes) for word in sink.items],
-                   dtype=np.int64).reshape(len(rows), nbeats * lanes)
+    out = layout.from_beats([unpack(word, lcfg.out_width, lanes) for word in sink.items],
+                            len(rows), nbeats * lanes, lanes)
     return SimResult(
         output=out[:, :L].reshape(q.shape),
         cycles=sink.last_cycle - src.first_cycle + 1,
@@ -518,16 +457,9 @@ def attention_load_beats(q, k, v, rows, cols, rng):
     :class:`hw.attention.AttentionController`, in its scratchpad layout. Lanes past L or d get
     random junk, which the controller must ignore."""
     L, d = q.shape
-
-    def lanes(values, n):
-        out = rng.integers(-128, 128, n)
-        out[: len(values)] = values
-        return out
-
-    q_beats = [lanes(q[b:b + rows, j], rows) for b in range(0, L, rows) for j in range(d)]
-    k_beats = [lanes(k[t:t + cols, j], cols) for t in range(0, L, cols) for j in range(d)]
-    v_beats = [lanes(v[j, t:t + cols], cols) for t in range(0, d, cols) for j in range(L)]
-    return q_beats, k_beats, v_beats
+    return (layout.column_words(q, rows, rng.integers(-128, 128, (-(-L // rows) * rows, d))),
+            layout.row_words(k.T, cols, rng.integers(-128, 128, (d, -(-L // cols) * cols))),
+            layout.row_words(v, cols, rng.integers(-128, 128, (L, -(-d // cols) * cols))))
 
 
 def attention_macs(heads, L, d, causal):
@@ -547,13 +479,13 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
     dut = AttentionUnit(cfg)
     rng = np.random.default_rng(seed)
     q_beats, k_beats, v_beats, cmds = [], [], [], []
-    layout = dut.cmd.payload.shape()
+    cmd_layout = dut.cmd.payload.shape()
     for h in range(H):
         qb, kb, vb = attention_load_beats(q[h], k[h], v[h], R, C, rng)
         q_beats += [pack(x, w) for x in qb]
         k_beats += [pack(x, w) for x in kb]
         v_beats += [pack(x, w) for x in vb]
-        cmds.append(layout.const({"length": L, "head_dim": d, "causal": int(causal)})
+        cmds.append(cmd_layout.const({"length": L, "head_dim": d, "causal": int(causal)})
                     .as_value().value)
     rows_out = H * -(-d // C) * L
     budget = 2000 + 40 * L * (d + L)
@@ -578,13 +510,9 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
                                    "softmax_wait": dut.waiting_for_softmax},
                            backend=backend, key=("attention", cfg), vcd_name="attention")
 
-    out = np.zeros((H, L, -(-d // C) * C), dtype=np.int64)
-    rows = iter(sink.items)
-    for h in range(H):
-        for b in range(0, L, R):
-            for t in range(0, d, C):
-                for i in range(b, min(b + R, L)):
-                    out[h, i, t:t + C] = unpack(next(rows), cfg.requant.out_width, C)
+    words = np.array([unpack(w, cfg.requant.out_width, C) for w in sink.items],
+                     dtype=np.int64).reshape(H, -1, C)
+    out = np.stack([layout.from_tile_rows(words[h], L, -(-d // C) * C, R, C) for h in range(H)])
     cycles = sink.last_cycle - sources[0].first_cycle + 1
     return SimResult(
         output=out[..., :d] if heads else out[0, :, :d],

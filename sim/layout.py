@@ -11,19 +11,26 @@ Three word orders cover every operand and result of the accelerator:
   (``C`` columns), the rows ``x[i, t*C : t*C+C]`` of the tile in order. The GEMM engine's
   output C and the attention output O.
 
+The GEMM engine's operand streams (``gemm_beats``) are the column and row words of its tiles in
+its walk order: row tile, column tile, k, with A's words sent again for each column tile.
+
 Nonlinear rows are **beats**: each row padded to whole beats of ``lanes`` elements.
 
-Forward functions pad ragged tiles with ``pad`` (0 by default); the inverse functions ignore
-the padding lanes, as the hardware does.
+A word travels on a stream as one integer (``pack``/``unpack``) and in a buffer as bytes
+(``pack_words``/``unpack_words``), lane 0 in the low bits either way.
+
+Forward functions pad ragged tiles with ``pad``: 0 by default, or an array of the padded shape
+(random junk, which the hardware must ignore). The inverse functions ignore the padding lanes,
+as the hardware does.
 """
 
 import numpy as np
 
 __all__ = [
-    "pack_words", "unpack_words",
+    "pack", "pack_rows", "unpack", "pack_words", "unpack_words",
     "column_words", "from_column_words", "row_words", "from_row_words",
     "tile_rows", "from_tile_rows", "tile_rows_mask", "beats", "from_beats", "beats_mask",
-    "coef_words", "from_coef_words",
+    "gemm_beats", "coef_words", "from_coef_words",
 ]
 
 
@@ -31,31 +38,59 @@ def _ceil(a, b):
     return -(-a // b)
 
 
+def _padded(shape, pad):
+    """An int64 array of ``shape`` filled from ``pad`` (a scalar or an array of ``shape``)."""
+    return np.array(np.broadcast_to(np.asarray(pad, dtype=np.int64), shape))
+
+
+def pack(values, width):
+    """One word as an integer: the lane ``values`` (signed or unsigned), ``width`` bits each,
+    lane 0 in the low bits."""
+    mask = (1 << width) - 1
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * width)
+    return word
+
+
+def pack_rows(rows, width):
+    """:func:`pack` of each row of a 2-D integer array, as a list of ints (vectorized when a
+    packed row fits 64 bits)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2 or rows.shape[1] * width > 64:
+        return [pack(r, width) for r in rows]
+    lanes = (rows & ((1 << width) - 1)).astype(np.uint64)
+    shifts = (np.arange(rows.shape[1], dtype=np.uint64) * np.uint64(width))
+    return np.bitwise_or.reduce(lanes << shifts, axis=1).tolist()
+
+
+def unpack(word, width, lanes, *, signed=True):
+    """Inverse of :func:`pack`: the ``lanes`` lanes of ``word``, as a list of ints."""
+    mask = (1 << width) - 1
+    half = 1 << (width - 1)
+    out = []
+    for i in range(lanes):
+        v = (word >> (i * width)) & mask
+        if signed and v & half:
+            v -= 1 << width
+        out.append(v)
+    return out
+
+
 def pack_words(words, spec):
     """Bytes of ``words`` (array ``(n, lanes)`` of ints) for buffer ``spec``: each word is
     ``spec.nbytes`` bytes little-endian, lane 0 in the low bits, each lane two's complement."""
     words = np.asarray(words, dtype=np.int64).reshape(-1, spec.lanes)
-    mask = (1 << spec.elem_width) - 1
-    out = bytearray()
-    for row in words:
-        word = 0
-        for i, v in enumerate(row):
-            word |= (int(v) & mask) << (i * spec.elem_width)
-        out += word.to_bytes(spec.nbytes, "little")
-    return bytes(out)
+    return b"".join(pack(row, spec.elem_width).to_bytes(spec.nbytes, "little")
+                    for row in words)
 
 
 def unpack_words(raw, spec):
     """Inverse of :func:`pack_words`: an int64 array ``(n, lanes)`` of signed lanes."""
     n = len(raw) // spec.nbytes
-    out = np.zeros((n, spec.lanes), dtype=np.int64)
-    mask, half = (1 << spec.elem_width) - 1, 1 << (spec.elem_width - 1)
-    for w in range(n):
-        word = int.from_bytes(raw[w * spec.nbytes:(w + 1) * spec.nbytes], "little")
-        for i in range(spec.lanes):
-            v = (word >> (i * spec.elem_width)) & mask
-            out[w, i] = v - (1 << spec.elem_width) if v & half else v
-    return out
+    return np.array([unpack(int.from_bytes(raw[w * spec.nbytes:(w + 1) * spec.nbytes],
+                                           "little"), spec.elem_width, spec.lanes)
+                     for w in range(n)], dtype=np.int64).reshape(n, spec.lanes)
 
 
 def column_words(x, R, pad=0):
@@ -64,7 +99,7 @@ def column_words(x, R, pad=0):
     x = np.asarray(x, dtype=np.int64)
     M, K = x.shape
     T = _ceil(M, R)
-    xp = np.full((T * R, K), pad, dtype=np.int64)
+    xp = _padded((T * R, K), pad)
     xp[:M] = x
     return xp.reshape(T, R, K).transpose(0, 2, 1).reshape(-1, R)
 
@@ -82,7 +117,7 @@ def row_words(x, C, pad=0):
     x = np.asarray(x, dtype=np.int64)
     K, N = x.shape
     T = _ceil(N, C)
-    xp = np.full((K, T * C), pad, dtype=np.int64)
+    xp = _padded((K, T * C), pad)
     xp[:, :N] = x
     return xp.reshape(K, T, C).transpose(1, 0, 2).reshape(-1, C)
 
@@ -100,7 +135,7 @@ def tile_rows(x, R, C, pad=0):
     x = np.asarray(x, dtype=np.int64)
     M, N = x.shape
     T = _ceil(N, C)
-    xp = np.full((M, T * C), pad, dtype=np.int64)
+    xp = _padded((M, T * C), pad)
     xp[:, :N] = x
     out = [xp[i, t * C:(t + 1) * C]
            for i0 in range(0, M, R) for t in range(T) for i in range(i0, min(i0 + R, M))]
@@ -137,7 +172,7 @@ def beats(rows, lanes, pad=0):
     rows = np.asarray(rows, dtype=np.int64)
     n, length = rows.shape
     per = _ceil(length, lanes)
-    xp = np.full((n, per * lanes), pad, dtype=np.int64)
+    xp = _padded((n, per * lanes), pad)
     xp[:, :length] = rows
     return xp.reshape(-1, lanes)
 
@@ -156,35 +191,35 @@ def beats_mask(n, length, lanes):
     return np.tile(np.arange(per * lanes) < length, n).reshape(-1, lanes)
 
 
+def gemm_beats(a, b, R, C, pad_a=0, pad_b=0):
+    """The GEMM engine's operand beats for ``a @ b`` (``a`` M x K, ``b`` K x N): arrays
+    ``(beats, R)`` and ``(beats, C)`` in its walk order, row tile, column tile, k. A beat pair
+    is the :func:`column_words` word of A's row tile and the :func:`row_words` word of B's
+    column tile at that k; ``pad_a`` and ``pad_b`` fill them as there."""
+    a, b = np.asarray(a), np.asarray(b)
+    (M, K), N = a.shape, b.shape[1]
+    tm, tn = _ceil(M, R), _ceil(N, C)
+    a_tiles = column_words(a, R, pad_a).reshape(tm, K, R)
+    b_tiles = row_words(b, C, pad_b).reshape(tn, K, C)
+    a_beats = np.broadcast_to(a_tiles[:, None], (tm, tn, K, R)).reshape(-1, R)
+    b_beats = np.broadcast_to(b_tiles[None], (tm, tn, K, C)).reshape(-1, C)
+    return a_beats, b_beats
+
+
 def coef_words(gamma, beta, lcfg):
     """LayerNorm coefficient words (``Buf.COEF``) for integer ``gamma``/``beta`` of one row:
     a word holds ``lanes`` gamma lanes (signed ``gamma_width``), then ``lanes`` beta lanes
     (signed ``beta_width``), as Python ints (one per beat)."""
-    VL = lcfg.lanes
-    g, b = (beats(np.asarray(v, dtype=np.int64)[None], VL)[:, :] for v in (gamma, beta))
-    gmask, bmask = (1 << lcfg.gamma_width) - 1, (1 << lcfg.beta_width) - 1
-    words = []
-    for gw, bw in zip(g, b, strict=True):
-        word = 0
-        for lane in range(VL):
-            word |= (int(gw[lane]) & gmask) << (lane * lcfg.gamma_width)
-            word |= (int(bw[lane]) & bmask) << (VL * lcfg.gamma_width + lane * lcfg.beta_width)
-        words.append(word)
-    return words
+    VL, gw = lcfg.lanes, lcfg.gamma_width
+    g, b = (beats(np.asarray(v, dtype=np.int64)[None], VL) for v in (gamma, beta))
+    return [pack(gl, gw) | pack(bl, lcfg.beta_width) << (VL * gw)
+            for gl, bl in zip(g, b, strict=True)]
 
 
 def from_coef_words(words, length, lcfg):
     """Inverse of :func:`coef_words`: integer ``(gamma, beta)`` of a row of ``length``."""
-    VL = lcfg.lanes
-
-    def field(word, offset, width):
-        v = (word >> offset) & ((1 << width) - 1)
-        return v - (1 << width) if v >> (width - 1) else v
-
-    g, b = [], []
-    for word in words[:_ceil(length, VL)]:
-        for lane in range(VL):
-            g.append(field(word, lane * lcfg.gamma_width, lcfg.gamma_width))
-            b.append(field(word, VL * lcfg.gamma_width + lane * lcfg.beta_width,
-                           lcfg.beta_width))
+    VL, gw = lcfg.lanes, lcfg.gamma_width
+    words = words[:_ceil(length, VL)]
+    g = [v for word in words for v in unpack(word, gw, VL)]
+    b = [v for word in words for v in unpack(word >> (VL * gw), lcfg.beta_width, VL)]
     return np.array(g[:length], dtype=np.int64), np.array(b[:length], dtype=np.int64)

@@ -1,0 +1,217 @@
+"""The stream kit: a queue, a credit counter, a down-counter and a delay line for the units.
+
+Every stream in intformer is an :class:`amaranth.lib.stream.Signature` and obeys Amaranth's
+four rules:
+
+1. a beat transfers on a cycle where ``valid`` and ``ready`` are both high;
+2. once ``valid`` is high, ``valid`` and ``payload`` hold until the transfer;
+3. ``valid`` never waits for ``ready``;
+4. ``ready`` may depend on ``valid``.
+
+The register slice that cuts the ``valid``/``ready`` paths is :class:`hw.skid.SkidBuffer`.
+"""
+
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Queue", "Credits", "Countdown", "delay"]
+
+
+class Queue(wiring.Component):
+    """A first-in first-out queue of typed beats, over :class:`~amaranth.lib.fifo.SyncFIFOBuffered`.
+
+    The FIFO's ``w_stream`` and ``r_stream`` carry bits; the queue gives them the payload
+    ``shape``, so that producers and consumers connect with :func:`wiring.connect` and no
+    ``Cat``-packing. Its output is registered (the FIFO's read port), so the consumer's ``ready``
+    reaches the FIFO's level logic; put a :class:`~hw.skid.SkidBuffer` behind it where that path
+    must be cut.
+
+    Latency: 2 cycles from a transfer on ``i`` to ``o.valid`` (1 cycle with ``depth == 1``).
+    Throughput: one beat per cycle with ``depth >= 3``; one every other cycle with a depth of 1
+    or 2.
+
+    Parameters
+    ----------
+    shape : shape-like
+        The payload shape.
+    depth : int
+        The number of beats held.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+        Beats in. ``i.ready`` is low while the queue is full.
+    o : Out(stream.Signature(shape))
+        The same beats, in order.
+    level : Out(range(depth + 1))
+        The beats held, including the one on ``o``.
+    """
+
+    def __init__(self, shape, depth):
+        self.shape, self.depth = shape, depth
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+            "level": Out(range(depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=Shape.cast(self.shape).width,
+                                                    depth=self.depth)
+        m.d.comb += [
+            fifo.w_stream.valid.eq(self.i.valid),
+            fifo.w_stream.payload.eq(self.i.payload),
+            self.i.ready.eq(fifo.w_stream.ready),
+            self.o.valid.eq(fifo.r_stream.valid),
+            self.o.payload.eq(fifo.r_stream.payload),
+            fifo.r_stream.ready.eq(self.o.ready),
+            self.level.eq(fifo.level),
+        ]
+        return m
+
+
+class Credits(wiring.Component):
+    """Counts the claimed slots of a queue of ``depth`` entries, with a registered "room" flag.
+
+    A producer whose writes reach the queue a few cycles after it decides to send (a memory read
+    in flight, a pipeline) claims a slot when it decides (``take``) and the slot is returned when
+    the consumer frees it (``give``). ``room`` is a flip-flop, so the decision is one LUT level
+    from it. Either register ``give`` (the consumer's transfer, a cycle late) or leave it out of
+    ``room`` (``early_give=False``), so that the consumer's ``ready`` does not reach the flag:
+    both only delay a claim, never overfill the queue.
+
+    Latency: ``room`` reflects a ``take`` on the next cycle, and a ``give`` on the next cycle
+    (``early_give``) or the one after. Throughput: one claim per cycle while slots are free.
+
+    Parameters
+    ----------
+    depth : int
+        The slots.
+    early_give : bool
+        Whether ``room`` counts this cycle's ``give`` (``count + take - give < depth``), or only
+        its ``take`` (``count + take < depth``).
+
+    Members
+    -------
+    take : In(1)
+        A slot is claimed this cycle.
+    give : In(1)
+        A slot is freed this cycle.
+    count : Out(range(depth + 1))
+        The slots claimed, registered.
+    room : Out(1)
+        At least one slot is free, registered: see ``early_give``.
+    """
+
+    def __init__(self, depth, *, early_give=True):
+        self.depth, self.early_give = depth, early_give
+        super().__init__({
+            "take": In(1),
+            "give": In(1),
+            "count": Out(range(depth + 1)),
+            "room": Out(1, init=1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        count_next = Signal.like(self.count)
+        m.d.comb += count_next.eq(self.count + self.take - self.give)
+        seen = count_next if self.early_give else self.count + self.take
+        m.d.sync += [self.count.eq(count_next), self.room.eq(seen < self.depth)]
+        return m
+
+
+class Countdown(wiring.Component):
+    """A down-counter over the items of a block, ``step`` at a time, with a registered ``last``.
+
+    ``load`` starts a block of ``total`` items; each ``en`` consumes ``step`` of them. ``last`` is
+    high while the current step is the block's last (``left <= step``): it is a flip-flop,
+    computed when the previous step is taken, so that the logic it drives (a wrap, a ``ready``)
+    needs no comparator. ``load`` wins over ``en``; loading on the last ``en`` starts the next
+    block back to back.
+
+    Latency: ``left`` and ``last`` follow ``load`` or ``en`` on the next cycle. Throughput: one
+    step per cycle.
+
+    Parameters
+    ----------
+    limit : int
+        The largest ``total``.
+    step : int
+        Items consumed per ``en``.
+
+    Members
+    -------
+    load : In(1)
+        Start a block of ``total`` items (at least 1).
+    total : In(range(limit + 1))
+        The block's items, read on ``load``.
+    en : In(1)
+        Take the current step.
+    left : Out(range(limit + 1))
+        Items left, the current step's included.
+    last : Out(1)
+        The current step is the block's last: ``left <= step``.
+    """
+
+    def __init__(self, limit, step=1):
+        self.limit, self.step = limit, step
+        super().__init__({
+            "load": In(1),
+            "total": In(range(limit + 1)),
+            "en": In(1),
+            "left": Out(range(limit + 1)),
+            "last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.load):
+            m.d.sync += [self.left.eq(self.total), self.last.eq(self.total <= self.step)]
+        with m.Elif(self.en):
+            m.d.sync += [self.left.eq(self.left - self.step),
+                         self.last.eq(self.left <= 2 * self.step)]
+        return m
+
+
+def delay(m, value, cycles, *, name, shape=None, **kwargs):
+    """``value`` delayed by a chain of ``cycles`` registers, added to ``m.d.sync``.
+
+    The registers load on every cycle, or under the caller's ``m.If`` (a pipeline's advance)
+    when called inside one. They are named ``{name}_d0``, ``{name}_d1``, ...
+
+    Latency: ``cycles``. Throughput: one value per cycle.
+
+    Parameters
+    ----------
+    m : Module
+        The module the registers go in.
+    value : value-like
+        The value delayed.
+    cycles : int
+        Registers in the chain; 0 returns ``value``.
+    name : str
+        The registers' name prefix.
+    shape : shape-like, optional
+        The registers' shape; by default that of ``value`` (with its ``init`` and
+        ``reset_less`` when it is a signal, as :meth:`Signal.like`).
+    **kwargs
+        More :class:`Signal` arguments (``reset_less=True`` for data whose valid flag lives
+        elsewhere).
+
+    Returns
+    -------
+    value-like
+        ``value``, ``cycles`` cycles later.
+    """
+    for i in range(cycles):
+        if shape is None:
+            reg = Signal.like(value, name=f"{name}_d{i}", **kwargs)
+        else:
+            reg = Signal(shape, name=f"{name}_d{i}", **kwargs)
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
