@@ -238,7 +238,7 @@ def _early_check(spec, cfg):
 
 def _yosys_script(family, uncontended):
     synth = SYNTH_COMMANDS[family]
-    return "; ".join([
+    return "; ".join(command for command in [
         "read_rtlil top.il",
         relax_collisions(uncontended),
         "proc",          # proc; splitnets avoid a Yosys 0.70 assertion on some Amaranth RTLIL
@@ -248,7 +248,7 @@ def _yosys_script(family, uncontended):
         "tee -q -o stats.txt stat",
         "tee -q -o stats.json stat -json",
         "write_json top.json",
-    ])
+    ] if command)
 
 
 def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):

@@ -1,6 +1,5 @@
 """Per-unit, out-of-context synthesis with open Yosys (and nextpnr-ecp5 for Fmax), with reports."""
 
-import fnmatch
 import json
 import re
 import shlex
@@ -27,7 +26,6 @@ __all__ = [
     "uncontended_memories",
     "prepare_rtlil",
     "relax_collisions",
-    "RELAX_ORDER",
     "classify_cells",
     "parse_fmax",
     "load_report",
@@ -241,15 +239,6 @@ ECP5_SYNTH = ("synth_ecp5 -top top -run :map_luts; techmap -map +/lattice/latche
 
 SYNTH_COMMANDS = {"ice40": "synth_ice40 -dsp -top top", "ecp5": ECP5_SYNTH}
 
-#: The order of :func:`relax_collisions`'s commands, one per name pattern, all emitted in every
-#: build. Which memories are relaxed comes from their marks (:data:`hw.memory.UNCONTENDED`); this
-#: only fixes the commands' order and number, because Yosys's netlist, and so nextpnr's
-#: placement, depends on them (docs/timing.md). :func:`relax_collisions` refuses a marked memory
-#: that no pattern covers.
-RELAX_ORDER = ("buf_a", "buf_b", "buf_c", "buf_x", "buf_y", "buf_v", "frame",
-               "att_q", "att_k", "att_v", "att_s", "att_p*")
-
-
 def uncontended_memories(rtlil_text):
     """The names of the memories marked :data:`hw.memory.UNCONTENDED` in ``rtlil_text``."""
     names = re.findall(r"attribute \\" + UNCONTENDED + r" 1\n(?:[ \t]*attribute [^\n]*\n)*"
@@ -267,15 +256,11 @@ def prepare_rtlil(rtlil_text):
 
 def relax_collisions(names):
     """Yosys commands marking the read-write collisions of the marked memories ``names``
-    undefined (their read ports' ``COLLISION_X_MASK``; each has one write port): no collision
-    emulation around them (see :data:`hw.memory.UNCONTENDED`). The commands go in
-    :data:`RELAX_ORDER`; a name no pattern there covers raises :exc:`ValueError`."""
-    for name in names:
-        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in RELAX_ORDER):
-            raise ValueError(f"Uncontended memory must match a pattern of "
-                             f"boards.synth.RELAX_ORDER, not {name!r}")
-    return "; ".join(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\\\{pattern} %i"
-                     for pattern in RELAX_ORDER)
+    undefined (their read ports' ``COLLISION_X_MASK``; each has one write port), one per
+    memory in sorted order: no collision emulation around them (see
+    :data:`hw.memory.UNCONTENDED`). ``""`` for none."""
+    return "; ".join(f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\\\{name} %i"
+                     for name in sorted(set(names)))
 
 
 def yosys_script(family, uncontended=()):
@@ -287,7 +272,7 @@ def yosys_script(family, uncontended=()):
     """
     _check_family(family)
     synth = SYNTH_COMMANDS[family]
-    return "; ".join([
+    return "; ".join(command for command in [
         "read_rtlil design.il",
         relax_collisions(uncontended),
         "proc",
@@ -299,7 +284,7 @@ def yosys_script(family, uncontended=()):
         "tee -q -o stats.txt stat",
         "tee -q -o stats.json stat -json",
         "write_json design.json",
-    ])
+    ] if command)
 
 
 def _match(cell_type, pattern):
