@@ -33,6 +33,7 @@ __all__ = [
     "SimResult",
     "pack",
     "pack_rows",
+    "unpack_rows",
     "unpack",
     "StreamSource",
     "StreamSink",
@@ -92,14 +93,32 @@ def pack(values, width):
 
 
 def pack_rows(rows, width):
-    """:func:`pack` of each row of a 2-D integer array, as a list of ints (vectorized when a
-    packed row fits 64 bits)."""
-    rows = np.asarray(rows, dtype=np.int64)
+    """:func:`pack` of each row of a 2-D integer array: a uint64 array when a packed row fits
+    64 bits (vectorized, bytewise for 8-bit lanes), else a list of ints."""
+    rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] * width > 64:
         return [pack(r, width) for r in rows]
-    lanes = (rows & ((1 << width) - 1)).astype(np.uint64)
+    if width == 8:
+        packed = np.zeros((len(rows), 8), dtype=np.uint8)
+        packed[:, :rows.shape[1]] = rows.astype(np.uint8)       # two's complement, lane 0 low
+        return packed.view("<u8")[:, 0]
+    lanes = (rows.astype(np.int64) & ((1 << width) - 1)).astype(np.uint64)
     shifts = (np.arange(rows.shape[1], dtype=np.uint64) * np.uint64(width))
-    return np.bitwise_or.reduce(lanes << shifts, axis=1).tolist()
+    return np.bitwise_or.reduce(lanes << shifts, axis=1)
+
+
+def unpack_rows(words, width, lanes, *, signed=True):
+    """:func:`unpack` of each of ``words`` (ints), vectorized: an int64 array ``(len(words),
+    lanes)``. Lane values must fit 63 bits."""
+    nbytes = max(1, -(-width * lanes // 8))
+    raw = b"".join(int(w).to_bytes(nbytes, "little") for w in words)
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8).reshape(len(words), nbytes),
+                         axis=1, bitorder="little")[:, :width * lanes]
+    bits = bits.reshape(len(words), lanes, width).astype(np.int64)
+    values = bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
+    if signed:
+        values -= bits[..., -1] << width
+    return values
 
 
 def unpack(word, width, lanes, *, signed=True):
@@ -130,7 +149,8 @@ class StreamSource(_Clocked):
 
     def __init__(self, port, items, *, name, rng, stall=0.0, budget=10_000, start=0):
         super().__init__(port, name, rng, stall, budget, start)
-        self.items = list(items)
+        # An array of packed payloads (pack_rows) stays one, for Verilator to take in bulk.
+        self.items = items if isinstance(items, np.ndarray) else list(items)
 
     def timeout_message(self, index):
         return (f"{self.name}: item {index} of {len(self.items)} was not accepted within "
@@ -148,7 +168,7 @@ class StreamSource(_Clocked):
                 await ctx.tick()
                 cycle += 1
             ctx.set(self.port.valid, 1)
-            ctx.set(payload, item)
+            ctx.set(payload, int(item))
             for _ in range(self.budget + 1):
                 _, _, ready = await ctx.tick().sample(self.port.ready)
                 cycle += 1
@@ -272,6 +292,11 @@ def gemm_operand_beats(a, b, rows, cols, rng):
     ap[:M] = a
     bp = rng.integers(-128, 128, (K, tn * cols))
     bp[:, :N] = b
+    # The narrowest integer type that holds the operands: the broadcasts below copy them.
+    lo, hi = min(ap.min(), bp.min()), max(ap.max(), bp.max())
+    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                 if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+    ap, bp = ap.astype(dtype), bp.astype(dtype)
     a_tiles = ap.reshape(tm, rows, K).transpose(0, 2, 1)      # [tile i, k] -> A lanes
     b_tiles = bp.reshape(K, tn, cols).transpose(1, 0, 2)      # [tile j, k] -> B lanes
     a_beats = np.broadcast_to(a_tiles[:, None], (tm, tn, K, rows)).reshape(-1, rows)
@@ -313,12 +338,15 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
     run_streams(dut, [cmd, src_a, src_b], [sink], backend=backend, key=("gemm", cfg),
                 vcd_name="gemm")
 
+    # Rows come out per output tile (row tile, column tile), each tile's rows in order.
+    rows = unpack_rows(sink.items, cfg.acc_width, C)
     out = np.zeros((M, tiles_n * C), dtype=np.int64)
-    rows = iter(sink.items)
+    at = 0
     for i0 in range(0, M, R):
-        for j0 in range(0, N, C):
-            for i in range(i0, min(i0 + R, M)):
-                out[i, j0:j0 + C] = unpack(next(rows), cfg.acc_width, C)
+        n = min(R, M - i0)
+        tile = rows[at:at + n * tiles_n].reshape(tiles_n, n, C)
+        out[i0:i0 + n] = tile.transpose(1, 0, 2).reshape(n, tiles_n * C)
+        at += n * tiles_n
     cycles = sink.last_cycle - cmd.first_cycle + 1
     return SimResult(
         output=out[:, :N],

@@ -35,27 +35,20 @@ def pack_words(words, spec):
     """Bytes of ``words`` (array ``(n, lanes)`` of ints) for buffer ``spec``: each word is
     ``spec.nbytes`` bytes little-endian, lane 0 in the low bits, each lane two's complement."""
     words = np.asarray(words, dtype=np.int64).reshape(-1, spec.lanes)
-    mask = (1 << spec.elem_width) - 1
-    out = bytearray()
-    for row in words:
-        word = 0
-        for i, v in enumerate(row):
-            word |= (int(v) & mask) << (i * spec.elem_width)
-        out += word.to_bytes(spec.nbytes, "little")
-    return bytes(out)
+    w = spec.elem_width
+    bits = ((words[..., None] >> np.arange(w, dtype=np.int64)) & 1).astype(np.uint8)
+    padded = np.zeros((len(words), spec.nbytes * 8), dtype=np.uint8)
+    padded[:, :spec.lanes * w] = bits.reshape(len(words), -1)
+    return np.packbits(padded, axis=1, bitorder="little").tobytes()
 
 
 def unpack_words(raw, spec):
     """Inverse of :func:`pack_words`: an int64 array ``(n, lanes)`` of signed lanes."""
-    n = len(raw) // spec.nbytes
-    out = np.zeros((n, spec.lanes), dtype=np.int64)
-    mask, half = (1 << spec.elem_width) - 1, 1 << (spec.elem_width - 1)
-    for w in range(n):
-        word = int.from_bytes(raw[w * spec.nbytes:(w + 1) * spec.nbytes], "little")
-        for i in range(spec.lanes):
-            v = (word >> (i * spec.elem_width)) & mask
-            out[w, i] = v - (1 << spec.elem_width) if v & half else v
-    return out
+    n, w = len(raw) // spec.nbytes, spec.elem_width
+    octets = np.frombuffer(bytes(raw[:n * spec.nbytes]), dtype=np.uint8).reshape(n, spec.nbytes)
+    bits = np.unpackbits(octets, axis=1, bitorder="little")[:, :spec.lanes * w]
+    bits = bits.reshape(n, spec.lanes, w).astype(np.int64)
+    return bits @ (np.int64(1) << np.arange(w, dtype=np.int64)) - (bits[..., -1] << w)
 
 
 def column_words(x, R, pad=0):
