@@ -38,7 +38,7 @@ def cmd_generate(args):
         print(f"wrote {path}")
 
 
-def _sim_gemm(cfg, M, K, N, stall, seed, out=print):
+def _sim_gemm(cfg, M, K, N, stall, seed, out=print, backend="amaranth"):
     from sim import cyclemodel, golden
 
     from . import simulate
@@ -47,18 +47,19 @@ def _sim_gemm(cfg, M, K, N, stall, seed, out=print):
     a = rng.integers(-128, 128, (M, K), dtype=np.int8)
     b = rng.integers(-128, 128, (K, N), dtype=np.int8)
     t0 = time.monotonic()
-    r = simulate.gemm(cfg, a, b, stall=stall, seed=seed)
+    r = simulate.gemm(cfg, a, b, stall=stall, seed=seed, backend=backend)
     dt = time.monotonic() - t0
     exact = np.array_equal(r.output, golden.gemm(a, b))
     model = cyclemodel.gemm_cycles(cfg, M, K, N)
-    out(f"GEMM {M}x{K}x{N} on {cfg.array.rows}x{cfg.array.cols} (stall {stall}): "
+    out(f"GEMM {M}x{K}x{N} on {cfg.array.rows}x{cfg.array.cols} (stall {stall}, "
+        f"{r.extra['backend']}): "
         f"{'bit-exact with golden' if exact else 'MISMATCH with golden'}")
     out(f"  cycles {r.cycles} (model {model}, no stalls), utilization {r.utilization:.1%}, "
         f"simulated at {r.cycles / dt:,.0f} cycles/s")
     return exact, r
 
 
-def _sim_attention(cfg, heads, L, d, causal, stall, seed, out=print):
+def _sim_attention(cfg, heads, L, d, causal, stall, seed, out=print, backend="amaranth"):
     from sim import cyclemodel, golden
 
     from . import simulate
@@ -67,13 +68,14 @@ def _sim_attention(cfg, heads, L, d, causal, stall, seed, out=print):
     q, k, v = (rng.integers(-128, 128, (heads, L, d), dtype=np.int8) for _ in range(3))
     scales = (0.02, 0.02, 0.05, 0.05)
     t0 = time.monotonic()
-    r = simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed)
+    r = simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed,
+                           backend=backend)
     dt = time.monotonic() - t0
     exact = np.array_equal(r.output, golden.attention(q, k, v, *scales, causal=causal,
                                                       cfg=cfg)[0])
     model = cyclemodel.attention_cycles(cfg, L, d, causal, heads)
     out(f"attention H={heads} L={L} d={d}{' causal' if causal else ''} on "
-        f"{cfg.array.rows}x{cfg.array.cols} (stall {stall}): "
+        f"{cfg.array.rows}x{cfg.array.cols} (stall {stall}, {r.extra['backend']}): "
         f"{'bit-exact with golden' if exact else 'MISMATCH with golden'}")
     out(f"  cycles {r.cycles} (model {model}, no stalls), utilization {r.utilization:.1%}, "
         f"array busy {r.extra['array_busy']}, waiting for softmax "
@@ -81,7 +83,7 @@ def _sim_attention(cfg, heads, L, d, causal, stall, seed, out=print):
     return exact, r
 
 
-def _sim_rows(cfg, unit, rows, length, stall, seed, out=print):
+def _sim_rows(cfg, unit, rows, length, stall, seed, out=print, backend="amaranth"):
     """Softmax, GELU or LayerNorm on random rows, against the golden model."""
     from sim import golden
 
@@ -102,10 +104,11 @@ def _sim_rows(cfg, unit, rows, length, stall, seed, out=print):
         args = (q, 0.01)
     unit_cfg = getattr(cfg, unit)
     t0 = time.monotonic()
-    r = getattr(simulate, unit)(cfg, *args, stall=stall, seed=seed)
+    r = getattr(simulate, unit)(cfg, *args, stall=stall, seed=seed, backend=backend)
     dt = time.monotonic() - t0
     exact = np.array_equal(r.output, getattr(golden, unit)(*args, cfg=unit_cfg)[0])
-    out(f"{unit} {rows} rows x {length} (lanes {unit_cfg.lanes}, stall {stall}): "
+    out(f"{unit} {rows} rows x {length} (lanes {unit_cfg.lanes}, stall {stall}, "
+        f"{r.extra['backend']}): "
         f"{'bit-exact with golden' if exact else 'MISMATCH with golden'}; "
         f"{r.cycles} cycles, {rows * -(-length // unit_cfg.lanes) / r.cycles:.2f} beats/cycle, "
         f"simulated in {dt:.1f} s")
@@ -114,13 +117,21 @@ def _sim_rows(cfg, unit, rows, length, stall, seed, out=print):
 
 def cmd_sim(args):
     cfg = _load_config(args)
-    if args.unit == "gemm":
-        exact, _ = _sim_gemm(cfg, args.m, args.k, args.n, args.stall, args.seed)
-    elif args.unit == "attention":
-        exact, _ = _sim_attention(cfg, args.heads, args.length, args.head_dim, args.causal,
-                                  args.stall, args.seed)
-    else:
-        exact, _ = _sim_rows(cfg, args.unit, args.rows, args.length, args.stall, args.seed)
+    from sim.verilator.toolchain import VerilatorBuildError, VerilatorUnavailable
+
+    try:
+        if args.unit == "gemm":
+            exact, _ = _sim_gemm(cfg, args.m, args.k, args.n, args.stall, args.seed,
+                                 backend=args.backend)
+        elif args.unit == "attention":
+            exact, _ = _sim_attention(cfg, args.heads, args.length, args.head_dim, args.causal,
+                                      args.stall, args.seed, backend=args.backend)
+        else:
+            exact, _ = _sim_rows(cfg, args.unit, args.rows, args.length, args.stall, args.seed,
+                                 backend=args.backend)
+    except (VerilatorUnavailable, VerilatorBuildError) as e:
+        print(f"intformer sim: error: {e}", file=sys.stderr)
+        return 2
     return 0 if exact else 1
 
 
@@ -223,6 +234,8 @@ def main(argv=None):
                    help="only this unit (repeatable; default: all)")
     p.set_defaults(func=cmd_generate)
 
+    from .simulate import AUTO_CYCLES
+
     p = sub.add_parser("sim", help="simulate a unit on random data against the golden model")
     _add_config_args(p)
     p.add_argument("--unit", default="gemm",
@@ -239,6 +252,11 @@ def main(argv=None):
     p.add_argument("--stall", type=float, default=0.0,
                    help="probability that a testbench stream stalls on a cycle")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="auto", choices=["amaranth", "verilator", "auto"],
+                   help=f"simulator: Amaranth's, Verilator (builds the unit's model once, "
+                        f"cached under build/verilator/), or auto: Verilator for runs the "
+                        f"cycle model puts at {AUTO_CYCLES:,} cycles or more when it can "
+                        f"build, else Amaranth (default); the report names the one that ran")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("synth", help="synthesize one unit out of context with Yosys, or a whole "

@@ -22,13 +22,14 @@ from hw.requant import Requantizer
 from hw.softmax import Softmax
 
 from . import golden, layout
-from .layout import pack, pack_rows, unpack
+from .layout import pack, pack_rows, unpack, unpack_rows
 
 __all__ = [
     "SimTimeout",
     "SimResult",
     "pack",
     "pack_rows",
+    "unpack_rows",
     "unpack",
     "StreamSource",
     "StreamSink",
@@ -106,7 +107,8 @@ class StreamSource(_Clocked):
 
     def __init__(self, port, items, *, name, rng, stall=0.0, budget=10_000, start=0):
         super().__init__(port, name, rng, stall, budget, start)
-        self.items = list(items)
+        # An array of packed payloads (pack_rows) stays one, for Verilator to take in bulk.
+        self.items = items if isinstance(items, np.ndarray) else list(items)
 
     def timeout_message(self, index):
         return (f"{self.name}: item {index} of {len(self.items)} was not accepted within "
@@ -121,7 +123,7 @@ class StreamSource(_Clocked):
                 await ctx.tick()
                 cycle += 1
             ctx.set(self.port.valid, 1)
-            ctx.set(payload, item)
+            ctx.set(payload, int(item))
             for _ in range(self.budget + 1):
                 _, _, ready = await ctx.tick().sample(self.port.ready)
                 cycle += 1
@@ -271,8 +273,7 @@ def run_gemm(cfg, a, b, *, stall=0.0, seed=0, backend="amaranth"):
     run_streams(dut, [cmd, src_a, src_b], [sink], backend=backend, key=("gemm", cfg),
                 vcd_name="gemm")
 
-    out = layout.from_tile_rows([unpack(w, cfg.acc_width, C) for w in sink.items],
-                                M, tiles_n * C, R, C)
+    out = layout.from_tile_rows(unpack_rows(sink.items, cfg.acc_width, C), M, tiles_n * C, R, C)
     cycles = sink.last_cycle - cmd.first_cycle + 1
     return SimResult(
         output=out[:, :N],

@@ -27,7 +27,7 @@ as the hardware does.
 import numpy as np
 
 __all__ = [
-    "pack", "pack_rows", "unpack", "pack_words", "unpack_words",
+    "pack", "pack_rows", "unpack", "unpack_rows", "pack_words", "unpack_words",
     "column_words", "from_column_words", "row_words", "from_row_words",
     "tile_rows", "from_tile_rows", "tile_rows_mask", "beats", "from_beats", "beats_mask",
     "gemm_beats", "coef_words", "from_coef_words",
@@ -54,14 +54,32 @@ def pack(values, width):
 
 
 def pack_rows(rows, width):
-    """:func:`pack` of each row of a 2-D integer array, as a list of ints (vectorized when a
-    packed row fits 64 bits)."""
-    rows = np.asarray(rows, dtype=np.int64)
+    """:func:`pack` of each row of a 2-D integer array: a uint64 array when a packed row fits
+    64 bits (vectorized, bytewise for 8-bit lanes), else a list of ints."""
+    rows = np.asarray(rows)
     if rows.ndim != 2 or rows.shape[1] * width > 64:
         return [pack(r, width) for r in rows]
-    lanes = (rows & ((1 << width) - 1)).astype(np.uint64)
+    if width == 8:
+        packed = np.zeros((len(rows), 8), dtype=np.uint8)
+        packed[:, :rows.shape[1]] = rows.astype(np.uint8)       # two's complement, lane 0 low
+        return packed.view("<u8")[:, 0]
+    lanes = (rows.astype(np.int64) & ((1 << width) - 1)).astype(np.uint64)
     shifts = (np.arange(rows.shape[1], dtype=np.uint64) * np.uint64(width))
-    return np.bitwise_or.reduce(lanes << shifts, axis=1).tolist()
+    return np.bitwise_or.reduce(lanes << shifts, axis=1)
+
+
+def unpack_rows(words, width, lanes, *, signed=True):
+    """:func:`unpack` of each of ``words`` (ints), vectorized: an int64 array ``(len(words),
+    lanes)``. Lane values must fit 63 bits."""
+    nbytes = max(1, -(-width * lanes // 8))
+    raw = b"".join(int(w).to_bytes(nbytes, "little") for w in words)
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8).reshape(len(words), nbytes),
+                         axis=1, bitorder="little")[:, :width * lanes]
+    bits = bits.reshape(len(words), lanes, width).astype(np.int64)
+    values = bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
+    if signed:
+        values -= bits[..., -1] << width
+    return values
 
 
 def unpack(word, width, lanes, *, signed=True):
@@ -81,16 +99,20 @@ def pack_words(words, spec):
     """Bytes of ``words`` (array ``(n, lanes)`` of ints) for buffer ``spec``: each word is
     ``spec.nbytes`` bytes little-endian, lane 0 in the low bits, each lane two's complement."""
     words = np.asarray(words, dtype=np.int64).reshape(-1, spec.lanes)
-    return b"".join(pack(row, spec.elem_width).to_bytes(spec.nbytes, "little")
-                    for row in words)
+    w = spec.elem_width
+    bits = ((words[..., None] >> np.arange(w, dtype=np.int64)) & 1).astype(np.uint8)
+    padded = np.zeros((len(words), spec.nbytes * 8), dtype=np.uint8)
+    padded[:, :spec.lanes * w] = bits.reshape(len(words), -1)
+    return np.packbits(padded, axis=1, bitorder="little").tobytes()
 
 
 def unpack_words(raw, spec):
     """Inverse of :func:`pack_words`: an int64 array ``(n, lanes)`` of signed lanes."""
-    n = len(raw) // spec.nbytes
-    return np.array([unpack(int.from_bytes(raw[w * spec.nbytes:(w + 1) * spec.nbytes],
-                                           "little"), spec.elem_width, spec.lanes)
-                     for w in range(n)], dtype=np.int64).reshape(n, spec.lanes)
+    n, w = len(raw) // spec.nbytes, spec.elem_width
+    octets = np.frombuffer(bytes(raw[:n * spec.nbytes]), dtype=np.uint8).reshape(n, spec.nbytes)
+    bits = np.unpackbits(octets, axis=1, bitorder="little")[:, :spec.lanes * w]
+    bits = bits.reshape(n, spec.lanes, w).astype(np.int64)
+    return bits @ (np.int64(1) << np.arange(w, dtype=np.int64)) - (bits[..., -1] << w)
 
 
 def column_words(x, R, pad=0):

@@ -8,6 +8,7 @@ from amaranth.lib.memory import Memory
 from hypothesis import HealthCheck, settings
 
 from hw.memory import UNCONTENDED
+from sim.bench import BACKENDS
 
 # Simulations are slow per example; keep example counts modest and deadlines off.
 settings.register_profile(
@@ -55,3 +56,13 @@ def new_data_reads(monkeypatch):
             return original(self, platform)
         monkeypatch.setattr(Memory, "elaborate", elaborate)
     return patch
+
+
+@pytest.fixture(params=BACKENDS, scope="session")
+def backend(request):
+    """Each simulation backend in turn (:data:`sim.bench.BACKENDS`: Amaranth, then Verilator),
+    for the bit-exact unit tests written once for both. The Verilator side builds each unit
+    and config once (cached under build/verilator/), so such tests keep to a few configs;
+    tests that patch the gateware in Python (white-box) stay on Amaranth, whose cache key does
+    not see the patch."""
+    return request.param

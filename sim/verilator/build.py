@@ -11,6 +11,7 @@ index keyed by that key and by the source of the gateware.
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from hw.config import build_dir
 from . import toolchain
 from .harness import harness_cpp, ports_of
 
-__all__ = ["builds_dir", "Build", "Probed", "verilog_of", "build_model", "build_component"]
+__all__ = ["builds_dir", "Build", "Probed", "verilog_of", "build_model", "build_component",
+           "inputs_reach_outputs", "reset_tied"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -46,11 +48,13 @@ VERILATOR_FLAGS = ["--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "-Wn
                    "-Wno-lint", "-Wno-style", "-CFLAGS", "-fPIC -DVL_TIME_CONTEXT",
                    "-LDFLAGS", "-shared", "--prefix", "Vdut", "-o", "libmodel.so"]
 #: C++ optimization of the model (the PyPI package's default is -Os everywhere): -O2 for the
-#: code that runs every cycle, -O0 for the rest (constructors, initial values, the runtime
-#: library), which is most of the compile time. Measured on the ulx3s top (512-word buffers):
+#: code that runs every cycle and for the runtime library (verilated.cpp: its end-of-eval
+#: bookkeeping runs on every eval, a quarter of the 6x6 engine's loop at -O0; it compiles in
+#: parallel with the model, for no longer build), -O0 for the rest (constructors, initial
+#: values), which is most of the compile time. Measured on the ulx3s top (512-word buffers):
 #: a 47 s build, against 72 s with -O1 for the rest and no faster in use.
 OPT = ["-MAKEFLAGS", "OPT_FAST=-O2", "-MAKEFLAGS", "OPT_SLOW=-O0", "-MAKEFLAGS",
-       "OPT_GLOBAL=-O0"]
+       "OPT_GLOBAL=-O2"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,36 @@ def _source_digest():
     return _digest(amaranth.__version__, *(f.read_bytes() for f in files))
 
 
+_PORT = re.compile(r"^\s*(input|output)\s+(\[[^\]]*\]\s*)?([A-Za-z_]\w*)\s*;", re.M)
+
+
+def reset_tied(verilog_text, top):
+    """``verilog_text`` with a module ``itf_sim`` around ``top``, that ties its ``rst`` input
+    low and passes every other port through; None if ``top`` has no ``rst`` input (or a
+    header this reader does not know).
+
+    The harness never resets the design (the Verilog's initial values are its reset values),
+    and a reset that is a top-level input puts every block of logic that reads it (the
+    next-state logic of every register, in Amaranth's Verilog) in the logic Verilator runs
+    again on every input change; tied low, it folds away. Measured on the ulx3s top (one
+    attention head, best CPU time of 20): 586 k cycles/s with ``rst`` an input, 805 k tied.
+    """
+    header = re.search(r"^module " + re.escape(top) + r"\(([^;]*)\);\n(.*?)^endmodule",
+                       verilog_text, re.M | re.S)
+    if header is None:
+        return None
+    ports = _PORT.findall(header.group(2))
+    names = [p.strip() for p in header.group(1).split(",")]
+    if ("input", "", "rst") not in ports or sorted(names) != sorted(n for _, _, n in ports):
+        return None
+    kept = [(d, w, n) for d, w, n in ports if n != "rst"]
+    decls = "".join(f"  {d} {w}{n};\n" for d, w, n in kept)
+    conns = ", ".join([".rst(1'b0)"] + [f".{n}({n})" for _, _, n in kept])
+    return (f"{verilog_text}\n// Added by sim/verilator/build.py: {top} with rst tied low.\n"
+            f"module itf_sim({', '.join(n for _, _, n in kept)});\n{decls}"
+            f"  {top} dut ({conns});\nendmodule\n")
+
+
 def build_model(verilog_text, top, ports, *, log=None):
     """Build (or find in the cache) the model of ``verilog_text``, top module ``top``, with
     the harness for ``ports``. Returns a :class:`Build`.
@@ -126,6 +160,9 @@ def build_model(verilog_text, top, ports, *, log=None):
     :exc:`~sim.verilator.toolchain.VerilatorBuildError` (first error only) on a failed build.
     """
     root, compiler = toolchain.check_available()
+    tied = reset_tied(verilog_text, top)
+    if tied is not None:
+        verilog_text, top = tied, "itf_sim"
     harness = harness_cpp(ports)
     flags = VERILATOR_FLAGS + OPT + toolchain.make_flags(compiler)
     digest = _digest(verilog_text, harness, top, " ".join(flags), _toolchain_version())
@@ -147,10 +184,18 @@ def build_model(verilog_text, top, ports, *, log=None):
         if log:
             log(f"verilator: building {top} in {out}")
         jobs = os.environ.get("INTFORMER_VERILATOR_JOBS", "2")
-        toolchain.run(toolchain.verilator_command(root) + flags + [
-            "-j", jobs, "--top-module", top, "--Mdir", "obj", "dut.v", "harness.cpp"],
-            work, root, f"Verilator build of {top}")
+        # Verilate, look at what the model does with its inputs, then compile.
+        toolchain.run(toolchain.verilator_command(root) + [f for f in flags if f != "--build"]
+                      + ["--top-module", top, "--Mdir", "obj", "dut.v", "harness.cpp"],
+                      work, root, f"Verilator build of {top}")
+        reach = inputs_reach_outputs(work / "obj", ports)
+        (work / "obj" / "itf_settle.h").write_text(
+            f"#define ITF_INPUTS_REACH_OUTPUTS {int(reach)}\n")
+        toolchain.run(["make", "-C", "obj", "-f", "Vdut.mk", "-j", jobs]
+                      + [flags[i + 1] for i, f in enumerate(flags) if f == "-MAKEFLAGS"],
+                      work, root, f"Verilator build of {top}")
         shutil.move(work / "obj" / "libmodel.so", work / "libmodel.so")
+        shutil.move(work / "obj" / "itf_settle.h", work / "itf_settle.h")     # for the reader
         shutil.rmtree(work / "obj")             # objects are big; the library is all we need
         if out.exists():
             shutil.rmtree(out)
@@ -160,6 +205,34 @@ def build_model(verilog_text, top, ports, *, log=None):
         if log:
             log(f"verilator: built {top} in {seconds:.1f} s")
         return Build(library, ports, seconds)
+
+
+_FUNCTION = re.compile(r"^\w[\w:<>* ]* (Vdut___024root___\w*ico\w*)\([^;{]*\{\n(.*?)^\}$",
+                       re.M | re.S)
+
+
+def inputs_reach_outputs(obj, ports):
+    """Whether an output port of the Verilated model in ``obj`` depends combinationally on
+    an input: whether Verilator's input-combinational region (the ``ico`` functions, run
+    when inputs change) assigns one. When none does, the harness samples the outputs right
+    after the clock edge and evaluates once a cycle; a model whose code it cannot read is
+    taken to depend (evaluated twice a cycle, always right)."""
+    from .harness import verilator_name
+
+    outputs = [verilator_name(p.name) for p in ports.outputs]
+    for s in ports.sources:
+        outputs.append(verilator_name(s.name + "__ready"))
+    for s in ports.sinks:
+        outputs += [verilator_name(s.name + "__valid"), verilator_name(s.name + "__payload")]
+    text = "".join(f.read_text() for f in sorted(Path(obj).glob("Vdut___024root__*.cpp"))
+                   if "Slow" not in f.name)
+    if "Vdut___024root___eval_phase__ico" not in text:
+        return True                     # not the code this reader knows
+    if not outputs:
+        return False
+    names = "|".join(map(re.escape, outputs))
+    assigned = re.compile(r"\b(?:" + names + r")\b(?:\[[^]]*\])?\s*=[^=]")
+    return any(assigned.search(body) for _, body in _FUNCTION.findall(text))
 
 
 _VERSION = None

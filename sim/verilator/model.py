@@ -100,10 +100,12 @@ class Model:
                              int(greedy), state)
 
     def push(self, name, items):
-        """Queue items (ints, or a uint32 word array) on source ``name``."""
+        """Queue items on source ``name``: ints (a list, or a 1-D integer array such as
+        :func:`sim.bench.pack_rows` gives), or a 2-D uint32 word array (:func:`to_words`)."""
         i = self.stream(name)
         port = self.ports.streams[i]
-        words = items if isinstance(items, np.ndarray) else to_words(items, port.width)
+        words = items if isinstance(items, np.ndarray) and items.ndim == 2 else \
+            to_words(items, port.width)
         words = np.ascontiguousarray(words, dtype="<u4")
         self._lib.itf_push(self._p, i, words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
                            len(words))

@@ -25,8 +25,10 @@ def operands(rng, *shape):
     return tuple(rng.integers(-128, 128, shape, dtype=np.int8) for _ in range(3))
 
 
-def check(cfg, q, k, v, scales=SCALES, causal=False, stall=0.0, seed=0):
-    r = itf.simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed)
+def check(cfg, q, k, v, scales=SCALES, causal=False, stall=0.0, seed=0, backend="amaranth"):
+    r = itf.simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed,
+                               backend=backend)
+    assert r.extra["backend"] == backend
     expected, o_scale = golden.attention(q, k, v, *scales, causal=causal, cfg=cfg)
     np.testing.assert_array_equal(r.output, expected)
     assert r.scale == o_scale
@@ -36,9 +38,10 @@ def check(cfg, q, k, v, scales=SCALES, causal=False, stall=0.0, seed=0):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("L, d", [(1, 1), (2, 6), (5, 3), (7, 4), (12, 6), (12, 1)])
-def test_shapes(L, d, causal):
+def test_shapes(L, d, causal, backend):
     # L = 1, L not a multiple of the array, L = max_seq_len, d = 1 and d = max_head_dim.
-    check(make_cfg(), *operands(np.random.default_rng(L * 10 + d), L, d), causal=causal)
+    check(make_cfg(), *operands(np.random.default_rng(L * 10 + d), L, d), causal=causal,
+          backend=backend)
 
 
 @pytest.mark.parametrize("arr", [(1, 1), (3, 2), (2, 4), (4, 4)])
@@ -50,15 +53,17 @@ def test_array_sizes(arr):
 
 
 @pytest.mark.parametrize("H", [2, 3])
-def test_heads(H):
-    check(make_cfg(), *operands(np.random.default_rng(H), H, 6, 4), causal=H == 3)
+def test_heads(H, backend):
+    check(make_cfg(), *operands(np.random.default_rng(H), H, 6, 4), causal=H == 3,
+          backend=backend)
 
 
 @pytest.mark.parametrize("stall", [0.3, 0.7])
 @pytest.mark.parametrize("causal", [False, True])
-def test_stalls(stall, causal):
+def test_stalls(stall, causal, backend):
     rng = np.random.default_rng(int(stall * 10))
-    check(make_cfg(), *operands(rng, 2, 7, 3), causal=causal, stall=stall, seed=5)
+    check(make_cfg(), *operands(rng, 2, 7, 3), causal=causal, stall=stall, seed=5,
+          backend=backend)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -73,15 +78,15 @@ def test_new_data_reads_change_nothing(causal, new_data_reads):
 
 
 @pytest.mark.parametrize("value", [-128, 127])
-def test_extreme_inputs(value):
+def test_extreme_inputs(value, backend):
     cfg = make_cfg()
     full = np.full((12, 6), value, dtype=np.int8)
-    check(cfg, full, full, full)
+    check(cfg, full, full, full, backend=backend)
     # Large scores: one key matches every query exactly, a dominant score per row.
     rng = np.random.default_rng(1)
     q = rng.choice(np.array([-128, 127], dtype=np.int8), (12, 6))
     k = q[::-1].copy()
-    check(cfg, q, k, full, scales=(0.1, 0.1, 0.05, 0.05), causal=True)
+    check(cfg, q, k, full, scales=(0.1, 0.1, 0.05, 0.05), causal=True, backend=backend)
 
 
 def test_softmax_lanes_and_shift_variant():

@@ -24,8 +24,9 @@ def accel(**kwargs):
     return AccelConfig(gelu=GeluConfig(**kwargs))
 
 
-def check(cfg, q, scale, stall=0.0, seed=0):
-    r = itf.simulate.gelu(cfg, q, scale, stall=stall, seed=seed)
+def check(cfg, q, scale, stall=0.0, seed=0, backend="amaranth"):
+    r = itf.simulate.gelu(cfg, q, scale, stall=stall, seed=seed, backend=backend)
+    assert r.extra["backend"] == backend
     y, y_scale = golden.gelu(q, scale, cfg.gelu)
     np.testing.assert_array_equal(r.output, y)
     assert r.output.shape == np.shape(q) and r.scale == y_scale
@@ -43,11 +44,11 @@ def test_every_int8_value(variant, lanes, stall):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("where", ["lo", "mid", "hi"])
-def test_scales(variant, where):
+def test_scales(variant, where, backend):
     cfg = accel(variant=variant, lanes=2)
     lo, hi = golden.gelu_scale_range(cfg.gelu)
     scale = {"lo": lo * 1.001, "mid": 0.1 if variant == "ibert" else 0.7, "hi": hi * 0.999}[where]
-    check(cfg, ALL_INT8, scale, stall=0.3)
+    check(cfg, ALL_INT8, scale, stall=0.3, backend=backend)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -76,12 +77,12 @@ def test_random_arrays(variant, lanes, shape, scale, seed, stall):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_edges(variant):
+def test_edges(variant, backend):
     cfg = accel(variant=variant, lanes=2)
-    check(cfg, np.full(7, -128), 0.05)
-    check(cfg, np.full((2, 3), 127), 0.05)
-    check(cfg, np.array([5]), 0.05)                  # one element, ragged single beat
-    r = check(cfg, np.zeros((0, 4), dtype=int), 0.05)  # nothing to do
+    check(cfg, np.full(7, -128), 0.05, backend=backend)
+    check(cfg, np.full((2, 3), 127), 0.05, backend=backend)
+    check(cfg, np.array([5]), 0.05, backend=backend)   # one element, ragged single beat
+    r = check(cfg, np.zeros((0, 4), dtype=int), 0.05, backend=backend)  # nothing to do
     assert r.cycles == 0
 
 

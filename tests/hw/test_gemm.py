@@ -24,8 +24,9 @@ def random_operands(rng, M, K, N):
             rng.integers(-128, 128, (K, N), dtype=np.int8))
 
 
-def check(cfg, a, b, **kwargs):
-    r = itf.simulate.gemm(cfg, a, b, **kwargs)
+def check(cfg, a, b, *, backend="amaranth", **kwargs):
+    r = itf.simulate.gemm(cfg, a, b, backend=backend, **kwargs)
+    assert r.extra["backend"] == backend
     np.testing.assert_array_equal(r.output, golden.gemm(a, b))
     # The engine zeroes lanes beyond N itself, whatever the producer sent there.
     assert not r.extra["padding"].any()
@@ -50,25 +51,25 @@ def test_ragged_and_k1(arr):
 
 @pytest.mark.parametrize("stall", [0.3, 0.7])
 @pytest.mark.parametrize("arr", [(2, 2), (3, 2), (1, 4)])
-def test_random_stalls(arr, stall):
+def test_random_stalls(arr, stall, backend):
     rng = np.random.default_rng(int(stall * 10) + arr[0])
     cfg = make_cfg(*arr)
     for M, K, N in [(5, 7, 3), (4, 1, 6), (3, 12, 2)]:
-        check(cfg, *random_operands(rng, M, K, N), stall=stall, seed=M)
+        check(cfg, *random_operands(rng, M, K, N), stall=stall, seed=M, backend=backend)
 
 
 @pytest.mark.parametrize("arr", [(2, 2), (3, 2)])
-def test_extremes_at_max_k(arr):
+def test_extremes_at_max_k(arr, backend):
     # acc_width is derived from max_k: 40 * (-128)**2 must fit, and the most negative sum too.
     cfg = make_cfg(*arr)
     K = cfg.gemm.max_k
     lo = np.full((3, K), -128, dtype=np.int8)
-    r = check(cfg, lo, np.full((K, 3), -128, dtype=np.int8))
+    r = check(cfg, lo, np.full((K, 3), -128, dtype=np.int8), backend=backend)
     assert r.output.max() == K * 128 * 128
-    r = check(cfg, lo, np.full((K, 3), 127, dtype=np.int8))
+    r = check(cfg, lo, np.full((K, 3), 127, dtype=np.int8), backend=backend)
     assert r.output.min() == -K * 128 * 127
     mixed = np.where(np.arange(K) % 2, 127, -128).astype(np.int8)
-    check(cfg, np.tile(mixed, (3, 1)), np.tile(mixed[:, None], (1, 2)))
+    check(cfg, np.tile(mixed, (3, 1)), np.tile(mixed[:, None], (1, 2)), backend=backend)
 
 
 def test_acc_width_is_tight():
@@ -80,12 +81,14 @@ def test_acc_width_is_tight():
     assert r.output.max() == 2**20
 
 
-@pytest.mark.parametrize("arr", ARRAYS)
-def test_cycle_model_exact_without_stalls(arr):
+# On Verilator for the arrays whose models the tests above build already.
+@pytest.mark.parametrize("arr, backend", [(arr, "amaranth") for arr in ARRAYS] + [
+    ((2, 2), "verilator"), ((3, 2), "verilator"), ((1, 4), "verilator")])
+def test_cycle_model_exact_without_stalls(arr, backend):
     cfg = make_cfg(*arr)
     rng = np.random.default_rng(sum(arr))
     for M, K, N in [(7, 1, 5), (9, 4, 4), (arr[0] * 2, 30, arr[1] * 2)]:
-        r = check(cfg, *random_operands(rng, M, K, N))
+        r = check(cfg, *random_operands(rng, M, K, N), backend=backend)
         assert r.cycles == cyclemodel.gemm_cycles(cfg, M, K, N)
 
 

@@ -15,9 +15,11 @@ from sim.bench import run_layernorm
 CFG = {lanes: LayerNormConfig(lanes=lanes, max_len=40) for lanes in (1, 2, 3)}
 
 
-def check(cfg, q, scale=0.02, gamma=None, beta=None, *, stall=0.0, seed=0):
+def check(cfg, q, scale=0.02, gamma=None, beta=None, *, stall=0.0, seed=0, backend="amaranth"):
     accel = AccelConfig(layernorm=cfg)
-    r = itf.simulate.layernorm(accel, q, scale, gamma, beta, stall=stall, seed=seed)
+    r = itf.simulate.layernorm(accel, q, scale, gamma, beta, stall=stall, seed=seed,
+                               backend=backend)
+    assert r.extra["backend"] == backend
     y, y_scale = golden.layernorm(q, scale, gamma, beta, cfg)
     np.testing.assert_array_equal(r.output, y)
     assert r.scale == y_scale
@@ -32,22 +34,22 @@ def random_rows(rng, rows, L, width=16):
 @pytest.mark.parametrize("lanes", [1, 2])
 @pytest.mark.parametrize("L", [1, 5, 32, 33, 40])
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
-def test_random_rows(lanes, L, stall):
+def test_random_rows(lanes, L, stall, backend):
     rng = np.random.default_rng(L * 7 + lanes)
     q = random_rows(rng, 3, L)
     q[1] = q[1] // 4096                              # a small spread: small variance
-    check(CFG[lanes], q, stall=stall, seed=L)
+    check(CFG[lanes], q, stall=stall, seed=L, backend=backend)
 
 
 @pytest.mark.parametrize("lanes", [1, 2])
 @pytest.mark.parametrize("stall", [0.0, 0.3])
-def test_gamma_beta(lanes, stall):
+def test_gamma_beta(lanes, stall, backend):
     rng = np.random.default_rng(11 + lanes)
     L = 23
     q = random_rows(rng, 3, L)
     gamma = rng.normal(1.0, 0.7, L)
     beta = rng.normal(0.0, 0.7, L)
-    r = check(CFG[lanes], q, 0.5, gamma, beta, stall=stall, seed=lanes)
+    r = check(CFG[lanes], q, 0.5, gamma, beta, stall=stall, seed=lanes, backend=backend)
     assert (r.extra["padding"] == 0).all()          # lanes past the row end are 0
 
 

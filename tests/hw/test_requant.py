@@ -10,8 +10,9 @@ from sim import golden
 CFG = AccelConfig(array=ArrayConfig(2, 3), gemm=GemmConfig(max_k=1 << 16))  # acc_width 32
 
 
-def check(acc, m, s, stall=0.0, cfg=CFG):
-    r = itf.simulate.requantize(cfg, acc, m, s, stall=stall)
+def check(acc, m, s, stall=0.0, cfg=CFG, backend="amaranth"):
+    r = itf.simulate.requantize(cfg, acc, m, s, stall=stall, backend=backend)
+    assert r.extra["backend"] == backend
     np.testing.assert_array_equal(
         r.output, golden.requantize(acc, m, s, acc_width=cfg.acc_width))
     return r
@@ -24,34 +25,34 @@ def test_acc_width_is_32():
 @pytest.mark.parametrize("m, s", [(1, 0), (65535, 0), (12345, 20), (1, 1), (40000, 40),
                                   (65535, 47), (0, 5), (3, 2)])
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
-def test_random(m, s, stall):
+def test_random(m, s, stall, backend):
     rng = np.random.default_rng(m + s)
     acc = rng.integers(-(1 << 31), 1 << 31, 60)
     acc[:4] = [-(1 << 31), (1 << 31) - 1, 0, -1]
-    check(acc, m, s, stall)
+    check(acc, m, s, stall, backend=backend)
 
 
 @pytest.mark.parametrize("s", [1, 2, 7, 16])
-def test_rounding_ties(s):
+def test_rounding_ties(s, backend):
     # acc*m lands exactly halfway between two integers after the shift: both signs.
     half = 1 << (s - 1)
     acc = np.array([half, -half, 3 * half, -3 * half, 5 * half, -5 * half])
-    out = check(acc, 1, s).output
+    out = check(acc, 1, s, backend=backend).output
     # Round half up: +0.5 -> 1, -0.5 -> 0, +1.5 -> 2, -1.5 -> -1, +2.5 -> 3, -2.5 -> -2.
     assert out.tolist() == [1, 0, 2, -1, 3, -2]
 
 
-def test_saturation_both_ends():
+def test_saturation_both_ends(backend):
     acc = np.array([127, 128, 1000, -128, -129, -1000, (1 << 31) - 1, -(1 << 31)])
-    out = check(acc, 1, 0).output
+    out = check(acc, 1, 0, backend=backend).output
     assert out.tolist() == [127, 127, 127, -128, -128, -128, 127, -128]
 
 
-def test_no_wrap_with_large_product():
+def test_no_wrap_with_large_product(backend):
     # (2**31-1) * 65535 needs 47 bits: the product must not wrap before the shift.
     acc = np.array([(1 << 31) - 1, -(1 << 31)])
-    check(acc, 65535, 40)
-    check(acc, 65535, 47)
+    check(acc, 65535, 40, backend=backend)
+    check(acc, 65535, 47, backend=backend)
 
 
 def test_lanes_from_config():

@@ -19,8 +19,9 @@ def config(lanes=1, variant="ibert", max_len=16, in_width=24, out_width=8):
                                              in_width=in_width, out_width=out_width))
 
 
-def check(cfg, q, scale, stall=0.0, seed=0):
-    r = itf.simulate.softmax(cfg, q, scale, stall=stall, seed=seed)
+def check(cfg, q, scale, stall=0.0, seed=0, backend="amaranth"):
+    r = itf.simulate.softmax(cfg, q, scale, stall=stall, seed=seed, backend=backend)
+    assert r.extra["backend"] == backend
     p, p_scale = golden.softmax(q, scale, cfg.softmax)
     np.testing.assert_array_equal(r.output, p)
     assert r.scale == p_scale
@@ -43,7 +44,7 @@ def test_random_rows(variant, lanes, length, stall):
 
 @pytest.mark.parametrize("variant", ["ibert", "shift"])
 @pytest.mark.parametrize("lanes", [1, 2])
-def test_edge_rows(variant, lanes):
+def test_edge_rows(variant, lanes, backend):
     cfg = config(lanes, variant)
     top, bottom = (1 << 23) - 1, -(1 << 23)
     q = np.array([
@@ -56,15 +57,15 @@ def test_edge_rows(variant, lanes):
     ])
     p, _ = golden.softmax(q, 1e-3, cfg.softmax)
     assert p[1, 0] == 255 and p[2, 2] == 0
-    check(cfg, q, 1e-3, stall=0.3)
+    check(cfg, q, 1e-3, stall=0.3, backend=backend)
 
 
 @pytest.mark.parametrize("variant", ["ibert", "shift"])
 @pytest.mark.parametrize("lanes", [1, 2])
 @pytest.mark.parametrize("length", [1, 16])
-def test_length_one_and_max(variant, lanes, length):
+def test_length_one_and_max(variant, lanes, length, backend):
     rng = np.random.default_rng(length)
-    check(config(lanes, variant), scores(rng, 3, length), 1e-3, stall=0.3)
+    check(config(lanes, variant), scores(rng, 3, length), 1e-3, stall=0.3, backend=backend)
 
 
 @pytest.mark.parametrize("variant", ["ibert", "shift"])

@@ -1,5 +1,11 @@
 """Accelerator top through its cmd/rsp byte streams (no UART), bit-exact with the golden models,
-under random stalls; malformed commands answer error codes and change nothing."""
+under random stalls; malformed commands answer error codes and change nothing.
+
+Tests on the tiny top (depth 64, or 16 for the malformed commands) run on both backends:
+Amaranth's ``SimTop`` and ``VerilatorTop`` (two models, built once and cached). Tests of other
+configs or depths (each another build of about a minute) and the white-box ones stay on
+Amaranth.
+"""
 
 import functools
 import gc
@@ -13,6 +19,7 @@ from hypothesis import strategies as st
 
 from boards.host import BoardError
 from boards.simtop import SimTop
+from boards.verilatortop import VerilatorTop
 from hw.config import AccelConfig, AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
 from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs
 from hw.top import Accelerator
@@ -22,6 +29,15 @@ from sim import golden
 # elaborate and simulate.
 TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
                                                                     max_head_dim=5))
+
+
+TOPS = {"amaranth": SimTop, "verilator": VerilatorTop}
+
+
+@pytest.fixture
+def Top(backend):
+    """The simulated top class of the backend (the ``backend`` fixture of tests/conftest.py)."""
+    return TOPS[backend]
 
 
 def expect(code, fn, *args, **kwargs):
@@ -34,8 +50,8 @@ def expect(code, fn, *args, **kwargs):
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
-def test_gemm_raw_and_requantized(stall):
-    top = SimTop(TINY, stall=stall, seed=1)
+def test_gemm_raw_and_requantized(stall, Top):
+    top = Top(TINY, stall=stall, seed=1)
     rng = np.random.default_rng(2)
     a = rng.integers(-128, 128, (5, 7))
     b = rng.integers(-128, 128, (7, 3))
@@ -64,8 +80,8 @@ def test_gemm_edges_and_blocks():
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
-def test_softmax(stall):
-    top = SimTop(TINY, stall=stall, seed=4)
+def test_softmax(stall, Top):
+    top = Top(TINY, stall=stall, seed=4)
     rng = np.random.default_rng(5)
     q = rng.normal(0, 2500, (3, 10)).round().astype(np.int64)
     q[1, 4] = 40_000                           # one dominant element: saturates to 255
@@ -128,9 +144,9 @@ SCALES = (0.05, 0.04, 0.03, 0.02)     # q, k, v and o scales
 
 @pytest.mark.parametrize(("causal", "stall"), [(False, 0.0), (True, 0.0), (False, 0.3),
                                                 (True, 0.7)])
-def test_attention_two_heads(causal, stall):
+def test_attention_two_heads(causal, stall, Top):
     # Ragged on both axes: L = 9 is not a multiple of R = 2, d = 5 not of C = 2.
-    top = SimTop(TINY, stall=stall, seed=11, budget=40_000)
+    top = Top(TINY, stall=stall, seed=11, budget=40_000)
     rng = np.random.default_rng(12)
     q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
     o, o_scale = top.attention(q, k, v, *SCALES, causal=causal)
@@ -141,25 +157,25 @@ def test_attention_two_heads(causal, stall):
 
 
 @functools.cache
-def _shared_top():
+def _shared_top(backend):
     # One simulated top for every Hypothesis example, as a board stays up between calls.
-    return SimTop(TINY, stall=0.3, seed=17, budget=40_000)
+    return TOPS[backend](TINY, stall=0.3, seed=17, budget=40_000)
 
 
 @given(heads=st.integers(1, 2), L=st.integers(1, TINY.attention.max_seq_len),
        d=st.integers(1, TINY.attention.max_head_dim), causal=st.booleans(),
        seed=st.integers(0, 2**16))
-def test_attention_random_shapes(heads, L, d, causal, seed):
+def test_attention_random_shapes(heads, L, d, causal, seed, backend):
     rng = np.random.default_rng(seed)
     q, k, v = (rng.integers(-128, 128, (heads, L, d)) for _ in range(3))
     scales = tuple(rng.uniform(0.005, 0.1, 4))
     np.testing.assert_array_equal(
-        _shared_top().attention(q, k, v, *scales, causal=causal)[0],
+        _shared_top(backend).attention(q, k, v, *scales, causal=causal)[0],
         golden.attention(q, k, v, *scales, causal=causal, cfg=TINY)[0])
 
 
-def test_attention_edges_and_gemm_around_it():
-    top = SimTop(TINY, stall=0.3, seed=13)
+def test_attention_edges_and_gemm_around_it(Top):
+    top = Top(TINY, stall=0.3, seed=13)
     rng = np.random.default_rng(14)
     a, b = rng.integers(-128, 128, (3, 4)), rng.integers(-128, 128, (4, 3))
     np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
@@ -201,8 +217,8 @@ def test_new_data_reads_change_nothing(stall, new_data_reads):
     np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
 
 
-def test_malformed_attention_changes_nothing():
-    top = SimTop(TINY, depth=16, stall=0.3, seed=15)
+def test_malformed_attention_changes_nothing(Top):
+    top = Top(TINY, depth=16, stall=0.3, seed=15)
     rng = np.random.default_rng(16)
     before = {buf: rng.integers(-128, 128, (16, top.buffers[buf].lanes))
               for buf in (Buf.A, Buf.B, Buf.V, Buf.C)}
@@ -244,8 +260,8 @@ def test_malformed_attention_changes_nothing():
 # -- malformed commands ----------------------------------------------------------------------
 
 
-def test_malformed_commands_change_nothing():
-    top = SimTop(TINY, depth=16, stall=0.3, seed=10)
+def test_malformed_commands_change_nothing(Top):
+    top = Top(TINY, depth=16, stall=0.3, seed=10)
     spec = buffer_specs(TINY, 16)[Buf.A]
     before = np.arange(16 * 2).reshape(16, 2) - 16
     top.write_buffer(Buf.A, 0, before)

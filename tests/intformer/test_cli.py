@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from intformer.cli import main
 
 
@@ -48,3 +50,29 @@ def test_sim_every_unit(capsys):
                  "--head-dim", "3", "--causal"]) == 0
     out = capsys.readouterr().out
     assert out.count("bit-exact with golden") == 4
+
+
+def test_sim_backends(capsys, monkeypatch):
+    # The same run on each backend: bit-exact, the same cycles; the report names the backend.
+    args = ["sim", "--preset", "tiny", "-m", "5", "-k", "7", "-n", "3", "--stall", "0.3"]
+    for backend in ("amaranth", "verilator"):
+        assert main(args + ["--backend", backend]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "GEMM 5x7x3 on 2x2 (stall 0.3, amaranth): bit-exact with golden"
+    assert lines[2] == "GEMM 5x7x3 on 2x2 (stall 0.3, verilator): bit-exact with golden"
+    cycles = [line.split(",")[0] for line in (lines[1], lines[3])]
+    assert cycles[0] == cycles[1] and cycles[0].startswith("  cycles ")
+    # auto (the default): Amaranth for a short run, Verilator for a long one.
+    assert main(args) == 0
+    assert "(stall 0.3, amaranth): bit-exact" in capsys.readouterr().out
+    assert main(["sim", "--preset", "tiny", "-m", "32", "-k", "64", "-n", "32"]) == 0
+    assert "(stall 0.0, verilator): bit-exact" in capsys.readouterr().out
+    # Without a compiler: --backend verilator is a one-line error, auto falls back.
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    assert main(args + ["--backend", "verilator"]) == 2
+    assert capsys.readouterr().err == (
+        "intformer sim: error: Verilator backend needs a C++ compiler and make (e.g. apt-get "
+        "install g++ make), or CXX set to one\n")
+    with pytest.warns(UserWarning, match="backend='auto' uses amaranth"):
+        assert main(["sim", "--preset", "tiny", "-m", "32", "-k", "64", "-n", "32"]) == 0
+    assert "(stall 0.0, amaranth): bit-exact" in capsys.readouterr().out

@@ -2,10 +2,13 @@
 unmodified host driver (boards.host.Board) over pyserial: bit-exact GEMM and attention,
 link-level errors for corrupted frames, and a clean exit when the peer closes the port.
 
-The model (tiny preset, small attention, buffers of 32 words, 4 cycles per UART bit) is built
-once, about 40 s, and cached under build/verilator/.
+Two boards: the tiny preset (small attention, buffers of 32 words) and the ulx3s preset as
+``intformer sim-board --preset ulx3s`` runs it (256-word buffers), on shapes its buffers hold;
+4 cycles per UART bit. Each model is built once and cached under build/verilator/ (the tiny
+one about 40 s, the ulx3s one 143 s, measured with the machine at a load of 10 on 2 cores).
 """
 
+import contextlib
 import subprocess
 import sys
 
@@ -28,20 +31,19 @@ def _frame(opcode, payload, crc_delta=0):
     return bytes([SYNC]) + body + bytes([(crc8(body) + crc_delta) & 0xff])
 
 
-def test_sim_board_over_a_pty(tmp_path):
-    # One server for every check (a pytest-xdist worker each would start one per test).
-    toml = tmp_path / "cfg.toml"
-    CFG.to_toml(toml)
+@contextlib.contextmanager
+def sim_board(cfg, depth, *options):
+    """A ``sim-board`` server run with ``options``, and the Board that opened its pty; on
+    leaving, the port is closed and the server must end cleanly."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "intformer.cli", "sim-board", "--config", str(toml),
-         "--divisor", "4", "--depth", str(DEPTH)],
+        [sys.executable, "-m", "intformer.cli", "sim-board", "--divisor", "4", *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()            # after the build: the pty's path
         assert line.startswith("simulated "), line + proc.stderr.read()
-        board = Board(line.split(" on ")[1].split()[0], CFG, depth=DEPTH, timeout=20)
-        check_bit_exact(board)
-        check_corrupted_frames(board)
+        assert f"buffers of {depth} words" in line
+        board = Board(line.split(" on ")[1].split()[0], cfg, depth=depth, timeout=20)
+        yield board
         # A dead peer ends the server cleanly.
         board.transport.close()
         assert proc.wait(timeout=20) == 0, "sim-board did not end when its peer closed the port"
@@ -52,20 +54,39 @@ def test_sim_board_over_a_pty(tmp_path):
             proc.wait()
 
 
-def check_bit_exact(board):
+def test_sim_board_over_a_pty(tmp_path):
+    # One server for every check (a pytest-xdist worker each would start one per test).
+    toml = tmp_path / "cfg.toml"
+    CFG.to_toml(toml)
+    with sim_board(CFG, DEPTH, "--config", str(toml), "--depth", str(DEPTH)) as board:
+        check_bit_exact(board, CFG, (5, 7, 3), (7, 4))
+        check_corrupted_frames(board)
+
+
+def test_sim_board_ulx3s_over_a_pty():
+    # The preset itself, buffers of 256 words: a GEMM of ragged 6x6 tiles, and the longest
+    # head of d = 16 that fits them (V is ceil(16/6)*L words, Q and K ceil(L/6)*16 each).
+    cfg = AccelConfig.preset("ulx3s")
+    with sim_board(cfg, 256, "--preset", "ulx3s") as board:
+        check_bit_exact(board, cfg, (13, 40, 11), (64, 16))
+        check_corrupted_frames(board)
+
+
+def check_bit_exact(board, cfg, gemm_shape, head_shape):
     rng = np.random.default_rng(1)
-    a, b = rng.integers(-128, 128, (5, 7)), rng.integers(-128, 128, (7, 3))
+    M, K, N = gemm_shape
+    a, b = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
     np.testing.assert_array_equal(board.gemm(a, b), golden.gemm(a, b))
-    q, k, v = (rng.integers(-128, 128, (7, 4)) for _ in range(3))
+    q, k, v = (rng.integers(-128, 128, head_shape) for _ in range(3))
     for causal in (False, True):
         np.testing.assert_array_equal(
             board.attention(q, k, v, *SCALES, causal=causal)[0],
-            golden.attention(q, k, v, *SCALES, causal=causal, cfg=CFG)[0])
+            golden.attention(q, k, v, *SCALES, causal=causal, cfg=cfg)[0])
     assert board.status() == (False, True, "OK")
 
 
 def check_corrupted_frames(board):
-    words = np.arange(8).reshape(4, 2)
+    words = np.arange(4 * board.buffers[Buf.A].lanes).reshape(4, -1)
     board.write_buffer(Buf.A, 0, words)
     write = bytes([Buf.A.value, 0, 0, 1, 0, 0x55, 0x55])      # would overwrite word 0
     for damaged, code in [(_frame(Command.WRITE_BUFFER.value, write, crc_delta=1), "CHECKSUM"),

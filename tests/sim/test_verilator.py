@@ -14,7 +14,7 @@ from hw.config import AccelConfig, ArrayConfig, AttentionConfig, GemmConfig
 from sim import golden
 from sim.bench import SimTimeout
 from sim.verilator import toolchain
-from sim.verilator.build import build_model
+from sim.verilator.build import build_model, reset_tied
 from sim.verilator.harness import Port, Ports
 
 TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
@@ -171,3 +171,30 @@ def test_attention_ulx3s_full_length():
         np.testing.assert_array_equal(
             r.output, golden.attention(q, k, v, *SCALES, causal=causal, cfg=cfg)[0])
         assert r.utilization > 0.3
+
+
+def test_reset_tied_wrapper():
+    # The harness never resets: the build wraps a top with an rst input in itf_sim, rst low.
+    text = ("module t(clk, rst, a, y);\n  input clk;\n  input rst;\n  input [3:0] a;\n"
+            "  output [3:0] y;\n  reg [3:0] y = 4'h0;\n"
+            "  always @(posedge clk) y <= rst ? 4'h0 : a;\nendmodule\n")
+    tied = reset_tied(text, "t")
+    assert tied.startswith(text)
+    assert "module itf_sim(clk, a, y);" in tied
+    assert "t dut (.rst(1'b0), .clk(clk), .a(a), .y(y));" in tied
+    assert reset_tied(text.replace("rst", "go"), "t") is None     # no rst: built as it is
+    assert reset_tied(text, "other") is None
+
+
+def test_inputs_reaching_outputs_decide_the_evaluations():
+    # The GEMM engine's a.ready depends on b.valid (both operands move together): two
+    # evaluations a cycle; the top's ports are registered: one.
+    from hw.gemm import GemmEngine
+    from hw.top import Accelerator
+    from sim.verilator.build import build_component
+
+    gemm = build_component(GemmEngine(TINY), "intformer_gemm", key=("gemm", TINY))
+    top = build_component(Accelerator(TINY, depth=64), "intformer_top", key=("top", TINY, 64))
+    settle = "itf_settle.h"
+    assert (gemm.library.parent / settle).read_text() == "#define ITF_INPUTS_REACH_OUTPUTS 1\n"
+    assert (top.library.parent / settle).read_text() == "#define ITF_INPUTS_REACH_OUTPUTS 0\n"
