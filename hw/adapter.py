@@ -117,15 +117,14 @@ class MatrixAdapter(wiring.Component):
                 k.valid.eq(self.b.valid & att_run), k.payload.eq(self.b.payload),
                 v.valid.eq(self.v.valid & att_run), v.payload.eq(self.v.payload),
                 self.v.ready.eq(v.ready),
-                # Attention's rows leave only while it runs (it owns the engine then).
-                rows.ready.eq(rq_i.ready),
+                rows.ready.eq(att_run & rq_i.ready),
             ]
             with m.If(att_run):
-                # Attention's rows into the requantizer. Their payload is the engine's row,
-                # already on rq_i (cut to the attention accumulator, which holds its sums, and
-                # extended back): no multiplexer on the requantizer's multiplier inputs.
+                # Attention's rows into the requantizer, sign-extended to its width.
                 m.d.comb += [self.a.ready.eq(q.ready), self.b.ready.eq(k.ready),
                              rq_i.valid.eq(rows.valid)]
+                for c in range(C):
+                    m.d.comb += rq_i.payload[c].eq(rows.payload[c])
         else:
             m.d.comb += [self.rq_multiplier.eq(regs.rq_mult), self.rq_shift.eq(regs.rq_shift)]
         c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), C))
