@@ -128,7 +128,7 @@ def main():
     print("  by op: " + ", ".join(f"{k} {v / c.cycles:.1%}" for k, v in
                                   sorted(by_kind.items(), key=lambda kv: -kv[1]) if v))
     raised = [f"{sec}.{f}" for sec, f, _, _ in itf.model.compiler.requirements(m.program, 64)
-              if itf.model.compiler._value(ulx3s, sec, f) != itf.model.compiler._value(
+              if itf.model.compiler.config_value(ulx3s, sec, f) != itf.model.compiler.config_value(
                   cfg, sec, f)]
     print(f"  limits raised from the ulx3s preset: {', '.join(raised)}")
 

@@ -30,7 +30,7 @@ def main():
     except ImportError:
         print("needs torch and sentence-transformers (see this script's docstring)")
         return 1
-    src = hf._resolve("all-MiniLM-L6-v2")
+    src = hf.resolve("all-MiniLM-L6-v2")
     if not (BUILD / "model.safetensors").exists():
         zipfile.ZipFile(src).extractall(BUILD)
     texts = EVALUATION + CALIBRATION

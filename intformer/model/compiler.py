@@ -9,7 +9,8 @@ from sim import cyclemodel, ops
 
 from . import program as P
 
-__all__ = ["requirements", "check_config", "fit_config", "Step", "Compiled", "compile_program"]
+__all__ = ["requirements", "check_config", "fit_config", "config_value", "Step", "Compiled",
+           "compile_program"]
 
 
 def requirements(prog, seq_len):
@@ -36,7 +37,9 @@ def requirements(prog, seq_len):
     ]
 
 
-def _value(cfg, section, name):
+def config_value(cfg, section, name):
+    """The value of limit ``section.name`` of config ``cfg`` (``gemm.acc_width`` is the
+    config's accumulator width)."""
     if (section, name) == ("gemm", "acc_width"):
         return cfg.acc_width
     return getattr(getattr(cfg, section), name)
@@ -49,7 +52,7 @@ def check_config(prog, cfg, seq_len):
         raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
     bad = []
     for section, name, rule, need in requirements(prog, seq_len):
-        have = _value(cfg, section, name)
+        have = config_value(cfg, section, name)
         if (have != need) if rule == "==" else (have < need):
             word = "be" if rule == "==" else "be at least"
             bad.append(f"{section}.{name} must {word} {need!r}, not {have!r}")
@@ -63,7 +66,7 @@ def fit_config(cfg, prog, seq_len):
     ``<name>+model``); the array, lanes and GEMM maxima stay, so cycles stay comparable."""
     changes = {}
     for section, name, rule, need in requirements(prog, seq_len):
-        have = _value(cfg, section, name)
+        have = config_value(cfg, section, name)
         if (have != need) if rule == "==" else (have < need):
             changes.setdefault(section, {})[name] = need
     if not changes:

