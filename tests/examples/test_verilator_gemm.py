@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from hw.config import AccelConfig
 from intformer.generate import write_outputs
-from sim.verilator.toolchain import VerilatorUnavailable, check_available
+from sim.verilator.toolchain import check_available
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "verilator_gemm"
@@ -20,10 +18,7 @@ BUILD = ROOT / "build"
 
 
 def test_example_builds_and_passes(tmp_path):
-    try:
-        check_available()
-    except VerilatorUnavailable as e:       # the one case where the example cannot run
-        pytest.skip(str(e))
+    check_available()      # Verilator comes with the project (pyproject): a missing one fails
     write_outputs(AccelConfig.preset("tiny"), tmp_path, units=["gemm"])
     # The example's own build folder: make rebuilds only when gemm.v or the testbench changed.
     gen = BUILD / "examples" / "verilator_gemm" / "tiny"
