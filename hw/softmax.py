@@ -1,5 +1,7 @@
 """Integer-only softmax over streamed rows (I-BERT i-exp or I-ViT Shiftmax), in three passes."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -127,6 +129,10 @@ class Softmax(wiring.Component):
         super().__init__(ports)
 
     def elaborate(self, platform):
+        """Build the score and exp buffers, the constants registered from the ports, the registered
+        row-length flags and the per-bank row max and normalizer registers, then the three passes
+        (load, exp and division, normalize) by the methods below, in that order.
+        """
         m = Module()
         cfg, n, depth = self.cfg, self.lanes, self.depth
         w, ew, xw = cfg.in_width, cfg.EXP_WIDTH, cfg.X_WIDTH
@@ -184,6 +190,26 @@ class Softmax(wiring.Component):
         q_max = Array(Signal(signed(w), name=f"q_max{k}") for k in range(2))
         f_reg = Array(Signal(self.f_width, name=f"f{k}") for k in range(3))
 
+        s = SimpleNamespace()
+        s.cfg, s.n, s.depth, s.w, s.ew, s.xw, s.elem_shape = cfg, n, depth, w, ew, xw, elem_shape
+        s.length, s.base, s.next3, s.q_wr, s.q_rd, s.e_wr = length, base, next3, q_wr, q_rd, e_wr
+        s.e_rd, s.D, s.B, s.C, s.se, s.half, s.amt, s.ovf_t = e_rd, D, B, C, se, half, amt, ovf_t
+        s.clamp, s.length_one, s.length_two, s.q_max = clamp, length_one, length_two, q_max
+        s.f_reg = f_reg
+        self._load_pass(m, s)
+        self._exp_issue(m, s)
+        self._exp_pipeline(m, platform, s)
+        self._divider(m, s)
+        self._normalize_pass(m, s)
+        self._output(m, platform, s)
+        return m
+
+    def _load_pass(self, m, s):
+        """Pass 1, load: build the input handshake, the write port of the score buffer and the
+        running max of each row, which goes to `q_max` a cycle after the row's last beat.
+        """
+        depth, elem_shape, w, length, n, q_wr = s.depth, s.elem_shape, s.w, s.length, s.n, s.q_wr
+        q_max = s.q_max
         # -- Pass 1, load: write beats to the score buffer and track the row max. -------------
         a_bank = Signal()
         a_addr = Signal(range(2 * depth))
@@ -234,7 +260,18 @@ class Softmax(wiring.Component):
                 ]
             with m.Else():
                 m.d.sync += [a_addr.eq(a_addr + 1), a_elem.eq(a_elem + n)]
+        s.a_first, s.a_done, s.q_rows, s.i_ready = a_first, a_done, q_rows, i_ready
+        s.accept, s.a_last = accept, a_last
 
+    def _exp_issue(self, m, s):
+        """Pass 2, exp, issue: build the sequencer that reads a loaded row from the score buffer a
+        beat a cycle, the row counts that gate the load pass's `i.ready`, and the stage-0 registers
+        of the exp pipeline.
+        """
+        depth, elem_shape, a_done, length_one = s.depth, s.elem_shape, s.a_done, s.length_one
+        q_rd, n, length, next3, base = s.q_rd, s.n, s.length, s.next3, s.base
+        length_two, q_rows, accept, a_first = s.length_two, s.q_rows, s.accept, s.a_first
+        i_ready, a_last, w, q_max, half = s.i_ready, s.a_last, s.w, s.q_max, s.half
         # -- Pass 2, exp: issue reads, one beat per cycle, rows back to back. -----------------
         b_active = Signal()
         b_bank = Signal()
@@ -301,7 +338,17 @@ class Softmax(wiring.Component):
         ]
         mask0 = Signal(n)
         m.d.comb += mask0.eq(Cat(elem0 + j < length for j in range(n)))
+        s.b_room, s.e_rows, s.inflight, s.b_start, s.v0 = b_room, e_rows, inflight, b_start, v0
+        s.last0, s.ebank0, s.eaddr0, s.max0, s.mask0 = last0, ebank0, eaddr0, max0, mask0
 
+    def _exp_pipeline(self, m, platform, s):
+        """Pass 2, exp, datapath: build the per-lane pipeline from the score buffer's output to `e`
+        (rescale, division by D, polynomial, shift) and the write of `e` to the exp buffer at stage
+        14.
+        """
+        cfg, max0, w, ovf_t, n, q_rd, xw = s.cfg, s.max0, s.w, s.ovf_t, s.n, s.q_rd, s.xw
+        amt, clamp, D, B, se, C, ew, mask0 = s.amt, s.clamp, s.D, s.B, s.se, s.C, s.ew, s.mask0
+        v0, last0, ebank0, eaddr0, e_wr = s.v0, s.last0, s.ebank0, s.eaddr0, s.e_wr
         shift = cfg.variant == "shift"
         e_lanes = []
         max1 = delay(m, max0, 1, name="max")
@@ -391,7 +438,13 @@ class Softmax(wiring.Component):
             e_wr.data.eq(Cat(*e_lanes)),
             e_wr.en.eq(vE),
         ]
+        s.e_lanes, s.vE, s.lastE, s.ebankE = e_lanes, vE, lastE, ebankE
 
+    def _divider(self, m, s):
+        """Build the row sum of `e`, its one-row slot, and the radix-4 divider that computes the
+        row's normalizer `f = 2**K // sum` into `f_reg`.
+        """
+        e_lanes, f_reg, vE, lastE, ebankE = s.e_lanes, s.f_reg, s.vE, s.lastE, s.ebankE
         # Row sum, handed to the divider through a one-row slot at the end of the row.
         row_sum = Signal(self.sum_width)
         total = row_sum
@@ -446,7 +499,16 @@ class Softmax(wiring.Component):
                              pend_ebank.eq(ebankE)]
             with m.Else():
                 m.d.sync += row_sum.eq(total)
+        s.div_fin = div_fin
 
+    def _normalize_pass(self, m, s):
+        """Pass 3, normalize, issue: build the output skid buffer, the sequencer that reads a
+        divided row from the exp buffer on `advance`, and the hand-off counts and start conditions
+        after the load pass.
+        """
+        depth, cfg, n, e_rd, length, next3 = s.depth, s.cfg, s.n, s.e_rd, s.length, s.next3
+        base, e_rows, inflight, b_start = s.base, s.e_rows, s.inflight, s.b_start
+        div_fin, b_room = s.div_fin, s.b_room
         # -- Pass 3, normalize: read e, multiply by f, round, saturate; stalls with `o`. ------
         # The pipeline advances on a register, the `i.ready` of the register slice on `o`: when
         # `o` holds a beat that is not taken, the beat behind it moves into the slice's skid
@@ -497,7 +559,15 @@ class Softmax(wiring.Component):
             c_wait.eq(c_wait + div_fin - c_start),
             c_divided.eq(Mux(c_start, c_wait + div_fin >= 2, c_wait + div_fin >= 1)),
         ]
+        s.o_skid, s.advance, s.c_bank, s.c_left = o_skid, advance, c_bank, c_left
+        s.c_issue = c_issue
 
+    def _output(self, m, platform, s):
+        """Pass 3, normalize, datapath: build the stalling pipeline that multiplies `e` by `f`,
+        rounds, saturates and masks each lane, and drives `o` through the skid buffer.
+        """
+        n, cfg, ew, advance, c_issue, f_reg = s.n, s.cfg, s.ew, s.advance, s.c_issue, s.f_reg
+        c_bank, c_left, e_rd, o_skid = s.c_bank, s.c_left, s.e_rd, s.o_skid
         # Stage 1: the buffer read; 2 and 3: its data registered twice (block RAM is slow to
         # output, and the multiplier may sit far from it); 4: the product e*f; 5: rounded;
         # 6: saturated and masked, on `o` (or in the skid register). All stages move together,
@@ -540,4 +610,3 @@ class Softmax(wiring.Component):
         # Stage 6 is the register slice: the stage-5 beat enters it as the pipeline advances.
         m.d.comb += [o_skid.i.valid.eq(cv[-1]), o_skid.i.payload.eq(out)]
         wiring.connect(m, o_skid.o, wiring.flipped(self.o))
-        return m
