@@ -1,5 +1,7 @@
 """Integer-only LayerNorm: exact mean and variance, bitwise square root, one reciprocal per row."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -131,6 +133,10 @@ class LayerNorm(wiring.Component):
         })
 
     def elaborate(self, platform):
+        """Build the row and coefficient buffers, the coefficient writes and the count of rows
+        holding a slot, then the input pass, the statistics stages (variance, square root,
+        reciprocal) and the output pass by the methods below, in that order.
+        """
         m = Module()
         cfg, n_lanes, D = self.cfg, self.cfg.lanes, self.depth
         L = self.length
@@ -167,6 +173,25 @@ class LayerNorm(wiring.Component):
         def next_base(base):
             return Mux(base == (SLOTS - 1) * D, 0, base + D)
 
+        s = SimpleNamespace()
+        s.cfg, s.n_lanes, s.D, s.L, s.row_w, s.row_r = cfg, n_lanes, D, L, row_w, row_r
+        s.coef_r, s.held, s.row_start, s.row_end = coef_r, held, row_start, row_end
+        s.next_base = next_base
+        self._input_pass(m, platform, s)
+        self._variance(m, s)
+        self._sqrt(m, s)
+        self._reciprocal(m, s)
+        self._output_issue(m, s)
+        self._output_pipeline(m, platform, s)
+        return m
+
+    def _input_pass(self, m, platform, s):
+        """Stage 1, input pass: build the handshake on `i`, the writes of the row into its slot of
+        the row buffer, and the pipeline (mask, square, add) that sums q and q**2 over the row into
+        the token register `(a_s1, a_s2)`.
+        """
+        cfg, n_lanes, D, held, row_start = s.cfg, s.n_lanes, s.D, s.held, s.row_start
+        row_w, next_base, L = s.row_w, s.next_base, s.L
         # -- 1. Input pass: buffer the row, sum q and q**2 (pipelined: mask, square, add). -------
         w_pos = Signal(range(cfg.max_len + n_lanes))   # element index of this beat's lane 0
         w_addr = Signal(range(SLOTS * D))               # row buffer address of this beat
@@ -229,7 +254,13 @@ class LayerNorm(wiring.Component):
             m.d.sync += [acc1.eq(sum1), acc2.eq(sum2)]
             with m.If(p2_last):
                 m.d.sync += [a_s1.eq(sum1), a_s2.eq(sum2), a_full.eq(1)]
+        s.a_full, s.a_s1, s.a_s2 = a_full, a_s1, a_s2
 
+    def _variance(self, m, s):
+        """Stage 2: build the FSM that computes the variance v = L*s2 - s1**2 by MSB-first shift-
+        and-add, and the age counter of its result.
+        """
+        a_full, a_s1, a_s2, L = s.a_full, s.a_s1, s.a_s2, s.L
         # -- 2. Variance v = L*s2 - s1**2, MSB-first shift-and-add. ------------------------------
         MW, VW = self.mag_width, self.var_width
         v_s1 = Signal(signed(self.s1_width), reset_less=True)
@@ -270,7 +301,13 @@ class LayerNorm(wiring.Component):
                     m.d.sync += [v_out.eq(v_ls - v_sq), v_s1_out.eq(v_s1), v_done.eq(1),
                                  n_age.eq(0)]
                     m.next = "IDLE"
+        s.VW, s.v_out, s.v_s1_out, s.v_done, s.n_age = VW, v_out, v_s1_out, v_done, n_age
 
+    def _sqrt(self, m, s):
+        """Stage 3: build the free-running normalization of v into [2**30, 2**32) and the FSM that
+        takes its non-restoring square root, one bit a cycle.
+        """
+        VW, v_out, v_done, n_age, v_s1_out = s.VW, s.v_out, s.v_done, s.n_age, s.v_s1_out
         # -- 3. Square root of v normalized into [2**30, 2**32). ---------------------------------
         r_s1 = Signal(signed(self.s1_width), reset_less=True)
         r_zero = Signal()
@@ -336,7 +373,13 @@ class LayerNorm(wiring.Component):
             with m.State("DONE"):   # hold std until the reciprocal stage takes it
                 with m.If(~r_done):
                     m.next = "IDLE"
+        s.r_s1, s.r_zero, s.r_e, s.r_res, s.r_done = r_s1, r_zero, r_e, r_res, r_done
 
+    def _reciprocal(self, m, s):
+        """Stage 4: build the FSM that computes factor = floor(2**32 / std) a quotient bit a cycle,
+        and with it a = L*factor and b = s1*factor.
+        """
+        r_done, r_res, r_s1, r_zero, r_e, L = s.r_done, s.r_res, s.r_s1, s.r_zero, s.r_e, s.L
         # -- 4. factor = floor(2**32 / std); a = L*factor, b = s1*factor. ------------------------
         d_std = Signal(unsigned(SQRT_WIDTH // 2), reset_less=True)
         d_rem = Signal(unsigned(SQRT_WIDTH // 2 + 1), reset_less=True)
@@ -378,7 +421,15 @@ class LayerNorm(wiring.Component):
             with m.State("DONE"):   # hold (a, b, e) until the output pass takes them
                 with m.If(~d_done):
                     m.next = "IDLE"
+        s.d_e, s.d_a, s.d_b, s.d_done = d_e, d_a, d_b, d_done
 
+    def _output_issue(self, m, s):
+        """Stage 5, output pass, issue: build the pipeline's `advance`, the row's shift and rounding
+        term, and the sequencer that takes a row's constants and reads its beats from the row and
+        coefficient buffers.
+        """
+        cfg, d_e, n_lanes, D, d_done, row_end = s.cfg, s.d_e, s.n_lanes, s.D, s.d_done, s.row_end
+        next_base, L, d_a, d_b, row_r, coef_r = s.next_base, s.L, s.d_a, s.d_b, s.row_r, s.coef_r
         # -- 5. Output pass: a pipeline that advances when the output is free or taken. ---------
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
@@ -418,7 +469,14 @@ class LayerNorm(wiring.Component):
             row_r.addr.eq(c_addr), row_r.en.eq(advance),
             coef_r.addr.eq(c_idx), coef_r.en.eq(advance),
         ]
+        s.advance, s.c_pos, s.c_a, s.c_sh, s.c_hb, s.issue = advance, c_pos, c_a, c_sh, c_hb, issue
 
+    def _output_pipeline(self, m, platform, s):
+        """Stage 5, output pass, datapath: build the stages that advance with the output, from the
+        buffers' data through q*a, the shift, zq*gamma + beta and the saturation, to `o`.
+        """
+        n_lanes, cfg, c_a, c_hb, c_sh, advance = s.n_lanes, s.cfg, s.c_a, s.c_hb, s.c_sh, s.advance
+        issue, row_r, coef_r, c_pos, L = s.issue, s.row_r, s.coef_r, s.c_pos, s.L
         # Stages (each advances with the output): S1 memory data out; S2 memory data
         # registered; S3 the partial products of q*a; S4 t = (low product) + hb, with
         # hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product << MUL_SPLIT) + t; S6
@@ -493,4 +551,3 @@ class LayerNorm(wiring.Component):
                     self.o.payload[j].eq(Mux(st[-1]["mask"][j],
                                              saturate(s8_p[j] >> shift, cfg.out_width), 0)),
                 ]
-        return m
