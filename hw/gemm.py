@@ -1,5 +1,7 @@
 """GEMM engine: tiles any M x K x N product over the systolic array, with stream ports."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -102,6 +104,10 @@ class GemmEngine(wiring.Component):
         })
 
     def elaborate(self, platform):
+        """Build the systolic array, the output queue and the input register stages (the command
+        register and the operand pairs' skid buffer), then the sequencer, the array's hookup and the
+        output queue's hookup by the methods below, in that order.
+        """
         m = Module()
         R, C, g = self.rows, self.cols, self.cfg.gemm
 
@@ -131,6 +137,21 @@ class GemmEngine(wiring.Component):
             self.pair_ready.eq(operands.i.ready),
         ]
 
+        s = SimpleNamespace()
+        s.R, s.C, s.g, s.array, s.fifo, s.c_valid, s.c_cmd = R, C, g, array, fifo, c_valid, c_cmd
+        s.c_k_is_1, s.operands, s.op_a, s.op_b = c_k_is_1, operands, op_a, op_b
+        self._sequencer(m, s)
+        self._array_hookup(m, s)
+        self._output_queue(m, s)
+        return m
+
+    def _sequencer(self, m, s):
+        """Build the sequencer that loads a command and walks row tiles, column tiles and k: the
+        tile counters, the registered conditions of `fire` (credit in the queue and the gap between
+        tiles), and the count of rows occupying the queue.
+        """
+        g, R, C, c_cmd, c_valid, c_k_is_1 = s.g, s.R, s.C, s.c_cmd, s.c_valid, s.c_k_is_1
+        operands = s.operands
         # -- Sequencer: walks row tiles, column tiles and k. ----------------------------------
         running = Signal()
         size_k = Signal(range(g.max_k + 1))
@@ -219,7 +240,15 @@ class GemmEngine(wiring.Component):
             occupied.eq(occupied + Mux(fire & first, rows_here, 0) - taken),
             occ_nz.eq((fire & first) | Mux(taken, occupied > 1, occupied != 0)),
         ]
+        s.running, s.rows_left, s.cols_left, s.first = running, rows_left, cols_left, first
+        s.last, s.fire, s.occ_nz = last, fire, occ_nz
 
+    def _array_hookup(self, m, s):
+        """Build the skew of the operands and flags into the systolic array: row r's operand and
+        flags delayed r cycles, column c's operand (zero past the last column) delayed c cycles.
+        """
+        R, fire, rows_left, first, last, array = s.R, s.fire, s.rows_left, s.first, s.last, s.array
+        op_a, C, cols_left, op_b = s.op_a, s.C, s.cols_left, s.op_b
         # -- Skew into the array. --------------------------------------------------------------
         for r in range(R):
             flags = Signal(Flags, name=f"flags_{r}")
@@ -237,6 +266,12 @@ class GemmEngine(wiring.Component):
             m.d.comb += array.b[c].eq(delay(m, lane, c, shape=signed(self.in_width),
                                                    name=f"b{c}"))
 
+    def _output_queue(self, m, s):
+        """Build the de-skew of the array's drain into rows, the queue they enter, the register
+        slice that drives `out` from it, and `busy`.
+        """
+        array, C, fifo, c_valid, running = s.array, s.C, s.fifo, s.c_valid, s.running
+        occ_nz = s.occ_nz
         # -- De-skew the drain into rows and queue them. ---------------------------------------
         aligned = [delay(m, array.drain[c], C - 1 - c, shape=drain_layout(self.acc_width),
                          name=f"d{c}") for c in range(C)]
@@ -251,4 +286,3 @@ class GemmEngine(wiring.Component):
         ]
         wiring.connect(m, fifo.o, out_skid.i)
         wiring.connect(m, out_skid.o, wiring.flipped(self.out))
-        return m
