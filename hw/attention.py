@@ -1,5 +1,7 @@
 """Tiled attention controller: softmax(Q K^T / sqrt(d)) V on the systolic array, head by head."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -279,14 +281,12 @@ class AttentionController(wiring.Component):
         ]
         return shape
 
-    def elaborate(self, platform):
-        m = Module()
-        R, C, w, sl = self.R, self.C, self.in_width, self.sl
-        Lmax, dmax, LT = self.max_len, self.max_dim, self.len_tiles
-        sw = self.sm_cfg.in_width
-
-        sm_i, sm_o = self.softmax_i, self.softmax_o
-
+    def _scratchpads(self, m, ns):
+        """Builds the scratchpads: the Q, K and V memories, the double-buffered score memory and
+        the R memories of P rows, each a submodule marked uncontended (every one is written and
+        read in separate phases)."""
+        (R, C, w, sl, Lmax, dmax, LT) = (
+            self.R, self.C, self.in_width, self.sl, self.max_len, self.max_dim, self.len_tiles)
         # -- Scratchpads and buffers. ----------------------------------------------------------
         # Each is written and read in separate phases (uncontended): Q, K and V are written
         # only while a head loads and read only while it runs; the score buffer and the P rows
@@ -306,7 +306,14 @@ class AttentionController(wiring.Component):
         pmem = [memory(f"att_p{r}", data.ArrayLayout(unsigned(w), sl), 2 * self.p_words,
                        attrs={"ram_style": "block"})
                 for r in range(R)]
+        vars(ns).update(qmem=qmem, kmem=kmem, vmem=vmem, smem=smem, pmem=pmem)
 
+    def _command(self, m, ns):
+        """Builds the command stage and the per-head registers: the registered command and its
+        range check, the ``loading``/``running``/``head`` state flags, ``busy`` and the
+        command's ready, and the counters that derive the number of row blocks and of softmax
+        beats per row by repeated subtraction while the scratchpads load."""
+        R, C, sl, Lmax, dmax = self.R, self.C, self.sl, self.max_len, self.max_dim
         # -- Command and per-head registers. ---------------------------------------------------
         # The command waits one cycle in a register, so that its range checks and everything
         # they enable start from flip-flops.
@@ -351,7 +358,18 @@ class AttentionController(wiring.Component):
                 m.d.sync += [row_beats.eq(row_beats + 1),
                              rb_left.eq(Mux(rb_left > sl, rb_left - sl, 0))]
         counted = (nb_left == 0) & (rb_left == 0)
+        vars(ns).update(d=d, head=head, hd=hd, L=L, causal=causal, nb=nb, rb_m1=rb_m1,
+                        rb_is1=rb_is1, loading=loading, running=running, c_cmd=c_cmd,
+                        load_start=load_start, counted=counted)
 
+    def _loaders(self, m, ns):
+        """Builds the three load walkers that fill the Q, K and V scratchpads from their streams,
+        the ``loaded`` flag and the ``run_start`` strobe that ends loading and starts the run,
+        and the per-half hand-off flags of the score buffer and of the P rows."""
+        R, C, Lmax, dmax = self.R, self.C, self.max_len, self.max_dim
+        (qmem, kmem, vmem, loading, c_cmd, load_start, counted, hd, running) = (
+            ns.qmem, ns.kmem, ns.vmem, ns.loading, ns.c_cmd, ns.load_start, ns.counted, ns.hd,
+            ns.running)
         # -- LOAD: each stream fills its scratchpad from address 0: ``inner`` beats for each
         # block of ``step`` rows or columns, until the blocks cover ``limit``. The last beat of a
         # block and the last block are registered flags, counted down. -----------------------
@@ -405,7 +423,17 @@ class AttentionController(wiring.Component):
         with m.Else():
             m.d.sync += [s_full.eq((s_full | s_set) & ~s_clr),
                          p_full.eq((p_full | p_set) & ~p_clr)]
+        vars(ns).update(run_start=run_start, s_full=s_full, s_set=s_set, s_clr=s_clr,
+                        p_full=p_full, p_set=p_set, p_clr=p_clr)
 
+    def _issuer(self, m, ns):
+        """Builds the job issuer: the walk over the head's jobs, the registered shape of the job
+        being issued, its GEMM command FIFO into the engine, the operand FIFO, the dependency
+        check against the hand-off flags, and the start of each job's operand walk."""
+        (R, C, w, sl, Lmax, dmax, LT) = (
+            self.R, self.C, self.in_width, self.sl, self.max_len, self.max_dim, self.len_tiles)
+        (hd, nb, run_start, p_full, s_full, running) = (
+            ns.hd, ns.nb, ns.run_start, ns.p_full, ns.s_full, ns.running)
         # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
         ji = _Jobs("issue", self.blocks, R)
         ish = self._job_shape(m, ji, hd, nb, "issue")
@@ -425,7 +453,7 @@ class AttentionController(wiring.Component):
         cmd_layout = gemm_cmd_layout(self.gemm_cfg.gemm)
         m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(width=cmd_layout.size, depth=3)
         job_cmd = Signal(cmd_layout)
-        e_cmd, e_a, e_b, e_out = self.gemm_cmd, self.gemm_a, self.gemm_b, self.gemm_out
+        e_cmd = self.gemm_cmd
         m.d.comb += [
             job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"]),
             cmd_fifo.w_data.eq(job_cmd.as_value()),
@@ -451,7 +479,21 @@ class AttentionController(wiring.Component):
             m.d.sync += [feeding.eq(1), k_cnt.eq(0), k_rem.eq(ish["k_m1"]),
                          k_last.eq(ish["k_is1"]), t_left.eq(ish["n"]),
                          t_last.eq(ish["n_le_c"]), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
+        vars(ns).update(ji=ji, ish=ish, i_half=i_half, feeding=feeding, kdim=kdim, k_cnt=k_cnt,
+                        k_rem=k_rem, k_last=k_last, t_left=t_left, t_last=t_last, q_base=q_base,
+                        kv_base=kv_base, p_word=p_word, p_lane=p_lane, op_fifo=op_fifo)
 
+    def _operands(self, m, ns):
+        """Builds the operand feeder: one (A, B) read a cycle from the Q/K/V scratchpads and the
+        P rows while the operand FIFO has room, the walk's counters and the job's end, the
+        two register stages after the memories, and the multiplexing of Q/P and K/V into the
+        operand FIFO that drives the engine's A and B streams."""
+        R, C, w, sl, e_a, e_b = self.R, self.C, self.in_width, self.sl, self.gemm_a, self.gemm_b
+        (op_fifo, feeding, p_lane, pmem, ji, qmem, kmem, vmem, q_base, k_cnt, kv_base, p_word,
+         k_last, i_half, t_last, k_rem, ish, t_left, d, p_clr) = (
+            ns.op_fifo, ns.feeding, ns.p_lane, ns.pmem, ns.ji, ns.qmem, ns.kmem, ns.vmem, ns.q_base,
+            ns.k_cnt, ns.kv_base, ns.p_word, ns.k_last, ns.i_half, ns.t_last, ns.k_rem, ns.ish,
+            ns.t_left, ns.d, ns.p_clr)
         # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it.
         issued = Signal()
         issued_d = Signal()
@@ -514,6 +556,13 @@ class AttentionController(wiring.Component):
             op_fifo.r_en.eq(e_a.ready),
         ]
 
+    def _output_walker(self, m, ns):
+        """Builds the output walker: it follows the jobs a second time, in the engine's output
+        order, routing QK rows into the score buffer (setting its half's full flag at a job's
+        end) and PV rows to the ``rows`` stream, and ends the head after the last PV row."""
+        R, C, LT, e_out = self.R, self.C, self.len_tiles, self.gemm_out
+        (hd, nb, kdim, running, smem, run_start, s_set, head) = (
+            ns.hd, ns.nb, ns.kdim, ns.running, ns.smem, ns.run_start, ns.s_set, ns.head)
         # -- OUTPUT WALKER: routes the engine's rows, QK to the score buffer, PV onwards. ------
         # The job shape is stale for a cycle after each move, so the walker's flags compare
         # against it rather than being loaded from it: the last row of a tile is
@@ -561,6 +610,13 @@ class AttentionController(wiring.Component):
             with m.Else():
                 m.d.sync += [o_r.eq(o_r + 1), o_roff.eq(o_roff + LT)]
 
+    def _softmax_feeder(self, m, ns):
+        """Builds the softmax feeder's reader: it waits for a full score half, walks its rows and
+        tiles, computes each word's causal mask and row-end flags, and queues the registered
+        scores with that metadata in the score FIFO, clearing the half after its last row."""
+        R, C, sl, Lmax, LT = self.R, self.C, self.sl, self.max_len, self.len_tiles
+        (smem, run_start, causal, L, hd, running, s_full, s_clr, nb) = (
+            ns.smem, ns.run_start, ns.causal, ns.L, ns.hd, ns.running, ns.s_full, ns.s_clr, ns.nb)
         # -- SOFTMAX FEEDER: reads a block's score rows, masks, serializes into the softmax. ---
         # Beside the row and tile counters it keeps ``L - col`` and ``lim - col`` (col the
         # tile's first column, lim the row's last unmasked column), so that the mask and the
@@ -629,6 +685,14 @@ class AttentionController(wiring.Component):
             s_fifo.w_en.eq(f_issue_dd),
             s_fifo.w_data.eq(Cat(s_word_d.as_value(), f_meta_dd.as_value())),
         ]
+        vars(ns).update(groups=groups, meta=meta, s_fifo=s_fifo)
+
+    def _serializer(self, m, ns):
+        """Builds the serializer: it splits each word of the score FIFO into beats of ``sl``
+        lanes, replaces masked lanes by the most negative score, and holds each beat in a
+        pipeline register in front of the softmax input."""
+        C, sl, sw, sm_i = self.C, self.sl, self.sm_cfg.in_width, self.softmax_i
+        meta, groups, s_fifo = ns.meta, ns.groups, ns.s_fifo
         # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
         word = data.ArrayLayout(signed(self.acc_width), C)(s_fifo.r_data[:C * self.acc_width])
         w_meta = meta(s_fifo.r_data[C * self.acc_width:])
@@ -660,6 +724,14 @@ class AttentionController(wiring.Component):
         with m.If(take):
             m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
 
+    def _p_writer(self, m, ns):
+        """Builds the P writer: a three-entry FIFO after the softmax output, and the walk that
+        writes its probabilities into P half b%2, row r into memory r, setting the half's full
+        flag after a block's last row."""
+        R, Lmax, sm_o = self.R, self.max_len, self.softmax_o
+        (pmem, run_start, running, L, rb_m1, rb_is1, hd, p_set, p_full) = (
+            ns.pmem, ns.run_start, ns.running, ns.L, ns.rb_m1, ns.rb_is1, ns.hd, ns.p_set,
+            ns.p_full)
         # -- P WRITER: probabilities into P half b%2, row r into memory r. ---------------------
         # The last beat of a row and the last row of a block are registered flags.
         w_block = Signal(range(self.blocks + 1))
@@ -705,6 +777,21 @@ class AttentionController(wiring.Component):
                     m.d.sync += w_r.eq(w_r + 1)
             with m.Else():
                 m.d.sync += [w_u.eq(w_u + 1), w_urem.eq(w_urem - 1), w_ulast.eq(w_urem == 1)]
+
+    def elaborate(self, platform):
+        m = Module()
+        # Each builder leaves in ``ns`` the values that later ones use. Their order is the order
+        # in which signals, statements and submodules are created, which fixes the netlist.
+        ns = SimpleNamespace()
+        self._scratchpads(m, ns)
+        self._command(m, ns)
+        self._loaders(m, ns)
+        self._issuer(m, ns)
+        self._operands(m, ns)
+        self._output_walker(m, ns)
+        self._softmax_feeder(m, ns)
+        self._serializer(m, ns)
+        self._p_writer(m, ns)
         return m
 
 
