@@ -28,7 +28,7 @@ def _load(path):
             ("itf_collected", u64, [p, i]), ("itf_take", None, [p, i, u32p, u64]),
             ("itf_stats", None, [p, i, i64p]), ("itf_set_input", None, [p, i, u32p]),
             ("itf_get_output", None, [p, i, u32p]), ("itf_count", u64, [p, i]),
-            ("itf_cycle", i64, [p]), ("itf_timed_out", i, [p]), ("itf_run", i, [p, i, u64]),
+            ("itf_cycle", i64, [p]), ("itf_timed_out", i, [p]), ("itf_run", i, [p, i, u64, i]),
         ]:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
@@ -72,7 +72,7 @@ class Model:
     outputs as in ``build.ports.inputs`` and ``.outputs``.
     """
 
-    RUN_DRAIN, RUN_SINKS, RUN_CYCLES = 0, 1, 2
+    RUN_DRAIN, RUN_SINKS, RUN_CYCLES, RUN_WHILE_HIGH = 0, 1, 2, 3
     FINISHED, TIMEOUT, OUT_OF_CYCLES = 0, 1, 2
 
     def __init__(self, build):
@@ -161,10 +161,14 @@ class Model:
         """Rising edges so far."""
         return self._lib.itf_cycle(self._p)
 
-    def run(self, mode=RUN_DRAIN, max_cycles=1 << 62):
-        """Run the clock (see the harness's ``itf_run``); return ``(status, stream name that
-        timed out or None)``."""
-        status = self._lib.itf_run(self._p, mode, int(max_cycles))
+    def run(self, mode=RUN_DRAIN, max_cycles=1 << 62, output=None):
+        """Run the clock (see the harness's ``itf_run``): until every source is empty and
+        every sink has what it wants (``RUN_DRAIN``), until every sink has (``RUN_SINKS``),
+        ``max_cycles`` cycles (``RUN_CYCLES``), or while plain output ``output`` is nonzero
+        after the last edge (``RUN_WHILE_HIGH``); return ``(status, stream name that timed
+        out or None)``."""
+        index = -1 if output is None else self._output_index[output]
+        status = self._lib.itf_run(self._p, mode, int(max_cycles), index)
         if status == self.TIMEOUT:
             return status, self.ports.streams[self._lib.itf_timed_out(self._p)].name
         return status, None
