@@ -77,57 +77,47 @@ class SimTop(SimulatedTop):
         self._state = None
         self.sim = Simulator(self.dut)
         self.sim.add_clock(PERIOD)
-        self.sim.add_testbench(self._source, background=True)
-        self.sim.add_testbench(self._sink, background=True)
-        self.sim.add_testbench(self._inspect, background=True)
+        self.sim.add_testbench(self._drive, background=True)
 
-    # The clock rises at PERIOD/2 and falls at PERIOD, so cycle n (n edges done) starts at
-    # n * PERIOD. The simulation stops at that time, with the edge and the testbenches it woke
-    # done and the fall not yet: the stream testbenches decide valid and ready at the fall,
-    # when the simulation resumes, so that they see the bytes the host queued meanwhile.
-
-    async def _source(self, ctx):
-        # A stall is drawn only before a byte is offered: once valid, the byte is held until it
-        # is taken (stream rule 2).
-        cmd = self.dut.cmd
+    async def _drive(self, ctx):
+        # One pass per cycle, the harness's loop (sim/verilator/harness.py): the clock rises
+        # at PERIOD/2 and falls at PERIOD, so cycle n (n edges done) starts at n * PERIOD, and
+        # the simulation stops there (idle()), with the edge done and the fall not yet. The
+        # pass starts at the fall, when the simulation resumes: valid and ready are decided
+        # on the bytes the host queued meanwhile. A stall is drawn only before a byte is
+        # offered: once valid, the byte is held until it is taken (stream rule 2).
+        cmd, rsp = self.dut.cmd, self.dut.rsp
+        presenting = False
         while True:
-            if not self.out or (self.stall and self.cmd_rng.random() < self.stall):
-                ctx.set(cmd.valid, 0)
-                await ctx.tick()
-            else:
-                ctx.set(cmd.valid, 1)
-                ctx.set(cmd.payload, self.out[0])
-                while True:
-                    _, _, ready = await ctx.tick().sample(cmd.ready)
-                    if ready:
-                        break
-                    await ctx.delay(PERIOD / 2)
-                self.out.popleft()
-            await ctx.delay(PERIOD / 2)
-
-    async def _sink(self, ctx):
-        rsp = self.dut.rsp
-        while True:
+            if not presenting and self.out:
+                presenting = not (self.stall and self.cmd_rng.random() < self.stall)
+                if presenting:
+                    ctx.set(cmd.valid, 1)
+                    ctx.set(cmd.payload, self.out[0])
             ready = not (self.stall and self.rsp_rng.random() < self.stall)
             ctx.set(rsp.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(rsp.valid, rsp.payload)
+            _, _, taken, valid, payload = await ctx.tick().sample(cmd.ready, rsp.valid,
+                                                                  rsp.payload)
+            if presenting and taken:
+                self.out.popleft()
+                presenting = False
+                ctx.set(cmd.valid, 0)
             if valid and ready:
                 self.inp.append(payload)
-            await ctx.delay(PERIOD / 2)
-
-    async def _inspect(self, ctx):
-        while True:
-            await ctx.tick()
             self.busy = ctx.get(self.dut.busy)
             if self._state == "wanted":
-                words = {}
-                for buf, storage in self.dut.buffer_data.items():
-                    spec = self.buffers[buf]
-                    raw = b"".join(ctx.get(storage[i]).to_bytes(spec.nbytes, "little")
-                                   for i in range(storage.depth))
-                    words[buf] = unpack_words(raw, spec)
-                regs = {reg: ctx.get(sig) for reg, sig in self.dut.register_file.items()}
-                self._state = (words, regs)
+                self._state = self._read_state(ctx)
+            await ctx.delay(PERIOD / 2)
+
+    def _read_state(self, ctx):
+        words = {}
+        for buf, storage in self.dut.buffer_data.items():
+            spec = self.buffers[buf]
+            raw = b"".join(ctx.get(storage[i]).to_bytes(spec.nbytes, "little")
+                           for i in range(storage.depth))
+            words[buf] = unpack_words(raw, spec)
+        regs = {reg: ctx.get(sig) for reg, sig in self.dut.register_file.items()}
+        return words, regs
 
     def state(self):
         """The top's architectural state, read from the simulation: ``(words, registers)``,
