@@ -254,6 +254,9 @@ struct Model {{
 
 }}  // namespace
 
+// The C API is all the library exports: the build hides every other symbol
+// (-fvisibility=hidden), so that calls inside the model bind directly, not through the PLT.
+#pragma GCC visibility push(default)
 extern "C" {{
 
 void* itf_new() {{ return new Model(); }}
@@ -415,4 +418,5 @@ int itf_run(void* p, int mode, uint64_t max_cycles, int output) {{
 }}
 
 }}  // extern "C"
+#pragma GCC visibility pop
 """
