@@ -24,7 +24,7 @@ class Scoreboard:
     Properties (asserted):
 
     - ``0 <= held <= capacity``;
-    - ``o.valid`` implies ``held >= 1``;
+    - ``o.valid`` implies ``held >= 1`` (or, with ``capacity == 0``, ``i.valid``);
     - the tracked beat leaves with payload ``tag``, and is among the beats held until then;
     - ``o.valid`` is low for at most ``stall`` cycles in a row while beats are held (a bounded
       "no loss").
@@ -62,9 +62,12 @@ class Scoreboard:
         m.d.sync += held.eq(held + put - get)
         m.d.comb += [
             Assert(held <= capacity, f"{name}: beats held within capacity (none invented)"),
-            Assert(~o.valid | (held != 0), f"{name}: a beat offered is one held"),
             Cover(held == capacity, f"{name}: the component fills"),
         ]
+        if capacity:
+            m.d.comb += Assert(~o.valid | (held != 0), f"{name}: a beat offered is one held")
+        else:       # a multiplexer: what it offers arrives in the same cycle
+            m.d.comb += Assert(~o.valid | i.valid, f"{name}: a beat offered is one arriving")
 
         if stall is not None:
             waiting = Signal(range(stall + 2), name=f"{name}_waiting")
