@@ -1,11 +1,11 @@
-"""The catalogue of proofs: those of the stream kit and of the units, selected by unit and speed,
-and their verdicts as a table."""
+"""The catalogue of proofs: those of the stream kit, the units and the top, selected by unit and
+speed, and their verdicts as a table."""
 
-from . import kit, units
+from . import kit, top, units
 
 __all__ = ["PROOFS", "UNITS", "select", "table"]
 
-PROOFS = kit.PROOFS + units.PROOFS
+PROOFS = kit.PROOFS + units.PROOFS + top.PROOFS
 
 #: The names ``intformer prove --unit`` accepts.
 UNITS = tuple(dict.fromkeys(p.unit for p in PROOFS))

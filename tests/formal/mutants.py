@@ -60,6 +60,12 @@ class _Mutant(wiring.Component):
         members = dict(dut.signature.members.items())
         members["chaos"] = In(1)
         super().__init__(members)
+        self._delegate = True
+
+    def __getattr__(self, name):       # the component's other attributes (register_file)
+        if name.startswith("_") or not self.__dict__.get("_delegate"):
+            raise AttributeError(name)
+        return getattr(self._dut, name)
 
     def elaborate(self, platform):
         m = Module()

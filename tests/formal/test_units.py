@@ -8,7 +8,7 @@ from formal.catalogue import PROOFS
 BY_NAME = {p.name: p for p in PROOFS}
 UNITS = ["gemm.ports", "requant.ports", "softmax.ports", "gelu.ports", "layernorm.ports",
          "attention.ports", "uart.rx", "uart.tx", "link.ports", "arbiter.engine",
-         "arbiter.softmax"]
+         "arbiter.softmax", "top.errors"]
 
 
 @pytest.mark.parametrize("name", UNITS)
@@ -32,6 +32,8 @@ MUTANTS = [
     ("link.ports", "cmd", "payload"),
     ("arbiter.engine", "a", "payload"),
     ("arbiter.softmax", "rows_o", "withdraw"),
+    # An OK turned into an error code: the command did change a register.
+    ("top.errors", "rsp", "payload"),
 ]
 
 
