@@ -19,6 +19,8 @@ __all__ = ["PROOFS"]
 
 
 def skid(track):
+    """A 4-bit :class:`~hw.skid.SkidBuffer`: the rules, its counts and (``track``) the tracked
+    beat."""
     def build(wrap):
         s = Spec(wrap(SkidBuffer(unsigned(4))))
         s.stream_rules()
@@ -30,6 +32,8 @@ def skid(track):
 
 
 def queue(depth, track):
+    """A 3-bit :class:`~hw.stream.Queue` of ``depth``: the rules, ``level`` and ``i.ready``
+    against the beats held, and (``track``) the tracked beat."""
     def build(wrap):
         s = Spec(wrap(Queue(unsigned(3), depth)))
         s.stream_rules()
@@ -43,6 +47,8 @@ def queue(depth, track):
 
 
 def credits(depth, early_give):
+    """:class:`~hw.stream.Credits` under a producer that claims only with ``room`` and a
+    consumer that frees only claimed slots."""
     def build(wrap):
         s = Spec(wrap(Credits(depth, early_give=early_give)))
         m, c = s.m, s.dut
@@ -64,6 +70,7 @@ def credits(depth, early_give):
 
 
 def countdown(limit, step):
+    """:class:`~hw.stream.Countdown` against a count of the steps taken in a block."""
     def build(wrap):
         s = Spec(wrap(Countdown(limit, step)))
         m, c = s.m, s.dut
@@ -108,6 +115,7 @@ class _DelayLine(wiring.Component):
 
 
 def delayed(cycles):
+    """:func:`~hw.stream.delay` by ``cycles`` under an advance: one value followed through."""
     def build(wrap):
         s = Spec(wrap(_DelayLine(cycles)))
         m, d = s.m, s.dut
@@ -128,7 +136,9 @@ def delayed(cycles):
     return build
 
 
-def reader(max_count, track_restart=False):
+def reader(max_count):
+    """A :class:`~hw.reader.BufferReader` of 8 words over a memory that returns each word's
+    address: one walk of loops up to ``max_count``, checked word by word against the walk."""
     def build(wrap):
         aw = 3
         s = Spec(wrap(BufferReader(addr_width=aw, width=aw)))
