@@ -31,4 +31,5 @@ def table(outcomes):
     for o in outcomes:
         if o.trace is not None and not o.passed:
             lines.append(f"{o.proof.name}: counterexample {o.trace}")
+            lines.extend(f"  {message}" for message in o.failed)
     return "\n".join(lines)

@@ -36,6 +36,13 @@ class Outcome:
         return self.check.seconds + (self.cover.seconds if self.cover else 0.0)
 
     @property
+    def failed(self):
+        """The messages of the failed assertions, or of the covers not reached."""
+        if not self.check.passed:
+            return self.check.failed
+        return self.cover.failed if self.cover is not None else ()
+
+    @property
     def trace(self):
         """The counterexample VCD of a failed proof (or the cover task's trace)."""
         if not self.check.passed:
@@ -95,4 +102,4 @@ class Proof:
 
 def _plus(result, seconds):
     return Result(result.name, result.mode, result.depth, result.status,
-                  result.seconds + seconds, result.trace, result.log)
+                  result.seconds + seconds, result.trace, result.log, result.failed)

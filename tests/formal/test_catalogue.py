@@ -28,6 +28,10 @@ def test_table_names_the_counterexample():
     assert lines[2].split()[:4] == ["skid.counts", "prove", "4", "PASS"]
     assert lines[3].split()[:4] == ["skid.counts", "prove", "4", "FAIL"]
     assert lines[4] == f"skid.counts: counterexample {failed.trace}"
+    # The properties a withdrawn valid breaks; the solver names the first it reaches.
+    assert failed.failed and set(failed.failed) <= {"o: valid withdrawn before ready",
+                                                    "skid: held beats"}
+    assert lines[5:] == [f"  {message}" for message in failed.failed]
     assert failed.trace.suffix == ".vcd" and failed.trace.exists()
 
 
