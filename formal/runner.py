@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -99,13 +100,15 @@ def run_sby(name, rtlil, *, mode, depth, timeout=None, solver=SOLVER):
     (root / f"{name}.sby").write_text(_sby_text(mode, depth, solver))
     sby = shutil.which("yowasp-sby", path=os.path.dirname(sys.executable)) or "yowasp-sby"
     start = time.monotonic()
+    # A session of its own, so that a timeout ends the solvers SymbiYosys started too.
+    proc = subprocess.Popen([sby, "-f", f"{name}.sby"], cwd=root, env=_tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run([sby, "-f", f"{name}.sby"], cwd=root, env=_tool_env(),
-                              capture_output=True, text=True, timeout=timeout)
-        log = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as e:
-        log = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) \
-            else (e.stdout or "")
+        log, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
         return Result(name, mode, depth, "TIMEOUT", time.monotonic() - start, None, log[-4000:])
     seconds = time.monotonic() - start
     found = re.search(r"DONE \((\w+), rc=\d+\)", log)

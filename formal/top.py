@@ -90,8 +90,9 @@ def errors(cfg, depth, codes):
 
 
 #: The codes a first command can get. BUSY needs a run in progress, so three SET_REGs (M, K,
-#: N) and a RUN before the command refused: some 45 cycles, beyond what the solver reaches in
-#: minutes (the other codes are reached by step 17; the search to step 30 took 4 minutes).
+#: N) and a RUN before the command refused: deeper than the solver reaches in minutes (the
+#: other codes are reached by step 17; the search to step 30 took 4 minutes, and with the
+#: host's bytes fixed the cover of BUSY reached step 39 in 10 minutes without it).
 FIRST_CODES = [code for code in Error if code not in (Error.OK, Error.BUSY)]
 
 PROOFS = [
