@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -12,6 +11,7 @@ from .gemm import GemmEngine, gemm_cmd_layout
 from .memory import uncontended
 from .requant import Requantizer
 from .softmax import Softmax
+from .stream import Countdown, Credits, Queue
 
 __all__ = ["attention_cmd_layout", "AttentionController", "AttentionUnit"]
 
@@ -31,16 +31,14 @@ def _sign_extend(lanes):
     return Cat(*(Cat(lane, lane[-1]) for lane in lanes))
 
 
-def _room(m, depth, push, pop, name):
-    """A registered "may push" flag for a FIFO of ``depth`` entries written one cycle after
-    ``push`` (a memory read issued this cycle) and read on ``pop``. It counts entries plus reads
-    in flight and looks one cycle back, so that neither the FIFO's level nor its reader's
-    ``ready`` reaches the pusher's logic; being one cycle stale only ever delays a push."""
-    count = Signal(range(depth + 1), name=f"{name}_count")
-    room = Signal(name=f"{name}_room")
-    m.d.sync += [count.eq(count + push - pop),
-                 room.eq(Mux(push, count <= depth - 2, count <= depth - 1))]
-    return room
+def _room(m, queue, push, name):
+    """A registered "may push" flag for ``queue``, written a few cycles after ``push`` (a memory
+    read issued this cycle): a :class:`~hw.stream.Credits` that counts entries plus reads in
+    flight and leaves this cycle's pop out of the flag, so that neither the queue's level nor
+    its reader's ``ready`` reaches the pusher's logic; being stale only ever delays a push."""
+    m.submodules[f"{name}_credits"] = credits = Credits(queue.depth, early_give=False)
+    m.d.comb += [credits.take.eq(push), credits.give.eq(queue.o.valid & queue.o.ready)]
+    return credits.room
 
 
 class _Jobs:
@@ -385,23 +383,24 @@ class AttentionController(wiring.Component):
             addr = Signal.like(wr.addr, name=f"load_{tag}_addr")
             i_rem = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
             i_last = Signal(name=f"load_{tag}_inner_last")
-            o_left = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_outer")
-            o_last = Signal(name=f"load_{tag}_outer_last")
+            # Blocks of ``step`` rows or columns until they cover ``limit``.
+            m.submodules[f"load_{tag}_outer"] = outer = Countdown(max(Lmax, dmax), step)
             done = Signal(name=f"load_{tag}_done")
             take = port.valid & port.ready
             m.d.comb += [
                 port.ready.eq(loading & ~done),
                 wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
+                outer.load.eq(load_start), outer.total.eq(c_limit),
+                outer.en.eq(take & i_last),
             ]
             with m.If(load_start):
                 m.d.sync += [addr.eq(0), i_rem.eq(c_inner - 1), i_last.eq(c_inner == 1),
-                             o_left.eq(c_limit), o_last.eq(c_limit <= step), done.eq(0)]
+                             done.eq(0)]
             with m.Elif(take):
                 m.d.sync += addr.eq(addr + 1)
                 with m.If(i_last):
-                    m.d.sync += [i_rem.eq(inner_m1), i_last.eq(inner_is1),
-                                 o_left.eq(o_left - step), o_last.eq(o_left <= 2 * step)]
-                    with m.If(o_last):
+                    m.d.sync += [i_rem.eq(inner_m1), i_last.eq(inner_is1)]
+                    with m.If(outer.last):
                         m.d.sync += done.eq(1)
                 with m.Else():
                     m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1)]
@@ -450,20 +449,15 @@ class AttentionController(wiring.Component):
         p_word = Signal(range(self.p_words + 1))
         p_lane = Signal(range(sl))
 
-        cmd_layout = gemm_cmd_layout(self.gemm_cfg.gemm)
-        m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(width=cmd_layout.size, depth=3)
-        job_cmd = Signal(cmd_layout)
-        e_cmd = self.gemm_cmd
-        m.d.comb += [
-            job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"]),
-            cmd_fifo.w_data.eq(job_cmd.as_value()),
-            e_cmd.valid.eq(cmd_fifo.r_rdy),
-            e_cmd.payload.eq(cmd_fifo.r_data),
-            cmd_fifo.r_en.eq(e_cmd.ready),
-        ]
+        m.submodules.cmd_fifo = cmd_fifo = Queue(gemm_cmd_layout(self.gemm_cfg.gemm), depth=3)
+        job_cmd = cmd_fifo.i.payload
+        m.d.comb += [job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"])]
+        wiring.connect(m, cmd_fifo.o, wiring.flipped(self.gemm_cmd))
         # Eight entries: the room flag below is one cycle stale and counts the two cycles of
         # reads in flight (the memories' and a register after the operand multiplexers).
-        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * (w + 1), depth=8)
+        operands = data.StructLayout({"a": self.gemm_a.payload.shape(),
+                                      "b": self.gemm_b.payload.shape()})
+        m.submodules.op_fifo = op_fifo = Queue(operands, depth=8)
 
         dep_ok = Mux(ji.kind == _Jobs.QK, ~s_full.bit_select(i_half, 1),
                      p_full.bit_select(i_half, 1))
@@ -473,9 +467,9 @@ class AttentionController(wiring.Component):
         m.d.comb += self.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~dep_ok)
         with m.If(run_start):
             m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
-        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.w_rdy):
+        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.i.ready):
             # Start the job: queue its command and restart the operand walk.
-            m.d.comb += cmd_fifo.w_en.eq(1)
+            m.d.comb += cmd_fifo.i.valid.eq(1)
             m.d.sync += [feeding.eq(1), k_cnt.eq(0), k_rem.eq(ish["k_m1"]),
                          k_last.eq(ish["k_is1"]), t_left.eq(ish["n"]),
                          t_last.eq(ish["n_le_c"]), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
@@ -499,7 +493,7 @@ class AttentionController(wiring.Component):
         issued_d = Signal()
         kind_d = Signal()
         lane_d = Signal(range(sl))
-        op_room = _room(m, op_fifo.depth, issued, op_fifo.r_rdy & op_fifo.r_en, "op")
+        op_room = _room(m, op_fifo, issued, "op")
         m.d.comb += issued.eq(feeding & op_room)
         m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
         q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()
@@ -544,16 +538,15 @@ class AttentionController(wiring.Component):
         a_word = Mux(kind_dd == _Jobs.QK, _sign_extend(q_dd),
                      Cat(*(Cat(reg[lane_dd], Const(0, 1)) for reg in p_dd)))
         b_word = Mux(kind_dd == _Jobs.QK, _sign_extend(k_dd), _sign_extend(v_dd))
-        ow = w + 1
         m.d.comb += [
-            op_fifo.w_en.eq(issued_dd),
-            op_fifo.w_data.eq(Cat(a_word, b_word)),
-            e_a.payload.eq(op_fifo.r_data[:R * ow]),
-            e_b.payload.eq(op_fifo.r_data[R * ow:]),
-            e_a.valid.eq(op_fifo.r_rdy),
-            e_b.valid.eq(op_fifo.r_rdy),
+            op_fifo.i.valid.eq(issued_dd),
+            op_fifo.i.payload.eq(Cat(a_word, b_word)),
+            e_a.payload.eq(op_fifo.o.payload.a),
+            e_b.payload.eq(op_fifo.o.payload.b),
+            e_a.valid.eq(op_fifo.o.valid),
+            e_b.valid.eq(op_fifo.o.valid),
             # a and b are valid together, so the engine takes both on e_a.ready.
-            op_fifo.r_en.eq(e_a.ready),
+            op_fifo.o.ready.eq(e_a.ready),
         ]
 
     def _output_walker(self, m, ns):
@@ -637,15 +630,16 @@ class AttentionController(wiring.Component):
         f_tlast = Signal()                      # f_rem <= C
         f_busy = Signal()
         meta = data.StructLayout({"mask": C, "last": groups})
-        m.submodules.s_fifo = s_fifo = SyncFIFOBuffered(
-            width=C * self.acc_width + meta.size, depth=6)
+        scores = data.StructLayout({"word": data.ArrayLayout(signed(self.acc_width), C),
+                                    "meta": meta})
+        m.submodules.s_fifo = s_fifo = Queue(scores, depth=6)
         s_rd = smem.read_port()
         f_issue = Signal()
         f_issue_d = Signal()
         f_meta = Signal(meta)
         f_meta_d = Signal(meta)
         m.d.sync += f_issue_d.eq(f_issue)
-        f_room = _room(m, s_fifo.depth, f_issue, s_fifo.r_rdy & s_fifo.r_en, "s")
+        f_room = _room(m, s_fifo, f_issue, "s")
         m.d.comb += [
             f_issue.eq(f_busy & f_room),
             s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_roff + f_t),
@@ -682,8 +676,9 @@ class AttentionController(wiring.Component):
         s_word_d = Signal.like(s_rd.data)
         m.d.sync += [f_issue_dd.eq(f_issue_d), f_meta_dd.eq(f_meta_d), s_word_d.eq(s_rd.data)]
         m.d.comb += [
-            s_fifo.w_en.eq(f_issue_dd),
-            s_fifo.w_data.eq(Cat(s_word_d.as_value(), f_meta_dd.as_value())),
+            s_fifo.i.valid.eq(f_issue_dd),
+            s_fifo.i.payload.word.eq(s_word_d),
+            s_fifo.i.payload.meta.eq(f_meta_dd),
         ]
         vars(ns).update(groups=groups, meta=meta, s_fifo=s_fifo)
 
@@ -694,8 +689,7 @@ class AttentionController(wiring.Component):
         C, sl, sw, sm_i = self.C, self.sl, self.sm_cfg.in_width, self.softmax_i
         meta, groups, s_fifo = ns.meta, ns.groups, ns.s_fifo
         # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
-        word = data.ArrayLayout(signed(self.acc_width), C)(s_fifo.r_data[:C * self.acc_width])
-        w_meta = meta(s_fifo.r_data[C * self.acc_width:])
+        word, w_meta = s_fifo.o.payload.word, s_fifo.o.payload.meta
         u = Signal(range(groups))
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
         # A pipeline register between the serializer and the softmax (timing): it takes a new
@@ -703,7 +697,7 @@ class AttentionController(wiring.Component):
         beat = Signal(sm_i.payload.shape())
         beat_valid = Signal()
         take = Signal()
-        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm_i.ready))
+        m.d.comb += take.eq(s_fifo.o.valid & (~beat_valid | sm_i.ready))
         for lane in range(sl):
             sel, masked = word[lane], w_meta.mask[lane]
             for g in range(1, groups):
@@ -719,7 +713,7 @@ class AttentionController(wiring.Component):
         m.d.comb += [
             sm_i.valid.eq(beat_valid),
             sm_i.payload.eq(beat),
-            s_fifo.r_en.eq(take & last_sub),
+            s_fifo.o.ready.eq(take & last_sub),
         ]
         with m.If(take):
             m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
@@ -745,22 +739,20 @@ class AttentionController(wiring.Component):
         # A three-entry FIFO after the softmax (two would halve its rate): its ready is
         # registered, so the writer's conditions do not reach back through the softmax's
         # handshakes (timing).
-        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm_o.payload.as_value()),
-                                                        depth=3)
+        m.submodules.p_fifo = p_fifo = Queue(sm_o.payload.shape(), depth=3)
+        wiring.connect(m, wiring.flipped(sm_o), p_fifo.i)
         p_ready = Signal()
         p_take = Signal()
         m.d.comb += [
-            p_fifo.w_data.eq(sm_o.payload), p_fifo.w_en.eq(sm_o.valid),
-            sm_o.ready.eq(p_fifo.w_rdy),
             p_ready.eq(running & ~p_full.bit_select(w_half, 1)),
-            p_fifo.r_en.eq(p_ready),
-            p_take.eq(p_fifo.r_rdy & p_ready),
+            p_fifo.o.ready.eq(p_ready),
+            p_take.eq(p_fifo.o.valid & p_ready),
         ]
         for r, mem in enumerate(pmem):
             wr = mem.write_port()
             m.d.comb += [
                 wr.addr.eq(Mux(w_half, self.p_words, 0) + w_u),
-                wr.data.eq(p_fifo.r_data),
+                wr.data.eq(p_fifo.o.payload),
                 wr.en.eq(p_take & (w_r == r)),
             ]
         with m.If(run_start):
