@@ -7,13 +7,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .gemm import GemmEngine, gemm_cmd_layout
+from .gemm import gemm_cmd_layout
 from .memory import uncontended
-from .requant import Requantizer
-from .softmax import Softmax
 from .stream import Countdown, Credits, Queue
 
-__all__ = ["attention_cmd_layout", "AttentionController", "AttentionUnit"]
+__all__ = ["attention_cmd_layout", "AttentionController"]
 
 
 def attention_cmd_layout(cfg):
@@ -129,8 +127,8 @@ class AttentionController(wiring.Component):
     :class:`hw.arbiter.EngineArbiter`): it sends the engine GEMM commands (``gemm_cmd``) and
     operand pairs (``gemm_a``, ``gemm_b``, valid together) and takes its rows back
     (``gemm_out``). The rows of ``P V`` leave on ``rows``, exact; a requantizer after it gives
-    the int8 output. :class:`AttentionUnit` pairs the controller with an engine, a softmax and a
-    requantizer of its own.
+    the int8 output. :class:`hw.attention_unit.AttentionUnit` pairs the controller with an
+    engine, a softmax and a requantizer of its own.
 
     Dataflow (R x C array, L the sequence length, d the head dimension, ``nb = ceil(L/R)`` row
     blocks)::
@@ -429,8 +427,7 @@ class AttentionController(wiring.Component):
         """Builds the job issuer: the walk over the head's jobs, the registered shape of the job
         being issued, its GEMM command FIFO into the engine, the operand FIFO, the dependency
         check against the hand-off flags, and the start of each job's operand walk."""
-        (R, C, w, sl, Lmax, dmax, LT) = (
-            self.R, self.C, self.in_width, self.sl, self.max_len, self.max_dim, self.len_tiles)
+        R, sl, Lmax, dmax, LT = self.R, self.sl, self.max_len, self.max_dim, self.len_tiles
         (hd, nb, run_start, p_full, s_full, running) = (
             ns.hd, ns.nb, ns.run_start, ns.p_full, ns.s_full, ns.running)
         # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
@@ -482,7 +479,7 @@ class AttentionController(wiring.Component):
         P rows while the operand FIFO has room, the walk's counters and the job's end, the
         two register stages after the memories, and the multiplexing of Q/P and K/V into the
         operand FIFO that drives the engine's A and B streams."""
-        R, C, w, sl, e_a, e_b = self.R, self.C, self.in_width, self.sl, self.gemm_a, self.gemm_b
+        C, sl, e_a, e_b = self.C, self.sl, self.gemm_a, self.gemm_b
         (op_fifo, feeding, p_lane, pmem, ji, qmem, kmem, vmem, q_base, k_cnt, kv_base, p_word,
          k_last, i_half, t_last, k_rem, ish, t_left, d, p_clr) = (
             ns.op_fifo, ns.feeding, ns.p_lane, ns.pmem, ns.ji, ns.qmem, ns.kmem, ns.vmem, ns.q_base,
@@ -680,14 +677,14 @@ class AttentionController(wiring.Component):
             s_fifo.i.payload.word.eq(s_word_d),
             s_fifo.i.payload.meta.eq(f_meta_dd),
         ]
-        vars(ns).update(groups=groups, meta=meta, s_fifo=s_fifo)
+        vars(ns).update(groups=groups, s_fifo=s_fifo)
 
     def _serializer(self, m, ns):
         """Builds the serializer: it splits each word of the score FIFO into beats of ``sl``
         lanes, replaces masked lanes by the most negative score, and holds each beat in a
         pipeline register in front of the softmax input."""
-        C, sl, sw, sm_i = self.C, self.sl, self.sm_cfg.in_width, self.softmax_i
-        meta, groups, s_fifo = ns.meta, ns.groups, ns.s_fifo
+        sl, sw, sm_i = self.sl, self.sm_cfg.in_width, self.softmax_i
+        groups, s_fifo = ns.groups, ns.s_fifo
         # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
         word, w_meta = s_fifo.o.payload.word, s_fifo.o.payload.meta
         u = Signal(range(groups))
@@ -786,77 +783,3 @@ class AttentionController(wiring.Component):
         self._p_writer(m, ns)
         return m
 
-
-class AttentionUnit(wiring.Component):
-    """One head of integer attention per command, with units of its own: an
-    :class:`AttentionController`, a :class:`hw.gemm.GemmEngine` (``cfg.attention_gemm``), a
-    :class:`hw.softmax.Softmax` (``cfg.attention_softmax``) and a
-    :class:`hw.requant.Requantizer` after it; bit-exact with :func:`sim.golden.attention`.
-
-    The unit on its own (simulation, generated Verilog, synthesis of one unit); the accelerator
-    top instead makes the controller a client of its one engine and requantizer.
-
-    Parameters
-    ----------
-    cfg : AccelConfig
-        As :class:`AttentionController`, plus ``requant``.
-
-    Members
-    -------
-    cmd, q, k, v : In(...)
-        As :class:`AttentionController`.
-    o : Out(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
-        The int8 output rows, in the controller's order (``b, t, r``).
-    multiplier, shift : In(...)
-        Requantization of ``P V`` (:attr:`sim.golden.AttentionConstants`), held constant.
-    shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
-        Softmax constants for the score scale, held constant.
-    busy, error : Out(1)
-        The controller's.
-
-    Attributes
-    ----------
-    gemm : GemmEngine
-        The engine (``gemm.a.ready`` is high on cycles the array takes an operand pair).
-    waiting_for_softmax : Signal
-        The controller's.
-
-    Latency and throughput: the controller's (the requantizer adds its pipeline to the last
-    row).
-    """
-
-    def __init__(self, cfg):
-        self.controller = AttentionController(cfg)
-        self.gemm = GemmEngine(cfg.attention_gemm)
-        self.requant = Requantizer(cfg.array.cols, cfg.attention_gemm.acc_width, cfg.requant)
-        self.softmax = Softmax(cfg.attention_softmax)
-        self.waiting_for_softmax = self.controller.waiting_for_softmax
-        members = self.controller.signature.members
-        rq = self.requant.signature.members
-        ports = {name: members[name] for name in ("cmd", "q", "k", "v")}
-        ports.update({"o": rq["o"], "multiplier": rq["multiplier"], "shift": rq["shift"]})
-        sm = self.softmax.signature.members
-        ports.update({name: sm[name] for name in cfg.attention_softmax.constant_widths})
-        ports.update({"busy": members["busy"], "error": members["error"]})
-        super().__init__(ports)
-        self.cfg = cfg
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.controller = ctl = self.controller
-        m.submodules.gemm = gemm = self.gemm
-        m.submodules.requant = rq = self.requant
-        m.submodules.softmax = sm = self.softmax
-        for name in ("cmd", "q", "k", "v"):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctl, name))
-        for ours, theirs in ((ctl.gemm_cmd, gemm.cmd), (ctl.gemm_a, gemm.a),
-                             (ctl.gemm_b, gemm.b), (gemm.out, ctl.gemm_out), (ctl.rows, rq.i),
-                             (ctl.softmax_i, sm.i), (sm.o, ctl.softmax_o)):
-            wiring.connect(m, ours, theirs)
-        wiring.connect(m, rq.o, wiring.flipped(self.o))
-        m.d.comb += [rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
-                     self.busy.eq(ctl.busy), self.error.eq(ctl.error),
-                     sm.length.eq(ctl.softmax_length)]
-        for name in self.cfg.attention_softmax.constant_widths:
-            m.d.comb += getattr(sm, name).eq(getattr(self, name))
-        return m
