@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .divider import CeilDivider
 from .gemm import gemm_cmd_layout
 from .memory import uncontended
 from .stream import Countdown, Credits, Queue
@@ -307,16 +308,19 @@ class AttentionController(wiring.Component):
     def _command(self, m, ns):
         """Builds the command stage and the per-head registers: the registered command and its
         range check, the ``loading``/``running``/``head`` state flags, ``busy`` and the
-        command's ready, and the counters that derive the number of row blocks and of softmax
-        beats per row by repeated subtraction while the scratchpads load."""
+        command's ready, and the dividers that count the row blocks and the softmax beats per
+        row while the scratchpads load."""
         R, C, sl, Lmax, dmax = self.R, self.C, self.sl, self.max_len, self.max_dim
         # -- Command and per-head registers. ---------------------------------------------------
         # The command waits one cycle in a register, so that its range checks and everything
         # they enable start from flip-flops.
         hd = _Head(Lmax, dmax, R, C)
         L, d, causal = hd.L, hd.d, hd.causal
-        nb = Signal(range(self.blocks + 1))            # row blocks
-        row_beats = Signal(range(self.p_words + 1))    # softmax beats per row
+        # nb = ceil(L/R) row blocks and row_beats = ceil(L/sl) softmax beats per row, counted
+        # while the scratchpads load (which takes at least that many cycles).
+        m.submodules.nb_div = nb_div = CeilDivider(Lmax, R)
+        m.submodules.rb_div = rb_div = CeilDivider(Lmax, sl)
+        nb, row_beats = nb_div.quotient, rb_div.quotient
         rb_m1 = Signal(range(self.p_words + 1))        # row_beats - 1
         rb_is1 = Signal()                              # row_beats == 1
         m.d.comb += self.softmax_length.eq(L)
@@ -340,20 +344,10 @@ class AttentionController(wiring.Component):
         with m.If(c_valid):
             m.d.sync += [c_valid.eq(0), self.error.eq(bad), loading.eq(~bad), head.eq(~bad),
                          *hd.load(c_cmd.length, c_cmd.head_dim, c_cmd.causal)]
-        # nb = ceil(L/R) and row_beats = ceil(L/sl) by repeated subtraction while the
-        # scratchpads load (which takes at least that many cycles): no divider.
-        nb_left = Signal(range(Lmax + 1))
-        rb_left = Signal(range(Lmax + 1))
-        with m.If(load_start):
-            m.d.sync += [nb.eq(0), nb_left.eq(c_cmd.length),
-                         row_beats.eq(0), rb_left.eq(c_cmd.length)]
-        with m.Else():
-            with m.If(nb_left != 0):
-                m.d.sync += [nb.eq(nb + 1), nb_left.eq(Mux(nb_left > R, nb_left - R, 0))]
-            with m.If(rb_left != 0):
-                m.d.sync += [row_beats.eq(row_beats + 1),
-                             rb_left.eq(Mux(rb_left > sl, rb_left - sl, 0))]
-        counted = (nb_left == 0) & (rb_left == 0)
+        for div, step in ((nb_div, R), (rb_div, sl)):
+            m.d.comb += [div.load.eq(load_start), div.total.eq(c_cmd.length), div.step.eq(step),
+                         div.en.eq(1)]
+        counted = ~nb_div.busy & ~rb_div.busy
         vars(ns).update(d=d, head=head, hd=hd, L=L, causal=causal, nb=nb, rb_m1=rb_m1,
                         rb_is1=rb_is1, loading=loading, running=running, c_cmd=c_cmd,
                         load_start=load_start, counted=counted)
