@@ -200,6 +200,19 @@ class AttentionController(wiring.Component):
     :func:`sim.cyclemodel.attention_cycles` models it. One head per command.
     """
 
+    #: GEMM commands queued ahead of the engine: a job's command waits while the previous jobs
+    #: drain, so the issuer can move on to the next job's operands.
+    CMD_DEPTH = 3
+    #: Operand pairs queued for the engine: the room flag is one cycle stale and counts the two
+    #: cycles of reads in flight (the memories' and a register after the operand multiplexers).
+    OPERAND_DEPTH = 8
+    #: Score words queued for the serializer: the reads in flight (the score memory, its
+    #: landing register) and the queue's own latency, so that the softmax is fed every cycle.
+    SCORE_DEPTH = 6
+    #: Probability beats after the softmax: two would halve its rate, and the writer's ready
+    #: is then registered, so its conditions do not reach back through the softmax.
+    P_DEPTH = 3
+
     def __init__(self, cfg):
         at = cfg.attention
         self.cfg = cfg
@@ -440,15 +453,14 @@ class AttentionController(wiring.Component):
         p_word = Signal(range(self.p_words + 1))
         p_lane = Signal(range(sl))
 
-        m.submodules.cmd_fifo = cmd_fifo = Queue(gemm_cmd_layout(self.gemm_cfg.gemm), depth=3)
+        m.submodules.cmd_fifo = cmd_fifo = Queue(gemm_cmd_layout(self.gemm_cfg.gemm),
+                                                   self.CMD_DEPTH)
         job_cmd = cmd_fifo.i.payload
         m.d.comb += [job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"])]
         wiring.connect(m, cmd_fifo.o, wiring.flipped(self.gemm_cmd))
-        # Eight entries: the room flag below is one cycle stale and counts the two cycles of
-        # reads in flight (the memories' and a register after the operand multiplexers).
         operands = data.StructLayout({"a": self.gemm_a.payload.shape(),
                                       "b": self.gemm_b.payload.shape()})
-        m.submodules.op_fifo = op_fifo = Queue(operands, depth=8)
+        m.submodules.op_fifo = op_fifo = Queue(operands, self.OPERAND_DEPTH)
 
         dep_ok = Mux(ji.kind == _Jobs.QK, ~s_full.bit_select(i_half, 1),
                      p_full.bit_select(i_half, 1))
@@ -623,7 +635,7 @@ class AttentionController(wiring.Component):
         meta = data.StructLayout({"mask": C, "last": groups})
         scores = data.StructLayout({"word": data.ArrayLayout(signed(self.acc_width), C),
                                     "meta": meta})
-        m.submodules.s_fifo = s_fifo = Queue(scores, depth=6)
+        m.submodules.s_fifo = s_fifo = Queue(scores, self.SCORE_DEPTH)
         s_rd = smem.read_port()
         f_issue = Signal()
         f_issue_d = Signal()
@@ -727,10 +739,7 @@ class AttentionController(wiring.Component):
         w_u = Signal(range(self.p_words + 1))
         w_urem = Signal(range(self.p_words + 1))   # beats left in this row after the next one
         w_ulast = Signal()                         # w_urem == 0
-        # A three-entry FIFO after the softmax (two would halve its rate): its ready is
-        # registered, so the writer's conditions do not reach back through the softmax's
-        # handshakes (timing).
-        m.submodules.p_fifo = p_fifo = Queue(sm_o.payload.shape(), depth=3)
+        m.submodules.p_fifo = p_fifo = Queue(sm_o.payload.shape(), self.P_DEPTH)
         wiring.connect(m, wiring.flipped(sm_o), p_fifo.i)
         p_ready = Signal()
         p_take = Signal()
