@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist worksteal -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check hw sim boards intformer tests bench
+	$(BIN)/ruff check hw sim boards intformer formal tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/gemm.py

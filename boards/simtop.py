@@ -6,72 +6,118 @@ from collections import deque
 import numpy as np
 from amaranth.sim import Simulator
 
+from hw.isa import Command, Op
 from hw.top import Accelerator
 from sim.bench import SimTimeout
 from sim.layout import unpack_words
 
 from .host import Client
 
-__all__ = ["SimTop"]
+__all__ = ["SimulatedTop", "SimTop"]
+
+PERIOD = 1e-8
 
 
-class SimTop(Client):
+class SimulatedTop(Client):
+    """What :class:`SimTop` and :class:`boards.verilatortop.VerilatorTop` share, so that the
+    same commands take the same cycles on both: a run is waited for on the top's ``busy``
+    output, cycle by cycle, then one ``STATUS`` poll ends the wait.
+
+    A board answers as many polls as the host sends while it runs, and their number depends
+    on the host's pace: a simulator polling from Python would count cycles that depend on the
+    simulator. Here the wait ends on the first cycle that ``busy`` is low after the edge, and
+    the ``STATUS`` poll that follows is the one a board answers first with ``busy`` low.
+
+    A subclass implements :meth:`_exchange`, :meth:`idle` and :meth:`_run_while_busy`.
+    """
+
+    def run(self, op, *, wait=True):
+        """Start ``op`` as :meth:`boards.host.Client.run` does; with ``wait``, run the clock
+        until the top's ``busy`` output falls (:exc:`sim.bench.SimTimeout` after ``budget``
+        cycles), then poll ``STATUS`` once."""
+        self.command(Command.RUN, bytes([Op(op).value]))
+        if not wait:
+            return
+        waited = self._run_while_busy(self.budget)
+        if waited is None:
+            raise SimTimeout(f"RUN {Op(op).name}: still busy after {self.budget} cycles")
+        if self.status().busy:
+            raise AssertionError(f"RUN {Op(op).name}: STATUS says busy while the top's busy "
+                                 f"output is low")
+
+    def _run_while_busy(self, budget):
+        """Run the clock while ``busy`` is high, at most ``budget`` cycles; return the cycles
+        run, or None if ``busy`` was still high after them."""
+        raise NotImplementedError
+
+
+class SimTop(SimulatedTop):
     """:class:`boards.host.Client` driving :class:`hw.top.Accelerator` in the simulator: bytes go
     into ``cmd`` and come out of ``rsp``, each side withholding valid/ready with probability
-    ``stall``. The simulation advances only while a command waits for its response."""
+    ``stall``. The simulation advances only while a command waits for its response, in
+    :meth:`idle`, or while a run keeps ``busy`` high.
+
+    Cycle for cycle the Verilator harness (:mod:`sim.verilator.harness`) as
+    :class:`boards.verilatortop.VerilatorTop` drives it: the same stall draws from the same
+    generators (``seed`` for ``cmd``, ``seed + 1`` for ``rsp``, NumPy's PCG64), made at the
+    start of each cycle, after the host's last command; the clock stops on the edge that
+    brings the last byte a command waits for. Both tops count the same cycles for the same
+    commands.
+    """
 
     def __init__(self, cfg, *, depth=64, stall=0.0, seed=0, budget=20_000):
         super().__init__(cfg, depth=depth)
         self.dut = Accelerator(cfg, depth=depth)
         self.stall, self.budget = stall, budget
-        self.rng = np.random.default_rng(seed)
+        self.cmd_rng = np.random.default_rng(seed)
+        self.rsp_rng = np.random.default_rng(seed + 1)
         self.out, self.inp = deque(), deque()
         self.cycles = 0
+        self.busy = 0           # the top's busy output after the last edge
         self._state = None
         self.sim = Simulator(self.dut)
-        self.sim.add_clock(1e-8)
-        self.sim.add_testbench(self._source, background=True)
-        self.sim.add_testbench(self._sink, background=True)
-        self.sim.add_testbench(self._inspect, background=True)
+        self.sim.add_clock(PERIOD)
+        self.sim.add_testbench(self._drive, background=True)
 
-    async def _source(self, ctx):
-        # A stall is drawn only before a byte is offered: once valid, the byte is held until it
-        # is taken (stream rule 2).
-        cmd = self.dut.cmd
+    async def _drive(self, ctx):
+        # One pass per cycle, the harness's loop (sim/verilator/harness.py): the clock rises
+        # at PERIOD/2 and falls at PERIOD, so cycle n (n edges done) starts at n * PERIOD, and
+        # the simulation stops there (idle()), with the edge done and the fall not yet. The
+        # pass starts at the fall, when the simulation resumes: valid and ready are decided
+        # on the bytes the host queued meanwhile. A stall is drawn only before a byte is
+        # offered: once valid, the byte is held until it is taken (stream rule 2).
+        cmd, rsp = self.dut.cmd, self.dut.rsp
+        presenting = False
         while True:
-            if not self.out or (self.stall and self.rng.random() < self.stall):
-                ctx.set(cmd.valid, 0)
-                await ctx.tick()
-                continue
-            ctx.set(cmd.valid, 1)
-            ctx.set(cmd.payload, self.out[0])
-            while True:
-                _, _, ready = await ctx.tick().sample(cmd.ready)
-                if ready:
-                    break
-            self.out.popleft()
-
-    async def _sink(self, ctx):
-        rsp = self.dut.rsp
-        while True:
-            ready = not (self.stall and self.rng.random() < self.stall)
+            if not presenting and self.out:
+                presenting = not (self.stall and self.cmd_rng.random() < self.stall)
+                if presenting:
+                    ctx.set(cmd.valid, 1)
+                    ctx.set(cmd.payload, self.out[0])
+            ready = not (self.stall and self.rsp_rng.random() < self.stall)
             ctx.set(rsp.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(rsp.valid, rsp.payload)
+            _, _, taken, valid, payload = await ctx.tick().sample(cmd.ready, rsp.valid,
+                                                                  rsp.payload)
+            if presenting and taken:
+                self.out.popleft()
+                presenting = False
+                ctx.set(cmd.valid, 0)
             if valid and ready:
                 self.inp.append(payload)
-
-    async def _inspect(self, ctx):
-        while True:
-            await ctx.tick()
+            self.busy = ctx.get(self.dut.busy)
             if self._state == "wanted":
-                words = {}
-                for buf, storage in self.dut.buffer_data.items():
-                    spec = self.buffers[buf]
-                    raw = b"".join(ctx.get(storage[i]).to_bytes(spec.nbytes, "little")
-                                   for i in range(storage.depth))
-                    words[buf] = unpack_words(raw, spec)
-                regs = {reg: ctx.get(sig) for reg, sig in self.dut.register_file.items()}
-                self._state = (words, regs)
+                self._state = self._read_state(ctx)
+            await ctx.delay(PERIOD / 2)
+
+    def _read_state(self, ctx):
+        words = {}
+        for buf, storage in self.dut.buffer_data.items():
+            spec = self.buffers[buf]
+            raw = b"".join(ctx.get(storage[i]).to_bytes(spec.nbytes, "little")
+                           for i in range(storage.depth))
+            words[buf] = unpack_words(raw, spec)
+        regs = {reg: ctx.get(sig) for reg, sig in self.dut.register_file.items()}
+        return words, regs
 
     def state(self):
         """The top's architectural state, read from the simulation: ``(words, registers)``,
@@ -85,16 +131,24 @@ class SimTop(Client):
     def _wait(self, n, what):
         start = self.cycles
         while len(self.inp) < n:
-            if self.cycles - start > self.budget:
+            if self.cycles - start >= self.budget:
                 raise SimTimeout(f"{what}: got {len(self.inp)} of {n} response bytes in "
                                  f"{self.budget} cycles")
-            self.idle(16)
+            self.idle(1)
+
+    def _run_while_busy(self, budget):
+        start = self.cycles
+        while self.busy:
+            if self.cycles - start >= budget:
+                return None
+            self.idle(1)
+        return self.cycles - start
 
     def idle(self, cycles):
         """Advance the clock ``cycles`` cycles with no command in flight."""
-        if cycles > 0:      # the simulation may be a half period past self.cycles already
+        if cycles > 0:
             self.cycles += cycles
-            self.sim.run_until(self.cycles * 1e-8)
+            self.sim.run_until(self.cycles * PERIOD)
 
     def _exchange(self, opcode, payload):
         assert not self.inp, "response bytes left over from the previous command"

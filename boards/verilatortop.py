@@ -2,27 +2,28 @@
 
 import numpy as np
 
-from hw.isa import Command, Op
 from hw.top import Accelerator
 from sim.bench import SimTimeout
 from sim.verilator.build import build_component
 from sim.verilator.model import Model
 
-from .host import Client
+from .simtop import SimulatedTop
 
 __all__ = ["VerilatorTop"]
 
 
-class VerilatorTop(Client):
+class VerilatorTop(SimulatedTop):
     """:class:`boards.host.Client` driving a Verilated :class:`hw.top.Accelerator`: command bytes
     go into ``cmd`` and response bytes come out of ``rsp``, each side withholding valid/ready
     with probability ``stall``. The clock runs, in C++, only while a command waits for its
     response, or in :meth:`idle`.
 
     The same interface as the Amaranth-simulated :class:`boards.simtop.SimTop`
-    (:meth:`raw`, :meth:`idle`, ``cycles``), at about a thousand times its speed, so that
-    long soaks (10⁵ commands) run in seconds. The model is built once per config and depth
-    (:func:`sim.verilator.build.build_component`); each instance starts from reset.
+    (:meth:`raw`, :meth:`idle`, ``cycles``), and the same cycles for the same commands (RUN
+    waits on ``busy`` as :class:`boards.simtop.SimulatedTop` says), at about a thousand times
+    its speed, so that long soaks (10⁵ commands) run in seconds. The model is built once per
+    config and depth (:func:`sim.verilator.build.build_component`); each instance starts
+    from reset.
 
     Parameters
     ----------
@@ -84,26 +85,10 @@ class VerilatorTop(Client):
         return self._exchange(opcode.value if hasattr(opcode, "value") else opcode,
                               bytes(payload))
 
-    #: Cycles between looks at ``busy`` while :meth:`run` waits.
-    WAIT_STEP = 256
-
-    def run(self, op, *, wait=True):
-        """Start ``op`` as :meth:`boards.host.Client.run` does. With ``wait``, the clock runs
-        in steps of :attr:`WAIT_STEP` cycles until the top's ``busy`` output falls, then one
-        ``STATUS`` poll ends the wait: the same commands as a board that answers the first poll
-        after the run, without a Python round trip per poll."""
-        if not wait:
-            return super().run(op, wait=False)
-        self.command(Command.RUN, bytes([Op(op).value]))
-        waited = 0
-        while self.output("busy"):
-            if waited > self.budget:
-                raise SimTimeout(f"RUN {Op(op).name}: still busy after {waited} cycles")
-            self.idle(self.WAIT_STEP)
-            waited += self.WAIT_STEP
-        if self.status().busy:
-            raise AssertionError(f"RUN {Op(op).name}: STATUS says busy while the top's busy "
-                                 f"output is low")
+    def _run_while_busy(self, budget):
+        start = self.cycles
+        self.model.run(Model.RUN_WHILE_HIGH, budget, output="busy")
+        return None if self.output("busy") else self.cycles - start
 
     def idle(self, cycles):
         """Advance the clock ``cycles`` cycles with no command."""

@@ -1,4 +1,4 @@
-"""The ``intformer`` command line: generate, sim, synth, report, demo, embed, compile."""
+"""The ``intformer`` command line: generate, sim, synth, report, demo, prove, embed, compile."""
 
 import argparse
 import json
@@ -220,6 +220,21 @@ def cmd_demo(args):
     return 0 if ok else 1
 
 
+def cmd_prove(args):
+    from formal.catalogue import select, table
+
+    proofs = select(args.unit, slow=args.slow)
+    outcomes = []
+    for proof in proofs:
+        outcome = proof.run()
+        outcomes.append(outcome)
+        print(f"  {proof.name}: {outcome.status} ({outcome.seconds:.1f} s)", flush=True)
+    print(table(outcomes))
+    failed = [o for o in outcomes if not o.passed]
+    print(f"== {len(outcomes) - len(failed)} of {len(outcomes)} proofs pass")
+    return 1 if failed else 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="intformer", description=__doc__)
     parser.add_argument("--build-dir", type=Path,
@@ -278,6 +293,14 @@ def main(argv=None):
     p = sub.add_parser("demo", help="generate, simulate against golden, synthesize, report")
     _add_config_args(p)
     p.set_defaults(func=cmd_demo)
+
+    from formal.catalogue import UNITS as PROOF_UNITS
+
+    p = sub.add_parser("prove", help="prove the stream rules of the stream kit and the units' "
+                                     "ports with SymbiYosys, and print a table")
+    p.add_argument("--unit", choices=list(PROOF_UNITS), help="only this unit's proofs")
+    p.add_argument("--slow", action="store_true", help="also the slow (deeper) proofs")
+    p.set_defaults(func=cmd_prove)
 
     from .model.cli import add_commands
     add_commands(sub, _add_config_args)          # embed, compile (intformer/model/cli.py)

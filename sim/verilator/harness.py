@@ -149,12 +149,18 @@ def harness_cpp(ports):
             f"(top->{v(p.name)} != 0);" if p.width <= 64 else
             " || ".join(f"top->{v(p.name)}[{k}]" for k in range(p.words)) + ";")
         for i, p in enumerate(ports.outputs))
+    nonzero = "\n".join(
+        f"        case {i}: return " + (
+            f"top->{v(p.name)} != 0;" if p.width <= 64 else
+            " || ".join(f"top->{v(p.name)}[{k}]" for k in range(p.words)) + ";")
+        for i, p in enumerate(ports.outputs))
     words = ", ".join(str(s.words) for s in streams) or "0"
     return _TEMPLATE.format(
         n_streams=len(streams), n_sources=n_src, n_outputs=max(1, len(ports.outputs)),
         words=words, per_stream="\n".join(lines),
         drive=drive or "", handshake=shake or "", sink_payload=sink_payload or "",
         set_inputs=set_inputs, get_outputs=get_outputs, count_outputs=count_outputs,
+        nonzero=nonzero,
     )
 
 
@@ -248,6 +254,9 @@ struct Model {{
 
 }}  // namespace
 
+// The C API is all the library exports: the build hides every other symbol
+// (-fvisibility=hidden), so that calls inside the model bind directly, not through the PLT.
+#pragma GCC visibility push(default)
 extern "C" {{
 
 void* itf_new() {{ return new Model(); }}
@@ -318,7 +327,16 @@ uint64_t itf_count(void* p, int i) {{ return static_cast<Model*>(p)->counts[i]; 
 int64_t itf_cycle(void* p) {{ return static_cast<Model*>(p)->cycle; }}
 int itf_timed_out(void* p) {{ return static_cast<Model*>(p)->timed_out; }}
 
-static bool finished(Model* m, int mode) {{
+// Whether output i is nonzero (false for no such output).
+static bool output_nonzero(Vdut* top, int i) {{
+    switch (i) {{
+{nonzero}
+        default: return false;
+    }}
+}}
+
+static bool finished(Model* m, int mode, int output) {{
+    if (mode == 3) return !output_nonzero(m->top, output);
     for (int s = 0; s < N_STREAMS; s++) {{
         const Stream& st = m->streams[s];
         if (s >= N_SOURCES && st.want) return false;
@@ -329,14 +347,15 @@ static bool finished(Model* m, int mode) {{
 }}
 
 // Run the clock. mode 0: until every source is empty and every sink has what it wants;
-// mode 1: until every sink has what it wants; mode 2: exactly max_cycles cycles.
+// mode 1: until every sink has what it wants; mode 2: exactly max_cycles cycles; mode 3:
+// until plain output `output` is zero, as the last edge left it (checked before each cycle).
 // Returns 0 when finished, 1 on a stream timeout (itf_timed_out names it), 2 when
 // max_cycles ran out first.
-int itf_run(void* p, int mode, uint64_t max_cycles) {{
+int itf_run(void* p, int mode, uint64_t max_cycles, int output) {{
     Model* m = static_cast<Model*>(p);
     Vdut* top = m->top;
     for (uint64_t n = 0;; n++) {{
-        if (mode != 2 && finished(m, mode)) return 0;
+        if (mode != 2 && finished(m, mode, output)) return 0;
         if (n == max_cycles) return mode == 2 ? 0 : 2;
         const int64_t t = m->cycle;
         bool dirty = m->dirty;
@@ -399,4 +418,5 @@ int itf_run(void* p, int mode, uint64_t max_cycles) {{
 }}
 
 }}  // extern "C"
+#pragma GCC visibility pop
 """

@@ -19,8 +19,9 @@ def _load(path):
         lib = ctypes.CDLL(str(path))
         p, i, u64, i64, f64 = (ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64,
                                ctypes.c_double)
-        u32p, u64p, i64p = (ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint64),
-                            ctypes.POINTER(ctypes.c_int64))
+        # Word arrays go as their address (an int: ndarray.ctypes.data), which ctypes passes
+        # as it is, where a typed pointer (ndarray.ctypes.data_as) costs microseconds a call.
+        u32p, u64p, i64p = p, ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int64)
         for name, res, args in [
             ("itf_new", p, []), ("itf_free", None, [p]),
             ("itf_config", None, [p, i, f64, u64, i64, i, u64p]),
@@ -28,7 +29,7 @@ def _load(path):
             ("itf_collected", u64, [p, i]), ("itf_take", None, [p, i, u32p, u64]),
             ("itf_stats", None, [p, i, i64p]), ("itf_set_input", None, [p, i, u32p]),
             ("itf_get_output", None, [p, i, u32p]), ("itf_count", u64, [p, i]),
-            ("itf_cycle", i64, [p]), ("itf_timed_out", i, [p]), ("itf_run", i, [p, i, u64]),
+            ("itf_cycle", i64, [p]), ("itf_timed_out", i, [p]), ("itf_run", i, [p, i, u64, i]),
         ]:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
@@ -72,7 +73,7 @@ class Model:
     outputs as in ``build.ports.inputs`` and ``.outputs``.
     """
 
-    RUN_DRAIN, RUN_SINKS, RUN_CYCLES = 0, 1, 2
+    RUN_DRAIN, RUN_SINKS, RUN_CYCLES, RUN_WHILE_HIGH = 0, 1, 2, 3
     FINISHED, TIMEOUT, OUT_OF_CYCLES = 0, 1, 2
 
     def __init__(self, build):
@@ -107,8 +108,7 @@ class Model:
         words = items if isinstance(items, np.ndarray) and items.ndim == 2 else \
             to_words(items, port.width)
         words = np.ascontiguousarray(words, dtype="<u4")
-        self._lib.itf_push(self._p, i, words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
-                           len(words))
+        self._lib.itf_push(self._p, i, words.ctypes.data, len(words))
 
     def expect(self, name, count):
         """Sink ``name`` wants ``count`` more items."""
@@ -127,8 +127,7 @@ class Model:
             raise ValueError(f"Items taken from {name} must be at most the {have} collected, "
                              f"not {count}")
         out = np.zeros((count, self.ports.streams[i].words), dtype="<u4")
-        self._lib.itf_take(self._p, i, out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
-                           count)
+        self._lib.itf_take(self._p, i, out.ctypes.data, count)
         return out if words else from_words(out)
 
     def stats(self, name):
@@ -142,14 +141,12 @@ class Model:
     def set_input(self, name, value):
         port = self.ports.inputs[self._input_index[name]]
         w = to_words([value], port.width)
-        self._lib.itf_set_input(self._p, self._input_index[name],
-                                w.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
+        self._lib.itf_set_input(self._p, self._input_index[name], w.ctypes.data)
 
     def get_output(self, name):
         port = self.ports.outputs[self._output_index[name]]
         w = np.zeros(port.words, dtype="<u4")
-        self._lib.itf_get_output(self._p, self._output_index[name],
-                                 w.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)))
+        self._lib.itf_get_output(self._p, self._output_index[name], w.ctypes.data)
         return from_words(w[None])[0]
 
     def count(self, name):
@@ -161,10 +158,14 @@ class Model:
         """Rising edges so far."""
         return self._lib.itf_cycle(self._p)
 
-    def run(self, mode=RUN_DRAIN, max_cycles=1 << 62):
-        """Run the clock (see the harness's ``itf_run``); return ``(status, stream name that
-        timed out or None)``."""
-        status = self._lib.itf_run(self._p, mode, int(max_cycles))
+    def run(self, mode=RUN_DRAIN, max_cycles=1 << 62, output=None):
+        """Run the clock (see the harness's ``itf_run``): until every source is empty and
+        every sink has what it wants (``RUN_DRAIN``), until every sink has (``RUN_SINKS``),
+        ``max_cycles`` cycles (``RUN_CYCLES``), or while plain output ``output`` is nonzero
+        after the last edge (``RUN_WHILE_HIGH``); return ``(status, stream name that timed
+        out or None)``."""
+        index = -1 if output is None else self._output_index[output]
+        status = self._lib.itf_run(self._p, mode, int(max_cycles), index)
         if status == self.TIMEOUT:
             return status, self.ports.streams[self._lib.itf_timed_out(self._p)].name
         return status, None

@@ -76,3 +76,16 @@ def test_sim_backends(capsys, monkeypatch):
     with pytest.warns(UserWarning, match="backend='auto' uses amaranth"):
         assert main(["sim", "--preset", "tiny", "-m", "32", "-k", "64", "-n", "32"]) == 0
     assert "(stall 0.0, amaranth): bit-exact" in capsys.readouterr().out
+
+
+def test_prove_prints_a_table(tmp_path, monkeypatch, capsys):
+    from hw.config import BUILD_DIR_ENV
+
+    monkeypatch.setenv(BUILD_DIR_ENV, str(tmp_path))
+    assert main(["prove", "--unit", "credits"]) == 0
+    out = capsys.readouterr().out
+    assert "property" in out and "depth" in out
+    for name in ("credits.early", "credits.late"):
+        assert any(line.split()[:4] == [name, "prove", "2", "PASS"] for line in out.splitlines())
+    assert "== 2 of 2 proofs pass" in out
+    assert (tmp_path / "formal" / "credits.early" / "credits.early.sby").exists()

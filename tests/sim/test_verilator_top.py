@@ -87,11 +87,12 @@ def test_malformed_commands_change_nothing():
 
 
 def test_timeout_is_bounded():
-    top = VerilatorTop(TINY, depth=DEPTH, budget=50)
-    top.model.push("cmd", np.array([[Command.STATUS.value]], dtype="<u4"))  # header cut short
-    with pytest.raises(SimTimeout, match=r"^command 0x1 header: got 0 of 3 response bytes in 50 "
+    # Three command bytes in take three cycles at least: no answer within a budget of two.
+    top = VerilatorTop(TINY, depth=DEPTH, budget=2)
+    with pytest.raises(SimTimeout, match=r"^command 0x1 header: got 0 of 3 response bytes in 2 "
                                          r"cycles$"):
-        top._wait(3, "command 0x1 header")
+        top.raw(Command.STATUS)
+    assert top.cycles == 2
 
 
 def _random_commands(rng, n):
@@ -134,27 +135,67 @@ def _random_commands(rng, n):
 
 
 def _replay(top, commands):
-    """Responses to ``commands``; after an accepted RUN, poll STATUS until the run is done
-    (the polls are not recorded: their number depends on the simulator's pace)."""
+    """Responses to ``commands``, each with the cycles it took; after an accepted RUN, poll
+    STATUS until the run is done (both tops take the same cycles, hence the same polls)."""
     answers = []
     for opcode, payload in commands:
-        answers.append(top.raw(opcode, payload))
+        start = top.cycles
+        answers.append((*top.raw(opcode, payload), top.cycles - start))
         if opcode == Command.RUN.value and answers[-1][0] == Error.OK.value:
             for _ in range(2000):
+                start = top.cycles
                 status, flags = top.raw(Command.STATUS.value, b"")
+                answers.append((status, flags, top.cycles - start))
                 if not flags[0] & 1:
                     break
-            answers.append(("done", flags[0] & 2))
     return answers
 
 
 def test_same_responses_as_amaranth():
     # Random commands, most of them malformed or out of range; both tops answer byte for byte
-    # alike (runs included: their results are read back by later READ_BUFFERs).
+    # alike, on the same cycles (runs included: their results are read back by later
+    # READ_BUFFERs).
     commands = _random_commands(np.random.default_rng(31), 150)
     sim_top = SimTop(TINY, depth=DEPTH, stall=0.3, seed=3)
     verilated = VerilatorTop(TINY, depth=DEPTH, stall=0.3, seed=3)
     expected = _replay(sim_top, commands)
     got = _replay(verilated, commands)
     assert got == expected
+    assert verilated.cycles == sim_top.cycles
     assert sum(1 for a in expected if a[0] == Error.OK.value) > 20   # not only errors
+
+
+def _operations(top, rng):
+    """A GEMM, a softmax and a causal attention head on ``top``: [(output, cycles taken)]."""
+    a, b = rng.integers(-128, 128, (5, 7)), rng.integers(-128, 128, (7, 3))
+    x = rng.normal(0, 2500, (3, 10)).round().astype(np.int64)
+    q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
+    results = []
+    for op in (lambda: top.gemm(a, b), lambda: top.softmax(x, 1e-3)[0],
+               lambda: top.attention(q, k, v, *SCALES, causal=True)[0]):
+        start = top.cycles
+        results.append((op(), top.cycles - start))
+    assert top.status() == (False, True, "OK")
+    return results
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_same_cycles_as_amaranth(stall):
+    # The same operations on both tops: the same outputs (the golden models') in the same
+    # cycles, a run's wait included (both wait on busy, then poll STATUS once).
+    sim_top = SimTop(TINY, depth=DEPTH, stall=stall, seed=5)
+    verilated = VerilatorTop(TINY, depth=DEPTH, stall=stall, seed=5)
+    expected = _operations(sim_top, np.random.default_rng(6))
+    got = _operations(verilated, np.random.default_rng(6))
+    rng = np.random.default_rng(6)
+    a, b = rng.integers(-128, 128, (5, 7)), rng.integers(-128, 128, (7, 3))
+    x = rng.normal(0, 2500, (3, 10)).round().astype(np.int64)
+    q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
+    golden_outputs = [golden.gemm(a, b), golden.softmax(x, 1e-3, TINY.softmax)[0],
+                      golden.attention(q, k, v, *SCALES, causal=True, cfg=TINY)[0]]
+    for (out_a, cycles_a), (out_v, cycles_v), want in zip(expected, got, golden_outputs,
+                                                          strict=True):
+        np.testing.assert_array_equal(out_a, want)
+        np.testing.assert_array_equal(out_v, want)
+        assert cycles_v == cycles_a > 0
+    assert verilated.cycles == sim_top.cycles

@@ -1,0 +1,1 @@
+"""Formal proofs of intformer's streams: properties, a scoreboard, a runner and the catalogue."""

@@ -1,0 +1,45 @@
+"""The stream rules hold on every unit's ports, and each proof fails on a broken variant.
+LayerNorm's proof (72 cycles deep, about a minute) is a slow one: tests/formal/test_catalogue.py
+runs it with the marker ``slow_proof``."""
+
+import pytest
+from mutants import mutant
+
+from formal.catalogue import PROOFS
+
+BY_NAME = {p.name: p for p in PROOFS}
+UNITS = ["gemm.ports", "requant.ports", "softmax.ports", "gelu.ports", "attention.ports",
+         "uart.rx", "uart.tx", "link.ports", "arbiter.engine", "arbiter.softmax", "top.errors"]
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_proof_passes(name):
+    outcome = BY_NAME[name].run()
+    assert outcome.check.status == "PASS", outcome.check.log
+    assert outcome.cover is not None and outcome.cover.status == "PASS", outcome.cover.log
+
+
+# (proof, port, mutation): the proof must reject each.
+MUTANTS = [
+    ("gemm.ports", "out", "withdraw"),
+    ("requant.ports", "o", "payload"),
+    ("softmax.ports", "o", "withdraw"),
+    ("gelu.ports", "o", "payload"),
+    pytest.param("layernorm.ports", "o", "withdraw", marks=pytest.mark.slow_proof),
+    ("attention.ports", "gemm_cmd", "payload"),
+    ("attention.ports", "rows", "withdraw"),
+    ("uart.rx", "o", "withdraw"),
+    ("uart.tx", "i", "accept"),
+    ("link.ports", "cmd", "payload"),
+    ("arbiter.engine", "a", "payload"),
+    ("arbiter.softmax", "rows_o", "withdraw"),
+    # An OK turned into an error code: the command did change a register.
+    ("top.errors", "rsp", "payload"),
+]
+
+
+@pytest.mark.parametrize(("name", "port", "mutation"), MUTANTS)
+def test_mutant_fails(name, port, mutation):
+    outcome = BY_NAME[name].run(mutant(port, mutation), cover=False)
+    assert outcome.check.status == "FAIL", outcome.check.log
+    assert outcome.trace is not None and outcome.trace.exists()
