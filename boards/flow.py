@@ -316,79 +316,13 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     elapsed = {}
     start = time.monotonic()
     log(f"{board}: elaborating {cfg} at {clk_mhz:g} MHz into {out_dir}")
-    # No source locations in the netlist: they hold the checkout's absolute path, and both
-    # Yosys's mapping and nextpnr's placement depend on every string they read (the same design
-    # from two folders gave different netlists and Fmax; docs/timing.md). Without them a build
-    # gives the same result from any folder.
-    plan = spec.make_platform().prepare(top, name="top", emit_src=False)
-    constraints = "top.pcf" if spec.family == "ice40" else "top.lpf"
-    design, uncontended = prepare_rtlil(plan.files["top.il"])
-    (out_dir / "top.il").write_text(design)
-    content = plan.files[constraints]
-    (out_dir / constraints).write_text(content if isinstance(content, str) else content.decode())
+    uncontended = _elaborate(spec, top, out_dir)
     elapsed["elaborate"] = time.monotonic() - start
-
-    synth = "synth_ice40 -dsp" if spec.family == "ice40" else "synth_ecp5"
-    log(f"yosys: {synth} for {spec.device} (this takes a few minutes)")
-    argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
-            "-p", _yosys_script(spec.family, uncontended)]
-    rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
-    if rc != 0 or not (out_dir / "stats.json").exists():
-        raise RuntimeError(f"Yosys failed (exit code {rc}) for {board}; end of "
-                           f"{out_dir / 'yosys.log'}:\n{_tail(out_dir / 'yosys.log')}")
-    modules = json.loads((out_dir / "stats.json").read_text())["modules"]
-    cells = dict(modules["\\top"]["num_cells_by_type"])
-    counts = classify_cells(spec.family, cells)
-    log(f"yosys: done in {elapsed['yosys']:.0f} s: " +
-        ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    counts = _synthesize(spec, board, uncontended, out_dir, elapsed, log)
     check_fit(board, counts)
-
-    tool, *device_args = spec.nextpnr
-    if spec.family == "ice40":
-        io_args = ["--pcf", "top.pcf", "--asc", "top.asc"]
-    else:
-        io_args = ["--lpf", "top.lpf", "--textcfg", "top.config"]
-    # Packing is exact where Yosys' counts are a lower bound (an iCE40 logic cell takes a LUT,
-    # a carry and a FF only when their controls agree): check the packed design before placing.
-    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
-            io_args[0], io_args[1], "--pack-only", "-q", "-l", "pack.log"]
-    log("nextpnr: packing")
-    rc, elapsed["pack_check"] = _run("nextpnr --pack-only", argv, out_dir, "pack", log)
-    packed = parse_utilisation((out_dir / "pack.log").read_text(errors="replace")
-                               if (out_dir / "pack.log").exists() else "")
-    if not packed:
-        raise RuntimeError(f"nextpnr failed to pack (exit code {rc}) for {board}; end of "
-                           f"{out_dir / 'pack.log'}:\n{_tail(out_dir / 'pack.log')}")
-    packed_counts = {name: packed[bel][0] for bel, name in _PNR_BELS[spec.family].items()
-                     if bel in packed}
-    check_fit(board, packed_counts)
-    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json", *io_args,
-            *PNR_OPTIONS[spec.family],
-            "--freq", f"{clk_mhz:g}", "--seed", str(seed), "--report", "nextpnr.json",
-            "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
-    log(f"nextpnr: place and route at {clk_mhz:g} MHz, seed {seed} (this takes minutes)")
-    rc, elapsed["nextpnr"] = _run("nextpnr", argv, out_dir, "nextpnr", log)
-    nextpnr_log = (out_dir / "nextpnr.log").read_text(errors="replace") \
-        if (out_dir / "nextpnr.log").exists() else ""
-    fmax = parse_fmax(nextpnr_log)
-    if rc != 0 or not fmax or not (out_dir / "nextpnr.json").exists():
-        raise RuntimeError(f"nextpnr failed (exit code {rc}) for {board}; end of "
-                           f"{out_dir / 'nextpnr.log'}:\n{_tail(out_dir / 'nextpnr.log')}")
-    log(f"nextpnr: done in {elapsed['nextpnr']:.0f} s: Fmax " +
-        ", ".join(f"{mhz:.2f} MHz ('{clock}')" for clock, mhz in fmax.items()))
-
-    if spec.family == "ice40":
-        bitstream = "top.bin"
-        argv = [*shlex.split(tool_command("ICEPACK")), "top.asc", bitstream]
-    else:
-        bitstream = "top.bit"
-        argv = [*shlex.split(tool_command("ECPPACK")), "--input", "top.config",
-                "--bit", bitstream]
-    rc, elapsed["bitstream"] = _run("pack", argv, out_dir, "bitstream", log)
-    if rc != 0 or not (out_dir / bitstream).exists():
-        stdout = out_dir / "bitstream.stdout"
-        raise RuntimeError(f"Bitstream packing failed (exit code {rc}) for {board}; end of "
-                           f"{stdout}:\n{_tail(stdout)}")
+    _pack_check(spec, board, out_dir, elapsed, log)
+    fmax = _place_and_route(spec, board, clk_mhz, seed, out_dir, elapsed, log)
+    bitstream = _bitstream(spec, board, out_dir, elapsed, log)
 
     used = dict(counts)
     pnr = json.loads((out_dir / "nextpnr.json").read_text()).get("utilization", {})
@@ -410,3 +344,99 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     log(f"{board}: report in {out_dir / 'report.json'}")
     return report
+
+
+def _elaborate(spec, top, out_dir):
+    """Step 1: ``top.il`` and the pin constraints; returns the memories to relax."""
+    # No source locations in the netlist: they hold the checkout's absolute path, and both
+    # Yosys's mapping and nextpnr's placement depend on every string they read (the same design
+    # from two folders gave different netlists and Fmax; docs/timing.md). Without them a build
+    # gives the same result from any folder.
+    plan = spec.make_platform().prepare(top, name="top", emit_src=False)
+    constraints = "top.pcf" if spec.family == "ice40" else "top.lpf"
+    design, uncontended = prepare_rtlil(plan.files["top.il"])
+    (out_dir / "top.il").write_text(design)
+    content = plan.files[constraints]
+    (out_dir / constraints).write_text(content if isinstance(content, str) else content.decode())
+    return uncontended
+
+
+def _synthesize(spec, board, uncontended, out_dir, elapsed, log):
+    """Step 2: Yosys; returns its cell counts by resource."""
+    synth = "synth_ice40 -dsp" if spec.family == "ice40" else "synth_ecp5"
+    log(f"yosys: {synth} for {spec.device} (this takes a few minutes)")
+    argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
+            "-p", _yosys_script(spec.family, uncontended)]
+    rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
+    if rc != 0 or not (out_dir / "stats.json").exists():
+        raise RuntimeError(f"Yosys failed (exit code {rc}) for {board}; end of "
+                           f"{out_dir / 'yosys.log'}:\n{_tail(out_dir / 'yosys.log')}")
+    modules = json.loads((out_dir / "stats.json").read_text())["modules"]
+    cells = dict(modules["\\top"]["num_cells_by_type"])
+    counts = classify_cells(spec.family, cells)
+    log(f"yosys: done in {elapsed['yosys']:.0f} s: " +
+        ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    return counts
+
+
+def _io_args(spec):
+    if spec.family == "ice40":
+        return ["--pcf", "top.pcf", "--asc", "top.asc"]
+    return ["--lpf", "top.lpf", "--textcfg", "top.config"]
+
+
+def _pack_check(spec, board, out_dir, elapsed, log):
+    """Step 3: nextpnr's packed counts against the device."""
+    tool, *device_args = spec.nextpnr
+    io_args = _io_args(spec)
+    # Packing is exact where Yosys' counts are a lower bound (an iCE40 logic cell takes a LUT,
+    # a carry and a FF only when their controls agree): check the packed design before placing.
+    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
+            io_args[0], io_args[1], "--pack-only", "-q", "-l", "pack.log"]
+    log("nextpnr: packing")
+    rc, elapsed["pack_check"] = _run("nextpnr --pack-only", argv, out_dir, "pack", log)
+    packed = parse_utilisation((out_dir / "pack.log").read_text(errors="replace")
+                               if (out_dir / "pack.log").exists() else "")
+    if not packed:
+        raise RuntimeError(f"nextpnr failed to pack (exit code {rc}) for {board}; end of "
+                           f"{out_dir / 'pack.log'}:\n{_tail(out_dir / 'pack.log')}")
+    packed_counts = {name: packed[bel][0] for bel, name in _PNR_BELS[spec.family].items()
+                     if bel in packed}
+    check_fit(board, packed_counts)
+
+
+def _place_and_route(spec, board, clk_mhz, seed, out_dir, elapsed, log):
+    """Step 4: nextpnr; returns the Fmax of each clock in MHz."""
+    tool, *device_args = spec.nextpnr
+    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
+            *_io_args(spec), *PNR_OPTIONS[spec.family],
+            "--freq", f"{clk_mhz:g}", "--seed", str(seed), "--report", "nextpnr.json",
+            "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
+    log(f"nextpnr: place and route at {clk_mhz:g} MHz, seed {seed} (this takes minutes)")
+    rc, elapsed["nextpnr"] = _run("nextpnr", argv, out_dir, "nextpnr", log)
+    nextpnr_log = (out_dir / "nextpnr.log").read_text(errors="replace") \
+        if (out_dir / "nextpnr.log").exists() else ""
+    fmax = parse_fmax(nextpnr_log)
+    if rc != 0 or not fmax or not (out_dir / "nextpnr.json").exists():
+        raise RuntimeError(f"nextpnr failed (exit code {rc}) for {board}; end of "
+                           f"{out_dir / 'nextpnr.log'}:\n{_tail(out_dir / 'nextpnr.log')}")
+    log(f"nextpnr: done in {elapsed['nextpnr']:.0f} s: Fmax " +
+        ", ".join(f"{mhz:.2f} MHz ('{clock}')" for clock, mhz in fmax.items()))
+    return fmax
+
+
+def _bitstream(spec, board, out_dir, elapsed, log):
+    """Step 5: icepack or ecppack; returns the bitstream's file name."""
+    if spec.family == "ice40":
+        bitstream = "top.bin"
+        argv = [*shlex.split(tool_command("ICEPACK")), "top.asc", bitstream]
+    else:
+        bitstream = "top.bit"
+        argv = [*shlex.split(tool_command("ECPPACK")), "--input", "top.config",
+                "--bit", bitstream]
+    rc, elapsed["bitstream"] = _run("pack", argv, out_dir, "bitstream", log)
+    if rc != 0 or not (out_dir / bitstream).exists():
+        stdout = out_dir / "bitstream.stdout"
+        raise RuntimeError(f"Bitstream packing failed (exit code {rc}) for {board}; end of "
+                           f"{stdout}:\n{_tail(stdout)}")
+    return bitstream

@@ -24,6 +24,8 @@ a host sends the next request after reading the response (bytes arriving meanwhi
 dropped).
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
@@ -129,7 +131,7 @@ class FrameLink(wiring.Component):
         m.submodules.frame = frame = Memory(shape=8, depth=size, init=[], attrs=uncontended())
         wp, rp = frame.write_port(), frame.read_port()
 
-        rx, tx, cmd, rsp = self.rx, self.tx, self.cmd, self.rsp
+        rx, cmd = self.rx, self.cmd
         idx = Signal(range(size + 1))         # bytes of the frame stored
         length = Signal(16)
         crc = Signal(8)
@@ -151,7 +153,21 @@ class FrameLink(wiring.Component):
         fwd_left = Signal(range(size + 1))
         advance = ~cmd.valid | cmd.ready
         m.d.comb += [rp.addr.eq(fwd_addr), rp.en.eq(advance), cmd.payload.eq(rp.data)]
+        ns = SimpleNamespace(wp=wp, idx=idx, length=length, crc=crc, code=code,
+                             send_err=send_err, start_tx=start_tx, tx_done=tx_done, got=got,
+                             timed_out=timed_out, last_idx=last_idx, fwd_addr=fwd_addr,
+                             fwd_left=fwd_left, advance=advance)
+        self._receiver(m, ns)
+        self._transmitter(m, ns)
+        return m
 
+    def _receiver(self, m, ns):
+        """The request side: hunt for a sync byte, store and check the frame, forward it."""
+        rx, cmd = self.rx, self.cmd
+        (wp, idx, length, crc, code, send_err, start_tx, tx_done, got, timed_out, last_idx,
+         fwd_addr, fwd_left, advance) = (
+            ns.wp, ns.idx, ns.length, ns.crc, ns.code, ns.send_err, ns.start_tx, ns.tx_done,
+            ns.got, ns.timed_out, ns.last_idx, ns.fwd_addr, ns.fwd_left, ns.advance)
         with m.FSM(name="rx"):
             with m.State("HUNT"):        # skip bytes until a sync byte
                 with m.If(got & (rx.payload == SYNC)):
@@ -218,7 +234,11 @@ class FrameLink(wiring.Component):
                 with m.If(tx_done):
                     m.next = "HUNT"
 
-        # -- Responses: sync, then status/length/payload (from the top or an error), crc. ----
+    def _transmitter(self, m, ns):
+        """The response side: sync, then status/length/payload (from the top or an error),
+        then the checksum."""
+        tx, rsp = self.tx, self.rsp
+        code, send_err, start_tx, tx_done = ns.code, ns.send_err, ns.start_tx, ns.tx_done
         tcrc = Signal(8)
         tcount = Signal(3)                    # header bytes passed
         tlen_lo = Signal(8)                   # the length's low byte
@@ -268,7 +288,6 @@ class FrameLink(wiring.Component):
                 with m.If(tx.ready):
                     m.d.comb += tx_done.eq(1)
                     m.next = "IDLE"
-        return m
 
 
 class LinkTop(wiring.Component):

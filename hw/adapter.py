@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .dispatch import engine_config, register_layout
 from .isa import NONLINEAR_OPS, Buf, Op, buffer_specs, vector_lanes
+from .skid import SkidBuffer
 
 __all__ = ["MatrixAdapter", "RowAdapter"]
 
@@ -24,7 +25,9 @@ class MatrixAdapter(wiring.Component):
 
     The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
     reaches a unit before that); the constants follow ``regs`` (unchanged during a run), with
-    attention through a register that picks the op's multiplier and shift.
+    attention through a register that picks the op's multiplier and shift. The rows bound for
+    the requantizer pass a register slice (:class:`~hw.skid.SkidBuffer`) after their select, so
+    that neither the select's fanout nor the requantizer's ``ready`` reaches across it.
 
     Parameters
     ----------
@@ -52,8 +55,9 @@ class MatrixAdapter(wiring.Component):
     att_q, att_k, att_v, att_rows : with attention only
         The attention controller's ports.
 
-    Latency: none (combinational) but for the selects and, with attention, the requantizer's
-    constants, one register each. Throughput: one word per cycle.
+    Latency: 1 cycle into the requantizer (the register slice); none (combinational) elsewhere,
+    but for the selects and, with attention, the requantizer's constants, one register each.
+    Throughput: one word per cycle.
     """
 
     def __init__(self, cfg, depth):
@@ -94,7 +98,10 @@ class MatrixAdapter(wiring.Component):
         cfg, regs, C = self.cfg, self.regs, self.cfg.array.cols
         att_run, raw = Signal(name="att_run"), Signal(name="raw")
         m.d.sync += [att_run.eq(self.run_op == Op.ATTENTION), raw.eq(self.run_op == Op.GEMM_RAW)]
-        g_a, g_b, g_out, rq_i = self.gemm_a, self.gemm_b, self.gemm_out, self.rq_i
+        g_a, g_b, g_out = self.gemm_a, self.gemm_b, self.gemm_out
+        m.submodules.rq_slice = rq_slice = SkidBuffer(self.rq_i.payload.shape())
+        wiring.connect(m, rq_slice.o, wiring.flipped(self.rq_i))
+        rq_i = rq_slice.i
         m.d.comb += [
             g_a.valid.eq(self.a.valid & ~att_run), g_a.payload.eq(self.a.payload),
             g_b.valid.eq(self.b.valid & ~att_run), g_b.payload.eq(self.b.payload),

@@ -4,16 +4,15 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .gemm import GemmEngine, gemm_cmd_layout
+from .divider import CeilDivider
+from .gemm import gemm_cmd_layout
 from .memory import uncontended
-from .requant import Requantizer
-from .softmax import Softmax
+from .stream import Countdown, Credits, Queue
 
-__all__ = ["attention_cmd_layout", "AttentionController", "AttentionUnit"]
+__all__ = ["attention_cmd_layout", "AttentionController"]
 
 
 def attention_cmd_layout(cfg):
@@ -31,16 +30,14 @@ def _sign_extend(lanes):
     return Cat(*(Cat(lane, lane[-1]) for lane in lanes))
 
 
-def _room(m, depth, push, pop, name):
-    """A registered "may push" flag for a FIFO of ``depth`` entries written one cycle after
-    ``push`` (a memory read issued this cycle) and read on ``pop``. It counts entries plus reads
-    in flight and looks one cycle back, so that neither the FIFO's level nor its reader's
-    ``ready`` reaches the pusher's logic; being one cycle stale only ever delays a push."""
-    count = Signal(range(depth + 1), name=f"{name}_count")
-    room = Signal(name=f"{name}_room")
-    m.d.sync += [count.eq(count + push - pop),
-                 room.eq(Mux(push, count <= depth - 2, count <= depth - 1))]
-    return room
+def _room(m, queue, push, name):
+    """A registered "may push" flag for ``queue``, written a few cycles after ``push`` (a memory
+    read issued this cycle): a :class:`~hw.stream.Credits` that counts entries plus reads in
+    flight and leaves this cycle's pop out of the flag, so that neither the queue's level nor
+    its reader's ``ready`` reaches the pusher's logic; being stale only ever delays a push."""
+    m.submodules[f"{name}_credits"] = credits = Credits(queue.depth, early_give=False)
+    m.d.comb += [credits.take.eq(push), credits.give.eq(queue.o.valid & queue.o.ready)]
+    return credits.room
 
 
 class _Jobs:
@@ -131,8 +128,8 @@ class AttentionController(wiring.Component):
     :class:`hw.arbiter.EngineArbiter`): it sends the engine GEMM commands (``gemm_cmd``) and
     operand pairs (``gemm_a``, ``gemm_b``, valid together) and takes its rows back
     (``gemm_out``). The rows of ``P V`` leave on ``rows``, exact; a requantizer after it gives
-    the int8 output. :class:`AttentionUnit` pairs the controller with an engine, a softmax and a
-    requantizer of its own.
+    the int8 output. :class:`hw.attention_unit.AttentionUnit` pairs the controller with an
+    engine, a softmax and a requantizer of its own.
 
     Dataflow (R x C array, L the sequence length, d the head dimension, ``nb = ceil(L/R)`` row
     blocks)::
@@ -202,6 +199,19 @@ class AttentionController(wiring.Component):
     cycles per job and the wait for the softmax where it is slower than the array;
     :func:`sim.cyclemodel.attention_cycles` models it. One head per command.
     """
+
+    #: GEMM commands queued ahead of the engine: a job's command waits while the previous jobs
+    #: drain, so the issuer can move on to the next job's operands.
+    CMD_DEPTH = 3
+    #: Operand pairs queued for the engine: the room flag is one cycle stale and counts the two
+    #: cycles of reads in flight (the memories' and a register after the operand multiplexers).
+    OPERAND_DEPTH = 8
+    #: Score words queued for the serializer: the reads in flight (the score memory, its
+    #: landing register) and the queue's own latency, so that the softmax is fed every cycle.
+    SCORE_DEPTH = 6
+    #: Probability beats after the softmax: two would halve its rate, and the writer's ready
+    #: is then registered, so its conditions do not reach back through the softmax.
+    P_DEPTH = 3
 
     def __init__(self, cfg):
         at = cfg.attention
@@ -311,16 +321,19 @@ class AttentionController(wiring.Component):
     def _command(self, m, ns):
         """Builds the command stage and the per-head registers: the registered command and its
         range check, the ``loading``/``running``/``head`` state flags, ``busy`` and the
-        command's ready, and the counters that derive the number of row blocks and of softmax
-        beats per row by repeated subtraction while the scratchpads load."""
+        command's ready, and the dividers that count the row blocks and the softmax beats per
+        row while the scratchpads load."""
         R, C, sl, Lmax, dmax = self.R, self.C, self.sl, self.max_len, self.max_dim
         # -- Command and per-head registers. ---------------------------------------------------
         # The command waits one cycle in a register, so that its range checks and everything
         # they enable start from flip-flops.
         hd = _Head(Lmax, dmax, R, C)
         L, d, causal = hd.L, hd.d, hd.causal
-        nb = Signal(range(self.blocks + 1))            # row blocks
-        row_beats = Signal(range(self.p_words + 1))    # softmax beats per row
+        # nb = ceil(L/R) row blocks and row_beats = ceil(L/sl) softmax beats per row, counted
+        # while the scratchpads load (which takes at least that many cycles).
+        m.submodules.nb_div = nb_div = CeilDivider(Lmax, R)
+        m.submodules.rb_div = rb_div = CeilDivider(Lmax, sl)
+        nb, row_beats = nb_div.quotient, rb_div.quotient
         rb_m1 = Signal(range(self.p_words + 1))        # row_beats - 1
         rb_is1 = Signal()                              # row_beats == 1
         m.d.comb += self.softmax_length.eq(L)
@@ -344,20 +357,10 @@ class AttentionController(wiring.Component):
         with m.If(c_valid):
             m.d.sync += [c_valid.eq(0), self.error.eq(bad), loading.eq(~bad), head.eq(~bad),
                          *hd.load(c_cmd.length, c_cmd.head_dim, c_cmd.causal)]
-        # nb = ceil(L/R) and row_beats = ceil(L/sl) by repeated subtraction while the
-        # scratchpads load (which takes at least that many cycles): no divider.
-        nb_left = Signal(range(Lmax + 1))
-        rb_left = Signal(range(Lmax + 1))
-        with m.If(load_start):
-            m.d.sync += [nb.eq(0), nb_left.eq(c_cmd.length),
-                         row_beats.eq(0), rb_left.eq(c_cmd.length)]
-        with m.Else():
-            with m.If(nb_left != 0):
-                m.d.sync += [nb.eq(nb + 1), nb_left.eq(Mux(nb_left > R, nb_left - R, 0))]
-            with m.If(rb_left != 0):
-                m.d.sync += [row_beats.eq(row_beats + 1),
-                             rb_left.eq(Mux(rb_left > sl, rb_left - sl, 0))]
-        counted = (nb_left == 0) & (rb_left == 0)
+        for div, step in ((nb_div, R), (rb_div, sl)):
+            m.d.comb += [div.load.eq(load_start), div.total.eq(c_cmd.length), div.step.eq(step),
+                         div.en.eq(1)]
+        counted = ~nb_div.busy & ~rb_div.busy
         vars(ns).update(d=d, head=head, hd=hd, L=L, causal=causal, nb=nb, rb_m1=rb_m1,
                         rb_is1=rb_is1, loading=loading, running=running, c_cmd=c_cmd,
                         load_start=load_start, counted=counted)
@@ -385,23 +388,24 @@ class AttentionController(wiring.Component):
             addr = Signal.like(wr.addr, name=f"load_{tag}_addr")
             i_rem = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
             i_last = Signal(name=f"load_{tag}_inner_last")
-            o_left = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_outer")
-            o_last = Signal(name=f"load_{tag}_outer_last")
+            # Blocks of ``step`` rows or columns until they cover ``limit``.
+            m.submodules[f"load_{tag}_outer"] = outer = Countdown(max(Lmax, dmax), step)
             done = Signal(name=f"load_{tag}_done")
             take = port.valid & port.ready
             m.d.comb += [
                 port.ready.eq(loading & ~done),
                 wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
+                outer.load.eq(load_start), outer.total.eq(c_limit),
+                outer.en.eq(take & i_last),
             ]
             with m.If(load_start):
                 m.d.sync += [addr.eq(0), i_rem.eq(c_inner - 1), i_last.eq(c_inner == 1),
-                             o_left.eq(c_limit), o_last.eq(c_limit <= step), done.eq(0)]
+                             done.eq(0)]
             with m.Elif(take):
                 m.d.sync += addr.eq(addr + 1)
                 with m.If(i_last):
-                    m.d.sync += [i_rem.eq(inner_m1), i_last.eq(inner_is1),
-                                 o_left.eq(o_left - step), o_last.eq(o_left <= 2 * step)]
-                    with m.If(o_last):
+                    m.d.sync += [i_rem.eq(inner_m1), i_last.eq(inner_is1)]
+                    with m.If(outer.last):
                         m.d.sync += done.eq(1)
                 with m.Else():
                     m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1)]
@@ -430,8 +434,7 @@ class AttentionController(wiring.Component):
         """Builds the job issuer: the walk over the head's jobs, the registered shape of the job
         being issued, its GEMM command FIFO into the engine, the operand FIFO, the dependency
         check against the hand-off flags, and the start of each job's operand walk."""
-        (R, C, w, sl, Lmax, dmax, LT) = (
-            self.R, self.C, self.in_width, self.sl, self.max_len, self.max_dim, self.len_tiles)
+        R, sl, Lmax, dmax, LT = self.R, self.sl, self.max_len, self.max_dim, self.len_tiles
         (hd, nb, run_start, p_full, s_full, running) = (
             ns.hd, ns.nb, ns.run_start, ns.p_full, ns.s_full, ns.running)
         # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
@@ -450,20 +453,14 @@ class AttentionController(wiring.Component):
         p_word = Signal(range(self.p_words + 1))
         p_lane = Signal(range(sl))
 
-        cmd_layout = gemm_cmd_layout(self.gemm_cfg.gemm)
-        m.submodules.cmd_fifo = cmd_fifo = SyncFIFOBuffered(width=cmd_layout.size, depth=3)
-        job_cmd = Signal(cmd_layout)
-        e_cmd = self.gemm_cmd
-        m.d.comb += [
-            job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"]),
-            cmd_fifo.w_data.eq(job_cmd.as_value()),
-            e_cmd.valid.eq(cmd_fifo.r_rdy),
-            e_cmd.payload.eq(cmd_fifo.r_data),
-            cmd_fifo.r_en.eq(e_cmd.ready),
-        ]
-        # Eight entries: the room flag below is one cycle stale and counts the two cycles of
-        # reads in flight (the memories' and a register after the operand multiplexers).
-        m.submodules.op_fifo = op_fifo = SyncFIFOBuffered(width=(R + C) * (w + 1), depth=8)
+        m.submodules.cmd_fifo = cmd_fifo = Queue(gemm_cmd_layout(self.gemm_cfg.gemm),
+                                                   self.CMD_DEPTH)
+        job_cmd = cmd_fifo.i.payload
+        m.d.comb += [job_cmd.m.eq(ish["rows"]), job_cmd.k.eq(ish["k"]), job_cmd.n.eq(ish["n"])]
+        wiring.connect(m, cmd_fifo.o, wiring.flipped(self.gemm_cmd))
+        operands = data.StructLayout({"a": self.gemm_a.payload.shape(),
+                                      "b": self.gemm_b.payload.shape()})
+        m.submodules.op_fifo = op_fifo = Queue(operands, self.OPERAND_DEPTH)
 
         dep_ok = Mux(ji.kind == _Jobs.QK, ~s_full.bit_select(i_half, 1),
                      p_full.bit_select(i_half, 1))
@@ -473,9 +470,9 @@ class AttentionController(wiring.Component):
         m.d.comb += self.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~dep_ok)
         with m.If(run_start):
             m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
-        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.w_rdy):
+        with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.i.ready):
             # Start the job: queue its command and restart the operand walk.
-            m.d.comb += cmd_fifo.w_en.eq(1)
+            m.d.comb += cmd_fifo.i.valid.eq(1)
             m.d.sync += [feeding.eq(1), k_cnt.eq(0), k_rem.eq(ish["k_m1"]),
                          k_last.eq(ish["k_is1"]), t_left.eq(ish["n"]),
                          t_last.eq(ish["n_le_c"]), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
@@ -488,7 +485,7 @@ class AttentionController(wiring.Component):
         P rows while the operand FIFO has room, the walk's counters and the job's end, the
         two register stages after the memories, and the multiplexing of Q/P and K/V into the
         operand FIFO that drives the engine's A and B streams."""
-        R, C, w, sl, e_a, e_b = self.R, self.C, self.in_width, self.sl, self.gemm_a, self.gemm_b
+        C, sl, e_a, e_b = self.C, self.sl, self.gemm_a, self.gemm_b
         (op_fifo, feeding, p_lane, pmem, ji, qmem, kmem, vmem, q_base, k_cnt, kv_base, p_word,
          k_last, i_half, t_last, k_rem, ish, t_left, d, p_clr) = (
             ns.op_fifo, ns.feeding, ns.p_lane, ns.pmem, ns.ji, ns.qmem, ns.kmem, ns.vmem, ns.q_base,
@@ -499,7 +496,7 @@ class AttentionController(wiring.Component):
         issued_d = Signal()
         kind_d = Signal()
         lane_d = Signal(range(sl))
-        op_room = _room(m, op_fifo.depth, issued, op_fifo.r_rdy & op_fifo.r_en, "op")
+        op_room = _room(m, op_fifo, issued, "op")
         m.d.comb += issued.eq(feeding & op_room)
         m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
         q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()
@@ -544,16 +541,15 @@ class AttentionController(wiring.Component):
         a_word = Mux(kind_dd == _Jobs.QK, _sign_extend(q_dd),
                      Cat(*(Cat(reg[lane_dd], Const(0, 1)) for reg in p_dd)))
         b_word = Mux(kind_dd == _Jobs.QK, _sign_extend(k_dd), _sign_extend(v_dd))
-        ow = w + 1
         m.d.comb += [
-            op_fifo.w_en.eq(issued_dd),
-            op_fifo.w_data.eq(Cat(a_word, b_word)),
-            e_a.payload.eq(op_fifo.r_data[:R * ow]),
-            e_b.payload.eq(op_fifo.r_data[R * ow:]),
-            e_a.valid.eq(op_fifo.r_rdy),
-            e_b.valid.eq(op_fifo.r_rdy),
+            op_fifo.i.valid.eq(issued_dd),
+            op_fifo.i.payload.eq(Cat(a_word, b_word)),
+            e_a.payload.eq(op_fifo.o.payload.a),
+            e_b.payload.eq(op_fifo.o.payload.b),
+            e_a.valid.eq(op_fifo.o.valid),
+            e_b.valid.eq(op_fifo.o.valid),
             # a and b are valid together, so the engine takes both on e_a.ready.
-            op_fifo.r_en.eq(e_a.ready),
+            op_fifo.o.ready.eq(e_a.ready),
         ]
 
     def _output_walker(self, m, ns):
@@ -637,15 +633,16 @@ class AttentionController(wiring.Component):
         f_tlast = Signal()                      # f_rem <= C
         f_busy = Signal()
         meta = data.StructLayout({"mask": C, "last": groups})
-        m.submodules.s_fifo = s_fifo = SyncFIFOBuffered(
-            width=C * self.acc_width + meta.size, depth=6)
+        scores = data.StructLayout({"word": data.ArrayLayout(signed(self.acc_width), C),
+                                    "meta": meta})
+        m.submodules.s_fifo = s_fifo = Queue(scores, self.SCORE_DEPTH)
         s_rd = smem.read_port()
         f_issue = Signal()
         f_issue_d = Signal()
         f_meta = Signal(meta)
         f_meta_d = Signal(meta)
         m.d.sync += f_issue_d.eq(f_issue)
-        f_room = _room(m, s_fifo.depth, f_issue, s_fifo.r_rdy & s_fifo.r_en, "s")
+        f_room = _room(m, s_fifo, f_issue, "s")
         m.d.comb += [
             f_issue.eq(f_busy & f_room),
             s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_roff + f_t),
@@ -682,20 +679,20 @@ class AttentionController(wiring.Component):
         s_word_d = Signal.like(s_rd.data)
         m.d.sync += [f_issue_dd.eq(f_issue_d), f_meta_dd.eq(f_meta_d), s_word_d.eq(s_rd.data)]
         m.d.comb += [
-            s_fifo.w_en.eq(f_issue_dd),
-            s_fifo.w_data.eq(Cat(s_word_d.as_value(), f_meta_dd.as_value())),
+            s_fifo.i.valid.eq(f_issue_dd),
+            s_fifo.i.payload.word.eq(s_word_d),
+            s_fifo.i.payload.meta.eq(f_meta_dd),
         ]
-        vars(ns).update(groups=groups, meta=meta, s_fifo=s_fifo)
+        vars(ns).update(groups=groups, s_fifo=s_fifo)
 
     def _serializer(self, m, ns):
         """Builds the serializer: it splits each word of the score FIFO into beats of ``sl``
         lanes, replaces masked lanes by the most negative score, and holds each beat in a
         pipeline register in front of the softmax input."""
-        C, sl, sw, sm_i = self.C, self.sl, self.sm_cfg.in_width, self.softmax_i
-        meta, groups, s_fifo = ns.meta, ns.groups, ns.s_fifo
+        sl, sw, sm_i = self.sl, self.sm_cfg.in_width, self.softmax_i
+        groups, s_fifo = ns.groups, ns.s_fifo
         # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
-        word = data.ArrayLayout(signed(self.acc_width), C)(s_fifo.r_data[:C * self.acc_width])
-        w_meta = meta(s_fifo.r_data[C * self.acc_width:])
+        word, w_meta = s_fifo.o.payload.word, s_fifo.o.payload.meta
         u = Signal(range(groups))
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
         # A pipeline register between the serializer and the softmax (timing): it takes a new
@@ -703,7 +700,7 @@ class AttentionController(wiring.Component):
         beat = Signal(sm_i.payload.shape())
         beat_valid = Signal()
         take = Signal()
-        m.d.comb += take.eq(s_fifo.r_rdy & (~beat_valid | sm_i.ready))
+        m.d.comb += take.eq(s_fifo.o.valid & (~beat_valid | sm_i.ready))
         for lane in range(sl):
             sel, masked = word[lane], w_meta.mask[lane]
             for g in range(1, groups):
@@ -719,7 +716,7 @@ class AttentionController(wiring.Component):
         m.d.comb += [
             sm_i.valid.eq(beat_valid),
             sm_i.payload.eq(beat),
-            s_fifo.r_en.eq(take & last_sub),
+            s_fifo.o.ready.eq(take & last_sub),
         ]
         with m.If(take):
             m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
@@ -742,25 +739,20 @@ class AttentionController(wiring.Component):
         w_u = Signal(range(self.p_words + 1))
         w_urem = Signal(range(self.p_words + 1))   # beats left in this row after the next one
         w_ulast = Signal()                         # w_urem == 0
-        # A three-entry FIFO after the softmax (two would halve its rate): its ready is
-        # registered, so the writer's conditions do not reach back through the softmax's
-        # handshakes (timing).
-        m.submodules.p_fifo = p_fifo = SyncFIFOBuffered(width=len(sm_o.payload.as_value()),
-                                                        depth=3)
+        m.submodules.p_fifo = p_fifo = Queue(sm_o.payload.shape(), self.P_DEPTH)
+        wiring.connect(m, wiring.flipped(sm_o), p_fifo.i)
         p_ready = Signal()
         p_take = Signal()
         m.d.comb += [
-            p_fifo.w_data.eq(sm_o.payload), p_fifo.w_en.eq(sm_o.valid),
-            sm_o.ready.eq(p_fifo.w_rdy),
             p_ready.eq(running & ~p_full.bit_select(w_half, 1)),
-            p_fifo.r_en.eq(p_ready),
-            p_take.eq(p_fifo.r_rdy & p_ready),
+            p_fifo.o.ready.eq(p_ready),
+            p_take.eq(p_fifo.o.valid & p_ready),
         ]
         for r, mem in enumerate(pmem):
             wr = mem.write_port()
             m.d.comb += [
                 wr.addr.eq(Mux(w_half, self.p_words, 0) + w_u),
-                wr.data.eq(p_fifo.r_data),
+                wr.data.eq(p_fifo.o.payload),
                 wr.en.eq(p_take & (w_r == r)),
             ]
         with m.If(run_start):
@@ -794,77 +786,3 @@ class AttentionController(wiring.Component):
         self._p_writer(m, ns)
         return m
 
-
-class AttentionUnit(wiring.Component):
-    """One head of integer attention per command, with units of its own: an
-    :class:`AttentionController`, a :class:`hw.gemm.GemmEngine` (``cfg.attention_gemm``), a
-    :class:`hw.softmax.Softmax` (``cfg.attention_softmax``) and a
-    :class:`hw.requant.Requantizer` after it; bit-exact with :func:`sim.golden.attention`.
-
-    The unit on its own (simulation, generated Verilog, synthesis of one unit); the accelerator
-    top instead makes the controller a client of its one engine and requantizer.
-
-    Parameters
-    ----------
-    cfg : AccelConfig
-        As :class:`AttentionController`, plus ``requant``.
-
-    Members
-    -------
-    cmd, q, k, v : In(...)
-        As :class:`AttentionController`.
-    o : Out(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
-        The int8 output rows, in the controller's order (``b, t, r``).
-    multiplier, shift : In(...)
-        Requantization of ``P V`` (:attr:`sim.golden.AttentionConstants`), held constant.
-    shift_right, shift_left, divisor, offset, poly_c, exp_shift : In(...)
-        Softmax constants for the score scale, held constant.
-    busy, error : Out(1)
-        The controller's.
-
-    Attributes
-    ----------
-    gemm : GemmEngine
-        The engine (``gemm.a.ready`` is high on cycles the array takes an operand pair).
-    waiting_for_softmax : Signal
-        The controller's.
-
-    Latency and throughput: the controller's (the requantizer adds its pipeline to the last
-    row).
-    """
-
-    def __init__(self, cfg):
-        self.controller = AttentionController(cfg)
-        self.gemm = GemmEngine(cfg.attention_gemm)
-        self.requant = Requantizer(cfg.array.cols, cfg.attention_gemm.acc_width, cfg.requant)
-        self.softmax = Softmax(cfg.attention_softmax)
-        self.waiting_for_softmax = self.controller.waiting_for_softmax
-        members = self.controller.signature.members
-        rq = self.requant.signature.members
-        ports = {name: members[name] for name in ("cmd", "q", "k", "v")}
-        ports.update({"o": rq["o"], "multiplier": rq["multiplier"], "shift": rq["shift"]})
-        sm = self.softmax.signature.members
-        ports.update({name: sm[name] for name in cfg.attention_softmax.constant_widths})
-        ports.update({"busy": members["busy"], "error": members["error"]})
-        super().__init__(ports)
-        self.cfg = cfg
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.controller = ctl = self.controller
-        m.submodules.gemm = gemm = self.gemm
-        m.submodules.requant = rq = self.requant
-        m.submodules.softmax = sm = self.softmax
-        for name in ("cmd", "q", "k", "v"):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctl, name))
-        for ours, theirs in ((ctl.gemm_cmd, gemm.cmd), (ctl.gemm_a, gemm.a),
-                             (ctl.gemm_b, gemm.b), (gemm.out, ctl.gemm_out), (ctl.rows, rq.i),
-                             (ctl.softmax_i, sm.i), (sm.o, ctl.softmax_o)):
-            wiring.connect(m, ours, theirs)
-        wiring.connect(m, rq.o, wiring.flipped(self.o))
-        m.d.comb += [rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
-                     self.busy.eq(ctl.busy), self.error.eq(ctl.error),
-                     sm.length.eq(ctl.softmax_length)]
-        for name in self.cfg.attention_softmax.constant_widths:
-            m.d.comb += getattr(sm, name).eq(getattr(self, name))
-        return m

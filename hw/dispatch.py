@@ -6,6 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .command import request_signature
+from .divider import CeilDivider
 from .gemm import gemm_cmd_layout
 from .isa import NONLINEAR_OPS, Buf, Error, Op, Reg, buffer_specs, register_specs, vector_lanes
 from .reader import reader_control_signature
@@ -50,13 +51,12 @@ class Dispatcher(wiring.Component):
     The register file reaches the units through ``regs``; BUSY excludes SET_REG during a run, so
     a run reads them unchanged.
 
-    **Shape preparation.** An accepted RUN (``request.run``) computes, by repeated subtraction (no
-    multipliers or dividers), GEMM ``words_a = ceil(M/R)*K``, ``words_b = ceil(N/C)*K``,
-    ``words_c = M*ceil(N/C)``, ``tiles_m = ceil(M/R)``, ``tiles_n = ceil(N/C)``; attention
-    ``ceil(L/R)*d`` (Q), ``ceil(L/C)*d`` (K), ``ceil(d/C)*L`` (V and O); nonlinear ``words_a =
-    ROWS*ceil(ROW_LEN/lanes)``. The next values and the "more to count" flags are registered every
-    cycle from the current ones and committed every other cycle, so each commit's enable is one
-    gate from two flip-flops (timing). Then the counts are checked against the buffers' depth.
+    **Shape preparation.** An accepted RUN (``request.run``) computes, by repeated subtraction
+    (:class:`~hw.divider.CeilDivider`: no multipliers or dividers), GEMM ``words_a =
+    ceil(M/R)*K``, ``words_b = ceil(N/C)*K``, ``words_c = M*ceil(N/C)``, ``tiles_m = ceil(M/R)``,
+    ``tiles_n = ceil(N/C)``; attention ``ceil(L/R)*d`` (Q), ``ceil(L/C)*d`` (K), ``ceil(d/C)*L``
+    (V and O); nonlinear ``words_a = ROWS*ceil(ROW_LEN/lanes)``, one step a cycle. Then the
+    counts are checked against the buffers' depth.
 
     **Launch.** Run isolation: everything a run reads is its own from launch: its op in
     ``run_op``, each reader's loop latched at its start (the loops follow ``run_op`` at all
@@ -233,46 +233,37 @@ class Dispatcher(wiring.Component):
                     m.d.sync += sig.eq(v.value)
 
     def _prepare(self, m, v):
-        """RUN's shape preparation, by repeated subtraction (see the class docstring)."""
+        """RUN's shape preparation: three :class:`~hw.divider.CeilDivider` (see the class
+        docstring), loaded by an accepted RUN."""
         R, Cc, VL, regs = self.cfg.array.rows, self.cfg.array.cols, self.lanes, self.register_file
         gemm_op, att_op, K = v.gemm_op, v.att_op, regs[Reg.K]
+        limit = (1 << 17) - 1
+        div_a = CeilDivider(limit, max(R, VL), limit)    # rows of A: tiles_m, words_a
+        div_b = CeilDivider(limit, Cc, limit)            # columns of B: tiles_n, words_b
+        div_c = CeilDivider(limit, Cc, limit)            # C's column tiles: words_c
+        m.submodules.prep_a, m.submodules.prep_b, m.submodules.prep_c = div_a, div_b, div_c
+        # The steps and factors follow the op, registered (the op is decoded cycles before RUN
+        # is accepted, and holds until it ends).
         a_step = Signal(range(max(R, VL) + 1))
         a_inc, b_inc, c_inc = (Signal(17, name=f"{x}_inc") for x in "abc")
-        rem_a_nx, rem_b_nx, rem_c_nx = (Signal(17, name=f"rem_{x}_nx") for x in "abc")
-        words_a_nx, words_b_nx, words_c_nx = (Signal(34, name=f"words_{x}_nx") for x in "abc")
-        tiles_m_nx, tiles_n_nx = Signal(17, name="tiles_m_nx"), Signal(17, name="tiles_n_nx")
         m.d.sync += [
             a_step.eq(Mux(gemm_op | att_op, R, VL)),
             a_inc.eq(Mux(gemm_op, K, Mux(att_op, v.att_dim, regs[Reg.ROWS]))),
             b_inc.eq(Mux(att_op, v.att_dim, K)),
             c_inc.eq(Mux(att_op, v.att_len, regs[Reg.M])),
-            v.a_go.eq(v.rem_a != 0), v.b_go.eq(v.rem_b != 0), v.c_go.eq(v.rem_c != 0),
-            v.wc_go.eq(Mux(att_op, v.rem_c != 0, v.rem_b != 0)),
-            rem_a_nx.eq(Mux(v.rem_a > a_step, v.rem_a - a_step, 0)),
-            rem_b_nx.eq(Mux(v.rem_b > Cc, v.rem_b - Cc, 0)),
-            rem_c_nx.eq(Mux(v.rem_c > Cc, v.rem_c - Cc, 0)),
-            words_a_nx.eq(v.words_a + a_inc), words_b_nx.eq(v.words_b + b_inc),
-            words_c_nx.eq(v.words_c + c_inc),
-            tiles_m_nx.eq(v.tiles_m + 1), tiles_n_nx.eq(v.tiles_n + 1),
         ]
-        with m.If(self.request.run):
-            m.d.sync += [v.rem_a.eq(Mux(gemm_op, regs[Reg.M],
-                                        Mux(att_op, v.att_len, regs[Reg.ROW_LEN]))),
-                         v.rem_b.eq(Mux(gemm_op, regs[Reg.N], Mux(att_op, v.att_len, 0))),
-                         v.rem_c.eq(Mux(att_op, v.att_dim, 0)),
-                         v.words_a.eq(0), v.words_b.eq(0), v.words_c.eq(0), v.tiles_m.eq(0),
-                         v.tiles_n.eq(0)]
-        with m.If(v.prep_phase):
-            with m.If(v.a_go):
-                m.d.sync += [v.rem_a.eq(rem_a_nx), v.words_a.eq(words_a_nx),
-                             v.tiles_m.eq(tiles_m_nx)]
-            with m.If(v.b_go):
-                m.d.sync += [v.rem_b.eq(rem_b_nx), v.words_b.eq(words_b_nx),
-                             v.tiles_n.eq(tiles_n_nx)]
-            with m.If(v.c_go):
-                m.d.sync += v.rem_c.eq(rem_c_nx)
-            with m.If(v.wc_go):
-                m.d.sync += v.words_c.eq(words_c_nx)
+        m.d.comb += [
+            div_a.total.eq(Mux(gemm_op, regs[Reg.M], Mux(att_op, v.att_len, regs[Reg.ROW_LEN]))),
+            div_b.total.eq(Mux(gemm_op, regs[Reg.N], Mux(att_op, v.att_len, 0))),
+            div_c.total.eq(Mux(att_op, v.att_dim, Mux(gemm_op, regs[Reg.N], 0))),
+            div_a.step.eq(a_step), div_b.step.eq(Cc), div_c.step.eq(Cc),
+            div_a.inc.eq(a_inc), div_b.inc.eq(b_inc), div_c.inc.eq(c_inc),
+        ]
+        for div in (div_a, div_b, div_c):
+            m.d.comb += [div.load.eq(self.request.run), div.en.eq(1)]
+        v.counting = div_a.busy | div_b.busy | div_c.busy
+        v.words_a, v.words_b, v.words_c = div_a.product, div_b.product, div_c.product
+        v.tiles_m, v.tiles_n = div_a.quotient, div_b.quotient
 
     def _launch(self, m, v):
         """The RUN state machine (prepare, check the fit, launch), the run's state, the
@@ -303,11 +294,8 @@ class Dispatcher(wiring.Component):
             with m.State("IDLE"):        # wait for an accepted RUN (its counts start then)
                 with m.If(req.run):
                     m.next = "PREP"
-            with m.State("PREP"):        # tile/beat counts by repeated subtraction
-                # Every other cycle (prep_phase) commits the next values registered meanwhile;
-                # done when nothing is left to count.
-                m.d.sync += v.prep_phase.eq(~v.prep_phase)
-                with m.If(v.prep_phase & ~v.a_go & ~v.b_go & ~v.c_go):
+            with m.State("PREP"):        # tile/beat counts, until nothing is left to count
+                with m.If(~v.counting):
                     m.next = "FIT"
             with m.State("FIT"):         # the capacity checks, registered
                 m.d.sync += [over_abc.eq((v.words_a > depth) | (v.words_b > depth) |
@@ -398,10 +386,4 @@ class _Values:
         self.gemm_op, self.att_op = Signal(name="gemm_op"), Signal(name="att_op")
         self.present = Signal()
         self.shape_ok = Signal()
-        # Shape preparation.
-        self.prep_phase = Signal()     # high on PREP's commit cycles only
-        self.rem_a, self.rem_b, self.rem_c = (Signal(17, name=f"rem_{x}") for x in "abc")
-        self.words_a, self.words_b, self.words_c = (Signal(34, name=f"words_{x}") for x in "abc")
-        self.tiles_m, self.tiles_n = Signal(17, name="tiles_m"), Signal(17, name="tiles_n")
-        self.a_go, self.b_go, self.c_go, self.wc_go = (Signal(name=f"{x}_go")
-                                                       for x in ("a", "b", "c", "wc"))
+        # Shape preparation (``_prepare``): ``counting``, ``words_a/b/c``, ``tiles_m/n``.

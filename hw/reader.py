@@ -1,11 +1,11 @@
 """Buffer reader: a buffer walked in three nested loops and delivered as a stream."""
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .skid import SkidBuffer
+from .stream import Credits, Queue
 
 __all__ = ["reader_loop_layout", "reader_control_signature", "read_port_signature",
            "BufferReader"]
@@ -40,12 +40,12 @@ class BufferReader(wiring.Component):
 
     Everything on the memory's side is registered, for timing: the address is a register
     stepped by one adder (``+1``, or a jump to the next j or i block, kept ready beside it), the
-    loops count down to registered "last" flags, and the decision to read is a flip-flop driven
-    by a credit counter (slots of the queue neither full nor claimed by a read in flight). The
-    memory's output is registered (the block RAM's slow clock-to-output ends there), then goes
-    into a small FIFO (distributed RAM), whose ``valid``/``data``/``ready`` are the stream. A
-    register slice (:class:`~hw.skid.SkidBuffer`) follows the FIFO, so the consumer's ``ready``
-    reaches only the slice's flip-flops.
+    loops count down to registered "last" flags, and the decision to read is two flip-flops, the
+    walk's ``active`` and the ``room`` of a :class:`~hw.stream.Credits` (slots of the queue
+    neither full nor claimed by a read in flight). The memory's output is registered (the block
+    RAM's slow clock-to-output ends there), then goes into a small :class:`~hw.stream.Queue`
+    (distributed RAM). A register slice (:class:`~hw.skid.SkidBuffer`) follows the queue, so the
+    consumer's ``ready`` reaches only the slice's flip-flops.
 
     Parameters
     ----------
@@ -83,36 +83,35 @@ class BufferReader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         start, loop = self.control.start, self.control.loop
-        fifo = ResetInserter(start)(SyncFIFOBuffered(width=self.width, depth=self.DEPTH))
+        # ``start`` empties the queue, its slice and the credits.
+        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.DEPTH))
         skid = ResetInserter(start)(SkidBuffer(self.width))
-        m.submodules.fifo, m.submodules.skid = fifo, skid
-        m.d.comb += [skid.i.valid.eq(fifo.r_rdy), skid.i.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(skid.i.ready)]
+        credits = ResetInserter(start)(Credits(self.DEPTH))
+        m.submodules.fifo, m.submodules.skid, m.submodules.credits = fifo, skid, credits
+        wiring.connect(m, fifo.o, skid.i)
         wiring.connect(m, skid.o, wiring.flipped(self.o))
 
         active = Signal()
         load = Signal()
-        issue = Signal()        # a read is issued this cycle (a flip-flop)
+        issue = Signal()        # a read is issued this cycle
         issued = Signal()       # a word leaves the memory this cycle
         landed = Signal()       # ... and is in ``landed_data`` this cycle
         landed_data = Signal(self.width)
-        consumed = Signal()     # a word left the FIFO last cycle
-        credits = Signal(range(self.DEPTH + 1))
+        consumed = Signal()     # a word left the queue last cycle
         active_next = Signal()
-        credits_next = Signal.like(credits)
         m.d.comb += [
-            fifo.w_en.eq(landed), fifo.w_data.eq(landed_data),
+            fifo.i.valid.eq(landed), fifo.i.payload.eq(landed_data),
             active_next.eq(active),
-            credits_next.eq(credits - issue + consumed),
+            credits.take.eq(issue), credits.give.eq(consumed),
+            # A read issued on ``start``'s cycle is dropped (``issued``); ``active`` is low after.
+            issue.eq(active & credits.room),
         ]
         m.d.sync += [
             issued.eq(issue & ~start),
             landed.eq(issued & ~start),
             landed_data.eq(self.mem.data),
-            consumed.eq(fifo.r_en & fifo.r_rdy & ~start),
+            consumed.eq(fifo.o.valid & fifo.o.ready & ~start),
             load.eq(start),
-            credits.eq(Mux(start, self.DEPTH, credits_next)),
-            issue.eq(~start & active_next & (credits_next != 0)),
             active.eq(active_next),
         ]
 

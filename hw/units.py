@@ -1,6 +1,6 @@
 """The registry of synthesizable units: name -> constructor from an :class:`AccelConfig`."""
 
-from .attention import AttentionUnit
+from .attention_unit import AttentionUnit
 from .gelu import Gelu
 from .gemm import GemmEngine
 from .layernorm import LayerNorm

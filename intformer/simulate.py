@@ -136,7 +136,7 @@ def layernorm(cfg, q, scale, gamma=None, beta=None, stall=0.0, seed=0, *, backen
 
 def attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, stall=0.0,
               seed=0, backend="amaranth"):
-    """Attention on :class:`hw.attention.AttentionUnit`, one command per head.
+    """Attention on :class:`hw.attention_unit.AttentionUnit`, one command per head.
 
     Same arguments as :func:`sim.golden.attention` after ``cfg``; ``output`` equals its first
     result. ``cycles`` runs from the first command to the last output row, loading included;

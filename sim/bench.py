@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.attention import AttentionUnit
+from hw.attention_unit import AttentionUnit
 from hw.config import AccelConfig, LayerNormConfig, build_dir
 from hw.gelu import Gelu
 from hw.gemm import GemmEngine
@@ -471,7 +471,7 @@ def attention_macs(heads, L, d, causal):
 
 def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
                   stall=0.0, seed=0, backend="amaranth"):
-    """Simulate :class:`hw.attention.AttentionUnit`; see
+    """Simulate :class:`hw.attention_unit.AttentionUnit`; see
     :func:`intformer.simulate.attention`."""
     q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
     H, L, d = q.shape

@@ -890,7 +890,7 @@ def layernorm_from_integers(q, gamma, beta, cfg):
 
 @dataclass(frozen=True)
 class AttentionConstants:
-    """Integers handed to :class:`hw.attention.AttentionUnit` for one problem.
+    """Integers handed to :class:`hw.attention_unit.AttentionUnit` for one problem.
 
     Attributes
     ----------

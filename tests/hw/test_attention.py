@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 import intformer as itf
-from hw.attention import AttentionUnit
+from hw.attention_unit import AttentionUnit
 from hw.config import AccelConfig, ArrayConfig, AttentionConfig
 from sim import cyclemodel, golden
 
