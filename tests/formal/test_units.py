@@ -1,4 +1,5 @@
-"""The stream rules hold on every unit's ports, and each proof fails on a broken variant.
+"""The stream rules hold on every unit's ports, the top's erroring commands change nothing, and
+each proof fails on a broken variant.
 LayerNorm's proof (72 cycles deep, about a minute) is a slow one: tests/formal/test_catalogue.py
 runs it with the marker ``slow_proof``."""
 
