@@ -72,11 +72,12 @@ def errors(cfg, depth, codes, *, loaded=False):
       ``coef`` forwards the LayerNorm coefficients' writes). A port's enable is the command's
       ``host.wen`` (for the buffer ``host.buf``) or, while ``by_run`` (``running`` a cycle
       late), the run's registered ``running & write_*.valid``. So a command writes a buffer
-      word only if ``host.wen`` rises or a run starts (``busy``, the dispatcher's ``running``,
-      rises): neither may happen in the window. A run already in progress goes on writing its
-      output buffer during a command refused with ``BUSY``; that is the earlier RUN's write.
-      The memories themselves are not read: Amaranth's properties cannot read ``MemoryData``
-      rows.
+      word only if ``host.wen`` is high (the port of ``Buffers`` itself: a write that
+      ``Buffers`` registers first is still asked for there) or a run starts (``busy``, the
+      dispatcher's ``running``, rises): neither may happen in the window. A run already in
+      progress goes on writing its output buffer during a command refused with ``BUSY``; that
+      is the earlier RUN's write. The memories themselves are not read: Amaranth's properties
+      cannot read ``MemoryData`` rows.
 
     With ``loaded``, the register file starts at any values a ``SET_REG`` accepts (each at
     most its maximum, :func:`hw.isa.register_specs`) rather than at 0, so that a RUN needs
