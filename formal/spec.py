@@ -6,6 +6,7 @@ from amaranth.hdl import ClockDomain, Module, Value
 from amaranth.lib import stream, wiring
 
 from .rules import stream_rules
+from .runner import FREE_INIT
 
 __all__ = ["Spec", "stream_ports"]
 
@@ -27,7 +28,8 @@ class Spec:
     Every input of the component is free (any value on any cycle) unless the proof drives it
     (:meth:`drive`) or holds it constant (:meth:`const`). The clock domain ``sync`` never
     resets: the registers start at their ``init`` values (bounded proofs) or in any state
-    (the induction step of an unbounded one).
+    (the induction step of an unbounded one), or at any value for those passed to
+    :meth:`start_anywhere`.
 
     Parameters
     ----------
@@ -59,6 +61,14 @@ class Spec:
         for port in ports:
             port = Value.cast(port)
             self.drive(port, AnyConst(port.shape()))
+
+    def start_anywhere(self, *registers):
+        """Let each of ``registers`` (flip-flops of the component) start at any value instead of
+        its ``init``; a proof constrains them with ``Assume`` under
+        :func:`~amaranth.asserts.Initial`. Marks the signals with the attribute
+        :data:`~formal.runner.FREE_INIT`, whose ``init`` the runner drops."""
+        for reg in registers:
+            reg.attrs[FREE_INIT] = 1
 
     def stream_rules(self, *, cover=True):
         """The stream rules on every stream port: assumed on those the component receives,

@@ -5,7 +5,7 @@ from amaranth.hdl import Const, Module, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-__all__ = ["MUTATIONS", "mutant"]
+__all__ = ["MUTATIONS", "mutant", "forced"]
 
 
 def _member(obj, path):
@@ -56,7 +56,8 @@ MUTATIONS = {"withdraw": _withdraw, "payload": _payload, "drop": _drop,
 
 class _Mutant(wiring.Component):
     def __init__(self, dut, port, mutation):
-        self._dut, self._port, self._mutation = dut, port, MUTATIONS[mutation]
+        self._dut, self._port = dut, port
+        self._mutation = MUTATIONS[mutation] if mutation is not None else None
         members = dict(dut.signature.members.items())
         members["chaos"] = In(1)
         super().__init__(members)
@@ -80,7 +81,38 @@ class _Mutant(wiring.Component):
                 m.d.comb += inner.eq(outer)
             else:
                 m.d.comb += outer.eq(inner)
-        self._mutation(m, getattr(dut, self._port), getattr(self, self._port), self.chaos)
+        if self._mutation is not None:
+            self._mutation(m, getattr(dut, self._port), getattr(self, self._port), self.chaos)
+        return m
+
+
+class _Forced(wiring.Component):
+    """``inner`` with its input ``path`` held high while ``fault`` is: every port passes
+    through, that one ORed with ``fault``."""
+
+    def __init__(self, inner, path, fault):
+        self._inner, self._path, self._fault = inner, path, fault
+        super().__init__(dict(inner.signature.members.items()))
+        self._delegate = True
+
+    def __getattr__(self, name):       # the component's other attributes (word_width, data)
+        if name.startswith("_") or not self.__dict__.get("_delegate"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = self._inner
+        for path, member, value in inner.signature.flatten(inner):
+            outer = _member(self, path)
+            if isinstance(Value.cast(outer), Const):     # always_ready, always_valid
+                continue
+            if path == self._path:
+                m.d.comb += value.eq(outer | self._fault)
+            elif member.flow == In:
+                m.d.comb += value.eq(outer)
+            else:
+                m.d.comb += outer.eq(value)
         return m
 
 
@@ -88,3 +120,15 @@ def mutant(port, mutation):
     """A ``wrap`` for :meth:`formal.proof.Proof.run`: the component with ``port`` broken by
     ``mutation`` (a key of :data:`MUTATIONS`)."""
     return lambda dut: _Mutant(dut, port, mutation)
+
+
+def forced(submodule, path):
+    """A ``wrap`` for the accelerator top: its submodule held in the attribute ``submodule``
+    (``"_buffers"``, ``"_dispatcher"``) gets its input ``path`` (a tuple of member names)
+    forced high while the free input ``chaos`` is high, as if the command port drove it on any
+    cycle the solver picks (an erroring command's included)."""
+    def wrap(dut):
+        outer = _Mutant(dut, None, None)
+        setattr(dut, submodule, _Forced(getattr(dut, submodule), path, outer.chaos))
+        return outer
+    return wrap

@@ -1,9 +1,10 @@
-"""The stream rules hold on every unit's ports, and each proof fails on a broken variant.
+"""The stream rules hold on every unit's ports, the top's erroring commands change nothing, and
+each proof fails on a broken variant.
 LayerNorm's proof (72 cycles deep, about a minute) is a slow one: tests/formal/test_catalogue.py
 runs it with the marker ``slow_proof``."""
 
 import pytest
-from mutants import mutant
+from mutants import forced, mutant
 
 from formal.catalogue import PROOFS
 
@@ -42,4 +43,20 @@ MUTANTS = [
 def test_mutant_fails(name, port, mutation):
     outcome = BY_NAME[name].run(mutant(port, mutation), cover=False)
     assert outcome.check.status == "FAIL", outcome.check.log
+    assert outcome.trace is not None and outcome.trace.exists()
+
+
+# (submodule of the top, input forced high, the property that must fail): a buffer written, a
+# run started, by a command answered with an error.
+FORCED = [
+    ("_buffers", ("host", "wen"), "top: an error wrote a buffer word"),
+    ("_dispatcher", ("request", "run"), "top: an error started a run"),
+]
+
+
+@pytest.mark.parametrize(("submodule", "path", "message"), FORCED)
+def test_top_forced_fails(submodule, path, message):
+    outcome = BY_NAME["top.errors"].run(forced(submodule, path), cover=False)
+    assert outcome.check.status == "FAIL", outcome.check.log
+    assert message in outcome.failed
     assert outcome.trace is not None and outcome.trace.exists()
