@@ -92,7 +92,7 @@ def errors(cfg, depth, codes, *, loaded=False):
         acc = Accelerator(cfg, depth=depth)
         # The write port of the memories' owner, taken before ``wrap`` (a mutant may put a
         # faulty component in front of it).
-        host = acc._buffers.host
+        host = acc.memories.host
         s = Spec(wrap(acc))
         m, top = s.m, s.dut
         s.stream_rules()

@@ -115,6 +115,9 @@ class Accelerator(wiring.Component):
         The registers, for inspection in simulation (``boards.simtop.SimTop.state``).
     buffer_data : dict of Buf to MemoryData
         The buffers' storage (all but COEF, which the LayerNorm unit holds), likewise.
+    dispatcher : hw.dispatch.Dispatcher
+    memories : hw.buffers.Buffers
+        Two of its parts, for properties that watch their ports (``formal/top.py``).
 
     Run isolation: everything a run reads is its own from launch (its op in ``run_op``, each
     reader's loop latched at its start, each unit's command taken at launch), and the register
@@ -148,10 +151,10 @@ class Accelerator(wiring.Component):
         # The architectural state, made here so that a testbench can inspect it: the register
         # file (reset to 0) and the storage of every buffer but COEF (which lives in the
         # LayerNorm unit).
-        self._dispatcher = Dispatcher(cfg, depth)
-        self._buffers = Buffers(cfg, depth)
-        self.register_file = self._dispatcher.register_file
-        self.buffer_data = self._buffers.data
+        self.dispatcher = Dispatcher(cfg, depth)
+        self.memories = Buffers(cfg, depth)
+        self.register_file = self.dispatcher.register_file
+        self.buffer_data = self.memories.data
         super().__init__({
             "cmd": In(stream.Signature(8)),
             "rsp": Out(stream.Signature(8)),
@@ -161,9 +164,9 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.command = command = CommandPort(self._buffers.word_width)
-        m.submodules.dispatcher = disp = self._dispatcher
-        m.submodules.buffers = bufs = self._buffers
+        m.submodules.command = command = CommandPort(self.memories.word_width)
+        m.submodules.dispatcher = disp = self.dispatcher
+        m.submodules.buffers = bufs = self.memories
         wiring.connect(m, wiring.flipped(self.cmd), command.cmd)
         wiring.connect(m, command.rsp, wiring.flipped(self.rsp))
         wiring.connect(m, command.dispatch, disp.request)

@@ -124,7 +124,7 @@ def mutant(port, mutation):
 
 def forced(submodule, path):
     """A ``wrap`` for the accelerator top: its submodule held in the attribute ``submodule``
-    (``"_buffers"``, ``"_dispatcher"``) gets its input ``path`` (a tuple of member names)
+    (``"memories"``, ``"dispatcher"``) gets its input ``path`` (a tuple of member names)
     forced high while the free input ``chaos`` is high, as if the command port drove it on any
     cycle the solver picks (an erroring command's included)."""
     def wrap(dut):

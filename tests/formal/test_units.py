@@ -49,8 +49,8 @@ def test_mutant_fails(name, port, mutation):
 # (submodule of the top, input forced high, the property that must fail): a buffer written, a
 # run started, by a command answered with an error.
 FORCED = [
-    ("_buffers", ("host", "wen"), "top: an error wrote a buffer word"),
-    ("_dispatcher", ("request", "run"), "top: an error started a run"),
+    ("memories", ("host", "wen"), "top: an error wrote a buffer word"),
+    ("dispatcher", ("request", "run"), "top: an error started a run"),
 ]
 
 
