@@ -1,33 +1,28 @@
 """Proofs of the accelerator top's command safety: a command answered with an error changes no
 register and writes no buffer word, and every error code is reachable."""
 
+import dataclasses
+
 from amaranth.asserts import Initial
 from amaranth.hdl import Assert, Assume, Cover, Signal
 
-from hw.config import (
-    AccelConfig,
-    ArrayConfig,
-    AttentionConfig,
-    GeluConfig,
-    GemmConfig,
-    LayerNormConfig,
-    SoftmaxConfig,
-)
+from hw.config import AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
 from hw.isa import Error, register_specs
 from hw.top import Accelerator
 
 from .proof import Proof
 from .rules import past, transfer
 from .spec import Spec
+from .units import SMALL
 
 __all__ = ["PROOFS", "GEMM_ONLY"]
 
-#: The smallest top: a 2x2 array of 4-bit operands, problems up to 2x2x2, no nonlinear unit and
-#: no attention (their registers and errors are the same checks on more registers).
-GEMM_ONLY = AccelConfig(
+#: The smallest top: :data:`formal.units.SMALL` (a 2x2 array of 4-bit operands, problems up
+#: to 2x2x2) with no nonlinear unit and no attention (their registers and errors are the same
+#: checks on more registers).
+GEMM_ONLY = dataclasses.replace(
+    SMALL,
     name="formal-top",
-    array=ArrayConfig(rows=2, cols=2, in_width=4),
-    gemm=GemmConfig(max_m=2, max_k=2, max_n=2),
     softmax=SoftmaxConfig(enabled=False),
     gelu=GeluConfig(enabled=False),
     layernorm=LayerNormConfig(enabled=False),
