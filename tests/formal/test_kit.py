@@ -2,19 +2,15 @@
 
 import pytest
 from mutants import mutant
+from passing import BY_NAME, assert_passes
 
-from formal.catalogue import PROOFS
-
-BY_NAME = {p.name: p for p in PROOFS}
 KIT = ["skid.counts", "skid.order", "queue.counts", "queue.order", "credits.early",
        "credits.late", "countdown.step1", "countdown.step2", "delay.3", "reader.walk"]
 
 
 @pytest.mark.parametrize("name", KIT)
 def test_proof_passes(name):
-    outcome = BY_NAME[name].run()
-    assert outcome.check.status == "PASS", outcome.check.log
-    assert outcome.cover is not None and outcome.cover.status == "PASS", outcome.cover.log
+    assert_passes(name)
 
 
 # (proof, port, mutation): the proof must reject each.

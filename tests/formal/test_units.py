@@ -5,19 +5,15 @@ runs it with the marker ``slow_proof``."""
 
 import pytest
 from mutants import forced, mutant
+from passing import BY_NAME, assert_passes
 
-from formal.catalogue import PROOFS
-
-BY_NAME = {p.name: p for p in PROOFS}
 UNITS = ["gemm.ports", "requant.ports", "softmax.ports", "gelu.ports", "attention.ports",
          "uart.rx", "uart.tx", "link.ports", "arbiter.engine", "arbiter.softmax", "top.errors"]
 
 
 @pytest.mark.parametrize("name", UNITS)
 def test_proof_passes(name):
-    outcome = BY_NAME[name].run()
-    assert outcome.check.status == "PASS", outcome.check.log
-    assert outcome.cover is not None and outcome.cover.status == "PASS", outcome.cover.log
+    assert_passes(name)
 
 
 # (proof, port, mutation): the proof must reject each.
