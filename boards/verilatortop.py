@@ -59,25 +59,22 @@ class VerilatorTop(SimulatedTop):
         """Clock cycles simulated so far."""
         return self.model.cycle
 
-    def _wait(self, n, what):
-        got = self.model.collected("rsp")
-        if got < n:
-            self.model.expect("rsp", n - got)
-            status, _ = self.model.run(Model.RUN_SINKS, self.budget)
-            if status != Model.FINISHED:
-                raise SimTimeout(f"{what}: got {self.model.collected('rsp')} of {n} response "
-                                 f"bytes in {self.budget} cycles")
+    def _receive(self, data, n, what):
+        """Send the command bytes ``data`` (none: empty) and take the next ``n`` response
+        bytes, in one call into the model; :exc:`sim.bench.SimTimeout` when they do not come
+        within ``budget`` cycles."""
+        status, got = self.model.transfer_bytes("cmd", data, "rsp", n, self.budget)
+        if status != Model.FINISHED:
+            raise SimTimeout(f"{what}: got {self.model.collected('rsp')} of {n} response "
+                             f"bytes in {self.budget} cycles")
+        return got
 
     def _exchange(self, opcode, payload):
         if self.model.collected("rsp"):
             raise AssertionError("response bytes left over from the previous command")
         data = bytes([opcode]) + len(payload).to_bytes(2, "little") + bytes(payload)
-        self.model.push("cmd", np.frombuffer(data, dtype=np.uint8).astype("<u4")[:, None])
-        self._wait(3, f"command {opcode:#x} header")
-        head = bytes(self.model.take("rsp", 3, words=True)[:, 0].astype(np.uint8))
-        length = head[1] | head[2] << 8
-        self._wait(length, f"command {opcode:#x} payload")
-        body = bytes(self.model.take("rsp", length, words=True)[:, 0].astype(np.uint8))
+        head = self._receive(data, 3, f"command {opcode:#x} header")
+        body = self._receive(b"", head[1] | head[2] << 8, f"command {opcode:#x} payload")
         return head[0], body
 
     def raw(self, opcode, payload=b""):

@@ -30,6 +30,7 @@ def _load(path):
             ("itf_stats", None, [p, i, i64p]), ("itf_set_input", None, [p, i, u32p]),
             ("itf_get_output", None, [p, i, u32p]), ("itf_count", u64, [p, i]),
             ("itf_cycle", i64, [p]), ("itf_timed_out", i, [p]), ("itf_run", i, [p, i, u64, i]),
+            ("itf_transfer_bytes", i, [p, i, ctypes.c_char_p, u64, i, u64, u64, p]),
         ]:
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
@@ -83,6 +84,7 @@ class Model:
         self._stream_index = {p.name: i for i, p in enumerate(self.ports.streams)}
         self._input_index = {p.name: i for i, p in enumerate(self.ports.inputs)}
         self._output_index = {p.name: i for i, p in enumerate(self.ports.outputs)}
+        self._byte_streams = {i for i, p in enumerate(self.ports.streams) if p.width <= 8}
 
     def __del__(self):
         if getattr(self, "_p", None):
@@ -157,6 +159,26 @@ class Model:
     def cycle(self):
         """Rising edges so far."""
         return self._lib.itf_cycle(self._p)
+
+    def transfer_bytes(self, source, data, sink, count, max_cycles=1 << 62):
+        """On byte streams (payloads of at most 8 bits): queue ``data`` (bytes) on source
+        ``source``, run the clock until sink ``sink`` has collected ``count`` items
+        (``RUN_SINKS``, at most ``max_cycles`` cycles), and take them: ``(status, bytes)``,
+        the bytes None unless ``status`` is ``FINISHED``.
+
+        The same cycles as :meth:`push`, :meth:`expect`, :meth:`run` and :meth:`take` in turn,
+        in one call into the library, with the bytes passed as they are: a command and its
+        answer cost microseconds of Python.
+        """
+        src, snk = self._stream_index[source], self._stream_index[sink]
+        if src not in self._byte_streams or snk not in self._byte_streams:
+            wide = next(self.ports.streams[i] for i in (src, snk) if i not in self._byte_streams)
+            raise ValueError(f"Stream of bytes must have a payload of at most 8 bits, not "
+                             f"{wide.width} ({wide.name})")
+        out = ctypes.create_string_buffer(count)
+        status = self._lib.itf_transfer_bytes(self._p, src, data, len(data), snk, count,
+                                              max_cycles, out)
+        return status, (out.raw if status == self.FINISHED else None)
 
     def run(self, mode=RUN_DRAIN, max_cycles=1 << 62, output=None):
         """Run the clock (see the harness's ``itf_run``): until every source is empty and

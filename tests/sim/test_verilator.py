@@ -198,3 +198,28 @@ def test_inputs_reaching_outputs_decide_the_evaluations():
     settle = "itf_settle.h"
     assert (gemm.library.parent / settle).read_text() == "#define ITF_INPUTS_REACH_OUTPUTS 1\n"
     assert (top.library.parent / settle).read_text() == "#define ITF_INPUTS_REACH_OUTPUTS 0\n"
+
+
+def test_transfer_bytes():
+    # A request and its answer in one call (Model.transfer_bytes, VerilatorTop's commands):
+    # bytes in, the bytes the sink collected out; a second call takes what the first left.
+    from hw.skid import SkidBuffer
+    from sim.verilator.build import build_component
+    from sim.verilator.model import Model
+
+    model = Model(build_component(SkidBuffer(8), "intformer_skid", key=("skid", 8)))
+    sent = bytes(range(0, 250, 7))
+    assert model.transfer_bytes("i", sent, "o", 20) == (Model.FINISHED, sent[:20])
+    assert model.transfer_bytes("i", b"", "o", len(sent) - 20) == (Model.FINISHED, sent[20:])
+    assert model.transfer_bytes("i", b"", "o", 1, max_cycles=50) == (Model.OUT_OF_CYCLES, None)
+
+
+def test_transfer_bytes_only_on_byte_streams():
+    from hw.skid import SkidBuffer
+    from sim.verilator.build import build_component
+    from sim.verilator.model import Model
+
+    model = Model(build_component(SkidBuffer(9), "intformer_skid", key=("skid", 9)))
+    with pytest.raises(ValueError, match=r"^Stream of bytes must have a payload of at most 8 "
+                                         r"bits, not 9 \(i\)$"):
+        model.transfer_bytes("i", b"\x01", "o", 1)
