@@ -6,6 +6,9 @@ it (or to the tools) builds anew. Builds take a lock, so that test workers askin
 model at once build it once. Converting a component to Verilog costs a Yosys run; a caller that
 names its design with a ``key`` (e.g. ``("gemm", cfg)``) skips it on later runs, through an
 index keyed by that key and by the source of the gateware.
+
+Verilator's runtime library is compiled once per toolchain and flags, in ``runtime/``, and
+copied into each build.
 """
 
 import fcntl
@@ -54,14 +57,17 @@ VERILATOR_FLAGS = ["--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "-fn
                    "-fPIC -DVL_TIME_CONTEXT -fno-semantic-interposition -fvisibility=hidden "
                    "-fvisibility-inlines-hidden",
                    "-LDFLAGS", "-shared -Wl,-Bsymbolic", "--prefix", "Vdut", "-o", "libmodel.so"]
-#: C++ optimization of the model (the PyPI package's default is -Os everywhere): -O2 for the
-#: code that runs every cycle and for the runtime library (verilated.cpp: its end-of-eval
-#: bookkeeping runs on every eval, a quarter of the 6x6 engine's loop at -O0; it compiles in
-#: parallel with the model, for no longer build), -O0 for the rest (constructors, initial
-#: values), which is most of the compile time. Measured on the ulx3s top (512-word buffers):
-#: a 47 s build, against 72 s with -O1 for the rest and no faster in use.
-OPT = ["-MAKEFLAGS", "OPT_FAST=-O2", "-MAKEFLAGS", "OPT_SLOW=-O0", "-MAKEFLAGS",
-       "OPT_GLOBAL=-O2"]
+#: C++ optimization of the model, make variable by make variable (the PyPI package's default is
+#: -Os everywhere): -O2 for the code that runs every cycle (OPT_FAST) and for the runtime
+#: library (OPT_GLOBAL: verilated.cpp, whose end-of-eval bookkeeping runs on every eval, a
+#: quarter of the 6x6 engine's loop at -O0), -O0 for the rest (constructors, initial values).
+#: Measured on the ulx3s top (512-word buffers): a 47 s build, against 72 s with -O1 for the
+#: rest and no faster in use; -O3 for OPT_FAST within 2% of -O2.
+OPT = {"OPT_FAST": "-O2", "OPT_SLOW": "-O0", "OPT_GLOBAL": "-O2"}
+
+
+def _make_flags(opt):
+    return [flag for name, value in opt.items() for flag in ("-MAKEFLAGS", f"{name}={value}")]
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ def build_model(verilog_text, top, ports, *, log=None):
     if tied is not None:
         verilog_text, top = tied, "itf_sim"
     harness = harness_cpp(ports)
-    flags = VERILATOR_FLAGS + OPT + toolchain.make_flags(compiler)
+    flags = VERILATOR_FLAGS + _make_flags(OPT) + toolchain.make_flags(compiler)
     digest = _digest(verilog_text, harness, top, " ".join(flags), _toolchain_version())
     out = builds_dir() / digest
     library = out / "libmodel.so"
@@ -184,26 +190,34 @@ def build_model(verilog_text, top, ports, *, log=None):
             return Build(library, ports, 0.0)
         t0 = time.monotonic()
         work = builds_dir() / f"{digest}.build"     # kept with its build.log if the build fails
+        obj = work / "obj"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "dut.v").write_text(verilog_text)
         (work / "harness.cpp").write_text(harness)
         if log:
             log(f"verilator: building {top} in {out}")
-        jobs = os.environ.get("INTFORMER_VERILATOR_JOBS", "2")
         # Verilate, look at what the model does with its inputs, then compile.
         toolchain.run(toolchain.verilator_command(root) + [f for f in flags if f != "--build"]
                       + ["--top-module", top, "--Mdir", "obj", "dut.v", "harness.cpp"],
                       work, root, f"Verilator build of {top}")
-        reach = inputs_reach_outputs(work / "obj", ports)
-        (work / "obj" / "itf_settle.h").write_text(
-            f"#define ITF_INPUTS_REACH_OUTPUTS {int(reach)}\n")
-        toolchain.run(["make", "-C", "obj", "-f", "Vdut.mk", "-j", jobs]
-                      + [flags[i + 1] for i, f in enumerate(flags) if f == "-MAKEFLAGS"],
-                      work, root, f"Verilator build of {top}")
-        shutil.move(work / "obj" / "libmodel.so", work / "libmodel.so")
-        shutil.move(work / "obj" / "itf_settle.h", work / "itf_settle.h")     # for the reader
-        shutil.rmtree(work / "obj")             # objects are big; the library is all we need
+        reach = inputs_reach_outputs(obj, ports)
+        (obj / "itf_settle.h").write_text(f"#define ITF_INPUTS_REACH_OUTPUTS {int(reach)}\n")
+        runtime = _Runtime(obj, flags)
+        runtime.fetch()
+
+        def make(opt):
+            jobs = os.environ.get("INTFORMER_VERILATOR_JOBS", "2")
+            toolchain.run(["make", "-C", "obj", "-f", "Vdut.mk", "-j", jobs]
+                          + [f"{name}={value}" for name, value in opt.items()]
+                          + [f for f in toolchain.make_flags(compiler) if f != "-MAKEFLAGS"],
+                          work, root, f"Verilator build of {top}")
+
+        make(OPT)
+        runtime.keep()
+        shutil.move(obj / "libmodel.so", work / "libmodel.so")
+        shutil.move(obj / "itf_settle.h", work / "itf_settle.h")     # for the reader
+        shutil.rmtree(obj)             # objects are big; the library is all we need
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
@@ -212,6 +226,48 @@ def build_model(verilog_text, top, ports, *, log=None):
         if log:
             log(f"verilator: built {top} in {seconds:.1f} s")
         return Build(library, ports, seconds)
+
+
+_GLOBAL_CLASSES = re.compile(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:[ \t]+\S+ \\\n)*)", re.M)
+# The model settings that reach the runtime's compile flags (VM_TRACE, VM_TIMING and the
+# rest); VM_PARALLEL_BUILDS, which only says whether the model is split in several files,
+# does not.
+_SETTING = re.compile(r"^VM_(?!PARALLEL_BUILDS )\w+ = \S*$", re.M)
+
+
+class _Runtime:
+    """Verilator's runtime library (``verilated.cpp`` and the other global classes), compiled
+    once per toolchain, flags and model settings (``VM_TRACE`` and the rest) into
+    ``runtime/<hash>/`` and copied into each build: it does not depend on the design, and it
+    is a third of the compile time of a model."""
+
+    def __init__(self, obj, flags):
+        classes = (obj / "Vdut_classes.mk").read_text()
+        self.obj = obj
+        self.names = [f"{name}.o" for block in _GLOBAL_CLASSES.findall(classes)
+                      for name in block.split() if name != "\\"]
+        self.dir = builds_dir() / "runtime" / _digest(" ".join(flags), _toolchain_version(),
+                                                     *_SETTING.findall(classes))
+
+    def fetch(self):
+        """Copy the compiled objects into the build, if there are; make then keeps them (a
+        copy is newer than its sources)."""
+        if self.names and all((self.dir / name).exists() for name in self.names):
+            for name in self.names:
+                shutil.copy(self.dir / name, self.obj / name)
+
+    def keep(self):
+        """Store the build's runtime objects, if none are stored."""
+        if not self.names or self.dir.exists():
+            return
+        staging = self.dir.with_name(f"{self.dir.name}.{os.getpid()}")
+        staging.mkdir(parents=True, exist_ok=True)
+        for name in self.names:
+            shutil.copy(self.obj / name, staging / name)
+        try:
+            staging.rename(self.dir)
+        except OSError:                     # another build stored them first
+            shutil.rmtree(staging)
 
 
 _FUNCTION = re.compile(r"^\w[\w:<>* ]* (Vdut___024root___\w*ico\w*)\([^;{]*\{\n(.*?)^\}$",
@@ -267,7 +323,7 @@ def build_component(component, top, *, key=None, log=None):
             _silence(component)
             return Build(_MEMO[memo].library, ports, 0.0)
         index = builds_dir() / "index" / _digest(repr(memo), _source_digest(),
-                                               " ".join(VERILATOR_FLAGS + OPT),
+                                               " ".join(VERILATOR_FLAGS + _make_flags(OPT)),
                                                _toolchain_version())
         if index.exists():
             library = builds_dir() / index.read_text().strip() / "libmodel.so"
@@ -279,7 +335,7 @@ def build_component(component, top, *, key=None, log=None):
     if key is not None:
         index.parent.mkdir(parents=True, exist_ok=True)
         index.write_text(result.library.parent.name + "\n")
-        _MEMO[(top, key)] = result
+        _MEMO[memo] = result
     return result
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import intformer as itf
-from hw.config import AccelConfig, ArrayConfig, AttentionConfig, GemmConfig
+from hw.config import BUILD_DIR_ENV, AccelConfig, ArrayConfig, AttentionConfig, GemmConfig
 from sim import golden
 from sim.bench import SimTimeout
 from sim.verilator import toolchain
@@ -198,6 +198,27 @@ def test_inputs_reaching_outputs_decide_the_evaluations():
     settle = "itf_settle.h"
     assert (gemm.library.parent / settle).read_text() == "#define ITF_INPUTS_REACH_OUTPUTS 1\n"
     assert (top.library.parent / settle).read_text() == "#define ITF_INPUTS_REACH_OUTPUTS 0\n"
+
+
+def test_runtime_library_compiled_once(tmp_path, monkeypatch):
+    # Verilator's runtime library (verilated.cpp) does not depend on the design: the first
+    # build in a build folder compiles it, the next copies its objects; both models work.
+    from hw.skid import SkidBuffer
+    from sim.verilator.build import build_component
+    from sim.verilator.model import Model
+
+    monkeypatch.setenv(BUILD_DIR_ENV, str(tmp_path))
+    compiled = []
+    for width in (8, 9):
+        build = build_component(SkidBuffer(width), "intformer_skid")
+        compiled.append("verilated.cpp" in (build.library.parent / "build.log").read_text())
+        model = Model(build)
+        items = list(range(1, 2 ** width, 37))
+        model.push("i", items)
+        model.expect("o", len(items))
+        assert model.run(Model.RUN_DRAIN) == (Model.FINISHED, None)
+        assert model.take("o") == items
+    assert compiled == [True, False]
 
 
 def test_transfer_bytes():
