@@ -10,8 +10,12 @@ Run: ``python bench/simspeed.py`` (``--quick`` skips the Amaranth runs, which ta
   built with 512-word buffers: a head of d=32 needs ceil(32/6)*64 = 384 V words, more than
   the board's 256;
 * a MiniLM-sized attention layer (12 heads, L=64, d=32) on the Verilated top, build included
-  (run first, so that it builds the top's model when none is cached), and on the attention
-  unit.
+  (run first, so that it builds the top's model, and Verilator's runtime library, when none is
+  cached), and on the attention unit.
+
+The head runs on the top's profile-guided model (``VerilatorTop(..., pgo=True)``, trained on
+:func:`boards.verilatortop.profile_workload`, not on this head; ``--no-pgo`` for the plain
+model); the layer on the plain model, whose build is the shorter.
 
 "end to end" is the whole call (Python preparing beats and decoding rows included); "clock
 loop" is the C++ loop alone. A Verilator run takes well under a second, so it is repeated
@@ -19,8 +23,8 @@ loop" is the C++ loop alone. A Verilator run takes well under a second, so it is
 seconds and runs once. The load average is printed before and after: on a shared machine both
 sides slow down, so compare figures measured together; the top's figures are given in CPU
 time too (process time), which other jobs disturb less than wall time. Build times are those
-of a fresh build (0 when cached; delete ``build/verilator/`` to measure them). Every figure is
-measured here.
+of a fresh build (0 when cached; delete ``build/verilator/``, or set ``INTFORMER_BUILD_DIR`` to
+an empty folder, to measure them). Every figure is measured here.
 """
 
 import argparse
@@ -85,15 +89,17 @@ def gemm_speed(cfg, quick, repeat):
 
 
 
-def head_speed(cfg, quick, repeat):
+def head_speed(cfg, quick, repeat, pgo):
     rng = np.random.default_rng(1)
     q, k, v = (rng.integers(-128, 128, (64, 32)) for _ in range(3))
     want = golden.attention(q, k, v, *SCALES, cfg=cfg)[0]
     rates, cpu_rates, counts = {}, {}, {}
     for backend in ("verilator",) if quick else ("verilator", "amaranth"):
         t0 = time.perf_counter()
-        top = (VerilatorTop if backend == "verilator" else SimTop)(cfg, depth=512,
-                                                                       budget=200_000)
+        if backend == "verilator":
+            top = VerilatorTop(cfg, depth=512, budget=200_000, pgo=pgo)
+        else:
+            top = SimTop(cfg, depth=512, budget=200_000)
         setup = time.perf_counter() - t0
         times, cpu, cycles = [], [], []
         for _ in range(repeat if backend == "verilator" else 1):
@@ -106,8 +112,8 @@ def head_speed(cfg, quick, repeat):
         dt, n = statistics.median(times), statistics.median(cycles)
         rates[backend], counts[backend] = n / dt, cycles[0]
         cpu_rates[backend] = n / statistics.median(cpu)
-        what = (f"build {top.build.seconds:.1f} s" if backend == "verilator" else
-                "elaboration")
+        what = (f"{'profile-guided ' if pgo else ''}build {top.build.seconds:.1f} s"
+                if backend == "verilator" else "elaboration")
         best = f" (best {n / min(times):,.0f})" if len(times) > 1 else ""
         print(f"  {backend:<9} {n:>8.0f} cycles  {dt:8.3f} s  {n / dt:>12,.0f} cycles/s "
               f"end to end{best}, {cpu_rates[backend]:,.0f} per CPU second; set-up "
@@ -144,6 +150,8 @@ def layer_time(cfg):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Verilator only")
+    parser.add_argument("--no-pgo", action="store_true",
+                        help="the head on the top's plain model, not the profile-guided one")
     parser.add_argument("--repeat", type=int, default=7,
                         help="Verilator runs per figure (median reported; default 7)")
     args = parser.parse_args()
@@ -152,13 +160,14 @@ def main():
     cfg = AccelConfig.preset("ulx3s")
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} cores".format(
         *os.getloadavg(), os.cpu_count()))
-    print("6x6 GEMM engine (ulx3s), 64x512x64:")
-    gemm_speed(cfg, args.quick, args.repeat)
-    # The layer first: its time includes building the top's model when it is not cached.
+    # The layer first: its time includes building the top's model when it is not cached, and
+    # Verilator's runtime library with it when nothing is (the later builds reuse it).
     print("attention layer, 12 heads L=64 d=32, ulx3s:")
     layer_time(cfg)
+    print("6x6 GEMM engine (ulx3s), 64x512x64:")
+    gemm_speed(cfg, args.quick, args.repeat)
     print("ulx3s top, one attention head L=64 d=32 through the command port:")
-    head_speed(cfg, args.quick, args.repeat)
+    head_speed(cfg, args.quick, args.repeat, not args.no_pgo)
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 

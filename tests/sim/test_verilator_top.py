@@ -199,3 +199,19 @@ def test_same_cycles_as_amaranth(stall):
         np.testing.assert_array_equal(out_v, want)
         assert cycles_v == cycles_a > 0
     assert verilated.cycles == sim_top.cycles
+
+
+def test_profile_guided_model_same_cycles():
+    # The profile-guided build (trained on boards.verilatortop.profile_workload) is another
+    # library, with the training's counts beside it, and answers the same operations with the
+    # same outputs on the same cycles as the plain one.
+    plain = VerilatorTop(TINY, depth=DEPTH, stall=0.3, seed=5)
+    guided = VerilatorTop(TINY, depth=DEPTH, stall=0.3, seed=5, pgo=True)
+    assert guided.build.library != plain.build.library
+    assert sorted(p.name for p in (guided.build.library.parent / "profile").glob("*.gcda"))
+    expected = _operations(plain, np.random.default_rng(6))
+    got = _operations(guided, np.random.default_rng(6))
+    for (out_p, cycles_p), (out_g, cycles_g) in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(out_g, out_p)
+        assert cycles_g == cycles_p > 0
+    assert guided.cycles == plain.cycles
