@@ -131,7 +131,9 @@ class Countdown(wiring.Component):
     high while the current step is the block's last (``left <= step``): it is a flip-flop,
     computed when the previous step is taken, so that the logic it drives (a wrap, a ``ready``)
     needs no comparator. ``load`` wins over ``en``; loading on the last ``en`` starts the next
-    block back to back.
+    block back to back. With ``wrap``, the counter keeps the loaded ``total`` and starts the
+    next block of the same size by itself on the last ``en``: the inner loop of a loop nest,
+    whose enable at the outer level is ``en & last``.
 
     Latency: ``left`` and ``last`` follow ``load`` or ``en`` on the next cycle. Throughput: one
     step per cycle.
@@ -142,6 +144,8 @@ class Countdown(wiring.Component):
         The largest ``total``.
     step : int
         Items consumed per ``en``.
+    wrap : bool
+        Whether the last ``en`` of a block reloads the last ``total`` loaded.
 
     Members
     -------
@@ -157,8 +161,8 @@ class Countdown(wiring.Component):
         The current step is the block's last: ``left <= step``.
     """
 
-    def __init__(self, limit, step=1):
-        self.limit, self.step = limit, step
+    def __init__(self, limit, step=1, *, wrap=False):
+        self.limit, self.step, self.wrap = limit, step, wrap
         super().__init__({
             "load": In(1),
             "total": In(range(limit + 1)),
@@ -169,11 +173,22 @@ class Countdown(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        period = Signal.like(self.total, name="period")           # with wrap: the block size
+        period_last = Signal(name="period_last")                  # ... and its first ``last``
         with m.If(self.load):
             m.d.sync += [self.left.eq(self.total), self.last.eq(self.total <= self.step)]
+            if self.wrap:
+                m.d.sync += [period.eq(self.total), period_last.eq(self.total <= self.step)]
         with m.Elif(self.en):
-            m.d.sync += [self.left.eq(self.left - self.step),
-                         self.last.eq(self.left <= 2 * self.step)]
+            if self.wrap:
+                with m.If(self.last):
+                    m.d.sync += [self.left.eq(period), self.last.eq(period_last)]
+                with m.Else():
+                    m.d.sync += [self.left.eq(self.left - self.step),
+                                 self.last.eq(self.left <= 2 * self.step)]
+            else:
+                m.d.sync += [self.left.eq(self.left - self.step),
+                             self.last.eq(self.left <= 2 * self.step)]
         return m
 
 

@@ -180,6 +180,47 @@ def test_countdown_marks_the_last_step_of_each_block(step):
     assert seen == expect
 
 
+@pytest.mark.parametrize("step", [1, 2])
+def test_countdown_with_wrap_repeats_its_block_until_loaded_again(step):
+    limit = 9
+    dut = Countdown(limit, step, wrap=True)
+    rng = np.random.default_rng(10 + step)
+    # (total, blocks): each total is loaded once and counted down `blocks` times.
+    plan = [(int(rng.integers(1, limit + 1)), int(rng.integers(1, 4))) for _ in range(8)]
+    expect = []
+    for total, blocks in plan:
+        for _ in range(blocks):
+            left = total
+            while True:
+                expect.append((left, left <= step))
+                if left <= step:
+                    break
+                left -= step
+    seen = []
+
+    async def bench(ctx):
+        for total, blocks in plan:
+            ctx.set(dut.total, total)
+            ctx.set(dut.load, 1)
+            ctx.set(dut.en, 0)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            ctx.set(dut.total, 0)     # read on load only
+            done = 0
+            while done < blocks:
+                en = int(rng.random() < 0.7)
+                ctx.set(dut.en, en)
+                await ctx.delay(1e-9)
+                left, last = ctx.get(dut.left), ctx.get(dut.last)
+                if en:
+                    seen.append((left, bool(last)))
+                    done += bool(last)
+                await ctx.tick()
+
+    _simulate(dut, bench)
+    assert seen == expect
+
+
 # -- delay -----------------------------------------------------------------------------------
 
 class _Delay(wiring.Component):
