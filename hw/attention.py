@@ -387,9 +387,12 @@ class AttentionController(wiring.Component):
             m.submodules[f"load_{tag}_outer"] = outer = Countdown(max(Lmax, dmax), step)
             done = Signal(name=f"load_{tag}_done")
             take = port.valid & port.ready
+            # The write is registered: the stream's valid comes from the top's reader and its
+            # select, across the die from the scratchpad. It lands a cycle after ``take``, still
+            # before ``run_start`` (``loaded`` is registered after the last ``done``).
+            m.d.comb += port.ready.eq(loading & ~done)
+            m.d.sync += [wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take)]
             m.d.comb += [
-                port.ready.eq(loading & ~done),
-                wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
                 beats.load.eq(load_start), beats.total.eq(c_inner), beats.en.eq(take),
                 outer.load.eq(load_start), outer.total.eq(c_limit),
                 outer.en.eq(take & beats.last),
