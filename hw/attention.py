@@ -626,7 +626,7 @@ class AttentionController(wiring.Component):
         f_rel = Signal(range(-(LT * C) - C, self.blocks * R + R + 1))     # lim - col
         f_tlast = Signal()                      # f_rem <= C
         f_busy = Signal()
-        meta = data.StructLayout({"mask": C, "last": groups})
+        meta = data.StructLayout({"mask": C, "keep": groups})
         scores = data.StructLayout({"word": data.ArrayLayout(signed(self.acc_width), C),
                                     "meta": meta})
         m.submodules.s_fifo = s_fifo = Queue(scores, self.SCORE_DEPTH)
@@ -643,8 +643,8 @@ class AttentionController(wiring.Component):
         ]
         for c in range(C):   # column col + c is masked when col + c > lim
             m.d.comb += f_meta.mask[c].eq(causal & (f_rel < c))
-        for g in range(groups):   # sub-beat g ends the row (or the word)
-            m.d.comb += f_meta.last[g].eq((f_rem <= (g + 1) * sl) | (g == groups - 1))
+        for g in range(groups):   # sub-beat g is in the row: the first, then while L - col > g*sl
+            m.d.comb += f_meta.keep[g].eq(1 if g == 0 else f_rem > g * sl)
         m.d.sync += f_meta_d.eq(f_meta)
         with m.If(run_start):
             m.d.sync += [f_block.eq(0), f_more.eq(1), f_base.eq(0), f_left.eq(L),
@@ -680,40 +680,34 @@ class AttentionController(wiring.Component):
         vars(ns).update(groups=groups, s_fifo=s_fifo)
 
     def _serializer(self, m, ns):
-        """Builds the serializer: it splits each word of the score FIFO into beats of ``sl``
-        lanes, replaces masked lanes by the most negative score, and holds each beat in a
-        pipeline register in front of the softmax input."""
+        """Builds the serializer: a shift register of the score FIFO's word, ``sl`` lanes a
+        sub-beat, whose first sub-beat is the softmax input. A word is loaded with its masked
+        lanes replaced by the most negative score, and only its sub-beats in the row (``keep``,
+        a prefix); it is loaded when the register holds at most one sub-beat and that one
+        leaves, so a word follows the last without a gap. Each register bit takes its load or
+        its shift through one LUT, and no sub-beat counter selects among the lanes (timing)."""
         sl, sw, sm_i = self.sl, self.sm_cfg.in_width, self.softmax_i
         groups, s_fifo = ns.groups, ns.s_fifo
-        # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
         word, w_meta = s_fifo.o.payload.word, s_fifo.o.payload.meta
-        u = Signal(range(groups))
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
-        # A pipeline register between the serializer and the softmax (timing): it takes a new
-        # beat whenever it is empty or the softmax takes the one it holds.
-        beat = Signal(sm_i.payload.shape())
-        beat_valid = Signal()
-        take = Signal()
-        m.d.comb += take.eq(s_fifo.o.valid & (~beat_valid | sm_i.ready))
-        for lane in range(sl):
-            sel, masked = word[lane], w_meta.mask[lane]
-            for g in range(1, groups):
-                sel = Mux(u == g, word[g * sl + lane], sel)
-                masked = Mux(u == g, w_meta.mask[g * sl + lane], masked)
-            with m.If(take):
-                m.d.sync += beat[lane].eq(Mux(masked, masked_min, sel))
-        with m.If(take):
-            m.d.sync += beat_valid.eq(1)
-        with m.Elif(sm_i.ready):
-            m.d.sync += beat_valid.eq(0)
-        last_sub = w_meta.last.bit_select(u, 1)
+        sub = data.ArrayLayout(sm_i.payload.shape(), groups)
+        held, held_ok = Signal(sub), Signal(groups)     # sub-beats, and which are in the row
+        advance = Signal()                              # the first sub-beat is empty or leaves
+        one_left = ~held_ok[1] if groups > 1 else 1     # held_ok is a prefix
         m.d.comb += [
-            sm_i.valid.eq(beat_valid),
-            sm_i.payload.eq(beat),
-            s_fifo.o.ready.eq(take & last_sub),
+            advance.eq(~held_ok[0] | sm_i.ready),
+            s_fifo.o.ready.eq(advance & one_left),
+            sm_i.valid.eq(held_ok[0]),
+            sm_i.payload.eq(held[0]),
         ]
-        with m.If(take):
-            m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
+        with m.If(s_fifo.o.valid & s_fifo.o.ready):
+            for c in range(len(word)):
+                m.d.sync += held[c // sl][c % sl].eq(Mux(w_meta.mask[c], masked_min, word[c]))
+            m.d.sync += held_ok.eq(w_meta.keep)
+        with m.Elif(advance):
+            for g in range(groups - 1):
+                m.d.sync += held[g].eq(held[g + 1])
+            m.d.sync += held_ok.eq(held_ok >> 1)
 
     def _p_writer(self, m, ns):
         """Builds the P writer: a three-entry FIFO after the softmax output, and the walk that
