@@ -140,20 +140,20 @@ def test_credits_room_is_registered_and_counts(early_give, rooms):
 
 # -- Countdown -------------------------------------------------------------------------------
 
+def _countdown_block(total, step):
+    """``(left, last)`` at each step of one block of ``total`` items, ``step`` a step."""
+    lefts = range(total, 0, -step)
+    return [(left, left <= step) for left in lefts]
+
+
 @pytest.mark.parametrize("step", [1, 3])
 def test_countdown_marks_the_last_step_of_each_block(step):
     limit = 20
     dut = Countdown(limit, step)
     rng = np.random.default_rng(step)
     totals = rng.integers(1, limit + 1, 12).tolist()
-    seen, expect = [], []
-    for total in totals:
-        left = total
-        while True:
-            expect.append((left, left <= step))
-            if left <= step:
-                break
-            left -= step
+    seen = []
+    expect = [beat for total in totals for beat in _countdown_block(total, step)]
 
     async def bench(ctx):
         # Each block is loaded on the last step of the one before (back to back) or after a gap.
@@ -187,15 +187,8 @@ def test_countdown_with_wrap_repeats_its_block_until_loaded_again(step):
     rng = np.random.default_rng(10 + step)
     # (total, blocks): each total is loaded once and counted down `blocks` times.
     plan = [(int(rng.integers(1, limit + 1)), int(rng.integers(1, 4))) for _ in range(8)]
-    expect = []
-    for total, blocks in plan:
-        for _ in range(blocks):
-            left = total
-            while True:
-                expect.append((left, left <= step))
-                if left <= step:
-                    break
-                left -= step
+    expect = [beat for total, blocks in plan for _ in range(blocks)
+              for beat in _countdown_block(total, step)]
     seen = []
 
     async def bench(ctx):
