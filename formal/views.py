@@ -39,13 +39,11 @@ class Inside:
 
 def skid(view):
     """The beats of a :class:`~hw.skid.SkidBuffer` (its ``formal_view``): the main register
-    (``o``) first, then the skid register. The skid register is full only behind a full main
-    register."""
+    (``o``) first, then the skid register."""
     o = view.o
     return Inside(
         held=o.valid + view.skid_valid,
-        at=lambda place: Mux(place == 0, Value.cast(o.payload), Value.cast(view.skid)),
-        facts=((~view.skid_valid | o.valid, "the skid register fills behind the main one"),))
+        at=lambda place: Mux(place == 0, Value.cast(o.payload), Value.cast(view.skid)))
 
 
 def queue(view):
@@ -66,14 +64,13 @@ def queue(view):
         offset = (place - fifo.r_rdy).as_unsigned()[:len(view.consume) + 1]
         return Mux(fifo.r_rdy & (place == 0), fifo.r_data, Array(rows)[ring(offset)])
 
-    return Inside(
-        held=fifo.level,
-        at=at,
-        facts=((view.consume < depth, "the read row is a row"),
-               (view.produce == ring(stored)[:len(view.produce)],
-                "the rows held are those from the read row to the written one"),
-               ((fifo.level >= fifo.r_rdy) & (stored <= depth),
-                "the rows held are at most all of them")))
+    facts = [(view.produce == ring(stored)[:len(view.produce)],
+              "the rows held are those from the read row to the written one"),
+             ((fifo.level >= fifo.r_rdy) & (stored <= depth),
+              "the rows held are at most all of them")]
+    if depth < 1 << len(view.consume):      # else every value of ``consume`` is a row
+        facts.append((view.consume < depth, "the read row is a row"))
+    return Inside(held=fifo.level, at=at, facts=tuple(facts))
 
 
 def register(valid, payload):
