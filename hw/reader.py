@@ -1,5 +1,7 @@
 """Buffer reader: a buffer walked in three nested loops and delivered as a stream."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -54,6 +56,9 @@ class BufferReader(wiring.Component):
         Address bits of the buffer.
     width : int
         Bits of a buffer word.
+    formal : bool
+        Elaborate for a formal proof: the queue's storage is shown in ``formal_view`` (see
+        :class:`~hw.stream.Queue`). Never set in hardware.
 
     Members
     -------
@@ -66,15 +71,25 @@ class BufferReader(wiring.Component):
 
     Latency: 2 cycles from ``start`` to the first read, whose word is on ``o`` 5 cycles later.
     Throughput: one word per cycle (the queue covers the credit loop).
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs (:mod:`formal.kit`); no logic of its own. The
+        parts (``fifo``, ``skid``, ``credits``), the reads in flight (``issue``, ``issued``,
+        ``landed`` and ``landed_data``, ``consumed``), the walk's state (``load``, ``active``)
+        and its registers (``addr``, ``next_j``, ``next_i``, ``si``, ``sj``; the loops' counters
+        ``k``, ``j`` and ``i``, each a :class:`~hw.stream.Countdown`).
     """
 
     #: Entries of the queue: the reads in flight (issue, memory, landing register) and the
     #: FIFO's own output latency, so that a steady consumer never waits.
     DEPTH = 12
 
-    def __init__(self, addr_width, width):
+    def __init__(self, addr_width, width, *, formal=False):
         self.addr_width = addr_width
         self.width = width
+        self.formal = formal
         super().__init__({
             "control": In(reader_control_signature(addr_width)),
             "mem": Out(read_port_signature(addr_width, width)),
@@ -85,7 +100,7 @@ class BufferReader(wiring.Component):
         m = Module()
         start, loop = self.control.start, self.control.loop
         # ``start`` empties the queue, its slice and the credits.
-        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.DEPTH))
+        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.DEPTH, formal=self.formal))
         skid = ResetInserter(start)(SkidBuffer(self.width))
         credits = ResetInserter(start)(Credits(self.DEPTH))
         m.submodules.fifo, m.submodules.skid, m.submodules.credits = fifo, skid, credits
@@ -146,4 +161,8 @@ class BufferReader(wiring.Component):
                 m.d.sync += [addr.eq(next_i), next_j.eq(next_i + sj), next_i.eq(next_i + si)]
             with m.Else():
                 m.d.comb += active_next.eq(0)
+        self.formal_view = SimpleNamespace(
+            fifo=fifo, skid=skid, credits=credits, issue=issue, issued=issued, landed=landed,
+            landed_data=landed_data, consumed=consumed, load=load, active=active, addr=addr,
+            next_j=next_j, next_i=next_i, si=si, sj=sj, k=k, j=j, i=i)
         return m

@@ -11,6 +11,8 @@ four rules:
 The register slice that cuts the ``valid``/``ready`` paths is :class:`hw.skid.SkidBuffer`.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -38,6 +40,9 @@ class Queue(wiring.Component):
         The payload shape.
     depth : int
         The number of beats held.
+    formal : bool
+        Elaborate for a formal proof: the FIFO also gets an asynchronous read port on each row
+        of its storage, for ``formal_view``. Never set in hardware.
 
     Members
     -------
@@ -47,10 +52,21 @@ class Queue(wiring.Component):
         The same beats, in order.
     level : Out(range(depth + 1))
         The beats held, including the one on ``o``.
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs (:mod:`formal.views`); no logic of its own.
+        ``fifo``, the :class:`~amaranth.lib.fifo.SyncFIFOBuffered`: its output register
+        (``r_rdy``, ``r_data``) and ``level``. With ``formal``, also the FIFO's storage (all but
+        the output register): ``rows``, each row's word, and ``produce`` and ``consume``, the
+        rows written and read next.
     """
 
-    def __init__(self, shape, depth):
-        self.shape, self.depth = shape, depth
+    def __init__(self, shape, depth, *, formal=False):
+        if formal and depth < 2:
+            raise ValueError(f"Queue depth must be at least 2 for a formal view, not {depth}")
+        self.shape, self.depth, self.formal = shape, depth, formal
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -59,8 +75,8 @@ class Queue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=Shape.cast(self.shape).width,
-                                                    depth=self.depth)
+        fifo_class = _FormalFIFO if self.formal else SyncFIFOBuffered
+        m.submodules.fifo = fifo = fifo_class(width=Shape.cast(self.shape).width, depth=self.depth)
         m.d.comb += [
             fifo.w_stream.valid.eq(self.i.valid),
             fifo.w_stream.payload.eq(self.i.payload),
@@ -70,6 +86,34 @@ class Queue(wiring.Component):
             fifo.r_stream.ready.eq(self.o.ready),
             self.level.eq(fifo.level),
         ]
+        self.formal_view = SimpleNamespace(fifo=fifo)
+        if self.formal:
+            self.formal_view.rows = fifo.rows
+            self.formal_view.produce, self.formal_view.consume = fifo.produce, fifo.consume
+        return m
+
+
+class _FormalFIFO(SyncFIFOBuffered):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (of depth 2 or more) as its own
+    ``elaborate`` builds it, with an asynchronous read port added on each row of its storage
+    (its submodule ``storage``, an :class:`amaranth.lib.memory.Memory`) for a formal proof:
+    ``rows`` (each row's word), and ``produce`` and ``consume`` (the addresses of the storage's
+    write and read ports)."""
+
+    def __init__(self, *, width, depth):
+        super().__init__(width=width, depth=depth)
+        self.rows = [Signal(width, name=f"row{row}") for row in range(depth - 1)]
+        self.produce = Signal(range(depth - 1))
+        self.consume = Signal(range(depth - 1))
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        storage = m.submodules.storage
+        (write,), (read,) = storage.write_ports, storage.read_ports
+        m.d.comb += [self.produce.eq(write.addr), self.consume.eq(read.addr)]
+        for row, word in enumerate(self.rows):
+            port = storage.read_port(domain="comb")
+            m.d.comb += [port.addr.eq(row), word.eq(port.data)]
         return m
 
 
@@ -159,6 +203,13 @@ class Countdown(wiring.Component):
         Items left, the current step's included.
     last : Out(1)
         The current step is the block's last: ``left <= step``.
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs; no logic of its own. With ``wrap``,
+        ``period`` and ``period_last``: the block size kept for the next block, and its
+        ``last``.
     """
 
     def __init__(self, limit, step=1, *, wrap=False):
@@ -189,6 +240,7 @@ class Countdown(wiring.Component):
             else:
                 m.d.sync += [self.left.eq(self.left - self.step),
                              self.last.eq(self.left <= 2 * self.step)]
+        self.formal_view = SimpleNamespace(period=period, period_last=period_last)
         return m
 
 
