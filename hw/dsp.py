@@ -9,8 +9,6 @@ from amaranth.hdl import (
     ResetSignal,
     Signal,
     Value,
-    signed,
-    unsigned,
 )
 
 __all__ = ["ECP5_PORT_WIDTH", "registered_product"]
@@ -23,8 +21,7 @@ def _is_ecp5(platform):
     return getattr(platform, "family", None) == "ecp5"
 
 
-def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync",
-                       operand_registers=False):
+def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync"):
     """Add ``prod <= a * b`` (when ``en``) to ``m``: a product with its own pipeline register.
 
     ``a`` and ``b`` are any values, signed or unsigned in any mix; ``prod`` is a signal that
@@ -33,20 +30,12 @@ def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync",
     the product is a submodule ``name`` of ``m``, so the ``If`` blocks around the call do *not*
     apply (on every target alike, so that a forgotten condition shows in simulation).
 
-    With ``operand_registers``, ``a`` and ``b`` are registered first (same enable, and reset
-    as ``prod``): ``prod <= a' * b'`` where ``a' <= a`` and ``b' <= b``, a latency of 2. The
-    operands' registers are then the block's input registers on ECP5, whose setup is a small
-    fraction of the unregistered input's (nextpnr's database, speed 6: 0.08 ns against 3.5 ns),
-    so that the route into the block may be long. A caller uses it in place of its own
-    register in front of the product.
-
     How the product is built depends on the target, read from ``platform.family``:
 
     * ``"ecp5"``, when both operands fit a multiplier port (at most :data:`ECP5_PORT_WIDTH`
       bits, signed or unsigned, each operand's ``SIGNEDx`` set from its shape) and ``prod``
-      resets to 0: a MULT18X18D with its pipeline register bypassed, its input registers in
-      use only with ``operand_registers``, and its output register in use
-      (``REG_OUTPUT_CLK="CLK0"``, ``CE0 = en``, ``RST0`` the domain's reset, or
+      resets to 0: a MULT18X18D with its input and pipeline registers bypassed and its output
+      register in use (``REG_OUTPUT_CLK="CLK0"``, ``CE0 = en``, ``RST0`` the domain's reset, or
       0 when ``prod`` is reset-less, ``RESETMODE="SYNC"``). Yosys maps ``a * b`` onto the same
       block but never packs a fabric register into it, so the product would leave the block
       unregistered and the block's combinational delay plus a long route to the fabric
@@ -55,8 +44,7 @@ def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync",
       most ``m + n <= 36`` significant bits with the operands' signedness), extended or
       truncated into ``prod`` with that signedness.
     * everywhere else (simulation, iCE40, no platform), and for wider operands:
-      ``with If(en): prod.eq(a * b)`` in the fabric (after the operands' registers, ``a_q``
-      and ``b_q``, with ``operand_registers``).
+      ``with If(en): prod.eq(a * b)`` in the fabric.
 
     Both are the same register, reset value and enable included;
     ``tests/hw/test_dsp_ecp5.py`` proves them equivalent.
@@ -78,11 +66,8 @@ def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync",
     domain : str
         Clock domain of the register.
 
-    operand_registers : bool
-        Whether the operands are registered first.
-
-    Latency: 1 cycle (``prod`` holds ``a * b`` of the operands one clock edge earlier), 2 with
-    ``operand_registers``. Throughput: one product per cycle.
+    Latency: 1 cycle (``prod`` holds ``a * b`` of the operands one clock edge earlier).
+    Throughput: one product per cycle.
     """
     a, b = Value.cast(a), Value.cast(b)
     if not isinstance(prod, Signal):
@@ -94,20 +79,6 @@ def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync",
     if not (_is_ecp5(platform) and 0 < len(a) <= ECP5_PORT_WIDTH
             and 0 < len(b) <= ECP5_PORT_WIDTH):
         sub = Module()
-        if operand_registers:
-            # Named and extended as the block's input registers (``a_q``, ``b_q``, 18 bits when
-            # the operands fit a port), so that the equivalence proof pairs them; Yosys merges
-            # the copies of a sign bit.
-            fits = max(len(a), len(b)) <= ECP5_PORT_WIDTH
-            regs = []
-            for value, tag in ((a, "a_q"), (b, "b_q")):
-                shape = value.shape()
-                width = ECP5_PORT_WIDTH if fits else shape.width
-                regs.append(Signal(signed(width) if shape.signed else unsigned(width), name=tag,
-                                   reset_less=prod.reset_less))
-            with sub.If(en):
-                sub.d[domain] += [regs[0].eq(a), regs[1].eq(b)]
-            a, b = regs
         with sub.If(en):
             sub.d[domain] += prod.eq(a * b)
         m.submodules[name] = sub
@@ -136,13 +107,9 @@ def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync",
     p_width = min(len(prod), 2 * ECP5_PORT_WIDTH)
     for i in range(p_width):
         ports[f"o_P{i}"] = prod[i]
-    inputs = {"p_REG_INPUTA_CLK": "NONE", "p_REG_INPUTB_CLK": "NONE"}
-    if operand_registers:
-        for x in "AB":
-            inputs.update({f"p_REG_INPUT{x}_CLK": "CLK0", f"p_REG_INPUT{x}_CE": "CE0",
-                           f"p_REG_INPUT{x}_RST": "RST0"})
     m.submodules[name] = Instance(
-        "MULT18X18D", **inputs, p_REG_INPUTC_CLK="NONE",
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_INPUTC_CLK="NONE",
         p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0",
         p_REG_OUTPUT_RST="RST0", p_RESETMODE="SYNC", p_GSR="DISABLED", **ports)
     if len(prod) > p_width:

@@ -478,10 +478,10 @@ class LayerNorm(wiring.Component):
         n_lanes, cfg, c_a, c_hb, c_sh, advance = s.n_lanes, s.cfg, s.c_a, s.c_hb, s.c_sh, s.advance
         issue, row_r, coef_r, c_pos, L = s.issue, s.row_r, s.coef_r, s.c_pos, s.L
         # Stages (each advances with the output): S1 memory data out; S2 memory data
-        # registered (in the multiplier blocks); S3 the partial products of q*a; S4 t = (low
-        # product) + hb, with hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product <<
-        # MUL_SPLIT) + t; S6 zq = u >> sh (in the multiplier blocks); S7 the partial products
-        # of zq*gamma; S8 p = zq*gamma + beta + 2**(T-1); output: saturate(p >> T).
+        # registered; S3 the partial products of q*a; S4 t = (low product) + hb, with
+        # hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product << MUL_SPLIT) + t; S6
+        # zq = u >> sh; S7 the partial products of zq*gamma; S8 p = zq*gamma + beta + 2**(T-1);
+        # output: saturate(p >> T).
         lanes_t = data.ArrayLayout(unsigned(1), n_lanes)
         gam_t = data.ArrayLayout(signed(cfg.gamma_width), n_lanes)
         bet_t = data.ArrayLayout(signed(cfg.beta_width), n_lanes)
@@ -489,19 +489,17 @@ class LayerNorm(wiring.Component):
         st = [{"valid": Signal(name=f"s{k}_valid"), "mask": Signal(lanes_t, name=f"s{k}_mask")}
               for k in range(1, 9)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
-        s2_hb, s2_sh = Signal.like(c_hb), Signal.like(c_sh)
-        s1_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes))    # the memory's data
+        s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
+        s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
         s2_g, s2_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
         s3_hb, s3_sh = Signal.like(c_hb), Signal.like(c_sh)
         # q*a and zq*gamma as two partial products each (low 17 bits of a or zq, unsigned,
         # and the rest): one 18x18 multiplier block apiece, registered in the block (see
         # hw.dsp) before any adder.
-        # S2 (q and a) and S6 (zq and gamma) are the multiplier blocks' input registers
-        # (``operand_registers``): the routes into the blocks end in registers.
-        s1_a_lo, s1_a_hi = s1_a[:MUL_SPLIT], s1_a[MUL_SPLIT:]
-        s3_nl = [Signal((s1_q[0] * s1_a_lo).shape(), name=f"s3_nl_{j}", reset_less=True)
+        s2_a_lo, s2_a_hi = s2_a[:MUL_SPLIT], s2_a[MUL_SPLIT:]
+        s3_nl = [Signal((s2_q[0] * s2_a_lo).shape(), name=f"s3_nl_{j}", reset_less=True)
                  for j in range(n_lanes)]
-        s3_nh = [Signal((s1_q[0] * s1_a_hi).shape(), name=f"s3_nh_{j}", reset_less=True)
+        s3_nh = [Signal((s2_q[0] * s2_a_hi).shape(), name=f"s3_nh_{j}", reset_less=True)
                  for j in range(n_lanes)]
         s3_g, s3_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
         s4_sh = Signal.like(c_sh)
@@ -514,24 +512,21 @@ class LayerNorm(wiring.Component):
         s5_u = Signal(data.ArrayLayout(((s4_nh[0] << MUL_SPLIT) + s4_t[0]).shape(), n_lanes),
                       reset_less=True)
         s5_g, s5_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
-        s5_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes))   # u >> sh
-        s6_bh = Signal(beth_t, reset_less=True)
-        s5_zq_lo = [s5_zq[j][:MUL_SPLIT] for j in range(n_lanes)]
-        s5_zq_hi = [s5_zq[j][MUL_SPLIT:].as_signed() for j in range(n_lanes)]
-        s7_pl = [Signal((s5_zq_lo[0] * s5_g[0]).shape(), name=f"s7_pl_{j}", reset_less=True)
+        s6_zq = Signal(data.ArrayLayout(signed(self.zq_width), n_lanes), reset_less=True)
+        s6_g, s6_bh = Signal(gam_t, reset_less=True), Signal(beth_t, reset_less=True)
+        s6_zq_lo = [s6_zq[j][:MUL_SPLIT] for j in range(n_lanes)]
+        s6_zq_hi = [s6_zq[j][MUL_SPLIT:].as_signed() for j in range(n_lanes)]
+        s7_pl = [Signal((s6_zq_lo[0] * s6_g[0]).shape(), name=f"s7_pl_{j}", reset_less=True)
                  for j in range(n_lanes)]
-        s7_ph = [Signal((s5_zq_hi[0] * s5_g[0]).shape(), name=f"s7_ph_{j}", reset_less=True)
+        s7_ph = [Signal((s6_zq_hi[0] * s6_g[0]).shape(), name=f"s7_ph_{j}", reset_less=True)
                  for j in range(n_lanes)]
         s7_bh = Signal(beth_t, reset_less=True)
         s8_p = Signal(data.ArrayLayout(((s7_ph[0] << MUL_SPLIT) + s7_pl[0] + s7_bh[0]).shape(),
                                        n_lanes), reset_less=True)
         for j in range(n_lanes):
-            m.d.comb += s5_zq[j].eq(s5_u[j] >> s5_sh)
-            for prod, a, b in [(s3_nl[j], s1_q[j], s1_a_lo), (s3_nh[j], s1_q[j], s1_a_hi),
-                               (s7_pl[j], s5_zq_lo[j], s5_g[j]), (s7_ph[j], s5_zq_hi[j], s5_g[j])]:
-                registered_product(m, platform, a, b, prod, en=advance, name=prod.name,
-                                   operand_registers=True)
-        m.d.comb += s1_q.eq(row_r.data)
+            for prod, a, b in [(s3_nl[j], s2_q[j], s2_a_lo), (s3_nh[j], s2_q[j], s2_a_hi),
+                               (s7_pl[j], s6_zq_lo[j], s6_g[j]), (s7_ph[j], s6_zq_hi[j], s6_g[j])]:
+                registered_product(m, platform, a, b, prod, en=advance, name=prod.name)
         with m.If(advance):
             m.d.sync += [st[0]["valid"].eq(issue), self.o.valid.eq(st[-1]["valid"])]
             for k in range(1, len(st)):
@@ -539,10 +534,10 @@ class LayerNorm(wiring.Component):
                              st[k]["mask"].eq(st[k - 1]["mask"])]
             m.d.sync += [
                 s1_a.eq(c_a), s1_hb.eq(c_hb), s1_sh.eq(c_sh),
-                s2_hb.eq(s1_hb), s2_sh.eq(s1_sh),
+                s2_a.eq(s1_a), s2_hb.eq(s1_hb), s2_sh.eq(s1_sh), s2_q.eq(row_r.data),
                 s2_g.eq(coef_r.data.gamma), s2_beta.eq(coef_r.data.beta),
                 s3_hb.eq(s2_hb), s3_sh.eq(s2_sh), s3_g.eq(s2_g), s3_beta.eq(s2_beta),
-                s4_sh.eq(s3_sh), s4_g.eq(s3_g), s5_sh.eq(s4_sh), s5_g.eq(s4_g),
+                s4_sh.eq(s3_sh), s4_g.eq(s3_g), s5_sh.eq(s4_sh), s5_g.eq(s4_g), s6_g.eq(s5_g),
                 s5_bh.eq(s4_bh), s6_bh.eq(s5_bh), s7_bh.eq(s6_bh),
             ]
             for j in range(n_lanes):
@@ -551,6 +546,7 @@ class LayerNorm(wiring.Component):
                     s4_t[j].eq(s3_nl[j] + s3_hb), s4_nh[j].eq(s3_nh[j]),
                     s4_bh[j].eq(s3_beta[j] + (1 << (shift - 1))),
                     s5_u[j].eq((s4_nh[j] << MUL_SPLIT) + s4_t[j]),
+                    s6_zq[j].eq(s5_u[j] >> s5_sh),
                     s8_p[j].eq((s7_ph[j] << MUL_SPLIT) + s7_pl[j] + s7_bh[j]),
                     self.o.payload[j].eq(Mux(st[-1]["mask"][j],
                                              saturate(s8_p[j] >> shift, cfg.out_width), 0)),

@@ -77,15 +77,10 @@ module MULT18X18D(
     parameter MULT_BYPASS = "DISABLED";
     parameter RESETMODE = "SYNC";
 
-    // Modelled: A and B input registers bypassed, or both on CLK0 / CE0 / RST0; C input and
-    // pipeline registers bypassed; output register on CLK0 / CE0 / RST0; a synchronous reset;
-    // multiplier not bypassed. Anything else fails elaboration.
+    // Modelled: input and pipeline registers bypassed, output register on CLK0 / CE0 / RST0
+    // with a synchronous reset, multiplier not bypassed. Anything else fails elaboration.
     generate
-        if (REG_INPUTA_CLK != REG_INPUTB_CLK
-                || (REG_INPUTA_CLK != "NONE" && (REG_INPUTA_CLK != "CLK0"
-                    || REG_INPUTA_CE != "CE0" || REG_INPUTA_RST != "RST0"
-                    || REG_INPUTB_CE != "CE0" || REG_INPUTB_RST != "RST0"))
-                || REG_INPUTC_CLK != "NONE"
+        if (REG_INPUTA_CLK != "NONE" || REG_INPUTB_CLK != "NONE" || REG_INPUTC_CLK != "NONE"
                 || REG_PIPELINE_CLK != "NONE" || REG_OUTPUT_CLK != "CLK0"
                 || REG_OUTPUT_CE != "CE0" || REG_OUTPUT_RST != "RST0"
                 || RESETMODE != "SYNC" || MULT_BYPASS != "DISABLED")
@@ -93,25 +88,13 @@ module MULT18X18D(
     endgenerate
 
     // SOURCEx = 1 selects the cascade (shift-chain) input, which is not modelled: reads as 0.
-    wire [17:0] a_in = SOURCEA ? 18'd0 : {A17, A16, A15, A14, A13, A12, A11, A10, A9, A8, A7,
-                                          A6, A5, A4, A3, A2, A1, A0};
-    wire [17:0] b_in = SOURCEB ? 18'd0 : {B17, B16, B15, B14, B13, B12, B11, B10, B9, B8, B7,
-                                          B6, B5, B4, B3, B2, B1, B0};
-    // The input registers, used when REG_INPUTA_CLK (and so REG_INPUTB_CLK) is CLK0. Named as
-    // those of the simulated product, so that the proof pairs them.
-    reg [17:0] a_q = 18'd0, b_q = 18'd0;
-    always @(posedge CLK0)
-        if (RST0)
-            {a_q, b_q} <= 36'd0;
-        else if (CE0)
-            {a_q, b_q} <= {a_in, b_in};
-    // (Not named a and b: the proof pairs wires by name, and the simulated product's
-    // submodule has its operands, before their registers, under those names.)
-    wire [17:0] a_op = REG_INPUTA_CLK == "CLK0" ? a_q : a_in;
-    wire [17:0] b_op = REG_INPUTB_CLK == "CLK0" ? b_q : b_in;
+    wire [17:0] a = SOURCEA ? 18'd0 : {A17, A16, A15, A14, A13, A12, A11, A10, A9, A8, A7, A6,
+                                       A5, A4, A3, A2, A1, A0};
+    wire [17:0] b = SOURCEB ? 18'd0 : {B17, B16, B15, B14, B13, B12, B11, B10, B9, B8, B7, B6,
+                                       B5, B4, B3, B2, B1, B0};
     // SIGNEDx = 1: the operand is two's complement; 0: unsigned.
-    wire signed [18:0] a_ext = {SIGNEDA & a_op[17], a_op};
-    wire signed [18:0] b_ext = {SIGNEDB & b_op[17], b_op};
+    wire signed [18:0] a_ext = {SIGNEDA & a[17], a};
+    wire signed [18:0] b_ext = {SIGNEDB & b[17], b};
     wire signed [37:0] product = a_ext * b_ext;
 
     reg [35:0] p = 36'd0;
@@ -189,10 +172,8 @@ def assert_proven(rc, log, at_least):
 class _Product(wiring.Component):
     """``p <= a * b`` when ``en``, through :func:`registered_product`, as a component."""
 
-    def __init__(self, a_shape, b_shape, p_shape, *, enable=True, reset_less=False,
-                 operand_registers=False):
+    def __init__(self, a_shape, b_shape, p_shape, *, enable=True, reset_less=False):
         self.enable, self.reset_less = enable, reset_less
-        self.operand_registers = operand_registers
         ports = {"a": In(a_shape), "b": In(b_shape), "p": Out(p_shape)}
         if enable:
             ports["en"] = In(1)
@@ -202,8 +183,7 @@ class _Product(wiring.Component):
         m = Module()
         prod = Signal(self.p.shape(), reset_less=self.reset_less)
         registered_product(m, platform, self.a, self.b, prod,
-                           en=self.en if self.enable else None, name="mul",
-                           operand_registers=self.operand_registers)
+                           en=self.en if self.enable else None, name="mul")
         m.d.comb += self.p.eq(prod)
         return m
 
@@ -224,13 +204,10 @@ _SHAPES = {
 
 
 @pytest.mark.parametrize("shapes", sorted(_SHAPES))
-@pytest.mark.parametrize("enable, reset_less, operand_registers", [
-    (True, False, False), (False, False, False), (True, True, False),
-    (True, False, True), (False, False, True), (True, True, True)])
-def test_ecp5_product_equivalent_to_simulated(tmp_path, shapes, enable, reset_less,
-                                              operand_registers):
+@pytest.mark.parametrize("enable, reset_less", [(True, False), (False, False), (True, True)])
+def test_ecp5_product_equivalent_to_simulated(tmp_path, shapes, enable, reset_less):
     args = (*_SHAPES[shapes],)
-    kwargs = {"enable": enable, "reset_less": reset_less, "operand_registers": operand_registers}
+    kwargs = {"enable": enable, "reset_less": reset_less}
     gate = _product_rtlil("prod_gate", ECP5, *args, **kwargs)
     assert gate.count("cell \\MULT18X18D ") == 1
     assert "$mul" not in gate
@@ -262,20 +239,6 @@ def test_miswired_product_fails_the_proof(tmp_path, mutation):
     assert gate.count(old) == 1, old
     rc, log = prove(tmp_path, _product_rtlil("prod_gold", None, *shapes),
                     gate.replace(old, new), "prod_gold", "prod_gate")
-    assert rc != 0
-    assert re.search(r"Of those cells \d+ are proven and [1-9]\d* are unproven", log), \
-        log[-2000:]
-
-
-def test_product_without_its_operand_registers_fails_the_proof(tmp_path):
-    shapes = (signed(9), unsigned(12), signed(21))
-    gate = _product_rtlil("prod_gate", ECP5, *shapes, operand_registers=True)
-    for x in "AB":
-        old = f'parameter \\REG_INPUT{x}_CLK "CLK0"'
-        assert gate.count(old) == 1, old
-        gate = gate.replace(old, f'parameter \\REG_INPUT{x}_CLK "NONE"')
-    rc, log = prove(tmp_path, _product_rtlil("prod_gold", None, *shapes, operand_registers=True),
-                    gate, "prod_gold", "prod_gate")
     assert rc != 0
     assert re.search(r"Of those cells \d+ are proven and [1-9]\d* are unproven", log), \
         log[-2000:]
