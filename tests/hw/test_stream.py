@@ -182,6 +182,18 @@ def test_credits_room_is_registered_and_counts(early_give, rooms):
 
 # -- Countdown -------------------------------------------------------------------------------
 
+async def _countdown_step(ctx, dut, rng, seen):
+    """Drive ``en`` at random (70%); when it is high, record ``(left, last)`` in ``seen``.
+    Returns ``(en, last)``; the caller ticks."""
+    en = int(rng.random() < 0.7)
+    ctx.set(dut.en, en)
+    await ctx.delay(1e-9)
+    last = bool(ctx.get(dut.last))
+    if en:
+        seen.append((ctx.get(dut.left), last))
+    return en, last
+
+
 def _countdown_block(total, step):
     """``(left, last)`` at each step of one block of ``total`` items, ``step`` a step."""
     lefts = range(total, 0, -step)
@@ -205,12 +217,8 @@ def test_countdown_marks_the_last_step_of_each_block(step):
         ctx.set(dut.load, 0)
         k = 1
         while len(seen) < len(expect):
-            en = int(rng.random() < 0.7)
-            ctx.set(dut.en, en)
-            await ctx.delay(1e-9)
-            left, last = ctx.get(dut.left), ctx.get(dut.last)
+            en, last = await _countdown_step(ctx, dut, rng, seen)
             if en:
-                seen.append((left, bool(last)))
                 if last and k < len(totals):
                     ctx.set(dut.total, totals[k])
                     ctx.set(dut.load, 1)
@@ -243,13 +251,8 @@ def test_countdown_with_wrap_repeats_its_block_until_loaded_again(step):
             ctx.set(dut.total, 0)     # read on load only
             done = 0
             while done < blocks:
-                en = int(rng.random() < 0.7)
-                ctx.set(dut.en, en)
-                await ctx.delay(1e-9)
-                left, last = ctx.get(dut.left), ctx.get(dut.last)
-                if en:
-                    seen.append((left, bool(last)))
-                    done += bool(last)
+                en, last = await _countdown_step(ctx, dut, rng, seen)
+                done += en and last
                 await ctx.tick()
 
     _simulate(dut, bench)
