@@ -102,33 +102,27 @@ def _sign_extend(lanes, width):
     return Cat(*out)
 
 
-def _held(arbiter):
-    """A beat is held in one of ``arbiter``'s register slices."""
-    return Cat(*(skid.o.valid for skid in arbiter.formal_view.slices)).any()
-
-
 def _engine_arbiter(cfg, track):
     def build(wrap):
         s = Spec(wrap(EngineArbiter(cfg)))
         m, a = s.m, s.dut
         s.stream_rules()
-        # One run at a time: run_op changes only while no stream is offered and no beat is held
-        # (the top launches a run when the previous one is done).
+        # One run at a time: run_op changes only while no stream is offered (the top launches
+        # a run when the previous one is done).
         op = Signal.like(a.run_op)
         m.d.sync += op.eq(a.run_op)
         quiet = ~(a.gemm_cmd.valid | a.gemm_a.valid | a.gemm_b.valid | a.att_cmd.valid
-                  | a.att_a.valid | a.att_b.valid | a.out.valid | _held(s.dut))
+                  | a.att_a.valid | a.att_b.valid | a.out.valid)
         m.d.comb += Assume(quiet | (a.run_op == op))
         if track:
-            # RUN GEMM's operands reach the engine unchanged (sign-extended), while it owns it;
-            # the arbiter's register slice holds two of them at most.
+            # RUN GEMM's operands reach the engine unchanged (sign-extended), while it owns it.
             width = engine_config(cfg).array.in_width
             gemm_owns = op != Op.ATTENTION
             for name in ("a", "b"):
                 engine = getattr(a, name)
                 owned = SimpleNamespace(valid=engine.valid & gemm_owns, ready=engine.ready,
                                         payload=engine.payload)
-                Scoreboard(m, getattr(a, f"gemm_{name}"), owned, capacity=2,
+                Scoreboard(m, getattr(a, f"gemm_{name}"), owned, capacity=0,
                            convert=lambda p: _sign_extend(p, width), name=f"gemm_{name}")
         for client in ("gemm", "att"):
             owns = (op == Op.ATTENTION) if client == "att" else (op != Op.ATTENTION)
@@ -145,7 +139,7 @@ def _softmax_arbiter(cfg):
         s.stream_rules()
         op = Signal.like(a.run_op)
         m.d.sync += op.eq(a.run_op)
-        quiet = ~(a.rows_i.valid | a.att_i.valid | a.o.valid | _held(s.dut))
+        quiet = ~(a.rows_i.valid | a.att_i.valid | a.o.valid)
         m.d.comb += Assume(quiet | (a.run_op == op))
         for client in ("rows", "att"):
             m.d.comb += Cover(transfer(getattr(a, f"{client}_o")))

@@ -1,8 +1,6 @@
 """Arbiters of the accelerator top: its one GEMM engine and its one softmax, each shared by the
 runs that use it."""
 
-from types import SimpleNamespace
-
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -10,20 +8,8 @@ from amaranth.lib.wiring import In, Out
 from .dispatch import engine_config, register_layout
 from .gemm import gemm_cmd_layout
 from .isa import ATTENTION_REGS, SOFTMAX_REGS, Op
-from .skid import SkidBuffer
 
 __all__ = ["EngineArbiter", "SoftmaxArbiter"]
-
-
-def _sliced(m, port, name, slices):
-    """A client's input stream ``port`` through a :class:`~hw.skid.SkidBuffer` (submodule
-    ``name``, added to the list ``slices``); returns the slice's output. The client's ``ready``
-    is then a flip-flop, and the owner select, which reaches across the die, gates only the
-    slice's output (timing)."""
-    m.submodules[name] = skid = SkidBuffer(port.payload.shape())
-    wiring.connect(m, wiring.flipped(port), skid.i)
-    slices.append(skid)
-    return skid.o
 
 
 class EngineArbiter(wiring.Component):
@@ -61,19 +47,8 @@ class EngineArbiter(wiring.Component):
     out : In(the engine's ``out``)
         The engine.
 
-    Each client's input streams pass through a register slice (:class:`~hw.skid.SkidBuffer`)
-    before the multiplexers, so that the select, whose fanout spans the die, reaches only the
-    slices' outputs and never a client's ``ready`` chain.
-
-    Latency: 1 cycle on the client's inputs (the slices), none on the engine's rows; the
-    select a cycle after ``run_op``. Throughput: the engine's.
-
-    Attributes
-    ----------
-    formal_view : SimpleNamespace
-        Set by ``elaborate``, for the formal proofs; no logic of its own. ``slices``: the
-        clients' register slices. A run's streams end empty, so the owner changes only while
-        every slice is.
+    Latency: none (multiplexers), the select a cycle after ``run_op``. Throughput: the
+    engine's.
     """
 
     def __init__(self, cfg):
@@ -117,11 +92,8 @@ class EngineArbiter(wiring.Component):
                          clients[1][1].eq(self.run_op == Op.ATTENTION)]
         else:
             m.d.comb += clients[0][1].eq(1)
-        slices = []
         for name, owns in clients:
-            cmd, a, b = (_sliced(m, getattr(self, f"{name}_{x}"), f"{name}_{x}", slices)
-                         for x in ("cmd", "a", "b"))
-            out = getattr(self, f"{name}_out")
+            cmd, a, b, out = (getattr(self, f"{name}_{x}") for x in ("cmd", "a", "b", "out"))
             m.d.comb += [
                 cmd.ready.eq(owns & self.cmd.ready),
                 a.ready.eq(owns & self.a.ready),
@@ -142,7 +114,6 @@ class EngineArbiter(wiring.Component):
                     m.d.comb += self.a.payload[r].eq(a.payload[r])
                 for c in range(C):
                     m.d.comb += self.b.payload[c].eq(b.payload[c])
-        self.formal_view = SimpleNamespace(slices=slices)
         return m
 
 
@@ -174,15 +145,8 @@ class SoftmaxArbiter(wiring.Component):
     att_i, att_o, att_length : the controller's ``softmax_i``, ``softmax_o``, ``softmax_length``
     i, o, length, <constant> : the unit's ports.
 
-    As there, each client's input rows pass through a register slice.
-
-    Latency: 1 cycle on the rows in (the slices), none on the rows out; the owner, the length
-    and the constants a cycle after ``run_op`` and ``regs``. Throughput: the unit's.
-
-    Attributes
-    ----------
-    formal_view : SimpleNamespace
-        As :class:`EngineArbiter`'s.
+    Latency: none (multiplexers); the owner, the length and the constants a cycle after
+    ``run_op`` and ``regs``. Throughput: the unit's.
     """
 
     def __init__(self, cfg, depth):
@@ -218,14 +182,11 @@ class SoftmaxArbiter(wiring.Component):
         for name, reg in SOFTMAX_REGS.items():
             m.d.sync += getattr(self, name).eq(
                 Mux(att, regs[ATTENTION_REGS[name].name.lower()], regs[reg.name.lower()]))
-        slices = []
-        for owns, i, o in ((rows, _sliced(m, self.rows_i, "rows_i", slices), self.rows_o),
-                           (att, _sliced(m, self.att_i, "att_i", slices), self.att_o)):
+        for owns, i, o in ((rows, self.rows_i, self.rows_o), (att, self.att_i, self.att_o)):
             m.d.comb += [i.ready.eq(owns & self.i.ready), o.valid.eq(owns & self.o.valid),
                          o.payload.eq(self.o.payload)]
             with m.If(owns):
                 m.d.comb += [self.i.valid.eq(i.valid), self.o.ready.eq(o.ready)]
                 for lane in range(lanes):
                     m.d.comb += self.i.payload[lane].eq(i.payload[lane])
-        self.formal_view = SimpleNamespace(slices=slices)
         return m
