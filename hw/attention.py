@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .divider import CeilDivider
 from .gemm import gemm_cmd_layout
 from .memory import uncontended
-from .stream import Countdown, Credits, Queue, delay
+from .stream import Countdown, Credits, Queue
 
 __all__ = ["attention_cmd_layout", "AttentionController"]
 
@@ -203,8 +203,8 @@ class AttentionController(wiring.Component):
     #: GEMM commands queued ahead of the engine: a job's command waits while the previous jobs
     #: drain, so the issuer can move on to the next job's operands.
     CMD_DEPTH = 3
-    #: Operand pairs queued for the engine: the room flag is one cycle stale and counts the
-    #: three cycles of reads in flight (the memories' and their two output registers).
+    #: Operand pairs queued for the engine: the room flag is one cycle stale and counts the two
+    #: cycles of reads in flight (the memories' and a register after the operand multiplexers).
     OPERAND_DEPTH = 8
     #: Score words queued for the serializer: the reads in flight (the score memory, its
     #: landing register) and the queue's own latency, so that the softmax is fed every cycle.
@@ -487,10 +487,14 @@ class AttentionController(wiring.Component):
             ns.p_clr)
         # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it.
         issued = Signal()
+        issued_d = Signal()
+        kind_d = Signal()
+        lane_d = Signal(range(sl))
         op_room = _room(m, op_fifo, issued, "op")
         k_last, t_last = k_loop.last, t_loop.last
         m.d.comb += [issued.eq(feeding & op_room),
                      k_loop.en.eq(issued), t_loop.en.eq(issued & k_last)]
+        m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
         q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()
         p_rd = [mem.read_port() for mem in pmem]
         m.d.comb += [
@@ -516,20 +520,23 @@ class AttentionController(wiring.Component):
                         m.d.comb += p_clr.eq(Mux(i_half, 0b10, 0b01))
             with m.Else():
                 m.d.sync += k_cnt.eq(k_cnt + 1)
-        # The memories' outputs are registered twice as they are (no logic between a block RAM
-        # and a flip-flop: its clock-to-output is most of a cycle, so the first register must sit
-        # beside it, and the second may be anywhere), then multiplexed into the FIFO. The
-        # engine's operands are w+1 bits: Q, K, V sign-extended, P zero-extended.
-        q_dd, k_dd, v_dd = (delay(m, rd.data, 2, name=f"{t}_out")
+        # The memories' outputs are registered as they are (no logic between a block RAM and a
+        # flip-flop), then multiplexed into the FIFO. The engine's operands are w+1 bits: Q, K,
+        # V sign-extended, P zero-extended.
+        issued_dd = Signal()
+        kind_dd = Signal()
+        lane_dd = Signal(range(sl))
+        q_dd, k_dd, v_dd = (Signal.like(rd.data, name=f"{t}_dd")
                             for t, rd in (("q", q_rd), ("k", k_rd), ("v", v_rd)))
-        p_dd = [delay(m, rd.data, 2, name=f"p{r}_out") for r, rd in enumerate(p_rd)]
-        pushed, kind_dd, lane_dd = (delay(m, s, 3, name=f"{name}_out") for s, name in (
-            (issued, "issued"), (ji.kind, "kind"), (p_lane, "lane")))
+        p_dd = [Signal.like(rd.data, name=f"p{r}_dd") for r, rd in enumerate(p_rd)]
+        m.d.sync += [issued_dd.eq(issued_d), kind_dd.eq(kind_d), lane_dd.eq(lane_d),
+                     q_dd.eq(q_rd.data), k_dd.eq(k_rd.data), v_dd.eq(v_rd.data),
+                     *(reg.eq(rd.data) for reg, rd in zip(p_dd, p_rd, strict=True))]
         a_word = Mux(kind_dd == _Jobs.QK, _sign_extend(q_dd),
                      Cat(*(Cat(reg[lane_dd], Const(0, 1)) for reg in p_dd)))
         b_word = Mux(kind_dd == _Jobs.QK, _sign_extend(k_dd), _sign_extend(v_dd))
         m.d.comb += [
-            op_fifo.i.valid.eq(pushed),
+            op_fifo.i.valid.eq(issued_dd),
             op_fifo.i.payload.eq(Cat(a_word, b_word)),
             e_a.payload.eq(op_fifo.o.payload.a),
             e_b.payload.eq(op_fifo.o.payload.b),
