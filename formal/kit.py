@@ -4,7 +4,7 @@ the delay line and the buffer reader."""
 from types import SimpleNamespace
 
 from amaranth.asserts import AnyConst
-from amaranth.hdl import Assert, Assume, Const, Cover, Module, Signal, unsigned
+from amaranth.hdl import Assert, Assume, Const, Cover, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,10 +76,11 @@ def credits(depth, early_give):
     return build
 
 
-def countdown(limit, step):
-    """:class:`~hw.stream.Countdown` against a count of the steps taken in a block."""
+def countdown(limit, step, *, wraps=False):
+    """:class:`~hw.stream.Countdown` against a count of the steps taken in a block; with
+    ``wraps``, its ``wrap`` mode, whose last step starts the next block of the same size."""
     def build(wrap):
-        s = Spec(wrap(Countdown(limit, step)))
+        s = Spec(wrap(Countdown(limit, step, wrap=wraps)))
         m, c = s.m, s.dut
         active = Signal()         # a block is loaded and its last step not taken
         steps = Signal(range(limit + 2))
@@ -89,7 +90,15 @@ def countdown(limit, step):
         with m.If(c.load):
             m.d.sync += [active.eq(1), steps.eq(0), total.eq(c.total)]
         with m.Elif(c.en):
-            m.d.sync += [active.eq(~c.last), steps.eq(steps + 1)]
+            if wraps:
+                m.d.sync += steps.eq(Mux(c.last, 0, steps + 1))
+            else:
+                m.d.sync += [active.eq(~c.last), steps.eq(steps + 1)]
+        wrapped = Signal()        # a block has ended and the next one begun by itself
+        with m.If(c.load):
+            m.d.sync += wrapped.eq(0)
+        with m.Elif(c.en & c.last):
+            m.d.sync += wrapped.eq(wraps)
         with m.If(active):
             m.d.comb += [
                 Assert(c.left == total - steps * step, "countdown: left counts the steps"),
@@ -98,6 +107,8 @@ def countdown(limit, step):
             with m.If(c.en & c.last):
                 m.d.comb += Assert((steps + 1) * step >= total, "countdown: last ends the block")
                 m.d.comb += Cover(total > step)
+                if wraps:
+                    m.d.comb += Cover(wrapped & (total > step))
         return s
     return build
 
@@ -283,6 +294,9 @@ PROOFS = [
           what="left counts the steps; last is high on the block's last step only"),
     Proof("countdown.step2", "countdown", "bmc", 10, countdown(7, 2), cover_depth=8,
           what="left counts the steps; last is high on the block's last step only"),
+    Proof("countdown.wrap", "countdown", "bmc", 12, countdown(5, 2, wraps=True),
+          cover_depth=10, what="wrap mode: left counts the steps of each block of the loaded "
+          "size; last is high on each block's last step only"),
     Proof("delay.3", "delay", "bmc", 10, delayed(3), cover_depth=8,
           what="a value comes out after 3 advances of the line"),
     Proof("reader.order", "reader", "prove", 10, reader(3), cover_depth=17,

@@ -7,7 +7,8 @@ from passing import BY_NAME, assert_passes
 import hw.reader
 
 KIT = ["skid.counts", "skid.order", "queue.counts", "queue.order", "credits.early",
-       "credits.late", "countdown.step1", "countdown.step2", "delay.3", "reader.order"]
+       "credits.late", "countdown.step1", "countdown.step2", "countdown.wrap", "delay.3",
+       "reader.order"]
 
 
 @pytest.mark.parametrize("name", KIT)
@@ -28,6 +29,7 @@ MUTANTS = [
     ("credits.late", "room", "flip"),
     ("countdown.step1", "last", "flip"),
     ("countdown.step2", "left", "flip"),
+    ("countdown.wrap", "last", "flip"),
     ("delay.3", "o", "flip"),
     ("reader.order", "o", "withdraw"),
 ]
