@@ -79,19 +79,25 @@ MUTATIONS = {"withdraw": _withdraw, "payload": _payload, "drop": _drop,
              "loop": _loop, "flip": _flip}
 
 
-class _Mutant(wiring.Component):
+class _Wrapper(wiring.Component):
+    """A component around ``self._wrapped``, whose other attributes (``register_file``,
+    ``word_width``, ``data``, ``formal_view``) it passes on once ``_delegate`` is set."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or not self.__dict__.get("_delegate"):
+            raise AttributeError(name)
+        return getattr(self._wrapped, name)
+
+
+class _Mutant(_Wrapper):
     def __init__(self, dut, port, mutation):
-        self._dut, self._port = dut, port
+        self._dut = self._wrapped = dut
+        self._port = port
         self._mutation = MUTATIONS[mutation] if mutation is not None else None
         members = dict(dut.signature.members.items())
         members["chaos"] = In(1)
         super().__init__(members)
         self._delegate = True
-
-    def __getattr__(self, name):       # the component's other attributes (register_file)
-        if name.startswith("_") or not self.__dict__.get("_delegate"):
-            raise AttributeError(name)
-        return getattr(self._dut, name)
 
     def elaborate(self, platform):
         m = Module()
@@ -111,19 +117,15 @@ class _Mutant(wiring.Component):
         return m
 
 
-class _Forced(wiring.Component):
+class _Forced(_Wrapper):
     """``inner`` with its input ``path`` held high while ``fault`` is: every port passes
     through, that one ORed with ``fault``."""
 
     def __init__(self, inner, path, fault):
-        self._inner, self._path, self._fault = inner, path, fault
+        self._inner = self._wrapped = inner
+        self._path, self._fault = path, fault
         super().__init__(dict(inner.signature.members.items()))
         self._delegate = True
-
-    def __getattr__(self, name):       # the component's other attributes (word_width, data)
-        if name.startswith("_") or not self.__dict__.get("_delegate"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
     def elaborate(self, platform):
         m = Module()
