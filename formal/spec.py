@@ -2,7 +2,7 @@
 
 from amaranth.asserts import AnyConst
 from amaranth.back import rtlil
-from amaranth.hdl import ClockDomain, Module, Value
+from amaranth.hdl import ClockDomain, Fragment, Module, Value
 from amaranth.lib import stream, wiring
 
 from .rules import stream_rules
@@ -31,6 +31,10 @@ class Spec:
     (the induction step of an unbounded one), or at any value for those passed to
     :meth:`start_anywhere`.
 
+    The component is elaborated here, before the proof adds its properties, so that they can
+    read what its elaboration makes: the ``formal_view`` of :class:`~hw.skid.SkidBuffer`,
+    :class:`~hw.stream.Queue` and :class:`~hw.reader.BufferReader` (see :mod:`formal.views`).
+
     Parameters
     ----------
     dut : wiring.Component
@@ -47,7 +51,7 @@ class Spec:
         self.m = m = Module()
         m.domains.sync = self._cd = ClockDomain("sync")
         m.d.comb += self._cd.rst.eq(0)
-        m.submodules.dut = dut
+        m.submodules.dut = Fragment.get(dut, platform=None)
         self._driven = set()
 
     def drive(self, port, value):

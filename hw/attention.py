@@ -334,10 +334,7 @@ class AttentionController(wiring.Component):
         m.submodules.nb_div = nb_div = CeilDivider(Lmax, R)
         m.submodules.rb_div = rb_div = CeilDivider(Lmax, sl)
         nb, row_beats = nb_div.quotient, rb_div.quotient
-        rb_m1 = Signal(range(self.p_words + 1))        # row_beats - 1
-        rb_is1 = Signal()                              # row_beats == 1
         m.d.comb += self.softmax_length.eq(L)
-        m.d.sync += [rb_m1.eq(row_beats - 1), rb_is1.eq(row_beats == 1)]
 
         loading = Signal()
         running = Signal()
@@ -361,8 +358,8 @@ class AttentionController(wiring.Component):
             m.d.comb += [div.load.eq(load_start), div.total.eq(c_cmd.length), div.step.eq(step),
                          div.en.eq(1)]
         counted = ~nb_div.busy & ~rb_div.busy
-        vars(ns).update(d=d, head=head, hd=hd, L=L, causal=causal, nb=nb, rb_m1=rb_m1,
-                        rb_is1=rb_is1, loading=loading, running=running, c_cmd=c_cmd,
+        vars(ns).update(d=d, head=head, hd=hd, L=L, causal=causal, nb=nb,
+                        row_beats=row_beats, loading=loading, running=running, c_cmd=c_cmd,
                         load_start=load_start, counted=counted)
 
     def _loaders(self, m, ns):
@@ -370,8 +367,8 @@ class AttentionController(wiring.Component):
         the ``loaded`` flag and the ``run_start`` strobe that ends loading and starts the run,
         and the per-half hand-off flags of the score buffer and of the P rows."""
         R, C, Lmax, dmax = self.R, self.C, self.max_len, self.max_dim
-        (qmem, kmem, vmem, loading, c_cmd, load_start, counted, hd, running) = (
-            ns.qmem, ns.kmem, ns.vmem, ns.loading, ns.c_cmd, ns.load_start, ns.counted, ns.hd,
+        (qmem, kmem, vmem, loading, c_cmd, load_start, counted, running) = (
+            ns.qmem, ns.kmem, ns.vmem, ns.loading, ns.c_cmd, ns.load_start, ns.counted,
             ns.running)
         # -- LOAD: each stream fills its scratchpad from address 0: ``inner`` beats for each
         # block of ``step`` rows or columns, until the blocks cover ``limit``. The last beat of a
@@ -382,33 +379,30 @@ class AttentionController(wiring.Component):
                                                    ("v", self.v, vmem, "L", C, "d")):
             c_inner = c_cmd.head_dim if inner == "d" else c_cmd.length
             c_limit = c_cmd.length if limit == "L" else c_cmd.head_dim
-            inner_m1, inner_is1 = ((hd.d_m1, hd.d_is1) if inner == "d" else
-                                   (hd.L_m1, hd.L_is1))
             wr = mem.write_port()
             addr = Signal.like(wr.addr, name=f"load_{tag}_addr")
-            i_rem = Signal(range(max(Lmax, dmax) + 1), name=f"load_{tag}_inner")
-            i_last = Signal(name=f"load_{tag}_inner_last")
-            # Blocks of ``step`` rows or columns until they cover ``limit``.
+            # ``inner`` beats a block, blocks of ``step`` rows or columns until they cover
+            # ``limit``.
+            m.submodules[f"load_{tag}_inner"] = beats = Countdown(max(Lmax, dmax), wrap=True)
             m.submodules[f"load_{tag}_outer"] = outer = Countdown(max(Lmax, dmax), step)
             done = Signal(name=f"load_{tag}_done")
             take = port.valid & port.ready
+            # The write is registered: the stream's valid comes from the top's reader and its
+            # select, across the die from the scratchpad. It lands a cycle after ``take``, still
+            # before ``run_start`` (``loaded`` is registered after the last ``done``).
+            m.d.comb += port.ready.eq(loading & ~done)
+            m.d.sync += [wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take)]
             m.d.comb += [
-                port.ready.eq(loading & ~done),
-                wr.addr.eq(addr), wr.data.eq(port.payload), wr.en.eq(take),
+                beats.load.eq(load_start), beats.total.eq(c_inner), beats.en.eq(take),
                 outer.load.eq(load_start), outer.total.eq(c_limit),
-                outer.en.eq(take & i_last),
+                outer.en.eq(take & beats.last),
             ]
             with m.If(load_start):
-                m.d.sync += [addr.eq(0), i_rem.eq(c_inner - 1), i_last.eq(c_inner == 1),
-                             done.eq(0)]
+                m.d.sync += [addr.eq(0), done.eq(0)]
             with m.Elif(take):
                 m.d.sync += addr.eq(addr + 1)
-                with m.If(i_last):
-                    m.d.sync += [i_rem.eq(inner_m1), i_last.eq(inner_is1)]
-                    with m.If(outer.last):
-                        m.d.sync += done.eq(1)
-                with m.Else():
-                    m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1)]
+                with m.If(beats.last & outer.last):
+                    m.d.sync += done.eq(1)
             load_done.append(done)
 
         # Registered: all loaded and counted (low on the command's cycle, while the flags reset).
@@ -444,10 +438,12 @@ class AttentionController(wiring.Component):
         feeding = Signal()
         kdim = range(max(Lmax, dmax) + 1)
         k_cnt = Signal(kdim)                 # k of the next read in this tile
-        k_rem = Signal(kdim)                 # reads left in this tile after the next one
-        k_last = Signal()                    # k_rem == 0
-        t_left = Signal(kdim)                # columns from this tile to the job's end
-        t_last = Signal()                    # t_left <= C
+        # The k reads of a tile, repeated for each tile of C columns until the job's n.
+        m.submodules.k_loop = k_loop = Countdown(max(Lmax, dmax), wrap=True)
+        m.submodules.t_loop = t_loop = Countdown(max(Lmax, dmax), self.C)
+        job_start = Signal()
+        m.d.comb += [k_loop.load.eq(job_start), k_loop.total.eq(ish["k"]),
+                     t_loop.load.eq(job_start), t_loop.total.eq(ish["n"])]
         q_base = Signal(range(self.blocks * dmax + 1))   # b*d for QK(b)
         kv_base = Signal(range(max(LT * dmax, self.dim_tiles * Lmax) + 1))  # t*d or t*L
         p_word = Signal(range(self.p_words + 1))
@@ -472,32 +468,32 @@ class AttentionController(wiring.Component):
             m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
         with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.i.ready):
             # Start the job: queue its command and restart the operand walk.
-            m.d.comb += cmd_fifo.i.valid.eq(1)
-            m.d.sync += [feeding.eq(1), k_cnt.eq(0), k_rem.eq(ish["k_m1"]),
-                         k_last.eq(ish["k_is1"]), t_left.eq(ish["n"]),
-                         t_last.eq(ish["n_le_c"]), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
+            m.d.comb += [cmd_fifo.i.valid.eq(1), job_start.eq(1)]
+            m.d.sync += [feeding.eq(1), k_cnt.eq(0), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
         vars(ns).update(ji=ji, ish=ish, i_half=i_half, feeding=feeding, kdim=kdim, k_cnt=k_cnt,
-                        k_rem=k_rem, k_last=k_last, t_left=t_left, t_last=t_last, q_base=q_base,
-                        kv_base=kv_base, p_word=p_word, p_lane=p_lane, op_fifo=op_fifo)
+                        k_loop=k_loop, t_loop=t_loop, q_base=q_base, kv_base=kv_base,
+                        p_word=p_word, p_lane=p_lane, op_fifo=op_fifo)
 
     def _operands(self, m, ns):
         """Builds the operand feeder: one (A, B) read a cycle from the Q/K/V scratchpads and the
         P rows while the operand FIFO has room, the walk's counters and the job's end, the
         two register stages after the memories, and the multiplexing of Q/P and K/V into the
         operand FIFO that drives the engine's A and B streams."""
-        C, sl, e_a, e_b = self.C, self.sl, self.gemm_a, self.gemm_b
+        sl, e_a, e_b = self.sl, self.gemm_a, self.gemm_b
         (op_fifo, feeding, p_lane, pmem, ji, qmem, kmem, vmem, q_base, k_cnt, kv_base, p_word,
-         k_last, i_half, t_last, k_rem, ish, t_left, d, p_clr) = (
+         k_loop, i_half, t_loop, ish, d, p_clr) = (
             ns.op_fifo, ns.feeding, ns.p_lane, ns.pmem, ns.ji, ns.qmem, ns.kmem, ns.vmem, ns.q_base,
-            ns.k_cnt, ns.kv_base, ns.p_word, ns.k_last, ns.i_half, ns.t_last, ns.k_rem, ns.ish,
-            ns.t_left, ns.d, ns.p_clr)
+            ns.k_cnt, ns.kv_base, ns.p_word, ns.k_loop, ns.i_half, ns.t_loop, ns.ish, ns.d,
+            ns.p_clr)
         # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it.
         issued = Signal()
         issued_d = Signal()
         kind_d = Signal()
         lane_d = Signal(range(sl))
         op_room = _room(m, op_fifo, issued, "op")
-        m.d.comb += issued.eq(feeding & op_room)
+        k_last, t_last = k_loop.last, t_loop.last
+        m.d.comb += [issued.eq(feeding & op_room),
+                     k_loop.en.eq(issued), t_loop.en.eq(issued & k_last)]
         m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
         q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()
         p_rd = [mem.read_port() for mem in pmem]
@@ -514,9 +510,7 @@ class AttentionController(wiring.Component):
             with m.Else():
                 m.d.sync += p_lane.eq(p_lane + 1)
             with m.If(k_last):
-                m.d.sync += [k_cnt.eq(0), k_rem.eq(ish["k_m1"]), k_last.eq(ish["k_is1"]),
-                             t_left.eq(t_left - C), t_last.eq(t_left <= 2 * C),
-                             kv_base.eq(kv_base + ish["step"])]
+                m.d.sync += [k_cnt.eq(0), kv_base.eq(kv_base + ish["step"])]
                 with m.If(t_last):
                     # The job's last read: move on; PV(b) no longer needs P half b%2.
                     m.d.sync += [feeding.eq(0), *ji.advance()]
@@ -525,7 +519,7 @@ class AttentionController(wiring.Component):
                     with m.Else():
                         m.d.comb += p_clr.eq(Mux(i_half, 0b10, 0b01))
             with m.Else():
-                m.d.sync += [k_cnt.eq(k_cnt + 1), k_rem.eq(k_rem - 1), k_last.eq(k_rem == 1)]
+                m.d.sync += k_cnt.eq(k_cnt + 1)
         # The memories' outputs are registered as they are (no logic between a block RAM and a
         # flip-flop), then multiplexed into the FIFO. The engine's operands are w+1 bits: Q, K,
         # V sign-extended, P zero-extended.
@@ -632,7 +626,7 @@ class AttentionController(wiring.Component):
         f_rel = Signal(range(-(LT * C) - C, self.blocks * R + R + 1))     # lim - col
         f_tlast = Signal()                      # f_rem <= C
         f_busy = Signal()
-        meta = data.StructLayout({"mask": C, "last": groups})
+        meta = data.StructLayout({"mask": C, "keep": groups})
         scores = data.StructLayout({"word": data.ArrayLayout(signed(self.acc_width), C),
                                     "meta": meta})
         m.submodules.s_fifo = s_fifo = Queue(scores, self.SCORE_DEPTH)
@@ -649,8 +643,8 @@ class AttentionController(wiring.Component):
         ]
         for c in range(C):   # column col + c is masked when col + c > lim
             m.d.comb += f_meta.mask[c].eq(causal & (f_rel < c))
-        for g in range(groups):   # sub-beat g ends the row (or the word)
-            m.d.comb += f_meta.last[g].eq((f_rem <= (g + 1) * sl) | (g == groups - 1))
+        for g in range(groups):   # sub-beat g is in the row: the first, then while L - col > g*sl
+            m.d.comb += f_meta.keep[g].eq(1 if g == 0 else f_rem > g * sl)
         m.d.sync += f_meta_d.eq(f_meta)
         with m.If(run_start):
             m.d.sync += [f_block.eq(0), f_more.eq(1), f_base.eq(0), f_left.eq(L),
@@ -686,49 +680,42 @@ class AttentionController(wiring.Component):
         vars(ns).update(groups=groups, s_fifo=s_fifo)
 
     def _serializer(self, m, ns):
-        """Builds the serializer: it splits each word of the score FIFO into beats of ``sl``
-        lanes, replaces masked lanes by the most negative score, and holds each beat in a
-        pipeline register in front of the softmax input."""
+        """Builds the serializer: a shift register of the score FIFO's word, ``sl`` lanes a
+        sub-beat, whose first sub-beat is the softmax input. A word is loaded with its masked
+        lanes replaced by the most negative score, and only its sub-beats in the row (``keep``,
+        a prefix); it is loaded when the register holds at most one sub-beat and that one
+        leaves, so a word follows the last without a gap. Each register bit takes its load or
+        its shift through one LUT, and no sub-beat counter selects among the lanes (timing)."""
         sl, sw, sm_i = self.sl, self.sm_cfg.in_width, self.softmax_i
         groups, s_fifo = ns.groups, ns.s_fifo
-        # Serializer: C scores a word, `sl` a beat; lanes past L are dropped by the softmax.
         word, w_meta = s_fifo.o.payload.word, s_fifo.o.payload.meta
-        u = Signal(range(groups))
         masked_min = Const(-(1 << (sw - 1)), signed(sw))
-        # A pipeline register between the serializer and the softmax (timing): it takes a new
-        # beat whenever it is empty or the softmax takes the one it holds.
-        beat = Signal(sm_i.payload.shape())
-        beat_valid = Signal()
-        take = Signal()
-        m.d.comb += take.eq(s_fifo.o.valid & (~beat_valid | sm_i.ready))
-        for lane in range(sl):
-            sel, masked = word[lane], w_meta.mask[lane]
-            for g in range(1, groups):
-                sel = Mux(u == g, word[g * sl + lane], sel)
-                masked = Mux(u == g, w_meta.mask[g * sl + lane], masked)
-            with m.If(take):
-                m.d.sync += beat[lane].eq(Mux(masked, masked_min, sel))
-        with m.If(take):
-            m.d.sync += beat_valid.eq(1)
-        with m.Elif(sm_i.ready):
-            m.d.sync += beat_valid.eq(0)
-        last_sub = w_meta.last.bit_select(u, 1)
+        sub = data.ArrayLayout(sm_i.payload.shape(), groups)
+        held, held_ok = Signal(sub), Signal(groups)     # sub-beats, and which are in the row
+        advance = Signal()                              # the first sub-beat is empty or leaves
+        one_left = ~held_ok[1] if groups > 1 else 1     # held_ok is a prefix
         m.d.comb += [
-            sm_i.valid.eq(beat_valid),
-            sm_i.payload.eq(beat),
-            s_fifo.o.ready.eq(take & last_sub),
+            advance.eq(~held_ok[0] | sm_i.ready),
+            s_fifo.o.ready.eq(advance & one_left),
+            sm_i.valid.eq(held_ok[0]),
+            sm_i.payload.eq(held[0]),
         ]
-        with m.If(take):
-            m.d.sync += u.eq(Mux(last_sub, 0, u + 1))
+        with m.If(s_fifo.o.valid & s_fifo.o.ready):
+            for c in range(len(word)):
+                m.d.sync += held[c // sl][c % sl].eq(Mux(w_meta.mask[c], masked_min, word[c]))
+            m.d.sync += held_ok.eq(w_meta.keep)
+        with m.Elif(advance):
+            for g in range(groups - 1):
+                m.d.sync += held[g].eq(held[g + 1])
+            m.d.sync += held_ok.eq(held_ok >> 1)
 
     def _p_writer(self, m, ns):
         """Builds the P writer: a three-entry FIFO after the softmax output, and the walk that
         writes its probabilities into P half b%2, row r into memory r, setting the half's full
         flag after a block's last row."""
         R, Lmax, sm_o = self.R, self.max_len, self.softmax_o
-        (pmem, run_start, running, L, rb_m1, rb_is1, hd, p_set, p_full) = (
-            ns.pmem, ns.run_start, ns.running, ns.L, ns.rb_m1, ns.rb_is1, ns.hd, ns.p_set,
-            ns.p_full)
+        (pmem, run_start, running, L, row_beats, hd, p_set, p_full) = (
+            ns.pmem, ns.run_start, ns.running, ns.L, ns.row_beats, ns.hd, ns.p_set, ns.p_full)
         # -- P WRITER: probabilities into P half b%2, row r into memory r. ---------------------
         # The last beat of a row and the last row of a block are registered flags.
         w_block = Signal(range(self.blocks + 1))
@@ -737,8 +724,9 @@ class AttentionController(wiring.Component):
         w_half = w_block[0]
         w_r = Signal(range(R))
         w_u = Signal(range(self.p_words + 1))
-        w_urem = Signal(range(self.p_words + 1))   # beats left in this row after the next one
-        w_ulast = Signal()                         # w_urem == 0
+        # The beats of a row, repeated for every row.
+        m.submodules.p_beats = beats = Countdown(self.p_words, wrap=True)
+        w_ulast = beats.last
         m.submodules.p_fifo = p_fifo = Queue(sm_o.payload.shape(), self.P_DEPTH)
         wiring.connect(m, wiring.flipped(sm_o), p_fifo.i)
         p_ready = Signal()
@@ -747,6 +735,7 @@ class AttentionController(wiring.Component):
             p_ready.eq(running & ~p_full.bit_select(w_half, 1)),
             p_fifo.o.ready.eq(p_ready),
             p_take.eq(p_fifo.o.valid & p_ready),
+            beats.load.eq(run_start), beats.total.eq(row_beats), beats.en.eq(p_take),
         ]
         for r, mem in enumerate(pmem):
             wr = mem.write_port()
@@ -757,10 +746,10 @@ class AttentionController(wiring.Component):
             ]
         with m.If(run_start):
             m.d.sync += [w_block.eq(0), w_left.eq(L), w_rows_m1.eq(Mux(L >= R, R - 1, hd.L_m1)),
-                         w_r.eq(0), w_u.eq(0), w_urem.eq(rb_m1), w_ulast.eq(rb_is1)]
+                         w_r.eq(0), w_u.eq(0)]
         with m.Elif(p_take):
             with m.If(w_ulast):
-                m.d.sync += [w_u.eq(0), w_urem.eq(rb_m1), w_ulast.eq(rb_is1)]
+                m.d.sync += w_u.eq(0)
                 with m.If(w_r == w_rows_m1):
                     m.d.sync += [w_r.eq(0), w_block.eq(w_block + 1), w_left.eq(w_left - R),
                                  w_rows_m1.eq(Mux(w_left >= 2 * R, R - 1, w_left - (R + 1)))]
@@ -768,7 +757,7 @@ class AttentionController(wiring.Component):
                 with m.Else():
                     m.d.sync += w_r.eq(w_r + 1)
             with m.Else():
-                m.d.sync += [w_u.eq(w_u + 1), w_urem.eq(w_urem - 1), w_ulast.eq(w_urem == 1)]
+                m.d.sync += w_u.eq(w_u + 1)
 
     def elaborate(self, platform):
         m = Module()

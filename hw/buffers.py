@@ -78,8 +78,9 @@ class Buffers(wiring.Component):
     data : dict of Buf to MemoryData
         The memories' storage.
 
-    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr``; a run
-    write reaches the memory a cycle after ``write_*``. Throughput: one word a cycle per port.
+    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr``; a
+    command write reaches the memory a cycle after ``host.wen``, a run write a cycle after
+    ``write_*``. Throughput: one word a cycle per port.
     """
 
     def __init__(self, cfg, depth):
@@ -137,9 +138,15 @@ class Buffers(wiring.Component):
                 m.d.sync += [run_we.eq(self.running & port.valid), run_data.eq(port.payload)]
                 with m.If(by_run):
                     m.d.comb += [wp.en.eq(run_we), wp.addr.eq(run_addr), wp.data.eq(run_data)]
+            # The command's write is registered: its buffer select is decoded from the command's
+            # argument, across the die from most block RAMs.
+            host_we = Signal(name=f"host_we_{buf.name.lower()}")
+            host_waddr = Signal.like(wp.addr, name=f"host_waddr_{buf.name.lower()}")
+            host_wdata = Signal.like(wp.data, name=f"host_wdata_{buf.name.lower()}")
+            m.d.sync += [host_we.eq(host.wen & (host.buf == buf.value)),
+                         host_waddr.eq(host.waddr), host_wdata.eq(host.wdata)]
             with m.If(~by_run):
-                m.d.comb += [wp.en.eq(host.wen & (host.buf == buf.value)), wp.addr.eq(host.waddr),
-                             wp.data.eq(host.wdata)]
+                m.d.comb += [wp.en.eq(host_we), wp.addr.eq(host_waddr), wp.data.eq(host_wdata)]
         if Buf.COEF in self.specs:
             ln = self.cfg.layernorm
             gw = ln.gamma_width * ln.lanes

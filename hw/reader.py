@@ -1,11 +1,13 @@
 """Buffer reader: a buffer walked in three nested loops and delivered as a stream."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, ResetInserter, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .skid import SkidBuffer
-from .stream import Credits, Queue
+from .stream import Countdown, Credits, Queue
 
 __all__ = ["reader_loop_layout", "reader_control_signature", "read_port_signature",
            "BufferReader"]
@@ -40,9 +42,10 @@ class BufferReader(wiring.Component):
 
     Everything on the memory's side is registered, for timing: the address is a register
     stepped by one adder (``+1``, or a jump to the next j or i block, kept ready beside it), the
-    loops count down to registered "last" flags, and the decision to read is two flip-flops, the
-    walk's ``active`` and the ``room`` of a :class:`~hw.stream.Credits` (slots of the queue
-    neither full nor claimed by a read in flight). The memory's output is registered (the block
+    loops count down to registered "last" flags (:class:`~hw.stream.Countdown`), and the
+    decision to read is two flip-flops, the walk's ``active`` and the ``room`` of a
+    :class:`~hw.stream.Credits` (slots of the queue neither full nor claimed by a read in
+    flight). The memory's output is registered (the block
     RAM's slow clock-to-output ends there), then goes into a small :class:`~hw.stream.Queue`
     (distributed RAM). A register slice (:class:`~hw.skid.SkidBuffer`) follows the queue, so the
     consumer's ``ready`` reaches only the slice's flip-flops.
@@ -53,6 +56,9 @@ class BufferReader(wiring.Component):
         Address bits of the buffer.
     width : int
         Bits of a buffer word.
+    formal : bool
+        Elaborate for a formal proof: the queue's storage is shown in ``formal_view`` (see
+        :class:`~hw.stream.Queue`). Never set in hardware.
 
     Members
     -------
@@ -65,15 +71,25 @@ class BufferReader(wiring.Component):
 
     Latency: 2 cycles from ``start`` to the first read, whose word is on ``o`` 5 cycles later.
     Throughput: one word per cycle (the queue covers the credit loop).
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs (:mod:`formal.kit`); no logic of its own. The
+        parts (``fifo``, ``skid``, ``credits``), the reads in flight (``issue``, ``issued``,
+        ``landed`` and ``landed_data``, ``consumed``), the walk's state (``load``, ``active``)
+        and its registers (``addr``, ``next_j``, ``next_i``, ``si``, ``sj``; the loops' counters
+        ``k``, ``j`` and ``i``, each a :class:`~hw.stream.Countdown`).
     """
 
     #: Entries of the queue: the reads in flight (issue, memory, landing register) and the
     #: FIFO's own output latency, so that a steady consumer never waits.
     DEPTH = 12
 
-    def __init__(self, addr_width, width):
+    def __init__(self, addr_width, width, *, formal=False):
         self.addr_width = addr_width
         self.width = width
+        self.formal = formal
         super().__init__({
             "control": In(reader_control_signature(addr_width)),
             "mem": Out(read_port_signature(addr_width, width)),
@@ -84,7 +100,7 @@ class BufferReader(wiring.Component):
         m = Module()
         start, loop = self.control.start, self.control.loop
         # ``start`` empties the queue, its slice and the credits.
-        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.DEPTH))
+        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.DEPTH, formal=self.formal))
         skid = ResetInserter(start)(SkidBuffer(self.width))
         credits = ResetInserter(start)(Credits(self.DEPTH))
         m.submodules.fifo, m.submodules.skid, m.submodules.credits = fifo, skid, credits
@@ -115,12 +131,16 @@ class BufferReader(wiring.Component):
             active.eq(active_next),
         ]
 
-        # Down-counters with "last" flags, and the address with its next j and i block starts.
+        # The loops count down to registered "last" flags (k and j wrapping), beside the address
+        # and its next j and i block starts.
         aw = self.addr_width + 1
-        k_rem, j_rem, i_rem = (Signal(aw, name=f"{x}_rem") for x in "kji")
-        k_last, j_last, i_last = (Signal(name=f"{x}_last") for x in "kji")
-        k_top, j_top = Signal(aw), Signal(aw)
-        k_one, j_one = Signal(), Signal()
+        step = issue & ~start
+        counts = {}
+        for x, wrap in (("k", True), ("j", True), ("i", False)):
+            counts[x] = m.submodules[f"{x}_loop"] = Countdown((1 << aw) - 1, wrap=wrap)
+            m.d.comb += [counts[x].load.eq(load), counts[x].total.eq(getattr(loop, f"count_{x}"))]
+        k, j, i = counts["k"], counts["j"], counts["i"]
+        m.d.comb += [k.en.eq(step), j.en.eq(step & k.last), i.en.eq(step & k.last & j.last)]
         si, sj = Signal(aw), Signal(aw)
         addr = Signal(2 * aw)
         next_j = Signal(2 * aw)
@@ -130,29 +150,19 @@ class BufferReader(wiring.Component):
             m.d.comb += active_next.eq(0)
         with m.Elif(load):
             m.d.comb += active_next.eq(1)
-            m.d.sync += [
-                k_top.eq(loop.count_k - 1), j_top.eq(loop.count_j - 1),
-                k_one.eq(loop.count_k == 1), j_one.eq(loop.count_j == 1),
-                k_rem.eq(loop.count_k - 1), j_rem.eq(loop.count_j - 1), i_rem.eq(loop.count_i - 1),
-                k_last.eq(loop.count_k == 1), j_last.eq(loop.count_j == 1),
-                i_last.eq(loop.count_i == 1),
-                addr.eq(0), next_j.eq(loop.sj), next_i.eq(loop.si),
-                si.eq(loop.si), sj.eq(loop.sj),
-            ]
+            m.d.sync += [addr.eq(0), next_j.eq(loop.sj), next_i.eq(loop.si),
+                         si.eq(loop.si), sj.eq(loop.sj)]
         with m.Elif(issue):
-            with m.If(~k_last):
-                m.d.sync += [k_rem.eq(k_rem - 1), k_last.eq(k_rem == 1), addr.eq(addr + 1)]
+            with m.If(~k.last):
+                m.d.sync += addr.eq(addr + 1)
+            with m.Elif(~j.last):
+                m.d.sync += [addr.eq(next_j), next_j.eq(next_j + sj)]
+            with m.Elif(~i.last):
+                m.d.sync += [addr.eq(next_i), next_j.eq(next_i + sj), next_i.eq(next_i + si)]
             with m.Else():
-                m.d.sync += [k_rem.eq(k_top), k_last.eq(k_one)]
-                with m.If(~j_last):
-                    m.d.sync += [j_rem.eq(j_rem - 1), j_last.eq(j_rem == 1),
-                                 addr.eq(next_j), next_j.eq(next_j + sj)]
-                with m.Else():
-                    m.d.sync += [j_rem.eq(j_top), j_last.eq(j_one)]
-                    with m.If(~i_last):
-                        m.d.sync += [i_rem.eq(i_rem - 1), i_last.eq(i_rem == 1),
-                                     addr.eq(next_i), next_j.eq(next_i + sj),
-                                     next_i.eq(next_i + si)]
-                    with m.Else():
-                        m.d.comb += active_next.eq(0)
+                m.d.comb += active_next.eq(0)
+        self.formal_view = SimpleNamespace(
+            fifo=fifo, skid=skid, credits=credits, issue=issue, issued=issued, landed=landed,
+            landed_data=landed_data, consumed=consumed, load=load, active=active, addr=addr,
+            next_j=next_j, next_i=next_i, si=si, sj=sj, k=k, j=j, i=i)
         return m

@@ -1,5 +1,7 @@
 """A register slice for streams: cuts the combinational ``valid``/``ready`` path between units."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -29,6 +31,13 @@ class SkidBuffer(wiring.Component):
         Beats in.
     o : Out(stream.Signature(shape))
         The same beats, in order, one cycle later at the earliest.
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs (:mod:`formal.views`); no logic of its own.
+        ``o``, the main register (the beat offered), and ``skid`` and ``skid_valid``, the skid
+        register and its flag.
     """
 
     def __init__(self, shape):
@@ -53,4 +62,5 @@ class SkidBuffer(wiring.Component):
         # flip-flop, not the consumer's ready.
         with m.If(~skid_valid):
             m.d.sync += skid.eq(self.i.payload)
+        self.formal_view = SimpleNamespace(o=self.o, skid=skid, skid_valid=skid_valid)
         return m

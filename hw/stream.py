@@ -11,6 +11,8 @@ four rules:
 The register slice that cuts the ``valid``/``ready`` paths is :class:`hw.skid.SkidBuffer`.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -38,6 +40,9 @@ class Queue(wiring.Component):
         The payload shape.
     depth : int
         The number of beats held.
+    formal : bool
+        Elaborate for a formal proof: the FIFO also gets an asynchronous read port on each row
+        of its storage, for ``formal_view``. Never set in hardware.
 
     Members
     -------
@@ -47,10 +52,21 @@ class Queue(wiring.Component):
         The same beats, in order.
     level : Out(range(depth + 1))
         The beats held, including the one on ``o``.
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs (:mod:`formal.views`); no logic of its own.
+        ``fifo``, the :class:`~amaranth.lib.fifo.SyncFIFOBuffered`: its output register
+        (``r_rdy``, ``r_data``) and ``level``. With ``formal``, also the FIFO's storage (all but
+        the output register): ``rows``, each row's word, and ``produce`` and ``consume``, the
+        rows written and read next.
     """
 
-    def __init__(self, shape, depth):
-        self.shape, self.depth = shape, depth
+    def __init__(self, shape, depth, *, formal=False):
+        if formal and depth < 2:
+            raise ValueError(f"Queue depth must be at least 2 for a formal view, not {depth}")
+        self.shape, self.depth, self.formal = shape, depth, formal
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -59,8 +75,8 @@ class Queue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=Shape.cast(self.shape).width,
-                                                    depth=self.depth)
+        fifo_class = _FormalFIFO if self.formal else SyncFIFOBuffered
+        m.submodules.fifo = fifo = fifo_class(width=Shape.cast(self.shape).width, depth=self.depth)
         m.d.comb += [
             fifo.w_stream.valid.eq(self.i.valid),
             fifo.w_stream.payload.eq(self.i.payload),
@@ -70,6 +86,34 @@ class Queue(wiring.Component):
             fifo.r_stream.ready.eq(self.o.ready),
             self.level.eq(fifo.level),
         ]
+        self.formal_view = SimpleNamespace(fifo=fifo)
+        if self.formal:
+            self.formal_view.rows = fifo.rows
+            self.formal_view.produce, self.formal_view.consume = fifo.produce, fifo.consume
+        return m
+
+
+class _FormalFIFO(SyncFIFOBuffered):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (of depth 2 or more) as its own
+    ``elaborate`` builds it, with an asynchronous read port added on each row of its storage
+    (its submodule ``storage``, an :class:`amaranth.lib.memory.Memory`) for a formal proof:
+    ``rows`` (each row's word), and ``produce`` and ``consume`` (the addresses of the storage's
+    write and read ports)."""
+
+    def __init__(self, *, width, depth):
+        super().__init__(width=width, depth=depth)
+        self.rows = [Signal(width, name=f"row{row}") for row in range(depth - 1)]
+        self.produce = Signal(range(depth - 1))
+        self.consume = Signal(range(depth - 1))
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        storage = m.submodules.storage
+        (write,), (read,) = storage.write_ports, storage.read_ports
+        m.d.comb += [self.produce.eq(write.addr), self.consume.eq(read.addr)]
+        for row, word in enumerate(self.rows):
+            port = storage.read_port(domain="comb")
+            m.d.comb += [port.addr.eq(row), word.eq(port.data)]
         return m
 
 
@@ -131,7 +175,9 @@ class Countdown(wiring.Component):
     high while the current step is the block's last (``left <= step``): it is a flip-flop,
     computed when the previous step is taken, so that the logic it drives (a wrap, a ``ready``)
     needs no comparator. ``load`` wins over ``en``; loading on the last ``en`` starts the next
-    block back to back.
+    block back to back. With ``wrap``, the counter keeps the loaded ``total`` and starts the
+    next block of the same size by itself on the last ``en``: the inner loop of a loop nest,
+    whose enable at the outer level is ``en & last``.
 
     Latency: ``left`` and ``last`` follow ``load`` or ``en`` on the next cycle. Throughput: one
     step per cycle.
@@ -142,6 +188,8 @@ class Countdown(wiring.Component):
         The largest ``total``.
     step : int
         Items consumed per ``en``.
+    wrap : bool
+        Whether the last ``en`` of a block reloads the last ``total`` loaded.
 
     Members
     -------
@@ -155,10 +203,17 @@ class Countdown(wiring.Component):
         Items left, the current step's included.
     last : Out(1)
         The current step is the block's last: ``left <= step``.
+
+    Attributes
+    ----------
+    formal_view : SimpleNamespace
+        Set by ``elaborate``, for the formal proofs; no logic of its own. With ``wrap``,
+        ``period`` and ``period_last``: the block size kept for the next block, and its
+        ``last``.
     """
 
-    def __init__(self, limit, step=1):
-        self.limit, self.step = limit, step
+    def __init__(self, limit, step=1, *, wrap=False):
+        self.limit, self.step, self.wrap = limit, step, wrap
         super().__init__({
             "load": In(1),
             "total": In(range(limit + 1)),
@@ -169,11 +224,23 @@ class Countdown(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        period = Signal.like(self.total, name="period")           # with wrap: the block size
+        period_last = Signal(name="period_last")                  # ... and its first ``last``
         with m.If(self.load):
             m.d.sync += [self.left.eq(self.total), self.last.eq(self.total <= self.step)]
+            if self.wrap:
+                m.d.sync += [period.eq(self.total), period_last.eq(self.total <= self.step)]
         with m.Elif(self.en):
-            m.d.sync += [self.left.eq(self.left - self.step),
-                         self.last.eq(self.left <= 2 * self.step)]
+            if self.wrap:
+                with m.If(self.last):
+                    m.d.sync += [self.left.eq(period), self.last.eq(period_last)]
+                with m.Else():
+                    m.d.sync += [self.left.eq(self.left - self.step),
+                                 self.last.eq(self.left <= 2 * self.step)]
+            else:
+                m.d.sync += [self.left.eq(self.left - self.step),
+                             self.last.eq(self.left <= 2 * self.step)]
+        self.formal_view = SimpleNamespace(period=period, period_last=period_last)
         return m
 
 

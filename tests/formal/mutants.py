@@ -1,11 +1,15 @@
 """Deliberately broken variants of a component, for the mutation tests: each wraps the component,
-keeps its ports (plus a free ``chaos`` input that triggers the fault) and breaks one of them."""
+keeps its ports (plus a free ``chaos`` input that triggers the fault) and breaks one of them; or,
+for a part that a unit makes inside itself, stands in for it there."""
 
+from amaranth.asserts import AnySeq
 from amaranth.hdl import Const, Module, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-__all__ = ["MUTATIONS", "mutant", "forced"]
+from hw.stream import Credits
+
+__all__ = ["MUTATIONS", "mutant", "forced", "ForgetfulCredits"]
 
 
 def _member(obj, path):
@@ -45,28 +49,55 @@ def _accept(m, inner, outer, chaos):
                  outer.ready.eq(inner.ready | chaos)]
 
 
+def _corrupt(m, inner, outer, chaos):
+    """An input stream: the payload's bit 0 flips on its way in while ``chaos`` is high (the
+    component keeps a payload other than the one it took)."""
+    m.d.comb += [inner.valid.eq(outer.valid), outer.ready.eq(inner.ready),
+                 Value.cast(inner.payload).eq(Value.cast(outer.payload) ^ chaos)]
+
+
+def _address(m, inner, outer, chaos):
+    """A memory read port: the address's bit 0 flips while ``chaos`` is high (the memory
+    returns another word than the one asked for)."""
+    m.d.comb += [outer.addr.eq(inner.addr ^ chaos), inner.data.eq(outer.data)]
+
+
+def _loop(m, inner, outer, chaos):
+    """A reader's control: the loop's ``count_k`` bit 0 flips on its way in while ``chaos`` is
+    high (the reader walks another loop than the one asked for)."""
+    m.d.comb += [inner.start.eq(outer.start), inner.loop.eq(outer.loop),
+                 inner.loop.count_k.eq(outer.loop.count_k ^ chaos)]
+
+
 def _flip(m, inner, outer, chaos):
     """A plain output's bit 0 flips while ``chaos`` is high."""
     m.d.comb += Value.cast(outer).eq(Value.cast(inner) ^ chaos)
 
 
 MUTATIONS = {"withdraw": _withdraw, "payload": _payload, "drop": _drop,
-             "duplicate": _duplicate, "accept": _accept, "flip": _flip}
+             "duplicate": _duplicate, "accept": _accept, "corrupt": _corrupt, "address": _address,
+             "loop": _loop, "flip": _flip}
 
 
-class _Mutant(wiring.Component):
+class _Wrapper(wiring.Component):
+    """A component around ``self._wrapped``, whose other attributes (``register_file``,
+    ``word_width``, ``data``, ``formal_view``) it passes on once ``_delegate`` is set."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or not self.__dict__.get("_delegate"):
+            raise AttributeError(name)
+        return getattr(self._wrapped, name)
+
+
+class _Mutant(_Wrapper):
     def __init__(self, dut, port, mutation):
-        self._dut, self._port = dut, port
+        self._dut = self._wrapped = dut
+        self._port = port
         self._mutation = MUTATIONS[mutation] if mutation is not None else None
         members = dict(dut.signature.members.items())
         members["chaos"] = In(1)
         super().__init__(members)
         self._delegate = True
-
-    def __getattr__(self, name):       # the component's other attributes (register_file)
-        if name.startswith("_") or not self.__dict__.get("_delegate"):
-            raise AttributeError(name)
-        return getattr(self._dut, name)
 
     def elaborate(self, platform):
         m = Module()
@@ -86,19 +117,15 @@ class _Mutant(wiring.Component):
         return m
 
 
-class _Forced(wiring.Component):
+class _Forced(_Wrapper):
     """``inner`` with its input ``path`` held high while ``fault`` is: every port passes
     through, that one ORed with ``fault``."""
 
     def __init__(self, inner, path, fault):
-        self._inner, self._path, self._fault = inner, path, fault
+        self._inner = self._wrapped = inner
+        self._path, self._fault = path, fault
         super().__init__(dict(inner.signature.members.items()))
         self._delegate = True
-
-    def __getattr__(self, name):       # the component's other attributes (word_width, data)
-        if name.startswith("_") or not self.__dict__.get("_delegate"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
     def elaborate(self, platform):
         m = Module()
@@ -132,3 +159,16 @@ def forced(submodule, path):
         setattr(dut, submodule, _Forced(getattr(dut, submodule), path, outer.chaos))
         return outer
     return wrap
+
+
+class ForgetfulCredits(Credits):
+    """:class:`hw.stream.Credits` that does not count a claim on any cycle the solver picks.
+    A test puts it in the place of ``Credits`` in :mod:`hw.reader` (``monkeypatch``): the
+    reader may then send its queue more words than it holds."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = Credits(self.depth, early_give=self.early_give)
+        m.d.comb += [inner.take.eq(self.take & ~AnySeq(1)), inner.give.eq(self.give),
+                     self.count.eq(inner.count), self.room.eq(inner.room)]
+        return m

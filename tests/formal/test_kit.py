@@ -1,11 +1,14 @@
 """The stream kit's proofs pass, and each fails on a broken variant of its component."""
 
 import pytest
-from mutants import mutant
+from mutants import ForgetfulCredits, mutant
 from passing import BY_NAME, assert_passes
 
+import hw.reader
+
 KIT = ["skid.counts", "skid.order", "queue.counts", "queue.order", "credits.early",
-       "credits.late", "countdown.step1", "countdown.step2", "delay.3", "reader.walk"]
+       "credits.late", "countdown.step1", "countdown.step2", "countdown.wrap", "delay.3",
+       "reader.order"]
 
 
 @pytest.mark.parametrize("name", KIT)
@@ -18,20 +21,17 @@ MUTANTS = [
     ("skid.counts", "o", "withdraw"),
     ("skid.counts", "o", "payload"),
     ("skid.counts", "o", "drop"),
-    ("skid.order", "o", "duplicate"),
     ("skid.order", "o", "drop"),
     ("queue.counts", "o", "withdraw"),
     ("queue.counts", "o", "drop"),
     ("queue.order", "o", "duplicate"),
-    ("queue.order", "o", "payload"),
     ("credits.early", "room", "flip"),
     ("credits.late", "room", "flip"),
     ("countdown.step1", "last", "flip"),
     ("countdown.step2", "left", "flip"),
+    ("countdown.wrap", "last", "flip"),
     ("delay.3", "o", "flip"),
-    ("reader.walk", "o", "withdraw"),
-    ("reader.walk", "o", "drop"),
-    ("reader.walk", "o", "duplicate"),
+    ("reader.order", "o", "withdraw"),
 ]
 
 
@@ -41,3 +41,35 @@ def test_mutant_fails(name, port, mutation):
     assert outcome.check.status == "FAIL", outcome.check.log
     assert outcome.trace is not None and outcome.trace.suffix == ".vcd"
     assert outcome.trace.exists()
+
+
+# (proof, port, mutation, a property that must fail): the properties of the unbounded proofs of
+# order, each rejecting a broken variant.
+NAMED = [
+    ("skid.order", "i", "corrupt", "sb: the tracked beat is inside, at its place"),
+    ("skid.order", "o", "duplicate", "sb: the beats held are those inside"),
+    ("skid.order", "o", "payload", "sb: the tracked beat leaves in order"),
+    ("queue.order", "i", "corrupt", "sb: the tracked beat is inside, at its place"),
+    ("queue.order", "o", "drop", "sb: the beats held are those inside"),
+    ("queue.order", "o", "payload", "sb: the tracked beat leaves in order"),
+    ("reader.order", "o", "drop", "reader: a held beat is offered in time"),
+    ("reader.order", "o", "duplicate", "reader: the beats held are those inside"),
+    ("reader.order", "o", "payload", "reader: the tracked beat leaves in order"),
+    ("reader.order", "mem", "address", "reader: the reads in walk order"),
+    ("reader.order", "control", "loop", "reader: the loop loaded"),
+]
+
+
+@pytest.mark.parametrize(("name", "port", "mutation", "message"), NAMED)
+def test_mutant_fails_property(name, port, mutation, message):
+    outcome = BY_NAME[name].run(mutant(port, mutation), cover=False)
+    assert outcome.check.status == "FAIL", outcome.check.log
+    assert message in outcome.failed
+
+
+def test_reader_forgetful_credits_fail(monkeypatch):
+    # Credits that forget a claim: the count of the words in flight and queued is wrong.
+    monkeypatch.setattr(hw.reader, "Credits", ForgetfulCredits)
+    outcome = BY_NAME["reader.order"].run(cover=False)
+    assert outcome.check.status == "FAIL", outcome.check.log
+    assert "reader: the credits count the words in flight and queued" in outcome.failed

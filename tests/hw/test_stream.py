@@ -1,8 +1,11 @@
 """The stream kit: Queue, Credits, Countdown and delay, against Python models, under stalls."""
 
+import gc
+import warnings
+
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Module, Signal
+from amaranth.hdl import ClockDomain, Fragment, Module, Signal, UnusedElaboratable
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -67,6 +70,45 @@ def test_queue_holds_depth_beats_and_reports_its_level():
 
     _simulate(dut, bench)
     assert seen == [1, 1, 1, 0, 0]
+
+
+def test_queue_formal_view_shows_the_beats_held():
+    # A beat passes through (the ring's pointers move on), then four stay: the output register
+    # holds the first, the storage rows the others, from ``consume`` on around the ring of 3
+    # rows (wrapping), up to ``produce``.
+    dut = Queue(16, 4, formal=True)
+    sim = Simulator(dut)            # elaborates the queue: ``formal_view`` is set
+    view = dut.formal_view
+    assert len(view.rows) == 3
+    sim.add_clock(1e-8)
+    held = []
+
+    async def bench(ctx):
+        for beat in (8, 9, 10, 11, 12):
+            ctx.set(dut.o.ready, beat < 9)
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, beat)
+            await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            await ctx.tick().repeat(3)
+        consume, produce = ctx.get(view.consume), ctx.get(view.produce)
+        assert ctx.get(dut.level) == 4 and (consume, produce) == (2, 2)
+        held.append(ctx.get(view.fifo.r_data))
+        held.extend(ctx.get(view.rows[(consume + k) % 3]) for k in range(3))
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert held == [9, 10, 11, 12]
+
+
+def test_queue_formal_view_needs_storage():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)  # the refused, half-built queue
+        with pytest.raises(ValueError, match=r"^Queue depth must be at least 2 for a formal "
+                                             r"view, not 1$") as info:
+            Queue(16, 1, formal=True)
+        del info
+        gc.collect()
 
 
 # -- Credits ---------------------------------------------------------------------------------
@@ -140,20 +182,32 @@ def test_credits_room_is_registered_and_counts(early_give, rooms):
 
 # -- Countdown -------------------------------------------------------------------------------
 
+async def _countdown_step(ctx, dut, rng, seen):
+    """Drive ``en`` at random (70%); when it is high, record ``(left, last)`` in ``seen``.
+    Returns ``(en, last)``; the caller ticks."""
+    en = int(rng.random() < 0.7)
+    ctx.set(dut.en, en)
+    await ctx.delay(1e-9)
+    last = bool(ctx.get(dut.last))
+    if en:
+        seen.append((ctx.get(dut.left), last))
+    return en, last
+
+
+def _countdown_block(total, step):
+    """``(left, last)`` at each step of one block of ``total`` items, ``step`` a step."""
+    lefts = range(total, 0, -step)
+    return [(left, left <= step) for left in lefts]
+
+
 @pytest.mark.parametrize("step", [1, 3])
 def test_countdown_marks_the_last_step_of_each_block(step):
     limit = 20
     dut = Countdown(limit, step)
     rng = np.random.default_rng(step)
     totals = rng.integers(1, limit + 1, 12).tolist()
-    seen, expect = [], []
-    for total in totals:
-        left = total
-        while True:
-            expect.append((left, left <= step))
-            if left <= step:
-                break
-            left -= step
+    seen = []
+    expect = [beat for total in totals for beat in _countdown_block(total, step)]
 
     async def bench(ctx):
         # Each block is loaded on the last step of the one before (back to back) or after a gap.
@@ -163,18 +217,43 @@ def test_countdown_marks_the_last_step_of_each_block(step):
         ctx.set(dut.load, 0)
         k = 1
         while len(seen) < len(expect):
-            en = int(rng.random() < 0.7)
-            ctx.set(dut.en, en)
-            await ctx.delay(1e-9)
-            left, last = ctx.get(dut.left), ctx.get(dut.last)
+            en, last = await _countdown_step(ctx, dut, rng, seen)
             if en:
-                seen.append((left, bool(last)))
                 if last and k < len(totals):
                     ctx.set(dut.total, totals[k])
                     ctx.set(dut.load, 1)
                     k += 1
             await ctx.tick()
             ctx.set(dut.load, 0)
+
+    _simulate(dut, bench)
+    assert seen == expect
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_countdown_with_wrap_repeats_its_block_until_loaded_again(step):
+    limit = 9
+    dut = Countdown(limit, step, wrap=True)
+    rng = np.random.default_rng(10 + step)
+    # (total, blocks): each total is loaded once and counted down `blocks` times.
+    plan = [(int(rng.integers(1, limit + 1)), int(rng.integers(1, 4))) for _ in range(8)]
+    expect = [beat for total, blocks in plan for _ in range(blocks)
+              for beat in _countdown_block(total, step)]
+    seen = []
+
+    async def bench(ctx):
+        for total, blocks in plan:
+            ctx.set(dut.total, total)
+            ctx.set(dut.load, 1)
+            ctx.set(dut.en, 0)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            ctx.set(dut.total, 0)     # read on load only
+            done = 0
+            while done < blocks:
+                en, last = await _countdown_step(ctx, dut, rng, seen)
+                done += en and last
+                await ctx.tick()
 
     _simulate(dut, bench)
     assert seen == expect
