@@ -167,6 +167,8 @@ def _source_digest():
     return _digest(amaranth.__version__, *(f.read_bytes() for f in files))
 
 
+_IMPORTED_SOURCES = _source_digest()
+
 _PORT = re.compile(r"^\s*(input|output)\s+(\[[^\]]*\]\s*)?([A-Za-z_]\w*)\s*;", re.M)
 
 
@@ -377,12 +379,17 @@ def build_component(component, top, *, key=None, train=None, log=None):
     :class:`Build`."""
     ports = ports_of(component)
     index = None
+    # The index names a build by the sources on disk, but the design in hand was elaborated from
+    # the sources this process imported: use it only while the two are the same (an edit made
+    # since, or during the build, is never indexed under a build that may not hold it).
+    if key is not None and _source_digest() != _IMPORTED_SOURCES:
+        key = None
     if key is not None:
         memo = (top, key, None if train is None else train.name)
         if memo in _MEMO and _MEMO[memo].library.exists():
             _silence(component)
             return Build(_MEMO[memo].library, ports, 0.0)
-        index = builds_dir() / "index" / _digest(repr(memo), _source_digest(),
+        index = builds_dir() / "index" / _digest(repr(memo), _IMPORTED_SOURCES,
                                                " ".join(VERILATOR_FLAGS + _make_flags(OPT)),
                                                _toolchain_version())
         if index.exists():
@@ -392,7 +399,7 @@ def build_component(component, top, *, key=None, train=None, log=None):
                 _MEMO[memo] = Build(library, ports, 0.0)
                 return _MEMO[memo]
     result = build_model(verilog_of(component, top), top, ports, train=train, log=log)
-    if key is not None:
+    if key is not None and _source_digest() == _IMPORTED_SOURCES:
         index.parent.mkdir(parents=True, exist_ok=True)
         index.write_text(result.library.parent.name + "\n")
         _MEMO[memo] = result

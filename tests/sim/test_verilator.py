@@ -221,6 +221,23 @@ def test_runtime_library_compiled_once(tmp_path, monkeypatch):
     assert compiled == [True, False]
 
 
+def test_index_only_for_the_imported_sources(tmp_path, monkeypatch):
+    # A keyed build is indexed by the sources this process imported; once the sources on disk
+    # differ (an edit since the import, or during the build), it is neither looked up nor
+    # indexed, so an index entry never names a build of other sources.
+    from hw.skid import SkidBuffer
+    from sim.verilator import build as vb
+
+    monkeypatch.setenv(BUILD_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(vb, "_MEMO", {})
+    vb.build_component(SkidBuffer(8), "intformer_skid", key=("skid", 8))
+    assert len(list((tmp_path / "verilator" / "index").iterdir())) == 1
+    monkeypatch.setattr(vb, "_IMPORTED_SOURCES", "edited since")
+    again = vb.build_component(SkidBuffer(9), "intformer_skid", key=("skid", 9))
+    assert again.library.exists()
+    assert len(list((tmp_path / "verilator" / "index").iterdir())) == 1
+
+
 def test_transfer_bytes():
     # A request and its answer in one call (Model.transfer_bytes, VerilatorTop's commands):
     # bytes in, the bytes the sink collected out; a second call takes what the first left.
