@@ -107,13 +107,12 @@ class PE(wiring.Component):
         m.d.comb += [self.a_out.eq(a), self.b_out.eq(b), self.f_out.eq(f)]
 
         # Stage 1: the product, registered (the multiplier's own pipeline register).
+        f_prod = Signal(Flags)
+        m.d.sync += f_prod.eq(f)
         if self.external_product:
             prod = self.prod
         else:
             prod = Signal(signed(2 * self.in_width))
-        f_prod = Signal(Flags)
-        m.d.sync += f_prod.eq(f)
-        if not self.external_product:
             registered_product(m, platform, a, b, prod, name="mult")
 
         # Stage 2: accumulate; `first` restarts the sum.
