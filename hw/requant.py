@@ -48,9 +48,9 @@ class Requantizer(wiring.Component):
     With ``cfg.serial`` the lanes go one after another through one lane of the pipeline, whose
     two partial products (the accumulator's low 15 bits and the rest) take one multiplier on two
     cycles (:func:`hw.dsp.shared_product`); each output lane is written as its element comes out,
-    and the beat is valid with its last lane. Latency: 8 cycles from the beat's arrival to its
-    first lane's result, 7 from the transfer (after its last lane's second cycle) to the output.
-    Throughput: one beat every ``2 * lanes`` cycles.
+    and the beat is valid with its last lane. Latency: 7 cycles, as above, from the transfer,
+    which comes ``2 * lanes - 1`` cycles after the beat is offered (at its last lane's second
+    cycle). Throughput: one beat every ``2 * lanes`` cycles.
     """
 
     def __init__(self, lanes, acc_width, cfg):
@@ -130,7 +130,8 @@ class Requantizer(wiring.Component):
             m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [entered, *valid],
                                                   strict=True)]
             if self.serial:
-                # Each element into its lane of the output beat, which is valid with the last.
+                # Each element into its lane of the output beat, which is valid with the last
+                # (this out.valid overrides the valid chain's last step above).
                 out_lane = delay(m, lane, self.latency - 2, name="lane", reset_less=True)
                 m.d.sync += out.valid.eq(valid[-1] & (out_lane == n - 1))
                 with m.Switch(out_lane):
