@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.config import AccelConfig, build_dir
+from hw.dsp import ICE40_PAIR_WIDTH
 
 from . import icebreaker, ulx3s
 from .synth import (
@@ -226,14 +227,17 @@ def check_fit(board, counts):
 
 def _early_check(spec, cfg):
     # Each PE's multiplier takes one DSP block on both families (an INT8 product fits an
-    # SB_MAC16 and a MULT18X18D), so an array larger than the DSP count cannot fit; refuse it
-    # before spending minutes in Yosys.
-    macs = cfg.array.rows * cfg.array.cols
-    if macs > spec.capacity["dsp"]:
+    # SB_MAC16 and a MULT18X18D), or each pair of PEs one SB_MAC16 on iCE40 with dsp_pairs, so
+    # an array larger than the DSP count cannot fit; refuse it before spending minutes in Yosys.
+    a = cfg.array
+    pairs = a.dsp_pairs and spec.family == "ice40" and a.in_width <= ICE40_PAIR_WIDTH
+    blocks = -(-a.rows // 2) * a.cols if pairs else a.rows * a.cols
+    if blocks > spec.capacity["dsp"]:
         label = _RESOURCE_LABELS[spec.family]["dsp"]
         raise ValueError(
             f"{spec.name} design must fit the {spec.device} ({spec.capacity['dsp']} {label}), "
-            f"not a {cfg.array.rows}x{cfg.array.cols} array ({macs} {label}, one per PE)")
+            f"not a {a.rows}x{a.cols} array ({blocks} {label}, one per "
+            f"{'pair of PEs' if pairs else 'PE'})")
 
 
 def _yosys_script(family, uncontended):

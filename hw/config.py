@@ -68,16 +68,22 @@ class ArrayConfig:
         Processing elements in each dimension, any values >= 1 (R x C).
     in_width : int
         Width of the signed operands (8 for INT8).
+    dsp_pairs : bool
+        Build the products of rows 2k and 2k+1 of each column as one pair (see
+        :func:`hw.dsp.registered_product_pair`): on iCE40, with ``in_width <= 8``, one SB_MAC16
+        in its dual 8x8 mode, so that an R x C array takes ``ceil(R/2) * C`` of them.
     """
 
     rows: int = 2
     cols: int = 2
     in_width: int = 8
+    dsp_pairs: bool = False
 
     def __post_init__(self):
         _check_int("Array rows", self.rows, lo=1, hi=64)
         _check_int("Array cols", self.cols, lo=1, hi=64)
         _check_int("Array in_width", self.in_width, lo=4, hi=16)
+        _check_bool("Array dsp_pairs", self.dsp_pairs)
 
 
 @dataclass(frozen=True)
@@ -116,14 +122,21 @@ class RequantConfig:
         Width of the unsigned dyadic multiplier ``m``.
     out_width : int
         Width of the signed, saturated output.
+    serial : bool
+        Requantize the lanes of a beat one after another, through one lane of logic and one
+        multiplier that takes the low and then the high part of each accumulator: a beat of
+        ``lanes`` elements every ``2 * lanes`` cycles, on one DSP block (see
+        :class:`hw.requant.Requantizer`), in place of one beat per cycle on ``2 * lanes``.
     """
 
     mult_width: int = 16
     out_width: int = 8
+    serial: bool = False
 
     def __post_init__(self):
         _check_int("Requant mult_width", self.mult_width, lo=2, hi=18)
         _check_int("Requant out_width", self.out_width, lo=2, hi=16)
+        _check_bool("Requant serial", self.serial)
 
 
 VARIANTS = ("ibert", "shift")

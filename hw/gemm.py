@@ -55,7 +55,8 @@ class GemmEngine(wiring.Component):
     Parameters
     ----------
     cfg : AccelConfig
-        Uses ``array.rows``, ``array.cols``, ``array.in_width``, ``gemm.max_*`` and ``acc_width``.
+        Uses ``array.rows``, ``array.cols``, ``array.in_width``, ``array.dsp_pairs``,
+        ``gemm.max_*`` and ``acc_width``.
 
     Members
     -------
@@ -111,7 +112,8 @@ class GemmEngine(wiring.Component):
         m = Module()
         R, C, g = self.rows, self.cols, self.cfg.gemm
 
-        m.submodules.array = array = SystolicArray(R, C, self.in_width, self.acc_width)
+        m.submodules.array = array = SystolicArray(R, C, self.in_width, self.acc_width,
+                                                   dsp_pairs=self.cfg.array.dsp_pairs)
         m.submodules.fifo = fifo = Queue(self.out.payload.shape(), self.fifo_depth)
 
         # -- Inputs: the command and the operand pairs each enter through a register stage, so

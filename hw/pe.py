@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dsp import registered_product
+from .dsp import is_ice40, registered_product
 
 __all__ = ["Flags", "drain_layout", "PE"]
 
@@ -48,12 +48,18 @@ class PE(wiring.Component):
     flight, provided that consecutive tiles finish at least ``2R - 1`` cycles apart (the GEMM engine
     enforces this).
 
+    With ``external_product`` the product register is not in the element: the array builds it
+    from ``a_out`` and ``b_out`` (two elements' products in one DSP block, see
+    :func:`hw.dsp.registered_product_pair`) and feeds it back on ``prod``, with the same latency.
+
     Parameters
     ----------
     in_width : int
         Signed operand width.
     acc_width : int
         Signed accumulator width; the caller guarantees the sum cannot overflow it.
+    external_product : bool
+        Take the product on ``prod`` instead of building it.
 
     Members
     -------
@@ -65,16 +71,19 @@ class PE(wiring.Component):
         Drain slot of the element below.
     d_out : Out(drain_layout(acc_width))
         This element's drain slot, read by the element above.
+    prod : In(signed(2 * in_width))
+        Only with ``external_product``: ``a_out * b_out`` one cycle later, from a register.
 
     Latency: an operand pair is multiplied 1 cycle after it arrives and accumulated 2 cycles
     after; the result of a tile is in the drain slot 4 cycles after its ``last`` pair arrives.
     Throughput: one MAC per cycle.
     """
 
-    def __init__(self, in_width, acc_width):
+    def __init__(self, in_width, acc_width, *, external_product=False):
         self.in_width = in_width
         self.acc_width = acc_width
-        super().__init__({
+        self.external_product = external_product
+        ports = {
             "a_in": In(signed(in_width)),
             "f_in": In(Flags),
             "b_in": In(signed(in_width)),
@@ -83,7 +92,10 @@ class PE(wiring.Component):
             "b_out": Out(signed(in_width)),
             "d_in": In(drain_layout(acc_width)),
             "d_out": Out(drain_layout(acc_width)),
-        })
+        }
+        if external_product:
+            ports["prod"] = In(signed(2 * in_width))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -95,15 +107,24 @@ class PE(wiring.Component):
         m.d.comb += [self.a_out.eq(a), self.b_out.eq(b), self.f_out.eq(f)]
 
         # Stage 1: the product, registered (the multiplier's own pipeline register).
-        prod = Signal(signed(2 * self.in_width))
         f_prod = Signal(Flags)
         m.d.sync += f_prod.eq(f)
-        registered_product(m, platform, a, b, prod, name="mult")
+        if self.external_product:
+            prod = self.prod
+        else:
+            prod = Signal(signed(2 * self.in_width))
+            registered_product(m, platform, a, b, prod, name="mult")
 
-        # Stage 2: accumulate. `first` gates the old sum to zero rather than muxing in a load.
+        # Stage 2: accumulate; `first` restarts the sum.
         acc = Signal(signed(self.acc_width))
         total = Signal(signed(self.acc_width))
-        m.d.comb += total.eq(Mux(f_prod.first, 0, acc) + prod)
+        if is_ice40(platform):
+            # A load after the adder: each bit's sum and load fit one LUT4 (acc, prod, first and
+            # the carry in), and the carry chain takes acc and prod directly.
+            m.d.comb += total.eq(Mux(f_prod.first, prod, acc + prod))
+        else:
+            # The old sum gated to zero before the adder.
+            m.d.comb += total.eq(Mux(f_prod.first, 0, acc) + prod)
         with m.If(f_prod.valid):
             m.d.sync += acc.eq(total)
 

@@ -4,8 +4,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dsp import registered_product
+from .dsp import registered_product, shared_product
 from .skid import SkidBuffer
+from .stream import delay
 
 __all__ = ["saturate", "Requantizer"]
 
@@ -26,7 +27,7 @@ class Requantizer(wiring.Component):
     acc_width : int
         Signed input width.
     cfg : RequantConfig
-        Multiplier width and output width.
+        Multiplier width, output width and ``serial``.
 
     Members
     -------
@@ -43,11 +44,19 @@ class Requantizer(wiring.Component):
     a DSP in the same cycle), then a skid buffer on ``o``, so that ``i.ready`` comes from
     flip-flops rather than from ``o.ready``.
     Throughput: one beat per cycle; a stalled output stalls the pipeline.
+
+    With ``cfg.serial`` the lanes go one after another through one lane of the pipeline, whose
+    two partial products (the accumulator's low 15 bits and the rest) take one multiplier on two
+    cycles (:func:`hw.dsp.shared_product`); each output lane is written as its element comes out,
+    and the beat is valid with its last lane. Latency: 7 cycles, as above, from the transfer,
+    which comes ``2 * lanes - 1`` cycles after the beat is offered (at its last lane's second
+    cycle). Throughput: one beat every ``2 * lanes`` cycles.
     """
 
     def __init__(self, lanes, acc_width, cfg):
         self.lanes, self.acc_width = lanes, acc_width
         self.mult_width, self.out_width = cfg.mult_width, cfg.out_width
+        self.serial = cfg.serial
         self.prod_width = acc_width + cfg.mult_width + 1
         #: Cycles from an input transfer to its output being valid.
         self.latency = 7
@@ -61,6 +70,7 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, pw = self.lanes, self.prod_width
+        k = 1 if self.serial else n      # lanes of pipeline
 
         # A six-stage pipeline into a skid buffer; every stage advances when the last one is
         # empty or the skid buffer takes its beat.
@@ -68,7 +78,7 @@ class Requantizer(wiring.Component):
         wiring.connect(m, skid.o, wiring.flipped(self.o))
         out = skid.i
         advance = Signal()
-        m.d.comb += [advance.eq(~out.valid | out.ready), self.i.ready.eq(advance)]
+        m.d.comb += advance.eq(~out.valid | out.ready)
         valid = [Signal(name=f"valid_{s}") for s in range(self.latency - 2)]
 
         # intformer's one rounding rule, the twin of sim.golden.round_shift:
@@ -78,36 +88,64 @@ class Requantizer(wiring.Component):
         m.d.sync += half.eq((Const(1, pw) << self.shift) >> 1)
 
         # acc * m = (acc_hi * m << 16) + acc_lo * m, acc_lo the low 16 bits (unsigned), acc_hi
-        # the rest (signed): each partial product fits one DSP multiplier.
-        lo_w = min(16, self.acc_width - 1)
+        # the rest (signed): each partial product fits one DSP multiplier. Serial: the low 15
+        # bits, so that either part is a 16-bit signed operand of the one shared multiplier.
+        lo_w = min(15 if self.serial else 16, self.acc_width - 1)
         hi_w = self.acc_width - lo_w
         mw = self.mult_width
         # The pipeline registers after the valid flags are reset-less: a value is only used
         # where its valid flag says so, and no reset then reaches them through a shared LUT.
-        p_lo = [Signal(unsigned(lo_w + mw), name=f"p_lo_{j}", reset_less=True) for j in range(n)]
-        p_hi = [Signal(signed(hi_w + mw + 1), name=f"p_hi_{j}", reset_less=True)
-                for j in range(n)]
-        prod = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
-        rounded = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
-        coarse = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
-        shifted = Signal(data.ArrayLayout(signed(pw), n), reset_less=True)
-        for j in range(n):
-            acc = self.i.payload[j]
-            # Each partial product registered in its DSP block (see hw.dsp).
-            registered_product(m, platform, acc[:lo_w], self.multiplier, p_lo[j], en=advance,
-                               name=f"p_lo_{j}")
-            registered_product(m, platform, acc[lo_w:].as_signed(), self.multiplier, p_hi[j],
-                               en=advance, name=f"p_hi_{j}")
-        with m.If(advance):
-            m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [self.i.valid, *valid],
-                                                  strict=True)]
+        p_lo = [Signal(unsigned(lo_w + mw), name=f"p_lo_{j}", reset_less=True) for j in range(k)]
+        p_hi = [Signal(signed(max(lo_w + 1, hi_w) + mw if self.serial else hi_w + mw + 1),
+                       name=f"p_hi_{j}", reset_less=True) for j in range(k)]
+        prod = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
+        rounded = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
+        coarse = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
+        shifted = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
+        if self.serial:
+            # The element of lane `lane` takes two cycles (`second` low, then high); the beat is
+            # taken after its last lane's second cycle.
+            lane = Signal(range(n))
+            second = Signal()
+            entered = self.i.valid & second      # an element enters the pipeline
+            m.d.comb += self.i.ready.eq(advance & second & (lane == n - 1))
+            with m.If(advance & self.i.valid):
+                m.d.sync += second.eq(~second)
+                with m.If(second):
+                    m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
+            acc = self.i.payload[lane] if n > 1 else self.i.payload[0]
+            shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), self.multiplier,
+                           p_hi[0], p_lo[0], second=second, en=advance, name="p_0")
+        else:
+            entered = self.i.valid
+            m.d.comb += self.i.ready.eq(advance)
             for j in range(n):
+                acc = self.i.payload[j]
+                # Each partial product registered in its DSP block (see hw.dsp).
+                registered_product(m, platform, acc[:lo_w], self.multiplier, p_lo[j],
+                                   en=advance, name=f"p_lo_{j}")
+                registered_product(m, platform, acc[lo_w:].as_signed(), self.multiplier,
+                                   p_hi[j], en=advance, name=f"p_hi_{j}")
+        with m.If(advance):
+            m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [entered, *valid],
+                                                  strict=True)]
+            if self.serial:
+                # Each element into its lane of the output beat, which is valid with the last
+                # (this out.valid overrides the valid chain's last step above).
+                out_lane = delay(m, lane, self.latency - 2, name="lane", reset_less=True)
+                m.d.sync += out.valid.eq(valid[-1] & (out_lane == n - 1))
+                with m.Switch(out_lane):
+                    for j in range(n):
+                        with m.Case(j):
+                            m.d.sync += out.payload[j].eq(saturate(shifted[0], self.out_width))
+            for j in range(k):
                 m.d.sync += [
                     prod[j].eq((p_hi[j] << lo_w) + p_lo[j]),
                     rounded[j].eq(prod[j] + half),
                     # The barrel shift in two stages: by the multiple of 8, then by the rest.
                     coarse[j].eq(rounded[j] >> Cat(Const(0, 3), self.shift[3:])),
                     shifted[j].eq(coarse[j] >> self.shift[:3]),
-                    out.payload[j].eq(saturate(shifted[j], self.out_width)),
                 ]
+                if not self.serial:
+                    m.d.sync += out.payload[j].eq(saturate(shifted[j], self.out_width))
         return m

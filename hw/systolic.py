@@ -1,9 +1,10 @@
 """Output-stationary R x C systolic array of :class:`hw.pe.PE` elements."""
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import registered_product_pair
 from .pe import PE, Flags, drain_layout
 
 __all__ = ["SystolicArray"]
@@ -23,6 +24,10 @@ class SystolicArray(wiring.Component):
         R and C.
     in_width, acc_width : int
         Operand and accumulator widths.
+    dsp_pairs : bool
+        Build the products of rows 2k and 2k+1 of each column as one pair, by
+        :func:`hw.dsp.registered_product_pair` (one SB_MAC16 on iCE40), outside the two
+        elements (``external_product``); an odd last row builds its own. Same latency.
 
     Members
     -------
@@ -38,9 +43,10 @@ class SystolicArray(wiring.Component):
     :class:`hw.gemm.GemmEngine` for the end-to-end figures. Throughput: R x C MACs per cycle.
     """
 
-    def __init__(self, rows, cols, in_width, acc_width):
+    def __init__(self, rows, cols, in_width, acc_width, *, dsp_pairs=False):
         self.rows, self.cols = rows, cols
         self.in_width, self.acc_width = in_width, acc_width
+        self.dsp_pairs = dsp_pairs
         super().__init__({
             "a": In(data.ArrayLayout(signed(in_width), rows)),
             "flags": In(data.ArrayLayout(Flags, rows)),
@@ -51,7 +57,9 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
-        pe = [[PE(self.in_width, self.acc_width) for _ in range(C)] for _ in range(R)]
+        paired = 2 * (R // 2) if self.dsp_pairs else 0   # rows whose products are paired
+        pe = [[PE(self.in_width, self.acc_width, external_product=r < paired) for _ in range(C)]
+              for r in range(R)]
         for r in range(R):
             for c in range(C):
                 m.submodules[f"pe_{r}_{c}"] = p = pe[r][c]
@@ -67,4 +75,13 @@ class SystolicArray(wiring.Component):
                     m.d.comb += p.d_in.eq(pe[r + 1][c].d_out)
         for c in range(C):
             m.d.comb += self.drain[c].eq(pe[0][c].d_out)
+        for r in range(0, paired, 2):
+            for c in range(C):
+                pair = []
+                for p, q in ((pe[r][c], r), (pe[r + 1][c], r + 1)):
+                    prod = Signal(signed(2 * self.in_width), name=f"prod_{q}_{c}",
+                                  reset_less=True)
+                    m.d.comb += p.prod.eq(prod)
+                    pair.append((p.a_out, p.b_out, prod))
+                registered_product_pair(m, platform, *pair, name=f"mult_{r}_{c}")
         return m

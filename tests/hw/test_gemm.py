@@ -92,6 +92,21 @@ def test_cycle_model_exact_without_stalls(arr, backend):
         assert r.cycles == cyclemodel.gemm_cycles(cfg, M, K, N)
 
 
+# Paired products (two elements of a column per DSP block, reset-less product registers): the
+# same results and cycles, stalls and extremes included.
+@pytest.mark.parametrize("arr", [(2, 1), (3, 2), (4, 3)])
+def test_dsp_pairs(arr):
+    cfg = make_cfg(*arr).replace(array=ArrayConfig(*arr, dsp_pairs=True))
+    rng = np.random.default_rng(sum(arr))
+    for M, K, N in [(7, 1, 5), (arr[0] * 2 + 1, 30, arr[1] * 2)]:
+        r = check(cfg, *random_operands(rng, M, K, N))
+        assert r.cycles == cyclemodel.gemm_cycles(cfg, M, K, N)
+        check(cfg, *random_operands(rng, M, K, N), stall=0.5, seed=K)
+    K = cfg.gemm.max_k
+    lo = np.full((3, K), -128, dtype=np.int8)
+    assert check(cfg, lo, np.full((K, 3), -128, dtype=np.int8)).output.max() == K * 128 * 128
+
+
 def test_utilization_when_k_large():
     cfg = make_cfg(2, 2, max_k=256)
     a, b = random_operands(np.random.default_rng(3), 4, 256, 4)

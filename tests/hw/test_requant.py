@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import intformer as itf
-from hw.config import AccelConfig, ArrayConfig, GemmConfig
+from hw.config import AccelConfig, ArrayConfig, GemmConfig, RequantConfig
 from sim import golden
 
 CFG = AccelConfig(array=ArrayConfig(2, 3), gemm=GemmConfig(max_k=1 << 16))  # acc_width 32
@@ -59,6 +59,24 @@ def test_lanes_from_config():
     cfg = AccelConfig(array=ArrayConfig(2, 5))
     acc = np.arange(-50, 50) * 1000
     check(acc, 300, 9, cfg=cfg)
+
+
+# Serial: one lane of pipeline, one multiplier taking each accumulator's two parts in turn.
+@pytest.mark.parametrize("cols, max_k", [(1, 256), (2, 256), (3, 1 << 16)])   # acc 24, 24, 32
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_serial(cols, max_k, stall):
+    cfg = AccelConfig(array=ArrayConfig(2, cols), gemm=GemmConfig(max_k=max_k),
+                      requant=RequantConfig(serial=True))
+    rng = np.random.default_rng(cols)
+    lim = 1 << (cfg.acc_width - 1)
+    acc = rng.integers(-lim, lim, 41)
+    acc[:4] = [-lim, lim - 1, 0, -1]
+    for m, s in [(65535, 30), (12345, 20), (1, 0), (3, 2)]:
+        r = check(acc, m, s, stall, cfg=cfg)
+    if stall == 0:
+        # A beat every 2 * cols cycles (plus the pipeline's latency once).
+        beats = -(-acc.size // cols)
+        assert r.cycles <= 2 * cols * beats + 8, r.cycles
 
 
 def test_bad_arguments():

@@ -20,7 +20,15 @@ from hypothesis import strategies as st
 from boards.host import BoardError
 from boards.simtop import SimTop
 from boards.verilatortop import VerilatorTop
-from hw.config import AccelConfig, AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
+from hw.config import (
+    AccelConfig,
+    ArrayConfig,
+    AttentionConfig,
+    GeluConfig,
+    LayerNormConfig,
+    RequantConfig,
+    SoftmaxConfig,
+)
 from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs
 from hw.top import Accelerator
 from sim import golden
@@ -60,6 +68,28 @@ def test_gemm_raw_and_requantized(stall, Top):
     np.testing.assert_array_equal(
         top.gemm(a, b, requant=(m, s)),
         golden.requantize(golden.gemm(a, b), m, s, acc_width=TINY.acc_width))
+    assert top.status() == (False, True, "OK")
+
+
+# The icebreaker preset (paired products, a serial requantizer on one column), and the serial
+# requantizer on two columns (one lane of logic, the lanes in turn).
+@pytest.mark.parametrize("cfg", [
+    AccelConfig.preset("icebreaker"),
+    TINY.replace(array=ArrayConfig(2, 2, dsp_pairs=True), requant=RequantConfig(serial=True),
+                 attention=AttentionConfig(enabled=False)),
+], ids=["icebreaker", "tiny-serial"])
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_gemm_paired_and_serial(cfg, stall):
+    top = SimTop(cfg, depth=64, stall=stall, seed=4)
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (13, 40))
+    b = rng.integers(-128, 128, (40, 5))
+    a[0], b[:, 0] = -128, -128
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    m, s = golden.quantize_multiplier(1 / 2000)
+    np.testing.assert_array_equal(
+        top.gemm(a, b, requant=(m, s)),
+        golden.requantize(golden.gemm(a, b), m, s, acc_width=cfg.acc_width))
     assert top.status() == (False, True, "OK")
 
 
