@@ -57,17 +57,22 @@ def expect(code, fn, *args, **kwargs):
 # -- bit-exact per unit ----------------------------------------------------------------------
 
 
+def check_gemm(top, a, b, scale, acc_width):
+    """Raw and requantized GEMM of ``a`` and ``b`` on ``top``, each equal to golden's."""
+    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    m, s = golden.quantize_multiplier(scale)
+    np.testing.assert_array_equal(
+        top.gemm(a, b, requant=(m, s)),
+        golden.requantize(golden.gemm(a, b), m, s, acc_width=acc_width))
+
+
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
 def test_gemm_raw_and_requantized(stall, Top):
     top = Top(TINY, stall=stall, seed=1)
     rng = np.random.default_rng(2)
     a = rng.integers(-128, 128, (5, 7))
     b = rng.integers(-128, 128, (7, 3))
-    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
-    m, s = golden.quantize_multiplier(1 / 900)
-    np.testing.assert_array_equal(
-        top.gemm(a, b, requant=(m, s)),
-        golden.requantize(golden.gemm(a, b), m, s, acc_width=TINY.acc_width))
+    check_gemm(top, a, b, 1 / 900, TINY.acc_width)
     assert top.status() == (False, True, "OK")
 
 
@@ -86,11 +91,7 @@ def test_gemm_paired_and_serial(cfg, stall):
     a = rng.integers(-128, 128, (13, 40))
     b = rng.integers(-128, 128, (40, 5))
     a[0], b[:, 0] = -128, -128
-    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
-    m, s = golden.quantize_multiplier(1 / 2000)
-    np.testing.assert_array_equal(
-        top.gemm(a, b, requant=(m, s)),
-        golden.requantize(golden.gemm(a, b), m, s, acc_width=cfg.acc_width))
+    check_gemm(top, a, b, 1 / 2000, cfg.acc_width)
     assert top.status() == (False, True, "OK")
 
 
@@ -103,11 +104,7 @@ def test_gemm_edges_and_blocks():
     rng = np.random.default_rng(3)
     a = rng.integers(-128, 128, (9, 40))      # K=40 > depth: split over K too
     b = rng.integers(-128, 128, (40, 5))
-    np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
-    m, s = golden.quantize_multiplier(1 / 3000)
-    np.testing.assert_array_equal(
-        top.gemm(a, b, requant=(m, s)),
-        golden.requantize(golden.gemm(a, b), m, s, acc_width=40))
+    check_gemm(top, a, b, 1 / 3000, 40)
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
