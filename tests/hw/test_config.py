@@ -6,6 +6,8 @@ from hw.config import (
     ArrayConfig,
     AttentionConfig,
     GemmConfig,
+    LinearConfig,
+    ResidualConfig,
     SoftmaxConfig,
     required_acc_width,
 )
@@ -114,3 +116,16 @@ def test_shared_softmax():
     assert AccelConfig(softmax=SoftmaxConfig(out_width=10)).shared_softmax is None
     assert AccelConfig(softmax=SoftmaxConfig(enabled=False)).shared_softmax is None
     assert AccelConfig(attention=AttentionConfig(enabled=False)).shared_softmax is None
+
+
+def test_linear_and_residual_sections():
+    # On for the presets that have room, off on the nearly full iCEBreaker.
+    for name, on in (("tiny", True), ("ulx3s", True), ("icebreaker", False)):
+        cfg = AccelConfig.preset(name)
+        assert cfg.linear.enabled is on and cfg.residual.enabled is on
+    assert ResidualConfig().max_shift == 32
+    with pytest.raises(TypeError, match="Linear enabled must be a boolean, not 'yes'"):
+        LinearConfig(enabled="yes")
+    with pytest.raises(ValueError, match="Residual mult_width must be an integer from 1 to 18, "
+                                         "not 19"):
+        ResidualConfig(mult_width=19)
