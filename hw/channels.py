@@ -41,9 +41,10 @@ class ChannelStage(wiring.Component):
     multiplier and shift. Other runs' rows pass with a bias of 0 and the ``multiplier`` and
     ``shift`` inputs in every lane.
 
-    The sum is one bit wider than the engine's accumulator (:func:`requant_width`), so it
-    never wraps. A multiplier lane is read in its low ``mult_width`` bits and a shift lane in
-    its low :func:`hw.isa.channel_shift_width` bits (the host checks the values).
+    A bias lane is read in its low ``acc_width`` bits (two's complement), a multiplier lane in
+    its low ``mult_width`` bits and a shift lane in its low
+    :func:`hw.isa.channel_shift_width` bits (the host checks the values). The sum is one bit
+    wider than the engine's accumulator (:func:`requant_width`), so it never wraps.
 
     The tile counters reload from ``M`` and ``N`` while no run is in progress (``running``
     low) and count the rows of a LINEAR run; the run's registers do not change while it runs.
@@ -137,7 +138,8 @@ class ChannelStage(wiring.Component):
         mw = cfg.requant.mult_width
         beat = self.o.payload
         for j in range(C):
-            bias, mult, shift = lanes[j], lanes[C + j], lanes[2 * C + j]
+            bias = lanes[j][:cfg.acc_width].as_signed()
+            mult, shift = lanes[C + j], lanes[2 * C + j]
             m.d.comb += [
                 beat.acc[j].eq(self.i.payload[j] + Mux(self.linear, bias, 0)),
                 beat.multiplier[j].eq(Mux(self.linear, mult.as_unsigned()[:mw],

@@ -55,7 +55,8 @@ class Buf(enum.Enum, shape=8):
     V = 6      #: attention V, a word is C int8 lanes: ``V[i, t*C : t*C+C]`` at ``t*L + i``
     #: LINEAR's per-channel constants, write-only, a word is C lanes of channels ``t*C ..
     #: t*C+C-1``: their biases at ``t``, multipliers at ``T + t``, shifts at ``2*T + t``
-    #: (``T = channel_tiles(cfg)``)
+    #: (``T = channel_tiles(cfg)``; the low acc_width, mult_width and channel_shift_width bits
+    #: of a lane are read)
     CHAN = 7
 
 

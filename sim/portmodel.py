@@ -220,10 +220,13 @@ class CommandPortModel:
 
     def _linear(self, acc, N):
         """LINEAR's rule on exact accumulators ``acc`` (M, N): the CHAN buffer's biases added,
-        its multipliers and shifts (their low bits) applied per channel."""
+        its multipliers and shifts applied per channel (each lane's low bits, as
+        :class:`hw.channels.ChannelStage` reads them)."""
         cfg, C = self.cfg, self.cfg.array.cols
         mw = cfg.requant.mult_width
         bias, m, s = layout.from_channel_words(self.chan, N, C, channel_tiles(cfg))
+        half = 1 << (cfg.acc_width - 1)       # the low acc_width bits of a bias lane
+        bias = ((bias + half) & ((1 << cfg.acc_width) - 1)) - half
         m, s = m & ((1 << mw) - 1), s & ((1 << channel_shift_width(cfg)) - 1)
         return ops.requantize_channels(acc + bias, m, s, in_width=requant_width(cfg),
                                        mult_width=mw, out_width=cfg.requant.out_width)
