@@ -287,7 +287,7 @@ class Dispatcher(wiring.Component):
         done = req.done
         out_words = Signal(range(depth + 1))   # words the run writes
         written = self.run_addr
-        run_gemm = Signal()                    # run_op is GEMM or GEMM_RAW
+        run_gemm = Signal()                    # run_op is GEMM, GEMM_RAW or LINEAR
         gemm_cmd_valid, att_cmd_valid = Signal(), Signal()
         over_abc, over_a = Signal(name="over_abc"), Signal(name="over_a")   # beyond the buffers
         over_2a = Signal(name="over_2a")       # RESIDUAL: its two halves of X beyond X
@@ -314,16 +314,20 @@ class Dispatcher(wiring.Component):
             with m.State("FIT"):         # the capacity checks, registered
                 m.d.sync += [over_abc.eq((v.words_a > depth) | (v.words_b > depth) |
                                          (v.words_c > depth)),
-                             over_a.eq(v.words_a > depth), over_2a.eq(2 * v.words_a > depth)]
+                             over_a.eq(v.words_a > depth)]
+                if cfg.residual.enabled:
+                    m.d.sync += over_2a.eq(2 * v.words_a > depth)
                 m.next = "FIT2"
             with m.State("FIT2"):        # the capacity verdict of the op, registered
-                m.d.sync += launch_bad.eq(Mux(v.gemm_op | v.att_op, over_abc,
-                                              Mux(v.res_op, over_2a, over_a)))
+                over_rows = Mux(v.res_op, over_2a, over_a) if cfg.residual.enabled else over_a
+                m.d.sync += launch_bad.eq(Mux(v.gemm_op | v.att_op, over_abc, over_rows))
                 m.next = "LAUNCH"
             with m.State("LAUNCH"):      # capacity verdict, then start the readers
                 m.d.comb += req.launched.eq(1)
                 start = [self.running.eq(1), done.eq(0), self.run_op.eq(req.args[0]),
-                         written.eq(0), run_res.eq(v.res_op)]
+                         written.eq(0)]
+                if cfg.residual.enabled:
+                    start.append(run_res.eq(v.res_op))
                 with m.If(~launch_bad):
                     with m.If(v.gemm_op):
                         m.d.sync += [*start, run_gemm.eq(1), out_words.eq(v.words_c),
@@ -372,7 +376,7 @@ class Dispatcher(wiring.Component):
             lb.sj.eq(Mux(run_gemm, K, 0)),
         ]
         # X: linearly, but for RESIDUAL, which walks its two halves alternately: i = word (stride
-        # 1), j = half (stride words_a), k = 0.
+        # 1), j = half (stride words_a), k a single word.
         if rd_x is not None:
             lx, n = rd_x.loop, v.words_a
             m.d.sync += [lx.count_i.eq(Mux(run_res, n, 1)), lx.count_j.eq(Mux(run_res, 2, 1)),
