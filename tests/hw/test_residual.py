@@ -3,15 +3,22 @@
 import numpy as np
 import pytest
 
-from hw.config import ResidualConfig
+import intformer as itf
+from hw.config import AccelConfig, ResidualConfig
 from sim import ops
 from sim.bench import run_residual
 
 CFG = ResidualConfig()
+TINY = AccelConfig.preset("tiny")
 
 
-def check(a, b, ma, mb, s, cfg=CFG, **kwargs):
-    r = run_residual(cfg, a, b, ma, mb, s, **kwargs)
+def check(a, b, ma, mb, s, cfg=CFG, backend=None, **kwargs):
+    if backend is not None:       # through the public API, on either backend
+        r = itf.simulate.residual(TINY.replace(residual=cfg), a, b, ma, mb, s,
+                                  backend=backend, **kwargs)
+        assert r.extra["backend"] == backend
+    else:
+        r = run_residual(cfg, a, b, ma, mb, s, **kwargs)
     np.testing.assert_array_equal(
         r.output, ops.residual_add(a, b, ma, mb, s, in_width=cfg.in_width,
                                    mult_width=cfg.mult_width, out_width=cfg.out_width))
@@ -19,23 +26,23 @@ def check(a, b, ma, mb, s, cfg=CFG, **kwargs):
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
-def test_random(stall):
+def test_random(stall, backend):
     rng = np.random.default_rng(1)
     a, b = (rng.integers(-(1 << 15), 1 << 15, (4, 9)) for _ in range(2))
     ma, mb, s = ops.residual_constants(0.01, 0.03, 0.02)
-    r = check(a, b, ma, mb, s, stall=stall, seed=2)
+    r = check(a, b, ma, mb, s, stall=stall, seed=2, backend=backend)
     if stall == 0.0:
         assert r.cycles == a.size + r.extra["latency"]      # one beat per cycle
 
 
-def test_edges():
+def test_edges(backend):
     top, bottom = (1 << 15) - 1, -(1 << 15)
     a = np.array([top, bottom, top, bottom, 0, 1, -1, top])
     b = np.array([top, bottom, bottom, top, 0, -1, 1, top])
     for ma, mb, s in [(65535, 65535, 0),      # saturates both ways
                       (65535, 65535, 32),     # the largest shift
                       (1, 1, 0), (0, 0, 5), (3, 5, 1), (65535, 1, 16), (7, 9, 31)]:
-        check(a, b, ma, mb, s)
+        check(a, b, ma, mb, s, backend=backend)
 
 
 @pytest.mark.parametrize("s", [1, 2, 7, 8, 9, 17])
