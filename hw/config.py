@@ -17,6 +17,8 @@ __all__ = [
     "GeluConfig",
     "LayerNormConfig",
     "AttentionConfig",
+    "LinearConfig",
+    "ResidualConfig",
     "AccelConfig",
     "PRESETS",
     "BUILD_DIR_ENV",
@@ -394,6 +396,58 @@ class AttentionConfig:
         _check_int("Attention softmax_lanes", self.softmax_lanes, lo=1, hi=16)
 
 
+@dataclass(frozen=True)
+class LinearConfig:
+    """``RUN LINEAR``: the GEMM with a per-channel bias and per-channel requantization, whose
+    constants come from the CHAN buffer (:mod:`hw.isa`).
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the accelerator includes the op (the CHAN buffer, a per-lane requantizer).
+    """
+
+    enabled: bool = True
+
+    def __post_init__(self):
+        _check_bool("Linear enabled", self.enabled)
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    """``RUN RESIDUAL``: ``y = saturate(round_shift(a*ma + b*mb, shift), out_width)``,
+    elementwise (:func:`sim.ops.residual_add`).
+
+    Parameters
+    ----------
+    enabled : bool
+        Whether the accelerator includes the unit (its lanes are the X/Y buffers', those of
+        the nonlinear units, :func:`hw.isa.vector_lanes`).
+    in_width : int
+        Signed width of ``a`` and ``b``.
+    mult_width : int
+        Unsigned width of ``ma`` and ``mb``.
+    out_width : int
+        Signed, saturated output width.
+    """
+
+    enabled: bool = True
+    in_width: int = 16
+    mult_width: int = 16
+    out_width: int = 16
+
+    def __post_init__(self):
+        _check_bool("Residual enabled", self.enabled)
+        _check_int("Residual in_width", self.in_width, lo=2, hi=24)
+        _check_int("Residual mult_width", self.mult_width, lo=1, hi=18)
+        _check_int("Residual out_width", self.out_width, lo=2, hi=24)
+
+    @property
+    def max_shift(self):
+        """The largest ``shift`` (as :func:`sim.ops.residual_add` accepts)."""
+        return self.in_width + self.mult_width
+
+
 _SECTIONS = {
     "array": ArrayConfig,
     "gemm": GemmConfig,
@@ -402,6 +456,8 @@ _SECTIONS = {
     "gelu": GeluConfig,
     "layernorm": LayerNormConfig,
     "attention": AttentionConfig,
+    "linear": LinearConfig,
+    "residual": ResidualConfig,
 }
 
 
@@ -413,8 +469,8 @@ class AccelConfig:
     ----------
     name : str
         A label (the preset name, or ``"custom"``).
-    array, gemm, requant, softmax, gelu, layernorm
-        Per-unit configs; see :class:`ArrayConfig` and the others. A nonlinear unit whose
+    array, gemm, requant, softmax, gelu, layernorm, attention, linear, residual
+        Per-unit configs; see :class:`ArrayConfig` and the others. A unit or op whose
         ``enabled`` is false is left out of the accelerator.
 
     Attributes
@@ -432,6 +488,8 @@ class AccelConfig:
     gelu: GeluConfig = field(default_factory=GeluConfig)
     layernorm: LayerNormConfig = field(default_factory=LayerNormConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -452,6 +510,9 @@ class AccelConfig:
                 f"GEMM accumulator width must be at most 48 bits, not {self.acc_width} "
                 f"(lower gemm.max_k or array.in_width)"
             )
+        if self.requant.serial and self.linear.enabled:
+            raise ValueError("Requant serial must be false with linear enabled (RUN LINEAR "
+                             "needs each lane's own multiplier), or disable linear")
         at = self.attention
         if at.enabled and self.array.cols % at.softmax_lanes:
             raise ValueError(
