@@ -24,7 +24,8 @@ from .synth import (
 from .toolchain import setup_environment, tool_command
 
 __all__ = [
-    "BOARDS", "BoardSpec", "BoardReport", "check_fit", "parse_utilisation", "synth_board",
+    "BOARDS", "BoardSpec", "BoardReport", "array_dsp_blocks", "check_fit", "parse_utilisation",
+    "synth_board",
     "load_board_report",
 ]
 
@@ -225,13 +226,19 @@ def check_fit(board, counts):
                          f"not {', '.join(over)}")
 
 
-def _early_check(spec, cfg):
-    # Each PE's multiplier takes one DSP block on both families (an INT8 product fits an
-    # SB_MAC16 and a MULT18X18D), or each pair of PEs one SB_MAC16 on iCE40 with dsp_pairs, so
-    # an array larger than the DSP count cannot fit; refuse it before spending minutes in Yosys.
+def array_dsp_blocks(cfg, family):
+    """The DSP blocks the systolic array of ``cfg`` takes on ``family``, and whether they are
+    pairs: one per PE on both families (an INT8 product fits an SB_MAC16 and a MULT18X18D), or
+    one per pair of PEs on iCE40 with ``array.dsp_pairs``."""
     a = cfg.array
-    pairs = a.dsp_pairs and spec.family == "ice40" and a.in_width <= ICE40_PAIR_WIDTH
-    blocks = -(-a.rows // 2) * a.cols if pairs else a.rows * a.cols
+    pairs = a.dsp_pairs and family == "ice40" and a.in_width <= ICE40_PAIR_WIDTH
+    return (-(-a.rows // 2) * a.cols if pairs else a.rows * a.cols), pairs
+
+
+def _early_check(spec, cfg):
+    # An array larger than the DSP count cannot fit; refuse it before spending minutes in Yosys.
+    blocks, pairs = array_dsp_blocks(cfg, spec.family)
+    a = cfg.array
     if blocks > spec.capacity["dsp"]:
         label = _RESOURCE_LABELS[spec.family]["dsp"]
         raise ValueError(

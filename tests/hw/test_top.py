@@ -73,13 +73,14 @@ def test_gemm_raw_and_requantized(stall, Top):
     assert top.status() == (False, True, "OK")
 
 
-# The icebreaker preset (paired products, a serial requantizer on one column), and the serial
-# requantizer on two columns (one lane of logic, the lanes in turn).
+# The icebreaker preset (paired products), with the serial requantizer on its one column, and
+# the serial requantizer on two columns (one lane of logic, the lanes in turn).
 @pytest.mark.parametrize("cfg", [
     AccelConfig.preset("icebreaker"),
+    AccelConfig.preset("icebreaker").replace(requant=RequantConfig(serial=True)),
     TINY.replace(array=ArrayConfig(2, 2, dsp_pairs=True), requant=RequantConfig(serial=True),
                  attention=AttentionConfig(enabled=False), linear=LinearConfig(enabled=False)),
-], ids=["icebreaker", "tiny-serial"])
+], ids=["icebreaker", "icebreaker-serial", "tiny-serial"])
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_gemm_paired_and_serial(cfg, stall):
     top = SimTop(cfg, depth=64, stall=stall, seed=4)
