@@ -1,12 +1,13 @@
 """Per-operation adapters of the accelerator top: the streams a run reads, fed to its unit,
 and the unit's results, turned into the words the run writes."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .channels import ChannelStage, channel_write_layout, requant_width
 from .dispatch import engine_config, register_layout
+from .fanout import register_copies
 from .isa import ROW_OPS, Buf, Op, buffer_specs, vector_lanes
 from .requant import lane_beat_layout
 from .residual import residual_pair_layout
@@ -116,8 +117,12 @@ class MatrixAdapter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, regs, C = self.cfg, self.regs, self.cfg.array.cols
-        att_run, raw = Signal(name="att_run"), Signal(name="raw")
-        m.d.sync += [att_run.eq(self.run_op == Op.ATTENTION), raw.eq(self.run_op == Op.GEMM_RAW)]
+        # The run's selects as flip-flops of their own for each group of loads: the operand
+        # handshakes, attention's row handshake, the registers, each half of the rows (one
+        # select for every bit of a row would be a net across the die; hw.fanout).
+        att_run, att_ready, att_regs, *att_rows = register_copies(
+            m, platform, self.run_op == Op.ATTENTION, 5, name="att_run")
+        raw, *raw_rows = register_copies(m, platform, self.run_op == Op.GEMM_RAW, 3, name="raw")
         g_a, g_b, g_out = self.gemm_a, self.gemm_b, self.gemm_out
         m.submodules.rq_slice = rq_slice = SkidBuffer(self.rq_i.payload.shape())
         wiring.connect(m, rq_slice.o, wiring.flipped(self.rq_i))
@@ -128,10 +133,10 @@ class MatrixAdapter(wiring.Component):
             m.submodules.channels = ch = ChannelStage(cfg)
             wiring.connect(m, ch.o, rq_slice.i)
             wiring.connect(m, wiring.flipped(self.chan), ch.write)
-            linear = Signal(name="linear_run")
-            m.d.sync += linear.eq(self.run_op == Op.LINEAR)
-            m.d.comb += [ch.linear.eq(linear), ch.running.eq(self.running),
-                         ch.m.eq(regs.m), ch.n.eq(regs.n)]
+            linear, *linear_lanes = register_copies(m, platform, self.run_op == Op.LINEAR, 3,
+                                                    name="linear_run")
+            m.d.comb += [ch.linear.eq(linear), ch.linear_lanes.eq(Cat(*linear_lanes)),
+                         ch.running.eq(self.running), ch.m.eq(regs.m), ch.n.eq(regs.n)]
             rq_i, rq_mult, rq_shift = ch.i, ch.multiplier, ch.shift
         else:
             rq_mult, rq_shift = self.rq_multiplier, self.rq_shift
@@ -148,8 +153,8 @@ class MatrixAdapter(wiring.Component):
             # The requantizer takes the registers of the op that runs (through a register:
             # run_op is set many cycles before the first row reaches it).
             m.d.sync += [
-                rq_mult.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
-                rq_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
+                rq_mult.eq(Mux(att_regs, regs.att_mult, regs.rq_mult)),
+                rq_shift.eq(Mux(att_regs, regs.att_shift, regs.rq_shift)),
             ]
             q, k, v, rows = self.att_q, self.att_k, self.att_v, self.att_rows
             m.d.comb += [
@@ -157,27 +162,25 @@ class MatrixAdapter(wiring.Component):
                 k.valid.eq(self.b.valid & att_run), k.payload.eq(self.b.payload),
                 v.valid.eq(self.v.valid & att_run), v.payload.eq(self.v.payload),
                 self.v.ready.eq(v.ready),
-                rows.ready.eq(att_run & rq_i.ready),
+                rows.ready.eq(att_ready & rq_i.ready),
             ]
             with m.If(att_run):
                 # Attention's rows into the requantizer, sign-extended to its width.
                 m.d.comb += [self.a.ready.eq(q.ready), self.b.ready.eq(k.ready),
                              rq_i.valid.eq(rows.valid)]
-                for c in range(C):
+            for c in range(C):
+                with m.If(att_rows[2 * c // C]):
                     m.d.comb += rq_i.payload[c].eq(rows.payload[c])
         else:
             m.d.comb += [rq_mult.eq(regs.rq_mult), rq_shift.eq(regs.rq_shift)]
         c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), C))
         m.d.comb += [self.rq_o.ready.eq(1), self.c.payload.eq(c_word)]
-        with m.If(raw):
-            # Exact rows; the shared engine's lanes may be wider, the values fit acc_width.
-            m.d.comb += self.c.valid.eq(g_out.valid)
-            for c in range(C):
-                m.d.comb += c_word[c].eq(g_out.payload[c])
-        with m.Else():   # requantized GEMM rows, or attention's output
-            m.d.comb += self.c.valid.eq(self.rq_o.valid)
-            for c in range(C):
-                m.d.comb += c_word[c].eq(self.rq_o.payload[c])
+        # Exact rows (the shared engine's lanes may be wider, the values fit acc_width), or
+        # requantized GEMM rows, or attention's output.
+        m.d.comb += self.c.valid.eq(Mux(raw, g_out.valid, self.rq_o.valid))
+        for c in range(C):
+            m.d.comb += c_word[c].eq(Mux(raw_rows[2 * c // C], g_out.payload[c],
+                                         self.rq_o.payload[c]))
         return m
 
 

@@ -63,7 +63,10 @@ class ChannelStage(wiring.Component):
     write : In(stream.Signature(channel_write_layout(cfg), always_ready=True))
         CHAN words from the command port.
     linear, running : In(1)
-        The run is LINEAR; a run is in progress.
+        The run is LINEAR (for the handshake and the tile walk); a run is in progress.
+    linear_lanes : In(2)
+        Copies of ``linear`` (:func:`hw.fanout.register_copies`) for the first and the second
+        half of the lanes' constants, so that no one select net reaches every lane.
     m, n : In(range(max_m + 1)), In(range(max_n + 1))
         The GEMM shape registers.
     multiplier, shift : In(unsigned(mult_width)), In(range(requant_width + mult_width))
@@ -86,6 +89,7 @@ class ChannelStage(wiring.Component):
             "o": Out(stream.Signature(lane_beat_layout(C, rq_w, mw))),
             "write": In(stream.Signature(channel_write_layout(cfg), always_ready=True)),
             "linear": In(1),
+            "linear_lanes": In(2),
             "running": In(1),
             "m": In(range(cfg.gemm.max_m + 1)),
             "n": In(range(cfg.gemm.max_n + 1)),
@@ -131,7 +135,11 @@ class ChannelStage(wiring.Component):
         tile_end = self._walk(m, tile, take & self.linear)
         m.d.sync += changed[0].eq(tile_end)
 
-        ok = fresh | ~self.linear
+        # ``ok``, from a flip-flop: a beat may pass (not LINEAR, or its tile's constants are
+        # in ``words``). ``fresh`` a cycle ahead is ``~tile_end & ~changed[0]``; ``linear``
+        # holds during a run and changes only between runs, when no beat waits.
+        ok = Signal(init=1)
+        m.d.sync += ok.eq((~tile_end & ~changed[0]) | ~self.linear)
         m.d.comb += [self.o.valid.eq(self.i.valid & ok), self.i.ready.eq(self.o.ready & ok)]
         lanes = data.ArrayLayout(signed(self.elem), 3 * C)(words)
         sw = channel_shift_width(cfg)
@@ -140,11 +148,11 @@ class ChannelStage(wiring.Component):
         for j in range(C):
             bias = lanes[j][:cfg.acc_width].as_signed()
             mult, shift = lanes[C + j], lanes[2 * C + j]
+            linear = self.linear_lanes[2 * j // C]
             m.d.comb += [
-                beat.acc[j].eq(self.i.payload[j] + Mux(self.linear, bias, 0)),
-                beat.multiplier[j].eq(Mux(self.linear, mult.as_unsigned()[:mw],
-                                          self.multiplier)),
-                beat.shift[j].eq(Mux(self.linear, shift.as_unsigned()[:sw], self.shift)),
+                beat.acc[j].eq(self.i.payload[j] + Mux(linear, bias, 0)),
+                beat.multiplier[j].eq(Mux(linear, mult.as_unsigned()[:mw], self.multiplier)),
+                beat.shift[j].eq(Mux(linear, shift.as_unsigned()[:sw], self.shift)),
             ]
         return m
 

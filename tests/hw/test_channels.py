@@ -31,7 +31,7 @@ def simulate(cfg, M, N, linear, rows, table, *, stall, seed, multiplier=0, shift
                       stall=stall, start=start)
 
     async def control(ctx):
-        for port, value in ((dut.m, M), (dut.n, N), (dut.linear, linear),
+        for port, value in ((dut.m, M), (dut.n, N), (dut.linear, linear), (dut.linear_lanes, 0b11 * linear),
                             (dut.multiplier, multiplier), (dut.shift, shift)):
             ctx.set(port, value)
         for word in writes:
