@@ -31,8 +31,9 @@ def simulate(cfg, M, N, linear, rows, table, *, stall, seed, multiplier=0, shift
                       stall=stall, start=start)
 
     async def control(ctx):
-        for port, value in ((dut.m, M), (dut.n, N), (dut.linear, linear), (dut.linear_lanes, 0b11 * linear),
-                            (dut.multiplier, multiplier), (dut.shift, shift)):
+        for port, value in ((dut.m, M), (dut.n, N), (dut.linear, linear),
+                            (dut.linear_lanes, 0b11 * linear), (dut.multiplier, multiplier),
+                            (dut.shift, shift)):
             ctx.set(port, value)
         for word in writes:
             ctx.set(dut.write.valid, 1)
