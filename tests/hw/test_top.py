@@ -31,9 +31,19 @@ from hw.config import (
     ResidualConfig,
     SoftmaxConfig,
 )
-from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs, channel_tiles
+from hw.isa import (
+    RESIDUAL_REGS,
+    Buf,
+    Command,
+    Error,
+    Op,
+    Reg,
+    buffer_specs,
+    channel_tiles,
+    vector_lanes,
+)
 from hw.top import Accelerator
-from sim import golden, layout, ops
+from sim import cyclemodel, golden, layout, ops
 
 # The tiny preset with a small attention controller (L <= 10, d <= 5): every unit, quick to
 # elaborate and simulate.
@@ -413,6 +423,92 @@ def test_linear_and_residual_left_out():
     np.testing.assert_array_equal(top.gemm(a, a.T, requant=(m, s)),
                                   golden.requantize(golden.gemm(a, a.T), m, s,
                                                     acc_width=cfg.acc_width))
+
+
+class RunClock(SimTop):
+    """:class:`SimTop` that notes the cycle the dispatcher accepts each RUN (its ``run`` pulse)
+    and the cycle each run word is written, so that :meth:`run_cycles` counts a run as
+    :func:`sim.cyclemodel.linear_cycles` does."""
+
+    def __init__(self, cfg, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self.accepted = self.last_write = None
+        disp, bufs = self.dut.dispatcher, self.dut.memories
+
+        async def watch(ctx):
+            cycle = 0
+            async for _, _, run, write in ctx.tick().sample(disp.request.run, bufs.run_write):
+                if run:
+                    self.accepted = cycle
+                if write:
+                    self.last_write = cycle
+                cycle += 1
+        self.sim.add_testbench(watch, background=True)
+
+    def run_cycles(self):
+        """Cycles of the last run, from its accepted RUN to its last word written, inclusive."""
+        assert self.last_write > self.accepted, "the last run wrote nothing"
+        return self.last_write - self.accepted + 1
+
+
+# The ulx3s preset (6 x 6, every unit, the shared engine) with a small attention controller, to
+# elaborate and simulate quickly; the array and the LINEAR and RESIDUAL paths are the board's.
+ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_len=16,
+                                                                      max_head_dim=8))
+
+
+@pytest.mark.parametrize("cfg, shapes", [
+    # Ragged M and N, several column tiles, K = 1; (8, 3, 8), (3, 1, 7), (16, 1, 16) and
+    # (9, 2, 1) come faster than the channel stage passes them (R = 2, K < R + 2).
+    (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
+    # (7, 5, 6) and (8, 1, 4): a last row tile of 1 or 2 rows comes 2R - 1 cycles after a full
+    # one, before the stage has passed it and waited out its bubble.
+    (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4)]),
+])
+def test_linear_cycle_model_exact(cfg, shapes):
+    # One RUN LINEAR per shape, the whole problem in the buffers; no stalls.
+    R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
+    top = RunClock(cfg, depth=256)
+    rng = np.random.default_rng(41)
+    for M, K, N in shapes:
+        x, w, bias, mult, shift = _linear_case(rng, M, K, N, cfg)
+        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        top.write_buffer(Buf.A, 0, layout.column_words(x, R))
+        top.write_buffer(Buf.B, 0, layout.row_words(w, C))
+        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
+            top.set_reg(reg, value)
+        top.run(Op.LINEAR)
+        measured = top.run_cycles()
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg))
+        assert measured == cyclemodel.linear_cycles(cfg, M, K, N), (M, K, N)
+
+
+@pytest.mark.parametrize("cfg, shapes", [
+    (TINY, [(1, 1), (1, 11), (3, 7), (2, 40)]),
+    (TINY.replace(softmax=SoftmaxConfig(lanes=2), gelu=GeluConfig(lanes=2),   # 2 lanes: ragged
+                  layernorm=LayerNormConfig(lanes=2, max_len=16)), [(1, 1), (3, 7), (2, 16)]),
+    (ULX3S, [(1, 9), (4, 13)]),
+])
+def test_residual_cycle_model_exact(cfg, shapes):
+    # One RUN RESIDUAL per shape (ROWS rows of ROW_LEN elements); no stalls.
+    VL = vector_lanes(cfg)
+    top = RunClock(cfg, depth=256)
+    rng = np.random.default_rng(42)
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    for reg, value in zip(RESIDUAL_REGS.values(), consts, strict=True):
+        top.set_reg(reg, value)
+    for rows, length in shapes:
+        a, b = (rng.integers(-(1 << 15), 1 << 15, (rows, length)) for _ in range(2))
+        top.write_buffer(Buf.X, 0, layout.residual_words(a, b, VL))
+        top.set_reg(Reg.ROW_LEN, length)
+        top.set_reg(Reg.ROWS, rows)
+        top.run(Op.RESIDUAL)
+        measured = top.run_cycles()
+        got = layout.from_beats(top.read_buffer(Buf.Y, 0, rows * -(-length // VL)), rows, length,
+                                VL)
+        np.testing.assert_array_equal(got, ops.residual_add(a, b, *consts))
+        assert measured == cyclemodel.residual_cycles(cfg, rows, length), (rows, length)
 
 
 # -- malformed commands ----------------------------------------------------------------------
