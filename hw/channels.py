@@ -120,8 +120,8 @@ class ChannelStage(wiring.Component):
 
         # The column tile of the row on ``i``, and its constants: read (the memory reads every
         # cycle), then registered, but held while a beat waits on ``o`` (so that a write then
-        # cannot change the beat offered). ``fresh`` is low for the 2 cycles after the tile
-        # changes.
+        # cannot change the beat offered). ``changed`` marks the 2 cycles after the tile
+        # changes, while the new tile's constants are read and registered.
         tile = Signal(range(T))
         rp = mem.read_port()
         words = Signal(3 * part, reset_less=True)
@@ -129,15 +129,15 @@ class ChannelStage(wiring.Component):
         with m.If(~self.o.valid | self.o.ready):
             m.d.sync += words.eq(rp.data)
         changed = [Signal(name=f"changed_{k}") for k in (1, 2)]
-        fresh = ~changed[0] & ~changed[1]
         m.d.sync += changed[1].eq(changed[0])
         take = self.i.valid & self.i.ready
         tile_end = self._walk(m, tile, take & self.linear)
         m.d.sync += changed[0].eq(tile_end)
 
-        # ``ok``, from a flip-flop: a beat may pass (not LINEAR, or its tile's constants are
-        # in ``words``). ``fresh`` a cycle ahead is ``~tile_end & ~changed[0]``; ``linear``
-        # holds during a run and changes only between runs, when no beat waits.
+        # ``ok``, from a flip-flop: a beat may pass (not LINEAR, or neither ``changed`` flag
+        # set, so the tile's constants are in ``words``); the flags a cycle ahead are
+        # ``tile_end`` and ``changed[0]``. ``linear`` holds during a run and changes only
+        # between runs, when no beat waits.
         ok = Signal(init=1)
         m.d.sync += ok.eq((~tile_end & ~changed[0]) | ~self.linear)
         m.d.comb += [self.o.valid.eq(self.i.valid & ok), self.i.ready.eq(self.o.ready & ok)]
