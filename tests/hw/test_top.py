@@ -242,9 +242,9 @@ def test_attention_edges_and_gemm_around_it(Top):
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_new_data_reads_change_nothing(stall, new_data_reads):
-    # The top's buffers and the attention scratchpads are marked uncontended (hw.memory): in
-    # hardware a read of the address being written may return the new data. Every run and
-    # buffer command must give the same results with it.
+    # The top's buffers, the CHAN table and the attention scratchpads are marked uncontended
+    # (hw.memory): in hardware a read of the address being written may return the new data.
+    # Every run and buffer command must give the same results with it.
     new_data_reads()
     top = SimTop(TINY, stall=stall, seed=21, budget=40_000)
     rng = np.random.default_rng(22)
@@ -261,6 +261,12 @@ def test_new_data_reads_change_nothing(stall, new_data_reads):
             top.attention(q, k, v, *SCALES, causal=causal)[0],
             golden.attention(q, k, v, *SCALES, causal=causal, cfg=TINY)[0])
     np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    # LINEAR reads its constants from the CHAN table, RESIDUAL both halves of X.
+    args = _linear_case(rng, 5, 7, 5)
+    np.testing.assert_array_equal(top.linear(*args), ops.linear(*args, cfg=TINY))
+    ra, rb = (rng.integers(-(1 << 15), 1 << 15, (3, 11)) for _ in range(2))
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    np.testing.assert_array_equal(top.residual(ra, rb, *consts), ops.residual_add(ra, rb, *consts))
 
 
 def test_malformed_attention_changes_nothing(Top):
