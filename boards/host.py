@@ -8,6 +8,7 @@ from hw.config import AccelConfig
 from hw.isa import (
     ATTENTION_REGS,
     GELU_REGS,
+    RESIDUAL_REGS,
     SOFTMAX_REGS,
     Buf,
     Command,
@@ -15,10 +16,11 @@ from hw.isa import (
     Op,
     Reg,
     buffer_specs,
+    channel_tiles,
     register_specs,
     vector_lanes,
 )
-from sim import golden, layout
+from sim import golden, layout, ops
 from sim.layout import pack_words, unpack_words
 
 from .link import RSP_SYNC, SYNC, LinkError, crc8
@@ -188,16 +190,57 @@ class Client:
                     a[i0:i0 + mb], b[:, j0:j0 + nb], requant is not None)
         return out
 
-    def _gemm_block(self, a, b, requantized):
+    def _gemm_block(self, a, b, requantized, op=None):
         R, C = self.cfg.array.rows, self.cfg.array.cols
         (M, K), N = a.shape, b.shape[1]
         self.write_buffer(Buf.A, 0, layout.column_words(a, R))
         self.write_buffer(Buf.B, 0, layout.row_words(b, C))
         for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             self.set_reg(reg, v)
-        self.run(Op.GEMM if requantized else Op.GEMM_RAW)
+        self.run(op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW)
         rows = self.read_buffer(Buf.C, 0, M * -(-N // C))
         return layout.from_tile_rows(rows, M, N, R, C)
+
+    def linear(self, x, w, bias, multipliers, shifts):
+        """``requantize_channels(x @ w + bias, multipliers, shifts)`` on the board, one ``RUN
+        LINEAR`` per block: as :func:`sim.ops.linear` with ``cfg=self.cfg`` and ``out_width =
+        requant.out_width`` (one pass, one K chunk), an int64 array.
+
+        ``x`` (M, K) and ``w`` (K, N) are int8 (``array.in_width``), ``bias`` int32 and
+        ``multipliers``, ``shifts`` per output channel. M and N are split into blocks that fit
+        the buffers; K must fit one run (``min(gemm.max_k, depth)``), or :exc:`ValueError`.
+        """
+        self._need("linear")
+        cfg = self.cfg
+        R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
+        x, w = golden.check_gemm_operands(x, w, in_width=cfg.array.in_width)
+        (M, K), N = x.shape, w.shape[1]
+        bias = golden.check_int_array("Linear bias", bias, 32, ndim=1)
+        if bias.shape != (N,):
+            raise ValueError(f"Linear bias must have shape ({N},), not {bias.shape}")
+        multipliers, shifts = ops.check_channel_constants(
+            "Linear", multipliers, shifts, N, mult_width=cfg.requant.mult_width,
+            max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
+        need = ops.linear_acc_width(bias, K, cfg.array.in_width, cfg.array.in_width)
+        if need > cfg.acc_width:
+            raise ValueError(f"GEMM acc_width must be at least {need} for K={K} with this bias "
+                             f"(gemm.acc_width), not {cfg.acc_width}")
+        kmax = min(cfg.gemm.max_k, self.depth)
+        if K > kmax:
+            raise ValueError(f"Linear K must be at most {kmax} (gemm.max_k and the board's "
+                             f"depth), not {K}")
+        tiles = self.depth // K
+        nb = min(N, cfg.gemm.max_n, tiles * C)
+        mb = min(M, cfg.gemm.max_m, tiles * R, self.depth // -(-nb // C))
+        consts = (bias, multipliers, shifts)
+        out = np.zeros((M, N), dtype=np.int64)
+        for j0 in range(0, N, nb):
+            self.write_buffer(Buf.CHAN, 0, layout.channel_words(
+                *(v[j0:j0 + nb] for v in consts), C, T))
+            for i0 in range(0, M, mb):
+                out[i0:i0 + mb, j0:j0 + nb] = self._gemm_block(
+                    x[i0:i0 + mb], w[:, j0:j0 + nb], True, Op.LINEAR)
+        return out
 
     # -- nonlinear units -------------------------------------------------------------------------
 
@@ -270,6 +313,34 @@ class Client:
         y = self._rows(Op.LAYERNORM, q.reshape(-1, L), L)
         return y.reshape(q.shape), k.y_scale
 
+
+    def residual(self, a, b, mult_a, mult_b, shift):
+        """The residual add on the board: ``(a, b)`` of any one shape to
+        :func:`sim.ops.residual_add` ``(a, b, mult_a, mult_b, shift)`` at the config's widths.
+
+        The elements go through X in runs of at most ``depth // 2`` beats each for ``a`` (X's
+        first half) and ``b`` (the second), each run one row of ``ROW_LEN`` elements.
+        """
+        self._need("residual")
+        rcfg, VL = self.cfg.residual, self.lanes
+        ops.residual_add(a, b, mult_a, mult_b, shift, in_width=rcfg.in_width,
+                         mult_width=rcfg.mult_width, out_width=rcfg.out_width)   # validates
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        for reg, value in zip(RESIDUAL_REGS.values(), (mult_a, mult_b, shift), strict=True):
+            self.set_reg(reg, value)
+        fa, fb = a.reshape(-1), b.reshape(-1)
+        out = np.zeros(fa.size, dtype=np.int64)
+        per = (self.depth // 2) * VL
+        self.set_reg(Reg.ROWS, 1)
+        for s0 in range(0, fa.size, per):
+            n = min(per, fa.size - s0)
+            self.write_buffer(Buf.X, 0, layout.residual_words(fa[None, s0:s0 + n],
+                                                              fb[None, s0:s0 + n], VL))
+            self.set_reg(Reg.ROW_LEN, n)
+            self.run(Op.RESIDUAL)
+            y = self.read_buffer(Buf.Y, 0, -(-n // VL))
+            out[s0:s0 + n] = layout.from_beats(y, 1, n, VL)[0]
+        return out.reshape(a.shape)
 
     # -- attention -------------------------------------------------------------------------------
 

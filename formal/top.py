@@ -6,7 +6,14 @@ import dataclasses
 from amaranth.asserts import Initial
 from amaranth.hdl import Assert, Assume, Cover, Signal
 
-from hw.config import AttentionConfig, GeluConfig, LayerNormConfig, SoftmaxConfig
+from hw.config import (
+    AttentionConfig,
+    GeluConfig,
+    LayerNormConfig,
+    LinearConfig,
+    ResidualConfig,
+    SoftmaxConfig,
+)
 from hw.isa import Error, register_specs
 from hw.top import Accelerator
 
@@ -18,8 +25,8 @@ from .units import SMALL
 __all__ = ["PROOFS", "GEMM_ONLY"]
 
 #: The smallest top: :data:`formal.units.SMALL` (a 2x2 array of 4-bit operands, problems up
-#: to 2x2x2) with no nonlinear unit and no attention (their registers and errors are the same
-#: checks on more registers).
+#: to 2x2x2) with no nonlinear unit, no attention, no LINEAR and no residual add (their
+#: registers and errors are the same checks on more registers and ops).
 GEMM_ONLY = dataclasses.replace(
     SMALL,
     name="formal-top",
@@ -27,6 +34,8 @@ GEMM_ONLY = dataclasses.replace(
     gelu=GeluConfig(enabled=False),
     layernorm=LayerNormConfig(enabled=False),
     attention=AttentionConfig(enabled=False),
+    linear=LinearConfig(enabled=False),
+    residual=ResidualConfig(enabled=False),
 )
 
 

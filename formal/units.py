@@ -10,6 +10,7 @@ from boards.link import FrameLink
 from boards.uart import UARTReceiver, UARTTransmitter
 from hw.arbiter import EngineArbiter, SoftmaxArbiter
 from hw.attention import AttentionController
+from hw.channels import ChannelStage
 from hw.config import (
     AccelConfig,
     ArrayConfig,
@@ -18,6 +19,7 @@ from hw.config import (
     GemmConfig,
     LayerNormConfig,
     RequantConfig,
+    ResidualConfig,
     SoftmaxConfig,
 )
 from hw.dispatch import engine_config
@@ -26,6 +28,7 @@ from hw.gemm import GemmEngine
 from hw.isa import Op
 from hw.layernorm import LayerNorm
 from hw.requant import Requantizer
+from hw.residual import Residual
 from hw.softmax import Softmax
 
 from .proof import Proof
@@ -46,6 +49,7 @@ SMALL = AccelConfig(
     layernorm=LayerNormConfig(lanes=1, max_len=4, in_width=4, out_width=4, gamma_width=6,
                               beta_width=24),
     attention=AttentionConfig(max_seq_len=2, max_head_dim=2),
+    residual=ResidualConfig(in_width=4, mult_width=4, out_width=4),
 )
 
 
@@ -198,15 +202,26 @@ PROOFS = [
           ports(lambda: Requantizer(2, _ECFG.acc_width, RequantConfig(mult_width=8)),
                 done=_out("o", 2)), cover_depth=12,
           what="stream rules on i, o through 2 beats"),
+    Proof("requant.lanes", "requant", "bmc", 12,
+          ports(lambda: Requantizer(2, _ECFG.acc_width, RequantConfig(mult_width=8),
+                                    per_lane=True), done=_out("o", 2)), cover_depth=12,
+          what="stream rules on i, o through 2 beats, each lane's multiplier and shift in the "
+          "beat (LINEAR's requantizer)"),
+    Proof("residual.ports", "residual", "bmc", 12,
+          ports(lambda: Residual(SMALL.residual), done=_out("o", 2)), cover_depth=12,
+          what="stream rules on i, o through 2 beats"),
+    Proof("channels.ports", "channels", "bmc", 12,
+          ports(lambda: ChannelStage(SMALL), done=_out("o", 2)), cover_depth=12,
+          what="stream rules on i, write, o through 2 rows (shape and run flags held)"),
     Proof("softmax.ports", "softmax", "bmc", 48,
           ports(lambda: Softmax(SMALL.softmax), assume=_length(4), done=_row_of(4)),
           cover_depth=48, what="stream rules on i, o through a row of 4"),
     Proof("gelu.ports", "gelu", "bmc", 20,
           ports(lambda: Gelu(SMALL.gelu), done=_out("o", 2)), cover_depth=20,
           what="stream rules on i, o through 2 beats"),
-    Proof("layernorm.ports", "layernorm", "bmc", 72,
+    Proof("layernorm.ports", "layernorm", "bmc", 75,
           ports(lambda: LayerNorm(SMALL.layernorm), assume=_length(4), done=_row_of(4)),
-          cover_depth=72, slow=True, what="stream rules on i, coef, o through a row of 4"),
+          cover_depth=75, slow=True, what="stream rules on i, coef, o through a row of 4"),
     Proof("attention.ports", "attention", "bmc", 16,
           ports(lambda: AttentionController(SMALL), assume=_together("gemm_a", "gemm_b"),
                 done=_out("rows", 2)), cover_depth=16,

@@ -1,27 +1,34 @@
 """Per-operation adapters of the accelerator top: the streams a run reads, fed to its unit,
 and the unit's results, turned into the words the run writes."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .channels import ChannelStage, channel_write_layout, requant_width
 from .dispatch import engine_config, register_layout
-from .isa import NONLINEAR_OPS, Buf, Op, buffer_specs, vector_lanes
+from .fanout import register_copies
+from .isa import ROW_OPS, Buf, Op, buffer_specs, vector_lanes
+from .requant import lane_beat_layout
+from .residual import residual_pair_layout
 from .skid import SkidBuffer
 
 __all__ = ["MatrixAdapter", "RowAdapter"]
 
 
 class MatrixAdapter(wiring.Component):
-    """RUN GEMM, GEMM_RAW and ATTENTION: the A and B (and V) readers' words into the GEMM
-    engine's client port (or the attention controller), the results into C's words, through
-    the top's one requantizer where they need it.
+    """RUN GEMM, GEMM_RAW, LINEAR and ATTENTION: the A and B (and V) readers' words into the
+    GEMM engine's client port (or the attention controller), the results into C's words,
+    through the top's one requantizer where they need it.
 
     GEMM: ``a``, ``b`` -> the engine (``gemm_a``, ``gemm_b``, through
     :class:`hw.arbiter.EngineArbiter`); its rows (``gemm_out``) -> C, exact for GEMM_RAW, else
     through the requantizer (``rq_*``, with ``RQ_MULT``, ``RQ_SHIFT``). Attention: ``a`` (Q),
     ``b`` (K), ``v`` -> the controller (``att_q`` ...); its exact ``P V`` rows (``att_rows``)
-    -> the requantizer (``ATT_MULT``, ``ATT_SHIFT``) -> C.
+    -> the requantizer (``ATT_MULT``, ``ATT_SHIFT``) -> C. LINEAR: as GEMM, with each row's
+    bias added and each lane's multiplier and shift taken from the CHAN buffer by a
+    :class:`~hw.channels.ChannelStage` (``chan`` its writes) before the register slice; with
+    LINEAR in the config every run's rows pass it, and the requantizer is per-lane.
 
     The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
     reaches a unit before that); the constants follow ``regs`` (unchanged during a run), with
@@ -49,9 +56,13 @@ class MatrixAdapter(wiring.Component):
     gemm_out : In(stream.Signature(ArrayLayout(signed(acc_width), C)))
         The engine's client port (``acc_width`` of :func:`hw.dispatch.engine_config`).
     rq_i : Out(stream.Signature(ArrayLayout(signed(acc_width), C)))
+        With LINEAR, ``Out(stream.Signature(lane_beat_layout(C, requant_width(cfg),
+        mult_width)))`` (:func:`hw.requant.lane_beat_layout`, :func:`hw.channels.requant_width`).
     rq_o : In(stream.Signature(ArrayLayout(signed(requant.out_width), C)))
-    rq_multiplier, rq_shift : Out(...)
+    rq_multiplier, rq_shift : Out(...), without LINEAR only
         The requantizer.
+    running : In(1), chan : In(stream.Signature(channel_write_layout(cfg))), with LINEAR only
+        A run is in progress; CHAN's writes (:class:`~hw.channels.ChannelStage`).
     att_q, att_k, att_v, att_rows : with attention only
         The attention controller's ports.
 
@@ -77,11 +88,21 @@ class MatrixAdapter(wiring.Component):
             "gemm_a": Out(stream.Signature(data.ArrayLayout(signed(w), R))),
             "gemm_b": Out(stream.Signature(data.ArrayLayout(signed(w), C))),
             "gemm_out": In(rows),
-            "rq_i": Out(rows),
             "rq_o": In(stream.Signature(data.ArrayLayout(signed(rq.out_width), C))),
-            "rq_multiplier": Out(unsigned(rq.mult_width)),
-            "rq_shift": Out(range(eacc + rq.mult_width)),
         }
+        if cfg.linear.enabled:
+            ports.update({
+                "rq_i": Out(stream.Signature(lane_beat_layout(C, requant_width(cfg),
+                                                              rq.mult_width))),
+                "running": In(1),
+                "chan": In(stream.Signature(channel_write_layout(cfg), always_ready=True)),
+            })
+        else:
+            ports.update({
+                "rq_i": Out(rows),
+                "rq_multiplier": Out(unsigned(rq.mult_width)),
+                "rq_shift": Out(range(eacc + rq.mult_width)),
+            })
         if cfg.attention.enabled:
             att_rows = data.ArrayLayout(signed(cfg.attention_gemm.acc_width), C)
             ports.update({
@@ -96,12 +117,29 @@ class MatrixAdapter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, regs, C = self.cfg, self.regs, self.cfg.array.cols
-        att_run, raw = Signal(name="att_run"), Signal(name="raw")
-        m.d.sync += [att_run.eq(self.run_op == Op.ATTENTION), raw.eq(self.run_op == Op.GEMM_RAW)]
+        # The run's selects as flip-flops of their own for each group of loads: the operand
+        # handshakes, attention's row handshake, the registers, each half of the rows (one
+        # select for every bit of a row would be a net across the die; hw.fanout).
+        att_run, att_ready, att_regs, *att_rows = register_copies(
+            m, platform, self.run_op == Op.ATTENTION, 5, name="att_run")
+        raw, *raw_rows = register_copies(m, platform, self.run_op == Op.GEMM_RAW, 3, name="raw")
         g_a, g_b, g_out = self.gemm_a, self.gemm_b, self.gemm_out
         m.submodules.rq_slice = rq_slice = SkidBuffer(self.rq_i.payload.shape())
         wiring.connect(m, rq_slice.o, wiring.flipped(self.rq_i))
         rq_i = rq_slice.i
+        if cfg.linear.enabled:
+            # Every run's rows pass the channel stage (LINEAR's bias and constants, the others'
+            # register pair in every lane) on their way into the slice.
+            m.submodules.channels = ch = ChannelStage(cfg)
+            wiring.connect(m, ch.o, rq_slice.i)
+            wiring.connect(m, wiring.flipped(self.chan), ch.write)
+            linear, *linear_lanes = register_copies(m, platform, self.run_op == Op.LINEAR, 3,
+                                                    name="linear_run")
+            m.d.comb += [ch.linear.eq(linear), ch.linear_lanes.eq(Cat(*linear_lanes)),
+                         ch.running.eq(self.running), ch.m.eq(regs.m), ch.n.eq(regs.n)]
+            rq_i, rq_mult, rq_shift = ch.i, ch.multiplier, ch.shift
+        else:
+            rq_mult, rq_shift = self.rq_multiplier, self.rq_shift
         m.d.comb += [
             g_a.valid.eq(self.a.valid & ~att_run), g_a.payload.eq(self.a.payload),
             g_b.valid.eq(self.b.valid & ~att_run), g_b.payload.eq(self.b.payload),
@@ -115,8 +153,8 @@ class MatrixAdapter(wiring.Component):
             # The requantizer takes the registers of the op that runs (through a register:
             # run_op is set many cycles before the first row reaches it).
             m.d.sync += [
-                self.rq_multiplier.eq(Mux(att_run, regs.att_mult, regs.rq_mult)),
-                self.rq_shift.eq(Mux(att_run, regs.att_shift, regs.rq_shift)),
+                rq_mult.eq(Mux(att_regs, regs.att_mult, regs.rq_mult)),
+                rq_shift.eq(Mux(att_regs, regs.att_shift, regs.rq_shift)),
             ]
             q, k, v, rows = self.att_q, self.att_k, self.att_v, self.att_rows
             m.d.comb += [
@@ -124,27 +162,25 @@ class MatrixAdapter(wiring.Component):
                 k.valid.eq(self.b.valid & att_run), k.payload.eq(self.b.payload),
                 v.valid.eq(self.v.valid & att_run), v.payload.eq(self.v.payload),
                 self.v.ready.eq(v.ready),
-                rows.ready.eq(att_run & rq_i.ready),
+                rows.ready.eq(att_ready & rq_i.ready),
             ]
             with m.If(att_run):
                 # Attention's rows into the requantizer, sign-extended to its width.
                 m.d.comb += [self.a.ready.eq(q.ready), self.b.ready.eq(k.ready),
                              rq_i.valid.eq(rows.valid)]
-                for c in range(C):
+            for c in range(C):
+                with m.If(att_rows[2 * c // C]):
                     m.d.comb += rq_i.payload[c].eq(rows.payload[c])
         else:
-            m.d.comb += [self.rq_multiplier.eq(regs.rq_mult), self.rq_shift.eq(regs.rq_shift)]
+            m.d.comb += [rq_mult.eq(regs.rq_mult), rq_shift.eq(regs.rq_shift)]
         c_word = Signal(data.ArrayLayout(signed(cfg.acc_width), C))
         m.d.comb += [self.rq_o.ready.eq(1), self.c.payload.eq(c_word)]
-        with m.If(raw):
-            # Exact rows; the shared engine's lanes may be wider, the values fit acc_width.
-            m.d.comb += self.c.valid.eq(g_out.valid)
-            for c in range(C):
-                m.d.comb += c_word[c].eq(g_out.payload[c])
-        with m.Else():   # requantized GEMM rows, or attention's output
-            m.d.comb += self.c.valid.eq(self.rq_o.valid)
-            for c in range(C):
-                m.d.comb += c_word[c].eq(self.rq_o.payload[c])
+        # Exact rows (the shared engine's lanes may be wider, the values fit acc_width), or
+        # requantized GEMM rows, or attention's output.
+        m.d.comb += self.c.valid.eq(Mux(raw, g_out.valid, self.rq_o.valid))
+        for c in range(C):
+            m.d.comb += c_word[c].eq(Mux(raw_rows[2 * c // C], g_out.payload[c],
+                                         self.rq_o.payload[c]))
         return m
 
 
@@ -172,15 +208,21 @@ class RowAdapter(wiring.Component):
         Y's words.
     <unit>_i : Out(stream.Signature(ArrayLayout(signed(<unit>.in_width), lanes)))
     <unit>_o : In(stream.Signature(ArrayLayout(signed(<unit>.out_width), lanes)))
-        For each unit (``softmax``, ``gelu``, ``layernorm``; softmax's output is unsigned): the
-        signatures of :class:`hw.softmax.Softmax` and the others for their configs.
+        For each unit (``softmax``, ``gelu``, ``layernorm``, ``residual``; softmax's output is
+        unsigned): the signatures of :class:`hw.softmax.Softmax` and the others for their
+        configs (``residual_i``'s payload is :func:`hw.residual.residual_pair_layout`).
 
-    Latency: none (combinational), but for the selects. Throughput: one word per cycle.
+    RUN RESIDUAL's reader walks the two halves of X alternately (``a`` word 0, ``b`` word 0,
+    ``a`` word 1, ...): the adapter holds each ``a`` word and offers it with the next word,
+    its ``b``, as one pair.
+
+    Latency: none (combinational), but for the selects. Throughput: one word per cycle (one
+    pair every two cycles for the residual add).
     """
 
     def __init__(self, cfg, depth):
         self.cfg = cfg
-        self.ops = tuple(op for op, name in NONLINEAR_OPS.items() if getattr(cfg, name).enabled)
+        self.ops = tuple(op for op, name in ROW_OPS.items() if getattr(cfg, name).enabled)
         specs = buffer_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)
         self.x_elem, self.y_elem = specs[Buf.X].elem_width, specs[Buf.Y].elem_width
@@ -190,11 +232,13 @@ class RowAdapter(wiring.Component):
             "y": Out(stream.Signature(unsigned(specs[Buf.Y].width), always_ready=True)),
         }
         for op in self.ops:
-            name = NONLINEAR_OPS[op]
+            name = ROW_OPS[op]
             ucfg = getattr(cfg, name)
             o_sign = unsigned if op == Op.SOFTMAX else signed
-            ports[f"{name}_i"] = Out(stream.Signature(
-                data.ArrayLayout(signed(ucfg.in_width), self.lanes)))
+            i_shape = data.ArrayLayout(signed(ucfg.in_width), self.lanes)
+            if op == Op.RESIDUAL:
+                i_shape = residual_pair_layout(ucfg, self.lanes)
+            ports[f"{name}_i"] = Out(stream.Signature(i_shape))
             ports[f"{name}_o"] = In(stream.Signature(
                 data.ArrayLayout(o_sign(ucfg.out_width), self.lanes)))
         super().__init__(ports)
@@ -206,15 +250,38 @@ class RowAdapter(wiring.Component):
         y_word = Signal(data.ArrayLayout(signed(self.y_elem), VL))
         m.d.comb += self.y.payload.eq(y_word)
         for op in self.ops:
-            name = NONLINEAR_OPS[op]
+            name = ROW_OPS[op]
             i, o = getattr(self, f"{name}_i"), getattr(self, f"{name}_o")
             sel = Signal(name=f"sel_{name}")
             m.d.sync += sel.eq(self.run_op == op)
-            m.d.comb += [i.valid.eq(self.x.valid & sel), o.ready.eq(1)]
-            for lane in range(VL):
-                m.d.comb += i.payload[lane].eq(x_word[lane])
+            m.d.comb += o.ready.eq(1)
+            if op == Op.RESIDUAL:
+                x_ready = self._pairs(m, sel, x_word, i)
+            else:
+                m.d.comb += i.valid.eq(self.x.valid & sel)
+                for lane in range(VL):
+                    m.d.comb += i.payload[lane].eq(x_word[lane])
+                x_ready = i.ready
             with m.If(sel):
-                m.d.comb += [self.x.ready.eq(i.ready), self.y.valid.eq(o.valid)]
+                m.d.comb += [self.x.ready.eq(x_ready), self.y.valid.eq(o.valid)]
                 for lane in range(VL):
                     m.d.comb += y_word[lane].eq(o.payload[lane])
         return m
+
+    def _pairs(self, m, sel, x_word, i):
+        """RUN RESIDUAL's pairs: each ``a`` word held until its ``b`` word comes. Returns the
+        ``ready`` of X."""
+        held = Signal.like(i.payload.a, name="held_a")
+        full = Signal(name="held_full")      # ``held_a`` holds this pair's ``a``
+        ready = ~full | i.ready
+        m.d.comb += [i.valid.eq(self.x.valid & sel & full), i.payload.a.eq(held)]
+        for lane in range(self.lanes):
+            m.d.comb += i.payload.b[lane].eq(x_word[lane])
+        with m.If(~sel):
+            m.d.sync += full.eq(0)
+        with m.Elif(self.x.valid & ready):
+            m.d.sync += full.eq(~full)
+            with m.If(~full):
+                for lane in range(self.lanes):
+                    m.d.sync += held[lane].eq(x_word[lane])
+        return ready

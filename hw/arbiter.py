@@ -1,11 +1,12 @@
 """Arbiters of the accelerator top: its one GEMM engine and its one softmax, each shared by the
 runs that use it."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dispatch import engine_config, register_layout
+from .fanout import register_copies
 from .gemm import gemm_cmd_layout
 from .isa import ATTENTION_REGS, SOFTMAX_REGS, Op
 
@@ -85,14 +86,15 @@ class EngineArbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.cfg.array.rows, self.cfg.array.cols
-        clients = [("gemm", Signal(name="gemm_owns"))]
         if self.cfg.attention.enabled:
-            clients.append(("att", Signal(name="att_owns")))
-            m.d.sync += [clients[0][1].eq(self.run_op != Op.ATTENTION),
-                         clients[1][1].eq(self.run_op == Op.ATTENTION)]
+            # Each client's select as four flip-flops (handshakes, command, A, B): one select
+            # for every operand bit would be a net across the die.
+            clients = [(name, register_copies(m, platform, decode, 4, name=f"{name}_owns"))
+                       for name, decode in (("gemm", self.run_op != Op.ATTENTION),
+                                            ("att", self.run_op == Op.ATTENTION))]
         else:
-            m.d.comb += clients[0][1].eq(1)
-        for name, owns in clients:
+            clients = [("gemm", [Const(1, 1)] * 4)]
+        for name, (owns, owns_cmd, owns_a, owns_b) in clients:
             cmd, a, b, out = (getattr(self, f"{name}_{x}") for x in ("cmd", "a", "b", "out"))
             m.d.comb += [
                 cmd.ready.eq(owns & self.cmd.ready),
@@ -103,15 +105,17 @@ class EngineArbiter(wiring.Component):
             for c in range(C):      # the engine's rows, cut to the client's width
                 m.d.comb += out.payload[c].eq(self.out.payload[c])
             with m.If(owns):
+                m.d.comb += [self.cmd.valid.eq(cmd.valid), self.a.valid.eq(a.valid),
+                             self.b.valid.eq(b.valid), self.out.ready.eq(out.ready)]
+            with m.If(owns_cmd):
                 m.d.comb += [
-                    self.cmd.valid.eq(cmd.valid),
                     self.cmd.payload.m.eq(cmd.payload.m), self.cmd.payload.k.eq(cmd.payload.k),
                     self.cmd.payload.n.eq(cmd.payload.n),
-                    self.a.valid.eq(a.valid), self.b.valid.eq(b.valid),
-                    self.out.ready.eq(out.ready),
                 ]
-                for r in range(R):      # operands sign-extended to the engine's width
+            with m.If(owns_a):      # operands sign-extended to the engine's width
+                for r in range(R):
                     m.d.comb += self.a.payload[r].eq(a.payload[r])
+            with m.If(owns_b):
                 for c in range(C):
                     m.d.comb += self.b.payload[c].eq(b.payload[c])
         return m
@@ -175,18 +179,23 @@ class SoftmaxArbiter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, regs = self.cfg.softmax.lanes, self.regs
-        att = Signal(name="att_owns")
-        rows = Signal(name="rows_own")
-        m.d.sync += [att.eq(self.run_op == Op.ATTENTION), rows.eq(self.run_op != Op.ATTENTION),
-                     self.length.eq(Mux(att, self.att_length, regs.row_len))]
+        # Each owner's select as flip-flops of their own (handshakes, scores; and attention's
+        # for the registers), not one net to every bit (see EngineArbiter).
+        att, att_rows, att_regs = register_copies(m, platform, self.run_op == Op.ATTENTION, 3,
+                                                  name="att_owns")
+        rows, rows_rows = register_copies(m, platform, self.run_op != Op.ATTENTION, 2,
+                                          name="rows_own")
+        m.d.sync += self.length.eq(Mux(att_regs, self.att_length, regs.row_len))
         for name, reg in SOFTMAX_REGS.items():
             m.d.sync += getattr(self, name).eq(
-                Mux(att, regs[ATTENTION_REGS[name].name.lower()], regs[reg.name.lower()]))
-        for owns, i, o in ((rows, self.rows_i, self.rows_o), (att, self.att_i, self.att_o)):
+                Mux(att_regs, regs[ATTENTION_REGS[name].name.lower()], regs[reg.name.lower()]))
+        for owns, owns_rows, i, o in ((rows, rows_rows, self.rows_i, self.rows_o),
+                                      (att, att_rows, self.att_i, self.att_o)):
             m.d.comb += [i.ready.eq(owns & self.i.ready), o.valid.eq(owns & self.o.valid),
                          o.payload.eq(self.o.payload)]
             with m.If(owns):
                 m.d.comb += [self.i.valid.eq(i.valid), self.o.ready.eq(o.ready)]
+            with m.If(owns_rows):
                 for lane in range(lanes):
                     m.d.comb += self.i.payload[lane].eq(i.payload[lane])
         return m

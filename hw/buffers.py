@@ -29,8 +29,9 @@ def host_signature(word_width):
 
 
 class Buffers(wiring.Component):
-    """The buffers of :class:`hw.top.Accelerator` (all of :func:`hw.isa.buffer_specs` but COEF,
-    which the LayerNorm unit holds, and whose writes this component forwards): one
+    """The buffers of :class:`hw.top.Accelerator` (all of :func:`hw.isa.buffer_specs` but COEF
+    and CHAN, which the LayerNorm unit and :class:`~hw.channels.ChannelStage` hold, and whose
+    writes this component forwards): one
     :class:`~amaranth.lib.memory.Memory` each, named ``buf_<name>``, with one read port and one
     write port.
 
@@ -72,6 +73,8 @@ class Buffers(wiring.Component):
         The run's result words, written at ``run_addr`` one cycle later.
     coef : Out(stream.Signature(layernorm_coef_layout(cfg.layernorm))), with LayerNorm only
         WRITE_BUFFER COEF words, forwarded to the unit.
+    chan : Out(stream.Signature(channel_write_layout(cfg), always_ready=True)), with LINEAR only
+        WRITE_BUFFER CHAN words, forwarded to :class:`~hw.channels.ChannelStage`.
 
     Attributes
     ----------
@@ -90,7 +93,7 @@ class Buffers(wiring.Component):
         self.addr_width = max(1, (depth - 1).bit_length())
         self.word_width = 8 * max(s.nbytes for s in self.specs.values())
         self.data = {buf: MemoryData(shape=unsigned(spec.width), depth=depth, init=[])
-                     for buf, spec in self.specs.items() if buf != Buf.COEF}
+                     for buf, spec in self.specs.items() if buf not in (Buf.COEF, Buf.CHAN)}
         ports = {
             "host": In(host_signature(self.word_width)),
             "running": In(1),
@@ -108,6 +111,9 @@ class Buffers(wiring.Component):
         if Buf.COEF in self.specs:
             from .layernorm import layernorm_coef_layout
             ports["coef"] = Out(stream.Signature(layernorm_coef_layout(cfg.layernorm)))
+        if Buf.CHAN in self.specs:
+            from .channels import channel_write_layout
+            ports["chan"] = Out(stream.Signature(channel_write_layout(cfg), always_ready=True))
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -155,6 +161,12 @@ class Buffers(wiring.Component):
                 self.coef.payload.addr.eq(host.waddr),
                 self.coef.payload.gamma.eq(host.wdata[:gw]),
                 self.coef.payload.beta.eq(host.wdata[gw:gw + ln.beta_width * ln.lanes]),
+            ]
+        if Buf.CHAN in self.specs:
+            m.d.comb += [
+                self.chan.valid.eq(host.wen & (host.buf == Buf.CHAN.value)),
+                self.chan.payload.addr.eq(host.waddr),
+                self.chan.payload.data.eq(host.wdata),
             ]
 
         # Read ports: addressed by the reader while running, by the command otherwise. They

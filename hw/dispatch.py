@@ -55,8 +55,9 @@ class Dispatcher(wiring.Component):
     (:class:`~hw.divider.CeilDivider`: no multipliers or dividers), GEMM ``words_a =
     ceil(M/R)*K``, ``words_b = ceil(N/C)*K``, ``words_c = M*ceil(N/C)``, ``tiles_m = ceil(M/R)``,
     ``tiles_n = ceil(N/C)``; attention ``ceil(L/R)*d`` (Q), ``ceil(L/C)*d`` (K), ``ceil(d/C)*L``
-    (V and O); nonlinear ``words_a = ROWS*ceil(ROW_LEN/lanes)``, one step a cycle. Then the
-    counts are checked against the buffers' depth.
+    (V and O); nonlinear and residual ``words_a = ROWS*ceil(ROW_LEN/lanes)``, one step a cycle.
+    Then the counts are checked against the buffers' depth (RESIDUAL: ``2*words_a``, its two
+    halves of X). LINEAR is checked and launched as GEMM.
 
     **Launch.** Run isolation: everything a run reads is its own from launch: its op in
     ``run_op``, each reader's loop latched at its start (the loops follow ``run_op`` at all
@@ -86,9 +87,10 @@ class Dispatcher(wiring.Component):
     run_write : In(1)
         The run writes a word.
     read_a, read_b, read_x, read_v : Out(reader_control_signature(...)), as configured
-        The readers of A, B (GEMM, attention), X (nonlinear) and V (attention).
+        The readers of A, B (GEMM, LINEAR, attention), X (nonlinear; RESIDUAL walks its two
+        halves alternately) and V (attention).
     gemm : Out(stream.Signature(gemm_cmd_layout(engine_config(cfg).gemm)))
-        The GEMM command of a RUN GEMM (GEMM_RAW), from M, K, N.
+        The GEMM command of a RUN GEMM (GEMM_RAW, LINEAR), from M, K, N.
     attention : Out(stream.Signature(attention_cmd_layout(cfg))), with attention only
         The head of a RUN ATTENTION, from ATT_LEN, ATT_DIM, ATT_CAUSAL.
 
@@ -180,6 +182,8 @@ class Dispatcher(wiring.Component):
         """RUN's facts: the op is in the config, its shape registers are valid (registered)."""
         cfg, regs, op_arg = self.cfg, self.register_file, self.request.args[0]
         is_gemm = (op_arg == Op.GEMM.value) | (op_arg == Op.GEMM_RAW.value)
+        if cfg.linear.enabled:      # LINEAR: GEMM's shape, walk and checks
+            is_gemm = is_gemm | (op_arg == Op.LINEAR.value)
         m.d.sync += v.gemm_op.eq(is_gemm)
         op_shape_ok = Signal(name="gemm_shape_ok")
         m.d.sync += [v.present.eq(0), v.shape_ok.eq(0),
@@ -205,6 +209,14 @@ class Dispatcher(wiring.Component):
                                            (regs[Reg.ROW_LEN] <= row_max))
                 with m.If(op_arg == op.value):
                     m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
+        if cfg.residual.enabled:
+            op_shape_ok = Signal(name="residual_shape_ok")
+            is_res = op_arg == Op.RESIDUAL.value
+            m.d.sync += [v.res_op.eq(is_res),
+                         op_shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
+                                        (regs[Reg.ROW_LEN] <= self.depth * self.lanes))]
+            with m.If(is_res):
+                m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
 
     def _verdict(self, m, v):
         """Stage 3: the verdict, registered (the first failing check answers); the register
@@ -275,10 +287,12 @@ class Dispatcher(wiring.Component):
         done = req.done
         out_words = Signal(range(depth + 1))   # words the run writes
         written = self.run_addr
-        run_gemm = Signal()                    # run_op is GEMM or GEMM_RAW
+        run_gemm = Signal()                    # run_op is GEMM, GEMM_RAW or LINEAR
         gemm_cmd_valid, att_cmd_valid = Signal(), Signal()
         over_abc, over_a = Signal(name="over_abc"), Signal(name="over_a")   # beyond the buffers
-        launch_bad = Signal()     # the RUN's op is over_abc (GEMM, attention) or over_a
+        over_2a = Signal(name="over_2a")       # RESIDUAL: its two halves of X beyond X
+        run_res = Signal()                     # run_op is RESIDUAL
+        launch_bad = Signal()     # the RUN's op is over_abc (GEMM, attention), over_2a or over_a
         m.d.comb += [req.running.eq(self.running), req.launch_bad.eq(launch_bad)]
         for rd in readers.values():
             if rd is not None:
@@ -301,14 +315,19 @@ class Dispatcher(wiring.Component):
                 m.d.sync += [over_abc.eq((v.words_a > depth) | (v.words_b > depth) |
                                          (v.words_c > depth)),
                              over_a.eq(v.words_a > depth)]
+                if cfg.residual.enabled:
+                    m.d.sync += over_2a.eq(2 * v.words_a > depth)
                 m.next = "FIT2"
             with m.State("FIT2"):        # the capacity verdict of the op, registered
-                m.d.sync += launch_bad.eq(Mux(v.gemm_op | v.att_op, over_abc, over_a))
+                over_rows = Mux(v.res_op, over_2a, over_a) if cfg.residual.enabled else over_a
+                m.d.sync += launch_bad.eq(Mux(v.gemm_op | v.att_op, over_abc, over_rows))
                 m.next = "LAUNCH"
             with m.State("LAUNCH"):      # capacity verdict, then start the readers
                 m.d.comb += req.launched.eq(1)
                 start = [self.running.eq(1), done.eq(0), self.run_op.eq(req.args[0]),
                          written.eq(0)]
+                if cfg.residual.enabled:
+                    start.append(run_res.eq(v.res_op))
                 with m.If(~launch_bad):
                     with m.If(v.gemm_op):
                         m.d.sync += [*start, run_gemm.eq(1), out_words.eq(v.words_c),
@@ -356,10 +375,17 @@ class Dispatcher(wiring.Component):
             lb.count_k.eq(Mux(run_gemm, K, v.words_b)), lb.si.eq(0),
             lb.sj.eq(Mux(run_gemm, K, 0)),
         ]
-        for rd, n in ((rd_x, v.words_a), (rd_v, v.words_c)):
-            if rd is not None:
-                m.d.sync += [rd.loop.count_i.eq(1), rd.loop.count_j.eq(1), rd.loop.count_k.eq(n),
-                             rd.loop.si.eq(0), rd.loop.sj.eq(0)]
+        # X: linearly, but for RESIDUAL, which walks its two halves alternately: i = word (stride
+        # 1), j = half (stride words_a), k a single word.
+        if rd_x is not None:
+            lx, n = rd_x.loop, v.words_a
+            m.d.sync += [lx.count_i.eq(Mux(run_res, n, 1)), lx.count_j.eq(Mux(run_res, 2, 1)),
+                         lx.count_k.eq(Mux(run_res, 1, n)), lx.si.eq(run_res),
+                         lx.sj.eq(Mux(run_res, n, 0))]
+        if rd_v is not None:
+            lv = rd_v.loop
+            m.d.sync += [lv.count_i.eq(1), lv.count_j.eq(1), lv.count_k.eq(v.words_c),
+                         lv.si.eq(0), lv.sj.eq(0)]
 
 
 class _Values:
@@ -384,6 +410,7 @@ class _Values:
         # RUN: the op decoded into flip-flops (the argument is held from FACT1 to the end of
         # RUN), whether it is present and its shape valid.
         self.gemm_op, self.att_op = Signal(name="gemm_op"), Signal(name="att_op")
+        self.res_op = Signal(name="res_op")
         self.present = Signal()
         self.shape_ok = Signal()
         # Shape preparation (``_prepare``): ``counting``, ``words_a/b/c``, ``tiles_m/n``.

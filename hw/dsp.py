@@ -13,7 +13,7 @@ from amaranth.hdl import (
     Value,
 )
 
-__all__ = ["ECP5_PORT_WIDTH", "ICE40_PAIR_WIDTH", "is_ice40", "registered_product",
+__all__ = ["ECP5_PORT_WIDTH", "ICE40_PAIR_WIDTH", "is_ecp5", "is_ice40", "registered_product",
            "registered_product_pair", "shared_product"]
 
 #: Operand width of one ECP5 sysDSP multiplier block (MULT18X18D), signed or unsigned.
@@ -22,7 +22,8 @@ ECP5_PORT_WIDTH = 18
 ICE40_PAIR_WIDTH = 8
 
 
-def _is_ecp5(platform):
+def is_ecp5(platform):
+    """Whether ``platform`` (the one passed to ``elaborate``, or None) targets ECP5."""
     return getattr(platform, "family", None) == "ecp5"
 
 
@@ -90,7 +91,7 @@ def registered_product(m, platform, a, b, prod, *, en=None, name, domain="sync")
     _check_product(prod)
     en = Const(1, 1) if en is None else Value.cast(en)
 
-    if not (_is_ecp5(platform) and 0 < len(a) <= ECP5_PORT_WIDTH
+    if not (is_ecp5(platform) and 0 < len(a) <= ECP5_PORT_WIDTH
             and 0 < len(b) <= ECP5_PORT_WIDTH):
         sub = Module()
         with sub.If(en):

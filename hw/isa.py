@@ -8,9 +8,9 @@ from amaranth.lib import enum
 
 __all__ = [
     "Command", "Op", "Buf", "Reg", "Error",
-    "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "NONLINEAR_OPS",
+    "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
     "BufferSpec", "buffer_specs", "register_specs", "vector_lanes", "gelu_port_widths",
-    "check_depth",
+    "channel_tiles", "channel_shift_width", "check_depth",
 ]
 
 
@@ -31,6 +31,11 @@ class Op(enum.Enum, shape=8):
     GELU = 0x03          #: Y = gelu(X)
     LAYERNORM = 0x04     #: Y = layernorm(X) row by row, gamma/beta from COEF
     ATTENTION = 0x05     #: one head: C = attention(Q in A, K in B, V in V), int8 in C's lanes
+    #: C = requantize_channels(A @ B + bias, multipliers, shifts), bias and constants from CHAN
+    LINEAR = 0x06
+    #: Y = saturate(round_shift(a*RES_MULT_A + b*RES_MULT_B, RES_SHIFT)), a and b the two
+    #: halves of X
+    RESIDUAL = 0x07
 
 
 class Buf(enum.Enum, shape=8):
@@ -43,11 +48,16 @@ class Buf(enum.Enum, shape=8):
     A = 0      #: GEMM left operand, a word is R int8 lanes: ``A[tm*R : tm*R+R, k]`` at ``tm*K + k``
     B = 1      #: GEMM right operand, a word is C lanes: ``B[k, tn*C : tn*C+C]`` at ``tn*K + k``
     C = 2      #: GEMM or attention result, a word is C lanes of acc_width bits, in the unit's order
-    X = 3      #: nonlinear input, a word is one beat (``lanes`` elements), rows padded to beats;
+    X = 3      #: row input (RESIDUAL: a, then b), a word is a beat of ``lanes``, rows padded;
     #: a unit reads the low ``in_width`` bits of each lane (two's complement)
-    Y = 4      #: nonlinear output, same layout as X
+    Y = 4      #: nonlinear or residual output, same layout as X
     COEF = 5   #: LayerNorm gamma/beta, write-only, a word is one coefficient beat
     V = 6      #: attention V, a word is C int8 lanes: ``V[i, t*C : t*C+C]`` at ``t*L + i``
+    #: LINEAR's per-channel constants, write-only, a word is C lanes of channels ``t*C ..
+    #: t*C+C-1``: their biases at ``t``, multipliers at ``T + t``, shifts at ``2*T + t``
+    #: (``T = channel_tiles(cfg)``; the low acc_width, mult_width and channel_shift_width bits
+    #: of a lane are read)
+    CHAN = 7
 
 
 class Reg(enum.Enum, shape=8):
@@ -85,6 +95,9 @@ class Reg(enum.Enum, shape=8):
     ATT_OFFSET = 0x3b
     ATT_POLY_C = 0x3c
     ATT_EXP_SHIFT = 0x3d
+    RES_MULT_A = 0x40       #: residual add: multiplier of a (the first half of X)
+    RES_MULT_B = 0x41       #: residual add: multiplier of b (the second half of X)
+    RES_SHIFT = 0x42        #: residual add: the rounding shift
 
 
 class Error(enum.Enum, shape=8):
@@ -111,7 +124,11 @@ GELU_REGS = {"k": Reg.GELU_K, "beta": Reg.GELU_BETA, "c": Reg.GELU_C, "n": Reg.G
 ATTENTION_REGS = {"shift_right": Reg.ATT_SHIFT_RIGHT, "shift_left": Reg.ATT_SHIFT_LEFT,
                    "divisor": Reg.ATT_DIVISOR, "offset": Reg.ATT_OFFSET,
                    "poly_c": Reg.ATT_POLY_C, "exp_shift": Reg.ATT_EXP_SHIFT}
+RESIDUAL_REGS = {"mult_a": Reg.RES_MULT_A, "mult_b": Reg.RES_MULT_B, "shift": Reg.RES_SHIFT}
 NONLINEAR_OPS = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernorm"}
+#: The ops that stream X into Y, and their config sections: the nonlinear units and the
+#: residual add.
+ROW_OPS = {**NONLINEAR_OPS, Op.RESIDUAL: "residual"}
 
 
 @dataclass(frozen=True)
@@ -138,7 +155,8 @@ class BufferSpec:
 
 
 def vector_lanes(cfg):
-    """Lanes of the X/Y buffers: the common ``lanes`` of the enabled nonlinear units (1 if none)."""
+    """Lanes of the X/Y buffers: the common ``lanes`` of the enabled nonlinear units (1 if none);
+    the residual add takes as many."""
     lanes = {getattr(cfg, name).lanes for name in NONLINEAR_OPS.values()
              if getattr(cfg, name).enabled}
     if len(lanes) > 1:
@@ -156,11 +174,25 @@ def gelu_port_widths(gcfg):
             "umax": gcfg.exp_width}
 
 
+def channel_tiles(cfg):
+    """``T``: the column tiles of the largest N, ``ceil(gemm.max_n / C)``; CHAN holds ``3*T``
+    words (biases, multipliers, shifts)."""
+    return -(-cfg.gemm.max_n // cfg.array.cols)
+
+
+def channel_shift_width(cfg):
+    """Bits of a CHAN shift lane that the hardware reads: enough for ``acc_width +
+    requant.mult_width - 1``, the largest shift :func:`sim.ops.linear` accepts."""
+    return (cfg.acc_width + cfg.requant.mult_width - 1).bit_length()
+
+
 def buffer_specs(cfg, depth=256):
     """The buffers of ``Accelerator(cfg, depth=depth)``: ``{Buf: BufferSpec}``.
 
-    A, B and C always exist; X and Y when a nonlinear unit is enabled; COEF with LayerNorm;
-    V with attention (which also uses A for Q, B for K and C for its output).
+    A, B and C always exist; X and Y when a nonlinear unit or the residual add is enabled;
+    COEF with LayerNorm; V with attention (which also uses A for Q, B for K and C for its
+    output); CHAN with LINEAR (its lanes as wide as the bias, ``acc_width``, or as an unsigned
+    multiplier with a sign bit, whichever is wider).
     """
     check_depth(depth)
     R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
@@ -169,7 +201,7 @@ def buffer_specs(cfg, depth=256):
         Buf.B: BufferSpec(Buf.B, C, w, depth),
         Buf.C: BufferSpec(Buf.C, C, cfg.acc_width, depth),
     }
-    units = [getattr(cfg, name) for name in NONLINEAR_OPS.values() if getattr(cfg, name).enabled]
+    units = [getattr(cfg, name) for name in ROW_OPS.values() if getattr(cfg, name).enabled]
     if units:
         vl = vector_lanes(cfg)
         specs[Buf.X] = BufferSpec(Buf.X, vl, max(u.in_width for u in units), depth)
@@ -180,18 +212,21 @@ def buffer_specs(cfg, depth=256):
                                      -(-ln.max_len // ln.lanes), readable=False)
     if cfg.attention.enabled:
         specs[Buf.V] = BufferSpec(Buf.V, C, w, depth)
+    if cfg.linear.enabled:
+        elem = max(cfg.acc_width, cfg.requant.mult_width + 1, channel_shift_width(cfg) + 1)
+        specs[Buf.CHAN] = BufferSpec(Buf.CHAN, C, elem, 3 * channel_tiles(cfg), readable=False)
     return specs
 
 
 def register_specs(cfg, depth=256):
     """The registers of ``Accelerator(cfg, depth=depth)``: ``{Reg: (width, max_value)}``.
 
-    GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``
-    and ``ATT_*`` only with their unit. A value above ``max_value`` answers ``VALUE``.
+    GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``,
+    ``ATT_*`` and ``RES_*`` only with their unit. A value above ``max_value`` answers ``VALUE``.
     """
     vl = vector_lanes(cfg)
     max_len = [getattr(cfg, n).max_len for n in ("softmax", "layernorm") if getattr(cfg, n).enabled]
-    if cfg.gelu.enabled:
+    if cfg.gelu.enabled or cfg.residual.enabled:
         max_len.append(depth * vl)
     row_max = max(max_len, default=1)
     shift_max = cfg.acc_width + cfg.requant.mult_width - 1
@@ -215,6 +250,10 @@ def register_specs(cfg, depth=256):
         })
         for name, width in cfg.attention_softmax.constant_widths.items():
             regs[ATTENTION_REGS[name]] = (1 << width) - 1
+    if cfg.residual.enabled:
+        res = cfg.residual
+        regs.update({Reg.RES_MULT_A: (1 << res.mult_width) - 1,
+                     Reg.RES_MULT_B: (1 << res.mult_width) - 1, Reg.RES_SHIFT: res.max_shift})
     return {reg: (max(1, hi.bit_length()), hi) for reg, hi in regs.items()}
 
 

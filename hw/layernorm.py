@@ -89,16 +89,17 @@ class LayerNorm(wiring.Component):
     ``s1**2``, ``L*factor``, ``s1*factor``, the division and the root) is shift-and-add over
     several cycles, once per row. ``q*a`` and ``zq*gamma_j`` are each two partial products (the
     low :data:`MUL_SPLIT` bits of ``a`` or ``zq``, and the rest), registered straight out of
-    the multiplier blocks and summed in the next stage (``q*a``, with its rounding term, over
-    the next two: one carry chain each).
+    the multiplier blocks, registered again in the fabric beside their adders (a multiplier
+    block may be placed far from them), and summed in the next stage (``q*a``, with its
+    rounding term, over the next two: one carry chain each); so are the squares ``q**2``.
 
-    Latency: ``M + 56`` cycles from the last input beat of a row to its first output beat, with
-    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 78 for the
+    Latency: ``M + 59`` cycles from the last input beat of a row to its first output beat, with
+    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 81 for the
     defaults (``max_len=64``, ``in_width=16``, ``M=22``). After the last input beat, the row's
-    sums are ready 3 cycles later; ``v`` ``M + 2`` cycles after that (take, ``M`` steps,
+    sums are ready 4 cycles later; ``v`` ``M + 2`` cycles after that (take, ``M`` steps,
     subtraction); ``v * 4**e`` 4 later (:data:`NORM_STEPS`); ``std`` 17 later (take, 16 steps);
-    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 10 later (take, read,
-    8 pipeline stages).
+    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 12 later (take, read,
+    10 pipeline stages).
 
     Throughput: a row takes ``max(ceil(L / lanes), M + 2, 22)`` cycles in steady state, so one
     beat per cycle when a row has at least ``M + 2`` beats (24 for the defaults): the variance
@@ -211,6 +212,12 @@ class LayerNorm(wiring.Component):
         p2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
         p2_sq = [Signal(unsigned(2 * cfg.in_width), name=f"p2_sq_{j}", reset_less=True)
                  for j in range(n_lanes)]
+        # Stage 3 holds the squares again, in the fabric beside the adders: a multiplier
+        # block's output register may be placed far from them.
+        p3_valid, p3_first, p3_last = Signal(), Signal(), Signal()
+        p3_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
+        p3_sq = [Signal(unsigned(2 * cfg.in_width), name=f"p3_sq_{j}", reset_less=True)
+                 for j in range(n_lanes)]
         acc1 = Signal(signed(self.s1_width), reset_less=True)
         acc2 = Signal(unsigned(self.s2_width), reset_less=True)
         a_full = Signal()   # a finished row's (s1, s2) waits for the variance stage
@@ -219,7 +226,7 @@ class LayerNorm(wiring.Component):
 
         room = ~w_first | ~held[SLOTS - 1]
         # A row's sums need the token register: take its last beat only when nothing is pending.
-        token_free = ~w_last | ~(a_full | p1_last | p2_last)
+        token_free = ~w_last | ~(a_full | p1_last | p2_last | p3_last)
         fire = Signal()
         m.d.comb += [
             self.i.ready.eq(room & token_free),
@@ -248,11 +255,13 @@ class LayerNorm(wiring.Component):
         for j in range(n_lanes):
             # q**2, registered in its DSP block (see hw.dsp).
             registered_product(m, platform, p1_q[j], p1_q[j], p2_sq[j], name=f"p2_sq_{j}")
-        sum1 = Mux(p2_first, 0, acc1) + sum(p2_q[j] for j in range(n_lanes))
-        sum2 = Mux(p2_first, 0, acc2) + sum(p2_sq[j] for j in range(n_lanes))
-        with m.If(p2_valid):
+        m.d.sync += [p3_valid.eq(p2_valid), p3_first.eq(p2_first), p3_last.eq(p2_last),
+                     p3_q.eq(p2_q), *(p3_sq[j].eq(p2_sq[j]) for j in range(n_lanes))]
+        sum1 = Mux(p3_first, 0, acc1) + sum(p3_q[j] for j in range(n_lanes))
+        sum2 = Mux(p3_first, 0, acc2) + sum(p3_sq[j] for j in range(n_lanes))
+        with m.If(p3_valid):
             m.d.sync += [acc1.eq(sum1), acc2.eq(sum2)]
-            with m.If(p2_last):
+            with m.If(p3_last):
                 m.d.sync += [a_s1.eq(sum1), a_s2.eq(sum2), a_full.eq(1)]
         s.a_full, s.a_s1, s.a_s2 = a_full, a_s1, a_s2
 
@@ -478,16 +487,18 @@ class LayerNorm(wiring.Component):
         n_lanes, cfg, c_a, c_hb, c_sh, advance = s.n_lanes, s.cfg, s.c_a, s.c_hb, s.c_sh, s.advance
         issue, row_r, coef_r, c_pos, L = s.issue, s.row_r, s.coef_r, s.c_pos, s.L
         # Stages (each advances with the output): S1 memory data out; S2 memory data
-        # registered; S3 the partial products of q*a; S4 t = (low product) + hb, with
-        # hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product << MUL_SPLIT) + t; S6
-        # zq = u >> sh; S7 the partial products of zq*gamma; S8 p = zq*gamma + beta + 2**(T-1);
-        # output: saturate(p >> T).
+        # registered; S3 the partial products of q*a, S3f the same in the fabric; S4 t = (low
+        # product) + hb, with hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product <<
+        # MUL_SPLIT) + t; S6 zq = u >> sh; S7 the partial products of zq*gamma, S7f the same in
+        # the fabric; S8 p = zq*gamma + beta + 2**(T-1); output: saturate(p >> T). S3f and S7f
+        # hold the products beside their adders: a multiplier block's output register may be
+        # placed far from them.
         lanes_t = data.ArrayLayout(unsigned(1), n_lanes)
         gam_t = data.ArrayLayout(signed(cfg.gamma_width), n_lanes)
         bet_t = data.ArrayLayout(signed(cfg.beta_width), n_lanes)
         shift = cfg.norm_frac + cfg.gamma_shift
         st = [{"valid": Signal(name=f"s{k}_valid"), "mask": Signal(lanes_t, name=f"s{k}_mask")}
-              for k in range(1, 9)]
+              for k in range(1, 11)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
@@ -502,8 +513,12 @@ class LayerNorm(wiring.Component):
         s3_nh = [Signal((s2_q[0] * s2_a_hi).shape(), name=f"s3_nh_{j}", reset_less=True)
                  for j in range(n_lanes)]
         s3_g, s3_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
+        s3f_hb, s3f_sh = Signal.like(c_hb), Signal.like(c_sh)
+        s3f_nl = [Signal.like(s3_nl[j], name=f"s3f_nl_{j}") for j in range(n_lanes)]
+        s3f_nh = [Signal.like(s3_nh[j], name=f"s3f_nh_{j}") for j in range(n_lanes)]
+        s3f_g, s3f_beta = Signal(gam_t, reset_less=True), Signal(bet_t, reset_less=True)
         s4_sh = Signal.like(c_sh)
-        s4_t = [Signal((s3_nl[0] + s3_hb).shape(), name=f"s4_t_{j}", reset_less=True)
+        s4_t = [Signal((s3f_nl[0] + s3f_hb).shape(), name=f"s4_t_{j}", reset_less=True)
                 for j in range(n_lanes)]
         s4_nh = [Signal.like(s3_nh[j], name=f"s4_nh_{j}") for j in range(n_lanes)]
         beth_t = data.ArrayLayout((s3_beta[0] + (1 << (shift - 1))).shape(), n_lanes)
@@ -520,7 +535,9 @@ class LayerNorm(wiring.Component):
                  for j in range(n_lanes)]
         s7_ph = [Signal((s6_zq_hi[0] * s6_g[0]).shape(), name=f"s7_ph_{j}", reset_less=True)
                  for j in range(n_lanes)]
-        s7_bh = Signal(beth_t, reset_less=True)
+        s7_bh, s7f_bh = Signal(beth_t, reset_less=True), Signal(beth_t, reset_less=True)
+        s7f_pl = [Signal.like(s7_pl[j], name=f"s7f_pl_{j}") for j in range(n_lanes)]
+        s7f_ph = [Signal.like(s7_ph[j], name=f"s7f_ph_{j}") for j in range(n_lanes)]
         s8_p = Signal(data.ArrayLayout(((s7_ph[0] << MUL_SPLIT) + s7_pl[0] + s7_bh[0]).shape(),
                                        n_lanes), reset_less=True)
         for j in range(n_lanes):
@@ -537,17 +554,20 @@ class LayerNorm(wiring.Component):
                 s2_a.eq(s1_a), s2_hb.eq(s1_hb), s2_sh.eq(s1_sh), s2_q.eq(row_r.data),
                 s2_g.eq(coef_r.data.gamma), s2_beta.eq(coef_r.data.beta),
                 s3_hb.eq(s2_hb), s3_sh.eq(s2_sh), s3_g.eq(s2_g), s3_beta.eq(s2_beta),
-                s4_sh.eq(s3_sh), s4_g.eq(s3_g), s5_sh.eq(s4_sh), s5_g.eq(s4_g), s6_g.eq(s5_g),
-                s5_bh.eq(s4_bh), s6_bh.eq(s5_bh), s7_bh.eq(s6_bh),
+                s3f_hb.eq(s3_hb), s3f_sh.eq(s3_sh), s3f_g.eq(s3_g), s3f_beta.eq(s3_beta),
+                s4_sh.eq(s3f_sh), s4_g.eq(s3f_g), s5_sh.eq(s4_sh), s5_g.eq(s4_g), s6_g.eq(s5_g),
+                s5_bh.eq(s4_bh), s6_bh.eq(s5_bh), s7_bh.eq(s6_bh), s7f_bh.eq(s7_bh),
             ]
             for j in range(n_lanes):
                 m.d.sync += [
                     st[0]["mask"][j].eq(c_pos + j < L),
-                    s4_t[j].eq(s3_nl[j] + s3_hb), s4_nh[j].eq(s3_nh[j]),
-                    s4_bh[j].eq(s3_beta[j] + (1 << (shift - 1))),
+                    s3f_nl[j].eq(s3_nl[j]), s3f_nh[j].eq(s3_nh[j]),
+                    s7f_pl[j].eq(s7_pl[j]), s7f_ph[j].eq(s7_ph[j]),
+                    s4_t[j].eq(s3f_nl[j] + s3f_hb), s4_nh[j].eq(s3f_nh[j]),
+                    s4_bh[j].eq(s3f_beta[j] + (1 << (shift - 1))),
                     s5_u[j].eq((s4_nh[j] << MUL_SPLIT) + s4_t[j]),
                     s6_zq[j].eq(s5_u[j] >> s5_sh),
-                    s8_p[j].eq((s7_ph[j] << MUL_SPLIT) + s7_pl[j] + s7_bh[j]),
+                    s8_p[j].eq((s7f_ph[j] << MUL_SPLIT) + s7f_pl[j] + s7f_bh[j]),
                     self.o.payload[j].eq(Mux(st[-1]["mask"][j],
                                              saturate(s8_p[j] >> shift, cfg.out_width), 0)),
                 ]

@@ -8,13 +8,46 @@ from .dsp import registered_product, shared_product
 from .skid import SkidBuffer
 from .stream import delay
 
-__all__ = ["saturate", "Requantizer"]
+__all__ = ["saturate", "rounding_shift", "lane_beat_layout", "Requantizer"]
 
 
 def saturate(value, width):
     """Clamp a signed value to the signed ``width``-bit range."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def rounding_shift(m, value, half, shift_hi, shift_lo, *, width, name):
+    """intformer's one rounding rule in gateware, the twin of :func:`sim.golden.round_shift`:
+    ``(value + 2**(s-1)) >> s``, arithmetic, exact for ``s = 0``, in three registered stages
+    added to ``m.d.sync`` (under the caller's ``m.If``, a pipeline's advance): the rounding
+    constant added, the shift by the multiple of 8, the shift by the rest.
+
+    ``half`` (``2**(s-1)``, or 0 for ``s = 0``) is valid with ``value``; ``shift_hi``
+    (``s >> 3``) with the first stage's register, ``shift_lo`` (``s & 7``) with the second's.
+    Returns the third stage's register, signed ``width`` bits (wide enough for the sum).
+
+    Latency: 3 cycles. Throughput: one value per cycle.
+    """
+    rounded = Signal(signed(width), name=f"{name}_rounded", reset_less=True)
+    coarse = Signal(signed(width), name=f"{name}_coarse", reset_less=True)
+    shifted = Signal(signed(width), name=f"{name}_shifted", reset_less=True)
+    m.d.sync += [
+        rounded.eq(value + half),
+        coarse.eq(rounded >> Cat(Const(0, 3), shift_hi)),
+        shifted.eq(coarse >> shift_lo),
+    ]
+    return shifted
+
+
+def lane_beat_layout(lanes, acc_width, mult_width):
+    """The beat of a per-lane :class:`Requantizer`: each lane's accumulator with its own
+    multiplier and shift."""
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(acc_width), lanes),
+        "multiplier": data.ArrayLayout(unsigned(mult_width), lanes),
+        "shift": data.ArrayLayout(range(acc_width + mult_width), lanes),
+    })
 
 
 class Requantizer(wiring.Component):
@@ -28,14 +61,20 @@ class Requantizer(wiring.Component):
         Signed input width.
     cfg : RequantConfig
         Multiplier width, output width and ``serial``.
+    per_lane : bool
+        Whether each beat carries each lane's own ``m`` and ``s`` (``RUN LINEAR``'s
+        per-channel requantization), rather than one pair on constant ports for all. Not with
+        ``cfg.serial``.
 
     Members
     -------
     i : In(stream.Signature(ArrayLayout(signed(acc_width), lanes)))
+        With ``per_lane``, ``In(stream.Signature(lane_beat_layout(lanes, acc_width,
+        mult_width)))``: the accumulators, multipliers and shifts of a beat.
     o : Out(stream.Signature(ArrayLayout(signed(out_width), lanes)))
-    multiplier : In(unsigned(mult_width))
+    multiplier : In(unsigned(mult_width)), without ``per_lane`` only
         ``m``; held constant while data flows.
-    shift : In(range(acc_width + mult_width))
+    shift : In(range(acc_width + mult_width)), without ``per_lane`` only
         ``s``; held constant while data flows.
 
     Latency: 7 cycles (two partial products of the accumulator's low 16 bits and its high
@@ -43,7 +82,9 @@ class Requantizer(wiring.Component):
     rest, the saturation, each registered; one DSP multiply per partial product, no adder behind
     a DSP in the same cycle), then a skid buffer on ``o``, so that ``i.ready`` comes from
     flip-flops rather than from ``o.ready``.
-    Throughput: one beat per cycle; a stalled output stalls the pipeline.
+    Throughput: one beat per cycle; a stalled output stalls the pipeline. With ``per_lane``,
+    each lane's shift travels beside its value (and the rounding constant is made from it in
+    the second stage), at the same latency.
 
     With ``cfg.serial`` the lanes go one after another through one lane of the pipeline, whose
     two partial products (the accumulator's low 15 bits and the rest) take one multiplier on two
@@ -53,19 +94,27 @@ class Requantizer(wiring.Component):
     cycle). Throughput: one beat every ``2 * lanes`` cycles.
     """
 
-    def __init__(self, lanes, acc_width, cfg):
-        self.lanes, self.acc_width = lanes, acc_width
+    def __init__(self, lanes, acc_width, cfg, *, per_lane=False):
+        if per_lane and cfg.serial:
+            raise ValueError("Requantizer serial mode has one multiplier for all lanes; it "
+                             "cannot take per-lane multipliers")
+        self.lanes, self.acc_width, self.per_lane = lanes, acc_width, per_lane
         self.mult_width, self.out_width = cfg.mult_width, cfg.out_width
         self.serial = cfg.serial
         self.prod_width = acc_width + cfg.mult_width + 1
         #: Cycles from an input transfer to its output being valid.
         self.latency = 7
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(acc_width), lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(cfg.out_width), lanes))),
-            "multiplier": In(unsigned(cfg.mult_width)),
-            "shift": In(range(acc_width + cfg.mult_width)),
-        })
+        if per_lane:
+            ports = {"i": In(stream.Signature(lane_beat_layout(lanes, acc_width,
+                                                                 cfg.mult_width)))}
+        else:
+            ports = {
+                "i": In(stream.Signature(data.ArrayLayout(signed(acc_width), lanes))),
+                "multiplier": In(unsigned(cfg.mult_width)),
+                "shift": In(range(acc_width + cfg.mult_width)),
+            }
+        ports["o"] = Out(stream.Signature(data.ArrayLayout(signed(cfg.out_width), lanes)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -81,11 +130,9 @@ class Requantizer(wiring.Component):
         m.d.comb += advance.eq(~out.valid | out.ready)
         valid = [Signal(name=f"valid_{s}") for s in range(self.latency - 2)]
 
-        # intformer's one rounding rule, the twin of sim.golden.round_shift:
-        # (x + 2**(s-1)) >> s, arithmetic, exact for s = 0. The rounding constant depends only on
-        # the shift register, so it is computed once and registered.
-        half = Signal(unsigned(pw))
-        m.d.sync += half.eq((Const(1, pw) << self.shift) >> 1)
+        # The rounding shift (rounding_shift): without per_lane, the rounding constant depends
+        # only on the shift register, so it is computed once and registered.
+        accs, mults, halves, shift_his, shift_los = self._lane_constants(m, advance)
 
         # acc * m = (acc_hi * m << 16) + acc_lo * m, acc_lo the low 16 bits (unsigned), acc_hi
         # the rest (signed): each partial product fits one DSP multiplier. Serial: the low 15
@@ -99,9 +146,6 @@ class Requantizer(wiring.Component):
         p_hi = [Signal(signed(max(lo_w + 1, hi_w) + mw if self.serial else hi_w + mw + 1),
                        name=f"p_hi_{j}", reset_less=True) for j in range(k)]
         prod = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
-        rounded = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
-        coarse = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
-        shifted = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
         if self.serial:
             # The element of lane `lane` takes two cycles (`second` low, then high); the beat is
             # taken after its last lane's second cycle.
@@ -114,21 +158,26 @@ class Requantizer(wiring.Component):
                 with m.If(second):
                     m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
             acc = self.i.payload[lane] if n > 1 else self.i.payload[0]
-            shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), self.multiplier,
+            shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), mults[0],
                            p_hi[0], p_lo[0], second=second, en=advance, name="p_0")
         else:
             entered = self.i.valid
             m.d.comb += self.i.ready.eq(advance)
             for j in range(n):
-                acc = self.i.payload[j]
+                acc = accs[j]
                 # Each partial product registered in its DSP block (see hw.dsp).
-                registered_product(m, platform, acc[:lo_w], self.multiplier, p_lo[j],
-                                   en=advance, name=f"p_lo_{j}")
-                registered_product(m, platform, acc[lo_w:].as_signed(), self.multiplier,
-                                   p_hi[j], en=advance, name=f"p_hi_{j}")
+                registered_product(m, platform, acc[:lo_w], mults[j], p_lo[j], en=advance,
+                                   name=f"p_lo_{j}")
+                registered_product(m, platform, acc[lo_w:].as_signed(), mults[j], p_hi[j],
+                                   en=advance, name=f"p_hi_{j}")
         with m.If(advance):
             m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [entered, *valid],
                                                   strict=True)]
+            shifted = []
+            for j in range(k):
+                m.d.sync += prod[j].eq((p_hi[j] << lo_w) + p_lo[j])
+                shifted.append(rounding_shift(m, prod[j], halves[j], shift_his[j],
+                                              shift_los[j], width=pw, name=f"lane{j}"))
             if self.serial:
                 # Each element into its lane of the output beat, which is valid with the last
                 # (this out.valid overrides the valid chain's last step above).
@@ -138,14 +187,35 @@ class Requantizer(wiring.Component):
                     for j in range(n):
                         with m.Case(j):
                             m.d.sync += out.payload[j].eq(saturate(shifted[0], self.out_width))
-            for j in range(k):
-                m.d.sync += [
-                    prod[j].eq((p_hi[j] << lo_w) + p_lo[j]),
-                    rounded[j].eq(prod[j] + half),
-                    # The barrel shift in two stages: by the multiple of 8, then by the rest.
-                    coarse[j].eq(rounded[j] >> Cat(Const(0, 3), self.shift[3:])),
-                    shifted[j].eq(coarse[j] >> self.shift[:3]),
-                ]
-                if not self.serial:
+            else:
+                for j in range(n):
                     m.d.sync += out.payload[j].eq(saturate(shifted[j], self.out_width))
         return m
+
+    def _lane_constants(self, m, advance):
+        """Each lane's accumulator and multiplier (at the input), rounding constant (with
+        ``prod``), and the shift's high and low parts (for the second and third stages of
+        :func:`rounding_shift`)."""
+        n, pw = self.lanes, self.prod_width
+        if not self.per_lane:
+            half = Signal(unsigned(pw))
+            m.d.sync += half.eq((Const(1, pw) << self.shift) >> 1)
+            return ([self.i.payload[j] for j in range(n)], [self.multiplier] * n, [half] * n,
+                    [self.shift[3:]] * n, [self.shift[:3]] * n)
+        beat = self.i.payload
+        sw = len(beat.shift[0])
+        halves, his, los = [], [], []
+        for j in range(n):
+            # The shift beside the partial products (s1), beside prod (s2, with the rounding
+            # constant made from s1), beside the rounded sum (s3) and the coarse shift (s4).
+            s1, s2, s3, s4 = (Signal(sw, name=f"shift_{k}_{j}", reset_less=True)
+                              for k in (1, 2, 3, 4))
+            half = Signal(unsigned(pw), name=f"half_{j}", reset_less=True)
+            with m.If(advance):
+                m.d.sync += [s1.eq(beat.shift[j]), s2.eq(s1), s3.eq(s2), s4.eq(s3),
+                             half.eq((Const(1, pw) << s1) >> 1)]
+            halves.append(half)
+            his.append(s3[3:])
+            los.append(s4[:3])
+        return ([beat.acc[j] for j in range(n)], [beat.multiplier[j] for j in range(n)],
+                halves, his, los)

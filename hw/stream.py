@@ -1,4 +1,4 @@
-"""The stream kit: a queue, a credit counter, a down-counter and a delay line for the units.
+"""The stream kit: a queue, a credit counter and its room flag, a down-counter and a delay line.
 
 Every stream in intformer is an :class:`amaranth.lib.stream.Signature` and obeys Amaranth's
 four rules:
@@ -18,7 +18,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Queue", "Credits", "Countdown", "delay"]
+__all__ = ["Queue", "Credits", "queue_room", "Countdown", "delay"]
 
 
 class Queue(wiring.Component):
@@ -166,6 +166,17 @@ class Credits(wiring.Component):
         seen = count_next if self.early_give else self.count + self.take
         m.d.sync += [self.count.eq(count_next), self.room.eq(seen < self.depth)]
         return m
+
+
+def queue_room(m, queue, push, name):
+    """A registered "may push" flag for ``queue``, written a few cycles after ``push`` (a memory
+    read issued this cycle): a :class:`Credits` (submodule ``<name>_credits`` of ``m``) that
+    counts entries plus reads in flight and leaves this cycle's pop out of the flag, so that
+    neither the queue's level nor its reader's ``ready`` reaches the pusher's logic; being stale
+    only ever delays a push."""
+    m.submodules[f"{name}_credits"] = credits = Credits(queue.depth, early_give=False)
+    m.d.comb += [credits.take.eq(push), credits.give.eq(queue.o.valid & queue.o.ready)]
+    return credits.room
 
 
 class Countdown(wiring.Component):

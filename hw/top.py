@@ -7,13 +7,15 @@ from amaranth.lib.wiring import In, Out
 from .adapter import MatrixAdapter, RowAdapter
 from .arbiter import EngineArbiter, SoftmaxArbiter
 from .buffers import READ_BUFFERS, Buffers
+from .channels import requant_width
 from .command import CommandPort
 from .dispatch import Dispatcher, engine_config
 from .gemm import GemmEngine
 from .isa import (
     ATTENTION_REGS,
     GELU_REGS,
-    NONLINEAR_OPS,
+    RESIDUAL_REGS,
+    ROW_OPS,
     SOFTMAX_REGS,
     Buf,
     Op,
@@ -23,6 +25,7 @@ from .isa import (
 )
 from .reader import BufferReader
 from .requant import Requantizer
+from .residual import Residual
 from .softmax import Softmax
 
 __all__ = ["Accelerator"]
@@ -69,20 +72,29 @@ class Accelerator(wiring.Component):
     lanes, in the controller's order: for each row block b and column tile t of d, the rows
     ``O[b*R + r, t*C:(t+1)*C]`` (``ceil(d/C)*L`` words). Heads are separate runs.
 
+    ``RUN LINEAR`` is ``RUN GEMM`` with per-channel constants: ``C = requantize_channels(A @ B
+    + bias, multipliers, shifts)`` (:func:`sim.ops.linear`), the bias added at the drain before
+    the requantizer, the constants of output channels ``t*C .. t*C+C-1`` from CHAN words
+    ``t``, ``T + t`` and ``2*T + t`` (:class:`~hw.channels.ChannelStage`). ``RUN RESIDUAL`` is
+    :func:`sim.ops.residual_add` elementwise, ``a`` and ``b`` the two halves of X (``n =
+    ROWS*ceil(ROW_LEN/lanes)`` words each, ``a`` first), ``n`` words of Y out.
+
     Registers (:class:`Reg`, see :func:`register_specs` for widths and maxima): ``M, K, N``
     (GEMM shape), ``ROW_LEN, ROWS`` (nonlinear rows), ``RQ_MULT, RQ_SHIFT`` (the requantizer's
     ``m`` and ``s``), each enabled unit's constant ports ``SM_*`` (the fields of
     :class:`sim.golden.SoftmaxConstants`) and ``GELU_*`` (the fields of the GELU constants of
-    the configured variant), and for attention ``ATT_LEN, ATT_DIM, ATT_CAUSAL`` (L, d, the
+    the configured variant), for attention ``ATT_LEN, ATT_DIM, ATT_CAUSAL`` (L, d, the
     causal mask), ``ATT_MULT, ATT_SHIFT`` and ``ATT_SHIFT_RIGHT`` ... ``ATT_EXP_SHIFT`` (the
     fields of :class:`sim.golden.AttentionConstants`: the requantization of ``P V`` and the
-    softmax constants at the score scale). They reset to 0.
+    softmax constants at the score scale), and for the residual add ``RES_MULT_A,
+    RES_MULT_B, RES_SHIFT``. They reset to 0.
 
     ``RUN`` checks, before anything moves: the op exists and its unit is in the config
     (``UNIT``), the shape is nonzero and within the config (``M <= max_m``..., ``ROW_LEN <=
     max_len`` of the unit, ``ATT_LEN <= max_seq_len``, ``ATT_DIM <= max_head_dim``) and fits
     the buffers (``ceil(M/R)*K`` A words, ``ceil(N/C)*K`` B words, ``M*ceil(N/C)`` C words,
-    ``ROWS*ceil(ROW_LEN/lanes)`` X and Y words; attention ``ceil(L/R)*d`` A words,
+    ``ROWS*ceil(ROW_LEN/lanes)`` X and Y words, twice as many X words for RESIDUAL; attention
+    ``ceil(L/R)*d`` A words,
     ``ceil(L/C)*d`` B words, ``ceil(d/C)*L`` V and C words), else ``SHAPE``. The run then
     streams its input buffer(s) through the unit into its output buffer. While it runs, only
     ``STATUS`` is accepted (others answer ``BUSY``).
@@ -95,8 +107,8 @@ class Accelerator(wiring.Component):
     cfg : AccelConfig
         Which units exist (``cfg.<unit>.enabled``) and their sizes.
     depth : int
-        Words per buffer (A, B, C, X, Y, V). The default 256 keeps the tiny and icebreaker
-        presets to a few EBRs per buffer.
+        Words per buffer (A, B, C, X, Y, V; COEF and CHAN are as deep as their units need). The
+        default 256 keeps the tiny and icebreaker presets to a few EBRs per buffer.
 
     Members
     -------
@@ -192,11 +204,16 @@ class Accelerator(wiring.Component):
         cfg = self.cfg
         ecfg = engine_config(cfg)
         m.submodules.gemm = gemm = GemmEngine(ecfg)
-        m.submodules.requant = rq = Requantizer(cfg.array.cols, ecfg.acc_width, cfg.requant)
+        m.submodules.requant = rq = Requantizer(cfg.array.cols, requant_width(cfg), cfg.requant,
+                                                per_lane=cfg.linear.enabled)
         m.submodules.arbiter = arb = EngineArbiter(cfg)
         m.submodules.matrix = mx = MatrixAdapter(cfg, self.depth)
-        m.d.comb += [mx.run_op.eq(disp.run_op), mx.regs.eq(disp.regs), arb.run_op.eq(disp.run_op),
-                     rq.multiplier.eq(mx.rq_multiplier), rq.shift.eq(mx.rq_shift)]
+        m.d.comb += [mx.run_op.eq(disp.run_op), mx.regs.eq(disp.regs), arb.run_op.eq(disp.run_op)]
+        if cfg.linear.enabled:
+            m.d.comb += mx.running.eq(disp.running)
+            wiring.connect(m, bufs.chan, mx.chan)
+        else:
+            m.d.comb += [rq.multiplier.eq(mx.rq_multiplier), rq.shift.eq(mx.rq_shift)]
         for ours, theirs in ((readers[Buf.A].o, mx.a), (readers[Buf.B].o, mx.b),
                              (mx.c, bufs.write_c), (disp.gemm, arb.gemm_cmd),
                              (mx.gemm_a, arb.gemm_a), (mx.gemm_b, arb.gemm_b),
@@ -268,6 +285,11 @@ class Accelerator(wiring.Component):
             units[Op.LAYERNORM] = ln.i, ln.o
             m.d.comb += ln.length.eq(regs.row_len)
             wiring.connect(m, bufs.coef, ln.coef)
+        if cfg.residual.enabled:
+            m.submodules.residual = res = Residual(cfg.residual, self.lanes)
+            units[Op.RESIDUAL] = res.i, res.o
+            m.d.comb += [getattr(res, name).eq(regs[reg.name.lower()])
+                         for name, reg in RESIDUAL_REGS.items()]
         if not units:
             return
         m.submodules.rows = rows = RowAdapter(cfg, self.depth)
@@ -275,6 +297,6 @@ class Accelerator(wiring.Component):
         wiring.connect(m, readers[Buf.X].o, rows.x)
         wiring.connect(m, rows.y, bufs.write_y)
         for op, (i, o) in units.items():
-            name = NONLINEAR_OPS[op]
+            name = ROW_OPS[op]
             wiring.connect(m, getattr(rows, f"{name}_i"), i)
             wiring.connect(m, o, getattr(rows, f"{name}_o"))

@@ -3,8 +3,10 @@
 from .attention_unit import AttentionUnit
 from .gelu import Gelu
 from .gemm import GemmEngine
+from .isa import vector_lanes
 from .layernorm import LayerNorm
 from .requant import Requantizer
+from .residual import Residual
 from .softmax import Softmax
 from .top import Accelerator
 
@@ -18,6 +20,7 @@ UNITS = {
     "gelu": lambda cfg: Gelu(cfg.gelu),
     "layernorm": lambda cfg: LayerNorm(cfg.layernorm),
     "attention": AttentionUnit,
+    "residual": lambda cfg: Residual(cfg.residual, vector_lanes(cfg)),
     "top": Accelerator,     # the whole accelerator (buffers, command port, every enabled unit)
 }
 

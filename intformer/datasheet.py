@@ -140,12 +140,18 @@ def describe(unit, component):
 
 
 def _enum_docs(enum_cls):
-    """``{member name: its #: comment}`` from the source of an :mod:`hw.isa` enum."""
-    out = {}
+    """``{member name: its #: comment}`` from the source of an :mod:`hw.isa` enum: the
+    comment after the member on its line, or the ``#:`` lines just above it."""
+    out, above = {}, []
     for line in inspect.getsource(enum_cls).splitlines():
-        found = re.match(r"\s+(\w+) = \w+\s+#: (.*)$", line)
-        if found:
-            out[found.group(1)] = found.group(2).strip()
+        comment = re.match(r"\s+#: (.*)$", line)
+        if comment:
+            above.append(comment.group(1).strip())
+            continue
+        found = re.match(r"\s+(\w+) = \w+(?:\s+#: (.*))?$", line)
+        if found and (found.group(2) or above):
+            out[found.group(1)] = (found.group(2) or " ".join(above)).strip()
+        above = []
     return out
 
 

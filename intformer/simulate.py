@@ -30,11 +30,12 @@ from sim.bench import (
     run_gemm,
     run_layernorm,
     run_requant,
+    run_residual,
     run_softmax,
 )
 
 __all__ = ["SimResult", "AUTO_CYCLES", "choose_backend", "gemm", "requantize", "softmax", "gelu",
-           "layernorm", "attention"]
+           "layernorm", "attention", "residual"]
 
 #: ``backend="auto"`` runs on Verilator from this many (estimated) cycles on: a few seconds of
 #: Amaranth's simulator, about what a small Verilator build costs the first time.
@@ -101,6 +102,21 @@ def requantize(cfg, acc, multiplier, shift, stall=0.0, seed=0, *, backend="amara
 
     return _run(run_requant, backend, estimate, cfg, acc, multiplier, shift, stall=stall,
                 seed=seed)
+
+
+def residual(cfg, a, b, mult_a, mult_b, shift, stall=0.0, seed=0, *, backend="amaranth"):
+    """:class:`hw.residual.Residual` (configured by ``cfg.residual``, with the X/Y lanes of
+    ``cfg``) on ``a`` and ``b`` of any one shape; ``output`` equals
+    ``sim.ops.residual_add(a, b, mult_a, mult_b, shift)`` at ``cfg.residual``'s widths."""
+    from hw.isa import vector_lanes
+
+    lanes = vector_lanes(cfg)
+
+    def estimate():
+        return -(-np.size(a) // lanes)
+
+    return _run(run_residual, backend, estimate, cfg.residual, a, b, mult_a, mult_b, shift,
+                lanes=lanes, stall=stall, seed=seed)
 
 
 def softmax(cfg, q, scale, stall=0.0, seed=0, *, backend="amaranth"):

@@ -19,9 +19,10 @@ from hw.gelu import Gelu
 from hw.gemm import GemmEngine
 from hw.layernorm import LayerNorm
 from hw.requant import Requantizer
+from hw.residual import Residual
 from hw.softmax import Softmax
 
-from . import golden, layout
+from . import golden, layout, ops
 from .layout import pack, pack_rows, unpack, unpack_rows
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "gemm_operand_beats",
     "run_gemm",
     "run_requant",
+    "run_requant_lanes",
+    "run_residual",
     "run_softmax",
     "run_gelu",
     "layernorm_coef_beats",
@@ -312,6 +315,71 @@ def run_requant(cfg, acc, multiplier, shift, *, lanes=None, stall=0.0, seed=0,
                             lanes)
     return SimResult(output=out[0], cycles=sink.last_cycle - src.first_cycle + 1)
 
+
+
+def run_requant_lanes(cfg, acc, multipliers, shifts, *, acc_width=None, stall=0.0, seed=0,
+                      backend="amaranth"):
+    """Simulate a per-lane :class:`hw.requant.Requantizer` (``per_lane=True``): beat ``i``
+    carries ``acc[i]`` with ``multipliers[i]`` and ``shifts[i]``, each an array ``(beats,
+    lanes)``. The output equals :func:`sim.ops.requantize_channels` of each beat with its own
+    constants. ``acc_width`` defaults to ``cfg.acc_width``."""
+    rq = cfg.requant
+    acc_width = cfg.acc_width if acc_width is None else acc_width
+    acc, m, s = (np.asarray(v, dtype=np.int64) for v in (acc, multipliers, shifts))
+    for row in range(len(acc)):          # validates every argument
+        ops.requantize_channels(acc[row], m[row], s[row], in_width=acc_width,
+                                mult_width=rq.mult_width, out_width=rq.out_width)
+    lanes = acc.shape[1]
+    dut = Requantizer(lanes, acc_width, rq, per_lane=True)
+    beat = dut.i.payload.shape()
+    items = [beat.const({"acc": a.tolist(), "multiplier": mm.tolist(), "shift": ss.tolist()})
+             .as_value().value for a, mm, ss in zip(acc, m, s, strict=True)]
+    budget = 1000
+    src = StreamSource(dut.i, items, name="requant in", rng=np.random.default_rng(seed),
+                       stall=stall, budget=budget)
+    sink = StreamSink(dut.o, len(items), name="requant out",
+                      rng=np.random.default_rng(seed + 1), stall=stall, budget=budget)
+    run_streams(dut, [src], [sink], backend=backend,
+                key=("requant_lanes", lanes, acc_width, rq), vcd_name="requant_lanes")
+    out = np.array([unpack(w, rq.out_width, lanes) for w in sink.items], dtype=np.int64)
+    return SimResult(output=out, cycles=sink.last_cycle - src.first_cycle + 1)
+
+
+def run_residual(cfg, a, b, mult_a, mult_b, shift, *, lanes=1, stall=0.0, seed=0,
+                 backend="amaranth"):
+    """Simulate :class:`hw.residual.Residual` on ``a`` and ``b`` (any one shape), as
+    :func:`sim.ops.residual_add` at ``cfg``'s widths (``cfg`` an :class:`~hw.config.AccelConfig`
+    or a :class:`~hw.config.ResidualConfig`). The elements stream ``lanes`` per beat in C
+    order; the lanes of a ragged last beat carry random junk, which the output drops."""
+    rcfg = getattr(cfg, "residual", cfg)
+    ops.residual_add(a, b, mult_a, mult_b, shift, in_width=rcfg.in_width,
+                     mult_width=rcfg.mult_width, out_width=rcfg.out_width)   # validates
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    w = rcfg.in_width
+    count = -(-a.size // lanes)
+    if count == 0:
+        return SimResult(output=np.zeros(a.shape, dtype=np.int64), cycles=0)
+    rng = np.random.default_rng(seed + 2)
+    halves = [layout.beats(x.reshape(1, -1), lanes,
+                           pad=rng.integers(-(1 << (w - 1)), 1 << (w - 1), (1, count * lanes)))
+              for x in (a, b)]
+    dut = Residual(rcfg, lanes)
+    pair = dut.i.payload.shape()
+    items = [pair.const({"a": x.tolist(), "b": y.tolist()}).as_value().value
+             for x, y in zip(*halves, strict=True)]
+    budget = 100 + 4 * dut.latency
+    src = StreamSource(dut.i, items, name="residual in", rng=np.random.default_rng(seed),
+                       stall=stall, budget=budget)
+    sink = StreamSink(dut.o, count, name="residual out", rng=np.random.default_rng(seed + 1),
+                      stall=stall, budget=budget)
+    run_streams(dut, [src], [sink], backend=backend,
+                constants=[(dut.mult_a, int(mult_a)), (dut.mult_b, int(mult_b)),
+                           (dut.shift, int(shift))],
+                key=("residual", rcfg, lanes), vcd_name="residual")
+    out = layout.from_beats([unpack(v, rcfg.out_width, lanes) for v in sink.items], 1, a.size,
+                            lanes)
+    return SimResult(output=out.reshape(a.shape), cycles=sink.last_cycle - src.first_cycle + 1,
+                     extra={"latency": dut.latency})
 
 
 def run_softmax(cfg, q, scale, *, stall=0.0, seed=0, backend="amaranth"):

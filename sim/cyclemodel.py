@@ -1,7 +1,10 @@
-"""Analytic cycle models of the units, checked against simulation by tests and ``bench/``."""
+"""Analytic cycle models of the units and of the accelerator top's runs, checked against
+simulation by tests and ``bench/``."""
 
-__all__ = ["gemm_cycles", "gemm_utilization", "softmax_row_timing", "attention_jobs",
-           "attention_cycles"]
+from hw.isa import vector_lanes
+
+__all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "residual_cycles",
+           "softmax_row_timing", "attention_jobs", "attention_cycles"]
 
 
 def gemm_cycles(cfg, M, K, N):
@@ -28,6 +31,92 @@ def gemm_cycles(cfg, M, K, N):
 def gemm_utilization(cfg, M, K, N):
     """Modelled useful MACs / (R * C * cycles)."""
     return M * K * N / (cfg.array.rows * cfg.array.cols * gemm_cycles(cfg, M, K, N))
+
+
+#: Cycles of a RUN on :class:`hw.top.Accelerator`, counted from the cycle the dispatcher accepts
+#: it (its ``run`` pulse, cycle 0): the LAUNCH state comes ``RUN_LAUNCH`` cycles after the shape
+#: preparation's last step (the PREP state seeing the dividers done, FIT, FIT2, LAUNCH); a
+#: reader offers its first word ``RUN_FIRST_WORD`` cycles after LAUNCH (its ``start``
+#: registered, the loops latched, the read issued, the memory, the landing register, the queue,
+#: the register slice); a requantized row is written into C ``RUN_REQUANT`` cycles after the
+#: engine's output gives it up (the register slice before the requantizer, its 7 stages).
+RUN_LAUNCH, RUN_FIRST_WORD, RUN_REQUANT = 4, 8, 8
+
+
+def _channel_delay(cfg, M, K, N):
+    """Cycles :class:`hw.channels.ChannelStage` adds to the last row of a LINEAR run.
+
+    Tile t's rows leave the engine two cycles apart, ``E_t + 2r`` (``E_t = E_0 + t*S``, ``S =
+    max(K, 2R - 1)``), and the stage passes at most one a cycle; after a tile's last row it
+    passes nothing for 2 cycles (the next tile's constants are read). So the last of tile t's
+    ``n_t`` rows passes at ``end_t = max(E_t + 2(n_t - 1), end_(t-1) + n_t + 2)``, and its delay
+    ``d_t = end_t - E_t - 2(n_t - 1)`` follows ``d_t = max(0, d_(t-1) + 2 n_(t-1) - n_t + 2 - S)``.
+    It grows only where a tile comes before the stage has passed the previous one: tile after
+    tile when ``S < n + 2`` (R <= 2 and K < R + 2; the stage then sets the pace, ``n + 2`` cycles
+    a tile, and the engine's credit holds its inputs back, its output queue full, so the stage
+    never waits for a row), or once, at a last row tile of ``n < R`` rows after a full one,
+    when ``2R - n + 2 > S`` (small K; it is gone again after further tiles of that row tile).
+    """
+    R, C = cfg.array.rows, cfg.array.cols
+    S = max(K, 2 * R - 1)
+    delay, prev = 0, None
+    for i in range(-(-M // R)):
+        n = min(R, M - i * R)
+        for _ in range(-(-N // C)):
+            if prev is not None:
+                delay = max(0, delay + 2 * prev - n + 2 - S)
+            prev = n
+    return delay
+
+
+def linear_cycles(cfg, M, K, N):
+    """Cycles of ``RUN LINEAR`` on :class:`hw.top.Accelerator` for ``(M x K) @ (K x N)``, with
+    no stalls (exact: ``tests/hw/test_top.py``).
+
+    Counted from the cycle the dispatcher accepts the RUN (its ``run`` pulse) to the cycle the
+    last word is written into C, inclusive (the top's ``busy`` falls a cycle after that).
+
+    * Shape preparation: ``max(ceil(M/R), ceil(N/C))`` steps of the dispatcher's dividers, one a
+      cycle; LAUNCH ``RUN_LAUNCH`` (4) cycles after them.
+    * The A and B readers offer their first words ``RUN_FIRST_WORD`` (8) cycles after LAUNCH and
+      then one a cycle; the engine, whose command came at launch, takes the first pair then, so
+      its count (:func:`gemm_cycles`, from a command a cycle before the first pair is taken)
+      starts 7 cycles after LAUNCH.
+    * :class:`hw.channels.ChannelStage` passes the rows, 2 cycles idle after each tile
+      (:func:`_channel_delay`: nothing when ``K >= 2R + 1``, nor for most shapes with
+      ``R >= 3``);
+    * ``RUN_REQUANT`` (8) cycles to the requantizer's output, written into C on that cycle.
+
+    ``cycles = max(ceil(M/R), ceil(N/C)) + 19 + gemm_cycles(cfg, M, K, N) + channel delay``.
+    """
+    R, C = cfg.array.rows, cfg.array.cols
+    launch = max(-(-M // R), -(-N // C)) + RUN_LAUNCH
+    last_row = launch + RUN_FIRST_WORD - 1 + gemm_cycles(cfg, M, K, N) - 1
+    return last_row + _channel_delay(cfg, M, K, N) + RUN_REQUANT + 1
+
+
+def residual_cycles(cfg, rows, length):
+    """Cycles of ``RUN RESIDUAL`` on :class:`hw.top.Accelerator` for ``ROWS = rows`` rows of
+    ``ROW_LEN = length`` elements, with no stalls (exact: ``tests/hw/test_top.py``), counted as
+    :func:`linear_cycles` counts (from the accepted RUN to the last word written into Y,
+    inclusive).
+
+    With ``lanes = hw.isa.vector_lanes(cfg)``, a row is ``q = ceil(length/lanes)`` words and the
+    run ``n = rows*q`` words of each of ``a`` and ``b``:
+
+    * shape preparation: ``q`` divider steps, LAUNCH 4 cycles after them;
+    * X's reader walks its two halves alternately (``a`` word 0, ``b`` word 0, ...), one word a
+      cycle from 8 cycles after LAUNCH; :class:`hw.adapter.RowAdapter` holds each ``a`` word
+      and offers the pair with its ``b``, so pair i enters :class:`hw.residual.Residual` 9 +
+      2i cycles after LAUNCH (one pair every 2 cycles: X's one read port binds, not the unit);
+    * the unit's latency, 7 cycles, to the word written into Y.
+
+    ``cycles = q + 2n + 19``.
+    """
+    q = -(-length // vector_lanes(cfg))
+    launch = q + RUN_LAUNCH
+    last_pair = launch + RUN_FIRST_WORD + 1 + 2 * (rows * q - 1)
+    return last_pair + 7 + 1
 
 
 def softmax_row_timing(sm_cfg, length):

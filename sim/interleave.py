@@ -5,9 +5,19 @@ import dataclasses
 
 import numpy as np
 
-from hw.isa import ATTENTION_REGS, GELU_REGS, SOFTMAX_REGS, Buf, Command, Op, Reg
+from hw.isa import (
+    ATTENTION_REGS,
+    GELU_REGS,
+    RESIDUAL_REGS,
+    SOFTMAX_REGS,
+    Buf,
+    Command,
+    Op,
+    Reg,
+    channel_tiles,
+)
 
-from . import golden, layout
+from . import golden, layout, ops
 from .portmodel import CommandPortModel
 
 __all__ = ["InterleaveStats", "Interleaver"]
@@ -101,6 +111,30 @@ class Interleaver:
                                           max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
         for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N), (Reg.RQ_MULT, m), (Reg.RQ_SHIFT, s)):
             self._set(reg, v)
+        if op == Op.LINEAR:
+            # Per-channel constants within sim.ops.linear's ranges: biases that keep the sums
+            # within acc_width, multipliers and shifts for random output scales.
+            room = (1 << (cfg.acc_width - 1)) - 1 - (K << 14)
+            bias = rng.integers(-room, room + 1, N)
+            mult, shift = ops.channel_constants(
+                rng.uniform(0.2, 4, N) / (K * 128 * 16), mult_width=cfg.requant.mult_width,
+                max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
+            self._write(Buf.CHAN, layout.channel_words(bias, mult, shift, C, channel_tiles(cfg)))
+
+    def _setup_residual(self, op):
+        cfg, rng, VL = self.cfg, self.rng, self.model.lanes
+        unit = cfg.residual
+        limit = (self.depth // 2) * VL
+        length = int(rng.integers(max(1, limit // 2), limit + 1))
+        rows = int(rng.integers(1, (self.depth // 2) // self._ceil(length, VL) + 1))
+        half = 1 << (unit.in_width - 1)
+        a, b = (rng.integers(-half, half, (rows, length)) for _ in range(2))
+        self._write(Buf.X, layout.residual_words(a, b, VL))
+        consts = ops.residual_constants(*rng.uniform(0.01, 1, 3), mult_width=unit.mult_width)
+        for reg, value in zip(RESIDUAL_REGS.values(), consts, strict=True):
+            self._set(reg, value)
+        self._set(Reg.ROW_LEN, length)
+        self._set(Reg.ROWS, rows)
 
     def _setup_rows(self, op):
         cfg, rng, VL = self.cfg, self.rng, self.model.lanes
@@ -164,7 +198,8 @@ class Interleaver:
     def target_run(self, op):
         """One run of ``op`` with random commands sent while it runs; checks everything."""
         setup = {Op.GEMM: self._setup_gemm, Op.GEMM_RAW: self._setup_gemm,
-                 Op.ATTENTION: self._setup_attention}.get(op, self._setup_rows)
+                 Op.LINEAR: self._setup_gemm, Op.ATTENTION: self._setup_attention,
+                 Op.RESIDUAL: self._setup_residual}.get(op, self._setup_rows)
         setup(op)
         self.model.trust(op)
         assert self.send(Command.RUN, bytes([op.value])).name == "OK", f"RUN {op.name} refused"
@@ -220,7 +255,7 @@ class Interleaver:
         return Command.STATUS, bytes(int(self.rng.integers(0, 2)) * [0])
 
     def _random_opcode(self):
-        opcode = int(self.rng.choice([0x00, 0x06, 0x7e, 0xff]))
+        opcode = int(self.rng.choice([0x00, 0x06, 0x7e, 0xff]))     # 0x06: no such command
         return opcode, self.rng.integers(0, 256, int(self.rng.integers(0, 7))).astype(np.uint8)
 
     def _random_buf(self):
@@ -264,7 +299,7 @@ class Interleaver:
 
     def _random_run(self):
         rng = self.rng
-        op = int(rng.choice([o.value for o in Op] + [0x06, 0x40]))
+        op = int(rng.choice([o.value for o in Op] + [0x08, 0x40]))
         if op in {o.value for o in Op} and not self.model.predictable(Op(op)) and \
                 self.model.present(Op(op)):
             # The model cannot predict this op's result on the constants a random SET_REG left;

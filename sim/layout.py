@@ -14,7 +14,11 @@ Three word orders cover every operand and result of the accelerator:
 The GEMM engine's operand streams (``gemm_beats``) are the column and row words of its tiles in
 its walk order: row tile, column tile, k, with A's words sent again for each column tile.
 
-Nonlinear rows are **beats**: each row padded to whole beats of ``lanes`` elements.
+Nonlinear rows are **beats**: each row padded to whole beats of ``lanes`` elements. RUN
+RESIDUAL's two operands are the two halves of X (``residual_words``).
+
+RUN LINEAR's per-channel constants are **channel words** (``channel_words``): the biases,
+multipliers and shifts of ``C`` channels a word, in three blocks of ``T`` words.
 
 A word travels on a stream as one integer (``pack``/``unpack``) and in a buffer as bytes
 (``pack_words``/``unpack_words``), lane 0 in the low bits either way.
@@ -30,7 +34,8 @@ __all__ = [
     "pack", "pack_rows", "unpack", "unpack_rows", "pack_words", "unpack_words",
     "column_words", "from_column_words", "row_words", "from_row_words",
     "tile_rows", "from_tile_rows", "tile_rows_mask", "beats", "from_beats", "beats_mask",
-    "gemm_beats", "coef_words", "from_coef_words",
+    "gemm_beats", "coef_words", "from_coef_words", "channel_words", "from_channel_words",
+    "residual_words",
 ]
 
 
@@ -245,3 +250,26 @@ def from_coef_words(words, length, lcfg):
     g = [v for word in words for v in unpack(word, gw, VL)]
     b = [v for word in words for v in unpack(word >> (VL * gw), lcfg.beta_width, VL)]
     return np.array(g[:length], dtype=np.int64), np.array(b[:length], dtype=np.int64)
+
+
+def channel_words(bias, multipliers, shifts, C, tiles):
+    """RUN LINEAR's CHAN buffer (``Buf.CHAN``) for ``N`` channels: ``(3*tiles, C)`` words, word
+    ``t`` the biases of channels ``t*C .. t*C+C-1``, word ``tiles + t`` their multipliers, word
+    ``2*tiles + t`` their shifts (lanes past ``N`` 0). ``N`` must be at most ``tiles*C``."""
+    out = np.zeros((3, tiles, C), dtype=np.int64)
+    for block, values in enumerate((bias, multipliers, shifts)):
+        words = row_words(np.asarray(values, dtype=np.int64)[None], C)
+        out[block, :len(words)] = words
+    return out.reshape(-1, C)
+
+
+def from_channel_words(words, N, C, tiles):
+    """Inverse of :func:`channel_words`: ``(bias, multipliers, shifts)`` of ``N`` channels."""
+    blocks = np.asarray(words, dtype=np.int64).reshape(3, tiles, C)
+    return tuple(from_row_words(block, 1, N, C)[0] for block in blocks)
+
+
+def residual_words(a, b, lanes):
+    """RUN RESIDUAL's X: the beats of ``a`` (rows ``(n, length)``), then those of ``b`` (the
+    same shape), each half :func:`beats` of its rows."""
+    return np.concatenate([beats(a, lanes), beats(b, lanes)])

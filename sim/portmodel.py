@@ -5,9 +5,12 @@ import dataclasses
 
 import numpy as np
 
+from hw.channels import requant_width
 from hw.isa import (
     ATTENTION_REGS,
     GELU_REGS,
+    RESIDUAL_REGS,
+    ROW_OPS,
     SOFTMAX_REGS,
     Buf,
     Command,
@@ -15,11 +18,13 @@ from hw.isa import (
     Op,
     Reg,
     buffer_specs,
+    channel_shift_width,
+    channel_tiles,
     register_specs,
     vector_lanes,
 )
 
-from . import golden, layout
+from . import golden, layout, ops
 
 __all__ = ["ModelRun", "CommandPortModel", "ModelMismatch"]
 
@@ -31,8 +36,10 @@ _CONSTANTS = {
     Op.GELU: frozenset(GELU_REGS.values()),
     Op.ATTENTION: frozenset(ATTENTION_REGS.values()),
 }
-_UNIT = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernorm",
-         Op.ATTENTION: "attention"}
+#: Likewise the buffers: after a WRITE_BUFFER of CHAN (random biases and constants, whose sums
+#: and shifts the documentation leaves undefined beyond :func:`sim.ops.linear`'s ranges).
+_CONSTANT_BUFFERS = {Op.LINEAR: Buf.CHAN}
+_UNIT = {**ROW_OPS, Op.ATTENTION: "attention", Op.LINEAR: "linear"}
 
 
 class ModelMismatch(AssertionError):
@@ -83,7 +90,10 @@ class CommandPortModel:
         self.register_specs = register_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)
         self.words = {buf: np.zeros((spec.depth, spec.lanes), dtype=np.int64)
-                      for buf, spec in self.specs.items() if buf != Buf.COEF}
+                      for buf, spec in self.specs.items() if buf not in (Buf.COEF, Buf.CHAN)}
+        # CHAN's words (write-only, held by the channel stage), as lanes.
+        self.chan = np.zeros((self.specs[Buf.CHAN].depth, cfg.array.cols), dtype=np.int64) \
+            if Buf.CHAN in self.specs else None
         self.known = {buf: np.ones(w.shape, dtype=bool) for buf, w in self.words.items()}
         self.coef = [0] * self.specs[Buf.COEF].depth if Buf.COEF in self.specs else []
         self.regs = {reg: 0 for reg in self.register_specs}
@@ -92,7 +102,8 @@ class CommandPortModel:
         self.latest = {}          # buffer -> the last run that wrote it
         self.done = False
         self.last_error = 0
-        # Registers reset to 0: softmax, GELU and attention constants of 0 are undefined.
+        # Registers reset to 0: softmax, GELU and attention constants of 0 are undefined; CHAN
+        # holds zeros, which LINEAR's rule defines.
         self.untrusted = {op for op in _CONSTANTS if self._present(op)}
 
     # -- what the model predicts -------------------------------------------------------------
@@ -127,7 +138,7 @@ class CommandPortModel:
         def ceil(a, b):
             return -(-a // b)
 
-        if op in (Op.GEMM, Op.GEMM_RAW):
+        if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
             M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
             if not (M and K and N):
                 return Error.SHAPE
@@ -139,22 +150,26 @@ class CommandPortModel:
             words = (ceil(L, R) * d, ceil(L, C) * d, ceil(d, C) * L)
         else:
             length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]
-            row_max = depth * VL if op == Op.GELU else getattr(cfg, _UNIT[op]).max_len
+            row_max = depth * VL if op in (Op.GELU, Op.RESIDUAL) else \
+                getattr(cfg, _UNIT[op]).max_len
             if not (length and rows and length <= row_max):
                 return Error.SHAPE
-            words = (rows * ceil(length, VL),)
+            # RESIDUAL reads two halves of X.
+            words = ((2 if op == Op.RESIDUAL else 1) * rows * ceil(length, VL),)
         return Error.SHAPE if max(words) > depth else None
 
     def _result(self, op):
         """The words ``RUN op`` writes and the mask of the lanes predicted."""
         cfg, r = self.cfg, self.regs
         R, C, VL = cfg.array.rows, cfg.array.cols, self.lanes
-        if op in (Op.GEMM, Op.GEMM_RAW):
+        if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
             M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
             a = layout.from_column_words(self.words[Buf.A], M, K, R)
             b = layout.from_row_words(self.words[Buf.B], K, N, C)
             c = golden.gemm(a, b)
-            if op == Op.GEMM:
+            if op == Op.LINEAR:
+                c = self._linear(c, N)
+            elif op == Op.GEMM:
                 c = golden.requantize(c, r[Reg.RQ_MULT], r[Reg.RQ_SHIFT], acc_width=cfg.acc_width,
                                       mult_width=cfg.requant.mult_width,
                                       out_width=cfg.requant.out_width)
@@ -175,6 +190,9 @@ class CommandPortModel:
         unit = getattr(cfg, _UNIT[op])
         length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]
         x = layout.from_beats(self.words[Buf.X], rows, length, VL)
+        if op == Op.RESIDUAL:       # b: the second half of X
+            n = rows * -(-length // VL)
+            x = np.stack([x, layout.from_beats(self.words[Buf.X][n:], rows, length, VL)])
         # A unit reads the low in_width bits of each X lane (two's complement).
         half = 1 << (unit.in_width - 1)
         x = ((x + half) & ((1 << unit.in_width) - 1)) - half
@@ -191,10 +209,27 @@ class CommandPortModel:
             k = k(scale=None, y_scale=None, **{n: r[reg] for n, reg in GELU_REGS.items()
                                                 if n in fields})
             y = golden.gelu_from_constants(x, k, unit)
+        elif op == Op.RESIDUAL:
+            y = ops.residual_add(x[0], x[1], *(r[reg] for reg in RESIDUAL_REGS.values()),
+                                 in_width=unit.in_width, mult_width=unit.mult_width,
+                                 out_width=unit.out_width)
         else:
             gamma, beta = layout.from_coef_words(self.coef, length, unit)
             y = golden.layernorm_from_integers(x, gamma, beta, unit)
         return Buf.Y, layout.beats(y, VL), layout.beats_mask(rows, length, VL)
+
+    def _linear(self, acc, N):
+        """LINEAR's rule on exact accumulators ``acc`` (M, N): the CHAN buffer's biases added,
+        its multipliers and shifts applied per channel (each lane's low bits, as
+        :class:`hw.channels.ChannelStage` reads them)."""
+        cfg, C = self.cfg, self.cfg.array.cols
+        mw = cfg.requant.mult_width
+        bias, m, s = layout.from_channel_words(self.chan, N, C, channel_tiles(cfg))
+        half = 1 << (cfg.acc_width - 1)       # the low acc_width bits of a bias lane
+        bias = ((bias + half) & ((1 << cfg.acc_width) - 1)) - half
+        m, s = m & ((1 << mw) - 1), s & ((1 << channel_shift_width(cfg)) - 1)
+        return ops.requantize_channels(acc + bias, m, s, in_width=requant_width(cfg),
+                                       mult_width=mw, out_width=cfg.requant.out_width)
 
     # -- the documented checks -----------------------------------------------------------------
 
@@ -281,6 +316,11 @@ class CommandPortModel:
 
     def _write(self, buf, addr, raw):
         spec = self.specs[buf]
+        if buf == Buf.CHAN:
+            words = layout.unpack_words(raw, spec)
+            self.chan[addr:addr + len(words)] = words
+            self.untrusted |= {op for op, b in _CONSTANT_BUFFERS.items() if b == buf}
+            return
         if buf == Buf.COEF:
             for i in range(len(raw) // spec.nbytes):
                 self.coef[addr + i] = int.from_bytes(raw[i * spec.nbytes:(i + 1) * spec.nbytes],

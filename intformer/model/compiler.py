@@ -91,6 +91,10 @@ class Step:
 
 
 def _linear_step(op, cfg, M):
+    """``(calls, cycles, note)`` of a Linear on ``M`` tokens: a ``RUN LINEAR`` per block of
+    ``gemm.max_m`` x ``max_k`` x ``max_n`` and per pass, each costing
+    :func:`sim.cyclemodel.linear_cycles` (K chunks and passes are modelled as more such runs,
+    which the top cannot chain yet: it has no accumulator preload)."""
     g = cfg.gemm
     K, N = op.weight.shape
     passes = ops.linear_passes(op.x_width, cfg.array.in_width)
@@ -99,7 +103,7 @@ def _linear_step(op, cfg, M):
         for n0 in range(0, N, g.max_n):
             for k0 in range(0, K, g.max_k):
                 calls += passes
-                cycles += passes * cyclemodel.gemm_cycles(
+                cycles += passes * cyclemodel.linear_cycles(
                     cfg, min(g.max_m, M - m0), min(g.max_k, K - k0), min(g.max_n, N - n0))
     split = [f"{-(-d // lim)} x {w}" for d, lim, w in ((M, g.max_m, "M"), (K, g.max_k, "K"),
                                                        (N, g.max_n, "N")) if d > lim]
@@ -131,7 +135,9 @@ def _step(op, cfg, L, hidden, width):
         n = len(op.multipliers)
         return Step(op, 1, L * n, f"{L}x{n}, one per cycle")
     if isinstance(op, P.Residual):
-        return Step(op, 1, L * hidden, "elementwise, one per cycle")
+        # One RUN RESIDUAL of L rows (X deep enough for both halves): a beat every 2 cycles.
+        return Step(op, 1, cyclemodel.residual_cycles(cfg, L, hidden),
+                    f"{L} rows of {hidden}, a beat every 2 cycles")
     if isinstance(op, P.Pool):
         return Step(op, 1, L * hidden, "sum over tokens")
     return Step(op, 0, 0, "host (table lookup)")

@@ -13,7 +13,7 @@ from .integers import check_int_array
 from .softmax_model import SoftmaxConstants, softmax_constants, softmax_from_constants
 
 # softmax(Q K^T / sqrt(d)) V for one or more heads, integers in and out, exactly as the attention
-# controller (hw/attention.py) computes it, whatever its tiling:
+# controller (hw/attention/) computes it, whatever its tiling:
 #
 #   S = Q K^T                      exact integer scores, scale q_scale * k_scale
 #   S[i, j] = -2**(w-1), j > i     causal mask (w = the softmax input width): such a score is

@@ -147,7 +147,7 @@ def test_uncontended_memories_are_the_marked_ones():
     assert {"buf_a", "frame", "att_s", "qmem", "emem"} <= memids
     marked = set(uncontended_memories(text))
     assert marked == {"buf_a", "buf_b", "buf_c", "buf_x", "buf_y", "buf_v", "frame", "att_q",
-                      "att_k", "att_v", "att_s", "att_p0", "att_p1"}
+                      "att_k", "att_v", "att_s", "att_p0", "att_p1", "table"}   # table: CHAN
     design, names = prepare_rtlil(text)
     assert names == sorted(marked) and UNCONTENDED not in design
     assert design.count("\n") == text.count("\n") - len(marked)

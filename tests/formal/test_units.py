@@ -7,8 +7,9 @@ import pytest
 from mutants import forced, mutant
 from passing import BY_NAME, assert_passes
 
-UNITS = ["gemm.ports", "requant.ports", "softmax.ports", "gelu.ports", "attention.ports",
-         "uart.rx", "uart.tx", "link.ports", "arbiter.engine", "arbiter.softmax", "top.errors"]
+UNITS = ["gemm.ports", "requant.ports", "requant.lanes", "residual.ports", "channels.ports",
+         "softmax.ports", "gelu.ports", "attention.ports", "uart.rx", "uart.tx", "link.ports",
+         "arbiter.engine", "arbiter.softmax", "top.errors"]
 
 
 @pytest.mark.parametrize("name", UNITS)
@@ -20,6 +21,9 @@ def test_proof_passes(name):
 MUTANTS = [
     ("gemm.ports", "out", "withdraw"),
     ("requant.ports", "o", "payload"),
+    ("requant.lanes", "o", "withdraw"),
+    ("residual.ports", "o", "payload"),
+    ("channels.ports", "o", "withdraw"),
     ("softmax.ports", "o", "withdraw"),
     ("gelu.ports", "o", "payload"),
     pytest.param("layernorm.ports", "o", "withdraw", marks=pytest.mark.slow_proof),

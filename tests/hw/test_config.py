@@ -6,7 +6,9 @@ from hw.config import (
     ArrayConfig,
     AttentionConfig,
     GemmConfig,
+    LinearConfig,
     RequantConfig,
+    ResidualConfig,
     SoftmaxConfig,
     required_acc_width,
 )
@@ -121,3 +123,23 @@ def test_shared_softmax():
     assert AccelConfig(softmax=SoftmaxConfig(out_width=10)).shared_softmax is None
     assert AccelConfig(softmax=SoftmaxConfig(enabled=False)).shared_softmax is None
     assert AccelConfig(attention=AttentionConfig(enabled=False)).shared_softmax is None
+
+
+def test_linear_and_residual_sections():
+    # On for the presets that have room, off on the nearly full iCEBreaker.
+    for name, on in (("tiny", True), ("ulx3s", True), ("icebreaker", False)):
+        cfg = AccelConfig.preset(name)
+        assert cfg.linear.enabled is on and cfg.residual.enabled is on
+    assert ResidualConfig().max_shift == 32
+    with pytest.raises(TypeError, match="Linear enabled must be a boolean, not 'yes'"):
+        LinearConfig(enabled="yes")
+    with pytest.raises(ValueError, match="Residual mult_width must be an integer from 1 to 18, "
+                                         "not 19"):
+        ResidualConfig(mult_width=19)
+
+
+def test_serial_requantizer_without_linear():
+    with pytest.raises(ValueError, match=r"^Requant serial must be false with linear enabled"):
+        AccelConfig(requant=RequantConfig(serial=True), linear=LinearConfig(enabled=True))
+    cfg = AccelConfig(requant=RequantConfig(serial=True), linear=LinearConfig(enabled=False))
+    assert cfg.requant.serial and not cfg.linear.enabled

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import intformer as itf
-from hw.config import AccelConfig, ArrayConfig, GemmConfig, RequantConfig
-from sim import golden
+from hw.config import AccelConfig, ArrayConfig, GemmConfig, LinearConfig, RequantConfig
+from sim import golden, ops
+from sim.bench import run_requant_lanes
 
 CFG = AccelConfig(array=ArrayConfig(2, 3), gemm=GemmConfig(max_k=1 << 16))  # acc_width 32
 
@@ -66,7 +67,7 @@ def test_lanes_from_config():
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_serial(cols, max_k, stall):
     cfg = AccelConfig(array=ArrayConfig(2, cols), gemm=GemmConfig(max_k=max_k),
-                      requant=RequantConfig(serial=True))
+                      requant=RequantConfig(serial=True), linear=LinearConfig(enabled=False))
     rng = np.random.default_rng(cols)
     lim = 1 << (cfg.acc_width - 1)
     acc = rng.integers(-lim, lim, 41)
@@ -85,3 +86,36 @@ def test_bad_arguments():
         itf.simulate.requantize(CFG, np.zeros(3, np.int32), 1, 50)
     with pytest.raises(ValueError, match=r"Requantizer input values must be in"):
         itf.simulate.requantize(AccelConfig.preset("tiny"), np.array([1 << 30]), 1, 0)
+
+
+# -- per lane (RUN LINEAR's per-channel requantization) ---------------------------------------
+
+
+def check_lanes(acc, m, s, stall=0.0, cfg=CFG):
+    r = run_requant_lanes(cfg, acc, m, s, stall=stall, seed=5)
+    expect = [ops.requantize_channels(a, mm, ss, in_width=cfg.acc_width)
+              for a, mm, ss in zip(acc, m, s, strict=True)]
+    np.testing.assert_array_equal(r.output, np.array(expect))
+    return r
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
+def test_per_lane_random(stall):
+    # Every beat and lane with its own multiplier and shift, edges among them.
+    rng = np.random.default_rng(11)
+    acc = rng.integers(-(1 << 31), 1 << 31, (40, 3))
+    m = rng.integers(0, 1 << 16, (40, 3))
+    s = rng.integers(0, 48, (40, 3))
+    acc[:3], m[:3], s[:3] = [-(1 << 31), (1 << 31) - 1, 0], 65535, 47    # the largest shift
+    acc[3:6], m[3:6], s[3:6] = [-(1 << 31), (1 << 31) - 1, 5], 65535, 0  # saturation
+    check_lanes(acc, m, s, stall)
+
+
+def test_per_lane_rounding_ties():
+    shifts = np.array([[1, 2, 7], [16, 9, 3]])
+    half = 1 << (shifts - 1)
+    for sign in (1, -1):
+        for odd in (1, 3, 5):
+            out = check_lanes(sign * odd * half, np.ones_like(shifts), shifts).output
+            # Round half up: +0.5 -> 1, -0.5 -> 0, +1.5 -> 2, -1.5 -> -1, ...
+            np.testing.assert_array_equal(out, np.full(shifts.shape, (sign * odd + 1) // 2))

@@ -26,12 +26,24 @@ from hw.config import (
     AttentionConfig,
     GeluConfig,
     LayerNormConfig,
+    LinearConfig,
     RequantConfig,
+    ResidualConfig,
     SoftmaxConfig,
 )
-from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs
+from hw.isa import (
+    RESIDUAL_REGS,
+    Buf,
+    Command,
+    Error,
+    Op,
+    Reg,
+    buffer_specs,
+    channel_tiles,
+    vector_lanes,
+)
 from hw.top import Accelerator
-from sim import golden
+from sim import cyclemodel, golden, layout, ops
 
 # The tiny preset with a small attention controller (L <= 10, d <= 5): every unit, quick to
 # elaborate and simulate.
@@ -82,7 +94,7 @@ def test_gemm_raw_and_requantized(stall, Top):
     AccelConfig.preset("icebreaker"),
     AccelConfig.preset("icebreaker").replace(requant=RequantConfig(serial=True)),
     TINY.replace(array=ArrayConfig(2, 2, dsp_pairs=True), requant=RequantConfig(serial=True),
-                 attention=AttentionConfig(enabled=False)),
+                 attention=AttentionConfig(enabled=False), linear=LinearConfig(enabled=False)),
 ], ids=["icebreaker", "icebreaker-serial", "tiny-serial"])
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_gemm_paired_and_serial(cfg, stall):
@@ -165,6 +177,9 @@ def test_layernorm_lanes2():
     assert y_scale == ref_scale
     q = rng.normal(0, 2000, (2, 9)).round().astype(np.int64)   # softmax at 2 lanes too
     np.testing.assert_array_equal(top.softmax(q, 2e-3)[0], golden.softmax(q, 2e-3, cfg.softmax)[0])
+    a, b = (rng.integers(-(1 << 15), 1 << 15, (2, 7)) for _ in range(2))   # residual too
+    np.testing.assert_array_equal(top.residual(a, b, 300, 7000, 13),
+                                  ops.residual_add(a, b, 300, 7000, 13))
 
 
 SCALES = (0.05, 0.04, 0.03, 0.02)     # q, k, v and o scales
@@ -224,9 +239,9 @@ def test_attention_edges_and_gemm_around_it(Top):
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_new_data_reads_change_nothing(stall, new_data_reads):
-    # The top's buffers and the attention scratchpads are marked uncontended (hw.memory): in
-    # hardware a read of the address being written may return the new data. Every run and
-    # buffer command must give the same results with it.
+    # The top's buffers, the CHAN table and the attention scratchpads are marked uncontended
+    # (hw.memory): in hardware a read of the address being written may return the new data.
+    # Every run and buffer command must give the same results with it.
     new_data_reads()
     top = SimTop(TINY, stall=stall, seed=21, budget=40_000)
     rng = np.random.default_rng(22)
@@ -243,6 +258,12 @@ def test_new_data_reads_change_nothing(stall, new_data_reads):
             top.attention(q, k, v, *SCALES, causal=causal)[0],
             golden.attention(q, k, v, *SCALES, causal=causal, cfg=TINY)[0])
     np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+    # LINEAR reads its constants from the CHAN table, RESIDUAL both halves of X.
+    args = _linear_case(rng, 5, 7, 5)
+    np.testing.assert_array_equal(top.linear(*args), ops.linear(*args, cfg=TINY))
+    ra, rb = (rng.integers(-(1 << 15), 1 << 15, (3, 11)) for _ in range(2))
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    np.testing.assert_array_equal(top.residual(ra, rb, *consts), ops.residual_add(ra, rb, *consts))
 
 
 def test_malformed_attention_changes_nothing(Top):
@@ -283,6 +304,214 @@ def test_malformed_attention_changes_nothing(Top):
     assert top.status() == (False, True, "OK")
     np.testing.assert_array_equal(top.attention(q, k, v, *SCALES)[0],
                                   golden.attention(q, k, v, *SCALES, cfg=TINY)[0])
+
+
+# -- RUN LINEAR and RUN RESIDUAL --------------------------------------------------------------
+
+
+def _linear_case(rng, M, K, N, cfg=TINY):
+    """Random operands of ``sim.ops.linear`` on ``cfg``: biases as large as the accumulator
+    allows, constants for random output scales."""
+    x, w = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
+    room = (1 << (cfg.acc_width - 1)) - 1 - (K << 14)
+    bias = rng.integers(-room, room + 1, N)
+    mult, shift = ops.channel_constants(rng.uniform(0.1, 8, N) / (K * 128 * 16),
+                                        max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
+    return x, w, bias, mult, shift
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
+def test_linear(stall, Top):
+    # Ragged: M = 5 and N = 5 are not multiples of R = C = 2.
+    top = Top(TINY, stall=stall, seed=31)
+    rng = np.random.default_rng(32)
+    for M, K, N in ((5, 7, 5), (1, 1, 1), (4, 32, 6)):
+        args = _linear_case(rng, M, K, N)
+        np.testing.assert_array_equal(top.linear(*args), ops.linear(*args, cfg=TINY))
+    assert top.status() == (False, True, "OK")
+
+
+def test_linear_edges(Top):
+    top = Top(TINY, stall=0.3, seed=33)
+    rng = np.random.default_rng(34)
+    N, max_shift = 6, TINY.acc_width + TINY.requant.mult_width - 1
+    w = rng.integers(-128, 128, (3, N))
+    cases = []
+    # Rounding ties, both signs: x = 0, so the sum is the bias, an odd multiple of 2**(s-1).
+    s = np.array([1, 2, 5, 9, 16, 20])
+    bias = np.array([-1, -6, 48, -3 << 8, 5 << 15, -(3 << 19)])
+    cases.append((np.zeros((3, 3), dtype=int), w, bias, np.ones(N, dtype=int), s))
+    # Saturation at both ends (the largest multiplier, no shift), and the largest shift.
+    big = np.array([(1 << 20), -(1 << 20), 1000, -1000, 0, 1])
+    cases.append((np.full((2, 3), -128), np.full((3, N), -128), big,
+                  np.full(N, 65535), np.array([0, 0, 0, 0, max_shift, max_shift])))
+    cases.append((np.full((2, 3), 127), np.full((3, N), -128), -big,
+                  np.full(N, 65535), np.array([max_shift] * 3 + [1] * 3)))
+    for args in cases:
+        np.testing.assert_array_equal(top.linear(*args), ops.linear(*args, cfg=TINY))
+    # GEMM and attention still get their one multiplier and shift in every lane.
+    a, b = rng.integers(-128, 128, (3, 4)), rng.integers(-128, 128, (4, 3))
+    m, sh = golden.quantize_multiplier(1 / 900)
+    np.testing.assert_array_equal(
+        top.gemm(a, b, requant=(m, sh)),
+        golden.requantize(golden.gemm(a, b), m, sh, acc_width=TINY.acc_width))
+    q, k, v = (rng.integers(-128, 128, (7, 5)) for _ in range(3))
+    np.testing.assert_array_equal(top.attention(q, k, v, *SCALES)[0],
+                                  golden.attention(q, k, v, *SCALES, cfg=TINY)[0])
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_residual(stall, Top):
+    top = Top(TINY, stall=stall, seed=35)
+    rng = np.random.default_rng(36)
+    a, b = (rng.integers(-(1 << 15), 1 << 15, (3, 11)) for _ in range(2))
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    np.testing.assert_array_equal(top.residual(a, b, *consts), ops.residual_add(a, b, *consts))
+    top_, bottom = (1 << 15) - 1, -(1 << 15)
+    a = np.array([top_, bottom, top_, bottom, 0, 3, -3, 1, -1])
+    b = np.array([top_, bottom, bottom, top_, 0, 0, 0, 0, 0])
+    for ma, mb, s in [(65535, 65535, 0), (65535, 65535, 32), (1, 1, 1), (1, 1, 2), (0, 7, 3)]:
+        np.testing.assert_array_equal(top.residual(a, b, ma, mb, s),
+                                      ops.residual_add(a, b, ma, mb, s))
+    # Longer than one run: split over X's halves.
+    a, b = (rng.integers(-(1 << 15), 1 << 15, 70) for _ in range(2))
+    np.testing.assert_array_equal(top.residual(a, b, *consts), ops.residual_add(a, b, *consts))
+
+
+def test_linear_and_residual_refusals(Top):
+    top = Top(TINY, depth=16, stall=0.3, seed=37)
+    rng = np.random.default_rng(38)
+    expect(Error.SHAPE, top.run, Op.LINEAR)                       # M, K, N still 0
+    expect(Error.SHAPE, top.run, Op.RESIDUAL)                     # ROW_LEN, ROWS still 0
+    assert top.raw(Command.READ_BUFFER, bytes([Buf.CHAN.value, 0, 0, 1, 0]))[0] == \
+        Error.BUFFER.value                                        # write-only
+    T = channel_tiles(TINY)
+    assert top.raw(Command.WRITE_BUFFER, bytes([Buf.CHAN.value]) + (3 * T).to_bytes(2, "little")
+                   + bytes([1, 0]) + bytes(top.buffers[Buf.CHAN].nbytes))[0] == \
+        Error.RANGE.value
+    expect(Error.VALUE, top.set_reg, Reg.RES_SHIFT, TINY.residual.max_shift + 1)
+    expect(Error.VALUE, top.set_reg, Reg.RES_MULT_A, 1 << 16)
+    top.set_reg(Reg.ROW_LEN, 9)
+    top.set_reg(Reg.ROWS, 1)                                      # 2 * 9 X words > 16
+    expect(Error.SHAPE, top.run, Op.RESIDUAL)
+    top.set_reg(Reg.ROW_LEN, 8)                                   # 2 * 8 fit
+    top.run(Op.RESIDUAL)
+    # A LINEAR run refuses CHAN writes and register changes, and its result is unchanged.
+    args = _linear_case(rng, 4, 8, 4)
+    want = ops.linear(*args, cfg=TINY)
+    np.testing.assert_array_equal(top.linear(*args), want)
+    for refused in ((top.set_reg, Reg.N, 1), (top.write_buffer, Buf.CHAN, 0, np.ones((1, 2)))):
+        top.run(Op.LINEAR, wait=False)
+        expect(Error.BUSY, *refused, **({"force": True} if refused[1] == Reg.N else {}))
+        for _ in range(100):
+            if not top.status().busy:
+                break
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, 8), 4, 4, 2, 2)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_linear_and_residual_left_out():
+    cfg = TINY.replace(linear=LinearConfig(enabled=False), residual=ResidualConfig(enabled=False))
+    top = SimTop(cfg, depth=16)
+    assert Buf.CHAN not in top.buffers
+    expect(Error.UNIT, top.run, Op.LINEAR)
+    expect(Error.UNIT, top.run, Op.RESIDUAL)
+    expect(Error.REGISTER, top.set_reg, Reg.RES_MULT_B, 1)
+    assert top.raw(Command.WRITE_BUFFER, bytes([Buf.CHAN.value, 0, 0, 0, 0]))[0] == \
+        Error.BUFFER.value
+    with pytest.raises(ValueError, match="Board config must include linear, not leave it out"):
+        top.linear(np.zeros((1, 1)), np.zeros((1, 1)), [0], [1], [0])
+    a = np.arange(12).reshape(3, 4) - 6
+    m, s = golden.quantize_multiplier(1 / 50)
+    np.testing.assert_array_equal(top.gemm(a, a.T, requant=(m, s)),
+                                  golden.requantize(golden.gemm(a, a.T), m, s,
+                                                    acc_width=cfg.acc_width))
+
+
+class RunClock(SimTop):
+    """:class:`SimTop` that notes the cycle the dispatcher accepts each RUN (its ``run`` pulse)
+    and the cycle each run word is written, so that :meth:`run_cycles` counts a run as
+    :func:`sim.cyclemodel.linear_cycles` does."""
+
+    def __init__(self, cfg, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self.accepted = self.last_write = None
+        disp, bufs = self.dut.dispatcher, self.dut.memories
+
+        async def watch(ctx):
+            cycle = 0
+            async for _, _, run, write in ctx.tick().sample(disp.request.run, bufs.run_write):
+                if run:
+                    self.accepted = cycle
+                if write:
+                    self.last_write = cycle
+                cycle += 1
+        self.sim.add_testbench(watch, background=True)
+
+    def run_cycles(self):
+        """Cycles of the last run, from its accepted RUN to its last word written, inclusive."""
+        assert self.last_write > self.accepted, "the last run wrote nothing"
+        return self.last_write - self.accepted + 1
+
+
+# The ulx3s preset (6 x 6, every unit, the shared engine) with a small attention controller, to
+# elaborate and simulate quickly; the array and the LINEAR and RESIDUAL paths are the board's.
+ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_len=16,
+                                                                      max_head_dim=8))
+
+
+@pytest.mark.parametrize("cfg, shapes", [
+    # Ragged M and N, several column tiles, K = 1; (8, 3, 8), (3, 1, 7), (16, 1, 16) and
+    # (9, 2, 1) come faster than the channel stage passes them (R = 2, K < R + 2).
+    (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
+    # (7, 5, 6) and (8, 1, 4): a last row tile of 1 or 2 rows comes 2R - 1 cycles after a full
+    # one, before the stage has passed it and waited out its bubble.
+    (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4)]),
+])
+def test_linear_cycle_model_exact(cfg, shapes):
+    # One RUN LINEAR per shape, the whole problem in the buffers; no stalls.
+    R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
+    top = RunClock(cfg, depth=256)
+    rng = np.random.default_rng(41)
+    for M, K, N in shapes:
+        x, w, bias, mult, shift = _linear_case(rng, M, K, N, cfg)
+        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        top.write_buffer(Buf.A, 0, layout.column_words(x, R))
+        top.write_buffer(Buf.B, 0, layout.row_words(w, C))
+        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
+            top.set_reg(reg, value)
+        top.run(Op.LINEAR)
+        measured = top.run_cycles()
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg))
+        assert measured == cyclemodel.linear_cycles(cfg, M, K, N), (M, K, N)
+
+
+@pytest.mark.parametrize("cfg, shapes", [
+    (TINY, [(1, 1), (1, 11), (3, 7), (2, 40)]),
+    (TINY.replace(softmax=SoftmaxConfig(lanes=2), gelu=GeluConfig(lanes=2),   # 2 lanes: ragged
+                  layernorm=LayerNormConfig(lanes=2, max_len=16)), [(1, 1), (3, 7), (2, 16)]),
+    (ULX3S, [(1, 9), (4, 13)]),
+])
+def test_residual_cycle_model_exact(cfg, shapes):
+    # One RUN RESIDUAL per shape (ROWS rows of ROW_LEN elements); no stalls.
+    VL = vector_lanes(cfg)
+    top = RunClock(cfg, depth=256)
+    rng = np.random.default_rng(42)
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    for reg, value in zip(RESIDUAL_REGS.values(), consts, strict=True):
+        top.set_reg(reg, value)
+    for rows, length in shapes:
+        a, b = (rng.integers(-(1 << 15), 1 << 15, (rows, length)) for _ in range(2))
+        top.write_buffer(Buf.X, 0, layout.residual_words(a, b, VL))
+        top.set_reg(Reg.ROW_LEN, length)
+        top.set_reg(Reg.ROWS, rows)
+        top.run(Op.RESIDUAL)
+        measured = top.run_cycles()
+        got = layout.from_beats(top.read_buffer(Buf.Y, 0, rows * -(-length // VL)), rows, length,
+                                VL)
+        np.testing.assert_array_equal(got, ops.residual_add(a, b, *consts))
+        assert measured == cyclemodel.residual_cycles(cfg, rows, length), (rows, length)
 
 
 # -- malformed commands ----------------------------------------------------------------------
@@ -376,9 +605,10 @@ def test_refused_set_reg_leaves_running_gemm_alone():
 def test_no_nonlinear_units():
     cfg = TINY.replace(softmax=SoftmaxConfig(enabled=False), gelu=GeluConfig(enabled=False),
                        layernorm=LayerNormConfig(enabled=False),
-                       attention=AttentionConfig(enabled=False))
+                       attention=AttentionConfig(enabled=False),
+                       residual=ResidualConfig(enabled=False))
     top = SimTop(cfg, depth=16)
-    assert set(top.buffers) == {Buf.A, Buf.B, Buf.C}
+    assert set(top.buffers) == {Buf.A, Buf.B, Buf.C, Buf.CHAN}
     assert top.raw(Command.WRITE_BUFFER, bytes([Buf.X.value, 0, 0, 0, 0]))[0] == Error.BUFFER.value
     assert top.raw(Command.WRITE_BUFFER, bytes([Buf.V.value, 0, 0, 0, 0]))[0] == Error.BUFFER.value
     expect(Error.UNIT, top.run, Op.LAYERNORM)

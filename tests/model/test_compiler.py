@@ -32,8 +32,11 @@ def test_splits_and_cycles(quantized):
     # 64 x 1536 x 384 on max_k 512 and max_n 256: 3 K chunks times 2 N tiles, each in two
     # passes (15-bit inputs as two INT8 digits)
     assert ffn2.calls == 12 and "split 3 x K, 2 x N, 2 passes of 15-bit inputs" in ffn2.note
-    want = sum(cyclemodel.gemm_cycles(cfg, 64, 512, n) for n in (256, 128)) * 3 * 2
+    want = sum(cyclemodel.linear_cycles(cfg, 64, 512, n) for n in (256, 128)) * 3 * 2
     assert ffn2.cycles == want
+    # A residual add: one RUN RESIDUAL of 64 rows of the hidden size, a beat every 2 cycles.
+    res = next(s for s in c.steps if s.op.kind == "Residual")
+    assert res.cycles == cyclemodel.residual_cycles(cfg, 64, 384) == 384 + 2 * 64 * 384 + 19
     att = next(s for s in c.steps if s.op.kind == "Attention")
     assert att.cycles == cyclemodel.attention_cycles(cfg, 64, 32, heads=12)
     assert c.cycles == sum(s.cycles for s in c.steps) > 0

@@ -72,3 +72,24 @@ def test_pack_words_round_trip():
     assert len(raw) == 2 * spec.nbytes == 20
     assert int.from_bytes(raw[:10], "little") & ((1 << 25) - 1) == 1 << 24
     np.testing.assert_array_equal(layout.unpack_words(raw, spec), words)
+
+
+@pytest.mark.parametrize("N", [1, 3, 4, 7])
+def test_channel_words(N):
+    C, T = 2, 4
+    bias, mult, shift = np.arange(N) - 100, np.arange(N) + 7, np.arange(N) % 5
+    words = layout.channel_words(bias, mult, shift, C, T)
+    assert words.shape == (3 * T, C)
+    assert words[0, 0] == -100 and words[T, 0] == 7 and words[2 * T + (N - 1) // C,
+                                                               (N - 1) % C] == (N - 1) % 5
+    for got, want in zip(layout.from_channel_words(words, N, C, T), (bias, mult, shift),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_residual_words():
+    a, b = np.arange(10).reshape(2, 5), -np.arange(10).reshape(2, 5)
+    words = layout.residual_words(a, b, 2)         # 2 rows of 3 beats each half
+    assert words.shape == (12, 2)
+    np.testing.assert_array_equal(layout.from_beats(words, 2, 5, 2), a)
+    np.testing.assert_array_equal(layout.from_beats(words[6:], 2, 5, 2), b)

@@ -14,14 +14,30 @@ from boards.host import BoardError
 from boards.simtop import SimTop
 from boards.verilatortop import VerilatorTop
 from hw.config import AccelConfig, AttentionConfig
-from hw.isa import Buf, Command, Error, Op, Reg, buffer_specs, register_specs
-from sim import golden
+from hw.isa import (
+    RESIDUAL_REGS,
+    Buf,
+    Command,
+    Error,
+    Op,
+    Reg,
+    buffer_specs,
+    channel_tiles,
+    register_specs,
+)
+from sim import cyclemodel, golden, layout, ops
 from sim.bench import SimTimeout
 
 TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
                                                                     max_head_dim=5))
 DEPTH = 64
 SCALES = (0.05, 0.04, 0.03, 0.02)
+#: What the command port adds to a run's modelled cycles (sim.cyclemodel, from the accepted RUN
+#: to the last word written) without stalls, as ``top.run`` counts: 11 cycles from the RUN's first
+#: byte to its acceptance (4 bytes, the three stages of checks, the verdict acted on), the wait
+#: on busy ending 2 cycles after the last write (1 beyond the model's count), and the STATUS
+#: poll, 12 (3 bytes in, 5 out).
+RUN_PORT_CYCLES = 11 + 1 + 12
 
 
 
@@ -215,3 +231,54 @@ def test_profile_guided_model_same_cycles():
         np.testing.assert_array_equal(out_g, out_p)
         assert cycles_g == cycles_p > 0
     assert guided.cycles == plain.cycles
+
+
+def _timed_runs(top, rng):
+    """RUN LINEAR and RUN RESIDUAL on ``top``, each problem one run, no stalls: [(op, shape,
+    output, cycles of ``top.run`` (the RUN command, the wait on busy, the STATUS poll))]."""
+    R, C, T = TINY.array.rows, TINY.array.cols, channel_tiles(TINY)
+    results = []
+    for M, K, N in ((5, 7, 5), (8, 3, 8), (3, 1, 7)):
+        x, w = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
+        bias = rng.integers(-1000, 1000, N)
+        mult, shift = rng.integers(1, 1 << 16, N), rng.integers(10, 20, N)
+        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        top.write_buffer(Buf.A, 0, layout.column_words(x, R))
+        top.write_buffer(Buf.B, 0, layout.row_words(w, C))
+        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
+            top.set_reg(reg, value)
+        start = top.cycles
+        top.run(Op.LINEAR)
+        cycles = top.cycles - start
+        out = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(out, ops.linear(x, w, bias, mult, shift, cfg=TINY))
+        results.append((Op.LINEAR, (M, K, N), cycles))
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    for reg, value in zip(RESIDUAL_REGS.values(), consts, strict=True):
+        top.set_reg(reg, value)
+    for rows, length in ((1, 11), (3, 7)):
+        a, b = (rng.integers(-(1 << 15), 1 << 15, (rows, length)) for _ in range(2))
+        top.write_buffer(Buf.X, 0, layout.residual_words(a, b, 1))
+        top.set_reg(Reg.ROW_LEN, length)
+        top.set_reg(Reg.ROWS, rows)
+        start = top.cycles
+        top.run(Op.RESIDUAL)
+        cycles = top.cycles - start
+        out = layout.from_beats(top.read_buffer(Buf.Y, 0, rows * length), rows, length, 1)
+        np.testing.assert_array_equal(out, ops.residual_add(a, b, *consts))
+        results.append((Op.RESIDUAL, (rows, length), cycles))
+    return results
+
+
+def test_linear_and_residual_cycles_as_modelled():
+    # A run seen from the command port takes the model's cycles (from the accepted RUN to the
+    # last word written; exact on the Amaranth top, tests/hw/test_top.py) plus what the port
+    # adds: the RUN command's bytes up to its acceptance, busy's fall a cycle after the last
+    # write, and the STATUS poll. That overhead is the same for every shape and op, and both
+    # tops take the same cycles.
+    got = _timed_runs(VerilatorTop(TINY, depth=DEPTH), np.random.default_rng(7))
+    expected = _timed_runs(SimTop(TINY, depth=DEPTH), np.random.default_rng(7))
+    assert got == expected
+    model = {Op.LINEAR: cyclemodel.linear_cycles, Op.RESIDUAL: cyclemodel.residual_cycles}
+    overhead = {cycles - model[op](TINY, *shape) for op, shape, cycles in got}
+    assert overhead == {RUN_PORT_CYCLES}, overhead

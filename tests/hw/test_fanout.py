@@ -1,0 +1,141 @@
+"""Register copies (:func:`hw.fanout.register_copies`): on ECP5 TRELLIS_FF instances that Yosys
+keeps apart, proved equivalent to the ordinary registers simulation runs; elsewhere ordinary
+registers; in a board netlist, one flip-flop per copy after synthesis.
+
+The proof is the one of ``tests/hw/test_dsp_ecp5.py`` (:func:`prove`) with a behavioural
+TRELLIS_FF: the configuration the helper uses (no clock enable, synchronous reset to 0 over the
+clock, the global set/reset off), written from the cell library Yosys maps onto
+(``+/lattice/cells_ff.vh``: ``FD1S3IX`` is this configuration). Any other configuration fails
+to elaborate. The proof shows the instances are wired as the simulated registers, given that
+the primitive behaves so.
+"""
+
+import shlex
+import subprocess
+
+import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+from test_dsp_ecp5 import ECP5, assert_proven, prove
+
+from boards.toolchain import tool_command
+from hw.fanout import register_copies
+
+TRELLIS_FF_MODEL = """\
+module TRELLIS_FF(input CLK, LSR, CE, DI, M, output Q);
+    parameter GSR = "ENABLED";
+    parameter CEMUX = "CE";
+    parameter CLKMUX = "CLK";
+    parameter LSRMUX = "LSR";
+    parameter SRMODE = "LSR_OVER_CE";
+    parameter REGSET = "RESET";
+    parameter LSRONMUX = "LSRMUX";
+
+    // Modelled: no clock enable, a synchronous reset to 0 by LSR, no global set/reset.
+    generate
+        if (GSR != "DISABLED" || CEMUX != "1" || CLKMUX != "CLK" || LSRMUX != "LSR"
+                || SRMODE != "LSR_OVER_CE" || REGSET != "RESET")
+            TRELLIS_FF_configuration_not_modelled unsupported();
+    endgenerate
+
+    reg q = 1'b0;
+    always @(posedge CLK)
+        q <= LSR ? 1'b0 : DI;
+    assign Q = q;
+endmodule
+"""
+
+
+class _Copies(wiring.Component):
+    """A decoded select and its copies, each gating a group of data bits into an output."""
+
+    def __init__(self, copies):
+        self.copies = copies
+        super().__init__({"sel": In(2), "d": In(4 * copies), "q": Out(4 * copies)})
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = register_copies(m, platform, self.sel == 2, self.copies, name="owns")
+        for i, reg in enumerate(regs):
+            with m.If(reg):
+                m.d.comb += self.q[4 * i:4 * i + 4].eq(self.d[4 * i:4 * i + 4])
+        return m
+
+
+def _trellis_ff(tmp_path):
+    """Write the TRELLIS_FF model into ``tmp_path``; return the Yosys command reading it."""
+    (tmp_path / "trellis_ff.v").write_text(TRELLIS_FF_MODEL)
+    return "read_verilog -defer trellis_ff.v"
+
+
+def _rtlil(name, platform, copies):
+    return rtlil.convert(_Copies(copies), name=name, platform=platform)
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+def test_ecp5_copies_equivalent_to_simulated(tmp_path, copies):
+    gate = _rtlil("copies_gate", ECP5, copies)
+    assert gate.count("cell \\TRELLIS_FF ") == copies
+    rc, log = prove(tmp_path, _rtlil("copies_gold", None, copies), gate, "copies_gold",
+                    "copies_gate", models=_trellis_ff(tmp_path))
+    assert_proven(rc, log, 4 * copies)
+
+
+@pytest.mark.parametrize("old, new", [
+    ("connect \\LSR \\rst [0]", "connect \\LSR 1'0"),       # no reset
+    ("parameter \\SRMODE \"LSR_OVER_CE\"", "parameter \\SRMODE \"ASYNC\""),   # not modelled
+])
+def test_miswired_copy_fails_the_proof(tmp_path, old, new):
+    gate = _rtlil("copies_gate", ECP5, 1)
+    assert gate.count(old) == 1, old
+    rc, log = prove(tmp_path, _rtlil("copies_gold", None, 1), gate.replace(old, new),
+                    "copies_gold", "copies_gate", models=_trellis_ff(tmp_path))
+    assert rc != 0
+    assert "Equivalence successfully proven!" not in log
+
+
+def test_copies_survive_synthesis(tmp_path):
+    # Yosys merges equal registers (opt_merge), keep on a signal or not; the instances stay.
+    (tmp_path / "copies.il").write_text(_rtlil("top", ECP5, 4))
+    argv = [*shlex.split(tool_command("YOSYS")), "-q", "-p",
+            "read_rtlil copies.il; synth_ecp5 -top top; tee -q -o stat.txt stat"]
+    subprocess.run(argv, cwd=tmp_path, check=True, stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=300)
+    stat = (tmp_path / "stat.txt").read_text()
+    assert any(line.split() == ["4", "TRELLIS_FF"] for line in stat.splitlines()), stat
+
+
+def test_other_targets_use_registers():
+    text = _rtlil("copies", None, 3)
+    assert "TRELLIS_FF" not in text
+    assert text.count("cell $dff") + text.count("cell $sdff") >= 1
+
+
+def test_copies_follow_the_value():
+    dut = _Copies(2)
+    seen = []
+
+    async def bench(ctx):
+        for sel, d in [(2, 0x5A), (1, 0xFF), (2, 0x3C), (0, 0x11)]:
+            ctx.set(dut.sel, sel)
+            ctx.set(dut.d, d)
+            await ctx.tick()
+            seen.append(ctx.get(dut.q))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    # Each copy holds the select of the previous edge: the data pass after a cycle of sel == 2.
+    assert seen == [0x5A, 0x00, 0x3C, 0x00]
+
+
+def test_bad_copies():
+    # Checked before anything is added to the module (none is given).
+    with pytest.raises(ValueError, match=r"^Register copies are of one bit, not 2 "):
+        register_copies(None, None, Signal(2), 2, name="x")
+    with pytest.raises(ValueError, match=r"^Register copies must be a positive integer, not 0$"):
+        register_copies(None, None, Signal(), 0, name="x")
