@@ -29,6 +29,9 @@ __all__ = [
     "classify_cells",
     "parse_fmax",
     "load_report",
+    "run_jobs",
+    "check_seeds",
+    "parse_seeds",
 ]
 
 FAMILIES = ("ice40", "ecp5")
@@ -327,22 +330,101 @@ def _tail(path, lines=40):
 
 def _run(what, argv, cwd, logfile, log, heartbeat=30.0):
     """Run ``argv`` in ``cwd``; log progress every ``heartbeat`` seconds. Returns (rc, seconds)."""
+    return run_jobs(what, [(what, argv, cwd, logfile)], log, heartbeat=heartbeat)[0]
+
+
+#: Seconds between checks of running tools in :func:`run_jobs`.
+_POLL = 0.2
+
+
+def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
+    """Run tools side by side, at most ``workers`` at a time, in the order given.
+
+    Each job is ``(label, argv, cwd, logfile)``: ``argv`` runs in ``cwd`` with its output in
+    ``cwd/<logfile>.stdout``. Every ``heartbeat`` seconds one line is logged: ``"<what>: still
+    running (<s> s)"`` for one job, or with the state of each (running, done or waiting) for
+    several. ``done(index, rc, seconds)`` is called as each job ends; if it raises, or this is
+    interrupted, the jobs still running are killed.
+
+    Returns
+    -------
+    list of (int, float)
+        Exit code and seconds of each job, in the order of ``jobs``.
+    """
     start = time.monotonic()
-    with open(cwd / f"{logfile}.stdout", "wb") as out:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        try:
-            while True:
+    results = [None] * len(jobs)
+    running = {}                        # index -> (process, output file, start time)
+    waiting = list(range(len(jobs)))
+    beat = start + heartbeat
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                index = waiting.pop(0)
+                label, argv, cwd, logfile = jobs[index]
+                out = open(Path(cwd) / f"{logfile}.stdout", "wb")
                 try:
-                    rc = proc.wait(timeout=heartbeat)
-                    break
-                except subprocess.TimeoutExpired:
-                    log(f"{what}: still running ({time.monotonic() - start:.0f} s)")
-        except BaseException:
+                    proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+                except BaseException:
+                    out.close()
+                    raise
+                running[index] = (proc, out, time.monotonic())
+            time.sleep(_POLL)
+            for index, (proc, out, began) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                out.close()
+                del running[index]
+                results[index] = (proc.returncode, time.monotonic() - began)
+                if done is not None:
+                    done(index, *results[index])
+            now = time.monotonic()
+            if now >= beat and (waiting or running):
+                if len(jobs) == 1:
+                    log(f"{what}: still running ({now - start:.0f} s)")
+                else:
+                    states = [f"{label} " + ("waiting" if results[i] is None and i not in running
+                                             else "done" if results[i] is not None
+                                             else f"running {now - running[i][2]:.0f} s")
+                              for i, (label, *_) in enumerate(jobs)]
+                    log(f"{what}: still running ({now - start:.0f} s): {', '.join(states)}")
+                beat += heartbeat * (1 + (now - beat) // heartbeat)
+    finally:
+        for proc, out, _ in running.values():
             proc.kill()
             proc.wait()
-            raise
-    return rc, time.monotonic() - start
+            out.close()
+    return results
+
+
+def check_seeds(seeds):
+    """``seeds`` as a tuple, checked: one or more distinct integers (nextpnr placer seeds)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"Seeds must be a sequence of integers, not {seeds!r}")
+    seeds = tuple(seeds)
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Seed must be an integer, not {seed!r}")
+    if not seeds:
+        raise ValueError("Seeds must name at least one seed, not ()")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"Seeds must be distinct, not {', '.join(map(str, seeds))} "
+                         f"({', '.join(map(str, repeated))} more than once)")
+    return seeds
+
+
+def parse_seeds(text):
+    """Seeds from a comma-separated list such as ``"1,2,3"`` (as :func:`check_seeds`)."""
+    parts = [part.strip() for part in text.split(",")]
+    if parts == [""]:
+        raise ValueError(f"Seeds must name at least one seed, not {text!r}")
+    try:
+        seeds = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"Seeds must be comma-separated integers such as 1,2,3, "
+                         f"not {text!r}") from None
+    return check_seeds(seeds)
 
 
 def _summarize_path(path):
