@@ -4,7 +4,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,13 @@ from .synth import (
     _tail,
     check_seeds,
     classify_cells,
+    clear_seed_dirs,
     parse_fmax,
     prepare_rtlil,
     relax_collisions,
     run_jobs,
+    seed_dir,
+    slack_ns,
 )
 from .toolchain import setup_environment, tool_command
 
@@ -108,13 +110,6 @@ _UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
 def parse_utilisation(log_text):
     """``{bel: (used, available)}`` from nextpnr's last "Device utilisation" table in a log."""
     return {bel: (int(used), int(avail)) for bel, used, avail in _UTIL_RE.findall(log_text)}
-
-
-def slack_ns(clk_mhz, fmax_mhz):
-    """Timing slack in ns at a clock of ``clk_mhz``: its period less the critical path that an
-    Fmax of ``fmax_mhz`` implies, ``1000/clk_mhz - 1000/fmax_mhz`` (negative: the clock is
-    missed)."""
-    return 1000 / clk_mhz - 1000 / fmax_mhz
 
 
 def _check_board(board):
@@ -386,9 +381,7 @@ def synth_board(cfg, board, *, clk_freq=None, seed=None, seeds=None, out_dir=Non
     for stale in ("stats.json", "stats.txt", "top.json", "pack.log", "nextpnr.log",
                   "nextpnr.json", "report.json", "top.asc", "top.bin", "top.config", "top.bit"):
         (out_dir / stale).unlink(missing_ok=True)
-    for stale in out_dir.glob("seed-*"):
-        if stale.is_dir() and re.fullmatch(r"seed--?\d+", stale.name):
-            shutil.rmtree(stale)
+    clear_seed_dirs(out_dir)
 
     elapsed = {}
     start = time.monotonic()
@@ -402,7 +395,7 @@ def synth_board(cfg, board, *, clk_freq=None, seed=None, seeds=None, out_dir=Non
     bitstream = _bitstream(spec, board, seeds[0], out_dir, elapsed, log)
 
     used = dict(counts)
-    pnr = json.loads((out_dir / _seed_dir(seeds[0]) / "nextpnr.json").read_text())
+    pnr = json.loads((out_dir / seed_dir(seeds[0]) / "nextpnr.json").read_text())
     pnr = pnr.get("utilization", {})
     for bel, name in _PNR_BELS[spec.family].items():
         if bel in pnr:
@@ -466,11 +459,6 @@ def _io_args(spec, folder="."):
     return ["--lpf", "top.lpf", "--textcfg", f"{folder}/top.config"]
 
 
-def _seed_dir(seed):
-    """The folder, below the output folder, of the placement at ``seed``."""
-    return f"seed-{seed}"
-
-
 def _pack_check(spec, board, out_dir, elapsed, log):
     """Step 3: nextpnr's packed counts against the device."""
     tool, *device_args = spec.nextpnr
@@ -496,7 +484,7 @@ def _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log):
     tool, *device_args = spec.nextpnr
     jobs = []
     for seed in seeds:
-        folder = _seed_dir(seed)
+        folder = seed_dir(seed)
         (out_dir / folder).mkdir()
         # Run in the output folder (the netlist and constraints are read from it), every
         # output in the seed's folder.
@@ -514,7 +502,7 @@ def _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log):
 
     def done(index, rc, seconds):
         seed = seeds[index]
-        folder = out_dir / _seed_dir(seed)
+        folder = out_dir / seed_dir(seed)
         nextpnr_log = (folder / "nextpnr.log").read_text(errors="replace") \
             if (folder / "nextpnr.log").exists() else ""
         fmax = parse_fmax(nextpnr_log)
@@ -540,7 +528,7 @@ def _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log):
 def _bitstream(spec, board, seed, out_dir, elapsed, log):
     """Step 5: icepack or ecppack of the placement at ``seed``; returns the bitstream's file
     name."""
-    folder = _seed_dir(seed)
+    folder = seed_dir(seed)
     if spec.family == "ice40":
         bitstream = "top.bin"
         argv = [*shlex.split(tool_command("ICEPACK")), f"{folder}/top.asc", bitstream]

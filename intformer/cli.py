@@ -155,10 +155,7 @@ def cmd_synth(args):
         return 0 if report.timing_passed else 1
     from boards.synth import synth_unit
 
-    if len(seeds) > 1:
-        raise ValueError("Several seeds are for a board build (--board), not a unit "
-                         "(--unit places one seed)")
-    report = synth_unit(cfg, args.unit, args.family, fmax=args.fmax, seed=seeds[0])
+    report = synth_unit(cfg, args.unit, args.family, fmax=args.fmax, seeds=seeds)
     print(report.table())
     print(f"report: {report.log_dir / 'synth.json'}")
 
@@ -299,9 +296,10 @@ def main(argv=None):
     # default of 1 would let `--seed 1 --seeds 1,2` through.
     g.add_argument("--seed", type=int, help="nextpnr seed (default 1)")
     g.add_argument("--seeds", metavar="N,N,...",
-                   help="board builds: nextpnr at each of these seeds (e.g. 1,2,3), side by "
-                        "side on the same netlist; the report gives each seed's Fmax and slack "
-                        "and the worst seed's, the bitstream is the first seed's")
+                   help="nextpnr at each of these seeds (e.g. 1,2,3), side by side on the "
+                        "same netlist (a board, or a unit with --fmax); the report gives each "
+                        "seed's Fmax and slack and the worst seed's; a board's bitstream is the "
+                        "first seed's")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("report", help="tabulate the synthesis reports under build/")

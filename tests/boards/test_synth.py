@@ -112,6 +112,38 @@ def test_bad_arguments(tmp_path):
         synth_unit(TINY, "gemm", "ecp5", fmax=True, target_mhz=0, out_dir=tmp_path)
 
 
+def test_seeds_place_one_netlist(tmp_path):
+    # The requantizer of the tiny config: about 10 s of nextpnr-ecp5 per seed, two side by side.
+    lines = []
+    seeds = (2, 1)              # not in order: the first seed's figures are the report's
+    r = synth_unit(TINY, "requant", "ecp5", fmax=True, seeds=seeds, out_dir=tmp_path,
+                   log=lines.append)
+    assert [run["seed"] for run in r.seed_runs] == list(seeds) and r.seed == 2
+    for run in r.seed_runs:
+        log = (tmp_path / f"seed-{run['seed']}" / "nextpnr.log").read_text()
+        assert run["fmax_mhz"] == min(parse_fmax(log).values())
+        assert run["slack_ns"] == pytest.approx(1000 / 125 - 1000 / run["fmax_mhz"])
+        assert (tmp_path / f"seed-{run['seed']}" / "report.json").is_file()
+        assert any(line.startswith(f"nextpnr-ecp5 seed {run['seed']}: done in ")
+                   for line in lines)
+    assert r.fmax_mhz == r.seed_runs[0]["fmax_mhz"] and r.target_mhz == 125
+    assert r.worst_slack_ns == min(run["slack_ns"] for run in r.seed_runs)
+    assert r.critical_path and r.pnr_utilization["MULT18X18D"] == r.dsp
+    table = r.table().splitlines()
+    for run in r.seed_runs:
+        assert sum(f"{run['fmax_mhz']:.2f} MHz" in line and f"seed {run['seed']}: slack "
+                   f"{run['slack_ns']:+.2f} ns" in line for line in table) == 1
+    assert table[-1].split()[:3] == ["worst", "seed", str(r.worst_seed["seed"])]
+    assert load_report(tmp_path) == r
+
+    with pytest.raises(ValueError, match=r"^Several seeds are for place and route: give "
+                                         r"fmax=True \(--fmax\) with seeds 1, 2$"):
+        synth_unit(TINY, "requant", "ecp5", seeds=(1, 2), out_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^Give seed or seeds, not both"):
+        synth_unit(TINY, "requant", "ecp5", fmax=True, seed=1, seeds=(2,), out_dir=tmp_path)
+    assert (tmp_path / "seed-1").is_dir()       # refused before the folder was touched
+
+
 def test_yosys_failure_raises_with_log(tmp_path, monkeypatch):
     monkeypatch.setenv("YOSYS", "false")
     with pytest.raises(RuntimeError, match=r"Yosys failed \(exit code 1\)"):

@@ -50,11 +50,10 @@ def test_synth_bad_seeds_are_a_clear_error(capsys):
             ("1,2,1", "Seeds must be distinct, not 1, 2, 1 (1 more than once)")]:
         assert main(["synth", "--board", "icebreaker", "--seeds", seeds]) == 2
         assert capsys.readouterr().err == f"intformer synth: error: {message}\n"
-    assert main(["synth", "--unit", "gemm", "--family", "ecp5", "--fmax", "--seeds",
-                 "1,2"]) == 2
+    assert main(["synth", "--unit", "gemm", "--family", "ecp5", "--seeds", "1,2"]) == 2
     assert capsys.readouterr().err == (
-        "intformer synth: error: Several seeds are for a board build (--board), not a unit "
-        "(--unit places one seed)\n")
+        "intformer synth: error: Several seeds are for place and route: give fmax=True "
+        "(--fmax) with seeds 1, 2\n")
     with pytest.raises(SystemExit):
         main(["synth", "--board", "icebreaker", "--seed", "1", "--seeds", "1,2"])
     assert "not allowed with argument --seed" in capsys.readouterr().err
