@@ -1,6 +1,7 @@
 """Board synthesis: Yosys, a fit check, nextpnr and icepack/ecppack on a board top; a report."""
 
 import json
+import os
 import re
 import shlex
 import time
@@ -16,16 +17,21 @@ from .synth import (
     SYNTH_COMMANDS,
     _run,
     _tail,
+    check_seeds,
     classify_cells,
+    clear_seed_dirs,
     parse_fmax,
     prepare_rtlil,
     relax_collisions,
+    run_jobs,
+    seed_dir,
+    slack_ns,
 )
 from .toolchain import setup_environment, tool_command
 
 __all__ = [
     "BOARDS", "BoardSpec", "BoardReport", "array_dsp_blocks", "check_fit", "parse_utilisation",
-    "synth_board",
+    "slack_ns", "synth_board",
     "load_board_report",
 ]
 
@@ -132,17 +138,22 @@ class BoardReport:
     synth_cells : dict
         Yosys' resource counts (:func:`boards.synth.classify_cells`) before placement.
     fmax_mhz : dict
-        Clock net -> the Fmax nextpnr reports after routing.
+        Clock net -> the Fmax nextpnr reports after routing, at ``seed`` (the bitstream's).
     timing_passed : bool
-        Every clock's Fmax is at least ``clk_mhz``.
+        Every clock's Fmax is at least ``clk_mhz`` at every seed of ``seed_runs``.
     seed : int
-        nextpnr's placer seed.
+        nextpnr's placer seed of the bitstream and of ``resources``: the first seed.
     bitstream : str
         Path of the bitstream (``top.bin`` for iCE40, ``top.bit`` for ECP5).
     out_dir : str
         Where everything went.
     elapsed_s : dict
-        Seconds per step (``elaborate``, ``yosys``, ``pack_check``, ``nextpnr``, ``bitstream``).
+        Seconds per step (``elaborate``, ``yosys``, ``pack_check``, ``nextpnr``, ``bitstream``);
+        ``nextpnr`` is the time of all seeds, run side by side.
+    seed_runs : list of dict
+        One per seed, in the order given: ``seed``, ``fmax_mhz`` (clock -> MHz), ``slack_ns``
+        (:func:`slack_ns` of the slowest clock), ``timing_passed`` and ``elapsed_s`` (that
+        seed's nextpnr seconds). Each seed placed the same netlist, in ``seed-<n>/``.
     """
 
     board: str
@@ -158,18 +169,39 @@ class BoardReport:
     bitstream: str
     out_dir: str
     elapsed_s: dict = field(default_factory=dict)
+    seed_runs: list = field(default_factory=list)
 
     @property
     def fmax(self):
-        """The slowest clock's Fmax in MHz (the ``sync`` clock; the board has one domain)."""
+        """The slowest clock's Fmax in MHz at ``seed`` (the ``sync`` clock; the board has one
+        domain)."""
         return min(self.fmax_mhz.values())
+
+    @property
+    def seeds(self):
+        """The seeds placed, in order; the first is the bitstream's."""
+        return tuple(run["seed"] for run in self.seed_runs)
+
+    @property
+    def worst_seed(self):
+        """The seed run with the least slack (the first such seed on a tie)."""
+        return min(self.seed_runs, key=lambda run: run["slack_ns"])
+
+    @property
+    def worst_slack_ns(self):
+        """The least slack over the seeds, in ns: what every seed's placement meets."""
+        return self.worst_seed["slack_ns"]
 
     def to_dict(self):
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data):
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        report = cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        if not report.seed_runs:        # a report of one seed from before seed_runs
+            report.seed_runs = [_seed_run(report.seed, report.fmax_mhz, report.clk_mhz,
+                                          report.elapsed_s.get("nextpnr", 0.0))]
+        return report
 
     def table(self):
         """The report as a text table: resource, used, available, % of device; then Fmax."""
@@ -187,18 +219,34 @@ class BoardReport:
             pct = f"{r['percent']:.1f}%" if r["percent"] is not None else "-"
             of = r["capacity"] if r["capacity"] else "-"
             lines.append(f"{labels[name]:<14} {r['count']:>7} {of:>7} {pct:>7}")
-        for clock, mhz in self.fmax_mhz.items():
-            verdict = "meets" if mhz >= self.clk_mhz else "MISSES"
-            lines.append(f"Fmax {mhz:.2f} MHz on '{clock}' ({verdict} the {self.clk_mhz:g} MHz "
-                         f"clock, seed {self.seed})")
-        lines.append(f"timing {'passed' if self.timing_passed else 'FAILED'}; "
-                     f"bitstream {self.bitstream}")
+        for run in self.seed_runs:
+            for clock, mhz in run["fmax_mhz"].items():
+                verdict = "meets" if mhz >= self.clk_mhz else "MISSES"
+                lines.append(f"Fmax {mhz:.2f} MHz on '{clock}' ({verdict} the {self.clk_mhz:g} "
+                             f"MHz clock, seed {run['seed']}: slack "
+                             f"{slack_ns(self.clk_mhz, mhz):+.2f} ns)")
+        seeds = self.seeds
+        if len(seeds) > 1:
+            lines.append(f"worst of seeds {', '.join(map(str, seeds))}: seed "
+                         f"{self.worst_seed['seed']}, slack {self.worst_slack_ns:+.2f} ns")
+            lines.append(f"timing {'passed' if self.timing_passed else 'FAILED'} at every seed; "
+                         f"bitstream {self.bitstream} (seed {self.seed})")
+        else:
+            lines.append(f"timing {'passed' if self.timing_passed else 'FAILED'}; "
+                         f"bitstream {self.bitstream}")
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in self.elapsed_s.items())
         lines.append(f"run time: {steps}")
         return "\n".join(lines)
 
     def __str__(self):
         return self.table()
+
+
+def _seed_run(seed, fmax, clk_mhz, seconds):
+    """The :attr:`BoardReport.seed_runs` entry of one seed's ``{clock: Fmax}``."""
+    return {"seed": seed, "fmax_mhz": fmax, "slack_ns": slack_ns(clk_mhz, min(fmax.values())),
+            "timing_passed": all(mhz >= clk_mhz for mhz in fmax.values()),
+            "elapsed_s": seconds}
 
 
 def load_board_report(path):
@@ -262,8 +310,9 @@ def _yosys_script(family, uncontended):
     ] if command)
 
 
-def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
-    """Build the board top of ``cfg`` for ``board`` to a bitstream, with no hardware attached.
+def synth_board(cfg, board, *, clk_freq=None, seed=None, seeds=None, out_dir=None, log=print):
+    """Build the board top of ``cfg`` for ``board`` to a bitstream, with no hardware attached,
+    placed at one nextpnr seed or several.
 
     Steps, all in ``out_dir`` (the YoWASP tools only open files below their working folder):
 
@@ -273,12 +322,16 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     3. :func:`check_fit` on Yosys' counts, then on nextpnr's packed counts (``--pack-only``,
        ``pack.log``): a design that cannot fit is refused here, before place and route;
     4. nextpnr at the board top's clock, ``--timing-allow-fail`` (a missed clock still gives a
-       valid Fmax; log ``nextpnr.log``, utilization ``nextpnr.json``), with
-       :data:`boards.synth.PNR_OPTIONS` (router2 on ECP5);
-    5. icepack (``top.bin``) or ecppack (``top.bit``);
-    6. ``report.json`` (:class:`BoardReport`).
+       valid Fmax), with :data:`boards.synth.PNR_OPTIONS` (router2 on ECP5), once per seed on
+       the same netlist, each seed in ``seed-<n>/`` (log ``nextpnr.log``, utilization
+       ``nextpnr.json``, ``top.asc`` or ``top.config``); the seeds run side by side, as many at
+       a time as the machine has cores (each nextpnr takes one);
+    5. icepack (``top.bin``) or ecppack (``top.bit``) of the first seed's placement;
+    6. ``report.json`` (:class:`BoardReport`): the resources and Fmax of the first seed, the
+       Fmax, slack and verdict of each seed, the worst seed's slack.
 
-    A step longer than 30 s logs a progress line every 30 s.
+    A step longer than 30 s logs a progress line every 30 s (naming each seed's state), and
+    each seed logs its Fmax and slack as it ends.
 
     Parameters
     ----------
@@ -288,8 +341,12 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
         ``"icebreaker"`` or ``"ulx3s"`` (:data:`BOARDS`).
     clk_freq : float or None
         The ``sync`` clock in Hz; ``None`` takes the board's default (``boards.<board>.CLK_FREQ``).
-    seed : int
-        nextpnr placer seed.
+    seed : int or None
+        nextpnr placer seed; the same as ``seeds=(seed,)``. Give ``seed`` or ``seeds``, not
+        both; with neither, seed 1.
+    seeds : sequence of int or None
+        nextpnr placer seeds, distinct, at least one: each places the netlist; the first gives
+        the bitstream.
     out_dir : path-like or None
         Output folder; by default ``build/<board>/`` in the repository.
     log : callable
@@ -309,8 +366,9 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     if not isinstance(cfg, AccelConfig):
         raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
     spec = _check_board(board)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Seed must be an integer, not {seed!r}")
+    if seed is not None and seeds is not None:
+        raise TypeError(f"Give seed or seeds, not both (seed {seed!r}, seeds {seeds!r})")
+    seeds = check_seeds((1 if seed is None else seed,) if seeds is None else seeds)
     _early_check(spec, cfg)
     board_module = {"icebreaker": icebreaker, "ulx3s": ulx3s}[board]
     top = spec.top(cfg, clk_freq=board_module.CLK_FREQ if clk_freq is None else clk_freq)
@@ -323,6 +381,7 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     for stale in ("stats.json", "stats.txt", "top.json", "pack.log", "nextpnr.log",
                   "nextpnr.json", "report.json", "top.asc", "top.bin", "top.config", "top.bit"):
         (out_dir / stale).unlink(missing_ok=True)
+    clear_seed_dirs(out_dir)
 
     elapsed = {}
     start = time.monotonic()
@@ -332,11 +391,12 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
     counts = _synthesize(spec, board, uncontended, out_dir, elapsed, log)
     check_fit(board, counts)
     _pack_check(spec, board, out_dir, elapsed, log)
-    fmax = _place_and_route(spec, board, clk_mhz, seed, out_dir, elapsed, log)
-    bitstream = _bitstream(spec, board, out_dir, elapsed, log)
+    seed_runs = _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log)
+    bitstream = _bitstream(spec, board, seeds[0], out_dir, elapsed, log)
 
     used = dict(counts)
-    pnr = json.loads((out_dir / "nextpnr.json").read_text()).get("utilization", {})
+    pnr = json.loads((out_dir / seed_dir(seeds[0]) / "nextpnr.json").read_text())
+    pnr = pnr.get("utilization", {})
     for bel, name in _PNR_BELS[spec.family].items():
         if bel in pnr:
             used[name] = pnr[bel]["used"]
@@ -349,9 +409,11 @@ def synth_board(cfg, board, *, clk_freq=None, seed=1, out_dir=None, log=print):
                            "percent": round(100 * used[name] / cap, 1)}
     report = BoardReport(
         board=board, device=spec.device, family=spec.family, config=cfg.to_dict(),
-        clk_mhz=clk_mhz, resources=resources, synth_cells=counts, fmax_mhz=fmax,
-        timing_passed=all(mhz >= clk_mhz for mhz in fmax.values()), seed=seed,
-        bitstream=str(out_dir / bitstream), out_dir=str(out_dir), elapsed_s=elapsed)
+        clk_mhz=clk_mhz, resources=resources, synth_cells=counts,
+        fmax_mhz=seed_runs[0]["fmax_mhz"],
+        timing_passed=all(run["timing_passed"] for run in seed_runs), seed=seeds[0],
+        bitstream=str(out_dir / bitstream), out_dir=str(out_dir), elapsed_s=elapsed,
+        seed_runs=seed_runs)
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     log(f"{board}: report in {out_dir / 'report.json'}")
     return report
@@ -390,10 +452,11 @@ def _synthesize(spec, board, uncontended, out_dir, elapsed, log):
     return counts
 
 
-def _io_args(spec):
+def _io_args(spec, folder="."):
+    """nextpnr's constraints file and placed output (in ``folder``, below the output folder)."""
     if spec.family == "ice40":
-        return ["--pcf", "top.pcf", "--asc", "top.asc"]
-    return ["--lpf", "top.lpf", "--textcfg", "top.config"]
+        return ["--pcf", "top.pcf", "--asc", f"{folder}/top.asc"]
+    return ["--lpf", "top.lpf", "--textcfg", f"{folder}/top.config"]
 
 
 def _pack_check(spec, board, out_dir, elapsed, log):
@@ -416,34 +479,62 @@ def _pack_check(spec, board, out_dir, elapsed, log):
     check_fit(board, packed_counts)
 
 
-def _place_and_route(spec, board, clk_mhz, seed, out_dir, elapsed, log):
-    """Step 4: nextpnr; returns the Fmax of each clock in MHz."""
+def _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log):
+    """Step 4: nextpnr at each seed, side by side; returns :attr:`BoardReport.seed_runs`."""
     tool, *device_args = spec.nextpnr
-    argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
-            *_io_args(spec), *PNR_OPTIONS[spec.family],
-            "--freq", f"{clk_mhz:g}", "--seed", str(seed), "--report", "nextpnr.json",
-            "--timing-allow-fail", "-q", "-l", "nextpnr.log"]
-    log(f"nextpnr: place and route at {clk_mhz:g} MHz, seed {seed} (this takes minutes)")
-    rc, elapsed["nextpnr"] = _run("nextpnr", argv, out_dir, "nextpnr", log)
-    nextpnr_log = (out_dir / "nextpnr.log").read_text(errors="replace") \
-        if (out_dir / "nextpnr.log").exists() else ""
-    fmax = parse_fmax(nextpnr_log)
-    if rc != 0 or not fmax or not (out_dir / "nextpnr.json").exists():
-        raise RuntimeError(f"nextpnr failed (exit code {rc}) for {board}; end of "
-                           f"{out_dir / 'nextpnr.log'}:\n{_tail(out_dir / 'nextpnr.log')}")
-    log(f"nextpnr: done in {elapsed['nextpnr']:.0f} s: Fmax " +
-        ", ".join(f"{mhz:.2f} MHz ('{clock}')" for clock, mhz in fmax.items()))
-    return fmax
+    jobs = []
+    for seed in seeds:
+        folder = seed_dir(seed)
+        (out_dir / folder).mkdir()
+        # Run in the output folder (the netlist and constraints are read from it), every
+        # output in the seed's folder.
+        argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
+                *_io_args(spec, folder), *PNR_OPTIONS[spec.family],
+                "--freq", f"{clk_mhz:g}", "--seed", str(seed),
+                "--report", f"{folder}/nextpnr.json", "--timing-allow-fail", "-q",
+                "-l", f"{folder}/nextpnr.log"]
+        jobs.append((f"seed {seed}", argv, out_dir, f"{folder}/nextpnr"))
+    workers = min(len(seeds), os.cpu_count() or 1)
+    several = (f"seeds {', '.join(map(str, seeds))}, {workers} at a time" if len(seeds) > 1
+               else f"seed {seeds[0]}")
+    log(f"nextpnr: place and route at {clk_mhz:g} MHz, {several} (this takes minutes)")
+    runs = [None] * len(seeds)
+
+    def done(index, rc, seconds):
+        seed = seeds[index]
+        folder = out_dir / seed_dir(seed)
+        nextpnr_log = (folder / "nextpnr.log").read_text(errors="replace") \
+            if (folder / "nextpnr.log").exists() else ""
+        fmax = parse_fmax(nextpnr_log)
+        if rc != 0 or not fmax or not (folder / "nextpnr.json").exists():
+            raise RuntimeError(f"nextpnr failed (exit code {rc}) for {board} at seed {seed}; "
+                               f"end of {folder / 'nextpnr.log'}:\n"
+                               f"{_tail(folder / 'nextpnr.log')}")
+        runs[index] = _seed_run(seed, fmax, clk_mhz, seconds)
+        log(f"nextpnr seed {seed}: done in {seconds:.0f} s: Fmax " +
+            ", ".join(f"{mhz:.2f} MHz ('{clock}')" for clock, mhz in fmax.items()) +
+            f", slack {runs[index]['slack_ns']:+.2f} ns at {clk_mhz:g} MHz")
+
+    start = time.monotonic()
+    run_jobs("nextpnr", jobs, log, workers=workers, done=done)
+    elapsed["nextpnr"] = time.monotonic() - start
+    if len(seeds) > 1:
+        worst = min(runs, key=lambda run: run["slack_ns"])
+        log(f"nextpnr: seeds done in {elapsed['nextpnr']:.0f} s; worst seed {worst['seed']}, "
+            f"slack {worst['slack_ns']:+.2f} ns")
+    return runs
 
 
-def _bitstream(spec, board, out_dir, elapsed, log):
-    """Step 5: icepack or ecppack; returns the bitstream's file name."""
+def _bitstream(spec, board, seed, out_dir, elapsed, log):
+    """Step 5: icepack or ecppack of the placement at ``seed``; returns the bitstream's file
+    name."""
+    folder = seed_dir(seed)
     if spec.family == "ice40":
         bitstream = "top.bin"
-        argv = [*shlex.split(tool_command("ICEPACK")), "top.asc", bitstream]
+        argv = [*shlex.split(tool_command("ICEPACK")), f"{folder}/top.asc", bitstream]
     else:
         bitstream = "top.bit"
-        argv = [*shlex.split(tool_command("ECPPACK")), "--input", "top.config",
+        argv = [*shlex.split(tool_command("ECPPACK")), "--input", f"{folder}/top.config",
                 "--bit", bitstream]
     rc, elapsed["bitstream"] = _run("pack", argv, out_dir, "bitstream", log)
     if rc != 0 or not (out_dir / bitstream).exists():

@@ -1,8 +1,10 @@
 """Per-unit, out-of-context synthesis with open Yosys (and nextpnr-ecp5 for Fmax), with reports."""
 
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,10 @@ __all__ = [
     "classify_cells",
     "parse_fmax",
     "load_report",
+    "run_jobs",
+    "check_seeds",
+    "parse_seeds",
+    "slack_ns",
 ]
 
 FAMILIES = ("ice40", "ecp5")
@@ -134,7 +140,7 @@ class SynthReport:
     target_mhz : float or None
         The ``--freq`` given to nextpnr.
     seed : int or None
-        The nextpnr placer seed.
+        The nextpnr placer seed (the first of ``seed_runs``).
     pnr_utilization : dict or None
         nextpnr's ``{bel type: used}`` after placement (e.g. ``TRELLIS_COMB`` is the LUT4 sites
         really used, including carries and LUT RAM).
@@ -142,7 +148,11 @@ class SynthReport:
         Summary of nextpnr's critical path: ``from`` and ``to`` cells, ``delay_ns`` split into
         ``logic_ns`` and ``routing_ns``, and ``steps`` (one line per hop).
     elapsed_s : dict of str to float
-        Seconds spent in each tool.
+        Seconds spent in each tool (``nextpnr``: all seeds, side by side).
+    seed_runs : list of dict or None
+        With an Fmax, one per seed in the order placed: ``seed``, ``fmax_mhz``, ``slack_ns``
+        at ``target_mhz`` (:func:`slack_ns`) and ``elapsed_s``. ``fmax_mhz``, ``seed``,
+        ``pnr_utilization`` and ``critical_path`` are the first seed's.
     """
 
     unit: str
@@ -164,6 +174,17 @@ class SynthReport:
     pnr_utilization: dict | None = None
     critical_path: dict | None = None
     elapsed_s: dict = field(default_factory=dict)
+    seed_runs: list | None = None
+
+    @property
+    def worst_seed(self):
+        """The seed run with the least slack (the first on a tie); ``None`` without an Fmax."""
+        return min(self.seed_runs, key=lambda run: run["slack_ns"]) if self.seed_runs else None
+
+    @property
+    def worst_slack_ns(self):
+        """The least slack at ``target_mhz`` over the seeds, in ns; ``None`` without an Fmax."""
+        return self.worst_seed["slack_ns"] if self.seed_runs else None
 
     @property
     def all_mults_on_dsp(self):
@@ -204,7 +225,15 @@ class SynthReport:
         else:
             on_dsp = f"{self.mults - self.dsp} in LUTs"
         lines.append(f"{'multipliers':<12} {self.mults:>8}   ({on_dsp})")
-        if self.fmax_mhz is not None:
+        if self.seed_runs and len(self.seed_runs) > 1:
+            for run in self.seed_runs:
+                verdict = "meets" if run["fmax_mhz"] >= self.target_mhz else "misses"
+                lines.append(f"{'fmax':<12} {run['fmax_mhz']:>8.2f} MHz ({verdict} "
+                             f"{self.target_mhz:g} MHz, seed {run['seed']}: slack "
+                             f"{run['slack_ns']:+.2f} ns)")
+            lines.append(f"{'worst seed':<12} {self.worst_seed['seed']:>8}     (slack "
+                         f"{self.worst_slack_ns:+.2f} ns)")
+        elif self.fmax_mhz is not None:
             verdict = ""
             if self.target_mhz is not None:
                 verdict = " (meets" if self.fmax_mhz >= self.target_mhz else " (misses"
@@ -327,22 +356,120 @@ def _tail(path, lines=40):
 
 def _run(what, argv, cwd, logfile, log, heartbeat=30.0):
     """Run ``argv`` in ``cwd``; log progress every ``heartbeat`` seconds. Returns (rc, seconds)."""
+    return run_jobs(what, [(what, argv, cwd, logfile)], log, heartbeat=heartbeat)[0]
+
+
+#: Seconds between checks of running tools in :func:`run_jobs`.
+_POLL = 0.2
+
+
+def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
+    """Run tools side by side, at most ``workers`` at a time, in the order given.
+
+    Each job is ``(label, argv, cwd, logfile)``: ``argv`` runs in ``cwd`` with its output in
+    ``cwd/<logfile>.stdout``. Every ``heartbeat`` seconds one line is logged: ``"<what>: still
+    running (<s> s)"`` for one job, or with the state of each (running, done or waiting) for
+    several. ``done(index, rc, seconds)`` is called as each job ends; if it raises, or this is
+    interrupted, the jobs still running are killed.
+
+    Returns
+    -------
+    list of (int, float)
+        Exit code and seconds of each job, in the order of ``jobs``.
+    """
     start = time.monotonic()
-    with open(cwd / f"{logfile}.stdout", "wb") as out:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        try:
-            while True:
+    results = [None] * len(jobs)
+    running = {}                        # index -> (process, output file, start time)
+    waiting = list(range(len(jobs)))
+    beat = start + heartbeat
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                index = waiting.pop(0)
+                label, argv, cwd, logfile = jobs[index]
+                out = open(Path(cwd) / f"{logfile}.stdout", "wb")
                 try:
-                    rc = proc.wait(timeout=heartbeat)
-                    break
-                except subprocess.TimeoutExpired:
-                    log(f"{what}: still running ({time.monotonic() - start:.0f} s)")
-        except BaseException:
+                    proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+                except BaseException:
+                    out.close()
+                    raise
+                running[index] = (proc, out, time.monotonic())
+            time.sleep(_POLL)
+            for index, (proc, out, began) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                out.close()
+                del running[index]
+                results[index] = (proc.returncode, time.monotonic() - began)
+                if done is not None:
+                    done(index, *results[index])
+            now = time.monotonic()
+            if now >= beat and (waiting or running):
+                if len(jobs) == 1:
+                    log(f"{what}: still running ({now - start:.0f} s)")
+                else:
+                    states = [f"{label} " + ("waiting" if results[i] is None and i not in running
+                                             else "done" if results[i] is not None
+                                             else f"running {now - running[i][2]:.0f} s")
+                              for i, (label, *_) in enumerate(jobs)]
+                    log(f"{what}: still running ({now - start:.0f} s): {', '.join(states)}")
+                beat += heartbeat * (1 + (now - beat) // heartbeat)
+    finally:
+        for proc, out, _ in running.values():
             proc.kill()
             proc.wait()
-            raise
-    return rc, time.monotonic() - start
+            out.close()
+    return results
+
+
+def slack_ns(clk_mhz, fmax_mhz):
+    """Timing slack in ns at a clock of ``clk_mhz``: its period less the critical path that an
+    Fmax of ``fmax_mhz`` implies, ``1000/clk_mhz - 1000/fmax_mhz`` (negative: the clock is
+    missed)."""
+    return 1000 / clk_mhz - 1000 / fmax_mhz
+
+
+def clear_seed_dirs(out_dir):
+    """Delete the ``seed-<n>/`` folders of an earlier build in ``out_dir``."""
+    for stale in Path(out_dir).glob("seed-*"):
+        if stale.is_dir() and re.fullmatch(r"seed--?\d+", stale.name):
+            shutil.rmtree(stale)
+
+
+def seed_dir(seed):
+    """The folder, below a build's output folder, of its placement at ``seed``."""
+    return f"seed-{seed}"
+
+
+def check_seeds(seeds):
+    """``seeds`` as a tuple, checked: one or more distinct integers (nextpnr placer seeds)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"Seeds must be a sequence of integers, not {seeds!r}")
+    seeds = tuple(seeds)
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"Seed must be an integer, not {seed!r}")
+    if not seeds:
+        raise ValueError("Seeds must name at least one seed, not ()")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(f"Seeds must be distinct, not {', '.join(map(str, seeds))} "
+                         f"({', '.join(map(str, repeated))} more than once)")
+    return seeds
+
+
+def parse_seeds(text):
+    """Seeds from a comma-separated list such as ``"1,2,3"`` (as :func:`check_seeds`)."""
+    parts = [part.strip() for part in text.split(",")]
+    if parts == [""]:
+        raise ValueError(f"Seeds must name at least one seed, not {text!r}")
+    try:
+        seeds = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"Seeds must be comma-separated integers such as 1,2,3, "
+                         f"not {text!r}") from None
+    return check_seeds(seeds)
 
 
 def _summarize_path(path):
@@ -366,8 +493,8 @@ def _summarize_path(path):
     }
 
 
-def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_dir=None,
-               log=print):
+def synth_unit(cfg, unit, family, *, fmax=False, seed=None, seeds=None, target_mhz=125.0,
+               out_dir=None, log=print):
     """Synthesize one unit out of context and report its resources (and ECP5 Fmax).
 
     The unit is elaborated with ``platform=SynthTarget.for_family(family)`` (so it can use the
@@ -376,8 +503,9 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
     directory, so paths are relative) with :func:`yosys_script`, logging to ``yosys.log``.
     Counts are read from ``stats.json``, never from the terminal. With ``fmax``,
     ``nextpnr-ecp5 --out-of-context`` places and routes ``design.json`` on the LFE5U-85F
-    (CABGA381) at ``target_mhz``, logging to ``nextpnr.log`` and writing ``report.json``; a
-    missed target still yields a valid figure. The report is written to ``out_dir/synth.json``.
+    (CABGA381) at ``target_mhz`` once per seed, each in ``seed-<n>/`` (log ``nextpnr.log``,
+    ``report.json``), as many side by side as the machine has cores; a missed target still
+    yields a valid figure. The report is written to ``out_dir/synth.json``.
 
     Parameters
     ----------
@@ -390,8 +518,12 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
     fmax : bool
         Also place and route for an Fmax figure. ECP5 only: nextpnr-ice40 has no out-of-context
         mode, so iCE40 timing comes from a board top.
-    seed : int
-        nextpnr placer seed (Fmax moves about +-5% between seeds).
+    seed : int or None
+        nextpnr placer seed (Fmax moves about +-5% between seeds); the same as
+        ``seeds=(seed,)``. Give ``seed`` or ``seeds``, not both; with neither, seed 1.
+    seeds : sequence of int or None
+        nextpnr placer seeds, distinct; more than one only with ``fmax``. The report's Fmax is
+        the first seed's, and :attr:`SynthReport.seed_runs` has each seed's.
     target_mhz : float
         nextpnr's ``--freq``; it only steers the placer, the figure reported is what was reached.
     out_dir : path-like or None
@@ -416,8 +548,12 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
         raise ValueError(
             "Fmax must be measured on 'ecp5', not 'ice40': nextpnr-ice40 has no out-of-context "
             "mode, so place an iCE40 design inside a board top for its Fmax")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Seed must be an integer, not {seed!r}")
+    if seed is not None and seeds is not None:
+        raise TypeError(f"Give seed or seeds, not both (seed {seed!r}, seeds {seeds!r})")
+    seeds = check_seeds((1 if seed is None else seed,) if seeds is None else seeds)
+    if len(seeds) > 1 and not fmax:
+        raise ValueError(f"Several seeds are for place and route: give fmax=True (--fmax) with "
+                         f"seeds {', '.join(map(str, seeds))}")
     if not isinstance(target_mhz, (int, float)) or isinstance(target_mhz, bool):
         raise TypeError(f"Target frequency must be a number, not {target_mhz!r}")
     if not target_mhz > 0:
@@ -433,6 +569,7 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
     for stale in ("stats.json", "pre_stats.json", "stats.txt", "design.json", "synth.json",
                   "report.json", "nextpnr.log"):
         (out_dir / stale).unlink(missing_ok=True)
+    clear_seed_dirs(out_dir)
     target = SynthTarget.for_family(family)
     # Without source locations (they hold the checkout's path; see boards.flow.synth_board).
     design, uncontended = prepare_rtlil(rtlil.convert(component, name="top", platform=target,
@@ -463,7 +600,7 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=1, target_mhz=125.0, out_d
                          mults=mults, elapsed_s=elapsed)
 
     if fmax:
-        _place_and_route(report, seed=seed, target_mhz=float(target_mhz), log=log)
+        _place_and_route(report, seeds=seeds, target_mhz=float(target_mhz), log=log)
 
     (out_dir / "synth.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
@@ -475,35 +612,57 @@ def _top_cells(stats_json):
     return dict(modules["\\top"]["num_cells_by_type"])
 
 
-def _place_and_route(report, *, seed, target_mhz, log):
+def _place_and_route(report, *, seeds, target_mhz, log):
     out_dir = report.log_dir
-    argv = [*shlex.split(tool_command("NEXTPNR_ECP5")), *ECP5_DEVICE_ARGS, "--out-of-context",
-            *PNR_OPTIONS["ecp5"], "--json", "design.json", "--freq", f"{target_mhz:g}",
-            "--seed", str(seed), "--report", "report.json", "--timing-allow-fail",
-            "-q", "-l", "nextpnr.log"]
-    log(f"nextpnr-ecp5: out-of-context place and route at {target_mhz:g} MHz, seed {seed} "
+    jobs = []
+    for seed in seeds:
+        folder = seed_dir(seed)
+        (out_dir / folder).mkdir()
+        argv = [*shlex.split(tool_command("NEXTPNR_ECP5")), *ECP5_DEVICE_ARGS,
+                "--out-of-context", *PNR_OPTIONS["ecp5"], "--json", "design.json",
+                "--freq", f"{target_mhz:g}", "--seed", str(seed),
+                "--report", f"{folder}/report.json", "--timing-allow-fail",
+                "-q", "-l", f"{folder}/nextpnr.log"]
+        jobs.append((f"seed {seed}", argv, out_dir, f"{folder}/nextpnr"))
+    workers = min(len(seeds), os.cpu_count() or 1)
+    several = (f"seeds {', '.join(map(str, seeds))}, {workers} at a time" if len(seeds) > 1
+               else f"seed {seeds[0]}")
+    log(f"nextpnr-ecp5: out-of-context place and route at {target_mhz:g} MHz, {several} "
         f"(this can take several minutes)")
-    rc, report.elapsed_s["nextpnr"] = _run("nextpnr-ecp5", argv, out_dir, "nextpnr", log)
-    figures = parse_fmax(_read(out_dir / "nextpnr.log"))
-    if not figures:
-        raise RuntimeError(
-            f"nextpnr-ecp5 reported no Fmax (exit code {rc}) for {report.unit}; "
-            f"end of {out_dir / 'nextpnr.log'}:\n{_tail(out_dir / 'nextpnr.log')}")
-    # One clock domain per unit; if there were several, the slowest bounds the unit.
-    clock = min(figures, key=figures.get)
-    report.fmax_mhz = figures[clock]
+    runs = [None] * len(seeds)
+
+    def done(index, rc, seconds):
+        seed = seeds[index]
+        nextpnr_log = out_dir / seed_dir(seed) / "nextpnr.log"
+        figures = parse_fmax(_read(nextpnr_log))
+        if not figures:
+            raise RuntimeError(
+                f"nextpnr-ecp5 reported no Fmax (exit code {rc}) for {report.unit} at seed "
+                f"{seed}; end of {nextpnr_log}:\n{_tail(nextpnr_log)}")
+        # One clock domain per unit; if there were several, the slowest bounds the unit.
+        clock = min(figures, key=figures.get)
+        runs[index] = {"seed": seed, "fmax_mhz": figures[clock],
+                       "slack_ns": slack_ns(target_mhz, figures[clock]), "elapsed_s": seconds}
+        log(f"nextpnr-ecp5 seed {seed}: done in {seconds:.1f} s: Fmax {figures[clock]:.2f} MHz "
+            f"for clock '{clock}' (target {target_mhz:g} MHz, slack "
+            f"{runs[index]['slack_ns']:+.2f} ns, exit code {rc})")
+
+    start = time.monotonic()
+    run_jobs("nextpnr-ecp5", jobs, log, workers=workers, done=done)
+    report.elapsed_s["nextpnr"] = time.monotonic() - start
+    report.seed_runs = runs
+    report.fmax_mhz = runs[0]["fmax_mhz"]
     report.target_mhz = target_mhz
-    report.seed = seed
-    if (out_dir / "report.json").exists():
-        pnr = json.loads((out_dir / "report.json").read_text())
+    report.seed = seeds[0]
+    pnr_report = out_dir / seed_dir(seeds[0]) / "report.json"
+    if pnr_report.exists():
+        pnr = json.loads(pnr_report.read_text())
         report.pnr_utilization = {bel: u["used"] for bel, u in pnr.get("utilization", {}).items()
                                   if u.get("used")}
         paths = [p for p in pnr.get("critical_paths", []) if p.get("path")]
         if paths:
             worst = max(paths, key=lambda p: sum(float(hop["delay"]) for hop in p["path"]))
             report.critical_path = _summarize_path(worst)
-    log(f"nextpnr-ecp5: done in {report.elapsed_s['nextpnr']:.1f} s: Fmax {report.fmax_mhz:.2f} "
-        f"MHz for clock '{clock}' (target {target_mhz:g} MHz, exit code {rc})")
 
 
 def _read(path):

@@ -136,19 +136,26 @@ def cmd_sim(args):
 
 
 def cmd_synth(args):
+    from boards.synth import parse_seeds
+
+    # Checked before any tool runs.
+    if args.seeds is not None:
+        seeds = parse_seeds(args.seeds)
+    else:
+        seeds = (1 if args.seed is None else args.seed,)
     if args.board and args.config is None and args.preset is None:
         args.preset = args.board          # a board builds its own preset unless told otherwise
     cfg = _load_config(args)
     if args.board:
         from boards.flow import synth_board
 
-        report = synth_board(cfg, args.board, seed=args.seed, log=print)
+        report = synth_board(cfg, args.board, seeds=seeds, log=print)
         print(report.table())
         print(f"report: {Path(report.out_dir) / 'report.json'}")
         return 0 if report.timing_passed else 1
     from boards.synth import synth_unit
 
-    report = synth_unit(cfg, args.unit, args.family, fmax=args.fmax, seed=args.seed)
+    report = synth_unit(cfg, args.unit, args.family, fmax=args.fmax, seeds=seeds)
     print(report.table())
     print(f"report: {report.log_dir / 'synth.json'}")
 
@@ -284,7 +291,15 @@ def main(argv=None):
     p.add_argument("--family", default="ice40", choices=["ice40", "ecp5"])
     p.add_argument("--fmax", action="store_true",
                    help="also place and route out of context (ECP5 only) for Fmax")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr seed")
+    g = p.add_mutually_exclusive_group()
+    # No default here: argparse takes an option given at its default for one left out, so a
+    # default of 1 would let `--seed 1 --seeds 1,2` through.
+    g.add_argument("--seed", type=int, help="nextpnr seed (default 1)")
+    g.add_argument("--seeds", metavar="N,N,...",
+                   help="nextpnr at each of these seeds (e.g. 1,2,3), side by side on the "
+                        "same netlist (a board, or a unit with --fmax); the report gives each "
+                        "seed's Fmax and slack and the worst seed's; a board's bitstream is the "
+                        "first seed's")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("report", help="tabulate the synthesis reports under build/")

@@ -1,18 +1,22 @@
-"""Tests of the board tops and the board flow: both presets place, fit and meet their clock."""
+"""Tests of the board tops and the board flow: both presets place, fit and meet their clock;
+several seeds place one netlist."""
 
 import pytest
 
+from boards import flow
 from boards.flow import (
     BOARDS,
     REPO_ROOT,
+    BoardReport,
     array_dsp_blocks,
     check_fit,
     load_board_report,
     synth_board,
 )
 from boards.icebreaker import ice40_pll
+from boards.synth import parse_fmax
 from boards.ulx3s import ecp5_pll
-from hw.config import AccelConfig, ArrayConfig
+from hw.config import AccelConfig, ArrayConfig, GemmConfig
 
 
 def _quiet(line):
@@ -35,6 +39,8 @@ def _check_placed(report, board, out_dir):
     # Timing: the slowest clock's Fmax reaches the PLL frequency the top runs at.
     assert report.fmax_mhz and report.timing_passed
     assert report.fmax >= report.clk_mhz
+    assert report.seeds == (1,) and report.seed == 1
+    assert report.worst_slack_ns == 1000 / report.clk_mhz - 1000 / report.fmax >= 0
     assert (out_dir / report.bitstream.rsplit("/", 1)[-1]).stat().st_size > 1000
     # No checkout path in the netlist, so that the build is the same from any folder.
     assert str(REPO_ROOT) not in (out_dir / "top.il").read_text()
@@ -55,6 +61,97 @@ def test_ulx3s_preset_places_fits_and_meets_clock(tmp_path):
     report = synth_board(AccelConfig.preset("ulx3s"), "ulx3s", out_dir=tmp_path, log=_quiet)
     _check_placed(report, "ulx3s", tmp_path)
     assert report.clk_mhz >= 100        # the ULX3S target
+
+
+@pytest.mark.place_and_route   # about 1 minute on 2 cores: a small top, three seeds
+def test_seeds_place_one_netlist(tmp_path, monkeypatch):
+    # A 2x1 array with small buffers: the flow of the preset, at a third of its nextpnr time.
+    cfg = AccelConfig.preset("icebreaker").replace(
+        array=ArrayConfig(rows=2, cols=1, dsp_pairs=True),
+        gemm=GemmConfig(max_m=16, max_k=16, max_n=16))
+    runs = []
+
+    def spy(what, argv, *args, **kwargs):
+        runs.append((what, argv))
+        return run(what, argv, *args, **kwargs)
+
+    run = flow._run
+    monkeypatch.setattr(flow, "_run", spy)
+    lines = []
+    seeds = (2, 1, 3)           # not in order: the first seed is the bitstream's, not seed 1
+    report = synth_board(cfg, "icebreaker", seeds=seeds, out_dir=tmp_path, log=lines.append)
+
+    # Yosys and the pack check once; nextpnr once per seed; the bitstream once, of seed 2.
+    assert [what for what, _ in runs] == ["yosys", "nextpnr --pack-only", "pack"]
+    assert runs[-1][1][-2:] == ["seed-2/top.asc", "top.bin"]
+    assert [path.name for path in tmp_path.rglob("*.bin")] == ["top.bin"]
+    assert report.bitstream == str(tmp_path / "top.bin") and report.seed == 2
+    placements = {(tmp_path / f"seed-{seed}" / "top.asc").read_bytes() for seed in seeds}
+    assert len(placements) == 3     # each seed placed the netlist its own way
+
+    # Each seed's figures are its own log's, its slack computed from its Fmax.
+    assert report.seeds == seeds
+    for run_, seed in zip(report.seed_runs, seeds, strict=True):
+        fmax = parse_fmax((tmp_path / f"seed-{seed}" / "nextpnr.log").read_text())
+        assert run_["seed"] == seed and run_["fmax_mhz"] == fmax
+        slowest = min(fmax.values())
+        assert run_["slack_ns"] == pytest.approx(1000 / report.clk_mhz - 1000 / slowest)
+        assert run_["timing_passed"] == (slowest >= report.clk_mhz)
+        assert any(line.startswith(f"nextpnr seed {seed}: done in ") for line in lines)
+    assert report.fmax_mhz == report.seed_runs[0]["fmax_mhz"]
+    assert report.worst_slack_ns == min(run_["slack_ns"] for run_ in report.seed_runs)
+    assert report.timing_passed == all(run_["timing_passed"] for run_ in report.seed_runs)
+    assert report.timing_passed         # 24 MHz, with the preset's margin and more
+
+    table = report.table().splitlines()
+    for run_ in report.seed_runs:
+        mhz = min(run_["fmax_mhz"].values())
+        assert sum(f"{mhz:.2f} MHz" in line and f"seed {run_['seed']}: slack "
+                   f"{run_['slack_ns']:+.2f} ns" in line for line in table) == 1
+    assert (f"worst of seeds 2, 1, 3: seed {report.worst_seed['seed']}, slack "
+            f"{report.worst_slack_ns:+.2f} ns") in table
+    assert load_board_report(tmp_path) == report
+
+    # Bad seeds are refused before the folder is touched; a new build clears every seed folder
+    # and the bitstream of the last.
+    with pytest.raises(ValueError, match=r"^Seeds must be distinct"):
+        synth_board(cfg, "icebreaker", seeds=(1, 1), out_dir=tmp_path, log=_quiet)
+    assert {path.name for path in tmp_path.glob("seed-*")} == {"seed-1", "seed-2", "seed-3"}
+    monkeypatch.setenv("YOSYS", "false")
+    with pytest.raises(RuntimeError, match=r"^Yosys failed \(exit code 1\)"):
+        synth_board(cfg, "icebreaker", out_dir=tmp_path, log=_quiet)
+    assert not list(tmp_path.glob("seed-*")) and not (tmp_path / "top.bin").exists()
+
+
+def test_one_seed_report_from_before_seed_runs():
+    report = BoardReport.from_dict({
+        "board": "icebreaker", "device": "iCE40UP5K", "family": "ice40",
+        "config": AccelConfig.preset("icebreaker").to_dict(), "clk_mhz": 24.0, "resources": {},
+        "synth_cells": {}, "fmax_mhz": {"clk": 32.0}, "timing_passed": True, "seed": 1,
+        "bitstream": "top.bin", "out_dir": ".", "elapsed_s": {"nextpnr": 80.0}})
+    assert report.seeds == (1,)
+    assert report.worst_slack_ns == 1000 / 24 - 1000 / 32
+    assert "Fmax 32.00 MHz on 'clk' (meets the 24 MHz clock, seed 1: slack +10.42 ns)" in \
+        report.table()
+
+
+def test_bad_seeds_refused_before_any_tool(tmp_path):
+    cfg = AccelConfig.preset("icebreaker")
+    with pytest.raises(TypeError, match=r"^Give seed or seeds, not both \(seed 1, seeds "
+                                        r"\(1, 2\)\)$"):
+        synth_board(cfg, "icebreaker", seed=1, seeds=(1, 2), out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^Seeds must name at least one seed, not \(\)$"):
+        synth_board(cfg, "icebreaker", seeds=[], out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^Seeds must be distinct, not 1, 2, 1 \(1 more than "
+                                         r"once\)$"):
+        synth_board(cfg, "icebreaker", seeds=(1, 2, 1), out_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^Seed must be an integer, not '2'$"):
+        synth_board(cfg, "icebreaker", seeds=(1, "2"), out_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^Seed must be an integer, not True$"):
+        synth_board(cfg, "icebreaker", seed=True, out_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^Seeds must be a sequence of integers, not '123'$"):
+        synth_board(cfg, "icebreaker", seeds="123", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_too_big_array_refused_before_place_and_route(tmp_path):

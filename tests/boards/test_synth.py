@@ -1,7 +1,10 @@
 """Tests of the synthesis flow: Yosys runs, multipliers land on DSPs, reports are written."""
 
 import json
+import os
 import re
+import sys
+import time
 
 import pytest
 from amaranth.back import rtlil
@@ -10,11 +13,14 @@ from boards.link import LinkTop
 from boards.synth import (
     DEVICES,
     SynthReport,
+    check_seeds,
     classify_cells,
     load_report,
     parse_fmax,
+    parse_seeds,
     prepare_rtlil,
     relax_collisions,
+    run_jobs,
     synth_unit,
     uncontended_memories,
 )
@@ -106,6 +112,38 @@ def test_bad_arguments(tmp_path):
         synth_unit(TINY, "gemm", "ecp5", fmax=True, target_mhz=0, out_dir=tmp_path)
 
 
+def test_seeds_place_one_netlist(tmp_path):
+    # The requantizer of the tiny config: about 10 s of nextpnr-ecp5 per seed, two side by side.
+    lines = []
+    seeds = (2, 1)              # not in order: the first seed's figures are the report's
+    r = synth_unit(TINY, "requant", "ecp5", fmax=True, seeds=seeds, out_dir=tmp_path,
+                   log=lines.append)
+    assert [run["seed"] for run in r.seed_runs] == list(seeds) and r.seed == 2
+    for run in r.seed_runs:
+        log = (tmp_path / f"seed-{run['seed']}" / "nextpnr.log").read_text()
+        assert run["fmax_mhz"] == min(parse_fmax(log).values())
+        assert run["slack_ns"] == pytest.approx(1000 / 125 - 1000 / run["fmax_mhz"])
+        assert (tmp_path / f"seed-{run['seed']}" / "report.json").is_file()
+        assert any(line.startswith(f"nextpnr-ecp5 seed {run['seed']}: done in ")
+                   for line in lines)
+    assert r.fmax_mhz == r.seed_runs[0]["fmax_mhz"] and r.target_mhz == 125
+    assert r.worst_slack_ns == min(run["slack_ns"] for run in r.seed_runs)
+    assert r.critical_path and r.pnr_utilization["MULT18X18D"] == r.dsp
+    table = r.table().splitlines()
+    for run in r.seed_runs:
+        assert sum(f"{run['fmax_mhz']:.2f} MHz" in line and f"seed {run['seed']}: slack "
+                   f"{run['slack_ns']:+.2f} ns" in line for line in table) == 1
+    assert table[-1].split()[:3] == ["worst", "seed", str(r.worst_seed["seed"])]
+    assert load_report(tmp_path) == r
+
+    with pytest.raises(ValueError, match=r"^Several seeds are for place and route: give "
+                                         r"fmax=True \(--fmax\) with seeds 1, 2$"):
+        synth_unit(TINY, "requant", "ecp5", seeds=(1, 2), out_dir=tmp_path)
+    with pytest.raises(TypeError, match=r"^Give seed or seeds, not both"):
+        synth_unit(TINY, "requant", "ecp5", fmax=True, seed=1, seeds=(2,), out_dir=tmp_path)
+    assert (tmp_path / "seed-1").is_dir()       # refused before the folder was touched
+
+
 def test_yosys_failure_raises_with_log(tmp_path, monkeypatch):
     monkeypatch.setenv("YOSYS", "false")
     with pytest.raises(RuntimeError, match=r"Yosys failed \(exit code 1\)"):
@@ -157,3 +195,66 @@ def test_uncontended_memories_are_the_marked_ones():
     assert commands == [f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=\\\\{name} %i"
                         for name in sorted(marked)]
     assert relax_collisions([]) == ""
+
+
+def _sleeper(seconds, rc=0):
+    """argv of a process that notes its pid and start and end times, sleeps, exits with rc."""
+    code = (f"import os, sys, time; print(os.getpid(), time.monotonic(), flush=True); "
+            f"time.sleep({seconds}); print(time.monotonic(), flush=True); sys.exit({rc})")
+    return [sys.executable, "-c", code]
+
+
+def test_run_jobs_at_most_workers_at_a_time(tmp_path):
+    jobs = [(f"job {i}", _sleeper(0.6), tmp_path, f"job{i}") for i in range(3)]
+    lines, ended = [], []
+    results = run_jobs("jobs", jobs, lines.append, workers=2, heartbeat=0.3,
+                       done=lambda index, rc, seconds: ended.append(index))
+    assert [rc for rc, _ in results] == [0, 0, 0]
+    assert all(seconds >= 0.6 for _, seconds in results)
+    assert sorted(ended) == [0, 1, 2] and ended[-1] == 2
+    times = [(tmp_path / f"job{i}.stdout").read_text().split() for i in range(3)]
+    starts, ends = [float(t[1]) for t in times], [float(t[2]) for t in times]
+    assert starts[2] >= min(ends[:2])           # the third waited for a free worker
+    # Progress names each job's state; the third waited at first.
+    assert lines and all(line.startswith("jobs: still running (") for line in lines)
+    assert "job 0 running" in lines[0] and "job 2 waiting" in lines[0]
+
+
+def test_run_jobs_one_job_progress(tmp_path):
+    lines = []
+    [(rc, _)] = run_jobs("tool", [("tool", _sleeper(0.5, rc=3), tmp_path, "tool")],
+                         lines.append, heartbeat=0.2)
+    assert rc == 3
+    assert lines and all(re.fullmatch(r"tool: still running \(\d+ s\)", line)
+                         for line in lines)
+
+
+def test_run_jobs_kills_the_rest_when_done_raises(tmp_path):
+    jobs = [("fails", _sleeper(0.1, rc=1), tmp_path, "fails"),
+            ("slow", _sleeper(60), tmp_path, "slow")]
+
+    def done(index, rc, seconds):
+        if rc:
+            raise RuntimeError(f"{jobs[index][0]} failed")
+
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"^fails failed$"):
+        run_jobs("jobs", jobs, lambda line: None, workers=2, done=done)
+    assert time.monotonic() - start < 10
+    pid = int((tmp_path / "slow.stdout").read_text().split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)                         # killed and reaped
+
+
+def test_seeds():
+    assert parse_seeds("1,2,3") == check_seeds([1, 2, 3]) == (1, 2, 3)
+    assert parse_seeds(" 5 , 7") == (5, 7) and parse_seeds("4") == (4,)
+    for text in ("1,x", "1,,2", "1.5", "1;2"):
+        with pytest.raises(ValueError, match=r"^Seeds must be comma-separated integers such as "
+                                             r"1,2,3, not '" + re.escape(text) + "'$"):
+            parse_seeds(text)
+    with pytest.raises(ValueError, match=r"^Seeds must name at least one seed, not ''$"):
+        parse_seeds("")
+    with pytest.raises(ValueError, match=r"^Seeds must be distinct, not 3, 1, 3, 1 \(1, 3 more "
+                                         r"than once\)$"):
+        parse_seeds("3,1,3,1")

@@ -42,6 +42,23 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "Array rows must be an integer from 1 to 64, not 0" in capsys.readouterr().err
 
 
+def test_synth_bad_seeds_are_a_clear_error(capsys):
+    # Refused before elaboration: each returns at once.
+    for seeds, message in [
+            ("1,x", "Seeds must be comma-separated integers such as 1,2,3, not '1,x'"),
+            ("", "Seeds must name at least one seed, not ''"),
+            ("1,2,1", "Seeds must be distinct, not 1, 2, 1 (1 more than once)")]:
+        assert main(["synth", "--board", "icebreaker", "--seeds", seeds]) == 2
+        assert capsys.readouterr().err == f"intformer synth: error: {message}\n"
+    assert main(["synth", "--unit", "gemm", "--family", "ecp5", "--seeds", "1,2"]) == 2
+    assert capsys.readouterr().err == (
+        "intformer synth: error: Several seeds are for place and route: give fmax=True "
+        "(--fmax) with seeds 1, 2\n")
+    with pytest.raises(SystemExit):
+        main(["synth", "--board", "icebreaker", "--seed", "1", "--seeds", "1,2"])
+    assert "not allowed with argument --seed" in capsys.readouterr().err
+
+
 def test_sim_every_unit(capsys):
     for unit in ("softmax", "gelu", "layernorm"):
         assert main(["sim", "--preset", "tiny", "--unit", unit, "--rows", "2", "--length", "5",
