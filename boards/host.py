@@ -25,7 +25,125 @@ from sim.layout import pack_words, unpack_words
 
 from .link import RSP_SYNC, SYNC, LinkError, crc8
 
-__all__ = ["BoardError", "Status", "Client", "Board"]
+__all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
+           "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
+           "read_chunks", "k_chunk", "gemm_block", "rows_per_run", "residual_per_run",
+           "LinkCount"]
+
+#: The serial line's default rate (the boards' ``BAUD``) and bits on the line per byte (8N1: a
+#: start bit, 8 data bits, a stop bit; :mod:`boards.uart`).
+BAUD = 115200
+BITS_PER_BYTE = 10
+#: Bytes of a frame's length field (little-endian), after the sync byte and the opcode (a
+#: response: the status); the crc is one byte after the payload (:mod:`boards.link`).
+LENGTH_BYTES = 2
+#: Bytes of a WRITE_BUFFER / READ_BUFFER payload before the words: buf, addr (2), count (2).
+BUFFER_HEADER = 5
+#: Bytes of a STATUS response payload: flags, last error.
+STATUS_BYTES = 2
+
+
+def frame_bytes(payload_len):
+    """Bytes on the line of one request or response frame carrying ``payload_len`` bytes:
+    sync, opcode or status, the length, the payload and the crc (what :meth:`Board.send_frame`
+    writes and :meth:`Board.receive_frame` reads)."""
+    return 2 + LENGTH_BYTES + payload_len + 1
+
+
+def reg_value_bytes(value):
+    """Bytes of ``value`` in a SET_REG payload (little-endian, at least one)."""
+    return max(1, -(-int(value).bit_length() // 8))
+
+
+def write_chunks(count, nbytes, max_payload):
+    """``(start, count)`` of each WRITE_BUFFER that writes ``count`` words of ``nbytes`` bytes
+    within a ``max_payload``-byte payload."""
+    per = max(1, (max_payload - BUFFER_HEADER) // nbytes)
+    return [(s, min(per, count - s)) for s in range(0, count, per)]
+
+
+def read_chunks(count, nbytes, max_payload):
+    """``(start, count)`` of each READ_BUFFER that reads ``count`` words of ``nbytes`` bytes,
+    each response within ``max_payload`` bytes."""
+    per = max(1, max_payload // nbytes)
+    return [(s, min(per, count - s)) for s in range(0, count, per)]
+
+
+def k_chunk(cfg, depth):
+    """The largest K of one GEMM run: ``min(gemm.max_k, depth)`` (B holds ``K`` words a column
+    tile)."""
+    return min(cfg.gemm.max_k, depth)
+
+
+def gemm_block(cfg, depth, M, K, N):
+    """``(mb, nb)``: the rows and columns of the blocks :meth:`Client.gemm` and
+    :meth:`Client.linear` split ``(M x K) @ (K x N)`` into, for a ``K`` of at most
+    :func:`k_chunk`: as many column tiles as B holds (``depth // K``), then as many rows as A
+    and C hold."""
+    R, C = cfg.array.rows, cfg.array.cols
+    tiles = depth // K
+    nb = min(N, cfg.gemm.max_n, tiles * C)
+    mb = min(M, cfg.gemm.max_m, tiles * R, depth // -(-nb // C))
+    return mb, nb
+
+
+def rows_per_run(depth, beats):
+    """Rows of ``beats`` words each that one row-op run streams through X (at least one)."""
+    return max(1, depth // beats)
+
+
+def residual_per_run(depth, lanes):
+    """Elements of each of ``a`` and ``b`` that one RUN RESIDUAL adds: half of X each."""
+    return (depth // 2) * lanes
+
+
+class LinkCount:
+    """Bytes a :class:`Client` sends and receives on the link, counted from the same framing
+    (:func:`frame_bytes`) and chunking (:func:`write_chunks`, :func:`read_chunks`,
+    :func:`reg_value_bytes`) the driver uses, without sending anything.
+
+    Attributes
+    ----------
+    sent, received : int
+        Bytes from the host and to it.
+    commands : int
+        Request frames.
+    """
+
+    def __init__(self, max_payload=255):
+        self.max_payload = max_payload
+        self.sent = self.received = self.commands = 0
+
+    def command(self, payload_len, response_len=0, times=1):
+        """``times`` commands of ``payload_len`` bytes, each answered by ``response_len``."""
+        self.sent += times * frame_bytes(payload_len)
+        self.received += times * frame_bytes(response_len)
+        self.commands += times
+
+    def write_buffer(self, spec, count, times=1):
+        """WRITE_BUFFER of ``count`` words of buffer ``spec`` (a :class:`hw.isa.BufferSpec`)."""
+        for _, cnt in write_chunks(count, spec.nbytes, self.max_payload):
+            self.command(BUFFER_HEADER + cnt * spec.nbytes, times=times)
+
+    def read_buffer(self, spec, count, times=1):
+        """READ_BUFFER of ``count`` words of buffer ``spec``."""
+        for _, cnt in read_chunks(count, spec.nbytes, self.max_payload):
+            self.command(BUFFER_HEADER, cnt * spec.nbytes, times=times)
+
+    def set_reg(self, value, times=1):
+        """SET_REG of ``value``."""
+        self.command(1 + reg_value_bytes(value), times=times)
+
+    def run(self, times=1, polls=1):
+        """RUN (its op byte), then ``polls`` STATUS polls (at least the one that finds the run
+        done)."""
+        self.command(1, times=times)
+        self.command(0, STATUS_BYTES, times=times * polls)
+
+    @property
+    def total(self):
+        return self.sent + self.received
+
 
 Status = namedtuple("Status", ["busy", "done", "error"])
 Status.__doc__ = "What ``STATUS`` answers: ``busy``, ``done`` (bools) and the last error name."
@@ -109,10 +227,7 @@ class Client:
         to the link's payload limit."""
         spec = self.buffers[Buf(buf)]
         raw = pack_words(words, spec)
-        per = max(1, (self.max_payload - 5) // spec.nbytes)
-        n = len(raw) // spec.nbytes
-        for start in range(0, n, per):
-            cnt = min(per, n - start)
+        for start, cnt in write_chunks(len(raw) // spec.nbytes, spec.nbytes, self.max_payload):
             body = raw[start * spec.nbytes:(start + cnt) * spec.nbytes]
             self.command(Command.WRITE_BUFFER,
                          bytes([_num(buf)]) + (addr + start).to_bytes(2, "little")
@@ -121,10 +236,8 @@ class Client:
     def read_buffer(self, buf, addr, count):
         """Read ``count`` words from buffer ``buf`` at ``addr``: int64 array ``(count, lanes)``."""
         spec = self.buffers[Buf(buf)]
-        per = max(1, self.max_payload // spec.nbytes)
         raw = b""
-        for start in range(0, count, per):
-            cnt = min(per, count - start)
+        for start, cnt in read_chunks(count, spec.nbytes, self.max_payload):
             raw += self.command(Command.READ_BUFFER,
                                 bytes([_num(buf)]) + (addr + start).to_bytes(2, "little")
                                 + cnt.to_bytes(2, "little"))
@@ -135,8 +248,8 @@ class Client:
         reg, value = Reg(reg), int(value)
         if not force and self._regs.get(reg) == value:
             return
-        nbytes = max(1, -(-value.bit_length() // 8))
-        self.command(Command.SET_REG, bytes([reg.value]) + value.to_bytes(nbytes, "little"))
+        self.command(Command.SET_REG,
+                     bytes([reg.value]) + value.to_bytes(reg_value_bytes(value), "little"))
         self._regs[reg] = value
 
     def run(self, op, *, wait=True):
@@ -161,7 +274,6 @@ class Client:
         accumulators summed and requantized here with :func:`sim.golden.requantize`.
         """
         cfg = self.cfg
-        R, C = cfg.array.rows, cfg.array.cols
         a, b = golden.check_gemm_operands(a, b, in_width=cfg.array.in_width)
         (M, K), N = a.shape, b.shape[1]
         if requant is not None:
@@ -169,7 +281,7 @@ class Client:
             golden.requantize(np.zeros(1, dtype=np.int64), mult, shift,
                               acc_width=cfg.acc_width, mult_width=cfg.requant.mult_width,
                               out_width=cfg.requant.out_width)   # validates m and s
-        kmax = min(cfg.gemm.max_k, self.depth)
+        kmax = k_chunk(cfg, self.depth)
         if K > kmax:
             acc = sum(self.gemm(a[:, k0:k0 + kmax], b[k0:k0 + kmax]) for k0 in range(0, K, kmax))
             if requant is None:
@@ -177,61 +289,80 @@ class Client:
             return golden.requantize(acc, mult, shift, acc_width=62 - cfg.requant.mult_width,
                                      mult_width=cfg.requant.mult_width,
                                      out_width=cfg.requant.out_width)
-        tiles = self.depth // K
-        nb = min(N, cfg.gemm.max_n, tiles * C)
-        mb = min(M, cfg.gemm.max_m, tiles * R, self.depth // -(-nb // C))
+        mb, nb = gemm_block(cfg, self.depth, M, K, N)
         out = np.zeros((M, N), dtype=np.int64)
         if requant is not None:
             self.set_reg(Reg.RQ_MULT, mult)
             self.set_reg(Reg.RQ_SHIFT, shift)
-        for i0 in range(0, M, mb):
-            for j0 in range(0, N, nb):
+        for j0 in range(0, N, nb):          # B's block written once, then A's blocks
+            for i0 in range(0, M, mb):
                 out[i0:i0 + mb, j0:j0 + nb] = self._gemm_block(
-                    a[i0:i0 + mb], b[:, j0:j0 + nb], requant is not None)
+                    a[i0:i0 + mb], b[:, j0:j0 + nb], requant is not None, write_b=i0 == 0)
         return out
 
-    def _gemm_block(self, a, b, requantized, op=None):
+    def _gemm_block(self, a, b, requantized, op=None, *, write_b=True):
+        """One run of a block: A written, B too unless it still holds ``b`` (``write_b``)."""
         R, C = self.cfg.array.rows, self.cfg.array.cols
         (M, K), N = a.shape, b.shape[1]
         self.write_buffer(Buf.A, 0, layout.column_words(a, R))
-        self.write_buffer(Buf.B, 0, layout.row_words(b, C))
+        if write_b:
+            self.write_buffer(Buf.B, 0, layout.row_words(b, C))
         for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             self.set_reg(reg, v)
         self.run(op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW)
         rows = self.read_buffer(Buf.C, 0, M * -(-N // C))
         return layout.from_tile_rows(rows, M, N, R, C)
 
-    def linear(self, x, w, bias, multipliers, shifts):
-        """``requantize_channels(x @ w + bias, multipliers, shifts)`` on the board, one ``RUN
-        LINEAR`` per block: as :func:`sim.ops.linear` with ``cfg=self.cfg`` and ``out_width =
-        requant.out_width`` (one pass, one K chunk), an int64 array.
+    def linear(self, x, w, bias, multipliers, shifts, *, x_width=None, out_width=None):
+        """``requantize_channels(x @ w + bias, multipliers, shifts)`` on the board: as
+        :func:`sim.ops.linear` with ``cfg=self.cfg``, an int64 array.
 
-        ``x`` (M, K) and ``w`` (K, N) are int8 (``array.in_width``), ``bias`` int32 and
-        ``multipliers``, ``shifts`` per output channel. M and N are split into blocks that fit
-        the buffers; K must fit one run (``min(gemm.max_k, depth)``), or :exc:`ValueError`.
+        ``x`` (M, K) holds signed ``x_width``-bit activations (default ``array.in_width``),
+        ``w`` (K, N) ``in_width``-bit weights, ``bias`` int32 and ``multipliers``, ``shifts``
+        per output channel; ``out_width`` defaults to ``requant.out_width`` (a narrower one is
+        saturated here). When one pass of ``x`` and K fit a run (``x_width <= in_width``, ``K
+        <= k_chunk``), it is one ``RUN LINEAR`` per block of :func:`gemm_block` (CHAN written
+        per column block); otherwise each signed digit of ``x`` (:func:`sim.ops.split_digits`)
+        goes through :meth:`gemm`'s exact ``RUN GEMM_RAW`` blocks and K chunks, and the digits'
+        sums are shifted and added, the bias added and the channels requantized here.
         """
         self._need("linear")
         cfg = self.cfg
-        R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
-        x, w = golden.check_gemm_operands(x, w, in_width=cfg.array.in_width)
+        C, T, iw = cfg.array.cols, channel_tiles(cfg), cfg.array.in_width
+        x_width = iw if x_width is None else x_width
+        out_width = cfg.requant.out_width if out_width is None else out_width
+        x = golden.check_int_array("Linear input", x, x_width, ndim=2)
+        w = golden.check_int_array("Linear weight", w, iw, ndim=2)
         (M, K), N = x.shape, w.shape[1]
+        if w.shape[0] != K:
+            raise ValueError(f"Linear weight must have {K} rows (the input's K), not "
+                             f"{w.shape[0]}")
         bias = golden.check_int_array("Linear bias", bias, 32, ndim=1)
         if bias.shape != (N,):
             raise ValueError(f"Linear bias must have shape ({N},), not {bias.shape}")
         multipliers, shifts = ops.check_channel_constants(
             "Linear", multipliers, shifts, N, mult_width=cfg.requant.mult_width,
             max_shift=cfg.acc_width + cfg.requant.mult_width - 1)
-        need = ops.linear_acc_width(bias, K, cfg.array.in_width, cfg.array.in_width)
+        if out_width > cfg.requant.out_width:
+            raise ValueError(f"Linear output width must be at most {cfg.requant.out_width} "
+                             f"(requant.out_width), not {out_width}")
+        passes, kmax = ops.linear_passes(x_width, iw), k_chunk(cfg, self.depth)
+        host_sums = passes > 1 or K > kmax
+        # On the board: LINEAR's whole sum, or (host sums) each GEMM_RAW run's exact one.
+        need = ops.linear_acc_width(np.zeros(1) if host_sums else bias, min(K, kmax)
+                                    if host_sums else K, iw if host_sums else x_width, iw)
         if need > cfg.acc_width:
             raise ValueError(f"GEMM acc_width must be at least {need} for K={K} with this bias "
                              f"(gemm.acc_width), not {cfg.acc_width}")
-        kmax = min(cfg.gemm.max_k, self.depth)
-        if K > kmax:
-            raise ValueError(f"Linear K must be at most {kmax} (gemm.max_k and the board's "
-                             f"depth), not {K}")
-        tiles = self.depth // K
-        nb = min(N, cfg.gemm.max_n, tiles * C)
-        mb = min(M, cfg.gemm.max_m, tiles * R, self.depth // -(-nb // C))
+        if host_sums:
+            acc = np.zeros((M, N), dtype=np.int64)
+            for p, digit in enumerate(ops.split_digits(x, passes, iw)):
+                acc = (acc << (iw if p else 0)) + self.gemm(digit, w)
+            return ops.requantize_channels(acc + bias, multipliers, shifts,
+                                           in_width=62 - cfg.requant.mult_width,
+                                           mult_width=cfg.requant.mult_width,
+                                           out_width=out_width)
+        mb, nb = gemm_block(cfg, self.depth, M, K, N)
         consts = (bias, multipliers, shifts)
         out = np.zeros((M, N), dtype=np.int64)
         for j0 in range(0, N, nb):
@@ -239,8 +370,8 @@ class Client:
                 *(v[j0:j0 + nb] for v in consts), C, T))
             for i0 in range(0, M, mb):
                 out[i0:i0 + mb, j0:j0 + nb] = self._gemm_block(
-                    x[i0:i0 + mb], w[:, j0:j0 + nb], True, Op.LINEAR)
-        return out
+                    x[i0:i0 + mb], w[:, j0:j0 + nb], True, Op.LINEAR, write_b=i0 == 0)
+        return golden.saturate(out, out_width)
 
     # -- nonlinear units -------------------------------------------------------------------------
 
@@ -248,7 +379,7 @@ class Client:
         """Stream ``rows`` (2-D, row length ``length``) through unit ``op`` from X to Y."""
         VL = self.lanes
         beats = -(-length // VL)
-        per = max(1, self.depth // beats)
+        per = rows_per_run(self.depth, beats)
         out = np.zeros((len(rows), length), dtype=np.int64)
         self.set_reg(Reg.ROW_LEN, length)
         for r0 in range(0, len(rows), per):
@@ -287,7 +418,7 @@ class Client:
         flat = q.reshape(-1)
         if flat.size == 0:
             return np.zeros(q.shape, dtype=np.int64), k.y_scale
-        length = min(flat.size, self.registers[Reg.ROW_LEN][1])
+        length = min(flat.size, self.depth * self.lanes)     # GELU's ROW_LEN limit
         n = -(-flat.size // length)
         padded = np.zeros(n * length, dtype=np.int64)
         padded[:flat.size] = flat
@@ -304,9 +435,7 @@ class Client:
         spec = self.buffers[Buf.COEF]
         raw = b"".join(w.to_bytes(spec.nbytes, "little")
                        for w in layout.coef_words(k.gamma, k.beta, lcfg))
-        per = max(1, (self.max_payload - 5) // spec.nbytes)
-        for s in range(0, beats, per):
-            cnt = min(per, beats - s)
+        for s, cnt in write_chunks(beats, spec.nbytes, self.max_payload):
             self.command(Command.WRITE_BUFFER, bytes([Buf.COEF.value]) + s.to_bytes(2, "little")
                          + cnt.to_bytes(2, "little")
                          + raw[s * spec.nbytes:(s + cnt) * spec.nbytes])
@@ -330,7 +459,7 @@ class Client:
             self.set_reg(reg, value)
         fa, fb = a.reshape(-1), b.reshape(-1)
         out = np.zeros(fa.size, dtype=np.int64)
-        per = (self.depth // 2) * VL
+        per = residual_per_run(self.depth, VL)
         self.set_reg(Reg.ROWS, 1)
         for s0 in range(0, fa.size, per):
             n = min(per, fa.size - s0)
@@ -408,7 +537,7 @@ class Board(Client):
         ``depth``, ``max_payload``, ``max_polls`` of :class:`Client`.
     """
 
-    def __init__(self, port_or_transport, cfg=None, *, baud=115200, timeout=2.0, **kwargs):
+    def __init__(self, port_or_transport, cfg=None, *, baud=BAUD, timeout=2.0, **kwargs):
         cfg = AccelConfig.preset("icebreaker") if cfg is None else cfg
         super().__init__(cfg, **kwargs)
         if isinstance(port_or_transport, str):
@@ -431,7 +560,7 @@ class Board(Client):
         """Write one request frame: ``SYNC, opcode, length(2), payload, crc8``."""
         if len(payload) > 0xffff:
             raise ValueError(f"Frame payload must be at most 65535 bytes, not {len(payload)}")
-        body = bytes([opcode]) + len(payload).to_bytes(2, "little") + payload
+        body = bytes([opcode]) + len(payload).to_bytes(LENGTH_BYTES, "little") + payload
         self.transport.write(bytes([SYNC]) + body + bytes([crc8(body)]))
 
     def receive_frame(self):
@@ -442,7 +571,7 @@ class Board(Client):
                 break
         else:
             raise BoardError(LinkError.FRAME.value, "no response sync byte")
-        head = self._read(3)
+        head = self._read(1 + LENGTH_BYTES)
         payload = self._read(int.from_bytes(head[1:], "little"))
         crc = self._read(1)[0]
         if crc != crc8(head + payload):

@@ -26,7 +26,7 @@ from hw.isa import (
 
 from . import golden, layout, ops
 
-__all__ = ["ModelRun", "CommandPortModel", "ModelMismatch"]
+__all__ = ["run_words", "run_checks", "ModelRun", "CommandPortModel", "ModelMismatch"]
 
 #: The registers whose values an op's result depends on beyond its shape, when arbitrary
 #: values make it undefined (a divisor of 0, say): after a SET_REG of one of them the model
@@ -40,6 +40,61 @@ _CONSTANTS = {
 #: and shifts the documentation leaves undefined beyond :func:`sim.ops.linear`'s ranges).
 _CONSTANT_BUFFERS = {Op.LINEAR: Buf.CHAN}
 _UNIT = {**ROW_OPS, Op.ATTENTION: "attention", Op.LINEAR: "linear"}
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def run_words(cfg, op, regs):
+    """The words ``RUN op`` spans in each buffer, as :class:`hw.dispatch.Dispatcher` counts
+    them from the shape registers ``regs`` (``{Reg: value}``, a missing register is 0):
+    ``{Buf: words}``.
+
+    GEMM, GEMM_RAW and LINEAR: A ``ceil(M/R)*K``, B ``ceil(N/C)*K``, C ``M*ceil(N/C)``;
+    ATTENTION: A ``ceil(L/R)*d`` (Q), B ``ceil(L/C)*d`` (K), V and C ``ceil(d/C)*L``; the row ops
+    X and Y ``ROWS*ceil(ROW_LEN/lanes)``, and RESIDUAL twice that in X (its two halves).
+    """
+    R, C, VL = cfg.array.rows, cfg.array.cols, vector_lanes(cfg)
+    r = {reg: int(regs.get(reg, 0)) for reg in Reg}
+    if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
+        M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
+        return {Buf.A: _ceil(M, R) * K, Buf.B: _ceil(N, C) * K, Buf.C: M * _ceil(N, C)}
+    if op == Op.ATTENTION:
+        L, d = r[Reg.ATT_LEN], r[Reg.ATT_DIM]
+        return {Buf.A: _ceil(L, R) * d, Buf.B: _ceil(L, C) * d, Buf.V: _ceil(d, C) * L,
+                Buf.C: _ceil(d, C) * L}
+    n = r[Reg.ROWS] * _ceil(r[Reg.ROW_LEN], VL)
+    return {Buf.X: (2 if op == Op.RESIDUAL else 1) * n, Buf.Y: n}
+
+
+def run_checks(cfg, depth, op, regs):
+    """The shape checks ``RUN op`` fails on ``Accelerator(cfg, depth=depth)`` with the shape
+    registers ``regs`` (``{Reg: value}``, a missing register is 0), which the top answers with
+    :attr:`Error.SHAPE`: a list of ``(what, value, limit)``, empty when the run is accepted.
+
+    A shape register is zero (limit ``"nonzero"``), beyond the config (attention's ``ATT_LEN``
+    and ``ATT_DIM``, a row op's ``ROW_LEN``), or the run's words in a buffer
+    (:func:`run_words`) beyond ``depth`` (``what`` is ``"words of X"``, say).
+    """
+    VL, r = vector_lanes(cfg), {reg: int(regs.get(reg, 0)) for reg in Reg}
+    if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
+        limits = {Reg.M: None, Reg.K: None, Reg.N: None}
+    elif op == Op.ATTENTION:
+        limits = {Reg.ATT_LEN: cfg.attention.max_seq_len, Reg.ATT_DIM: cfg.attention.max_head_dim}
+    else:
+        row_max = depth * VL if op in (Op.GELU, Op.RESIDUAL) else getattr(cfg, _UNIT[op]).max_len
+        limits = {Reg.ROW_LEN: row_max, Reg.ROWS: None}
+    bad = []
+    for reg, hi in limits.items():
+        if r[reg] == 0:
+            bad.append((reg.name, 0, "nonzero"))
+        elif hi is not None and r[reg] > hi:
+            bad.append((reg.name, r[reg], hi))
+    if bad:
+        return bad
+    return [(f"words of {buf.name}", words, depth)
+            for buf, words in run_words(cfg, op, r).items() if words > depth]
 
 
 class ModelMismatch(AssertionError):
@@ -132,31 +187,7 @@ class CommandPortModel:
         return self._shape(op)
 
     def _shape(self, op):
-        cfg, r, depth = self.cfg, self.regs, self.depth
-        R, C, VL = cfg.array.rows, cfg.array.cols, self.lanes
-
-        def ceil(a, b):
-            return -(-a // b)
-
-        if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
-            M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
-            if not (M and K and N):
-                return Error.SHAPE
-            words = (ceil(M, R) * K, ceil(N, C) * K, M * ceil(N, C))
-        elif op == Op.ATTENTION:
-            L, d, at = r[Reg.ATT_LEN], r[Reg.ATT_DIM], cfg.attention
-            if not (0 < L <= at.max_seq_len and 0 < d <= at.max_head_dim):
-                return Error.SHAPE
-            words = (ceil(L, R) * d, ceil(L, C) * d, ceil(d, C) * L)
-        else:
-            length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]
-            row_max = depth * VL if op in (Op.GELU, Op.RESIDUAL) else \
-                getattr(cfg, _UNIT[op]).max_len
-            if not (length and rows and length <= row_max):
-                return Error.SHAPE
-            # RESIDUAL reads two halves of X.
-            words = ((2 if op == Op.RESIDUAL else 1) * rows * ceil(length, VL),)
-        return Error.SHAPE if max(words) > depth else None
+        return Error.SHAPE if run_checks(self.cfg, self.depth, op, self.regs) else None
 
     def _result(self, op):
         """The words ``RUN op`` writes and the mask of the lanes predicted."""

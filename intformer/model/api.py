@@ -56,11 +56,14 @@ class Model:
         self.compiled = None
         return self
 
-    def compile(self, cfg, *, fit=False, seq_len=128):
-        """Fit the program to ``cfg`` for sequences of up to ``seq_len`` tokens.
+    def compile(self, cfg, *, fit=False, seq_len=128, depth=256):
+        """Fit the program to ``cfg`` and its buffers of ``depth`` words (the boards' 256) for
+        sequences of up to ``seq_len`` tokens.
 
-        With ``fit=False`` a config too small raises :exc:`ValueError` naming each limit to
-        raise; with ``fit=True`` those limits are raised (:func:`compiler.fit_config`).
+        With ``fit=False`` a config too small, or an op that cannot be split to fit the
+        buffers, raises :exc:`ValueError` naming each limit to raise; with ``fit=True`` those
+        limits are raised (:func:`compiler.fit_config`) and the depth doubled until every op
+        fits (:func:`compiler.fit_depth`).
         Returns the :class:`compiler.Compiled` plan (also kept as :attr:`compiled`).
         """
         if self.program is None:
@@ -70,7 +73,8 @@ class Model:
             raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
         if fit:
             cfg = compiler.fit_config(cfg, self.program, seq_len)
-        self.compiled = compiler.compile_program(self.program, cfg, seq_len)
+            depth = compiler.fit_depth(self.program, cfg, seq_len, depth)
+        self.compiled = compiler.compile_program(self.program, cfg, seq_len, depth=depth)
         return self.compiled
 
     def run(self, texts, target="golden", *, progress=None, keep=False):

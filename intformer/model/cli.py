@@ -51,10 +51,15 @@ def _model(args):
 def cmd_compile(args):
     m = _model(args)
     cfg, fit = _config(args)
-    c = m.compile(cfg, fit=fit, seq_len=args.seq_len)
+    c = m.compile(cfg, fit=fit, seq_len=args.seq_len, depth=args.depth)
+    if args.clock_mhz is not None:
+        c.clock = args.clock_mhz * 1e6
     print(c)
     if c.cfg is not cfg:
         print(f"config {cfg.name!r} raised to fit the model: see intformer.model.fit_config")
+    if c.depth != args.depth:
+        print(f"buffer depth raised from {args.depth} to {c.depth} words to fit the model: see "
+              f"intformer.model.fit_depth")
     if args.save is not None:
         m.program.save(args.save)
         print(f"wrote {args.save}")
@@ -85,7 +90,8 @@ def add_commands(sub, add_config_args):
             ("embed", cmd_embed, "embed texts with a quantized model on the golden models: "
                                  "summary, cosine to the float reference, modelled cycles"),
             ("compile", cmd_compile, "quantize a model and print its integer program with each "
-                                     "op's modelled cycles on a config")):
+                                     "op's RUNs, modelled cycles and latency, and link bytes "
+                                     "and time on a config")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--model", default="all-MiniLM-L6-v2",
                        help="a Hugging Face folder or a packaged name (default all-MiniLM-L6-v2)")
@@ -102,6 +108,12 @@ def add_commands(sub, add_config_args):
         else:
             p.add_argument("--seq-len", type=int, default=128,
                            help="sequence length to plan for (default 128)")
+            p.add_argument("--depth", type=int, default=256,
+                           help="the accelerator's buffer depth in words (default 256, the "
+                                "boards'); --fit doubles it until every op fits")
+            p.add_argument("--clock-mhz", type=float,
+                           help="clock for the latencies (default: the preset's board, "
+                                "ulx3s 100, icebreaker 24)")
             p.add_argument("--save", type=Path, help="write the program to this .npz")
         p.set_defaults(func=func)
 

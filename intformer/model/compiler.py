@@ -1,16 +1,20 @@
 """Fitting an integer program to an accelerator config: limit checks, the splits of each
-operation into engine calls, and modelled cycles (:mod:`sim.cyclemodel`)."""
+operation into RUNs that fit the buffers, modelled cycles (:mod:`sim.cyclemodel`) and link
+bytes (:mod:`intformer.model.plan`)."""
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 
+from boards import host
 from hw.config import AccelConfig, GemmConfig
-from sim import cyclemodel, ops
+from sim import ops
 
 from . import program as P
+from .plan import Session
 
-__all__ = ["requirements", "check_config", "fit_config", "config_value", "Step", "Compiled",
-           "compile_program"]
+__all__ = ["requirements", "check_config", "fit_config", "config_value", "board_clock", "Step",
+           "Compiled", "compile_program", "fit_depth"]
 
 
 def requirements(prog, seq_len):
@@ -80,105 +84,137 @@ def fit_config(cfg, prog, seq_len):
     return dataclasses.replace(cfg, name=f"{cfg.name}+model", **sections)
 
 
+def board_clock(cfg):
+    """``(clock in Hz or None, baud)`` of the board a config is built for: the board module's
+    ``CLK_FREQ`` and ``BAUD`` (``boards.ulx3s``, ``boards.icebreaker``) for a preset named after
+    one (``ulx3s+model`` included); no clock and the driver's default baud otherwise."""
+    board = cfg.name.split("+")[0]
+    if board in ("ulx3s", "icebreaker"):
+        module = importlib.import_module(f"boards.{board}")
+        return module.CLK_FREQ, module.BAUD
+    return None, host.BAUD
+
+
 @dataclass
 class Step:
-    """One op on a config: engine calls it splits into and modelled cycles."""
+    """One op on a config: its RUNs (``runs``, also ``calls``), modelled ``cycles``, link bytes
+    ``sent`` and ``received``, useful ``macs`` and a ``note`` (see :class:`plan.OpPlan`)."""
 
     op: P.Op
-    calls: int
+    runs: int
     cycles: int
+    sent: int
+    received: int
+    macs: int
     note: str
 
+    @property
+    def calls(self):
+        return self.runs
 
-def _linear_step(op, cfg, M):
-    """``(calls, cycles, note)`` of a Linear on ``M`` tokens: a ``RUN LINEAR`` per block of
-    ``gemm.max_m`` x ``max_k`` x ``max_n`` and per pass, each costing
-    :func:`sim.cyclemodel.linear_cycles` (K chunks and passes are modelled as more such runs,
-    which the top cannot chain yet: it has no accumulator preload)."""
-    g = cfg.gemm
-    K, N = op.weight.shape
-    passes = ops.linear_passes(op.x_width, cfg.array.in_width)
-    cycles = calls = 0
-    for m0 in range(0, M, g.max_m):
-        for n0 in range(0, N, g.max_n):
-            for k0 in range(0, K, g.max_k):
-                calls += passes
-                cycles += passes * cyclemodel.linear_cycles(
-                    cfg, min(g.max_m, M - m0), min(g.max_k, K - k0), min(g.max_n, N - n0))
-    split = [f"{-(-d // lim)} x {w}" for d, lim, w in ((M, g.max_m, "M"), (K, g.max_k, "K"),
-                                                       (N, g.max_n, "N")) if d > lim]
-    if passes > 1:
-        split.append(f"{passes} passes of {op.x_width}-bit inputs")
-    return calls, cycles, f"{M}x{K}x{N}" + (f", split {', '.join(split)}" if split else "")
-
-
-def _stream(elements, lanes):
-    """A streaming unit at one beat per cycle (latency left out)."""
-    return -(-elements // lanes)
-
-
-def _step(op, cfg, L, hidden, width):
-    """``Step`` of ``op`` on one sequence of ``L`` tokens; ``width`` maps tensor names to
-    their channel counts."""
-    if isinstance(op, P.Linear):
-        return Step(op, *_linear_step(op, cfg, L))
-    if isinstance(op, P.Attention):
-        d = hidden // op.heads
-        return Step(op, op.heads, cyclemodel.attention_cycles(cfg, L, d, heads=op.heads),
-                    f"{op.heads} heads, L={L}, d={d}")
-    if isinstance(op, P.LayerNorm):
-        n = len(op.gamma)
-        return Step(op, 1, L * _stream(n, cfg.layernorm.lanes), f"{L} rows of {n}")
-    if isinstance(op, P.Gelu):
-        return Step(op, 1, _stream(L * width[op.input], cfg.gelu.lanes), "elementwise")
-    if isinstance(op, P.Requantize):
-        n = len(op.multipliers)
-        return Step(op, 1, L * n, f"{L}x{n}, one per cycle")
-    if isinstance(op, P.Residual):
-        # One RUN RESIDUAL of L rows (X deep enough for both halves): a beat every 2 cycles.
-        return Step(op, 1, cyclemodel.residual_cycles(cfg, L, hidden),
-                    f"{L} rows of {hidden}, a beat every 2 cycles")
-    if isinstance(op, P.Pool):
-        return Step(op, 1, L * hidden, "sum over tokens")
-    return Step(op, 0, 0, "host (table lookup)")
+    @property
+    def link_bytes(self):
+        return self.sent + self.received
 
 
 @dataclass
 class Compiled:
-    """A program fitted to a config, with per-op engine calls and modelled cycles for one
-    sequence of ``seq_len`` tokens."""
+    """A program fitted to a config and its buffers (``depth`` words), with per-op RUNs,
+    modelled cycles and link bytes for one sequence of ``seq_len`` tokens; ``clock`` (Hz, or
+    None) and ``baud`` turn them into seconds."""
 
     program: P.Program
     cfg: AccelConfig
     seq_len: int
     steps: list
+    depth: int = 256
+    clock: float | None = None
+    baud: int = host.BAUD
 
     @property
     def cycles(self):
         return sum(s.cycles for s in self.steps)
 
+    @property
+    def link_bytes(self):
+        return sum(s.link_bytes for s in self.steps)
+
+    @property
+    def compute_seconds(self):
+        """The modelled cycles at ``clock`` (None without a clock)."""
+        return None if self.clock is None else self.cycles / self.clock
+
+    @property
+    def link_seconds(self):
+        """The link bytes at ``baud``, ``BITS_PER_BYTE`` bits each (the link carries one
+        direction at a time: a request, then its response)."""
+        return self.link_bytes * host.BITS_PER_BYTE / self.baud
+
+    @property
+    def peak_gops(self):
+        """The array's peak, ``2*R*C*clock`` operations a second, in GOPS."""
+        a = self.cfg.array
+        return None if self.clock is None else 2 * a.rows * a.cols * self.clock / 1e9
+
     def __str__(self):
-        lines = [f"program of {len(self.steps)} ops on {self.cfg.name} "
-                 f"({self.cfg.array.rows}x{self.cfg.array.cols} array), one sequence of "
-                 f"{self.seq_len} tokens:",
-                 f"{'#':>3} {'op':<10} {'output':<12} {'calls':>5} {'cycles':>10}  shape"]
+        clk, a = self.clock, self.cfg.array
+        clock = f"{clk / 1e6:g} MHz" if clk else "no clock (latency needs --clock-mhz)"
+        lines = [f"program of {len(self.steps)} ops on {self.cfg.name} ({a.rows}x{a.cols} array, "
+                 f"buffers of {self.depth} words, {clock}, link {self.baud} baud), one sequence "
+                 f"of {self.seq_len} tokens:",
+                 f"{'#':>3} {'op':<10} {'output':<12} {'runs':>6} {'cycles':>11} "
+                 f"{'latency ms':>10} {'GOPS':>6} {'peak%':>5} {'link kB':>9} {'link s':>8}"
+                 f"  shape"]
         for i, s in enumerate(self.steps):
-            lines.append(f"{i:3d} {s.op.kind:<10} {s.op.output:<12} {s.calls:5d} "
-                         f"{s.cycles:10,d}  {s.note}")
-        lines.append(f"total {self.cycles:,d} modelled cycles")
+            ms = f"{s.cycles / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
+            if clk and s.macs and s.cycles:
+                gops = 2 * s.macs / (s.cycles / clk) / 1e9
+                rate = f"{gops:6.2f} {100 * gops / self.peak_gops:5.1f}"
+            else:
+                rate = f"{'-':>6} {'-':>5}"
+            link_s = s.link_bytes * host.BITS_PER_BYTE / self.baud
+            lines.append(f"{i:3d} {s.op.kind:<10} {s.op.output:<12} {s.runs:6d} {s.cycles:11,d} "
+                         f"{ms} {rate} {s.link_bytes / 1e3:9.1f} {link_s:8.2f}  {s.note}")
+        runs = sum(s.runs for s in self.steps)
+        sent, received = (sum(getattr(s, f) for s in self.steps) for f in ("sent", "received"))
+        compute = (f"{self.compute_seconds * 1e3:,.3f} ms at {clk / 1e6:g} MHz" if clk
+                   else "no clock")
+        lines.append(f"total {runs:,d} runs, {self.cycles:,d} modelled cycles ({compute}); link "
+                     f"{self.link_bytes:,d} bytes ({sent:,d} sent, {received:,d} received), "
+                     f"{self.link_seconds:,.1f} s at {self.baud} baud")
         return "\n".join(lines)
 
 
-def compile_program(prog, cfg, seq_len=128):
+def compile_program(prog, cfg, seq_len=128, *, depth=256, clock=None, baud=None):
     """Check ``cfg`` against ``prog`` (:func:`check_config`) and plan every op for one sequence
-    of ``seq_len`` tokens: the engine calls each GEMM splits into (M, K and N beyond
-    ``gemm.max_*``; K chunks preload the previous chunk's accumulators) and modelled cycles."""
+    of ``seq_len`` tokens on ``Accelerator(cfg, depth=depth)`` (:class:`plan.Session`): the
+    RUNs each op splits into so that each fits the buffers, their modelled cycles and the link
+    bytes the host driver sends and receives. Raises :exc:`ValueError` naming the op, the
+    run's shape and the limit when an op cannot be split to fit. ``clock`` (Hz) and ``baud``
+    default to the config's board (:func:`board_clock`)."""
     check_config(prog, cfg, seq_len)
+    board_hz, board_baud = board_clock(cfg)
+    session = Session(cfg, depth)
     width, steps = {}, []
     for op in prog.ops:
-        steps.append(_step(op, cfg, seq_len, prog.hidden, width))
+        steps.append(Step(op, **dataclasses.asdict(session.plan(op, seq_len, width))))
         width[op.output] = _width(op, width, prog.hidden)
-    return Compiled(prog, cfg, seq_len, steps)
+    return Compiled(prog, cfg, seq_len, steps, depth, board_hz if clock is None else clock,
+                    board_baud if baud is None else baud)
+
+
+def fit_depth(prog, cfg, seq_len, depth=256):
+    """The smallest buffer depth of ``depth * 2**i`` (at most 65536) at which every op of
+    ``prog`` fits the buffers of ``cfg`` (a row longer than X, an attention head larger than A,
+    B or V need more); ``depth`` when it already fits."""
+    while True:
+        try:
+            compile_program(prog, cfg, seq_len, depth=depth)
+            return depth
+        except ValueError:
+            if depth * 2 > 1 << 16:
+                raise
+            depth *= 2
 
 
 def _width(op, width, hidden):

@@ -23,8 +23,10 @@ def test_compile_fit_prints_cycles(saved, capsys):
     assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--fit",
                  "--seq-len", "32"]) == 0
     out = capsys.readouterr().out
-    assert "on ulx3s+model (6x6 array), one sequence of 32 tokens" in out
-    assert "L5.ffn2" in out and "modelled cycles" in out
+    assert ("on ulx3s+model (6x6 array, buffers of 512 words, 100 MHz, link 115200 baud), one "
+            "sequence of 32 tokens") in out
+    assert "L5.ffn2" in out and "modelled cycles" in out and "link kB" in out
+    assert "buffer depth raised from 256 to 512 words to fit the model" in out
 
 
 def test_embed(saved, capsys):

@@ -1,0 +1,296 @@
+"""The RUNs of each program op on a board: the splits that keep every RUN within the buffers,
+the bytes the host driver sends and receives over the link, and modelled cycles."""
+
+from dataclasses import dataclass
+
+from boards import host
+from hw.isa import (
+    ATTENTION_REGS,
+    GELU_REGS,
+    RESIDUAL_REGS,
+    Buf,
+    Op,
+    Reg,
+    buffer_specs,
+    channel_tiles,
+    register_specs,
+    vector_lanes,
+)
+from sim import cyclemodel, golden, ops
+from sim.portmodel import run_checks
+
+from . import program as P
+
+__all__ = ["OpPlan", "Session"]
+
+
+@dataclass
+class OpPlan:
+    """What one program op costs on a board, for one sequence.
+
+    Attributes
+    ----------
+    runs : int
+        RUN commands.
+    cycles : int
+        Modelled accelerator cycles of those runs (the link's time is apart).
+    sent, received : int
+        Link bytes from the host and to it (every frame, polls included).
+    macs : int
+        Useful multiply-accumulates (GEMM-like ops; 0 for the others).
+    note : str
+        The shape and its split.
+    """
+
+    runs: int = 0
+    cycles: int = 0
+    sent: int = 0
+    received: int = 0
+    macs: int = 0
+    note: str = ""
+
+
+def _blocks(n, size):
+    """``[(length, count)]`` of the blocks of ``size`` that cover ``n``: full ones, then the
+    rest."""
+    full, rest = divmod(n, size)
+    return [(size, full)] * bool(full) + [(rest, 1)] * bool(rest)
+
+
+class Session:
+    """A forward on ``Accelerator(cfg, depth=depth)`` through :class:`boards.host.Client`,
+    counted, not run: each op's commands in the driver's order and with its splits
+    (:func:`boards.host.gemm_block`, :func:`~boards.host.k_chunk`,
+    :func:`~boards.host.rows_per_run`, :func:`~boards.host.residual_per_run`), its link
+    bytes from :class:`boards.host.LinkCount`, every RUN checked against the buffers with
+    :func:`sim.portmodel.run_checks` (the dispatcher's rule) and every register value against
+    :func:`hw.isa.register_specs`.
+
+    The board's registers persist from op to op, as the driver's do (a SET_REG of the value
+    held is skipped). Each op writes its operands and constants and reads its result: weights
+    are sent every forward, as the buffers hold one block at a time.
+    """
+
+    def __init__(self, cfg, depth, *, max_payload=255):
+        self.cfg, self.depth, self.max_payload = cfg, depth, max_payload
+        self.specs = buffer_specs(cfg, depth)
+        self.reg_max = {reg: hi for reg, (_, hi) in register_specs(cfg, depth).items()}
+        self.lanes = vector_lanes(cfg)
+        self.regs = {}
+        self._memo = {}
+
+    def plan(self, op, L, width):
+        """The :class:`OpPlan` of program op ``op`` on one sequence of ``L`` tokens;
+        ``width`` maps tensor names to their channel counts. Raises :exc:`ValueError` naming
+        the op, the run's shape and the limit when a RUN cannot fit."""
+        c = _Count(self, op)
+        if isinstance(op, P.Linear):
+            c.note = self._linear(c, op, L)
+        elif isinstance(op, P.Attention):
+            c.note = self._attention(c, op, L, width[op.q])
+        elif isinstance(op, P.LayerNorm):
+            c.note = self._layernorm(c, op, L)
+        elif isinstance(op, P.Gelu):
+            c.note = self._gelu(c, op, L * width[op.input])
+        elif isinstance(op, P.Residual):
+            c.note = self._residual(c, op, L * width[op.a])
+        else:
+            c.note = "host (no RUN op)"
+        return OpPlan(c.runs, c.cycles, c.link.sent, c.link.received, c.macs, c.note)
+
+    # -- GEMM-like ops ---------------------------------------------------------------------------
+
+    def _gemm_block(self, c, m, k, n, hwop, times, write_b):
+        """``times`` blocks of :meth:`boards.host.Client._gemm_block`."""
+        R, C = self.cfg.array.rows, self.cfg.array.cols
+        if times <= 0:
+            return
+        c.write(Buf.A, -(-m // R) * k, times)
+        if write_b:
+            c.write(Buf.B, -(-n // C) * k, times)
+        for reg, v in ((Reg.M, m), (Reg.K, k), (Reg.N, n)):
+            c.set(reg, v)
+        c.run(hwop, self._cycles(cyclemodel.linear_cycles, m, k, n), times)
+        c.read(Buf.C, m * -(-n // C), times)
+
+    def _gemm(self, c, M, K, N):
+        """:meth:`boards.host.Client.gemm` with exact accumulators: K chunks, blocks."""
+        kmax = host.k_chunk(self.cfg, self.depth)
+        if K > kmax:
+            for k0 in range(0, K, kmax):
+                self._gemm(c, M, min(kmax, K - k0), N)
+            return
+        self._blocks(c, M, K, N, Op.GEMM_RAW)
+
+    def _blocks(self, c, M, K, N, hwop):
+        """The blocks of :meth:`boards.host.Client.gemm` and ``linear``: per column block,
+        CHAN (LINEAR) and B written once, then the row blocks."""
+        mb, nb = host.gemm_block(self.cfg, self.depth, M, K, N)
+        for n, ncount in _blocks(N, nb):
+            for _ in range(ncount):
+                if hwop == Op.LINEAR:
+                    c.write(Buf.CHAN, 3 * channel_tiles(self.cfg))
+                for i, (m, mcount) in enumerate(_blocks(M, mb)):
+                    self._gemm_block(c, m, K, n, hwop, 1, write_b=i == 0)
+                    self._gemm_block(c, m, K, n, hwop, mcount - 1, write_b=False)
+
+    def _linear(self, c, op, M):
+        """:meth:`boards.host.Client.linear`: RUN LINEAR blocks, or GEMM_RAW digits and K
+        chunks summed on the host."""
+        cfg = self.cfg
+        K, N = op.weight.shape
+        c.macs = M * K * N
+        passes = ops.linear_passes(op.x_width, cfg.array.in_width)
+        kmax = host.k_chunk(cfg, self.depth)
+        if passes > 1 or K > kmax:
+            for _ in range(passes):
+                self._gemm(c, M, K, N)
+            how = [f"GEMM_RAW, K in chunks of {kmax}"] if K > kmax else ["GEMM_RAW"]
+            if passes > 1:
+                how.append(f"{passes} passes of {op.x_width}-bit inputs")
+            how.append("sums and requantization on the host")
+        else:
+            self._blocks(c, M, K, N, Op.LINEAR)
+            how = ["LINEAR"]
+        mb, nb = host.gemm_block(cfg, self.depth, M, min(K, kmax), N)
+        return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{min(K, kmax)}x{nb}"
+
+    def _attention(self, c, op, L, hidden):
+        """:meth:`boards.host.Client.attention`: one RUN ATTENTION a head."""
+        cfg, H = self.cfg, op.heads
+        R, C, d = cfg.array.rows, cfg.array.cols, hidden // op.heads
+        k = golden.attention_constants(op.q_scale, op.k_scale, op.v_scale, float(op.scale), d,
+                                       cfg)
+        for reg, v in ((Reg.ATT_LEN, L), (Reg.ATT_DIM, d), (Reg.ATT_CAUSAL, 0),
+                       (Reg.ATT_MULT, k.multiplier), (Reg.ATT_SHIFT, k.shift)):
+            c.set(reg, v)
+        for name in cfg.attention_softmax.constant_widths:
+            c.set(ATTENTION_REGS[name], getattr(k.softmax, name))
+        c.write(Buf.A, -(-L // R) * d, H)
+        c.write(Buf.B, -(-L // C) * d, H)
+        c.write(Buf.V, -(-d // C) * L, H)
+        c.run(Op.ATTENTION, cyclemodel.attention_cycles(cfg, L, d, heads=1), H)
+        c.read(Buf.C, -(-d // C) * L, H)
+        c.macs = 2 * H * L * L * d
+        return f"{H} heads, L={L}, d={d}"
+
+    # -- row ops ---------------------------------------------------------------------------------
+
+    def _rows(self, c, hwop, rows, length):
+        """:meth:`boards.host.Client._rows`: ``rows`` rows through X and Y, as many a run as
+        X holds."""
+        beats = -(-length // self.lanes)
+        per = host.rows_per_run(self.depth, beats)
+        c.set(Reg.ROW_LEN, length)
+        for n, count in _blocks(rows, per):
+            c.set(Reg.ROWS, n)
+            c.write(Buf.X, n * beats, count)
+            c.run(hwop, n * beats, count)     # a beat a cycle, latency left out
+            c.read(Buf.Y, n * beats, count)
+        return per
+
+    def _layernorm(self, c, op, L):
+        n = len(op.gamma)
+        c.write(Buf.COEF, -(-n // self.cfg.layernorm.lanes))
+        per = self._rows(c, Op.LAYERNORM, L, n)
+        return f"{L} rows of {n}, {min(per, L)} a run"
+
+    def _gelu(self, c, op, size):
+        k = golden.gelu_constants(op.in_scale, self.cfg.gelu)
+        for name, reg in GELU_REGS.items():
+            if hasattr(k, name):
+                c.set(reg, getattr(k, name))
+        length = min(size, self.depth * self.lanes)
+        self._rows(c, Op.GELU, -(-size // length), length)
+        return f"{size} elements, rows of {length}"
+
+    def _residual(self, c, op, size):
+        for reg, v in zip(RESIDUAL_REGS.values(), (op.ma, op.mb, op.shift), strict=True):
+            c.set(reg, v)
+        c.set(Reg.ROWS, 1)
+        per = host.residual_per_run(self.depth, self.lanes)
+        for n, count in _blocks(size, per):
+            q = -(-n // self.lanes)
+            c.write(Buf.X, 2 * q, count)
+            c.set(Reg.ROW_LEN, n)
+            c.run(Op.RESIDUAL, self._cycles(cyclemodel.residual_cycles, 1, n), count)
+            c.read(Buf.Y, q, count)
+        return f"{size} elements, {min(per, size)} a run"
+
+    def _cycles(self, model, *shape):
+        key = (model, *shape)
+        if key not in self._memo:
+            self._memo[key] = model(self.cfg, *shape)
+        return self._memo[key]
+
+
+class _Count:
+    """One op's commands, counted (see :class:`Session`)."""
+
+    def __init__(self, session, op):
+        self.s, self.op = session, op
+        self.link = host.LinkCount(session.max_payload)
+        self.runs = self.cycles = self.macs = 0
+        self.note = ""
+
+    def _name(self):
+        return f"{self.op.kind} {self.op.output!r}"
+
+    def set(self, reg, value):
+        hi = self.s.reg_max.get(reg)
+        if hi is None:
+            raise ValueError(f"{self._name()} needs register {reg.name}, which config "
+                             f"{self.s.cfg.name!r} leaves out")
+        if not 0 <= value <= hi:
+            raise ValueError(f"{self._name()}: register {reg.name} must be at most {hi} on "
+                             f"{self.s.cfg.name!r} (depth {self.s.depth}), not {value}")
+        if self.s.regs.get(reg) != value:
+            self.link.set_reg(value)
+            self.s.regs[reg] = value
+
+    def _buffer(self, what, buf, words, times):
+        if times <= 0:
+            return
+        spec = self.s.specs[buf]
+        if buf in (Buf.COEF, Buf.CHAN) and words > spec.depth:    # RUN checks the others
+            raise ValueError(f"{self._name()} needs {words} words of {buf.name}, beyond its "
+                             f"depth of {spec.depth}")
+        key = (what, buf, words)
+        if key not in self.s._memo:
+            link = host.LinkCount(self.s.max_payload)
+            getattr(link, f"{what}_buffer")(spec, words)
+            self.s._memo[key] = link.sent, link.received, link.commands
+        sent, received, commands = self.s._memo[key]
+        self.link.sent += times * sent
+        self.link.received += times * received
+        self.link.commands += times * commands
+
+    def write(self, buf, words, times=1):
+        self._buffer("write", buf, words, times)
+
+    def read(self, buf, words, times=1):
+        self._buffer("read", buf, words, times)
+
+    def run(self, hwop, cycles, times=1):
+        if times <= 0:
+            return
+        key = ("run", hwop, *sorted((r.value, v) for r, v in self.s.regs.items()))
+        if key not in self.s._memo:
+            self.s._memo[key] = run_checks(self.s.cfg, self.s.depth, hwop, self.s.regs)
+        bad = self.s._memo[key]
+        if bad:
+            what, value, limit = bad[0]
+            shape = ", ".join(f"{r.name}={self.s.regs.get(r, 0)}" for r in _SHAPE_REGS[hwop])
+            raise ValueError(f"{self._name()} cannot be split to fit the buffers of "
+                             f"{self.s.cfg.name!r} (depth {self.s.depth}): RUN {hwop.name} of "
+                             f"{shape} needs {value} {what}, at most {limit}")
+        self.link.run(times)
+        self.runs += times
+        self.cycles += times * cycles
+
+
+_SHAPE_REGS = {
+    **{op: (Reg.M, Reg.K, Reg.N) for op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR)},
+    Op.ATTENTION: (Reg.ATT_LEN, Reg.ATT_DIM),
+    **{op: (Reg.ROW_LEN, Reg.ROWS) for op in (Op.SOFTMAX, Op.GELU, Op.LAYERNORM, Op.RESIDUAL)},
+}

@@ -1,0 +1,125 @@
+"""intformer.model.plan: every RUN within the buffers, link bytes equal to the driver's, ops that
+cannot fit refused."""
+
+import numpy as np
+import pytest
+
+import intformer as itf
+from boards.host import Board
+from boards.link import RSP_SYNC, SYNC, crc8
+from boards.simtop import SimTop
+from hw.config import GemmConfig
+from hw.isa import Command, Error
+from intformer.model import compiler, plan
+from intformer.model import program as P
+from sim import ops
+from sim.portmodel import run_checks, run_words
+
+
+@pytest.mark.parametrize("preset", ["ulx3s", "tiny"])
+def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
+    prog, L = quantized.program, 64
+    cfg = compiler.fit_config(itf.AccelConfig.preset(preset), prog, L)
+    depth = compiler.fit_depth(prog, cfg, L)
+    seen = []
+
+    def checks(cfg_, depth_, op, regs):
+        seen.append((op, dict(regs)))
+        return run_checks(cfg_, depth_, op, regs)
+
+    monkeypatch.setattr(plan, "run_checks", checks)
+    c = compiler.compile_program(prog, cfg, L, depth=depth)
+    # tiny's K of a run (max_k 64) is below every Linear's: all of them are GEMM_RAW there.
+    assert {op.name for op, _ in seen} == {"GEMM_RAW", "ATTENTION", "LAYERNORM", "GELU",
+                                           "RESIDUAL", *["LINEAR"] * (preset == "ulx3s")}
+    for op, regs in seen:
+        assert max(run_words(cfg, op, regs).values()) <= depth, (op, regs)
+        assert run_checks(cfg, depth, op, regs) == []
+    assert c.cycles > 0 and c.link_bytes > 0 and c.depth == depth
+    assert "link kB" in str(c) and "total" in str(c)
+
+
+def test_ulx3s_forward_figures(quantized):
+    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
+    c = compiler.compile_program(quantized.program, cfg, 64, depth=512)
+    assert (c.clock, c.baud) == (100e6, 115200)
+    assert c.compute_seconds == c.cycles / 100e6
+    assert c.link_seconds == c.link_bytes * 10 / 115200
+    ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
+    assert "GEMM_RAW" in ffn2.note and "2 passes of 15-bit inputs" in ffn2.note
+
+
+def test_op_beyond_a_buffer_is_refused(quantized):
+    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
+    with pytest.raises(ValueError, match=r"^LayerNorm 'emb.out' cannot be split to fit the "
+                                         r"buffers of 'ulx3s\+model' \(depth 256\): RUN "
+                                         r"LAYERNORM of ROW_LEN=384, ROWS=1 needs 384 words "
+                                         r"of X, at most 256$"):
+        compiler.compile_program(quantized.program, cfg, 64, depth=256)
+    with pytest.raises(ValueError, match=r"^Attention 'L0.ctx' cannot be split to fit the "
+                                         r"buffers of 'ulx3s\+model' \(depth 256\): RUN "
+                                         r"ATTENTION of ATT_LEN=64, ATT_DIM=32 needs 352 "
+                                         r"words of A, at most 256$"):
+        plan.Session(cfg, 256).plan(quantized.program.ops[6], 64, {"L0.q": 384})
+
+
+class _Line:
+    """A serial line to :class:`boards.simtop.SimTop`: parses the driver's request frames,
+    answers each with the top's response, framed, and counts the bytes both ways (a RUN is
+    waited for, so one STATUS poll finds it done)."""
+
+    def __init__(self, top):
+        self.top, self.sent, self.received, self.rx = top, 0, 0, b""
+
+    def write(self, data):
+        self.sent += len(data)
+        assert data[0] == SYNC and crc8(data[1:-1]) == data[-1]
+        opcode, payload = data[1], data[4:-1]
+        assert len(payload) == int.from_bytes(data[2:4], "little")
+        status, answer = self.top._exchange(opcode, payload)
+        if opcode == Command.RUN.value and status == Error.OK.value:
+            assert self.top._run_while_busy(20_000) is not None
+        body = bytes([status]) + len(answer).to_bytes(2, "little") + answer
+        self.rx += bytes([RSP_SYNC]) + body + bytes([crc8(body)])
+
+    def read(self, n):
+        data, self.rx = self.rx[:n], self.rx[n:]
+        self.received += len(data)
+        return data
+
+
+def test_link_bytes_equal_the_drivers():
+    """A Linear of two row blocks and two column blocks (RUN LINEAR), one of 15-bit inputs and
+    K beyond a run (GEMM_RAW digits and K chunks) and a residual add of two runs, on the tiny
+    preset at depth 32: the bytes the plan counts are the bytes Board sends and reads, and the
+    driver's Linear is :func:`sim.ops.linear`."""
+    cfg, depth, payload = itf.AccelConfig.preset("tiny"), 32, 64
+    line = _Line(SimTop(cfg, depth=depth))
+    board = Board(line, cfg, depth=depth, max_payload=payload)
+    rng = np.random.default_rng(0)
+    M, K, N = 10, 12, 9
+    x, w = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
+    bias = rng.integers(-1000, 1000, N)
+    mult, shift = rng.integers(1, 1 << 15, N), rng.integers(10, 20, N)
+    lin = P.Linear("y", 1.0, input="x", weight=w, bias=bias, multipliers=mult, shifts=shift,
+                   out_width=cfg.requant.out_width)
+    x15, w40 = rng.integers(-(1 << 14), 1 << 14, (M, 40)), rng.integers(-128, 128, (40, N))
+    wide = P.Linear("z", 1.0, input="x15", weight=w40, bias=bias, multipliers=mult,
+                    shifts=shift, out_width=8, x_width=15)
+    res = P.Residual("r", 1.0, a="x", b="y", ma=3, mb=5, shift=2)
+    session = plan.Session(cfg, depth, max_payload=payload)
+    def linear(xx, ww, **kw):
+        got = board.linear(xx, ww, bias, mult, shift, **kw)
+        wide_acc = cfg.replace(gemm=GemmConfig(max_m=32, max_k=64, max_n=32, acc_width=40))
+        np.testing.assert_array_equal(got, ops.linear(xx, ww, bias, mult, shift,
+                                                      cfg=wide_acc, **kw))
+
+    for op, call in ((lin, lambda: linear(x, w, out_width=cfg.requant.out_width)),
+                     (wide, lambda: linear(x15, w40, x_width=15, out_width=8)),
+                     (res, lambda: board.residual(rng.integers(-99, 99, (M, 4)),
+                                                  rng.integers(-99, 99, (M, 4)), 3, 5, 2))):
+        want = session.plan(op, M, {"x": 4, "y": N, "x15": 40})
+        line.sent = line.received = 0
+        call()
+        assert (line.sent, line.received) == (want.sent, want.received), op.kind
+        assert want.runs > 1
