@@ -201,6 +201,11 @@ class Client:
         self.lanes = vector_lanes(cfg)
         self.max_payload, self.max_polls = max_payload, max_polls
         self._regs = {}       # register values last set, to skip redundant SET_REGs
+        #: What went over the link so far: frames and bytes each way, counted as
+        #: :class:`LinkCount` frames them (a program executor reads it op by op).
+        self.link = LinkCount(max_payload)
+        #: RUN commands sent so far.
+        self.runs = 0
 
     def _exchange(self, opcode, payload):
         """Send one command; return ``(status, response payload)``."""
@@ -210,6 +215,7 @@ class Client:
         """Send a command and return its response payload; raise :exc:`BoardError` on a
         non-OK status."""
         status, data = self._exchange(_num(opcode), bytes(payload))
+        self.link.command(len(payload), len(data))
         if status != Error.OK.value:
             raise BoardError(status, f"answer to {_code_name_cmd(opcode)}")
         return data
@@ -255,6 +261,7 @@ class Client:
     def run(self, op, *, wait=True):
         """Start ``op`` (an :class:`hw.isa.Op`); with ``wait``, poll ``STATUS`` until done."""
         self.command(Command.RUN, bytes([Op(op).value]))
+        self.runs += 1
         if not wait:
             return
         for _ in range(self.max_polls):
@@ -425,11 +432,13 @@ class Client:
         y = self._rows(Op.GELU, padded.reshape(n, length), length)
         return y.reshape(-1)[:flat.size].reshape(q.shape), k.y_scale
 
-    def layernorm(self, q, scale, gamma=None, beta=None):
+    def layernorm(self, q, scale, gamma=None, beta=None, *, constants=None):
         """Row LayerNorm (last axis) on the board: ``(y, y_scale)`` as
-        :func:`sim.golden.layernorm`."""
+        :func:`sim.golden.layernorm`, its parameters real (``gamma``, ``beta``) or integer
+        (``constants``, a :class:`sim.golden.LayerNormConstants`, as a program holds them)."""
         self._need("layernorm")
-        q, k, lcfg = golden.check_layernorm_input(q, scale, gamma, beta, self.cfg.layernorm)
+        q, k, lcfg = golden.check_layernorm_input(q, scale, gamma, beta, self.cfg.layernorm,
+                                                  constants=constants)
         VL, L = lcfg.lanes, k.length
         beats = -(-L // VL)
         spec = self.buffers[Buf.COEF]

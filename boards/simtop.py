@@ -29,18 +29,28 @@ class SimulatedTop(Client):
     the ``STATUS`` poll that follows is the one a board answers first with ``busy`` low.
 
     A subclass implements :meth:`_exchange`, :meth:`idle` and :meth:`_run_while_busy`.
+
+    ``run_cycles`` sums, over the runs waited for, the cycles from the RUN command's first
+    byte to the first cycle ``busy`` is low: a run's modelled cycles (:mod:`sim.cyclemodel`)
+    plus the command port's 12 (11 from the RUN's first byte to its acceptance, 1 for busy's
+    fall; see ``tests/sim/test_verilator_top.py``).
     """
+
+    run_cycles = 0
 
     def run(self, op, *, wait=True):
         """Start ``op`` as :meth:`boards.host.Client.run` does; with ``wait``, run the clock
         until the top's ``busy`` output falls (:exc:`sim.bench.SimTimeout` after ``budget``
         cycles), then poll ``STATUS`` once."""
+        start = self.cycles
         self.command(Command.RUN, bytes([Op(op).value]))
+        self.runs += 1
         if not wait:
             return
         waited = self._run_while_busy(self.budget)
         if waited is None:
             raise SimTimeout(f"RUN {Op(op).name}: still busy after {self.budget} cycles")
+        self.run_cycles += self.cycles - start
         if self.status().busy:
             raise AssertionError(f"RUN {Op(op).name}: STATUS says busy while the top's busy "
                                  f"output is low")

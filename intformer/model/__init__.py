@@ -1,5 +1,5 @@
 """The model path: a BERT-family encoder imported from a Hugging Face folder, quantized to an
-integer-only program, and run on the golden models.
+integer-only program, and run on the golden models, the RTL (Verilator) or a board.
 
 ::
 
@@ -8,6 +8,7 @@ integer-only program, and run on the golden models.
     m.quantize(calibration_texts)                   #   model.safetensors, tokenizer.json
     c = m.compile(itf.AccelConfig.preset("ulx3s"), fit=True)
     emb = m.run(["A sentence."], target="golden")   # (B, hidden), L2-normalized
+    emb = m.run(["A sentence."], target="sim")      # the same integers, on the RTL
 """
 
 from .api import Model, load

@@ -5,12 +5,11 @@ import numpy as np
 
 from hw.config import AccelConfig
 
-from . import compiler, executor, quantize, reference
+from . import accel, compiler, executor, quantize, reference
+from .accel import TARGETS
 from .hf import read_checkpoint
 
 __all__ = ["Model", "load", "TARGETS"]
-
-TARGETS = ("golden",)
 
 
 class Model:
@@ -24,12 +23,15 @@ class Model:
         After :meth:`quantize`.
     compiled : Compiled or None
         After :meth:`compile`.
+    executions : list of accel.Execution
+        After :meth:`run` on ``"sim"`` or ``"board"``: one a text, with what each op cost.
     """
 
     def __init__(self, checkpoint):
         self.checkpoint = checkpoint
         self.program = None
         self.compiled = None
+        self.executions = []
 
     def __repr__(self):
         c = self.checkpoint.config
@@ -77,16 +79,22 @@ class Model:
         self.compiled = compiler.compile_program(self.program, cfg, seq_len, depth=depth)
         return self.compiled
 
-    def run(self, texts, target="golden", *, progress=None, keep=False):
+    def run(self, texts, target="golden", *, progress=None, keep=False, port=None,
+            client=None, log=print):
         """Integer embeddings of ``texts`` (L2-normalized, ``(B, hidden)``) on ``target``.
 
-        Sentences are batched by length (fewer padded rows); each batch is one padded run of
-        the program with the key-length mask. ``keep=True`` returns, per text, the dict of every
-        tensor of its batch instead (with ``"_row"``, the text's row in it).
+        ``"golden"``: sentences are batched by length (fewer padded rows); each batch is one
+        padded run of the program with the key-length mask. ``"sim"`` (the RTL top on
+        Verilator, built once for the compiled config and depth and cached) and ``"board"``
+        (a board on serial ``port``, built with them; or ``client``): one text at a time,
+        unpadded, each op that has a RUN on the accelerator and its result checked against
+        golden's to the integer (:func:`accel.execute`); :attr:`executions` then holds what
+        each op cost. ``progress(done, total, name)`` after each batch (golden) or op.
+        ``keep=True`` returns, per text, the dict of every tensor of its batch instead (with
+        ``"_row"``, the text's row in it).
         """
         if target not in TARGETS:
-            raise ValueError(f"Target must be one of {', '.join(map(repr, TARGETS))} (the RTL "
-                             f"and board executors come with the hardware issue), not "
+            raise ValueError(f"Target must be one of {', '.join(map(repr, TARGETS))}, not "
                              f"{target!r}")
         if self.compiled is None:
             raise ValueError("Model must be compiled before run(), not "
@@ -97,12 +105,24 @@ class Model:
         if longest > self.compiled.seq_len:
             raise ValueError(f"Sequence length must be at most {self.compiled.seq_len} tokens "
                              f"(the compiled seq_len), not {longest}")
-        out, batches = [], list(self._batches(ids))
+        cfg, depth = self.compiled.cfg, self.compiled.depth
+        out, batches = [], list(self._batches(ids, size=8 if target == "golden" else 1))
+        self.executions = []
         for i, (tok, lengths, order) in enumerate(batches):
-            r = executor.run_program(self.program, self.compiled.cfg, tok, lengths, keep=keep)
+            if target == "golden":
+                r = executor.run_program(self.program, cfg, tok, lengths, keep=keep)
+                if progress is not None:
+                    progress(i + 1, len(batches), f"batch of {len(order)}")
+            else:
+                each = None if progress is None else (
+                    lambda d, n, name, i=i: progress(d, n, f"text {i + 1}/{len(batches)}: "
+                                                           f"{name}"))
+                x = accel.execute(self.program, cfg, tok, lengths, target=target, depth=depth,
+                                  client=client, port=port, keep=keep, progress=each, log=log)
+                client = x.client
+                self.executions.append(x)
+                r = x.tensors if keep else x.output
             out.append((order, r))
-            if progress is not None:
-                progress(i + 1, len(batches))
         if keep:
             per = [None] * len(texts)
             for order, env in out:

@@ -12,15 +12,17 @@ __all__ = ["add_commands", "Progress"]
 
 
 class Progress:
-    """A one-line progress report on stderr: ``progress(done, total)``."""
+    """A one-line progress report on stderr: ``progress(done, total, name=None)``, ``name``
+    what was just done (an op: its kind and output)."""
 
     def __init__(self, what, stream=None):
         self.what, self.stream, self.t0 = what, stream or sys.stderr, time.monotonic()
 
-    def __call__(self, done, total):
+    def __call__(self, done, total, name=None):
         end = "\n" if done == total else "\r"
-        self.stream.write(f"{self.what}: {done}/{total} ({time.monotonic() - self.t0:.1f} s)"
-                          f"{end}")
+        name = f" {name:<40}" if name else ""
+        self.stream.write(f"{self.what}: {done}/{total}{name} ({time.monotonic() - self.t0:.1f} "
+                          f"s){end}")
         self.stream.flush()
 
 
@@ -70,10 +72,30 @@ def cmd_embed(args):
     cfg, fit = _config(args)
     ids = m.tokenize(args.text)
     longest = max(len(x) for x in ids)
-    m.compile(cfg, fit=fit, seq_len=longest)
-    emb = m.run(args.text, progress=Progress("golden forward") if len(args.text) > 8 else None)
+    c = m.compile(cfg, fit=fit, seq_len=longest)
+    target = args.target
+    if target != "golden":
+        print(f"{target}: {c.cfg.name}, buffers of {c.depth} words"
+              + (f" (config {cfg.name!r} raised to fit the model: intformer.model.fit_config)"
+                 if c.cfg is not cfg else "")
+              + (f" (depth raised from 256 to {c.depth} to fit the model: "
+                 f"intformer.model.fit_depth)" if c.depth != 256 else ""), flush=True)
+    progress = None
+    if target != "golden":
+        progress = Progress(f"{target} forward")
+    elif len(args.text) > 8:
+        progress = Progress("golden forward")
+    from .accel import MismatchError
+
+    try:
+        emb = m.run(args.text, target, progress=progress, port=args.port,
+                    log=lambda s: print(s, file=sys.stderr, flush=True))
+    except MismatchError as e:
+        print(f"intformer embed: error: {e}", file=sys.stderr)
+        return 1
     ref = m.reference(args.text)
-    print(f"{m!r} on {m.compiled.cfg.name}")
+    print(f"{m!r} on {m.compiled.cfg.name}" + (f", {target}: every tensor equal to golden"
+                                                if target != "golden" else ""))
     for text, x, e, r in zip(args.text, ids, emb, ref, strict=True):
         cycles = m.compile(cfg, fit=fit, seq_len=len(x)).cycles
         head = " ".join(f"{v:+.4f}" for v in e[:4])
@@ -82,13 +104,16 @@ def cmd_embed(args):
     if len(args.text) > 1:
         sim = emb @ emb.T
         print(f"pairwise cosine (integer): {np.round(sim[np.triu_indices(len(sim), 1)], 4)}")
+    for text, run in zip(args.text, m.executions, strict=False):
+        print(f"\n{text[:48]!r}: {run}")
 
 
 def add_commands(sub, add_config_args):
     """Register ``embed`` and ``compile`` on the CLI's subparsers."""
     for name, func, help_ in (
-            ("embed", cmd_embed, "embed texts with a quantized model on the golden models: "
-                                 "summary, cosine to the float reference, modelled cycles"),
+            ("embed", cmd_embed, "embed texts with a quantized model on the golden models, "
+                                 "the RTL or a board: summary, cosine to the float reference, "
+                                 "cycles measured and modelled"),
             ("compile", cmd_compile, "quantize a model and print its integer program with each "
                                      "op's RUNs, modelled cycles and latency, and link bytes "
                                      "and time on a config")):
@@ -104,6 +129,12 @@ def add_commands(sub, add_config_args):
         p.add_argument("--program", type=Path, help="a saved program (.npz) instead of "
                                                     "quantizing")
         if name == "embed":
+            p.add_argument("--target", choices=("golden", "sim", "board"), default="golden",
+                           help="golden (the NumPy models), sim (the RTL top on Verilator) or "
+                                "board (a board on --port, built with the fitted config and "
+                                "depth); sim and board check every tensor against golden")
+            p.add_argument("--port", help="the board's serial port (--target board; "
+                                          "`intformer sim-board` prints one)")
             p.add_argument("text", nargs="+", help="texts to embed")
         else:
             p.add_argument("--seq-len", type=int, default=128,

@@ -92,8 +92,10 @@ _RUN = {P.Embed: _embed, P.LayerNorm: _layernorm, P.Requantize: _requantize, P.L
         P.Attention: _attention, P.Gelu: _gelu, P.Residual: _residual, P.Pool: _pool}
 
 
-def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None):
-    """Run ``prog`` on a padded batch of token ids with the golden models of ``cfg``.
+def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None, target="golden",
+                depth=256, client=None, port=None):
+    """Run ``prog`` on a padded batch of token ids with the golden models of ``cfg``, or on the
+    accelerator (:func:`intformer.model.accel.execute`).
 
     Parameters
     ----------
@@ -105,7 +107,17 @@ def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None):
     keep : bool
         Return every tensor (by name), not only the embeddings.
     progress : callable or None
-        ``progress(i, n)`` after each operation.
+        ``progress(i, n, name)`` after each operation (``name``: its kind and output).
+    target : str
+        ``"golden"``; ``"sim"`` (the RTL top on Verilator) or ``"board"`` (a board on serial
+        ``port``), each op's result checked against golden's to the integer, with unpadded
+        sequences only.
+    depth : int
+        The accelerator's buffer depth (``"sim"``, ``"board"``):
+        :func:`intformer.model.compiler.fit_depth` gives the one a program needs.
+    client : boards.host.Client or None
+        The accelerator to use (``"sim"``, ``"board"``); made by
+        :func:`intformer.model.accel.connect` when None.
 
     Returns
     -------
@@ -113,10 +125,16 @@ def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None):
     """
     if not isinstance(cfg, AccelConfig):
         raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
+    if target != "golden":
+        from . import accel
+
+        r = accel.execute(prog, cfg, ids, lengths, target=target, depth=depth, client=client,
+                          port=port, keep=keep, progress=progress)
+        return r.tensors if keep else r.output
     check_sequence(prog, cfg, ids.shape[1])
     env = {}
     for i, op in enumerate(prog.ops):
         env[op.output] = _RUN[type(op)](op, env, cfg, ids, lengths)
         if progress is not None:
-            progress(i + 1, len(prog.ops))
+            progress(i + 1, len(prog.ops), f"{op.kind} {op.output}")
     return env if keep else env[prog.ops[-1].output]

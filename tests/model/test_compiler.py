@@ -84,8 +84,9 @@ def test_run_needs_quantize_and_compile(minilm_zip):
         m.compile(itf.AccelConfig.preset("ulx3s"))
     with pytest.raises(ValueError, match="Model must be compiled before run"):
         m.run(["x"])
-    with pytest.raises(ValueError, match="Target must be one of 'golden'"):
-        m.run(["x"], target="board")
+    with pytest.raises(ValueError, match="^Target must be one of 'golden', 'sim', 'board', not "
+                                         "'fpga'$"):
+        m.run(["x"], target="fpga")
 
 
 def test_sequence_beyond_the_model(quantized):

@@ -1,0 +1,320 @@
+"""The RTL and board executors: an integer program run on the accelerator through
+:class:`boards.host.Client`, op by op, each result checked against the golden executor's to the
+integer."""
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from boards import host
+from hw.config import AccelConfig
+from sim import golden
+
+from . import compiler, executor
+from . import program as P
+
+__all__ = ["TARGETS", "MismatchError", "OpRecord", "Execution", "check_program", "connect",
+           "execute"]
+
+#: Where a program runs: the golden models, the Verilated top, a board on a serial port.
+TARGETS = ("golden", "sim", "board")
+
+
+class MismatchError(AssertionError):
+    """An op's result on the accelerator differs from the golden executor's on the same inputs.
+
+    Attributes
+    ----------
+    op : Op
+    index : tuple of int
+        The first differing index (C order).
+    got, want : int
+        The two values there.
+    """
+
+    def __init__(self, op, target, index, got, want):
+        self.op, self.index, self.got, self.want = op, index, got, want
+        super().__init__(f"{op.kind} {op.output!r} on {target} differs from golden at index "
+                         f"{index}: {got}, golden {want}")
+
+
+def _layernorm(client, op, env):
+    c = golden.LayerNormConstants(length=len(op.gamma), gamma=tuple(int(v) for v in op.gamma),
+                                  beta=tuple(int(v) for v in op.beta), shift=op.shift,
+                                  y_scale=float(op.scale))
+    return client.layernorm(env[op.input], op.in_scale, constants=c)[0]
+
+
+def _linear(client, op, env):
+    x = env[op.input]
+    y = client.linear(x.reshape(-1, x.shape[-1]), op.weight, op.bias, op.multipliers,
+                      op.shifts, x_width=op.x_width, out_width=op.out_width)
+    return y.reshape(x.shape[:-1] + (y.shape[-1],))
+
+
+def _attention(client, op, env):
+    q, k, v = (env[n] for n in (op.q, op.k, op.v))
+    (B, L, D), H = q.shape, op.heads
+    heads = [t.reshape(B, L, H, D // H).transpose(0, 2, 1, 3) for t in (q, k, v)]
+    out = np.empty((B, H, L, D // H), dtype=np.int64)
+    for b in range(B):
+        out[b] = client.attention(*(t[b] for t in heads), op.q_scale, op.k_scale, op.v_scale,
+                                  float(op.scale))[0]
+    # The unit requantizes to requant.out_width; the program feeds a GEMM with in_width bits
+    # (the golden executor's out_width): saturating the wider result is the same rounding.
+    out = golden.saturate(out, client.cfg.array.in_width)
+    return out.transpose(0, 2, 1, 3).reshape(B, L, D)
+
+
+def _gelu(client, op, env):
+    return client.gelu(env[op.input], op.in_scale)[0]
+
+
+def _residual(client, op, env):
+    return client.residual(env[op.a], env[op.b], op.ma, op.mb, op.shift)
+
+
+#: The program ops the accelerator runs, and how (the others run on the host, golden code).
+ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.Gelu: _gelu,
+         P.Residual: _residual}
+
+
+def check_program(prog, cfg, seq_len, depth):
+    """Refuse, before anything runs, a program the accelerator ``Accelerator(cfg, depth=depth)``
+    cannot run on sequences of ``seq_len`` tokens: an op reading a tensor no earlier op
+    writes, an integer constant missing or of the wrong shape, widths the units do not have,
+    a RUN beyond a buffer (:func:`compiler.compile_program`). Each :exc:`ValueError` names the
+    op. Returns the :class:`compiler.Compiled` plan (modelled cycles and link bytes per op)."""
+    written, width = set(), {}
+    for op in prog.ops:
+        name = f"{op.kind} {op.output!r}"
+        for t in op.inputs:
+            if t not in written:
+                raise ValueError(f"{name} must read tensors written by earlier ops, not {t!r}")
+        for f in dataclasses.fields(op):
+            if f.type is np.ndarray and getattr(op, f.name) is None:
+                raise ValueError(f"{name} must have its constant {f.name!r}, not None")
+        for what, arr, shape in _constant_shapes(op, width, prog.hidden):
+            if np.shape(arr) != shape:
+                raise ValueError(f"{name} {what} must have shape {shape}, not "
+                                 f"{np.shape(arr)}")
+        if isinstance(op, P.Residual):
+            r = cfg.residual
+            if (op.out_width, op.out_width) != (r.in_width, r.out_width):
+                raise ValueError(f"{name} must be {r.in_width}-bit in and {r.out_width}-bit "
+                                 f"out (residual.in_width, out_width), not {op.out_width}-bit")
+        written.add(op.output)
+        width[op.output] = compiler._width(op, width, prog.hidden)
+    return compiler.compile_program(prog, cfg, seq_len, depth=depth)
+
+
+def _constant_shapes(op, width, hidden):
+    if isinstance(op, P.Linear):
+        K, N = width[op.input], op.weight.shape[-1]
+        return [("weight", op.weight, (K, N)), *((f, getattr(op, f), (N,))
+                                                 for f in ("bias", "multipliers", "shifts"))]
+    if isinstance(op, P.LayerNorm):
+        return [(f, getattr(op, f), (width[op.input],)) for f in ("gamma", "beta")]
+    if isinstance(op, P.Requantize):
+        return [(f, getattr(op, f), (width[op.input],)) for f in ("multipliers", "shifts")]
+    return []
+
+
+def connect(target, cfg, depth, *, port=None, log=print, **kwargs):
+    """The :class:`boards.host.Client` of ``target``: for ``"sim"`` a
+    :class:`boards.verilatortop.VerilatorTop` of ``Accelerator(cfg, depth=depth)`` (built once,
+    cached by hash under ``build/verilator/``), for ``"board"`` a :class:`boards.host.Board` on
+    serial ``port`` (a board built with this config and depth, or ``intformer sim-board``)."""
+    if target == "sim":
+        from boards.verilatortop import VerilatorTop
+
+        log(f"building the {cfg.name} top (buffers of {depth} words) on Verilator (cached)")
+        return VerilatorTop(cfg, depth=depth, budget=kwargs.pop("budget", 1 << 22), **kwargs)
+    if target == "board":
+        if port is None:
+            raise ValueError("Target 'board' must have a serial port (port=...), not None")
+        return host.Board(port, cfg, depth=depth, **kwargs)
+    raise ValueError(f"Accelerator target must be 'sim' or 'board', not {target!r}")
+
+
+@dataclass
+class OpRecord:
+    """One op of an :class:`Execution`.
+
+    Attributes
+    ----------
+    op : Op
+    where : str
+        ``"accelerator"`` or ``"host"`` (an op with no RUN: ``Embed``, ``Requantize``, ``Pool``).
+    runs : int
+        RUN commands sent.
+    cycles : int or None
+        Measured RTL cycles, summed over the runs, each from its RUN command's first byte to
+        ``busy`` low (``None`` on a board, which does not report cycles).
+    model_cycles : int
+        The plan's modelled cycles (:func:`compiler.compile_program`).
+    link_bytes : int
+        Bytes sent and received, as the plan counts them.
+    sent, received : int
+        Bytes sent and received, counted on the link as the driver framed them.
+    seconds : float
+        Wall-clock time of the op.
+    """
+
+    op: P.Op
+    where: str
+    runs: int = 0
+    cycles: int | None = None
+    model_cycles: int = 0
+    link_bytes: int = 0
+    sent: int = 0
+    received: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Execution:
+    """A run of a program on a target: the output, every tensor (``keep=True``), and what
+    each op cost."""
+
+    target: str
+    compiled: compiler.Compiled
+    records: list = field(default_factory=list)
+    output: object = None
+    tensors: dict | None = None
+    seconds: float = 0.0
+    client: object = None
+    checked: bool = True
+
+    @property
+    def cycles(self):
+        """Measured RTL cycles of every run (None on a board)."""
+        if self.target != "sim":
+            return None
+        return sum(r.cycles or 0 for r in self.records)
+
+    def groups(self, by="layer"):
+        """``{name: [records]}`` per layer (``emb``, ``L0`` ..., the pooling) or per op kind
+        (``by="kind"``), in program order."""
+        out = {}
+        for r in self.records:
+            key = r.op.kind if by == "kind" else r.op.output.split(".")[0]
+            out.setdefault(key, []).append(r)
+        return out
+
+    def table(self, by="layer"):
+        """Measured against modelled, per layer or per op kind: runs, RTL and model cycles,
+        the latency of the RTL cycles at the config's clock, the plan's link bytes."""
+        c = self.compiled
+        clk = c.clock
+        lines = [f"{by:<10} {'ops':>4} {'host':>4} {'runs':>6} {'RTL cycles':>12} "
+                 f"{'model':>12} {'RTL/model':>9} {'latency ms':>10} {'link bytes':>12} "
+                 f"{'wall s':>7}"]
+        for name, rs in self.groups(by).items():
+            lines.append(self._row(name, rs, clk))
+        lines.append(self._row("total", self.records, clk))
+        return "\n".join(lines)
+
+    def _row(self, name, rs, clk):
+        runs = sum(r.runs for r in rs)
+        model = sum(r.model_cycles for r in rs)
+        host_ops = sum(r.where == "host" for r in rs)
+        if self.target == "sim":
+            rtl = sum(r.cycles or 0 for r in rs)
+            ratio = f"{rtl / model:9.3f}" if model else f"{'-':>9}"
+            ms = f"{rtl / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
+            rtl = f"{rtl:12,d}"
+        else:
+            rtl, ratio = f"{'-':>12}", f"{'-':>9}"
+            ms = f"{model / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
+        return (f"{name:<10} {len(rs):4d} {host_ops:4d} {runs:6,d} {rtl} {model:12,d} {ratio} "
+                f"{ms} {sum(r.link_bytes for r in rs):12,d} "
+                f"{sum(r.seconds for r in rs):7.1f}")
+
+    def __str__(self):
+        c = self.compiled
+        clock = f"{c.clock / 1e6:g} MHz" if c.clock else "no clock"
+        where = {"sim": "the Verilated top", "board": "the board"}.get(self.target, "golden")
+        on_acc = [r for r in self.records if r.where == "accelerator"]
+        on_host = sorted({r.op.kind for r in self.records if r.where == "host"})
+        lat = ("no latency (no clock)" if not c.clock else
+               f"latency: the {'RTL' if self.target == 'sim' else 'modelled'} cycles at {clock}")
+        return "\n".join([
+            f"{len(self.records)} ops on {where} ({c.cfg.name}, {c.cfg.array.rows}x"
+            f"{c.cfg.array.cols} array, buffers of {c.depth} words), one sequence of "
+            f"{c.seq_len} tokens, {self.seconds:.1f} s: {len(on_acc)} on the accelerator, "
+            f"{len(self.records) - len(on_acc)} on the host ({', '.join(on_host)}); "
+            + ("every tensor equal to golden" if self.checked else "not checked against golden"),
+            ("RTL cycles: measured on the top, from each RUN command's first byte to busy "
+             "low (the command port's share: 12 a run); " if self.target == "sim" else
+             "RTL cycles: not reported by a board; ") + f"{lat}; link bytes: the plan's count",
+            self.table("layer"), "", self.table("kind")])
+
+
+def execute(prog, cfg, ids, lengths, *, target, depth, client=None, port=None, keep=False,
+            progress=None, check=True, log=print):
+    """Run ``prog`` on ``target`` (``"sim"`` or ``"board"``) op by op: the ops with a RUN
+    through ``client`` (made by :func:`connect` when None), the others on the host with the
+    golden code. With ``check`` (the default) each op's result is compared with the golden
+    executor's on the same inputs, and the first difference raises :exc:`MismatchError`
+    naming the op and the index; so every tensor equals golden's.
+
+    The accelerator's attention has no key-length mask: every sequence of the batch must be
+    unpadded (``lengths`` all ``L``). The program is checked first (:func:`check_program`),
+    before a model is built or a port opened.
+
+    Returns an :class:`Execution` (``output``: the embeddings; ``tensors``: every tensor with
+    ``keep``; ``client``: to pass to the next call).
+    """
+    if target not in TARGETS[1:]:
+        raise ValueError(f"Accelerator target must be 'sim' or 'board', not {target!r}")
+    if not isinstance(cfg, AccelConfig):
+        raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
+    ids, lengths = np.asarray(ids), np.asarray(lengths)
+    B, L = ids.shape
+    executor.check_sequence(prog, cfg, L)
+    if (lengths != L).any():
+        raise ValueError(f"Sequence lengths on target {target!r} must all be {L} (no padding: "
+                         f"the attention unit has no key mask), not {lengths.tolist()}")
+    plan = check_program(prog, cfg, L, depth)     # per sequence: B times each op's figures
+    if client is None:
+        client = connect(target, cfg, depth, port=port, log=log)
+    run = Execution(target, plan, client=client, checked=check)
+    env, t0 = {}, time.monotonic()
+    for i, (op, step) in enumerate(zip(prog.ops, plan.steps, strict=True)):
+        t = time.monotonic()
+        r = OpRecord(op, "accelerator" if type(op) in ACCEL else "host",
+                     model_cycles=B * step.cycles, link_bytes=B * step.link_bytes)
+        if r.where == "host":
+            out = executor._RUN[type(op)](op, env, cfg, ids, lengths)
+        else:
+            runs, cycles = client.runs, getattr(client, "run_cycles", None)
+            sent, received = client.link.sent, client.link.received
+            out = ACCEL[type(op)](client, op, env)
+            r.runs = client.runs - runs
+            if cycles is not None:
+                r.cycles = client.run_cycles - cycles
+            r.sent, r.received = client.link.sent - sent, client.link.received - received
+            if check:
+                _compare(op, target, out, executor._RUN[type(op)](op, env, cfg, ids, lengths))
+        env[op.output] = out
+        r.seconds = time.monotonic() - t
+        run.records.append(r)
+        if progress is not None:
+            progress(i + 1, len(prog.ops), f"{op.kind} {op.output}")
+    run.seconds = time.monotonic() - t0
+    run.output = env[prog.ops[-1].output]
+    run.tensors = env if keep else None
+    return run
+
+
+def _compare(op, target, got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        raise MismatchError(op, target, (), f"shape {got.shape}", f"shape {want.shape}")
+    bad = np.argwhere(got != want)
+    if len(bad):
+        index = tuple(int(i) for i in bad[0])
+        raise MismatchError(op, target, index, int(got[index]), int(want[index]))

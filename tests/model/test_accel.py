@@ -1,0 +1,200 @@
+"""intformer.model.accel: the integer program on the RTL top (Verilator) and on the simulated
+board over a pty, every tensor equal to the golden executor's; bad programs refused before
+anything runs; a difference named by op and index.
+
+Models built here (cached under build/verilator/): the MiniLM top (ulx3s fitted, 512-word
+buffers; 45 s at a load of 3 on 2 cores) and, for the 1-layer random BERT, the tiny fitted top
+and its board (256-word buffers).
+"""
+
+import contextlib
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import intformer as itf
+from boards.host import Board, Client
+from intformer.cli import main
+from intformer.model import accel, compiler, executor, reference
+from intformer.model import program as P
+from intformer.model.sentences import CALIBRATION
+
+#: 18 tokens with [CLS] and [SEP].
+SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
+
+
+def _minilm_target(prog):
+    """The ulx3s preset fitted to MiniLM, and the buffer depth its rows and heads need (512:
+    a LayerNorm row of 384 and a head of L=64, d=32 do not fit the preset's 256)."""
+    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), prog, 64)
+    return cfg, compiler.fit_depth(prog, cfg, 64)
+
+
+def test_minilm_forward_on_sim_equals_golden(quantized):
+    """The whole 6-layer forward of one sentence of 18 tokens on the Verilated top: every
+    tensor equal to golden's, every op's link bytes the plan's. About 150 s of simulation
+    (measured at a load of 3 on 2 cores) after the model's build."""
+    prog = quantized.program
+    cfg, depth = _minilm_target(prog)
+    assert (cfg.name, depth) == ("ulx3s+model", 512)
+    tok, lengths = reference.pad_batch(quantized.tokenize([SENTENCE]))
+    assert tok.shape == (1, 18)
+    done = []
+    run = accel.execute(prog, cfg, tok, lengths, target="sim", depth=depth, keep=True,
+                        progress=lambda i, n, name: done.append((i, n, name)))
+    assert done[0] == (1, len(prog.ops), "Embed emb") and done[-1][0] == len(prog.ops)
+    want = executor.run_program(prog, cfg, tok, lengths, keep=True)
+    assert run.tensors.keys() == want.keys()
+    for name, tensor in want.items():
+        np.testing.assert_array_equal(run.tensors[name], tensor, err_msg=name)
+    np.testing.assert_array_equal(run.output, want["embedding"])
+    where = {r.op.kind: r.where for r in run.records}
+    assert where == {"Embed": "host", "Requantize": "host", "Pool": "host",
+                     "LayerNorm": "accelerator", "Linear": "accelerator",
+                     "Attention": "accelerator", "Gelu": "accelerator",
+                     "Residual": "accelerator"}
+    for r in run.records:
+        assert r.sent + r.received == r.link_bytes, r.op.output
+        if r.where == "accelerator":
+            # The port's 12 cycles a run over the model, and the row units' latency that
+            # the plan leaves out (up to about 3.3 times its beat count for LayerNorm).
+            assert r.model_cycles <= r.cycles <= 4 * r.model_cycles + 12 * r.runs, r.op.output
+    text = str(run)
+    assert "buffers of 512 words" in text and "every tensor equal to golden" in text
+    assert "L5" in text and "Attention" in text
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_bert, tmp_path_factory):
+    """A 1-layer random BERT (hidden 8, 2 heads), quantized, compiled on the tiny preset
+    fitted to it (256-word buffers)."""
+    folder = tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+    m = itf.model.load(str(folder))
+    m.quantize(CALIBRATION[:4])
+    c = m.compile(itf.AccelConfig.preset("tiny"), fit=True, seq_len=16)
+    assert (c.cfg.name, c.depth) == ("tiny+model", 256)
+    m.program.save(folder / "program.npz")
+    return m, folder
+
+
+TEXTS = ["A cat sat on the mat.", "Integer transformers run on small FPGAs, bit for bit."]
+
+
+def test_model_run_on_sim(tiny_model):
+    m, _ = tiny_model
+    got = m.run(TEXTS, "sim", keep=True)
+    want = m.run(TEXTS, "golden", keep=True)
+    for g, w in zip(got, want, strict=True):
+        n = len(g["emb"][0])        # sim runs each text unpadded; golden pads the batch
+        for name in w:
+            if name not in ("_row", "embedding"):
+                np.testing.assert_array_equal(g[name][0], w[name][w["_row"]][:n])
+    emb = m.run(TEXTS, "sim")
+    assert len(m.executions) == 2 and m.executions[0].cycles > 0
+    np.testing.assert_array_equal(emb, m.run(TEXTS, "golden"))
+
+
+def test_embed_cli_on_sim(tiny_model, capsys):
+    m, folder = tiny_model
+    assert main(["embed", "--model", str(folder), "--program", str(folder / "program.npz"),
+                 "--preset", "tiny", "--fit", "--target", "sim", *TEXTS]) == 0
+    cap = capsys.readouterr()
+    assert "sim: tiny+model, buffers of 256 words" in cap.out
+    assert "on tiny+model, sim: every tensor equal to golden" in cap.out
+    assert "RTL cycles" in cap.out and "link bytes" in cap.out and "L0" in cap.out
+    assert "sim forward: 18/18 text 2/2: Pool embedding" in cap.err
+
+
+@contextlib.contextmanager
+def sim_board(cfg, depth, tmp_path):
+    """``intformer sim-board`` of ``cfg`` (4 cycles a UART bit) and a Board on its pty."""
+    toml = tmp_path / "cfg.toml"
+    cfg.to_toml(toml)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intformer.cli", "sim-board", "--divisor", "4", "--config",
+         str(toml), "--depth", str(depth)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        line = proc.stdout.readline()            # after the build: the pty's path
+        assert line.startswith("simulated "), line + proc.stderr.read()
+        board = Board(line.split(" on ")[1].split()[0], cfg, depth=depth, timeout=20)
+        yield board
+        board.transport.close()
+        assert proc.wait(timeout=20) == 0, "sim-board did not end when its peer closed the port"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_program_on_the_simulated_board(tiny_model, tmp_path):
+    """The 1-layer program on the board top (UART included) behind a pty, through the
+    unmodified serial driver: every tensor equal to golden's."""
+    m, _ = tiny_model
+    c = m.compiled
+    with sim_board(c.cfg, c.depth, tmp_path) as board:
+        got = m.run(TEXTS[:1], "board", client=board, keep=True)[0]
+        run = m.executions[0]
+    want = m.run(TEXTS[:1], "golden", keep=True)[0]
+    for name in want:
+        if name != "_row":
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert run.cycles is None and "RTL/model" in str(run)
+    assert all(r.sent + r.received >= r.link_bytes for r in run.records)
+
+
+class _NoLink(Client):
+    """A client that fails the test if anything is sent."""
+
+    def _exchange(self, opcode, payload):
+        raise AssertionError("a command was sent")
+
+
+def test_bad_programs_refused_before_anything_runs(quantized, tiny_model):
+    prog = quantized.program
+    cfg, _ = _minilm_target(prog)
+    tok, lengths = reference.pad_batch(quantized.tokenize([SENTENCE]))
+    client = _NoLink(cfg, depth=256)
+
+    def refused(p, match, depth=512, tok=tok, lengths=lengths):
+        with pytest.raises(ValueError, match=match):
+            accel.execute(p, cfg, tok, lengths, target="sim", depth=depth, client=client)
+
+    refused(prog, r"^LayerNorm 'emb.out' cannot be split to fit the buffers of 'ulx3s\+model' "
+                  r"\(depth 256\): RUN LAYERNORM of ROW_LEN=384, ROWS=1 needs 384 words of X, "
+                  r"at most 256$", depth=256)
+    ops = list(prog.ops)
+    ops[4] = dataclasses.replace(ops[4], weight=None)
+    refused(dataclasses.replace(prog, ops=ops),
+            r"^Linear 'L0.k' must have its constant 'weight', not None$")
+    ops[4] = dataclasses.replace(prog.ops[4], bias=prog.ops[4].bias[:-1])
+    refused(dataclasses.replace(prog, ops=ops), r"^Linear 'L0.k' bias must have shape "
+                                                r"\(384,\), not \(383,\)$")
+    ops[4] = dataclasses.replace(prog.ops[4], input="nowhere")
+    refused(dataclasses.replace(prog, ops=ops), r"^Linear 'L0.k' must read tensors written by "
+                                                r"earlier ops, not 'nowhere'$")
+    tok2, lengths2 = reference.pad_batch(quantized.tokenize([SENTENCE, "Short."]))
+    refused(prog, r"^Sequence lengths on target 'sim' must all be 18 \(no padding",
+            tok=tok2, lengths=lengths2)
+
+
+def test_difference_names_op_and_index(tiny_model, monkeypatch):
+    m, _ = tiny_model
+    tok, lengths = reference.pad_batch(m.tokenize(TEXTS[:1]))
+    c = m.compiled
+
+    def on_host(client, op, env):
+        """The golden result, standing in for the accelerator's; one GELU output off by 1."""
+        y = executor._RUN[type(op)](op, env, c.cfg, tok, lengths).copy()
+        if isinstance(op, P.Gelu):
+            y[0, 3, 5] += 1
+        return y
+
+    monkeypatch.setattr(accel, "ACCEL", dict.fromkeys(accel.ACCEL, on_host))
+    with pytest.raises(accel.MismatchError, match=r"^Gelu 'L0.gelu' on sim differs from golden "
+                                                  r"at index \(0, 3, 5\): -?\d+, golden -?\d+$"):
+        accel.execute(m.program, c.cfg, tok, lengths, target="sim", depth=c.depth,
+                      client=_NoLink(c.cfg, depth=c.depth))
