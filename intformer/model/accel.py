@@ -41,10 +41,8 @@ class MismatchError(AssertionError):
 
 
 def _layernorm(client, op, env):
-    c = golden.LayerNormConstants(length=len(op.gamma), gamma=tuple(int(v) for v in op.gamma),
-                                  beta=tuple(int(v) for v in op.beta), shift=op.shift,
-                                  y_scale=float(op.scale))
-    return client.layernorm(env[op.input], op.in_scale, constants=c)[0]
+    return client.layernorm(env[op.input], op.in_scale,
+                            constants=executor.layernorm_constants(op))[0]
 
 
 def _linear(client, op, env):

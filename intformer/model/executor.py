@@ -8,7 +8,7 @@ from sim import golden, ops
 
 from . import program as P
 
-__all__ = ["check_sequence", "run_program"]
+__all__ = ["check_sequence", "layernorm_constants", "run_program"]
 
 
 def check_sequence(prog, cfg, length):
@@ -28,12 +28,17 @@ def _embed(op, env, cfg, ids, lengths):
     return golden.saturate(y, op.out_width)
 
 
+def layernorm_constants(op):
+    """The integer constants of LayerNorm op ``op`` as :func:`sim.golden.layernorm` takes
+    them (``constants=``)."""
+    return golden.LayerNormConstants(length=len(op.gamma), gamma=tuple(int(v) for v in op.gamma),
+                                     beta=tuple(int(v) for v in op.beta), shift=op.shift,
+                                     y_scale=float(op.scale))
+
+
 def _layernorm(op, env, cfg, ids, lengths):
-    x = env[op.input]
-    c = golden.LayerNormConstants(length=x.shape[-1], gamma=tuple(int(v) for v in op.gamma),
-                                  beta=tuple(int(v) for v in op.beta), shift=op.shift,
-                                  y_scale=float(op.scale))
-    return golden.layernorm(x, op.in_scale, cfg=cfg.layernorm, constants=c)[0]
+    return golden.layernorm(env[op.input], op.in_scale, cfg=cfg.layernorm,
+                            constants=layernorm_constants(op))[0]
 
 
 def _requantize(op, env, cfg, ids, lengths):
