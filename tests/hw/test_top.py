@@ -430,7 +430,7 @@ def test_linear_and_residual_left_out():
 
 class RunClock(SimTop):
     """:class:`SimTop` that notes the cycle the dispatcher accepts each RUN (its ``run`` pulse)
-    and the cycle each run word is written, so that :meth:`run_cycles` counts a run as
+    and the cycle each run word is written, so that :meth:`accepted_to_written` counts a run as
     :func:`sim.cyclemodel.linear_cycles` does."""
 
     def __init__(self, cfg, **kwargs):
@@ -448,7 +448,7 @@ class RunClock(SimTop):
                 cycle += 1
         self.sim.add_testbench(watch, background=True)
 
-    def run_cycles(self):
+    def accepted_to_written(self):
         """Cycles of the last run, from its accepted RUN to its last word written, inclusive."""
         assert self.last_write > self.accepted, "the last run wrote nothing"
         return self.last_write - self.accepted + 1
@@ -481,7 +481,7 @@ def test_linear_cycle_model_exact(cfg, shapes):
         for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             top.set_reg(reg, value)
         top.run(Op.LINEAR)
-        measured = top.run_cycles()
+        measured = top.accepted_to_written()
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
         np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg))
         assert measured == cyclemodel.linear_cycles(cfg, M, K, N), (M, K, N)
@@ -507,7 +507,7 @@ def test_residual_cycle_model_exact(cfg, shapes):
         top.set_reg(Reg.ROW_LEN, length)
         top.set_reg(Reg.ROWS, rows)
         top.run(Op.RESIDUAL)
-        measured = top.run_cycles()
+        measured = top.accepted_to_written()
         got = layout.from_beats(top.read_buffer(Buf.Y, 0, rows * -(-length // VL)), rows, length,
                                 VL)
         np.testing.assert_array_equal(got, ops.residual_add(a, b, *consts))
