@@ -84,7 +84,8 @@ def check_program(prog, cfg, seq_len):
     ``cfg.buffers.depth`` words) cannot run on sequences of ``seq_len`` tokens: an op reading
     a tensor no earlier op writes, an integer constant missing or of the wrong shape, widths
     the units do not have, a RUN beyond a buffer (:func:`compiler.compile_program`). Each
-    :exc:`ValueError` names the op. Returns the :class:`compiler.Compiled` plan (modelled cycles and link bytes per op)."""
+    :exc:`ValueError` names the op. Returns the :class:`compiler.Compiled` plan (modelled
+    cycles and link bytes per op)."""
     written, width = set(), {}
     for op in prog.ops:
         name = f"{op.kind} {op.output!r}"
