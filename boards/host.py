@@ -15,6 +15,7 @@ from hw.isa import (
     Error,
     Op,
     Reg,
+    buffer_depth,
     buffer_specs,
     channel_tiles,
     register_specs,
@@ -182,20 +183,22 @@ class Client:
     Parameters
     ----------
     cfg : AccelConfig
-        The configuration the board was built with (buffer layouts and constants derive from
-        it).
-    depth : int
-        The accelerator's buffer depth (``hw.top.Accelerator(cfg, depth=...)``).
+        The configuration the board was built with (buffer layouts, constants and the buffers'
+        depth, ``cfg.buffers.depth``, derive from it).
+    depth : int or None
+        The accelerator's buffer depth, which sets how operations split into runs: by default
+        the config's, as a board top built from ``cfg`` has. Give it only for a simulated top
+        built with the same explicit depth (``hw.top.Accelerator(cfg, depth=...)``).
     max_payload : int
         Largest command payload the link accepts; writes are chunked to fit.
     max_polls : int
         ``STATUS`` polls a run may take before :exc:`TimeoutError`.
     """
 
-    def __init__(self, cfg, *, depth=256, max_payload=255, max_polls=10_000):
+    def __init__(self, cfg, *, depth=None, max_payload=255, max_polls=10_000):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"Board config must be an AccelConfig, not {cfg!r}")
-        self.cfg, self.depth = cfg, depth
+        self.cfg, self.depth = cfg, buffer_depth(cfg, depth)
         self.buffers = buffer_specs(cfg, depth)
         self.registers = register_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)

@@ -303,8 +303,9 @@ class LinkTop(wiring.Component):
         The accelerator's configuration.
     divisor : int
         Clock cycles per UART bit (:func:`boards.uart.uart_divisor`).
-    depth : int
-        Accelerator buffer depth in words.
+    depth : int or None
+        Accelerator buffer depth in words: by default the config's (``cfg.buffers.depth``);
+        smaller for a simulated link test (:class:`hw.top.Accelerator`).
     max_payload : int
         Largest request payload.
     timeout_bytes : int
@@ -329,9 +330,9 @@ class LinkTop(wiring.Component):
     led_error: Out(1)
     led_heartbeat: Out(1)
 
-    def __init__(self, cfg, divisor, *, depth=256, max_payload=255, timeout_bytes=16,
+    def __init__(self, cfg, divisor, *, depth=None, max_payload=255, timeout_bytes=16,
                  heartbeat_bits=24):
-        self.cfg, self.divisor, self.depth = cfg, divisor, depth
+        self.cfg, self.divisor = cfg, divisor
         self.max_payload = max_payload
         self.timeout = timeout_bytes * 10 * divisor
         self.heartbeat_bits = heartbeat_bits
@@ -339,6 +340,7 @@ class LinkTop(wiring.Component):
         self.uart_tx = UARTTransmitter(divisor)
         self.link = FrameLink(max_payload=max_payload, timeout=self.timeout)
         self.accel = Accelerator(cfg, depth=depth)
+        self.depth = self.accel.depth
         super().__init__()
 
     def elaborate(self, platform):

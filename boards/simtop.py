@@ -75,9 +75,9 @@ class SimTop(SimulatedTop):
     commands.
     """
 
-    def __init__(self, cfg, *, depth=64, stall=0.0, seed=0, budget=20_000):
+    def __init__(self, cfg, *, depth=None, stall=0.0, seed=0, budget=20_000):
         super().__init__(cfg, depth=depth)
-        self.dut = Accelerator(cfg, depth=depth)
+        self.dut = Accelerator(cfg, depth=self.depth)
         self.stall, self.budget = stall, budget
         self.cmd_rng = np.random.default_rng(seed)
         self.rsp_rng = np.random.default_rng(seed + 1)

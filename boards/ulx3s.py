@@ -82,14 +82,13 @@ class ULX3STop(Elaboratable):
     Parameters
     ----------
     cfg : AccelConfig
-        The accelerator configuration (normally ``AccelConfig.preset("ulx3s")``).
+        The accelerator configuration (normally ``AccelConfig.preset("ulx3s")``). Its
+        ``buffers.depth`` is the buffers' depth (no override: the host reads the same config).
     clk_freq : float
         The ``sync`` clock in Hz; the PLL setting closest to it is used (:attr:`clk_freq` holds
         the frequency reached, which sets the UART divisor and the timing constraint).
     baud : int
         UART bit rate.
-    depth : int
-        Accelerator buffer depth in words.
 
     Attributes
     ----------
@@ -101,7 +100,7 @@ class ULX3STop(Elaboratable):
         The wrapped top.
     """
 
-    def __init__(self, cfg, *, clk_freq=CLK_FREQ, baud=BAUD, depth=256):
+    def __init__(self, cfg, *, clk_freq=CLK_FREQ, baud=BAUD):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
         self.pll = ecp5_pll(BOARD_CLK_FREQ, clk_freq)
@@ -109,8 +108,7 @@ class ULX3STop(Elaboratable):
         self.cfg, self.baud = cfg, baud
         divisor = uart_divisor(self.clk_freq, baud)
         # The link's inter-byte timeout counter is 16 bits: at most 16 byte times.
-        self.link = LinkTop(cfg, divisor, depth=depth,
-                            timeout_bytes=min(16, 0xffff // (10 * divisor)))
+        self.link = LinkTop(cfg, divisor, timeout_bytes=min(16, 0xffff // (10 * divisor)))
 
     def elaborate(self, platform):
         m = Module()

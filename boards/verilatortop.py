@@ -30,8 +30,8 @@ class VerilatorTop(SimulatedTop):
     ----------
     cfg : AccelConfig
         The accelerator's configuration.
-    depth : int
-        Buffer depth in words.
+    depth : int or None
+        Buffer depth in words: by default the config's (``cfg.buffers.depth``).
     stall : float
         Probability that the command source withholds ``valid``, or the response sink
         ``ready``, on a cycle.
@@ -47,8 +47,9 @@ class VerilatorTop(SimulatedTop):
         same outputs and cycles either way.
     """
 
-    def __init__(self, cfg, *, depth=64, stall=0.0, seed=0, budget=20_000, pgo=False):
+    def __init__(self, cfg, *, depth=None, stall=0.0, seed=0, budget=20_000, pgo=False):
         super().__init__(cfg, depth=depth)
+        depth = self.depth
         train = None
         if pgo:
             train = Training("boards.verilatortop.profile_workload",

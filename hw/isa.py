@@ -10,7 +10,7 @@ __all__ = [
     "Command", "Op", "Buf", "Reg", "Error",
     "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
     "BufferSpec", "buffer_specs", "register_specs", "vector_lanes", "gelu_port_widths",
-    "channel_tiles", "channel_shift_width", "check_depth",
+    "channel_tiles", "channel_shift_width", "buffer_depth", "check_depth",
 ]
 
 
@@ -186,15 +186,16 @@ def channel_shift_width(cfg):
     return (cfg.acc_width + cfg.requant.mult_width - 1).bit_length()
 
 
-def buffer_specs(cfg, depth=256):
-    """The buffers of ``Accelerator(cfg, depth=depth)``: ``{Buf: BufferSpec}``.
+def buffer_specs(cfg, depth=None):
+    """The buffers of ``Accelerator(cfg, depth=depth)``: ``{Buf: BufferSpec}``, each ``depth``
+    words deep (by default the config's, :func:`buffer_depth`) but COEF and CHAN.
 
     A, B and C always exist; X and Y when a nonlinear unit or the residual add is enabled;
     COEF with LayerNorm; V with attention (which also uses A for Q, B for K and C for its
     output); CHAN with LINEAR (its lanes as wide as the bias, ``acc_width``, or as an unsigned
     multiplier with a sign bit, whichever is wider).
     """
-    check_depth(depth)
+    depth = buffer_depth(cfg, depth)
     R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
     specs = {
         Buf.A: BufferSpec(Buf.A, R, w, depth),
@@ -218,12 +219,14 @@ def buffer_specs(cfg, depth=256):
     return specs
 
 
-def register_specs(cfg, depth=256):
-    """The registers of ``Accelerator(cfg, depth=depth)``: ``{Reg: (width, max_value)}``.
+def register_specs(cfg, depth=None):
+    """The registers of ``Accelerator(cfg, depth=depth)``: ``{Reg: (width, max_value)}``
+    (``depth`` by default the config's, :func:`buffer_depth`).
 
     GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``,
     ``ATT_*`` and ``RES_*`` only with their unit. A value above ``max_value`` answers ``VALUE``.
     """
+    depth = buffer_depth(cfg, depth)
     vl = vector_lanes(cfg)
     max_len = [getattr(cfg, n).max_len for n in ("softmax", "layernorm") if getattr(cfg, n).enabled]
     if cfg.gelu.enabled or cfg.residual.enabled:
@@ -255,6 +258,16 @@ def register_specs(cfg, depth=256):
         regs.update({Reg.RES_MULT_A: (1 << res.mult_width) - 1,
                      Reg.RES_MULT_B: (1 << res.mult_width) - 1, Reg.RES_SHIFT: res.max_shift})
     return {reg: (max(1, hi.bit_length()), hi) for reg, hi in regs.items()}
+
+
+def buffer_depth(cfg, depth=None):
+    """The words per buffer of a top of ``cfg``: ``depth`` if given (checked by
+    :func:`check_depth`: a test top may have smaller buffers than its config's), else the
+    config's ``cfg.buffers.depth``."""
+    if depth is None:
+        return cfg.buffers.depth
+    check_depth(depth)
+    return depth
 
 
 def check_depth(depth):

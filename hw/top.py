@@ -19,6 +19,7 @@ from .isa import (
     SOFTMAX_REGS,
     Buf,
     Op,
+    buffer_depth,
     buffer_specs,
     register_specs,
     vector_lanes,
@@ -106,9 +107,12 @@ class Accelerator(wiring.Component):
     ----------
     cfg : AccelConfig
         Which units exist (``cfg.<unit>.enabled``) and their sizes.
-    depth : int
-        Words per buffer (A, B, C, X, Y, V; COEF and CHAN are as deep as their units need). The
-        default 256 keeps the tiny and icebreaker presets to a few EBRs per buffer.
+    depth : int or None
+        Words per buffer (A, B, C, X, Y, V; COEF and CHAN are as deep as their units need):
+        by default the config's, ``cfg.buffers.depth`` (:class:`~hw.config.BufferConfig`; the
+        presets' 256 keeps the tiny and icebreaker tops to a few EBRs per buffer). An explicit
+        depth (1 to 65536) builds a test or proof top with smaller buffers than its config's;
+        the host must then be given the same depth (:class:`boards.host.Client`).
 
     Members
     -------
@@ -154,9 +158,9 @@ class Accelerator(wiring.Component):
     response byte per cycle out; a run streams one beat per cycle.
     """
 
-    def __init__(self, cfg, *, depth=256):
+    def __init__(self, cfg, *, depth=None):
         self.cfg = cfg
-        self.depth = depth
+        self.depth = depth = buffer_depth(cfg, depth)
         self.buffers = buffer_specs(cfg, depth)
         self.registers = register_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)

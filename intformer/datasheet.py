@@ -155,8 +155,9 @@ def _enum_docs(enum_cls):
     return out
 
 
-def protocol(cfg, depth=256):
-    """The command protocol of ``Accelerator(cfg, depth=depth)``, from :mod:`hw.isa`."""
+def protocol(cfg, depth=None):
+    """The command protocol of ``Accelerator(cfg, depth=depth)`` (``depth`` by default the
+    config's, ``cfg.buffers.depth``), from :mod:`hw.isa`."""
     def table(enum_cls):
         docs = {"OK": "the command was carried out", **_enum_docs(enum_cls)}
         return [{"name": m.name, "value": m.value, "meaning": docs.get(m.name, "")}

@@ -36,7 +36,8 @@ __all__ = ["HostWiredBoard", "SimBoard", "add_parser"]
 
 
 class HostWiredBoard(wiring.Component):
-    """``LinkTop`` with a host-side UART wired to its ``rx``/``tx`` pins.
+    """``LinkTop`` with a host-side UART wired to its ``rx``/``tx`` pins; its buffers are the
+    config's (``cfg.buffers.depth``), as on a board.
 
     Members
     -------
@@ -54,8 +55,8 @@ class HostWiredBoard(wiring.Component):
     led_busy: Out(1)
     led_error: Out(1)
 
-    def __init__(self, cfg, *, divisor=8, depth=256):
-        self.board = LinkTop(cfg, divisor, depth=depth)
+    def __init__(self, cfg, *, divisor=8):
+        self.board = LinkTop(cfg, divisor)
         self.uart_tx, self.uart_rx = UARTTransmitter(divisor), UARTReceiver(divisor)
         self.timeout = self.board.timeout
         super().__init__()
@@ -79,21 +80,20 @@ class SimBoard:
     Parameters
     ----------
     cfg : AccelConfig
-        The accelerator's configuration.
+        The accelerator's configuration; its buffers are ``cfg.buffers.depth`` words deep, as
+        on a board built from it (no override: the host reads the same config).
     divisor : int
         Clock cycles per UART bit.
-    depth : int
-        Accelerator buffer depth in words.
     log : callable
         Where build messages go.
     """
 
-    def __init__(self, cfg, *, divisor=8, depth=256, log=print):
-        design = HostWiredBoard(cfg, divisor=divisor, depth=depth)
+    def __init__(self, cfg, *, divisor=8, log=print):
+        design = HostWiredBoard(cfg, divisor=divisor)
         self.idle_after = design.timeout + 40 * divisor     # past the link's timeout
         self.chunk = 20 * divisor                           # two byte times
         self.build = build_component(design, "intformer_simboard",
-                                     key=("simboard", cfg, divisor, depth), log=log)
+                                     key=("simboard", cfg, divisor), log=log)
         self.model = Model(self.build)
         self.model.configure("host_tx", budget=1 << 62)
         self.model.configure("host_rx", budget=1 << 62, greedy=True)
@@ -164,7 +164,7 @@ def _stop(signum, frame):
 def cmd_sim_board(args, load_config):
     cfg = load_config(args)
     try:
-        board = SimBoard(cfg, divisor=args.divisor, depth=args.depth,
+        board = SimBoard(cfg, divisor=args.divisor,
                          log=lambda s: print(s, file=sys.stderr, flush=True))
     except (VerilatorUnavailable, VerilatorBuildError) as e:
         print(f"intformer sim-board: error: {e}", file=sys.stderr)
@@ -175,8 +175,8 @@ def cmd_sim_board(args, load_config):
     os.close(slave)              # the peer's open() is what the server waits for
     signal.signal(signal.SIGTERM, _stop)
     print(f"simulated {cfg.name} board on {path} (UART {args.divisor} cycles per bit, buffers "
-          f"of {args.depth} words); connect with boards.host.Board({path!r}, cfg, "
-          f"depth={args.depth})", flush=True)
+          f"of {cfg.buffers.depth} words); connect with boards.host.Board({path!r}, cfg)",
+          flush=True)
     try:
         reason = board.serve(master)
     except (KeyboardInterrupt, SystemExit):
@@ -194,5 +194,4 @@ def add_parser(sub, add_config_args, load_config):
     add_config_args(p)
     p.add_argument("--divisor", type=int, default=8,
                    help="clock cycles per UART bit in simulation (default 8)")
-    p.add_argument("--depth", type=int, default=256, help="accelerator buffer depth in words")
     p.set_defaults(func=lambda args: cmd_sim_board(args, load_config))

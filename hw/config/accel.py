@@ -11,6 +11,7 @@ import tomli_w
 
 from .array import ArrayConfig
 from .attention import AttentionConfig
+from .buffers import BufferConfig
 from .gelu import GeluConfig
 from .gemm import GemmConfig, required_acc_width
 from .layernorm import LayerNormConfig
@@ -34,6 +35,7 @@ _SECTIONS = {
     "attention": AttentionConfig,
     "linear": LinearConfig,
     "residual": ResidualConfig,
+    "buffers": BufferConfig,
 }
 
 
@@ -48,6 +50,9 @@ class AccelConfig:
     array, gemm, requant, softmax, gelu, layernorm, attention, linear, residual
         Per-unit configs; see :class:`ArrayConfig` and the others. A unit or op whose
         ``enabled`` is false is left out of the accelerator.
+    buffers
+        The top's buffers, :class:`BufferConfig`: their depth in words (TOML ``[buffers]
+        depth``).
 
     Attributes
     ----------
@@ -66,6 +71,7 @@ class AccelConfig:
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     linear: LinearConfig = field(default_factory=LinearConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
+    buffers: BufferConfig = field(default_factory=BufferConfig)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

@@ -79,12 +79,13 @@ ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.
          P.Residual: _residual}
 
 
-def check_program(prog, cfg, seq_len, depth):
-    """Refuse, before anything runs, a program the accelerator ``Accelerator(cfg, depth=depth)``
-    cannot run on sequences of ``seq_len`` tokens: an op reading a tensor no earlier op
-    writes, an integer constant missing or of the wrong shape, widths the units do not have,
-    a RUN beyond a buffer (:func:`compiler.compile_program`). Each :exc:`ValueError` names the
-    op. Returns the :class:`compiler.Compiled` plan (modelled cycles and link bytes per op)."""
+def check_program(prog, cfg, seq_len):
+    """Refuse, before anything runs, a program the accelerator ``Accelerator(cfg)`` (buffers of
+    ``cfg.buffers.depth`` words) cannot run on sequences of ``seq_len`` tokens: an op reading
+    a tensor no earlier op writes, an integer constant missing or of the wrong shape, widths
+    the units do not have, a RUN beyond a buffer (:func:`compiler.compile_program`). Each
+    :exc:`ValueError` names the op. Returns the :class:`compiler.Compiled` plan (modelled
+    cycles and link bytes per op)."""
     written, width = set(), {}
     for op in prog.ops:
         name = f"{op.kind} {op.output!r}"
@@ -105,7 +106,7 @@ def check_program(prog, cfg, seq_len, depth):
                                  f"out (residual.in_width, out_width), not {op.out_width}-bit")
         written.add(op.output)
         width[op.output] = compiler._width(op, width, prog.hidden)
-    return compiler.compile_program(prog, cfg, seq_len, depth=depth)
+    return compiler.compile_program(prog, cfg, seq_len)
 
 
 def _constant_shapes(op, width, hidden):
@@ -120,20 +121,22 @@ def _constant_shapes(op, width, hidden):
     return []
 
 
-def connect(target, cfg, depth, *, port=None, log=print, **kwargs):
+def connect(target, cfg, *, port=None, log=print, **kwargs):
     """The :class:`boards.host.Client` of ``target``: for ``"sim"`` a
-    :class:`boards.verilatortop.VerilatorTop` of ``Accelerator(cfg, depth=depth)`` (built once,
-    cached by hash under ``build/verilator/``), for ``"board"`` a :class:`boards.host.Board` on
-    serial ``port`` (a board built with this config and depth, or ``intformer sim-board``)."""
+    :class:`boards.verilatortop.VerilatorTop` of ``Accelerator(cfg)`` (built once, cached by
+    hash under ``build/verilator/``), for ``"board"`` a :class:`boards.host.Board` on serial
+    ``port`` (a board built with this config, or ``intformer sim-board`` of it). Both have the
+    config's buffers, ``cfg.buffers.depth`` words."""
     if target == "sim":
         from boards.verilatortop import VerilatorTop
 
-        log(f"building the {cfg.name} top (buffers of {depth} words) on Verilator (cached)")
-        return VerilatorTop(cfg, depth=depth, budget=kwargs.pop("budget", 1 << 22), **kwargs)
+        log(f"building the {cfg.name} top (buffers of {cfg.buffers.depth} words) on Verilator "
+            f"(cached)")
+        return VerilatorTop(cfg, budget=kwargs.pop("budget", 1 << 22), **kwargs)
     if target == "board":
         if port is None:
             raise ValueError("Target 'board' must have a serial port (port=...), not None")
-        return host.Board(port, cfg, depth=depth, **kwargs)
+        return host.Board(port, cfg, **kwargs)
     raise ValueError(f"Accelerator target must be 'sim' or 'board', not {target!r}")
 
 
@@ -251,10 +254,11 @@ class Execution:
             self.table("layer"), "", self.table("kind")])
 
 
-def execute(prog, cfg, ids, lengths, *, target, depth, client=None, port=None, keep=False,
+def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=False,
             progress=None, check=True, log=print):
     """Run ``prog`` on ``target`` (``"sim"`` or ``"board"``) op by op: the ops with a RUN
-    through ``client`` (made by :func:`connect` when None), the others on the host with the
+    through ``client`` (made by :func:`connect` when None; one given must have the config's
+    buffer depth, ``cfg.buffers.depth``, which the plan splits by), the others on the host with the
     golden code. With ``check`` (the default) each op's result is compared with the golden
     executor's on the same inputs, and the first difference raises :exc:`MismatchError`
     naming the op and the index; so every tensor equals golden's.
@@ -276,9 +280,12 @@ def execute(prog, cfg, ids, lengths, *, target, depth, client=None, port=None, k
     if (lengths != L).any():
         raise ValueError(f"Sequence lengths on target {target!r} must all be {L} (no padding: "
                          f"the attention unit has no key mask), not {lengths.tolist()}")
-    plan = check_program(prog, cfg, L, depth)     # per sequence: B times each op's figures
+    plan = check_program(prog, cfg, L)     # per sequence: B times each op's figures
     if client is None:
-        client = connect(target, cfg, depth, port=port, log=log)
+        client = connect(target, cfg, port=port, log=log)
+    elif client.depth != cfg.buffers.depth:
+        raise ValueError(f"Client buffer depth must be the config's buffers.depth "
+                         f"({cfg.buffers.depth}), not {client.depth}")
     run = Execution(target, plan, client=client, checked=check)
     env, t0 = {}, time.monotonic()
     for i, (op, step) in enumerate(zip(prog.ops, plan.steps, strict=True)):

@@ -58,14 +58,15 @@ class Model:
         self.compiled = None
         return self
 
-    def compile(self, cfg, *, fit=False, seq_len=128, depth=256):
-        """Fit the program to ``cfg`` and its buffers of ``depth`` words (the boards' 256) for
-        sequences of up to ``seq_len`` tokens.
+    def compile(self, cfg, *, fit=False, seq_len=128):
+        """Fit the program to ``cfg`` and its buffers of ``cfg.buffers.depth`` words (the
+        presets' 256) for sequences of up to ``seq_len`` tokens.
 
         With ``fit=False`` a config too small, or an op that cannot be split to fit the
         buffers, raises :exc:`ValueError` naming each limit to raise; with ``fit=True`` those
-        limits are raised (:func:`compiler.fit_config`) and the depth doubled until every op
-        fits (:func:`compiler.fit_depth`).
+        limits are raised and the depth doubled until every op fits
+        (:func:`compiler.fit_config`, :func:`compiler.fit_depth`): the compiled config
+        (``compiled.cfg``) carries them, to build a board from.
         Returns the :class:`compiler.Compiled` plan (also kept as :attr:`compiled`).
         """
         if self.program is None:
@@ -75,8 +76,7 @@ class Model:
             raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
         if fit:
             cfg = compiler.fit_config(cfg, self.program, seq_len)
-            depth = compiler.fit_depth(self.program, cfg, seq_len, depth)
-        self.compiled = compiler.compile_program(self.program, cfg, seq_len, depth=depth)
+        self.compiled = compiler.compile_program(self.program, cfg, seq_len)
         return self.compiled
 
     def run(self, texts, target="golden", *, progress=None, keep=False, port=None,
@@ -85,9 +85,9 @@ class Model:
 
         ``"golden"``: sentences are batched by length (fewer padded rows); each batch is one
         padded run of the program with the key-length mask. ``"sim"`` (the RTL top on
-        Verilator, built once for the compiled config and depth and cached) and ``"board"``
-        (a board on serial ``port``, built with them; or ``client``): one text at a time,
-        unpadded, each op that has a RUN on the accelerator and its result checked against
+        Verilator, built once for the compiled config, its buffer depth included, and cached)
+        and ``"board"`` (a board on serial ``port``, built with it; or ``client``): one text at
+        a time, unpadded, each op that has a RUN on the accelerator and its result checked against
         golden's to the integer (:func:`accel.execute`); :attr:`executions` then holds what
         each op cost. ``progress(done, total, name)`` after each batch (golden) or op.
         ``keep=True`` returns, per text, the dict of every tensor of its batch instead (with
@@ -105,7 +105,7 @@ class Model:
         if longest > self.compiled.seq_len:
             raise ValueError(f"Sequence length must be at most {self.compiled.seq_len} tokens "
                              f"(the compiled seq_len), not {longest}")
-        cfg, depth = self.compiled.cfg, self.compiled.depth
+        cfg = self.compiled.cfg
         out, batches = [], list(self._batches(ids, size=8 if target == "golden" else 1))
         self.executions = []
         for i, (tok, lengths, order) in enumerate(batches):
@@ -117,7 +117,7 @@ class Model:
                 each = None if progress is None else (
                     lambda d, n, name, i=i: progress(d, n, f"text {i + 1}/{len(batches)}: "
                                                            f"{name}"))
-                x = accel.execute(self.program, cfg, tok, lengths, target=target, depth=depth,
+                x = accel.execute(self.program, cfg, tok, lengths, target=target,
                                   client=client, port=port, keep=keep, progress=each, log=log)
                 client = x.client
                 self.executions.append(x)

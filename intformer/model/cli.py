@@ -53,18 +53,22 @@ def _model(args):
 def cmd_compile(args):
     m = _model(args)
     cfg, fit = _config(args)
-    c = m.compile(cfg, fit=fit, seq_len=args.seq_len, depth=args.depth)
+    c = m.compile(cfg, fit=fit, seq_len=args.seq_len)
     if args.clock_mhz is not None:
         c.clock = args.clock_mhz * 1e6
     print(c)
     if c.cfg is not cfg:
         print(f"config {cfg.name!r} raised to fit the model: see intformer.model.fit_config")
-    if c.depth != args.depth:
-        print(f"buffer depth raised from {args.depth} to {c.depth} words to fit the model: see "
-              f"intformer.model.fit_depth")
+    if c.depth != cfg.buffers.depth:
+        print(f"buffers.depth raised from {cfg.buffers.depth} to {c.depth} words to fit the "
+              f"model: see intformer.model.fit_depth")
     if args.save is not None:
         m.program.save(args.save)
         print(f"wrote {args.save}")
+    if args.save_config is not None:
+        c.cfg.to_toml(args.save_config)
+        print(f"wrote {args.save_config} (the {c.cfg.name} config, buffers.depth = {c.depth}: "
+              f"build a board or `intformer sim-board --config` from it)")
 
 
 def cmd_embed(args):
@@ -78,8 +82,9 @@ def cmd_embed(args):
         print(f"{target}: {c.cfg.name}, buffers of {c.depth} words"
               + (f" (config {cfg.name!r} raised to fit the model: intformer.model.fit_config)"
                  if c.cfg is not cfg else "")
-              + (f" (depth raised from 256 to {c.depth} to fit the model: "
-                 f"intformer.model.fit_depth)" if c.depth != 256 else ""), flush=True)
+              + (f" (buffers.depth raised from {cfg.buffers.depth} to {c.depth} to fit the "
+                 f"model: intformer.model.fit_depth)" if c.depth != cfg.buffers.depth else ""),
+              flush=True)
     progress = None
     if target != "golden":
         progress = Progress(f"{target} forward")
@@ -131,20 +136,21 @@ def add_commands(sub, add_config_args):
         if name == "embed":
             p.add_argument("--target", choices=("golden", "sim", "board"), default="golden",
                            help="golden (the NumPy models), sim (the RTL top on Verilator) or "
-                                "board (a board on --port, built with the fitted config and "
-                                "depth); sim and board check every tensor against golden")
+                                "board (a board on --port, built with the fitted config, its "
+                                "buffers.depth included); sim and board check every tensor "
+                                "against golden")
             p.add_argument("--port", help="the board's serial port (--target board; "
                                           "`intformer sim-board` prints one)")
             p.add_argument("text", nargs="+", help="texts to embed")
         else:
             p.add_argument("--seq-len", type=int, default=128,
                            help="sequence length to plan for (default 128)")
-            p.add_argument("--depth", type=int, default=256,
-                           help="the accelerator's buffer depth in words (default 256, the "
-                                "boards'); --fit doubles it until every op fits")
             p.add_argument("--clock-mhz", type=float,
                            help="clock for the latencies (default: the preset's board, "
                                 "ulx3s 100, icebreaker 24)")
             p.add_argument("--save", type=Path, help="write the program to this .npz")
+            p.add_argument("--save-config", type=Path,
+                           help="write the compiled (with --fit, fitted) config to this TOML, "
+                                "its [buffers] depth included")
         p.set_defaults(func=func)
 

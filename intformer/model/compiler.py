@@ -66,8 +66,19 @@ def check_config(prog, cfg, seq_len):
 
 
 def fit_config(cfg, prog, seq_len):
-    """A copy of ``cfg`` with every limit :func:`check_config` would refuse raised (and named
-    ``<name>+model``); the array, lanes and GEMM maxima stay, so cycles stay comparable."""
+    """A copy of ``cfg`` with every limit :func:`check_config` would refuse raised, and its
+    buffers' depth raised until every op fits them (:func:`fit_depth`), named
+    ``<name>+model``; ``cfg`` itself when it fits. The array, lanes and GEMM maxima stay, so
+    cycles stay comparable. The copy carries its depth (``buffers.depth``): a board built
+    from it and the host driving it agree."""
+    fitted = _fit_limits(cfg, prog, seq_len)
+    fitted = fit_depth(prog, fitted, seq_len)
+    if fitted is cfg:
+        return cfg
+    return dataclasses.replace(fitted, name=f"{cfg.name}+model")
+
+
+def _fit_limits(cfg, prog, seq_len):
     changes = {}
     for section, name, rule, need in requirements(prog, seq_len):
         have = config_value(cfg, section, name)
@@ -81,7 +92,7 @@ def fit_config(cfg, prog, seq_len):
         if section == "gemm":
             base = GemmConfig(max_m=base.max_m, max_k=base.max_k, max_n=base.max_n)
         sections[section] = dataclasses.replace(base, **fields)
-    return dataclasses.replace(cfg, name=f"{cfg.name}+model", **sections)
+    return dataclasses.replace(cfg, **sections)
 
 
 def board_clock(cfg):
@@ -119,17 +130,21 @@ class Step:
 
 @dataclass
 class Compiled:
-    """A program fitted to a config and its buffers (``depth`` words), with per-op RUNs,
-    modelled cycles and link bytes for one sequence of ``seq_len`` tokens; ``clock`` (Hz, or
-    None) and ``baud`` turn them into seconds."""
+    """A program fitted to a config and its buffers (:attr:`depth` words, the config's), with
+    per-op RUNs, modelled cycles and link bytes for one sequence of ``seq_len`` tokens;
+    ``clock`` (Hz, or None) and ``baud`` turn them into seconds."""
 
     program: P.Program
     cfg: AccelConfig
     seq_len: int
     steps: list
-    depth: int = 256
     clock: float | None = None
     baud: int = host.BAUD
+
+    @property
+    def depth(self):
+        """The buffers' depth in words, ``cfg.buffers.depth``."""
+        return self.cfg.buffers.depth
 
     @property
     def cycles(self):
@@ -185,36 +200,42 @@ class Compiled:
         return "\n".join(lines)
 
 
-def compile_program(prog, cfg, seq_len=128, *, depth=256, clock=None, baud=None):
+def compile_program(prog, cfg, seq_len=128, *, clock=None, baud=None):
     """Check ``cfg`` against ``prog`` (:func:`check_config`) and plan every op for one sequence
-    of ``seq_len`` tokens on ``Accelerator(cfg, depth=depth)`` (:class:`plan.Session`): the
+    of ``seq_len`` tokens on ``Accelerator(cfg)``, its buffers ``cfg.buffers.depth`` words deep
+    (:class:`plan.Session`): the
     RUNs each op splits into so that each fits the buffers, their modelled cycles and the link
     bytes the host driver sends and receives. Raises :exc:`ValueError` naming the op, the
     run's shape and the limit when an op cannot be split to fit. ``clock`` (Hz) and ``baud``
     default to the config's board (:func:`board_clock`)."""
     check_config(prog, cfg, seq_len)
     board_hz, board_baud = board_clock(cfg)
-    session = Session(cfg, depth)
+    session = Session(cfg)
     width, steps = {}, []
     for op in prog.ops:
         steps.append(Step(op, **dataclasses.asdict(session.plan(op, seq_len, width))))
         width[op.output] = _width(op, width, prog.hidden)
-    return Compiled(prog, cfg, seq_len, steps, depth, board_hz if clock is None else clock,
+    return Compiled(prog, cfg, seq_len, steps, board_hz if clock is None else clock,
                     board_baud if baud is None else baud)
 
 
-def fit_depth(prog, cfg, seq_len, depth=256):
-    """The smallest buffer depth of ``depth * 2**i`` (at most 65536) at which every op of
-    ``prog`` fits the buffers of ``cfg`` (a row longer than X, an attention head larger than A,
-    B or V need more); ``depth`` when it already fits."""
+def fit_depth(prog, cfg, seq_len):
+    """``cfg`` with the smallest buffer depth of ``cfg.buffers.depth * 2**i`` (at most 65536)
+    at which every op of ``prog`` fits its buffers (a row longer than X, an attention head
+    larger than A, B or V need more): ``cfg`` itself when it already fits, else a copy with
+    ``buffers.depth`` raised. ``cfg`` must meet the program's limits (:func:`fit_config`
+    raises both)."""
+    check_config(prog, cfg, seq_len)
+    fitted = cfg
     while True:
         try:
-            compile_program(prog, cfg, seq_len, depth=depth)
-            return depth
+            compile_program(prog, fitted, seq_len)
+            return fitted
         except ValueError:
+            depth = fitted.buffers.depth
             if depth * 2 > 1 << 16:
                 raise
-            depth *= 2
+            fitted = cfg.replace(buffers=dataclasses.replace(cfg.buffers, depth=depth * 2))
 
 
 def _width(op, width, hidden):

@@ -98,7 +98,7 @@ _RUN = {P.Embed: _embed, P.LayerNorm: _layernorm, P.Requantize: _requantize, P.L
 
 
 def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None, target="golden",
-                depth=256, client=None, port=None):
+                client=None, port=None):
     """Run ``prog`` on a padded batch of token ids with the golden models of ``cfg``, or on the
     accelerator (:func:`intformer.model.accel.execute`).
 
@@ -117,12 +117,10 @@ def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None, target="g
         ``"golden"``; ``"sim"`` (the RTL top on Verilator) or ``"board"`` (a board on serial
         ``port``), each op's result checked against golden's to the integer, with unpadded
         sequences only.
-    depth : int
-        The accelerator's buffer depth (``"sim"``, ``"board"``):
-        :func:`intformer.model.compiler.fit_depth` gives the one a program needs.
     client : boards.host.Client or None
-        The accelerator to use (``"sim"``, ``"board"``); made by
-        :func:`intformer.model.accel.connect` when None.
+        The accelerator to use (``"sim"``, ``"board"``), with buffers of ``cfg.buffers.depth``
+        words (:func:`intformer.model.compiler.fit_config` raises it to the program's need);
+        made by :func:`intformer.model.accel.connect` when None.
 
     Returns
     -------
@@ -133,7 +131,7 @@ def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None, target="g
     if target != "golden":
         from . import accel
 
-        r = accel.execute(prog, cfg, ids, lengths, target=target, depth=depth, client=client,
+        r = accel.execute(prog, cfg, ids, lengths, target=target, client=client,
                           port=port, keep=keep, progress=progress)
         return r.tensors if keep else r.output
     check_sequence(prog, cfg, ids.shape[1])

@@ -58,7 +58,8 @@ def _blocks(n, size):
 
 
 class Session:
-    """A forward on ``Accelerator(cfg, depth=depth)`` through :class:`boards.host.Client`,
+    """A forward on ``Accelerator(cfg)`` (buffers of ``cfg.buffers.depth`` words) through
+    :class:`boards.host.Client`,
     counted, not run: each op's commands in the driver's order and with its splits
     (:func:`boards.host.gemm_block`, :func:`~boards.host.k_chunk`,
     :func:`~boards.host.rows_per_run`, :func:`~boards.host.residual_per_run`), its link
@@ -71,10 +72,10 @@ class Session:
     are sent every forward, as the buffers hold one block at a time.
     """
 
-    def __init__(self, cfg, depth, *, max_payload=255):
-        self.cfg, self.depth, self.max_payload = cfg, depth, max_payload
-        self.specs = buffer_specs(cfg, depth)
-        self.reg_max = {reg: hi for reg, (_, hi) in register_specs(cfg, depth).items()}
+    def __init__(self, cfg, *, max_payload=255):
+        self.cfg, self.depth, self.max_payload = cfg, cfg.buffers.depth, max_payload
+        self.specs = buffer_specs(cfg)
+        self.reg_max = {reg: hi for reg, (_, hi) in register_specs(cfg).items()}
         self.lanes = vector_lanes(cfg)
         self.regs = {}
         self._memo = {}

@@ -9,16 +9,18 @@ from amaranth.sim import Simulator
 
 from boards.host import Board, BoardError
 from boards.link import RSP_SYNC, SYNC, LinkTop, crc8
-from hw.config import AccelConfig, AttentionConfig, LayerNormConfig
+from hw.config import AccelConfig, AttentionConfig, BufferConfig, LayerNormConfig
 from hw.isa import Buf, Command, Error, Reg
 from sim import golden
 
-# The tiny preset without LayerNorm and with a small attention controller keeps elaboration and
-# simulation short; test_top covers the rest.
-CFG = AccelConfig.preset("tiny").replace(layernorm=LayerNormConfig(enabled=False),
-                                         attention=AttentionConfig(max_seq_len=8, max_head_dim=4))
-DIVISOR = 4          # clock cycles per bit
+# The tiny preset without LayerNorm, with a small attention controller and buffers of 32 words
+# keeps elaboration and simulation short; test_top covers the rest. The link top and the host
+# both take the buffers' depth from the config, as a board and its host do.
 DEPTH = 32
+CFG = AccelConfig.preset("tiny").replace(layernorm=LayerNormConfig(enabled=False),
+                                         attention=AttentionConfig(max_seq_len=8, max_head_dim=4),
+                                         buffers=BufferConfig(DEPTH))
+DIVISOR = 4          # clock cycles per bit
 MAX_PAYLOAD = 64
 
 
@@ -32,8 +34,7 @@ class SimSerial:
     """
 
     def __init__(self, *, budget=60_000, timeout_bytes=4):
-        self.dut = LinkTop(CFG, DIVISOR, depth=DEPTH, max_payload=MAX_PAYLOAD,
-                           timeout_bytes=timeout_bytes)
+        self.dut = LinkTop(CFG, DIVISOR, max_payload=MAX_PAYLOAD, timeout_bytes=timeout_bytes)
         self.to_board, self.from_board = deque(), deque()
         self.budget, self.cycles = budget, 0
         self.sim = Simulator(self.dut)
@@ -90,7 +91,8 @@ def board():
     # One simulated board for the whole module, as a real board stays up between calls; every
     # test leaves it idle with no bytes in flight.
     line = SimSerial()
-    b = Board(line, CFG, depth=DEPTH, max_payload=MAX_PAYLOAD)
+    b = Board(line, CFG, max_payload=MAX_PAYLOAD)
+    assert b.depth == line.dut.depth == line.dut.accel.depth == DEPTH
     yield b
     assert not line.from_board and not line.to_board
 
@@ -142,7 +144,7 @@ def test_link_and_buffers_with_new_data_reads(new_data_reads):
     # scratchpads may return new data on a read-write collision in hardware; the results must
     # not depend on it.
     new_data_reads()
-    b = Board(SimSerial(), CFG, depth=DEPTH, max_payload=MAX_PAYLOAD)
+    b = Board(SimSerial(), CFG, max_payload=MAX_PAYLOAD)
     rng = np.random.default_rng(7)
     a, w = rng.integers(-128, 128, (5, 6)), rng.integers(-128, 128, (6, 3))
     np.testing.assert_array_equal(b.gemm(a, w), golden.gemm(a, w))
@@ -227,4 +229,4 @@ def test_sim_serial_times_out():
     line.write(b"\x00")
     assert line.read(1) == b""                                  # short read: no answer
     with pytest.raises(TimeoutError, match="Board sent 0 of 1 expected bytes"):
-        Board(line, CFG, depth=DEPTH).receive_frame()
+        Board(line, CFG).receive_frame()

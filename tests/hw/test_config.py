@@ -5,6 +5,7 @@ from hw.config import (
     AccelConfig,
     ArrayConfig,
     AttentionConfig,
+    BufferConfig,
     GemmConfig,
     LinearConfig,
     RequantConfig,
@@ -60,6 +61,40 @@ def test_acc_width_that_could_overflow():
 def test_bad_array(kwargs, exc, message):
     with pytest.raises(exc, match=message):
         ArrayConfig(**kwargs)
+
+
+@pytest.mark.parametrize("depth, exc, message", [
+    (0, ValueError, "^Buffers depth must be an integer from 2 to 65536, not 0$"),
+    (1, ValueError, "^Buffers depth must be an integer from 2 to 65536, not 1$"),
+    (1 << 17, ValueError, "^Buffers depth must be an integer from 2 to 65536, not 131072$"),
+    (384, ValueError, "^Buffers depth must be a power of two, not 384$"),
+    (256.0, TypeError, r"^Buffers depth must be an integer, not 256\.0$"),
+    (True, TypeError, "^Buffers depth must be an integer, not True$"),
+])
+def test_bad_buffers(depth, exc, message):
+    with pytest.raises(exc, match=message):
+        BufferConfig(depth)
+
+
+def test_buffers_depth(tmp_path):
+    # Every preset has buffers of 256 words, the default; a TOML [buffers] section sets them.
+    assert {AccelConfig.preset(name).buffers for name in PRESETS} == {BufferConfig(256)}
+    assert AccelConfig().buffers.depth == 256
+    path = tmp_path / "deep.toml"
+    path.write_text('[array]\nrows = 4\n\n[buffers]\ndepth = 512\n')
+    cfg = AccelConfig.from_toml(path)
+    assert cfg.buffers == BufferConfig(512) and cfg.array.rows == 4
+    assert cfg.to_dict()["buffers"] == {"depth": 512}
+    again = tmp_path / "again.toml"
+    cfg.to_toml(again)
+    assert "[buffers]\ndepth = 512\n" in again.read_text()
+    assert AccelConfig.from_toml(again) == cfg
+    path.write_text('[buffers]\ndepth = 100\n')
+    with pytest.raises(ValueError, match="^Buffers depth must be a power of two, not 100$"):
+        AccelConfig.from_toml(path)
+    with pytest.raises(ValueError, match=r"^Key in section 'buffers' must be one of depth, "
+                                         r"not 'words'$"):
+        AccelConfig.from_dict({"buffers": {"words": 512}})
 
 
 def test_bad_requant():

@@ -24,6 +24,7 @@ from hw.config import (
     AccelConfig,
     ArrayConfig,
     AttentionConfig,
+    BufferConfig,
     GeluConfig,
     LayerNormConfig,
     LinearConfig,
@@ -45,10 +46,11 @@ from hw.isa import (
 from hw.top import Accelerator
 from sim import cyclemodel, golden, layout, ops
 
-# The tiny preset with a small attention controller (L <= 10, d <= 5): every unit, quick to
-# elaborate and simulate.
+# The tiny preset with a small attention controller (L <= 10, d <= 5) and buffers of 64 words
+# (the simulated tops take the config's depth): every unit, quick to elaborate and simulate.
 TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=10,
-                                                                    max_head_dim=5))
+                                                                    max_head_dim=5),
+                                          buffers=BufferConfig(64))
 
 
 TOPS = {"amaranth": SimTop, "verilator": VerilatorTop}
@@ -619,6 +621,36 @@ def test_no_nonlinear_units():
         top.attention(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), 1, 1, 1, 1)
     a = np.arange(12).reshape(3, 4) - 6
     np.testing.assert_array_equal(top.gemm(a, a.T), golden.gemm(a, a.T))
+
+
+def test_depth_from_config(tmp_path):
+    # A [buffers] depth in a TOML config reaches the top, its buffers and registers, and the
+    # host driver, which splits runs by it: the same residual add in one run at 64 words, in
+    # five at 8 (4 elements a run: half of X each for a and b).
+    path = tmp_path / "deep.toml"
+    path.write_text(AccelConfig.preset("tiny").to_toml().replace("depth = 256", "depth = 512"))
+    deep = AccelConfig.from_toml(path)
+    assert deep.buffers.depth == 512
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)  # tops built only to be looked at
+        acc = Accelerator(deep)
+        assert acc.depth == acc.memories.depth == acc.dispatcher.depth == 512
+        assert {b: s.depth for b, s in acc.buffers.items() if b not in (Buf.COEF, Buf.CHAN)} \
+            == dict.fromkeys((Buf.A, Buf.B, Buf.C, Buf.X, Buf.Y, Buf.V), 512)
+        assert acc.buffers == buffer_specs(deep) and acc.registers[Reg.ROWS] == (10, 512)
+        assert Accelerator(deep, depth=16).buffers[Buf.A].depth == 16   # a test top's override
+        del acc
+        gc.collect()
+    rng = np.random.default_rng(50)
+    a, b = (rng.integers(-(1 << 15), 1 << 15, 20) for _ in range(2))
+    consts = ops.residual_constants(0.02, 0.05, 0.04)
+    assert vector_lanes(TINY) == 1
+    for cfg, runs in ((TINY, 1), (TINY.replace(buffers=BufferConfig(8)), 5)):
+        top = SimTop(cfg)
+        assert top.depth == top.dut.depth == cfg.buffers.depth
+        np.testing.assert_array_equal(top.residual(a, b, *consts),
+                                      ops.residual_add(a, b, *consts))
+        assert top.runs == runs
 
 
 def test_config_errors():

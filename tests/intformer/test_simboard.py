@@ -16,13 +16,13 @@ import numpy as np
 
 from boards.host import Board, BoardError
 from boards.link import SYNC, crc8
-from hw.config import AccelConfig, AttentionConfig, LayerNormConfig
+from hw.config import AccelConfig, AttentionConfig, BufferConfig, LayerNormConfig
 from hw.isa import Buf, Command
 from sim import golden
 
 CFG = AccelConfig.preset("tiny").replace(layernorm=LayerNormConfig(enabled=False),
-                                         attention=AttentionConfig(max_seq_len=8, max_head_dim=4))
-DEPTH = 32
+                                         attention=AttentionConfig(max_seq_len=8, max_head_dim=4),
+                                         buffers=BufferConfig(32))
 SCALES = (0.05, 0.04, 0.03, 0.02)
 
 
@@ -32,8 +32,9 @@ def _frame(opcode, payload, crc_delta=0):
 
 
 @contextlib.contextmanager
-def sim_board(cfg, depth, *options):
-    """A ``sim-board`` server run with ``options``, and the Board that opened its pty; on
+def sim_board(cfg, *options):
+    """A ``sim-board`` server run with ``options`` (``cfg`` as a preset or a TOML file), and the
+    Board of ``cfg`` that opened its pty: both take the buffers' depth from the config. On
     leaving, the port is closed and the server must end cleanly."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "intformer.cli", "sim-board", "--divisor", "4", *options],
@@ -41,8 +42,10 @@ def sim_board(cfg, depth, *options):
     try:
         line = proc.stdout.readline()            # after the build: the pty's path
         assert line.startswith("simulated "), line + proc.stderr.read()
-        assert f"buffers of {depth} words" in line
-        board = Board(line.split(" on ")[1].split()[0], cfg, depth=depth, timeout=20)
+        assert f"buffers of {cfg.buffers.depth} words" in line
+        assert line.rstrip().endswith(", cfg)")
+        board = Board(line.split(" on ")[1].split()[0], cfg, timeout=20)
+        assert board.depth == cfg.buffers.depth
         yield board
         # A dead peer ends the server cleanly.
         board.transport.close()
@@ -58,7 +61,7 @@ def test_sim_board_over_a_pty(tmp_path):
     # One server for every check (a pytest-xdist worker each would start one per test).
     toml = tmp_path / "cfg.toml"
     CFG.to_toml(toml)
-    with sim_board(CFG, DEPTH, "--config", str(toml), "--depth", str(DEPTH)) as board:
+    with sim_board(CFG, "--config", str(toml)) as board:
         check_bit_exact(board, CFG, (5, 7, 3), (7, 4))
         check_corrupted_frames(board)
 
@@ -67,7 +70,7 @@ def test_sim_board_ulx3s_over_a_pty():
     # The preset itself, buffers of 256 words: a GEMM of ragged 6x6 tiles, and the longest
     # head of d = 16 that fits them (V is ceil(16/6)*L words, Q and K ceil(L/6)*16 each).
     cfg = AccelConfig.preset("ulx3s")
-    with sim_board(cfg, 256, "--preset", "ulx3s") as board:
+    with sim_board(cfg, "--preset", "ulx3s") as board:
         check_bit_exact(board, cfg, (13, 40, 11), (64, 16))
         check_corrupted_frames(board)
 

@@ -27,10 +27,9 @@ SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river ban
 
 
 def _minilm_target(prog):
-    """The ulx3s preset fitted to MiniLM, and the buffer depth its rows and heads need (512:
-    a LayerNorm row of 384 and a head of L=64, d=32 do not fit the preset's 256)."""
-    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), prog, 64)
-    return cfg, compiler.fit_depth(prog, cfg, 64)
+    """The ulx3s preset fitted to MiniLM, its buffers raised to the depth its rows and heads
+    need (512: a LayerNorm row of 384 and a head of L=64, d=32 do not fit the preset's 256)."""
+    return compiler.fit_config(itf.AccelConfig.preset("ulx3s"), prog, 64)
 
 
 def test_minilm_forward_on_sim_equals_golden(quantized):
@@ -38,12 +37,12 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
     tensor equal to golden's, every op's link bytes the plan's. About 150 s of simulation
     (measured at a load of 3 on 2 cores) after the model's build."""
     prog = quantized.program
-    cfg, depth = _minilm_target(prog)
-    assert (cfg.name, depth) == ("ulx3s+model", 512)
+    cfg = _minilm_target(prog)
+    assert (cfg.name, cfg.buffers.depth) == ("ulx3s+model", 512)
     tok, lengths = reference.pad_batch(quantized.tokenize([SENTENCE]))
     assert tok.shape == (1, 18)
     done = []
-    run = accel.execute(prog, cfg, tok, lengths, target="sim", depth=depth, keep=True,
+    run = accel.execute(prog, cfg, tok, lengths, target="sim", keep=True,
                         progress=lambda i, n, name: done.append((i, n, name)))
     assert done[0] == (1, len(prog.ops), "Embed emb") and done[-1][0] == len(prog.ops)
     want = executor.run_program(prog, cfg, tok, lengths, keep=True)
@@ -109,18 +108,19 @@ def test_embed_cli_on_sim(tiny_model, capsys):
 
 
 @contextlib.contextmanager
-def sim_board(cfg, depth, tmp_path):
-    """``intformer sim-board`` of ``cfg`` (4 cycles a UART bit) and a Board on its pty."""
+def sim_board(cfg, tmp_path):
+    """``intformer sim-board`` of ``cfg`` (4 cycles a UART bit; its buffers.depth from the TOML)
+    and a Board on its pty."""
     toml = tmp_path / "cfg.toml"
     cfg.to_toml(toml)
     proc = subprocess.Popen(
         [sys.executable, "-m", "intformer.cli", "sim-board", "--divisor", "4", "--config",
-         str(toml), "--depth", str(depth)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+         str(toml)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()            # after the build: the pty's path
         assert line.startswith("simulated "), line + proc.stderr.read()
-        board = Board(line.split(" on ")[1].split()[0], cfg, depth=depth, timeout=20)
+        assert f"buffers of {cfg.buffers.depth} words" in line
+        board = Board(line.split(" on ")[1].split()[0], cfg, timeout=20)
         yield board
         board.transport.close()
         assert proc.wait(timeout=20) == 0, "sim-board did not end when its peer closed the port"
@@ -135,7 +135,7 @@ def test_program_on_the_simulated_board(tiny_model, tmp_path):
     unmodified serial driver: every tensor equal to golden's."""
     m, _ = tiny_model
     c = m.compiled
-    with sim_board(c.cfg, c.depth, tmp_path) as board:
+    with sim_board(c.cfg, tmp_path) as board:
         got = m.run(TEXTS[:1], "board", client=board, keep=True)[0]
         run = m.executions[0]
     want = m.run(TEXTS[:1], "golden", keep=True)[0]
@@ -155,17 +155,21 @@ class _NoLink(Client):
 
 def test_bad_programs_refused_before_anything_runs(quantized, tiny_model):
     prog = quantized.program
-    cfg, _ = _minilm_target(prog)
+    fitted = _minilm_target(prog)
     tok, lengths = reference.pad_batch(quantized.tokenize([SENTENCE]))
-    client = _NoLink(cfg, depth=256)
 
-    def refused(p, match, depth=512, tok=tok, lengths=lengths):
+    def refused(p, match, cfg=fitted, client=None, tok=tok, lengths=lengths):
+        client = _NoLink(cfg) if client is None else client
         with pytest.raises(ValueError, match=match):
-            accel.execute(p, cfg, tok, lengths, target="sim", depth=depth, client=client)
+            accel.execute(p, cfg, tok, lengths, target="sim", client=client)
 
+    shallow = fitted.replace(buffers=itf.BufferConfig(256))
     refused(prog, r"^LayerNorm 'emb.out' cannot be split to fit the buffers of 'ulx3s\+model' "
                   r"\(depth 256\): RUN LAYERNORM of ROW_LEN=384, ROWS=1 needs 384 words of X, "
-                  r"at most 256$", depth=256)
+                  r"at most 256$", cfg=shallow)
+    # A client of another depth would split the runs otherwise than the plan.
+    refused(prog, r"^Client buffer depth must be the config's buffers.depth \(512\), not 256$",
+            client=_NoLink(shallow))
     ops = list(prog.ops)
     ops[4] = dataclasses.replace(ops[4], weight=None)
     refused(dataclasses.replace(prog, ops=ops),
@@ -196,5 +200,4 @@ def test_difference_names_op_and_index(tiny_model, monkeypatch):
     monkeypatch.setattr(accel, "ACCEL", dict.fromkeys(accel.ACCEL, on_host))
     with pytest.raises(accel.MismatchError, match=r"^Gelu 'L0.gelu' on sim differs from golden "
                                                   r"at index \(0, 3, 5\): -?\d+, golden -?\d+$"):
-        accel.execute(m.program, c.cfg, tok, lengths, target="sim", depth=c.depth,
-                      client=_NoLink(c.cfg, depth=c.depth))
+        accel.execute(m.program, c.cfg, tok, lengths, target="sim", client=_NoLink(c.cfg))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import intformer as itf
-from hw.config import AttentionConfig, GemmConfig
+from hw.config import AttentionConfig, BufferConfig, GemmConfig
 from intformer.model import compiler
 from sim import cyclemodel
 
@@ -23,11 +23,28 @@ def test_fit_config_fits_and_keeps_the_array(quantized):
     compiler.check_config(quantized.program, cfg, 128)
     assert cfg.array == base.array and cfg.gemm.max_k == base.gemm.max_k
     assert cfg.name == "ulx3s+model"
+    # The buffers' depth is raised with the limits (a head of L=128, d=32 needs
+    # ceil(128/6)*32 = 704 words of A), so the fitted config compiles as it is; a config that
+    # fits is kept.
+    assert (base.buffers.depth, cfg.buffers.depth) == (256, 1024)
+    assert compiler.compile_program(quantized.program, cfg, 128).depth == 1024
+    assert compiler.fit_config(cfg, quantized.program, 128) is cfg
+    assert compiler.fit_depth(quantized.program, cfg, 128) is cfg
+
+
+def test_fit_depth_raises_the_buffers_only(quantized):
+    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
+    shallow = cfg.replace(buffers=BufferConfig(128))
+    deep = compiler.fit_depth(quantized.program, shallow, 64)
+    assert deep == shallow.replace(buffers=BufferConfig(512))
+    with pytest.raises(ValueError, match=r"Config 'ulx3s' must fit the model"):
+        compiler.fit_depth(quantized.program, itf.AccelConfig.preset("ulx3s"), 64)
 
 
 def test_splits_and_cycles(quantized):
-    cfg = quantized.compiled.cfg
-    c = compiler.compile_program(quantized.program, cfg, seq_len=64, depth=512)
+    # The config fitted for 128 tokens (buffers of 1024 words), at the 512 words that 64 need.
+    cfg = quantized.compiled.cfg.replace(buffers=BufferConfig(512))
+    c = compiler.compile_program(quantized.program, cfg, seq_len=64)
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
     # 64 x 1536 x 384, 15-bit inputs: two passes of INT8 digits, K in 3 chunks of 512 (no
     # accumulator preload: GEMM_RAW, summed on the host); a chunk fills B, so blocks of 6 x 512
@@ -51,10 +68,11 @@ def test_k_split_changes_nothing(quantized):
     texts = ["Splitting tensors must not change a single integer."]
     want = quantized.run(texts, keep=True)[0]
     cfg = quantized.compiled.cfg
-    small = cfg.replace(gemm=GemmConfig(max_m=8, max_k=100, max_n=40, acc_width=cfg.acc_width))
+    small = cfg.replace(gemm=GemmConfig(max_m=8, max_k=100, max_n=40, acc_width=cfg.acc_width),
+                        buffers=BufferConfig(1024))
     kept = quantized.compiled
     try:
-        quantized.compile(small, depth=1024)
+        quantized.compile(small)
         got = quantized.run(texts, keep=True)[0]
     finally:
         quantized.compiled = kept
@@ -69,7 +87,7 @@ def test_sequence_beyond_the_config(quantized):
         with pytest.raises(ValueError, match="attention.max_seq_len must be at least 20, "
                                              "not 16"):
             quantized.compile(cfg, seq_len=20)
-        quantized.compile(cfg, seq_len=16, depth=512)
+        quantized.compile(cfg, seq_len=16)
         with pytest.raises(ValueError, match=r"Sequence length must be at most 16 tokens "
                                              r"\(the compiled seq_len\), not 2\d"):
             quantized.run(["This sentence is certainly longer than sixteen tokens once it has "

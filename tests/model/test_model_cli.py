@@ -2,6 +2,7 @@
 
 import pytest
 
+from hw.config import AccelConfig
 from intformer.cli import main
 
 
@@ -19,14 +20,19 @@ def test_compile_refuses_small_config(saved, capsys):
     assert "layernorm.max_len must be at least 384, not 64" in err
 
 
-def test_compile_fit_prints_cycles(saved, capsys):
+def test_compile_fit_prints_cycles(saved, capsys, tmp_path):
+    fitted = tmp_path / "fitted.toml"
     assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--fit",
-                 "--seq-len", "32"]) == 0
+                 "--seq-len", "32", "--save-config", str(fitted)]) == 0
     out = capsys.readouterr().out
     assert ("on ulx3s+model (6x6 array, buffers of 512 words, 100 MHz, link 115200 baud), one "
             "sequence of 32 tokens") in out
     assert "L5.ffn2" in out and "modelled cycles" in out and "link kB" in out
-    assert "buffer depth raised from 256 to 512 words to fit the model" in out
+    assert "buffers.depth raised from 256 to 512 words to fit the model" in out
+    # The fitted config, its depth included, for a board or `intformer sim-board --config`.
+    assert f"wrote {fitted} (the ulx3s+model config, buffers.depth = 512" in out
+    cfg = AccelConfig.from_toml(fitted)
+    assert (cfg.name, cfg.buffers.depth, cfg.layernorm.max_len) == ("ulx3s+model", 512, 384)
 
 
 def test_embed(saved, capsys):

@@ -8,7 +8,7 @@ import intformer as itf
 from boards.host import Board
 from boards.link import RSP_SYNC, SYNC, crc8
 from boards.simtop import SimTop
-from hw.config import GemmConfig
+from hw.config import BufferConfig, GemmConfig
 from hw.isa import Command, Error
 from intformer.model import compiler, plan
 from intformer.model import program as P
@@ -20,7 +20,7 @@ from sim.portmodel import run_checks, run_words
 def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
     prog, L = quantized.program, 64
     cfg = compiler.fit_config(itf.AccelConfig.preset(preset), prog, L)
-    depth = compiler.fit_depth(prog, cfg, L)
+    depth = cfg.buffers.depth                # raised by fit_config to what the ops need
     seen = []
 
     def checks(cfg_, depth_, op, regs):
@@ -28,7 +28,7 @@ def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
         return run_checks(cfg_, depth_, op, regs)
 
     monkeypatch.setattr(plan, "run_checks", checks)
-    c = compiler.compile_program(prog, cfg, L, depth=depth)
+    c = compiler.compile_program(prog, cfg, L)
     # tiny's K of a run (max_k 64) is below every Linear's: all of them are GEMM_RAW there.
     assert {op.name for op, _ in seen} == {"GEMM_RAW", "ATTENTION", "LAYERNORM", "GELU",
                                            "RESIDUAL", *["LINEAR"] * (preset == "ulx3s")}
@@ -41,7 +41,8 @@ def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
 
 def test_ulx3s_forward_figures(quantized):
     cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
-    c = compiler.compile_program(quantized.program, cfg, 64, depth=512)
+    c = compiler.compile_program(quantized.program, cfg, 64)
+    assert c.depth == cfg.buffers.depth == 512
     assert (c.clock, c.baud) == (100e6, 115200)
     assert c.compute_seconds == c.cycles / 100e6
     assert c.link_seconds == c.link_bytes * 10 / 115200
@@ -51,16 +52,17 @@ def test_ulx3s_forward_figures(quantized):
 
 def test_op_beyond_a_buffer_is_refused(quantized):
     cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
+    cfg = cfg.replace(buffers=BufferConfig(256))       # the preset's, before fit_config's 512
     with pytest.raises(ValueError, match=r"^LayerNorm 'emb.out' cannot be split to fit the "
                                          r"buffers of 'ulx3s\+model' \(depth 256\): RUN "
                                          r"LAYERNORM of ROW_LEN=384, ROWS=1 needs 384 words "
                                          r"of X, at most 256$"):
-        compiler.compile_program(quantized.program, cfg, 64, depth=256)
+        compiler.compile_program(quantized.program, cfg, 64)
     with pytest.raises(ValueError, match=r"^Attention 'L0.ctx' cannot be split to fit the "
                                          r"buffers of 'ulx3s\+model' \(depth 256\): RUN "
                                          r"ATTENTION of ATT_LEN=64, ATT_DIM=32 needs 352 "
                                          r"words of A, at most 256$"):
-        plan.Session(cfg, 256).plan(quantized.program.ops[6], 64, {"L0.q": 384})
+        plan.Session(cfg).plan(quantized.program.ops[6], 64, {"L0.q": 384})
 
 
 class _Line:
@@ -93,9 +95,9 @@ def test_link_bytes_equal_the_drivers():
     K beyond a run (GEMM_RAW digits and K chunks) and a residual add of two runs, on the tiny
     preset at depth 32: the bytes the plan counts are the bytes Board sends and reads, and the
     driver's Linear is :func:`sim.ops.linear`."""
-    cfg, depth, payload = itf.AccelConfig.preset("tiny"), 32, 64
-    line = _Line(SimTop(cfg, depth=depth))
-    board = Board(line, cfg, depth=depth, max_payload=payload)
+    cfg, payload = itf.AccelConfig.preset("tiny").replace(buffers=BufferConfig(32)), 64
+    line = _Line(SimTop(cfg))
+    board = Board(line, cfg, max_payload=payload)
     rng = np.random.default_rng(0)
     M, K, N = 10, 12, 9
     x, w = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
@@ -107,7 +109,7 @@ def test_link_bytes_equal_the_drivers():
     wide = P.Linear("z", 1.0, input="x15", weight=w40, bias=bias, multipliers=mult,
                     shifts=shift, out_width=8, x_width=15)
     res = P.Residual("r", 1.0, a="x", b="y", ma=3, mb=5, shift=2)
-    session = plan.Session(cfg, depth, max_payload=payload)
+    session = plan.Session(cfg, max_payload=payload)
     def linear(xx, ww, **kw):
         got = board.linear(xx, ww, bias, mult, shift, **kw)
         wide_acc = cfg.replace(gemm=GemmConfig(max_m=32, max_k=64, max_n=32, acc_width=40))
