@@ -33,7 +33,7 @@ from . import toolchain
 from .harness import harness_cpp, ports_of
 
 __all__ = ["builds_dir", "Build", "Training", "Probed", "verilog_of", "build_model",
-           "build_component", "inputs_reach_outputs", "reset_tied"]
+           "build_component", "inputs_reach_outputs", "reset_tied", "source_files"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -159,12 +159,17 @@ def _digest(*parts):
     return h.hexdigest()[:20]
 
 
+def source_files():
+    """The gateware and harness sources, what a design's Verilog depends on: every module of
+    the ``hw`` package and its subpackages, and of this one."""
+    return sorted((ROOT / "hw").rglob("*.py")) + sorted(Path(__file__).parent.glob("*.py"))
+
+
 def _source_digest():
-    """A hash of the gateware and harness sources: what a design's Verilog depends on."""
+    """A hash of :func:`source_files` and the Amaranth version."""
     import amaranth
 
-    files = sorted((ROOT / "hw").glob("*.py")) + sorted(Path(__file__).parent.glob("*.py"))
-    return _digest(amaranth.__version__, *(f.read_bytes() for f in files))
+    return _digest(amaranth.__version__, *(f.read_bytes() for f in source_files()))
 
 
 _IMPORTED_SOURCES = _source_digest()

@@ -6,6 +6,9 @@ Each unit's model is built once per config and cached under build/verilator/ (ab
 per unit on the tiny config; reruns take none of it).
 """
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -236,6 +239,21 @@ def test_index_only_for_the_imported_sources(tmp_path, monkeypatch):
     again = vb.build_component(SkidBuffer(9), "intformer_skid", key=("skid", 9))
     assert again.library.exists()
     assert len(list((tmp_path / "verilator" / "index").iterdir())) == 1
+
+
+def test_sources_cover_every_gateware_module():
+    # The index key hashes the sources a design's Verilog comes from: every hw module, those of
+    # its subpackages too (an edit to one not hashed would leave the index naming a stale build).
+    import hw.attention.controller
+    import hw.config.layernorm
+    import hw.softmax.unit  # noqa: F401  (subpackage modules, imported for the check)
+    from sim.verilator import build as vb
+
+    hashed = {path.resolve() for path in vb.source_files()}
+    modules = {Path(mod.__file__).resolve() for name, mod in list(sys.modules.items())
+               if (name == "hw" or name.startswith("hw.")) and getattr(mod, "__file__", None)}
+    assert {Path(hw.attention.controller.__file__).resolve()} <= modules
+    assert modules <= hashed, sorted(str(p) for p in modules - hashed)
 
 
 def test_transfer_bytes():
