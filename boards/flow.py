@@ -12,20 +12,15 @@ from hw.config import AccelConfig, build_dir
 from hw.dsp import ICE40_PAIR_WIDTH
 
 from . import icebreaker, ulx3s
+from .jobs import run_jobs, run_tool, tail
+from .seeds import check_seeds, clear_seed_dirs, seed_dir, slack_ns
 from .synth import (
     PNR_OPTIONS,
     SYNTH_COMMANDS,
-    _run,
-    _tail,
-    check_seeds,
     classify_cells,
-    clear_seed_dirs,
     parse_fmax,
     prepare_rtlil,
     relax_collisions,
-    run_jobs,
-    seed_dir,
-    slack_ns,
 )
 from .toolchain import setup_environment, tool_command
 
@@ -440,10 +435,10 @@ def _synthesize(spec, board, uncontended, out_dir, elapsed, log):
     log(f"yosys: {synth} for {spec.device} (this takes a few minutes)")
     argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
             "-p", _yosys_script(spec.family, uncontended)]
-    rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
+    rc, elapsed["yosys"] = run_tool("yosys", argv, out_dir, "yosys", log)
     if rc != 0 or not (out_dir / "stats.json").exists():
         raise RuntimeError(f"Yosys failed (exit code {rc}) for {board}; end of "
-                           f"{out_dir / 'yosys.log'}:\n{_tail(out_dir / 'yosys.log')}")
+                           f"{out_dir / 'yosys.log'}:\n{tail(out_dir / 'yosys.log')}")
     modules = json.loads((out_dir / "stats.json").read_text())["modules"]
     cells = dict(modules["\\top"]["num_cells_by_type"])
     counts = classify_cells(spec.family, cells)
@@ -468,12 +463,12 @@ def _pack_check(spec, board, out_dir, elapsed, log):
     argv = [*shlex.split(tool_command(tool)), *device_args, "--json", "top.json",
             io_args[0], io_args[1], "--pack-only", "-q", "-l", "pack.log"]
     log("nextpnr: packing")
-    rc, elapsed["pack_check"] = _run("nextpnr --pack-only", argv, out_dir, "pack", log)
+    rc, elapsed["pack_check"] = run_tool("nextpnr --pack-only", argv, out_dir, "pack", log)
     packed = parse_utilisation((out_dir / "pack.log").read_text(errors="replace")
                                if (out_dir / "pack.log").exists() else "")
     if not packed:
         raise RuntimeError(f"nextpnr failed to pack (exit code {rc}) for {board}; end of "
-                           f"{out_dir / 'pack.log'}:\n{_tail(out_dir / 'pack.log')}")
+                           f"{out_dir / 'pack.log'}:\n{tail(out_dir / 'pack.log')}")
     packed_counts = {name: packed[bel][0] for bel, name in _PNR_BELS[spec.family].items()
                      if bel in packed}
     check_fit(board, packed_counts)
@@ -509,7 +504,7 @@ def _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log):
         if rc != 0 or not fmax or not (folder / "nextpnr.json").exists():
             raise RuntimeError(f"nextpnr failed (exit code {rc}) for {board} at seed {seed}; "
                                f"end of {folder / 'nextpnr.log'}:\n"
-                               f"{_tail(folder / 'nextpnr.log')}")
+                               f"{tail(folder / 'nextpnr.log')}")
         runs[index] = _seed_run(seed, fmax, clk_mhz, seconds)
         log(f"nextpnr seed {seed}: done in {seconds:.0f} s: Fmax " +
             ", ".join(f"{mhz:.2f} MHz ('{clock}')" for clock, mhz in fmax.items()) +
@@ -536,9 +531,9 @@ def _bitstream(spec, board, seed, out_dir, elapsed, log):
         bitstream = "top.bit"
         argv = [*shlex.split(tool_command("ECPPACK")), "--input", f"{folder}/top.config",
                 "--bit", bitstream]
-    rc, elapsed["bitstream"] = _run("pack", argv, out_dir, "bitstream", log)
+    rc, elapsed["bitstream"] = run_tool("pack", argv, out_dir, "bitstream", log)
     if rc != 0 or not (out_dir / bitstream).exists():
         stdout = out_dir / "bitstream.stdout"
         raise RuntimeError(f"Bitstream packing failed (exit code {rc}) for {board}; end of "
-                           f"{stdout}:\n{_tail(stdout)}")
+                           f"{stdout}:\n{tail(stdout)}")
     return bitstream

@@ -4,8 +4,6 @@ import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,8 @@ from hw.config import AccelConfig, build_dir
 from hw.memory import UNCONTENDED
 from hw.units import build_unit
 
+from .jobs import run_jobs, run_tool, tail
+from .seeds import check_seeds, clear_seed_dirs, seed_dir, slack_ns
 from .toolchain import setup_environment, tool_command
 
 __all__ = [
@@ -31,10 +31,6 @@ __all__ = [
     "classify_cells",
     "parse_fmax",
     "load_report",
-    "run_jobs",
-    "check_seeds",
-    "parse_seeds",
-    "slack_ns",
 ]
 
 FAMILIES = ("ice40", "ecp5")
@@ -347,131 +343,6 @@ def parse_fmax(log_text):
     return {clock: float(mhz) for clock, mhz in _FMAX_RE.findall(log_text)}
 
 
-def _tail(path, lines=40):
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _run(what, argv, cwd, logfile, log, heartbeat=30.0):
-    """Run ``argv`` in ``cwd``; log progress every ``heartbeat`` seconds. Returns (rc, seconds)."""
-    return run_jobs(what, [(what, argv, cwd, logfile)], log, heartbeat=heartbeat)[0]
-
-
-#: Seconds between checks of running tools in :func:`run_jobs`.
-_POLL = 0.2
-
-
-def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
-    """Run tools side by side, at most ``workers`` at a time, in the order given.
-
-    Each job is ``(label, argv, cwd, logfile)``: ``argv`` runs in ``cwd`` with its output in
-    ``cwd/<logfile>.stdout``. Every ``heartbeat`` seconds one line is logged: ``"<what>: still
-    running (<s> s)"`` for one job, or with the state of each (running, done or waiting) for
-    several. ``done(index, rc, seconds)`` is called as each job ends; if it raises, or this is
-    interrupted, the jobs still running are killed.
-
-    Returns
-    -------
-    list of (int, float)
-        Exit code and seconds of each job, in the order of ``jobs``.
-    """
-    start = time.monotonic()
-    results = [None] * len(jobs)
-    running = {}                        # index -> (process, output file, start time)
-    waiting = list(range(len(jobs)))
-    beat = start + heartbeat
-    try:
-        while waiting or running:
-            while waiting and len(running) < workers:
-                index = waiting.pop(0)
-                label, argv, cwd, logfile = jobs[index]
-                out = open(Path(cwd) / f"{logfile}.stdout", "wb")
-                try:
-                    proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-                except BaseException:
-                    out.close()
-                    raise
-                running[index] = (proc, out, time.monotonic())
-            time.sleep(_POLL)
-            for index, (proc, out, began) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                out.close()
-                del running[index]
-                results[index] = (proc.returncode, time.monotonic() - began)
-                if done is not None:
-                    done(index, *results[index])
-            now = time.monotonic()
-            if now >= beat and (waiting or running):
-                if len(jobs) == 1:
-                    log(f"{what}: still running ({now - start:.0f} s)")
-                else:
-                    states = [f"{label} " + ("waiting" if results[i] is None and i not in running
-                                             else "done" if results[i] is not None
-                                             else f"running {now - running[i][2]:.0f} s")
-                              for i, (label, *_) in enumerate(jobs)]
-                    log(f"{what}: still running ({now - start:.0f} s): {', '.join(states)}")
-                beat += heartbeat * (1 + (now - beat) // heartbeat)
-    finally:
-        for proc, out, _ in running.values():
-            proc.kill()
-            proc.wait()
-            out.close()
-    return results
-
-
-def slack_ns(clk_mhz, fmax_mhz):
-    """Timing slack in ns at a clock of ``clk_mhz``: its period less the critical path that an
-    Fmax of ``fmax_mhz`` implies, ``1000/clk_mhz - 1000/fmax_mhz`` (negative: the clock is
-    missed)."""
-    return 1000 / clk_mhz - 1000 / fmax_mhz
-
-
-def clear_seed_dirs(out_dir):
-    """Delete the ``seed-<n>/`` folders of an earlier build in ``out_dir``."""
-    for stale in Path(out_dir).glob("seed-*"):
-        if stale.is_dir() and re.fullmatch(r"seed--?\d+", stale.name):
-            shutil.rmtree(stale)
-
-
-def seed_dir(seed):
-    """The folder, below a build's output folder, of its placement at ``seed``."""
-    return f"seed-{seed}"
-
-
-def check_seeds(seeds):
-    """``seeds`` as a tuple, checked: one or more distinct integers (nextpnr placer seeds)."""
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"Seeds must be a sequence of integers, not {seeds!r}")
-    seeds = tuple(seeds)
-    for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Seed must be an integer, not {seed!r}")
-    if not seeds:
-        raise ValueError("Seeds must name at least one seed, not ()")
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise ValueError(f"Seeds must be distinct, not {', '.join(map(str, seeds))} "
-                         f"({', '.join(map(str, repeated))} more than once)")
-    return seeds
-
-
-def parse_seeds(text):
-    """Seeds from a comma-separated list such as ``"1,2,3"`` (as :func:`check_seeds`)."""
-    parts = [part.strip() for part in text.split(",")]
-    if parts == [""]:
-        raise ValueError(f"Seeds must name at least one seed, not {text!r}")
-    try:
-        seeds = [int(part) for part in parts]
-    except ValueError:
-        raise ValueError(f"Seeds must be comma-separated integers such as 1,2,3, "
-                         f"not {text!r}") from None
-    return check_seeds(seeds)
-
-
 def _summarize_path(path):
     steps, logic, routing = [], 0.0, 0.0
     for hop in path["path"]:
@@ -583,10 +454,10 @@ def synth_unit(cfg, unit, family, *, fmax=False, seed=None, seeds=None, target_m
         f"(this can take a minute)")
     argv = [*shlex.split(tool_command("YOSYS")), "-q", "-l", "yosys.log",
             "-p", yosys_script(family, uncontended)]
-    rc, elapsed["yosys"] = _run("yosys", argv, out_dir, "yosys", log)
+    rc, elapsed["yosys"] = run_tool("yosys", argv, out_dir, "yosys", log)
     if rc != 0 or not (out_dir / "stats.json").exists():
         raise RuntimeError(f"Yosys failed (exit code {rc}) synthesizing {unit} for {family}; "
-                           f"end of {out_dir / 'yosys.log'}:\n{_tail(out_dir / 'yosys.log')}")
+                           f"end of {out_dir / 'yosys.log'}:\n{tail(out_dir / 'yosys.log')}")
     log(f"yosys: done in {elapsed['yosys']:.1f} s")
 
     cells = _top_cells(out_dir / "stats.json")
@@ -638,7 +509,7 @@ def _place_and_route(report, *, seeds, target_mhz, log):
         if not figures:
             raise RuntimeError(
                 f"nextpnr-ecp5 reported no Fmax (exit code {rc}) for {report.unit} at seed "
-                f"{seed}; end of {nextpnr_log}:\n{_tail(nextpnr_log)}")
+                f"{seed}; end of {nextpnr_log}:\n{tail(nextpnr_log)}")
         # One clock domain per unit; if there were several, the slowest bounds the unit.
         clock = min(figures, key=figures.get)
         runs[index] = {"seed": seed, "fmax_mhz": figures[clock],

@@ -23,7 +23,7 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: Default system clock (PLL 25 MHz * 4), the ulx3s preset's target.
+#: System clock: the oscillator times 4 through the PLL (`ecp5_pll`).
 CLK_FREQ = 100e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200

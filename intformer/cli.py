@@ -136,7 +136,7 @@ def cmd_sim(args):
 
 
 def cmd_synth(args):
-    from boards.synth import parse_seeds
+    from boards.seeds import parse_seeds
 
     # Checked before any tool runs.
     if args.seeds is not None:

@@ -75,8 +75,8 @@ def test_seeds_place_one_netlist(tmp_path, monkeypatch):
         runs.append((what, argv))
         return run(what, argv, *args, **kwargs)
 
-    run = flow._run
-    monkeypatch.setattr(flow, "_run", spy)
+    run = flow.run_tool
+    monkeypatch.setattr(flow, "run_tool", spy)
     lines = []
     seeds = (2, 1, 3)           # not in order: the first seed is the bitstream's, not seed 1
     report = synth_board(cfg, "icebreaker", seeds=seeds, out_dir=tmp_path, log=lines.append)

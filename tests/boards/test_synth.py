@@ -9,18 +9,17 @@ import time
 import pytest
 from amaranth.back import rtlil
 
+from boards.jobs import run_jobs
 from boards.link import LinkTop
+from boards.seeds import check_seeds, parse_seeds
 from boards.synth import (
     DEVICES,
     SynthReport,
-    check_seeds,
     classify_cells,
     load_report,
     parse_fmax,
-    parse_seeds,
     prepare_rtlil,
     relax_collisions,
-    run_jobs,
     synth_unit,
     uncontended_memories,
 )
