@@ -49,8 +49,9 @@ def unit_configs(hidden):
     """The unit configs the program's constants are derived for: ``{"layernorm": ...,
     "gelu": ..., "requant": ...}`` (a config must match these widths to run it)."""
     return {
+        # An 18-bit gamma is one MULT18X18D operand on the ULX3S (G = 2 fraction bits).
         "layernorm": LayerNormConfig(max_len=hidden, in_width=WIDE, out_width=WIDE,
-                                     gamma_width=24, beta_width=40),
+                                     gamma_width=18, beta_width=34),
         # 16-bit inputs at scales near 1e-4 put the erf clip point ~2**14 steps away.
         "gelu": GeluConfig(in_width=WIDE, poly_width=14, frac_width=14),
         "requant": RequantConfig(mult_width=16, out_width=WIDE),
