@@ -93,13 +93,13 @@ class LayerNorm(wiring.Component):
     block may be placed far from them), and summed in the next stage (``q*a``, with its
     rounding term, over the next two: one carry chain each); so are the squares ``q**2``.
 
-    Latency: ``M + 59`` cycles from the last input beat of a row to its first output beat, with
-    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 81 for the
+    Latency: ``M + 60`` cycles from the last input beat of a row to its first output beat, with
+    ``M = bit_length(max_len * 2**(in_width-1))`` (the variance stage's step count): 82 for the
     defaults (``max_len=64``, ``in_width=16``, ``M=22``). After the last input beat, the row's
     sums are ready 4 cycles later; ``v`` ``M + 2`` cycles after that (take, ``M`` steps,
     subtraction); ``v * 4**e`` 4 later (:data:`NORM_STEPS`); ``std`` 17 later (take, 16 steps);
-    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 12 later (take, read,
-    10 pipeline stages).
+    ``a`` and ``b`` 20 later (take, 19 steps); the first output beat 13 later (take, read,
+    11 pipeline stages).
 
     Throughput: a row takes ``max(ceil(L / lanes), M + 2, 22)`` cycles in steady state, so one
     beat per cycle when a row has at least ``M + 2`` beats (24 for the defaults): the variance
@@ -490,15 +490,15 @@ class LayerNorm(wiring.Component):
         # registered; S3 the partial products of q*a, S3f the same in the fabric; S4 t = (low
         # product) + hb, with hb = 2**(sh-1) - b per row; S5 u = q*a + hb = (high product <<
         # MUL_SPLIT) + t; S6 zq = u >> sh; S7 the partial products of zq*gamma, S7f the same in
-        # the fabric; S8 p = zq*gamma + beta + 2**(T-1); output: saturate(p >> T). S3f and S7f
-        # hold the products beside their adders: a multiplier block's output register may be
-        # placed far from them.
+        # the fabric; S8 pz = zq*gamma (one carry chain), beside the rounded beta; S9 p = pz +
+        # beta + 2**(T-1); output: saturate(p >> T). S3f and S7f hold the products beside their
+        # adders: a multiplier block's output register may be placed far from them.
         lanes_t = data.ArrayLayout(unsigned(1), n_lanes)
         gam_t = data.ArrayLayout(signed(cfg.gamma_width), n_lanes)
         bet_t = data.ArrayLayout(signed(cfg.beta_width), n_lanes)
         shift = cfg.norm_frac + cfg.gamma_shift
         st = [{"valid": Signal(name=f"s{k}_valid"), "mask": Signal(lanes_t, name=f"s{k}_mask")}
-              for k in range(1, 11)]
+              for k in range(1, 12)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)
@@ -538,8 +538,11 @@ class LayerNorm(wiring.Component):
         s7_bh, s7f_bh = Signal(beth_t, reset_less=True), Signal(beth_t, reset_less=True)
         s7f_pl = [Signal.like(s7_pl[j], name=f"s7f_pl_{j}") for j in range(n_lanes)]
         s7f_ph = [Signal.like(s7_ph[j], name=f"s7f_ph_{j}") for j in range(n_lanes)]
-        s8_p = Signal(data.ArrayLayout(((s7_ph[0] << MUL_SPLIT) + s7_pl[0] + s7_bh[0]).shape(),
-                                       n_lanes), reset_less=True)
+        s8_pz = [Signal(((s7_ph[0] << MUL_SPLIT) + s7_pl[0]).shape(), name=f"s8_pz_{j}",
+                        reset_less=True) for j in range(n_lanes)]
+        s8_bh = Signal(beth_t, reset_less=True)
+        s9_p = Signal(data.ArrayLayout((s8_pz[0] + s8_bh[0]).shape(), n_lanes),
+                      reset_less=True)
         for j in range(n_lanes):
             for prod, a, b in [(s3_nl[j], s2_q[j], s2_a_lo), (s3_nh[j], s2_q[j], s2_a_hi),
                                (s7_pl[j], s6_zq_lo[j], s6_g[j]), (s7_ph[j], s6_zq_hi[j], s6_g[j])]:
@@ -557,6 +560,7 @@ class LayerNorm(wiring.Component):
                 s3f_hb.eq(s3_hb), s3f_sh.eq(s3_sh), s3f_g.eq(s3_g), s3f_beta.eq(s3_beta),
                 s4_sh.eq(s3f_sh), s4_g.eq(s3f_g), s5_sh.eq(s4_sh), s5_g.eq(s4_g), s6_g.eq(s5_g),
                 s5_bh.eq(s4_bh), s6_bh.eq(s5_bh), s7_bh.eq(s6_bh), s7f_bh.eq(s7_bh),
+                s8_bh.eq(s7f_bh),
             ]
             for j in range(n_lanes):
                 m.d.sync += [
@@ -567,7 +571,8 @@ class LayerNorm(wiring.Component):
                     s4_bh[j].eq(s3f_beta[j] + (1 << (shift - 1))),
                     s5_u[j].eq((s4_nh[j] << MUL_SPLIT) + s4_t[j]),
                     s6_zq[j].eq(s5_u[j] >> s5_sh),
-                    s8_p[j].eq((s7f_ph[j] << MUL_SPLIT) + s7f_pl[j] + s7f_bh[j]),
+                    s8_pz[j].eq((s7f_ph[j] << MUL_SPLIT) + s7f_pl[j]),
+                    s9_p[j].eq(s8_pz[j] + s8_bh[j]),
                     self.o.payload[j].eq(Mux(st[-1]["mask"][j],
-                                             saturate(s8_p[j] >> shift, cfg.out_width), 0)),
+                                             saturate(s9_p[j] >> shift, cfg.out_width), 0)),
                 ]
