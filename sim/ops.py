@@ -35,6 +35,7 @@ __all__ = [
     "linear",
     "residual_constants",
     "residual_add",
+    "check_lengths",
     "masked_attention",
     "pool_sum",
 ]
@@ -256,6 +257,15 @@ def residual_add(a, b, ma, mb, shift, *, in_width=16, mult_width=16, out_width=1
     return saturate(round_shift(a * int(ma) + b * int(mb), int(shift)), out_width)
 
 
+def check_lengths(what, lengths, B, L):
+    """Check a padded batch's sequence lengths: ``B`` integers from 1 to ``L``. Returns them
+    as an int64 array; a :exc:`ValueError` starts with ``what``."""
+    lengths = check_int_array(what, lengths, 32, ndim=1)
+    if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
+        raise ValueError(f"{what} must be {B} values from 1 to {L}, not {lengths.tolist()}")
+    return lengths
+
+
 def masked_attention(q, k, v, lengths, q_scale, k_scale, v_scale, o_scale, *, cfg=None,
                      out_width=None):
     """Integer attention over a padded batch: ``softmax(Q K^T / sqrt(d)) V`` per sequence and
@@ -298,10 +308,7 @@ def masked_attention(q, k, v, lengths, q_scale, k_scale, v_scale, o_scale, *, cf
                          f"{k.shape} and {v.shape}")
     B, H, L, d = q.shape
     qf, kf, vf, _ = check_attention_input(*(t.reshape(B * H, L, d) for t in (q, k, v)), cfg)
-    lengths = check_int_array("Attention lengths", lengths, 32, ndim=1)
-    if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
-        raise ValueError(f"Attention lengths must be {B} values from 1 to {L}, not "
-                         f"{lengths.tolist()}")
+    lengths = check_lengths("Attention lengths", lengths, B, L)
     consts = attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
     o = attention_from_constants(qf, kf, vf, consts, causal=False, keys=np.repeat(lengths, H),
                                  cfg=cfg, out_width=out_width)
@@ -315,9 +322,6 @@ def pool_sum(x, lengths, *, in_width=16):
     is a positive factor that the normalization removes.
     """
     x = check_int_array("Pooling input", x, in_width, ndim=3)
-    lengths = check_int_array("Pooling lengths", lengths, 32, ndim=1)
-    if lengths.shape != x.shape[:1] or (lengths < 1).any() or (lengths > x.shape[1]).any():
-        raise ValueError(f"Pooling lengths must be {x.shape[0]} values from 1 to {x.shape[1]}, "
-                         f"not {lengths.tolist()}")
+    lengths = check_lengths("Pooling lengths", lengths, *x.shape[:2])
     mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
     return (x * mask[..., None]).sum(axis=1)
