@@ -164,7 +164,11 @@ def test_program_on_the_simulated_board(tiny_model, tmp_path):
         if name != "_row":
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     assert run.cycles is None and "RTL/model" in str(run)
-    assert all(r.sent + r.received >= r.link_bytes for r in run.records)
+    # The plan counts one sequence of L tokens, times B: for a batch an estimate (the driver
+    # sends the registers and weights once for the batch, and splits its B*L rows otherwise).
+    sent, planned = (sum(r.sent + r.received for r in run.records),
+                     sum(r.link_bytes for r in run.records))
+    assert 0.8 * planned <= sent <= 1.2 * planned, (sent, planned)
 
 
 class _NoLink(Client):
