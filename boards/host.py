@@ -485,9 +485,11 @@ class Client:
 
     # -- attention -------------------------------------------------------------------------------
 
-    def attention(self, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False):
+    def attention(self, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
+                  keys=None):
         """``softmax(Q Kᵀ / sqrt(d)) V`` on the board, one ``RUN ATTENTION`` per head:
-        ``(o, o_scale)`` as :func:`sim.golden.attention`.
+        ``(o, o_scale)`` as :func:`sim.golden.attention`, ``keys`` (the keys every query of
+        every head sees, 1 to L; None: L) included: it is ``ATT_KEYS``, sent as 0 for L.
 
         ``q``, ``k``, ``v`` are int8 arrays of shape ``(L, d)`` or ``(heads, L, d)``. Each head
         is laid out in the controller's scratchpad order (Q in A, K in B, V in V; see
@@ -500,6 +502,7 @@ class Client:
         R, C = cfg.array.rows, cfg.array.cols
         q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
         H, L, d = q.shape
+        keys = 0 if keys is None else golden.check_keys(keys, L) % L     # 0 means L
         consts = golden.attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
         nb, nt_len, nt_dim = -(-L // R), -(-L // C), -(-d // C)
         words = max(nb * d, nt_len * d, nt_dim * L)
@@ -507,7 +510,8 @@ class Client:
             raise ValueError(f"Attention head must need at most {self.depth} words per buffer "
                              f"(the board's depth), not {words} (L={L}, d={d})")
         for reg, value in ((Reg.ATT_LEN, L), (Reg.ATT_DIM, d), (Reg.ATT_CAUSAL, int(causal)),
-                           (Reg.ATT_MULT, consts.multiplier), (Reg.ATT_SHIFT, consts.shift)):
+                           (Reg.ATT_KEYS, keys), (Reg.ATT_MULT, consts.multiplier),
+                           (Reg.ATT_SHIFT, consts.shift)):
             self.set_reg(reg, value)
         for name in cfg.attention_softmax.constant_widths:
             self.set_reg(ATTENTION_REGS[name], getattr(consts.softmax, name))

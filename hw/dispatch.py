@@ -92,7 +92,7 @@ class Dispatcher(wiring.Component):
     gemm : Out(stream.Signature(gemm_cmd_layout(engine_config(cfg).gemm)))
         The GEMM command of a RUN GEMM (GEMM_RAW, LINEAR), from M, K, N.
     attention : Out(stream.Signature(attention_cmd_layout(cfg))), with attention only
-        The head of a RUN ATTENTION, from ATT_LEN, ATT_DIM, ATT_CAUSAL.
+        The head of a RUN ATTENTION, from ATT_LEN, ATT_DIM, ATT_CAUSAL, ATT_KEYS.
 
     Attributes
     ----------
@@ -197,7 +197,8 @@ class Dispatcher(wiring.Component):
                          op_shape_ok.eq((v.att_len != 0) &
                                         (v.att_len <= cfg.attention.max_seq_len) &
                                         (v.att_dim != 0) &
-                                        (v.att_dim <= cfg.attention.max_head_dim))]
+                                        (v.att_dim <= cfg.attention.max_head_dim) &
+                                        (regs[Reg.ATT_KEYS] <= v.att_len))]
             with m.If(is_att):
                 m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
         for op, name in NONLINEAR_OPS.items():
@@ -354,7 +355,8 @@ class Dispatcher(wiring.Component):
             m.d.comb += [a_cmd.valid.eq(att_cmd_valid),
                          a_cmd.payload.length.eq(regs[Reg.ATT_LEN]),
                          a_cmd.payload.head_dim.eq(regs[Reg.ATT_DIM]),
-                         a_cmd.payload.causal.eq(regs[Reg.ATT_CAUSAL])]
+                         a_cmd.payload.causal.eq(regs[Reg.ATT_CAUSAL]),
+                         a_cmd.payload.keys.eq(regs[Reg.ATT_KEYS])]
             with m.If(a_cmd.valid & a_cmd.ready):
                 m.d.sync += att_cmd_valid.eq(0)
 

@@ -89,6 +89,11 @@ class Reg(enum.Enum, shape=8):
     ATT_CAUSAL = 0x32       #: 1: query i sees keys 0..i only
     ATT_MULT = 0x33         #: requantization of P V: multiplier
     ATT_SHIFT = 0x34        #: requantization of P V: shift
+    #: keys every query sees (a padded sequence's length): the scores of keys ``j >= ATT_KEYS``
+    #: are masked as the causal mask masks them (with ``ATT_CAUSAL`` too, query i sees keys
+    #: ``0 .. min(i, ATT_KEYS - 1)``); 0 means L. Nothing is skipped: a run takes the cycles
+    #: of an unmasked one. A RUN ATTENTION with ``ATT_KEYS > ATT_LEN`` answers SHAPE.
+    ATT_KEYS = 0x35
     ATT_SHIFT_RIGHT = 0x38  #: the attention softmax's constants, for the score scale
     ATT_SHIFT_LEFT = 0x39
     ATT_DIVISOR = 0x3a
@@ -248,6 +253,7 @@ def register_specs(cfg, depth=None):
         at, mult_width = cfg.attention, cfg.requant.mult_width
         regs.update({
             Reg.ATT_LEN: at.max_seq_len, Reg.ATT_DIM: at.max_head_dim, Reg.ATT_CAUSAL: 1,
+            Reg.ATT_KEYS: at.max_seq_len,
             Reg.ATT_MULT: (1 << mult_width) - 1,
             Reg.ATT_SHIFT: cfg.attention_gemm.acc_width + mult_width - 1,
         })

@@ -84,18 +84,19 @@ class Accelerator(wiring.Component):
     (GEMM shape), ``ROW_LEN, ROWS`` (nonlinear rows), ``RQ_MULT, RQ_SHIFT`` (the requantizer's
     ``m`` and ``s``), each enabled unit's constant ports ``SM_*`` (the fields of
     :class:`sim.golden.SoftmaxConstants`) and ``GELU_*`` (the fields of the GELU constants of
-    the configured variant), for attention ``ATT_LEN, ATT_DIM, ATT_CAUSAL`` (L, d, the
-    causal mask), ``ATT_MULT, ATT_SHIFT`` and ``ATT_SHIFT_RIGHT`` ... ``ATT_EXP_SHIFT`` (the
-    fields of :class:`sim.golden.AttentionConstants`: the requantization of ``P V`` and the
-    softmax constants at the score scale), and for the residual add ``RES_MULT_A,
+    the configured variant), for attention ``ATT_LEN, ATT_DIM, ATT_CAUSAL, ATT_KEYS`` (L, d,
+    the causal mask, the keys every query sees: 0 for L), ``ATT_MULT, ATT_SHIFT`` and
+    ``ATT_SHIFT_RIGHT`` ... ``ATT_EXP_SHIFT`` (the fields of
+    :class:`sim.golden.AttentionConstants`: the requantization of ``P V`` and the softmax
+    constants at the score scale), and for the residual add ``RES_MULT_A,
     RES_MULT_B, RES_SHIFT``. They reset to 0.
 
     ``RUN`` checks, before anything moves: the op exists and its unit is in the config
     (``UNIT``), the shape is nonzero and within the config (``M <= max_m``..., ``ROW_LEN <=
-    max_len`` of the unit, ``ATT_LEN <= max_seq_len``, ``ATT_DIM <= max_head_dim``) and fits
-    the buffers (``ceil(M/R)*K`` A words, ``ceil(N/C)*K`` B words, ``M*ceil(N/C)`` C words,
-    ``ROWS*ceil(ROW_LEN/lanes)`` X and Y words, twice as many X words for RESIDUAL; attention
-    ``ceil(L/R)*d`` A words,
+    max_len`` of the unit, ``ATT_LEN <= max_seq_len``, ``ATT_DIM <= max_head_dim``,
+    ``ATT_KEYS <= ATT_LEN``) and fits the buffers (``ceil(M/R)*K`` A words, ``ceil(N/C)*K`` B
+    words, ``M*ceil(N/C)`` C words, ``ROWS*ceil(ROW_LEN/lanes)`` X and Y words, twice as many
+    X words for RESIDUAL; attention ``ceil(L/R)*d`` A words,
     ``ceil(L/C)*d`` B words, ``ceil(d/C)*L`` V and C words), else ``SHAPE``. The run then
     streams its input buffer(s) through the unit into its output buffer. While it runs, only
     ``STATUS`` is accepted (others answer ``BUSY``).

@@ -150,12 +150,13 @@ def layernorm(cfg, q, scale, gamma=None, beta=None, stall=0.0, seed=0, *, backen
                 seed=seed)
 
 
-def attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, stall=0.0,
-              seed=0, backend="amaranth"):
+def attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, keys=None,
+              stall=0.0, seed=0, backend="amaranth"):
     """Attention on :class:`hw.attention_unit.AttentionUnit`, one command per head.
 
     Same arguments as :func:`sim.golden.attention` after ``cfg``; ``output`` equals its first
-    result. ``cycles`` runs from the first command to the last output row, loading included;
+    result. ``cycles`` runs from the first command to the last output row, loading included
+    (masked keys are computed all the same: ``keys`` changes no cycle count);
     ``utilization`` counts useful MACs (only unmasked scores when causal) per array slot;
     ``extra`` holds ``array_busy`` (cycles the array took operands) and ``softmax_wait``
     (cycles the next job waited for the softmax).
@@ -166,4 +167,4 @@ def attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
         return cyclemodel.attention_cycles(cfg, shape[-2], shape[-1], causal, heads)
 
     return _run(run_attention, backend, estimate, cfg, q, k, v, q_scale, k_scale, v_scale,
-                o_scale, causal=causal, stall=stall, seed=seed)
+                o_scale, causal=causal, keys=keys, stall=stall, seed=seed)

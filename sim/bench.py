@@ -538,11 +538,12 @@ def attention_macs(heads, L, d, causal):
 
 
 def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
-                  stall=0.0, seed=0, backend="amaranth"):
+                  keys=None, stall=0.0, seed=0, backend="amaranth"):
     """Simulate :class:`hw.attention_unit.AttentionUnit`; see
     :func:`intformer.simulate.attention`."""
     q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
     H, L, d = q.shape
+    keys = 0 if keys is None else golden.check_keys(keys, L)
     consts = golden.attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
     R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
     dut = AttentionUnit(cfg)
@@ -554,8 +555,8 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
         q_beats += [pack(x, w) for x in qb]
         k_beats += [pack(x, w) for x in kb]
         v_beats += [pack(x, w) for x in vb]
-        cmds.append(cmd_layout.const({"length": L, "head_dim": d, "causal": int(causal)})
-                    .as_value().value)
+        cmds.append(cmd_layout.const({"length": L, "head_dim": d, "causal": int(causal),
+                                      "keys": keys}).as_value().value)
     rows_out = H * -(-d // C) * L
     budget = 2000 + 40 * L * (d + L)
     constants = [(dut.multiplier, consts.multiplier), (dut.shift, consts.shift)]

@@ -190,7 +190,8 @@ class Interleaver:
         self._write(Buf.V, layout.row_words(v, C, pad=int(rng.integers(-128, 128))))
         consts = golden.attention_constants(*rng.uniform(0.01, 0.1, 4), d, cfg)
         regs = {Reg.ATT_LEN: L, Reg.ATT_DIM: d, Reg.ATT_CAUSAL: int(rng.integers(0, 2)),
-                Reg.ATT_MULT: consts.multiplier, Reg.ATT_SHIFT: consts.shift}
+                Reg.ATT_KEYS: int(rng.integers(0, L + 1)), Reg.ATT_MULT: consts.multiplier,
+                Reg.ATT_SHIFT: consts.shift}
         regs.update({reg: getattr(consts.softmax, name) for name, reg in ATTENTION_REGS.items()})
         for reg, value in regs.items():
             self._set(reg, value)

@@ -9,21 +9,19 @@ integers out, one rounding rule (:func:`sim.golden.round_shift`, round half up) 
 ``*_constants`` helpers here, the one place where floats become integers for these ops.
 """
 
-import math
-
 import numpy as np
 
 from hw.config import AccelConfig
 
 from .golden import (
     attention_constants,
+    attention_from_constants,
     check_attention_input,
     check_int_array,
+    exact_matmul,
     quantize_multiplier,
-    requantize,
     round_shift,
     saturate,
-    softmax,
 )
 
 __all__ = [
@@ -37,19 +35,10 @@ __all__ = [
     "linear",
     "residual_constants",
     "residual_add",
+    "check_lengths",
     "masked_attention",
     "pool_sum",
 ]
-
-
-def exact_matmul(a, b):
-    """``a @ b`` of int64 arrays, exact, through float64 BLAS: every product and partial sum
-    is an integer below 2**53 in magnitude (checked from the operands' ranges), where float64
-    is exact. Integer matmul in NumPy has no BLAS and is about 30x slower."""
-    bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1]
-    if bound >= 1 << 53:
-        return a @ b
-    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
 
 
 def check_channel_constants(what, multipliers, shifts, channels, *, mult_width, max_shift):
@@ -268,17 +257,26 @@ def residual_add(a, b, ma, mb, shift, *, in_width=16, mult_width=16, out_width=1
     return saturate(round_shift(a * int(ma) + b * int(mb), int(shift)), out_width)
 
 
+def check_lengths(what, lengths, B, L):
+    """Check a padded batch's sequence lengths: ``B`` integers from 1 to ``L``. Returns them
+    as an int64 array; a :exc:`ValueError` starts with ``what``."""
+    lengths = check_int_array(what, lengths, 32, ndim=1)
+    if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
+        raise ValueError(f"{what} must be {B} values from 1 to {L}, not {lengths.tolist()}")
+    return lengths
+
+
 def masked_attention(q, k, v, lengths, q_scale, k_scale, v_scale, o_scale, *, cfg=None,
                      out_width=None):
     """Integer attention over a padded batch: ``softmax(Q K^T / sqrt(d)) V`` per sequence and
     head, each query seeing only its sequence's first ``lengths[b]`` keys.
 
-    Spec: for each batch item b, exactly :func:`sim.golden.attention` on its heads, with the
-    scores of keys ``j >= lengths[b]`` replaced by ``-2**(w-1)`` (w the softmax input width),
-    as the causal mask is: past the range-reduction clamp, so their exponentials are exactly 0
-    and they change neither the row max nor the row sum. Padded query rows are computed like
-    the others (and ignored downstream). With every length equal to L it is
-    :func:`sim.golden.attention` on each item, bit for bit.
+    Spec: for each batch item b, exactly :func:`sim.golden.attention` on its heads with
+    ``keys=lengths[b]``: the scores of keys ``j >= lengths[b]`` replaced by ``-2**(w-1)`` (w
+    the softmax input width), as the causal mask is: past the range-reduction clamp, so their
+    exponentials are exactly 0 and they change neither the row max nor the row sum. Padded
+    query rows are computed like the others (and ignored downstream). With every length equal
+    to L it is :func:`sim.golden.attention` on each item, bit for bit.
 
     Parameters
     ----------
@@ -310,20 +308,11 @@ def masked_attention(q, k, v, lengths, q_scale, k_scale, v_scale, o_scale, *, cf
                          f"{k.shape} and {v.shape}")
     B, H, L, d = q.shape
     qf, kf, vf, _ = check_attention_input(*(t.reshape(B * H, L, d) for t in (q, k, v)), cfg)
-    lengths = check_int_array("Attention lengths", lengths, 32, ndim=1)
-    if lengths.shape != (B,) or (lengths < 1).any() or (lengths > L).any():
-        raise ValueError(f"Attention lengths must be {B} values from 1 to {L}, not "
-                         f"{lengths.tolist()}")
+    lengths = check_lengths("Attention lengths", lengths, B, L)
     consts = attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
-    sm_cfg = cfg.attention_softmax
-    s = exact_matmul(qf, kf.transpose(0, 2, 1)).reshape(B, H, L, L)
-    keys = np.arange(L)[None, :] < lengths[:, None]
-    s = np.where(keys[:, None, None, :], s, -(1 << (sm_cfg.in_width - 1)))
-    p, _ = softmax(s, q_scale * k_scale / math.sqrt(d), sm_cfg)
-    acc = exact_matmul(p, vf.reshape(B, H, L, d))
-    return requantize(acc, consts.multiplier, consts.shift,
-                      acc_width=cfg.attention_gemm.acc_width,
-                      mult_width=cfg.requant.mult_width, out_width=out_width)
+    o = attention_from_constants(qf, kf, vf, consts, causal=False, keys=np.repeat(lengths, H),
+                                 cfg=cfg, out_width=out_width)
+    return o.reshape(B, H, L, d)
 
 
 def pool_sum(x, lengths, *, in_width=16):
@@ -333,9 +322,6 @@ def pool_sum(x, lengths, *, in_width=16):
     is a positive factor that the normalization removes.
     """
     x = check_int_array("Pooling input", x, in_width, ndim=3)
-    lengths = check_int_array("Pooling lengths", lengths, 32, ndim=1)
-    if lengths.shape != x.shape[:1] or (lengths < 1).any() or (lengths > x.shape[1]).any():
-        raise ValueError(f"Pooling lengths must be {x.shape[0]} values from 1 to {x.shape[1]}, "
-                         f"not {lengths.tolist()}")
+    lengths = check_lengths("Pooling lengths", lengths, *x.shape[:2])
     mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
     return (x * mask[..., None]).sum(axis=1)

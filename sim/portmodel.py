@@ -74,8 +74,9 @@ def run_checks(cfg, depth, op, regs):
     :attr:`Error.SHAPE`: a list of ``(what, value, limit)``, empty when the run is accepted.
 
     A shape register is zero (limit ``"nonzero"``), beyond the config (attention's ``ATT_LEN``
-    and ``ATT_DIM``, a row op's ``ROW_LEN``), or the run's words in a buffer
-    (:func:`run_words`) beyond ``depth`` (``what`` is ``"words of X"``, say).
+    and ``ATT_DIM``, a row op's ``ROW_LEN``), attention's ``ATT_KEYS`` beyond ``ATT_LEN``
+    (limit ``"ATT_LEN"``), or the run's words in a buffer (:func:`run_words`) beyond ``depth``
+    (``what`` is ``"words of X"``, say).
     """
     VL, r = vector_lanes(cfg), {reg: int(regs.get(reg, 0)) for reg in Reg}
     if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
@@ -91,6 +92,8 @@ def run_checks(cfg, depth, op, regs):
             bad.append((reg.name, 0, "nonzero"))
         elif hi is not None and r[reg] > hi:
             bad.append((reg.name, r[reg], hi))
+    if op == Op.ATTENTION and r[Reg.ATT_KEYS] > r[Reg.ATT_LEN]:
+        bad.append((Reg.ATT_KEYS.name, r[Reg.ATT_KEYS], Reg.ATT_LEN.name))
     if bad:
         return bad
     return [(f"words of {buf.name}", words, depth)
@@ -216,7 +219,8 @@ class CommandPortModel:
                                                        for n in sm.constant_widths}),
                 r[Reg.ATT_MULT], r[Reg.ATT_SHIFT])
             o = golden.attention_from_constants(q[None], k[None], v[None], consts,
-                                                causal=bool(r[Reg.ATT_CAUSAL]), cfg=cfg)[0]
+                                                causal=bool(r[Reg.ATT_CAUSAL]),
+                                                keys=r[Reg.ATT_KEYS] or None, cfg=cfg)[0]
             return Buf.C, layout.tile_rows(o, R, C), layout.tile_rows_mask(L, d, R, C)
         unit = getattr(cfg, _UNIT[op])
         length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]

@@ -1,7 +1,7 @@
 """The attention controller's command: its layout, the per-head registers loaded from it, and the
 command stage that checks it and counts the head's row blocks."""
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 from amaranth.lib import data
 
 from ..divider import CeilDivider
@@ -10,24 +10,28 @@ __all__ = ["attention_cmd_layout", "Head", "build_command"]
 
 
 def attention_cmd_layout(cfg):
-    """Layout of a command: one head of sequence length L and head dimension d."""
+    """Layout of a command: one head of sequence length L and head dimension d, causal or not,
+    whose queries see only the first ``keys`` keys (0: all L)."""
     at = cfg.attention
     return data.StructLayout({
         "length": range(at.max_seq_len + 1),
         "head_dim": range(at.max_head_dim + 1),
         "causal": 1,
+        "keys": range(at.max_seq_len + 1),
     })
 
 
 class Head:
-    """Per-head constants, registered from the command: L and d, and the comparisons on them
-    that the counters need (so that none sits on a counter's enable)."""
+    """Per-head constants, registered from the command: L and d, the keys each query sees
+    (``keys``, the command's or L for 0), and the comparisons on them that the counters need
+    (so that none sits on a counter's enable)."""
 
     def __init__(self, Lmax, dmax, R, C):
         self.R, self.C = R, C
         self.L = Signal(range(Lmax + 1), name="L")
         self.d = Signal(range(dmax + 1), name="d")
         self.causal = Signal(name="causal")
+        self.keys = Signal(range(Lmax + 1), name="keys")
         self.L_m1 = Signal(range(Lmax + 1), name="L_m1")
         self.d_m1 = Signal(range(dmax + 1), name="d_m1")
         self.L_is1 = Signal(name="L_is1")
@@ -36,9 +40,10 @@ class Head:
         self.L_m_r = Signal(range(-R, Lmax + 1), name="L_m_r")   # L - R
         self.d_le_c = Signal(name="d_le_c")     # d <= C
 
-    def load(self, length, head_dim, causal):
+    def load(self, length, head_dim, causal, keys):
         R, C = self.R, self.C
         return [self.L.eq(length), self.d.eq(head_dim), self.causal.eq(causal),
+                self.keys.eq(Mux(keys == 0, length, keys)),
                 self.L_m_r.eq(length - R),
                 self.L_m1.eq(length - 1), self.d_m1.eq(head_dim - 1),
                 self.L_is1.eq(length == 1), self.d_is1.eq(head_dim == 1),
@@ -75,12 +80,12 @@ def build_command(ctl, m, ns):
     with m.If(ctl.cmd.valid & ctl.cmd.ready):
         m.d.sync += [c_valid.eq(1), head.eq(1), c_cmd.eq(ctl.cmd.payload)]
     bad = ((c_cmd.length == 0) | (c_cmd.length > Lmax) | (c_cmd.head_dim == 0) |
-           (c_cmd.head_dim > dmax))
+           (c_cmd.head_dim > dmax) | (c_cmd.keys > c_cmd.length))
     # The load counters restart on every command (they are unused unless loading).
     load_start = c_valid
     with m.If(c_valid):
         m.d.sync += [c_valid.eq(0), ctl.error.eq(bad), loading.eq(~bad), head.eq(~bad),
-                     *hd.load(c_cmd.length, c_cmd.head_dim, c_cmd.causal)]
+                     *hd.load(c_cmd.length, c_cmd.head_dim, c_cmd.causal, c_cmd.keys)]
     for div, step in ((nb_div, R), (rb_div, sl)):
         m.d.comb += [div.load.eq(load_start), div.total.eq(c_cmd.length), div.step.eq(step),
                      div.en.eq(1)]

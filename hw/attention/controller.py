@@ -48,6 +48,8 @@ class AttentionController(wiring.Component):
     ``min(L, bR + R)`` columns that are not wholly masked and ``PV(b)`` sums over only those, so
     fully masked tiles are skipped rather than computed; inside the diagonal tile, masked scores
     are replaced by the most negative score before the softmax, which maps them to exactly 0.
+    The key mask (``keys``, a padded sequence's length) masks the scores of keys ``j >= keys``
+    the same way, in the softmax feeder only: no job is cut, so it costs no cycle.
 
     Scratchpad layouts (the driver writes each stream's beats in this order; see
     :func:`sim.bench.attention_load_beats`):
@@ -69,8 +71,10 @@ class AttentionController(wiring.Component):
     Members
     -------
     cmd : In(stream.Signature(attention_cmd_layout(cfg)))
-        One head per command: L (1..max_seq_len), d (1..max_head_dim), causal. A command out of
-        range is consumed and sets ``error``.
+        One head per command: L (1..max_seq_len), d (1..max_head_dim), causal, and keys (the
+        keys every query sees, 1..L; 0 for L: the scores of keys ``j >= keys`` are masked like
+        the causal mask's, and still computed). A command out of range is consumed and sets
+        ``error``.
     q : In(stream.Signature(ArrayLayout(signed(in_width), R)))
     k, v : In(stream.Signature(ArrayLayout(signed(in_width), C)))
         Scratchpad loads, taken after the command: ``ceil(L/R)*d``, ``ceil(L/C)*d`` and

@@ -11,15 +11,17 @@ __all__ = ["build_softmax_feeder", "build_serializer"]
 
 def build_softmax_feeder(ctl, m, ns):
     """Builds the softmax feeder's reader: it waits for a full score half, walks its rows and
-    tiles, computes each word's causal mask and row-end flags, and queues the registered
-    scores with that metadata in the score FIFO, clearing the half after its last row."""
+    tiles, computes each word's mask (causal, and keys past ``hd.keys``) and row-end flags, and
+    queues the registered scores with that metadata in the score FIFO, clearing the half after
+    its last row."""
     R, C, sl, Lmax, LT = ctl.R, ctl.C, ctl.sl, ctl.max_len, ctl.len_tiles
     (smem, run_start, causal, L, hd, running, s_full, s_clr, nb) = (
         ns.smem, ns.run_start, ns.causal, ns.L, ns.hd, ns.running, ns.s_full, ns.s_clr, ns.nb)
     # -- SOFTMAX FEEDER: reads a block's score rows, masks, serializes into the softmax. ---
-    # Beside the row and tile counters it keeps ``L - col`` and ``lim - col`` (col the
-    # tile's first column, lim the row's last unmasked column), so that the mask and the
-    # end of a row are comparisons with constants.
+    # Beside the row and tile counters it keeps ``L - col``, ``lim - col`` and ``keys - col``
+    # (col the tile's first column, lim the row's last column the causal mask leaves, keys the
+    # keys every row sees), so that the masks and the end of a row are comparisons with
+    # constants.
     groups = C // sl
     f_block = Signal(range(ctl.blocks + 1))
     f_more = Signal()                       # f_block < nb
@@ -33,6 +35,7 @@ def build_softmax_feeder(ctl, m, ns):
     f_lim = Signal(range(ctl.blocks * R + R + 1))                    # f_base + f_r
     f_rem = Signal(range(-C, Lmax + 1))                               # L - col
     f_rel = Signal(range(-(LT * C) - C, ctl.blocks * R + R + 1))     # lim - col
+    f_krem = Signal(range(-(LT * C) - C, Lmax + 1))                  # keys - col
     f_tlast = Signal()                      # f_rem <= C
     f_busy = Signal()
     meta = data.StructLayout({"mask": C, "keep": groups})
@@ -50,8 +53,8 @@ def build_softmax_feeder(ctl, m, ns):
         f_issue.eq(f_busy & f_room),
         s_rd.addr.eq(Mux(f_half, R * LT, 0) + f_roff + f_t),
     ]
-    for c in range(C):   # column col + c is masked when col + c > lim
-        m.d.comb += f_meta.mask[c].eq(causal & (f_rel < c))
+    for c in range(C):   # column col + c is masked when col + c > lim or col + c >= keys
+        m.d.comb += f_meta.mask[c].eq((causal & (f_rel < c)) | (f_krem <= c))
     for g in range(groups):   # sub-beat g is in the row: the first, then while L - col > g*sl
         m.d.comb += f_meta.keep[g].eq(1 if g == 0 else f_rem > g * sl)
     m.d.sync += f_meta_d.eq(f_meta)
@@ -60,12 +63,12 @@ def build_softmax_feeder(ctl, m, ns):
                      f_rows_m1.eq(Mux(L >= R, R - 1, hd.L_m1)), f_busy.eq(0)]
     with m.Elif(running & ~f_busy & f_more & s_full.bit_select(f_half, 1)):
         m.d.sync += [f_busy.eq(1), f_r.eq(0), f_roff.eq(0), f_t.eq(0), f_lim.eq(f_base),
-                     f_rem.eq(L), f_rel.eq(f_base), f_tlast.eq(hd.L_le_c)]
+                     f_rem.eq(L), f_rel.eq(f_base), f_krem.eq(hd.keys), f_tlast.eq(hd.L_le_c)]
     with m.If(f_issue):
         with m.If(f_tlast):
             m.d.sync += [f_t.eq(0), f_r.eq(f_r + 1), f_roff.eq(f_roff + LT),
                          f_lim.eq(f_lim + 1), f_rem.eq(L), f_rel.eq(f_lim + 1),
-                         f_tlast.eq(hd.L_le_c)]
+                         f_krem.eq(hd.keys), f_tlast.eq(hd.L_le_c)]
             with m.If(f_r == f_rows_m1):
                 m.d.sync += [f_busy.eq(0), f_block.eq(f_block + 1), f_more.eq(f_block + 1 < nb),
                              f_base.eq(f_base + R), f_left.eq(f_left - R),
@@ -73,7 +76,7 @@ def build_softmax_feeder(ctl, m, ns):
                 m.d.comb += s_clr.eq(Mux(f_half, 0b10, 0b01))
         with m.Else():
             m.d.sync += [f_t.eq(f_t + 1), f_rem.eq(f_rem - C), f_rel.eq(f_rel - C),
-                         f_tlast.eq(f_rem <= 2 * C)]
+                         f_krem.eq(f_krem - C), f_tlast.eq(f_rem <= 2 * C)]
     # The scores are registered between the block RAM and the FIFO's distributed RAM (the
     # block RAM's clock-to-output is most of a cycle); the room counter covers the extra
     # word in flight.

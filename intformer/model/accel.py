@@ -10,7 +10,7 @@ import numpy as np
 
 from boards import host
 from hw.config import AccelConfig
-from sim import golden
+from sim import golden, ops
 
 from . import compiler, executor
 from . import program as P
@@ -40,41 +40,44 @@ class MismatchError(AssertionError):
                          f"{index}: {got}, golden {want}")
 
 
-def _layernorm(client, op, env):
+def _layernorm(client, op, env, lengths):
     return client.layernorm(env[op.input], op.in_scale,
                             constants=executor.layernorm_constants(op))[0]
 
 
-def _linear(client, op, env):
+def _linear(client, op, env, lengths):
     x = env[op.input]
     y = client.linear(x.reshape(-1, x.shape[-1]), op.weight, op.bias, op.multipliers,
                       op.shifts, x_width=op.x_width, out_width=op.out_width)
     return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
 
-def _attention(client, op, env):
+def _attention(client, op, env, lengths):
+    """Each item's heads, its queries seeing its ``lengths[b]`` keys (``ATT_KEYS``), as
+    :func:`sim.ops.masked_attention`."""
     q, k, v = (env[n] for n in (op.q, op.k, op.v))
     (B, L, D), H = q.shape, op.heads
     heads = [t.reshape(B, L, H, D // H).transpose(0, 2, 1, 3) for t in (q, k, v)]
     out = np.empty((B, H, L, D // H), dtype=np.int64)
     for b in range(B):
         out[b] = client.attention(*(t[b] for t in heads), op.q_scale, op.k_scale, op.v_scale,
-                                  float(op.scale))[0]
+                                  float(op.scale), keys=int(lengths[b]))[0]
     # The unit requantizes to requant.out_width; the program feeds a GEMM with in_width bits
     # (the golden executor's out_width): saturating the wider result is the same rounding.
     out = golden.saturate(out, client.cfg.array.in_width)
     return out.transpose(0, 2, 1, 3).reshape(B, L, D)
 
 
-def _gelu(client, op, env):
+def _gelu(client, op, env, lengths):
     return client.gelu(env[op.input], op.in_scale)[0]
 
 
-def _residual(client, op, env):
+def _residual(client, op, env, lengths):
     return client.residual(env[op.a], env[op.b], op.ma, op.mb, op.shift)
 
 
-#: The program ops the accelerator runs, and how (the others run on the host, golden code).
+#: The program ops the accelerator runs, and how: ``run(client, op, env, lengths)`` (the others
+#: run on the host, golden code). The row ops take every row of the padded batch, as golden.
 ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.Gelu: _gelu,
          P.Residual: _residual}
 
@@ -157,7 +160,9 @@ class OpRecord:
     model_cycles : int
         The plan's modelled cycles (:func:`compiler.compile_program`).
     link_bytes : int
-        Bytes sent and received, as the plan counts them.
+        Bytes sent and received, as the plan counts them: per sequence of L tokens, times B (for
+        a batch of more than one an estimate: the driver sends the registers and weights once
+        a batch, and splits its ``B*L`` rows otherwise; within 10% on the tests' batches).
     sent, received : int
         Bytes sent and received, counted on the link as the driver framed them.
     seconds : float
@@ -263,9 +268,12 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
     executor's on the same inputs, and the first difference raises :exc:`MismatchError`
     naming the op and the index; so every tensor equals golden's.
 
-    The accelerator's attention has no key-length mask: every sequence of the batch must be
-    unpadded (``lengths`` all ``L``). The program is checked first (:func:`check_program`),
-    before a model is built or a port opened.
+    A padded batch (``lengths`` from 1 to ``L``) runs as the golden executor runs it: the row
+    ops (Linear, LayerNorm, GELU, the residual add) on all ``B*L`` rows, padded ones included,
+    and attention item by item, each item's heads with its ``lengths[b]`` keys (the top's key
+    mask, ``ATT_KEYS``). The plan's figures are per sequence of ``L`` tokens, times ``B``; a
+    padded item's ``ATT_KEYS`` SET_REGs are beyond its link bytes. The program is checked first
+    (:func:`check_program`), before a model is built or a port opened.
 
     Returns an :class:`Execution` (``output``: the embeddings; ``tensors``: every tensor with
     ``keep``; ``client``: to pass to the next call).
@@ -277,9 +285,7 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
     ids, lengths = np.asarray(ids), np.asarray(lengths)
     B, L = ids.shape
     executor.check_sequence(prog, cfg, L)
-    if (lengths != L).any():
-        raise ValueError(f"Sequence lengths on target {target!r} must all be {L} (no padding: "
-                         f"the attention unit has no key mask), not {lengths.tolist()}")
+    lengths = ops.check_lengths("Sequence lengths", lengths, B, L)
     plan = check_program(prog, cfg, L)     # per sequence: B times each op's figures
     if client is None:
         client = connect(target, cfg, port=port, log=log)
@@ -297,7 +303,7 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
         else:
             runs, cycles = client.runs, getattr(client, "run_cycles", None)
             sent, received = client.link.sent, client.link.received
-            out = ACCEL[type(op)](client, op, env)
+            out = ACCEL[type(op)](client, op, env, lengths)
             r.runs = client.runs - runs
             if cycles is not None:
                 r.cycles = client.run_cycles - cycles

@@ -24,7 +24,7 @@ class Model:
     compiled : Compiled or None
         After :meth:`compile`.
     executions : list of accel.Execution
-        After :meth:`run` on ``"sim"`` or ``"board"``: one a text, with what each op cost.
+        After :meth:`run` on ``"sim"`` or ``"board"``: one a batch, with what each op cost.
     """
 
     def __init__(self, checkpoint):
@@ -83,13 +83,14 @@ class Model:
             client=None, log=print):
         """Integer embeddings of ``texts`` (L2-normalized, ``(B, hidden)``) on ``target``.
 
-        ``"golden"``: sentences are batched by length (fewer padded rows); each batch is one
-        padded run of the program with the key-length mask. ``"sim"`` (the RTL top on
-        Verilator, built once for the compiled config, its buffer depth included, and cached)
-        and ``"board"`` (a board on serial ``port``, built with it; or ``client``): one text at
-        a time, unpadded, each op that has a RUN on the accelerator and its result checked against
-        golden's to the integer (:func:`accel.execute`); :attr:`executions` then holds what
-        each op cost. ``progress(done, total, name)`` after each batch (golden) or op.
+        On every target sentences are batched by length (fewer padded rows), eight a batch;
+        each batch is one padded run of the program with the key-length mask. ``"golden"``
+        runs it in NumPy; ``"sim"`` (the RTL top on Verilator, built once for the compiled
+        config, its buffer depth included, and cached) and ``"board"`` (a board on serial
+        ``port``, built with it; or ``client``) run each op that has a RUN on the accelerator,
+        attention with the top's key mask, and check its result against golden's to the
+        integer (:func:`accel.execute`); :attr:`executions` then holds what each batch's ops
+        cost. ``progress(done, total, name)`` after each batch (golden) or op.
         ``keep=True`` returns, per text, the dict of every tensor of its batch instead (with
         ``"_row"``, the text's row in it).
         """
@@ -106,7 +107,7 @@ class Model:
             raise ValueError(f"Sequence length must be at most {self.compiled.seq_len} tokens "
                              f"(the compiled seq_len), not {longest}")
         cfg = self.compiled.cfg
-        out, batches = [], list(self._batches(ids, size=8 if target == "golden" else 1))
+        out, batches = [], list(self._batches(ids))
         self.executions = []
         for i, (tok, lengths, order) in enumerate(batches):
             if target == "golden":
@@ -115,7 +116,7 @@ class Model:
                     progress(i + 1, len(batches), f"batch of {len(order)}")
             else:
                 each = None if progress is None else (
-                    lambda d, n, name, i=i: progress(d, n, f"text {i + 1}/{len(batches)}: "
+                    lambda d, n, name, i=i: progress(d, n, f"batch {i + 1}/{len(batches)}: "
                                                            f"{name}"))
                 x = accel.execute(self.program, cfg, tok, lengths, target=target,
                                   client=client, port=port, keep=keep, progress=each, log=log)

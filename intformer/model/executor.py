@@ -115,8 +115,8 @@ def run_program(prog, cfg, ids, lengths, *, keep=False, progress=None, target="g
         ``progress(i, n, name)`` after each operation (``name``: its kind and output).
     target : str
         ``"golden"``; ``"sim"`` (the RTL top on Verilator) or ``"board"`` (a board on serial
-        ``port``), each op's result checked against golden's to the integer, with unpadded
-        sequences only.
+        ``port``), each op's result checked against golden's to the integer, padded batches
+        included (attention with the top's key mask).
     client : boards.host.Client or None
         The accelerator to use (``"sim"``, ``"board"``), with buffers of ``cfg.buffers.depth``
         words (:func:`intformer.model.compiler.fit_config` raises it to the program's need);

@@ -163,7 +163,7 @@ class Session:
         k = golden.attention_constants(op.q_scale, op.k_scale, op.v_scale, float(op.scale), d,
                                        cfg)
         for reg, v in ((Reg.ATT_LEN, L), (Reg.ATT_DIM, d), (Reg.ATT_CAUSAL, 0),
-                       (Reg.ATT_MULT, k.multiplier), (Reg.ATT_SHIFT, k.shift)):
+                       (Reg.ATT_KEYS, 0), (Reg.ATT_MULT, k.multiplier), (Reg.ATT_SHIFT, k.shift)):
             c.set(reg, v)
         for name in cfg.attention_softmax.constant_widths:
             c.set(ATTENTION_REGS[name], getattr(k.softmax, name))

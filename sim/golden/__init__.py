@@ -13,6 +13,7 @@ from .attention_model import (  # noqa: F401 (re-exported)
     attention_constants,
     attention_from_constants,
     check_attention_input,
+    check_keys,
 )
 from .gelu_model import (  # noqa: F401 (re-exported)
     GELU_A,
@@ -37,6 +38,7 @@ from .gemm_model import (  # noqa: F401 (re-exported)
 from .integers import (  # noqa: F401 (re-exported)
     bit_length,
     check_int_array,
+    exact_matmul,
     round_shift,
     saturate,
 )

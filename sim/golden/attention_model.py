@@ -9,7 +9,7 @@ import numpy as np
 from hw.config import AccelConfig
 
 from .gemm_model import quantize_multiplier, requantize
-from .integers import check_int_array
+from .integers import check_int_array, exact_matmul
 from .softmax_model import SoftmaxConstants, softmax_constants, softmax_from_constants
 
 # softmax(Q K^T / sqrt(d)) V for one or more heads, integers in and out, exactly as the attention
@@ -19,6 +19,7 @@ from .softmax_model import SoftmaxConstants, softmax_constants, softmax_from_con
 #   S[i, j] = -2**(w-1), j > i     causal mask (w = the softmax input width): such a score is
 #                                  past the range-reduction clamp, so its exponential is exactly
 #                                  0 and it changes neither the row max nor the row sum
+#   S[i, j] = -2**(w-1), j >= keys key mask (a padded sequence's length), the same way
 #   P = softmax(S, q_scale * k_scale / sqrt(d))   unsigned (in_width - 1)-bit probabilities, so
 #                                  that P is a non-negative signed operand of the array
 #   A = P V                        exact integer accumulators, scale 2**-(in_width-1) * v_scale
@@ -99,7 +100,8 @@ def check_attention_input(q, k, v, cfg=None):
     return q, k, v, heads
 
 
-def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, cfg=None):
+def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, keys=None,
+              cfg=None):
     """Integer-only attention ``softmax(Q K^T / sqrt(d)) V``, head by head.
 
     Parameters
@@ -112,6 +114,9 @@ def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, cfg=
         The scale of the int8 output.
     causal : bool
         Mask scores above the diagonal (query i sees keys 0..i).
+    keys : int or None
+        Keys every query sees, 1 to L (a padded sequence's length; the top's ``ATT_KEYS``):
+        the scores of keys ``j >= keys`` are masked as the causal mask masks them. None: L.
     cfg : AccelConfig or None
         Uses ``array``, ``attention``, ``softmax.variant`` and ``requant``.
 
@@ -125,21 +130,41 @@ def attention(q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False, cfg=
     q, k, v, heads = check_attention_input(q, k, v, cfg)
     H, L, d = q.shape
     consts = attention_constants(q_scale, k_scale, v_scale, o_scale, d, cfg)
-    o = attention_from_constants(q, k, v, consts, causal=causal, cfg=cfg)
+    if keys is not None:
+        keys = check_keys(keys, L)
+    o = attention_from_constants(q, k, v, consts, causal=causal, keys=keys, cfg=cfg)
     return (o if heads else o[0]), float(o_scale)
 
 
-def attention_from_constants(q, k, v, consts, *, causal, cfg):
+def check_keys(keys, L):
+    """Check the keys every query sees (:func:`attention`'s ``keys``): an integer from 1 to
+    ``L``. Returns it as an int."""
+    if isinstance(keys, bool) or not isinstance(keys, int | np.integer):
+        raise TypeError(f"Attention keys must be an integer, not {keys!r}")
+    if not 1 <= keys <= L:
+        raise ValueError(f"Attention keys must be from 1 to {L} (the sequence length), "
+                         f"not {keys}")
+    return int(keys)
+
+
+def attention_from_constants(q, k, v, consts, *, causal, cfg, keys=None, out_width=None):
     """The integer part of :func:`attention`: ``o`` (H, L, d) for int64 ``q``, ``k``, ``v`` of
     shape (H, L, d), already checked, and constants ``consts`` (what the controller computes
-    from its registers)."""
-    L = q.shape[1]
+    from its registers). ``keys`` (None, an int, or one int a head, each 1 to L, checked by
+    the caller) masks the scores of keys ``j >= keys``; ``out_width`` (default
+    ``requant.out_width``) narrows the output's saturation."""
+    L, n = q.shape[1], k.shape[1]      # queries and keys (n = L but in tests of the spec)
     sm_cfg = cfg.attention_softmax
-    s = q @ k.transpose(0, 2, 1)
+    s = exact_matmul(q, k.transpose(0, 2, 1))
+    seen = np.ones((1, L, n), dtype=bool)
     if causal:
-        s = np.where(np.tri(L, dtype=bool), s, -(1 << (sm_cfg.in_width - 1)))
+        seen = seen & np.tri(L, n, dtype=bool)
+    if keys is not None:
+        seen = seen & (np.arange(n) < np.reshape(keys, (-1, 1, 1)))
+    s = np.where(seen, s, -(1 << (sm_cfg.in_width - 1)))
     p = softmax_from_constants(s, consts.softmax, sm_cfg)
-    acc = p @ v
+    acc = exact_matmul(p, v)
+    out_width = cfg.requant.out_width if out_width is None else out_width
     return requantize(acc, consts.multiplier, consts.shift,
                       acc_width=cfg.attention_gemm.acc_width,
-                      mult_width=cfg.requant.mult_width, out_width=cfg.requant.out_width)
+                      mult_width=cfg.requant.mult_width, out_width=out_width)

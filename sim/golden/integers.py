@@ -1,5 +1,5 @@
 """Integer helpers of the golden models: checked integer arrays, the one rounding rule,
-saturation and bit lengths."""
+saturation, bit lengths and exact integer matrix products."""
 
 import numpy as np
 
@@ -49,3 +49,13 @@ def bit_length(x):
     for k in range(63):
         out += (x >> k) > 0
     return out
+
+
+def exact_matmul(a, b):
+    """``a @ b`` of int64 arrays, exact, through float64 BLAS: every product and partial sum
+    is an integer below 2**53 in magnitude (checked from the operands' ranges), where float64
+    is exact. Integer matmul in NumPy has no BLAS and is about 30x slower."""
+    bound = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1]
+    if bound >= 1 << 53:
+        return a @ b
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)

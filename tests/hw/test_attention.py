@@ -25,11 +25,12 @@ def operands(rng, *shape):
     return tuple(rng.integers(-128, 128, shape, dtype=np.int8) for _ in range(3))
 
 
-def check(cfg, q, k, v, scales=SCALES, causal=False, stall=0.0, seed=0, backend="amaranth"):
-    r = itf.simulate.attention(cfg, q, k, v, *scales, causal=causal, stall=stall, seed=seed,
-                               backend=backend)
+def check(cfg, q, k, v, scales=SCALES, causal=False, keys=None, stall=0.0, seed=0,
+          backend="amaranth"):
+    r = itf.simulate.attention(cfg, q, k, v, *scales, causal=causal, keys=keys, stall=stall,
+                               seed=seed, backend=backend)
     assert r.extra["backend"] == backend
-    expected, o_scale = golden.attention(q, k, v, *scales, causal=causal, cfg=cfg)
+    expected, o_scale = golden.attention(q, k, v, *scales, causal=causal, keys=keys, cfg=cfg)
     np.testing.assert_array_equal(r.output, expected)
     assert r.scale == o_scale
     assert not r.extra["padding"].any()
@@ -87,6 +88,39 @@ def test_extreme_inputs(value, backend):
     q = rng.choice(np.array([-128, 127], dtype=np.int8), (12, 6))
     k = q[::-1].copy()
     check(cfg, q, k, full, scales=(0.1, 0.1, 0.05, 0.05), causal=True, backend=backend)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("L, d, keys", [(1, 1, 1), (5, 3, 1), (5, 3, 4), (7, 4, 7), (12, 6, 5),
+                                        (12, 2, 11)])
+def test_key_mask(L, d, keys, causal, backend):
+    # Keys past ``keys`` masked (ATT_KEYS): keys = 1, keys = L, L not a multiple of the array.
+    check(make_cfg(), *operands(np.random.default_rng(L * 10 + keys), L, d), causal=causal,
+          keys=keys, backend=backend)
+
+
+@pytest.mark.parametrize("stall", [0.3, 0.7])
+@pytest.mark.parametrize("arr", [(2, 2), (3, 2), (2, 4)])
+def test_key_mask_stalls_and_arrays(arr, stall):
+    cfg = make_cfg(*arr, softmax_lanes=2 if arr == (2, 4) else 1)
+    rng = np.random.default_rng(arr[0] * 10 + arr[1])
+    check(cfg, *operands(rng, 2, 11, 3), keys=6, stall=stall, seed=3)
+    check(cfg, *operands(rng, 9, 5), causal=True, keys=4, stall=stall, seed=4)
+
+
+def test_key_mask_costs_no_cycle():
+    # Masked keys are computed all the same: the cycles and the array's operand pairs are those
+    # of the unmasked head, and the cycle model (which has no keys) stays within 5%.
+    cfg = make_cfg(2, 2, max_seq_len=16, max_head_dim=8)
+    rng = np.random.default_rng(9)
+    for L, d, causal in [(16, 8, False), (16, 8, True), (9, 5, False)]:
+        q, k, v = operands(rng, L, d)
+        full = check(cfg, q, k, v, causal=causal)
+        for keys in (1, L // 2):
+            r = check(cfg, q, k, v, causal=causal, keys=keys)
+            assert (r.cycles, r.extra["array_busy"]) == (full.cycles, full.extra["array_busy"])
+            model = cyclemodel.attention_cycles(cfg, L, d, causal)
+            assert abs(model - r.cycles) / r.cycles <= 0.05, (L, d, causal, r.cycles, model)
 
 
 def test_softmax_lanes_and_shift_variant():
@@ -149,7 +183,8 @@ def test_bad_command_sets_error():
     async def testbench(ctx):
         for bad in ({"length": 0, "head_dim": 2, "causal": 0},
                     {"length": 13, "head_dim": 2, "causal": 0},
-                    {"length": 4, "head_dim": 7, "causal": 1}):
+                    {"length": 4, "head_dim": 7, "causal": 1},
+                    {"length": 4, "head_dim": 2, "causal": 0, "keys": 5}):
             ctx.set(dut.cmd.payload, layout.const(bad))
             ctx.set(dut.cmd.valid, 1)
             await ctx.tick().until(dut.cmd.ready)
@@ -161,4 +196,4 @@ def test_bad_command_sets_error():
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    assert seen == [(1, 0, 0)] * 3
+    assert seen == [(1, 0, 0)] * 4

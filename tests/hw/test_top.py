@@ -209,14 +209,31 @@ def _shared_top(backend):
 
 @given(heads=st.integers(1, 2), L=st.integers(1, TINY.attention.max_seq_len),
        d=st.integers(1, TINY.attention.max_head_dim), causal=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_attention_random_shapes(heads, L, d, causal, seed, backend):
+       keys=st.integers(0, TINY.attention.max_seq_len), seed=st.integers(0, 2**16))
+def test_attention_random_shapes(heads, L, d, causal, keys, seed, backend):
+    # keys 0: no key mask (ATT_KEYS = 0); else the keys every query sees, at most L.
+    keys = min(keys, L) or None
     rng = np.random.default_rng(seed)
     q, k, v = (rng.integers(-128, 128, (heads, L, d)) for _ in range(3))
     scales = tuple(rng.uniform(0.005, 0.1, 4))
     np.testing.assert_array_equal(
-        _shared_top(backend).attention(q, k, v, *scales, causal=causal)[0],
-        golden.attention(q, k, v, *scales, causal=causal, cfg=TINY)[0])
+        _shared_top(backend).attention(q, k, v, *scales, causal=causal, keys=keys)[0],
+        golden.attention(q, k, v, *scales, causal=causal, keys=keys, cfg=TINY)[0])
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_attention_key_mask(stall, Top):
+    # ATT_KEYS: keys = 1, keys = L (sent as 0), keys with the causal mask, L = 9 not a multiple
+    # of R = 2 nor C = 2; then no mask again (ATT_KEYS back to 0).
+    top = Top(TINY, stall=stall, seed=21, budget=40_000)
+    rng = np.random.default_rng(22)
+    q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
+    for keys, causal in ((1, False), (9, False), (4, True), (6, False), (None, True)):
+        np.testing.assert_array_equal(
+            top.attention(q, k, v, *SCALES, causal=causal, keys=keys)[0],
+            golden.attention(q, k, v, *SCALES, causal=causal, keys=keys, cfg=TINY)[0],
+            err_msg=f"keys={keys}, causal={causal}")
+    assert top.status() == (False, True, "OK")
 
 
 def test_attention_edges_and_gemm_around_it(Top):
@@ -279,6 +296,13 @@ def test_malformed_attention_changes_nothing(Top):
     expect(Error.VALUE, top.set_reg, Reg.ATT_LEN, TINY.attention.max_seq_len + 1)
     expect(Error.VALUE, top.set_reg, Reg.ATT_DIM, TINY.attention.max_head_dim + 1)
     expect(Error.VALUE, top.set_reg, Reg.ATT_CAUSAL, 2)
+    expect(Error.VALUE, top.set_reg, Reg.ATT_KEYS, TINY.attention.max_seq_len + 1)
+    top.set_reg(Reg.ATT_LEN, 4)
+    top.set_reg(Reg.ATT_DIM, 3)
+    top.set_reg(Reg.ATT_KEYS, 5)                                  # more keys than L
+    expect(Error.SHAPE, top.run, Op.ATTENTION)
+    top.set_reg(Reg.ATT_KEYS, 0)
+    top.set_reg(Reg.ATT_DIM, 0)
     top.set_reg(Reg.ATT_LEN, 10)
     expect(Error.SHAPE, top.run, Op.ATTENTION)                    # d still 0
     top.set_reg(Reg.ATT_DIM, 5)                                   # 5 * 5 Q words > 16

@@ -55,6 +55,39 @@ def test_masked_scores_get_zero_probability():
     np.testing.assert_array_equal(o[0], expected)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("keys", [1, 3, 7])
+def test_masked_keys_are_as_if_absent(keys, causal):
+    # golden.attention(keys=n): every query as if the keys and values past n were not there
+    # (their probabilities exactly 0, the row max and sum unchanged); keys = L changes nothing.
+    rng = np.random.default_rng(keys)
+    q, k, v = (rng.integers(-128, 128, (2, 7, 4)) for _ in range(3))
+    consts = golden.attention_constants(0.05, 0.05, 0.05, 0.04, 4, CFG)
+    o, _ = golden.attention(q, k, v, 0.05, 0.05, 0.05, 0.04, causal=causal, keys=keys, cfg=CFG)
+    np.testing.assert_array_equal(o, golden.attention_from_constants(
+        q, k[:, :keys], v[:, :keys], consts, causal=False, cfg=CFG) if not causal else
+        golden.attention_from_constants(q, k, v, consts, causal=True, keys=keys, cfg=CFG))
+    if causal:      # query i sees keys 0 .. min(i, keys - 1)
+        for i in range(7):
+            n = min(i, keys - 1) + 1
+            np.testing.assert_array_equal(o[:, i], golden.attention_from_constants(
+                q[:, i:i + 1], k[:, :n], v[:, :n], consts, causal=False, cfg=CFG)[:, 0])
+    if keys == 7:
+        np.testing.assert_array_equal(
+            o, golden.attention(q, k, v, 0.05, 0.05, 0.05, 0.04, causal=causal, cfg=CFG)[0])
+
+
+@pytest.mark.parametrize("keys, error, message", [
+    (0, ValueError, r"^Attention keys must be from 1 to 5 \(the sequence length\), not 0$"),
+    (6, ValueError, r"^Attention keys must be from 1 to 5 \(the sequence length\), not 6$"),
+    (2.0, TypeError, r"^Attention keys must be an integer, not 2.0$"),
+])
+def test_bad_keys_refused(keys, error, message):
+    x = np.zeros((5, 4), dtype=int)
+    with pytest.raises(error, match=message):
+        golden.attention(x, x, x, 0.05, 0.05, 0.05, 0.05, keys=keys, cfg=CFG)
+
+
 def test_heads_are_independent():
     rng = np.random.default_rng(1)
     q, k, v = (rng.integers(-128, 128, (3, 6, 4)) for _ in range(3))

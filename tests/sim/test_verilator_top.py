@@ -66,11 +66,11 @@ def test_every_op_bit_exact(stall):
     gamma, beta = rng.normal(1, 0.3, 11), rng.normal(0, 0.5, 11)
     np.testing.assert_array_equal(top.layernorm(q, 0.01, gamma, beta)[0],
                                   golden.layernorm(q, 0.01, gamma, beta, TINY.layernorm)[0])
-    for causal in (False, True):
+    for causal, keys in ((False, None), (True, None), (False, 4), (True, 1)):
         q, k, v = (rng.integers(-128, 128, (2, 9, 5)) for _ in range(3))
         np.testing.assert_array_equal(
-            top.attention(q, k, v, *SCALES, causal=causal)[0],
-            golden.attention(q, k, v, *SCALES, causal=causal, cfg=TINY)[0])
+            top.attention(q, k, v, *SCALES, causal=causal, keys=keys)[0],
+            golden.attention(q, k, v, *SCALES, causal=causal, keys=keys, cfg=TINY)[0])
     assert top.status() == (False, True, "OK")
 
 
