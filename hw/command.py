@@ -210,7 +210,7 @@ class CommandPort(wiring.Component):
                     with m.If(s.bytei == i):
                         m.d.sync += host.wdata[8 * i:8 * i + 8].eq(cmd.payload)
                 m.d.sync += s.remaining.eq(s.remaining - 1)
-                with m.If(s.bytei == d.last_byte):
+                with m.If(s.bytei == s.last_byte):
                     m.d.sync += [s.bytei.eq(0), host.wen.eq(1)]
                     with m.If(s.remaining == 1):
                         m.next = "RSP0"
@@ -270,7 +270,7 @@ class CommandPort(wiring.Component):
             m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(s.rword[:8])]
             with m.If(rsp.ready):
                 m.d.sync += [s.rword.eq(s.rword >> 8), s.bytei.eq(s.bytei + 1)]
-                with m.If(s.bytei == d.last_byte):
+                with m.If(s.bytei == s.last_byte):
                     m.d.sync += s.count.eq(s.count - 1)
                     with m.If(s.count == 1):
                         m.next = "OPCODE"
@@ -310,6 +310,10 @@ class _State:
         # Word assembly for writes (in host.wdata), and the latched word for reads.
         self.rword = Signal(port.word_width)
         self.bytei = Signal(range(port.max_bytes + 1))
+        # The dispatcher's last_byte (set in FACT1, read from WDATA or RSEND on), copied here so
+        # that the byte loops' compare is local to the port, not a net from the dispatcher.
+        self.last_byte = Signal.like(d.last_byte)
+        m.d.sync += self.last_byte.eq(d.last_byte)
         m.d.sync += [host.wen.eq(0), d.set_reg.eq(0), d.run.eq(0)]
         m.d.comb += [host.buf.eq(d.args[0]), port.error.eq(self.last_error != 0)]
 
