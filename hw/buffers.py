@@ -40,10 +40,11 @@ class Buffers(wiring.Component):
     not overlap and a run refuses buffer commands, so a memory never reads the address it writes
     in the same cycle: they are marked :func:`hw.memory.uncontended`.
 
-    The port selects are copies of ``running`` a cycle late, one per memory (timing: a short,
-    low-fanout net to each block RAM); readers start two cycles after a run does and end before
-    it does, and a run's writes are registered once (the units' output logic and the block RAM
-    are far apart), so the late select still covers the last write.
+    A write port takes its enable, address and data from one register each, loaded with the
+    run's word while ``running`` and the command's otherwise (timing: the block RAM's inputs
+    come straight from flip-flops, and no select fans out from one flip-flop to every block);
+    the read ports' selects are copies of ``running`` a cycle late, one per memory. Readers
+    start two cycles after a run does and end before it does.
 
     A command read registers every buffer's output (block RAM clock-to-output is most of a
     cycle), then ANDs each byte with a flag flip-flop (``buf`` is the buffer, a cycle late;
@@ -125,9 +126,9 @@ class Buffers(wiring.Component):
             m.submodules[f"buf_{buf.name.lower()}"] = mem
             rps[buf], wps[buf] = mem.read_port(), mem.write_port()
 
-        # Write ports: the run's words (registered) while it runs, the command's otherwise.
-        run_addr = Signal.like(self.run_addr)
-        m.d.sync += run_addr.eq(self.run_addr)
+        # Write ports: the run's words while it runs, the command's otherwise, chosen before
+        # one register per port (enable, address, data), so that each block RAM's inputs come
+        # straight from flip-flops and no select fans out from a flip-flop to every block.
         run_words = {}
         for buf in (Buf.C, Buf.Y):
             port = getattr(self, f"write_{buf.name.lower()}", None)
@@ -135,24 +136,22 @@ class Buffers(wiring.Component):
                 run_words[buf] = port
         m.d.comb += self.run_write.eq(Cat(*(p.valid for p in run_words.values())).any())
         for buf, wp in wps.items():
-            by_run = Signal(name=f"by_run_{buf.name.lower()}")
-            m.d.sync += by_run.eq(self.running)
+            name = buf.name.lower()
+            we = Signal(name=f"we_{name}")
+            waddr = Signal.like(wp.addr, name=f"waddr_{name}")
+            wdata = Signal.like(wp.data, name=f"wdata_{name}")
+            # The command's buffer select is decoded from its argument, across the die from
+            # most block RAMs: it reaches them through this register.
+            host_we = host.wen & (host.buf == buf.value)
             if buf in run_words:
                 port = run_words[buf]
-                run_we = Signal(name=f"run_we_{buf.name.lower()}")
-                run_data = Signal.like(port.payload, name=f"run_data_{buf.name.lower()}")
-                m.d.sync += [run_we.eq(self.running & port.valid), run_data.eq(port.payload)]
-                with m.If(by_run):
-                    m.d.comb += [wp.en.eq(run_we), wp.addr.eq(run_addr), wp.data.eq(run_data)]
-            # The command's write is registered: its buffer select is decoded from the command's
-            # argument, across the die from most block RAMs.
-            host_we = Signal(name=f"host_we_{buf.name.lower()}")
-            host_waddr = Signal.like(wp.addr, name=f"host_waddr_{buf.name.lower()}")
-            host_wdata = Signal.like(wp.data, name=f"host_wdata_{buf.name.lower()}")
-            m.d.sync += [host_we.eq(host.wen & (host.buf == buf.value)),
-                         host_waddr.eq(host.waddr), host_wdata.eq(host.wdata)]
-            with m.If(~by_run):
-                m.d.comb += [wp.en.eq(host_we), wp.addr.eq(host_waddr), wp.data.eq(host_wdata)]
+                m.d.sync += [we.eq(Mux(self.running, port.valid, host_we)),
+                             waddr.eq(Mux(self.running, self.run_addr, host.waddr)),
+                             wdata.eq(Mux(self.running, port.payload, host.wdata))]
+            else:
+                m.d.sync += [we.eq(host_we & ~self.running), waddr.eq(host.waddr),
+                             wdata.eq(host.wdata)]
+            m.d.comb += [wp.en.eq(we), wp.addr.eq(waddr), wp.data.eq(wdata)]
         if Buf.COEF in self.specs:
             ln = self.cfg.layernorm
             gw = ln.gamma_width * ln.lanes
