@@ -37,6 +37,7 @@ from hw.isa import (
     Buf,
     Command,
     Error,
+    LinMode,
     Op,
     Reg,
     buffer_specs,
@@ -471,17 +472,32 @@ ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_le
     (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
-    # One RUN LINEAR per shape, the whole problem in the buffers; no stalls.
+    # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
+    # a K in three chunks), then the whole problem in one plain run; no stalls.
     R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
     top = RunClock(cfg, depth=256)
     rng = np.random.default_rng(41)
+    modes = (LinMode.RAW, LinMode.ACCUMULATE | LinMode.RAW, LinMode.ACCUMULATE)
     for M, K, N in shapes:
+        x, w, bias, mult, shift = _linear_case(rng, M, 3 * K, N, cfg)
+        want = ops.linear(x, w, bias, mult, shift, cfg=cfg, k_chunk=K)
+        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
+            top.set_reg(reg, value)
+        for i, mode in enumerate(modes):
+            top.write_buffer(Buf.A, 0, layout.column_words(x[:, i * K:(i + 1) * K], R))
+            top.write_buffer(Buf.B, 0, layout.row_words(w[i * K:(i + 1) * K], C))
+            top.set_reg(Reg.LIN_MODE, mode.value)
+            top.run(Op.LINEAR)
+            assert top.accepted_to_written() == cyclemodel.linear_cycles(
+                cfg, M, K, N, raw=LinMode.RAW in mode), (M, K, N, mode)
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(got, want)
         x, w, bias, mult, shift = _linear_case(rng, M, K, N, cfg)
         top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
         top.write_buffer(Buf.A, 0, layout.column_words(x, R))
         top.write_buffer(Buf.B, 0, layout.row_words(w, C))
-        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
-            top.set_reg(reg, value)
+        top.set_reg(Reg.LIN_MODE, 0)
         top.run(Op.LINEAR)
         measured = top.accepted_to_written()
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
