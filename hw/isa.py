@@ -256,7 +256,8 @@ def register_specs(cfg, depth=None):
     (``depth`` by default the config's, :func:`buffer_depth`).
 
     GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``,
-    ``ATT_*``, ``RES_*`` and ``LIN_MODE`` only with their unit. A value above ``max_value`` answers ``VALUE``.
+    ``ATT_*``, ``RES_*`` and ``LIN_MODE`` only with their unit. A value above ``max_value``
+    answers ``VALUE``.
     """
     depth = buffer_depth(cfg, depth)
     vl = vector_lanes(cfg)
