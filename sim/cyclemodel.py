@@ -72,7 +72,7 @@ def _channel_delay(cfg, M, K, N):
     return delay
 
 
-def linear_cycles(cfg, M, K, N, *, raw=False):
+def linear_cycles(cfg, M, K, N, raw=False):
     """Cycles of ``RUN LINEAR`` on :class:`hw.top.Accelerator` for ``(M x K) @ (K x N)``, with
     no stalls (exact: ``tests/hw/test_top.py``), in any ``LIN_MODE`` (:class:`hw.isa.LinMode`):
     ``raw`` with its RAW flag. ACCUMULATE adds nothing: C's reader starts at launch, with A's
