@@ -13,6 +13,7 @@ from hw.isa import (
     Buf,
     Command,
     Error,
+    LinMode,
     Op,
     Reg,
     buffer_depth,
@@ -28,8 +29,8 @@ from .link import RSP_SYNC, SYNC, LinkError, crc8
 
 __all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
            "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
-           "read_chunks", "k_chunk", "gemm_block", "rows_per_run", "residual_per_run",
-           "LinkCount"]
+           "read_chunks", "k_chunk", "gemm_block", "LinearRun", "linear_runs", "linear_split",
+           "rows_per_run", "residual_per_run", "LinkCount"]
 
 #: The serial line's default rate (the boards' ``BAUD``) and bits on the line per byte (8N1: a
 #: start bit, 8 data bits, a stop bit; :mod:`boards.uart`).
@@ -86,6 +87,66 @@ def gemm_block(cfg, depth, M, K, N):
     nb = min(N, cfg.gemm.max_n, tiles * C)
     mb = min(M, cfg.gemm.max_m, tiles * R, depth // -(-nb // C))
     return mb, nb
+
+
+#: One RUN LINEAR of an on-chip sum (:func:`linear_runs`): rows ``i0 .. i0+m`` and columns
+#: ``j0 .. j0+n`` of the output, digit ``p`` of the activations, rows ``k0 .. k0+k`` of K; the
+#: run's ``mode`` (:class:`hw.isa.LinMode` flags); whether CHAN (``write_chan``, before it) and
+#: B (``write_b``) must be written for it, and whether C is read after it (``read_c``).
+LinearRun = namedtuple("LinearRun", ["i0", "m", "j0", "n", "p", "k0", "k", "mode", "write_chan",
+                                     "write_b", "read_c"])
+
+
+def linear_runs(cfg, depth, M, K, N, passes, kc):
+    """The RUN LINEARs of :meth:`Client.linear` summing ``(M x K) @ (K x N)`` on chip, in
+    order, K in chunks of ``kc`` (at most :func:`k_chunk`) and the activations in ``passes``
+    signed digits: per block of :func:`gemm_block` (column blocks outside, CHAN written once
+    each), the digits most significant first, each digit's K chunks, into the same C words
+    (:class:`hw.isa.LinMode`): the first run plain, the others ACCUMULATE (with SHIFT on a
+    digit's first chunk), all but the last RAW; C read once a block. B is written when the
+    run's chunk or column block is not the one it holds."""
+    mb, nb = gemm_block(cfg, depth, M, kc, N)
+    chunks = [(k0, min(kc, K - k0)) for k0 in range(0, K, kc)]
+    steps = [(p, k0, k) for p in range(passes) for k0, k in chunks]
+    held = None
+    for j0 in range(0, N, nb):
+        n = min(nb, N - j0)
+        for i0 in range(0, M, mb):
+            m = min(mb, M - i0)
+            for s, (p, k0, k) in enumerate(steps):
+                mode = LinMode(0)
+                if s:
+                    mode |= LinMode.ACCUMULATE | (LinMode.SHIFT if k0 == 0 else LinMode(0))
+                if s < len(steps) - 1:
+                    mode |= LinMode.RAW
+                yield LinearRun(i0, m, j0, n, p, k0, k, mode, i0 == 0 and s == 0,
+                                held != (j0, k0), s == len(steps) - 1)
+                held = (j0, k0)
+
+
+def linear_split(cfg, depth, M, K, N, passes):
+    """The K chunk :meth:`Client.linear` sums ``(M x K) @ (K x N)`` in on chip: of
+    :func:`k_chunk` and its halvings (down to the array's rows), the one whose
+    :func:`linear_runs` send the fewest words over the link (smaller chunks give larger
+    blocks of rows and columns, so fewer A and B words sent again; ties go to the larger)."""
+    specs = buffer_specs(cfg, depth)
+    R, C = cfg.array.rows, cfg.array.cols
+    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C)}
+    best = None
+    kc = min(K, k_chunk(cfg, depth))
+    while True:
+        cost = 0
+        for run in linear_runs(cfg, depth, M, K, N, passes, kc):
+            cost += -(-run.m // R) * run.k * nbytes[Buf.A] + 32       # A, registers, RUN
+            if run.write_b:
+                cost += -(-run.n // C) * run.k * nbytes[Buf.B]
+            if run.read_c:
+                cost += run.m * -(-run.n // C) * nbytes[Buf.C]
+        if best is None or cost < best[0]:
+            best = cost, kc
+        if kc <= R:
+            return best[1]
+        kc = max(R, kc // 2)
 
 
 def rows_per_run(depth, beats):
@@ -311,6 +372,12 @@ class Client:
         return out
 
     def _gemm_block(self, a, b, requantized, op=None, *, write_b=True):
+        """One run of a block, and its C read back."""
+        self._run_block(a, b, op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW,
+                        write_b=write_b)
+        return self._read_block(a.shape[0], b.shape[1])
+
+    def _run_block(self, a, b, op, *, write_b=True):
         """One run of a block: A written, B too unless it still holds ``b`` (``write_b``)."""
         R, C = self.cfg.array.rows, self.cfg.array.cols
         (M, K), N = a.shape, b.shape[1]
@@ -319,9 +386,12 @@ class Client:
             self.write_buffer(Buf.B, 0, layout.row_words(b, C))
         for reg, v in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             self.set_reg(reg, v)
-        self.run(op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW)
-        rows = self.read_buffer(Buf.C, 0, M * -(-N // C))
-        return layout.from_tile_rows(rows, M, N, R, C)
+        self.run(op)
+
+    def _read_block(self, M, N):
+        """C's ``M x N`` block, as a run of :meth:`_run_block` left it."""
+        R, C = self.cfg.array.rows, self.cfg.array.cols
+        return layout.from_tile_rows(self.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
 
     def linear(self, x, w, bias, multipliers, shifts, *, x_width=None, out_width=None):
         """``requantize_channels(x @ w + bias, multipliers, shifts)`` on the board: as
@@ -330,15 +400,22 @@ class Client:
         ``x`` (M, K) holds signed ``x_width``-bit activations (default ``array.in_width``),
         ``w`` (K, N) ``in_width``-bit weights, ``bias`` int32 and ``multipliers``, ``shifts``
         per output channel; ``out_width`` defaults to ``requant.out_width`` (a narrower one is
-        saturated here). When one pass of ``x`` and K fit a run (``x_width <= in_width``, ``K
-        <= k_chunk``), it is one ``RUN LINEAR`` per block of :func:`gemm_block` (CHAN written
-        per column block); otherwise each signed digit of ``x`` (:func:`sim.ops.split_digits`)
-        goes through :meth:`gemm`'s exact ``RUN GEMM_RAW`` blocks and K chunks, and the digits'
-        sums are shifted and added, the bias added and the channels requantized here.
+        saturated here).
+
+        When C's lanes hold the whole sum (``acc_width`` at least
+        :func:`sim.ops.linear_acc_width` of the bias, K and ``x_width``), it is summed on chip:
+        the LINEAR runs of :func:`linear_runs` (K in chunks of :func:`linear_split`, each
+        signed digit of ``x`` from :func:`sim.ops.split_digits`), each block's runs summing into
+        C through ``LIN_MODE`` (:class:`hw.isa.LinMode`), CHAN written once per column block and
+        C read once per block; one run a block when one digit and one chunk do. Otherwise (a
+        K beyond a run, or wide activations, whose whole sum C cannot hold; one run's sum it
+        must) each digit goes through :meth:`gemm`'s exact ``RUN GEMM_RAW`` blocks and K
+        chunks, and the digits' sums are shifted and added, the bias added and the channels
+        requantized here; a single run whose sum C cannot hold is refused.
         """
         self._need("linear")
         cfg = self.cfg
-        C, T, iw = cfg.array.cols, channel_tiles(cfg), cfg.array.in_width
+        iw = cfg.array.in_width
         x_width = iw if x_width is None else x_width
         out_width = cfg.requant.out_width if out_width is None else out_width
         x = golden.check_int_array("Linear input", x, x_width, ndim=2)
@@ -357,31 +434,46 @@ class Client:
             raise ValueError(f"Linear output width must be at most {cfg.requant.out_width} "
                              f"(requant.out_width), not {out_width}")
         passes, kmax = ops.linear_passes(x_width, iw), k_chunk(cfg, self.depth)
-        host_sums = passes > 1 or K > kmax
-        # On the board: LINEAR's whole sum, or (host sums) each GEMM_RAW run's exact one.
-        need = ops.linear_acc_width(np.zeros(1) if host_sums else bias, min(K, kmax)
-                                    if host_sums else K, iw if host_sums else x_width, iw)
+        consts = (bias, multipliers, shifts)
+        whole = ops.linear_acc_width(bias, K, x_width, iw)
+        if whole <= cfg.acc_width:          # C holds the whole sum: summed on chip
+            return golden.saturate(self._linear_on_chip(x, w, consts, passes), out_width)
+        if passes == 1 and K <= kmax:
+            raise ValueError(f"GEMM acc_width must be at least {whole} for K={K} with this "
+                             f"bias (gemm.acc_width), not {cfg.acc_width}")
+        # The whole sum is wider than C's lanes, each run's exact sum is not: the runs' sums
+        # are read back and summed, biased and requantized here.
+        need = ops.linear_acc_width(np.zeros(1), min(K, kmax), iw, iw)
         if need > cfg.acc_width:
             raise ValueError(f"GEMM acc_width must be at least {need} for K={K} with this bias "
                              f"(gemm.acc_width), not {cfg.acc_width}")
-        if host_sums:
-            acc = np.zeros((M, N), dtype=np.int64)
-            for p, digit in enumerate(ops.split_digits(x, passes, iw)):
-                acc = (acc << (iw if p else 0)) + self.gemm(digit, w)
-            return ops.requantize_channels(acc + bias, multipliers, shifts,
-                                           in_width=62 - cfg.requant.mult_width,
-                                           mult_width=cfg.requant.mult_width,
-                                           out_width=out_width)
-        mb, nb = gemm_block(cfg, self.depth, M, K, N)
-        consts = (bias, multipliers, shifts)
+        acc = np.zeros((M, N), dtype=np.int64)
+        for p, digit in enumerate(ops.split_digits(x, passes, iw)):
+            acc = (acc << (iw if p else 0)) + self.gemm(digit, w)
+        return ops.requantize_channels(acc + bias, multipliers, shifts,
+                                       in_width=62 - cfg.requant.mult_width,
+                                       mult_width=cfg.requant.mult_width, out_width=out_width)
+
+    def _linear_on_chip(self, x, w, consts, passes):
+        """The runs of :func:`linear_runs` (K chunk from :func:`linear_split`): each block's
+        whole sum in C, read once."""
+        cfg = self.cfg
+        C, T, iw = cfg.array.cols, channel_tiles(cfg), cfg.array.in_width
+        (M, K), N = x.shape, w.shape[1]
+        digits = ops.split_digits(x, passes, iw)
+        kc = linear_split(cfg, self.depth, M, K, N, passes)
         out = np.zeros((M, N), dtype=np.int64)
-        for j0 in range(0, N, nb):
-            self.write_buffer(Buf.CHAN, 0, layout.channel_words(
-                *(v[j0:j0 + nb] for v in consts), C, T))
-            for i0 in range(0, M, mb):
-                out[i0:i0 + mb, j0:j0 + nb] = self._gemm_block(
-                    x[i0:i0 + mb], w[:, j0:j0 + nb], True, Op.LINEAR, write_b=i0 == 0)
-        return golden.saturate(out, out_width)
+        for r in linear_runs(cfg, self.depth, M, K, N, passes, kc):
+            cols = slice(r.j0, r.j0 + r.n)
+            if r.write_chan:
+                self.write_buffer(Buf.CHAN, 0, layout.channel_words(
+                    *(v[cols] for v in consts), C, T))
+            self.set_reg(Reg.LIN_MODE, r.mode.value)
+            self._run_block(digits[r.p][r.i0:r.i0 + r.m, r.k0:r.k0 + r.k],
+                            w[r.k0:r.k0 + r.k, cols], Op.LINEAR, write_b=r.write_b)
+            if r.read_c:
+                out[r.i0:r.i0 + r.m, cols] = self._read_block(r.m, r.n)
+        return out
 
     # -- nonlinear units -------------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .accumulate import Accumulate
 from .channels import ChannelStage, channel_write_layout, requant_width
 from .dispatch import engine_config, register_layout
 from .fanout import register_copies
-from .isa import ROW_OPS, Buf, Op, buffer_specs, vector_lanes
+from .isa import ROW_OPS, Buf, LinMode, Op, buffer_specs, lin_mode_bit, vector_lanes
 from .requant import lane_beat_layout
 from .residual import residual_pair_layout
 from .skid import SkidBuffer
@@ -29,6 +30,12 @@ class MatrixAdapter(wiring.Component):
     bias added and each lane's multiplier and shift taken from the CHAN buffer by a
     :class:`~hw.channels.ChannelStage` (``chan`` its writes) before the register slice; with
     LINEAR in the config every run's rows pass it, and the requantizer is per-lane.
+
+    With LINEAR in the config, the engine's rows first pass an :class:`~hw.accumulate.Accumulate`
+    stage (one register, every GEMM, GEMM_RAW and LINEAR run): a LINEAR run with ``LIN_MODE``'s
+    ACCUMULATE adds C's old words (``c_old``, read ahead by C's reader) to its rows, shifted by
+    ``in_width`` with SHIFT; one with RAW writes the sums into C as GEMM_RAW does
+    (:class:`hw.isa.LinMode`).
 
     The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
     reaches a unit before that); the constants follow ``regs`` (unchanged during a run), with
@@ -63,11 +70,15 @@ class MatrixAdapter(wiring.Component):
         The requantizer.
     running : In(1), chan : In(stream.Signature(channel_write_layout(cfg))), with LINEAR only
         A run is in progress; CHAN's writes (:class:`~hw.channels.ChannelStage`).
+    c_old : In(stream.Signature(unsigned(width))), with LINEAR only
+        C's words, from C's reader, for an accumulating LINEAR run.
     att_q, att_k, att_v, att_rows : with attention only
         The attention controller's ports.
 
-    Latency: 1 cycle into the requantizer (the register slice); none (combinational) elsewhere,
-    but for the selects and, with attention, the requantizer's constants, one register each.
+    Latency: 1 cycle into the requantizer (the register slice), and with LINEAR 1 cycle more for
+    the engine's rows (the accumulate stage, before the requantizer or C); none
+    (combinational) elsewhere, but for the selects and, with attention, the requantizer's
+    constants, one register each.
     Throughput: one word per cycle.
     """
 
@@ -96,6 +107,7 @@ class MatrixAdapter(wiring.Component):
                                                               rq.mult_width))),
                 "running": In(1),
                 "chan": In(stream.Signature(channel_write_layout(cfg), always_ready=True)),
+                "c_old": In(word[Buf.C]),
             })
         else:
             ports.update({
@@ -122,7 +134,12 @@ class MatrixAdapter(wiring.Component):
         # select for every bit of a row would be a net across the die; hw.fanout).
         att_run, att_ready, att_regs, *att_rows = register_copies(
             m, platform, self.run_op == Op.ATTENTION, 5, name="att_run")
-        raw, *raw_rows = register_copies(m, platform, self.run_op == Op.GEMM_RAW, 3, name="raw")
+        linear_op = self.run_op == Op.LINEAR
+        mode = regs.lin_mode if cfg.linear.enabled else 0
+        is_raw = self.run_op == Op.GEMM_RAW
+        if cfg.linear.enabled:      # a LINEAR run with RAW writes its exact sums too
+            is_raw = is_raw | (linear_op & mode[lin_mode_bit(LinMode.RAW)])
+        raw, *raw_rows = register_copies(m, platform, is_raw, 3, name="raw")
         g_a, g_b, g_out = self.gemm_a, self.gemm_b, self.gemm_out
         m.submodules.rq_slice = rq_slice = SkidBuffer(self.rq_i.payload.shape())
         wiring.connect(m, rq_slice.o, wiring.flipped(self.rq_i))
@@ -138,6 +155,15 @@ class MatrixAdapter(wiring.Component):
             m.d.comb += [ch.linear.eq(linear), ch.linear_lanes.eq(Cat(*linear_lanes)),
                          ch.running.eq(self.running), ch.m.eq(regs.m), ch.n.eq(regs.n)]
             rq_i, rq_mult, rq_shift = ch.i, ch.multiplier, ch.shift
+            # The engine's rows, plus C's old words in an accumulating LINEAR run.
+            m.submodules.accumulate = acc = Accumulate(C, cfg.acc_width,
+                                                       engine_config(cfg).acc_width,
+                                                       cfg.array.in_width)
+            wiring.connect(m, wiring.flipped(g_out), acc.i)
+            wiring.connect(m, wiring.flipped(self.c_old), acc.old)
+            m.d.comb += [acc.accumulate.eq(linear_op & mode[lin_mode_bit(LinMode.ACCUMULATE)]),
+                         acc.shift.eq(mode[lin_mode_bit(LinMode.SHIFT)])]
+            g_out = acc.o
         else:
             rq_mult, rq_shift = self.rq_multiplier, self.rq_shift
         m.d.comb += [

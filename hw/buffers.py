@@ -12,10 +12,20 @@ from .isa import Buf, buffer_specs
 from .memory import uncontended
 from .reader import read_port_signature
 
-__all__ = ["READ_BUFFERS", "host_signature", "Buffers"]
+__all__ = ["READ_BUFFERS", "read_buffers", "host_signature", "Buffers"]
 
-#: The buffers a run reads through a :class:`~hw.reader.BufferReader`, in port order.
-READ_BUFFERS = (Buf.A, Buf.B, Buf.X, Buf.V)
+#: The buffers a run may read through a :class:`~hw.reader.BufferReader`, in port order: the
+#: operands (A, B, X, V), and C, which an accumulating ``RUN LINEAR`` reads ahead of its writes
+#: (:class:`hw.isa.LinMode`).
+READ_BUFFERS = (Buf.A, Buf.B, Buf.X, Buf.V, Buf.C)
+
+
+def read_buffers(specs):
+    """The buffers of :data:`READ_BUFFERS` that a top of buffer specs ``specs``
+    (:func:`hw.isa.buffer_specs`) reads through a reader: those it has, C only with LINEAR (its
+    CHAN buffer)."""
+    return tuple(buf for buf in READ_BUFFERS
+                 if buf in specs and (buf != Buf.C or Buf.CHAN in specs))
 
 
 def host_signature(word_width):
@@ -36,7 +46,8 @@ class Buffers(wiring.Component):
     write port.
 
     Each memory is written by the command port, or by a run while ``running`` (C and Y), and
-    read by the command port, or by a run's reader while ``running`` (A, B, X, V). Commands do
+    read by the command port, or by a run's reader while ``running`` (A, B, X, V; C with
+    LINEAR, whose accumulating runs read each word of C before they write it). Commands do
     not overlap and a run refuses buffer commands, so a memory never reads the address it writes
     in the same cycle: they are marked :func:`hw.memory.uncontended`.
 
@@ -68,7 +79,8 @@ class Buffers(wiring.Component):
         Word the run writes next (the count of words written).
     run_write : Out(1)
         The run writes a word this cycle (``write_c`` or ``write_y`` valid, before the register).
-    read_a, read_b, read_x, read_v : In(read_port_signature(...)), those of the config
+    read_a, read_b, read_x, read_v, read_c : In(read_port_signature(...)), those of
+    :func:`read_buffers`
         The run's readers.
     write_c, write_y : In(stream.Signature(unsigned(width), always_ready=True)), as configured
         The run's result words, written at ``run_addr`` one cycle later.
@@ -101,10 +113,9 @@ class Buffers(wiring.Component):
             "run_addr": In(range(depth + 1)),
             "run_write": Out(1),
         }
-        for buf in READ_BUFFERS:
-            if buf in self.data:
-                ports[f"read_{buf.name.lower()}"] = In(
-                    read_port_signature(self.addr_width, self.specs[buf].width))
+        for buf in read_buffers(self.specs):
+            ports[f"read_{buf.name.lower()}"] = In(
+                read_port_signature(self.addr_width, self.specs[buf].width))
         for buf in (Buf.C, Buf.Y):
             if buf in self.data:
                 ports[f"write_{buf.name.lower()}"] = In(

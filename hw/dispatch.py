@@ -5,10 +5,22 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .buffers import read_buffers
 from .command import request_signature
 from .divider import CeilDivider
 from .gemm import gemm_cmd_layout
-from .isa import NONLINEAR_OPS, Buf, Error, Op, Reg, buffer_specs, register_specs, vector_lanes
+from .isa import (
+    NONLINEAR_OPS,
+    Buf,
+    Error,
+    LinMode,
+    Op,
+    Reg,
+    buffer_specs,
+    lin_mode_bit,
+    register_specs,
+    vector_lanes,
+)
 from .reader import reader_control_signature
 
 __all__ = ["register_layout", "engine_config", "Dispatcher"]
@@ -86,9 +98,11 @@ class Dispatcher(wiring.Component):
         Words the run has written.
     run_write : In(1)
         The run writes a word.
-    read_a, read_b, read_x, read_v : Out(reader_control_signature(...)), as configured
+    read_a, read_b, read_x, read_v, read_c : Out(reader_control_signature(...)), as configured
         The readers of A, B (GEMM, LINEAR, attention), X (nonlinear; RESIDUAL walks its two
-        halves alternately) and V (attention).
+        halves alternately), V (attention) and, with LINEAR, C (a LINEAR run with
+        :attr:`~hw.isa.LinMode.ACCUMULATE` in ``LIN_MODE``: the words it writes, from 0, in
+        order).
     gemm : Out(stream.Signature(gemm_cmd_layout(engine_config(cfg).gemm)))
         The GEMM command of a RUN GEMM (GEMM_RAW, LINEAR), from M, K, N.
     attention : Out(stream.Signature(attention_cmd_layout(cfg))), with attention only
@@ -122,9 +136,8 @@ class Dispatcher(wiring.Component):
             "run_write": In(1),
             "gemm": Out(stream.Signature(gemm_cmd_layout(engine_config(cfg).gemm))),
         }
-        for buf in (Buf.A, Buf.B, Buf.X, Buf.V):
-            if buf in self.buffers:
-                ports[f"read_{buf.name.lower()}"] = Out(reader_control_signature(self.addr_width))
+        for buf in read_buffers(self.buffers):
+            ports[f"read_{buf.name.lower()}"] = Out(reader_control_signature(self.addr_width))
         if cfg.attention.enabled:
             from .attention import attention_cmd_layout
             ports["attention"] = Out(stream.Signature(attention_cmd_layout(cfg)))
@@ -185,6 +198,9 @@ class Dispatcher(wiring.Component):
         if cfg.linear.enabled:      # LINEAR: GEMM's shape, walk and checks
             is_gemm = is_gemm | (op_arg == Op.LINEAR.value)
         m.d.sync += v.gemm_op.eq(is_gemm)
+        if cfg.linear.enabled:      # an accumulating LINEAR also reads C
+            m.d.sync += v.acc_op.eq((op_arg == Op.LINEAR.value) &
+                                    regs[Reg.LIN_MODE][lin_mode_bit(LinMode.ACCUMULATE)])
         op_shape_ok = Signal(name="gemm_shape_ok")
         m.d.sync += [v.present.eq(0), v.shape_ok.eq(0),
                      op_shape_ok.eq((regs[Reg.M] != 0) & (regs[Reg.K] != 0) & (regs[Reg.N] != 0))]
@@ -283,8 +299,8 @@ class Dispatcher(wiring.Component):
         readers' loops and the units' commands."""
         cfg, depth, regs, req = self.cfg, self.depth, self.register_file, self.request
         readers = {buf: getattr(self, f"read_{buf.name.lower()}", None)
-                   for buf in (Buf.A, Buf.B, Buf.X, Buf.V)}
-        rd_a, rd_b, rd_x, rd_v = readers.values()
+                   for buf in (Buf.A, Buf.B, Buf.X, Buf.V, Buf.C)}
+        rd_a, rd_b, rd_x, rd_v, rd_c = readers.values()
         done = req.done
         out_words = Signal(range(depth + 1))   # words the run writes
         written = self.run_addr
@@ -333,6 +349,8 @@ class Dispatcher(wiring.Component):
                     with m.If(v.gemm_op):
                         m.d.sync += [*start, run_gemm.eq(1), out_words.eq(v.words_c),
                                      gemm_cmd_valid.eq(1), rd_a.start.eq(1), rd_b.start.eq(1)]
+                        if rd_c is not None:
+                            m.d.sync += rd_c.start.eq(v.acc_op)
                     with m.Elif(v.att_op):
                         if rd_v is not None:
                             m.d.sync += [*start, run_gemm.eq(0), out_words.eq(v.words_c),
@@ -384,10 +402,11 @@ class Dispatcher(wiring.Component):
             m.d.sync += [lx.count_i.eq(Mux(run_res, n, 1)), lx.count_j.eq(Mux(run_res, 2, 1)),
                          lx.count_k.eq(Mux(run_res, 1, n)), lx.si.eq(run_res),
                          lx.sj.eq(Mux(run_res, n, 0))]
-        if rd_v is not None:
-            lv = rd_v.loop
-            m.d.sync += [lv.count_i.eq(1), lv.count_j.eq(1), lv.count_k.eq(v.words_c),
-                         lv.si.eq(0), lv.sj.eq(0)]
+        # V and C (an accumulating LINEAR's words of C, in the order it writes them): linearly.
+        for rd in (rd_v, rd_c):
+            if rd is not None:
+                m.d.sync += [rd.loop.count_i.eq(1), rd.loop.count_j.eq(1),
+                             rd.loop.count_k.eq(v.words_c), rd.loop.si.eq(0), rd.loop.sj.eq(0)]
 
 
 class _Values:
@@ -413,6 +432,7 @@ class _Values:
         # RUN), whether it is present and its shape valid.
         self.gemm_op, self.att_op = Signal(name="gemm_op"), Signal(name="att_op")
         self.res_op = Signal(name="res_op")
+        self.acc_op = Signal(name="acc_op")     # LINEAR with LIN_MODE's ACCUMULATE
         self.present = Signal()
         self.shape_ok = Signal()
         # Shape preparation (``_prepare``): ``counting``, ``words_a/b/c``, ``tiles_m/n``.

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from amaranth.lib import enum
 
 __all__ = [
-    "Command", "Op", "Buf", "Reg", "Error",
+    "Command", "Op", "Buf", "Reg", "LinMode", "Error",
     "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
     "BufferSpec", "buffer_specs", "register_specs", "vector_lanes", "gelu_port_widths",
-    "channel_tiles", "channel_shift_width", "buffer_depth", "check_depth",
+    "channel_tiles", "channel_shift_width", "lin_mode_bit", "buffer_depth", "check_depth",
 ]
 
 
@@ -31,7 +31,9 @@ class Op(enum.Enum, shape=8):
     GELU = 0x03          #: Y = gelu(X)
     LAYERNORM = 0x04     #: Y = layernorm(X) row by row, gamma/beta from COEF
     ATTENTION = 0x05     #: one head: C = attention(Q in A, K in B, V in V), int8 in C's lanes
-    #: C = requantize_channels(A @ B + bias, multipliers, shifts), bias and constants from CHAN
+    #: C = requantize_channels(A @ B + bias, multipliers, shifts), bias and constants from CHAN;
+    #: with :class:`LinMode` flags in ``LIN_MODE``, C's own words added first (ACCUMULATE) and
+    #: the exact sum written instead (RAW)
     LINEAR = 0x06
     #: Y = saturate(round_shift(a*RES_MULT_A + b*RES_MULT_B, RES_SHIFT)), a and b the two
     #: halves of X
@@ -69,6 +71,9 @@ class Reg(enum.Enum, shape=8):
     ROWS = 0x04
     RQ_MULT = 0x05
     RQ_SHIFT = 0x06
+    #: RUN LINEAR's mode, the :class:`LinMode` flags (bit 0 ACCUMULATE, bit 1 RAW, bit 2
+    #: SHIFT); 0, the reset value, is the plain LINEAR
+    LIN_MODE = 0x07
     SM_SHIFT_RIGHT = 0x10
     SM_SHIFT_LEFT = 0x11
     SM_DIVISOR = 0x12
@@ -103,6 +108,33 @@ class Reg(enum.Enum, shape=8):
     RES_MULT_A = 0x40       #: residual add: multiplier of a (the first half of X)
     RES_MULT_B = 0x41       #: residual add: multiplier of b (the second half of X)
     RES_SHIFT = 0x42        #: residual add: the rounding shift
+
+
+class LinMode(enum.Flag, shape=3):
+    """The bits of ``LIN_MODE``: how a ``RUN LINEAR`` starts and ends its sum. A run over the
+    same C region with the same M and N continues the sum the run before it left there, so a
+    K beyond one run (chunks) and activations wider than ``array.in_width`` (signed digits,
+    most significant first: :func:`sim.ops.split_digits`) are summed on chip::
+
+        sum[w] = A @ B + (C[w] << (SHIFT ? in_width : 0) if ACCUMULATE else 0)
+        C[w]   = sum[w] if RAW else requantize_channels(sum[w] + bias, multipliers, shifts)
+
+    for each word ``w`` of C in the run's order (the order the run writes, ``M*ceil(N/C)``
+    words from 0), each lane of ``C[w]`` read as a signed ``acc_width``-bit integer. The shift
+    is 0 or ``array.in_width``, nothing else (the next digit's weight). The sum wraps at the
+    engine's accumulator width; it is exact when every sum fits ``acc_width`` bits, which the
+    host checks (:func:`sim.ops.linear_acc_width` of the whole sum; ``boards.host.Client.linear``
+    refuses otherwise). The last run of a sum clears RAW (bias and requantization); 0 is a
+    whole LINEAR in one run.
+    """
+    ACCUMULATE = 1  #: add C's word at the address the run writes (read ahead of the drain)
+    RAW = 2         #: write the exact sum: no bias, no requantization
+    SHIFT = 4       #: shift C's word left by ``array.in_width`` before the add (with ACCUMULATE)
+
+
+def lin_mode_bit(flag):
+    """The bit of ``LIN_MODE`` that holds :class:`LinMode` flag ``flag``."""
+    return flag.value.bit_length() - 1
 
 
 class Error(enum.Enum, shape=8):
@@ -229,7 +261,8 @@ def register_specs(cfg, depth=None):
     (``depth`` by default the config's, :func:`buffer_depth`).
 
     GEMM and nonlinear shape and requantization registers always exist; ``SM_*``, ``GELU_*``,
-    ``ATT_*`` and ``RES_*`` only with their unit. A value above ``max_value`` answers ``VALUE``.
+    ``ATT_*``, ``RES_*`` and ``LIN_MODE`` only with their unit. A value above ``max_value``
+    answers ``VALUE``.
     """
     depth = buffer_depth(cfg, depth)
     vl = vector_lanes(cfg)
@@ -259,6 +292,8 @@ def register_specs(cfg, depth=None):
         })
         for name, width in cfg.attention_softmax.constant_widths.items():
             regs[ATTENTION_REGS[name]] = (1 << width) - 1
+    if cfg.linear.enabled:
+        regs[Reg.LIN_MODE] = sum(flag.value for flag in LinMode)
     if cfg.residual.enabled:
         res = cfg.residual
         regs.update({Reg.RES_MULT_A: (1 << res.mult_width) - 1,

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adapter import MatrixAdapter, RowAdapter
 from .arbiter import EngineArbiter, SoftmaxArbiter
-from .buffers import READ_BUFFERS, Buffers
+from .buffers import Buffers, read_buffers
 from .channels import requant_width
 from .command import CommandPort
 from .dispatch import Dispatcher, engine_config
@@ -82,7 +82,8 @@ class Accelerator(wiring.Component):
 
     Registers (:class:`Reg`, see :func:`register_specs` for widths and maxima): ``M, K, N``
     (GEMM shape), ``ROW_LEN, ROWS`` (nonlinear rows), ``RQ_MULT, RQ_SHIFT`` (the requantizer's
-    ``m`` and ``s``), each enabled unit's constant ports ``SM_*`` (the fields of
+    ``m`` and ``s``), with LINEAR ``LIN_MODE`` (:class:`~hw.isa.LinMode`), each enabled
+    unit's constant ports ``SM_*`` (the fields of
     :class:`sim.golden.SoftmaxConstants`) and ``GELU_*`` (the fields of the GELU constants of
     the configured variant), for attention ``ATT_LEN, ATT_DIM, ATT_CAUSAL, ATT_KEYS`` (L, d,
     the causal mask, the keys every query sees: 0 for L), ``ATT_MULT, ATT_SHIFT`` and
@@ -192,13 +193,12 @@ class Accelerator(wiring.Component):
                      bufs.running.eq(disp.running), bufs.run_addr.eq(disp.run_addr),
                      disp.run_write.eq(bufs.run_write)]
         readers = {}
-        for buf in READ_BUFFERS:
-            if buf in bufs.data:
-                name = buf.name.lower()
-                rd = BufferReader(bufs.addr_width, self.buffers[buf].width)
-                m.submodules[f"rd_{name}"] = readers[buf] = rd
-                wiring.connect(m, getattr(disp, f"read_{name}"), rd.control)
-                wiring.connect(m, rd.mem, getattr(bufs, f"read_{name}"))
+        for buf in read_buffers(self.buffers):
+            name = buf.name.lower()
+            rd = BufferReader(bufs.addr_width, self.buffers[buf].width)
+            m.submodules[f"rd_{name}"] = readers[buf] = rd
+            wiring.connect(m, getattr(disp, f"read_{name}"), rd.control)
+            wiring.connect(m, rd.mem, getattr(bufs, f"read_{name}"))
         att = self._matrix(m, disp, bufs, readers)
         self._rows(m, disp, bufs, readers, self._softmax(m, disp, att))
         return m
@@ -217,6 +217,7 @@ class Accelerator(wiring.Component):
         if cfg.linear.enabled:
             m.d.comb += mx.running.eq(disp.running)
             wiring.connect(m, bufs.chan, mx.chan)
+            wiring.connect(m, readers[Buf.C].o, mx.c_old)
         else:
             m.d.comb += [rq.multiplier.eq(mx.rq_multiplier), rq.shift.eq(mx.rq_shift)]
         for ours, theirs in ((readers[Buf.A].o, mx.a), (readers[Buf.B].o, mx.b),

@@ -38,9 +38,12 @@ def gemm_utilization(cfg, M, K, N):
 #: preparation's last step (the PREP state seeing the dividers done, FIT, FIT2, LAUNCH); a
 #: reader offers its first word ``RUN_FIRST_WORD`` cycles after LAUNCH (its ``start``
 #: registered, the loops latched, the read issued, the memory, the landing register, the queue,
-#: the register slice); a requantized row is written into C ``RUN_REQUANT`` cycles after the
-#: engine's output gives it up (the register slice before the requantizer, its 7 stages).
-RUN_LAUNCH, RUN_FIRST_WORD, RUN_REQUANT = 4, 8, 8
+#: the register slice); with LINEAR in the config, the engine's rows pass
+#: :class:`hw.accumulate.Accumulate` (``RUN_ACCUMULATE`` cycles: its register) and an exact row
+#: is written into C on the cycle it leaves it; a requantized row is written into C
+#: ``RUN_REQUANT`` cycles after the engine's output gives it up (the accumulate stage, the
+#: register slice before the requantizer, its 7 stages).
+RUN_LAUNCH, RUN_FIRST_WORD, RUN_ACCUMULATE, RUN_REQUANT = 4, 8, 1, 9
 
 
 def _channel_delay(cfg, M, K, N):
@@ -69,9 +72,11 @@ def _channel_delay(cfg, M, K, N):
     return delay
 
 
-def linear_cycles(cfg, M, K, N):
+def linear_cycles(cfg, M, K, N, raw=False):
     """Cycles of ``RUN LINEAR`` on :class:`hw.top.Accelerator` for ``(M x K) @ (K x N)``, with
-    no stalls (exact: ``tests/hw/test_top.py``).
+    no stalls (exact: ``tests/hw/test_top.py``), in any ``LIN_MODE`` (:class:`hw.isa.LinMode`):
+    ``raw`` with its RAW flag. ACCUMULATE adds nothing: C's reader starts at launch, with A's
+    and B's, and offers its words long before the first row.
 
     Counted from the cycle the dispatcher accepts the RUN (its ``run`` pulse) to the cycle the
     last word is written into C, inclusive (the top's ``busy`` falls a cycle after that).
@@ -85,13 +90,18 @@ def linear_cycles(cfg, M, K, N):
     * :class:`hw.channels.ChannelStage` passes the rows, 2 cycles idle after each tile
       (:func:`_channel_delay`: nothing when ``K >= 2R + 1``, nor for most shapes with
       ``R >= 3``);
-    * ``RUN_REQUANT`` (8) cycles to the requantizer's output, written into C on that cycle.
+    * ``RUN_REQUANT`` (9) cycles to the requantizer's output, written into C on that cycle.
+    * RAW: no channel stage and no requantizer, the row written as it leaves the accumulate
+      stage, ``RUN_ACCUMULATE`` (1) cycle after the engine's output.
 
-    ``cycles = max(ceil(M/R), ceil(N/C)) + 19 + gemm_cycles(cfg, M, K, N) + channel delay``.
+    ``cycles = max(ceil(M/R), ceil(N/C)) + 20 + gemm_cycles(cfg, M, K, N) + channel delay``,
+    RAW ``max(ceil(M/R), ceil(N/C)) + 12 + gemm_cycles(cfg, M, K, N)``.
     """
     R, C = cfg.array.rows, cfg.array.cols
     launch = max(-(-M // R), -(-N // C)) + RUN_LAUNCH
     last_row = launch + RUN_FIRST_WORD - 1 + gemm_cycles(cfg, M, K, N) - 1
+    if raw:
+        return last_row + RUN_ACCUMULATE + 1
     return last_row + _channel_delay(cfg, M, K, N) + RUN_REQUANT + 1
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 
 from hw.channels import requant_width
+from hw.dispatch import engine_config
 from hw.isa import (
     ATTENTION_REGS,
     GELU_REGS,
@@ -15,6 +16,7 @@ from hw.isa import (
     Buf,
     Command,
     Error,
+    LinMode,
     Op,
     Reg,
     buffer_specs,
@@ -202,8 +204,8 @@ class CommandPortModel:
             b = layout.from_row_words(self.words[Buf.B], K, N, C)
             c = golden.gemm(a, b)
             if op == Op.LINEAR:
-                c = self._linear(c, N)
-            elif op == Op.GEMM:
+                return Buf.C, *self._linear_run(c, M, N)
+            if op == Op.GEMM:
                 c = golden.requantize(c, r[Reg.RQ_MULT], r[Reg.RQ_SHIFT], acc_width=cfg.acc_width,
                                       mult_width=cfg.requant.mult_width,
                                       out_width=cfg.requant.out_width)
@@ -229,8 +231,7 @@ class CommandPortModel:
             n = rows * -(-length // VL)
             x = np.stack([x, layout.from_beats(self.words[Buf.X][n:], rows, length, VL)])
         # A unit reads the low in_width bits of each X lane (two's complement).
-        half = 1 << (unit.in_width - 1)
-        x = ((x + half) & ((1 << unit.in_width) - 1)) - half
+        x = _wrap(x, unit.in_width)
         if op == Op.SOFTMAX:
             k = golden.SoftmaxConstants(unit.variant, **{n: r[SOFTMAX_REGS[n]]
                                                          for n in unit.constant_widths})
@@ -253,6 +254,25 @@ class CommandPortModel:
             y = golden.layernorm_from_integers(x, gamma, beta, unit)
         return Buf.Y, layout.beats(y, VL), layout.beats_mask(rows, length, VL)
 
+    def _linear_run(self, acc, M, N):
+        """The words and mask of RUN LINEAR on exact accumulators ``acc`` (M, N), in the
+        ``LIN_MODE`` held (:class:`hw.isa.LinMode`): C's words at the addresses written added
+        first (shifted by ``in_width`` with SHIFT; a lane is predicted where C's was), the sum
+        wrapping at the engine's accumulator width; RAW writes it (C's lanes hold its low
+        ``acc_width`` bits), else the bias and requantization follow."""
+        cfg, R, C = self.cfg, self.cfg.array.rows, self.cfg.array.cols
+        mode = LinMode(self.regs.get(Reg.LIN_MODE, 0))
+        words, mask = layout.tile_rows(acc, R, C), layout.tile_rows_mask(M, N, R, C)
+        if LinMode.ACCUMULATE in mode:
+            n = len(words)
+            shift = cfg.array.in_width if LinMode.SHIFT in mode else 0
+            words = _wrap(words + (self.words[Buf.C][:n] << shift), engine_config(cfg).acc_width)
+            mask = mask & self.known[Buf.C][:n]
+        if LinMode.RAW in mode:
+            return _wrap(words, cfg.acc_width), mask
+        acc = layout.from_tile_rows(np.where(mask, words, 0), M, N, R, C)
+        return layout.tile_rows(self._linear(acc, N), R, C), mask
+
     def _linear(self, acc, N):
         """LINEAR's rule on exact accumulators ``acc`` (M, N): the CHAN buffer's biases added,
         its multipliers and shifts applied per channel (each lane's low bits, as
@@ -260,8 +280,7 @@ class CommandPortModel:
         cfg, C = self.cfg, self.cfg.array.cols
         mw = cfg.requant.mult_width
         bias, m, s = layout.from_channel_words(self.chan, N, C, channel_tiles(cfg))
-        half = 1 << (cfg.acc_width - 1)       # the low acc_width bits of a bias lane
-        bias = ((bias + half) & ((1 << cfg.acc_width) - 1)) - half
+        bias = _wrap(bias, cfg.acc_width)     # the low acc_width bits of a bias lane
         m, s = m & ((1 << mw) - 1), s & ((1 << channel_shift_width(cfg)) - 1)
         return ops.requantize_channels(acc + bias, m, s, in_width=requant_width(cfg),
                                        mult_width=mw, out_width=cfg.requant.out_width)
@@ -463,6 +482,12 @@ class CommandPortModel:
                                     f"{self.regs[reg]}")
         for run in self.latest.values():
             run.checked = True
+
+
+def _wrap(x, width):
+    """``x`` in ``width``-bit two's complement (its low ``width`` bits, signed)."""
+    half = 1 << (width - 1)
+    return ((x + half) & ((1 << width) - 1)) - half
 
 
 def _name(status):

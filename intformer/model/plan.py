@@ -9,6 +9,7 @@ from hw.isa import (
     GELU_REGS,
     RESIDUAL_REGS,
     Buf,
+    LinMode,
     Op,
     Reg,
     buffer_specs,
@@ -124,37 +125,55 @@ class Session:
         self._blocks(c, M, K, N, Op.GEMM_RAW)
 
     def _blocks(self, c, M, K, N, hwop):
-        """The blocks of :meth:`boards.host.Client.gemm` and ``linear``: per column block,
-        CHAN (LINEAR) and B written once, then the row blocks."""
+        """The blocks of :meth:`boards.host.Client.gemm`: per column block, B written once,
+        then the row blocks."""
         mb, nb = host.gemm_block(self.cfg, self.depth, M, K, N)
         for n, ncount in _blocks(N, nb):
             for _ in range(ncount):
-                if hwop == Op.LINEAR:
-                    c.write(Buf.CHAN, 3 * channel_tiles(self.cfg))
                 for i, (m, mcount) in enumerate(_blocks(M, mb)):
                     self._gemm_block(c, m, K, n, hwop, 1, write_b=i == 0)
                     self._gemm_block(c, m, K, n, hwop, mcount - 1, write_b=False)
 
     def _linear(self, c, op, M):
-        """:meth:`boards.host.Client.linear`: RUN LINEAR blocks, or GEMM_RAW digits and K
+        """:meth:`boards.host.Client.linear`: the whole sum on chip (the RUN LINEARs of
+        :func:`boards.host.linear_runs`), or, where C cannot hold it, GEMM_RAW digits and K
         chunks summed on the host."""
-        cfg = self.cfg
+        cfg, iw = self.cfg, self.cfg.array.in_width
         K, N = op.weight.shape
         c.macs = M * K * N
-        passes = ops.linear_passes(op.x_width, cfg.array.in_width)
+        passes = ops.linear_passes(op.x_width, iw)
         kmax = host.k_chunk(cfg, self.depth)
-        if passes > 1 or K > kmax:
+        if ops.linear_acc_width(op.bias, K, op.x_width, iw) > cfg.acc_width:
             for _ in range(passes):
                 self._gemm(c, M, K, N)
             how = [f"GEMM_RAW, K in chunks of {kmax}"] if K > kmax else ["GEMM_RAW"]
             if passes > 1:
                 how.append(f"{passes} passes of {op.x_width}-bit inputs")
             how.append("sums and requantization on the host")
-        else:
-            self._blocks(c, M, K, N, Op.LINEAR)
-            how = ["LINEAR"]
-        mb, nb = host.gemm_block(cfg, self.depth, M, min(K, kmax), N)
-        return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{min(K, kmax)}x{nb}"
+            mb, nb = host.gemm_block(cfg, self.depth, M, min(K, kmax), N)
+            return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{min(K, kmax)}x{nb}"
+        kc = host.linear_split(cfg, self.depth, M, K, N, passes)
+        R, C = cfg.array.rows, cfg.array.cols
+        for r in host.linear_runs(cfg, self.depth, M, K, N, passes, kc):
+            if r.write_chan:
+                c.write(Buf.CHAN, 3 * channel_tiles(cfg))
+            c.set(Reg.LIN_MODE, r.mode.value)
+            c.write(Buf.A, -(-r.m // R) * r.k)
+            if r.write_b:
+                c.write(Buf.B, -(-r.n // C) * r.k)
+            for reg, v in ((Reg.M, r.m), (Reg.K, r.k), (Reg.N, r.n)):
+                c.set(reg, v)
+            raw = LinMode.RAW in r.mode
+            c.run(Op.LINEAR, self._cycles(cyclemodel.linear_cycles, r.m, r.k, r.n, raw))
+            if r.read_c:
+                c.read(Buf.C, r.m * -(-r.n // C))
+        how = ["LINEAR"]
+        if K > kc or passes > 1:
+            how.append(f"K in chunks of {kc}" if K > kc else "")
+            how.append(f"{passes} passes of {op.x_width}-bit inputs" if passes > 1 else "")
+            how = [h for h in how if h] + ["summed in C"]
+        mb, nb = host.gemm_block(cfg, self.depth, M, kc, N)
+        return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{kc}x{nb}"
 
     def _attention(self, c, op, L, hidden):
         """:meth:`boards.host.Client.attention`: one RUN ATTENTION a head."""

@@ -17,7 +17,7 @@ from amaranth.hdl import UnusedElaboratable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from boards.host import BoardError
+from boards.host import BoardError, linear_runs
 from boards.simtop import SimTop
 from boards.verilatortop import VerilatorTop
 from hw.config import (
@@ -26,6 +26,7 @@ from hw.config import (
     AttentionConfig,
     BufferConfig,
     GeluConfig,
+    GemmConfig,
     LayerNormConfig,
     LinearConfig,
     RequantConfig,
@@ -37,6 +38,7 @@ from hw.isa import (
     Buf,
     Command,
     Error,
+    LinMode,
     Op,
     Reg,
     buffer_specs,
@@ -436,6 +438,91 @@ def test_linear_and_residual_refusals(Top):
         np.testing.assert_array_equal(got, want)
 
 
+# TINY with an accumulator wide enough for 15-bit activations summed over K = 64 on chip.
+WIDE = TINY.replace(gemm=GemmConfig(max_m=32, max_k=64, max_n=32, acc_width=30))
+
+
+def _accumulated(top, cfg, x, w, consts, kc, x_width):
+    """``linear`` of ``x`` (``x_width`` bits) and ``w`` on ``top`` as :func:`linear_runs`'
+    LINEAR runs, K in chunks of ``kc``, one block; returns C's block."""
+    R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
+    (M, K), N = x.shape, w.shape[1]
+    passes = ops.linear_passes(x_width, cfg.array.in_width)
+    digits = ops.split_digits(x, passes, cfg.array.in_width)
+    top.write_buffer(Buf.CHAN, 0, layout.channel_words(*consts, C, T))
+    for r in linear_runs(cfg, top.depth, M, K, N, passes, kc):
+        assert (r.i0, r.j0, r.m, r.n) == (0, 0, M, N)
+        top.write_buffer(Buf.A, 0, layout.column_words(digits[r.p][:, r.k0:r.k0 + r.k], R))
+        top.write_buffer(Buf.B, 0, layout.row_words(w[r.k0:r.k0 + r.k], C))
+        for reg, value in ((Reg.M, M), (Reg.K, r.k), (Reg.N, N), (Reg.LIN_MODE, r.mode.value)):
+            top.set_reg(reg, value)
+        top.run(Op.LINEAR)
+    return layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_linear_accumulates_in_c(stall, Top):
+    # K chunks and 15-bit digits summed in C (LIN_MODE), by the driver and by hand: K chunks
+    # of 1, sums at the accumulator's limits, shifts at the limits, saturated outputs.
+    top = Top(WIDE, stall=stall, seed=43)
+    rng = np.random.default_rng(44)
+    for M, K, N, xw in ((5, 40, 5, 15), (7, 20, 3, 12), (4, 30, 4, 8)):
+        x = rng.integers(-(1 << (xw - 1)), 1 << (xw - 1), (M, K))
+        w = rng.integers(-128, 128, (K, N))
+        bias = rng.integers(-1000, 1000, N)
+        mult, shift = ops.channel_constants(rng.uniform(0.1, 8, N) / (K << (xw + 4)),
+                                            max_shift=WIDE.acc_width + 15)
+        np.testing.assert_array_equal(top.linear(x, w, bias, mult, shift, x_width=xw),
+                                      ops.linear(x, w, bias, mult, shift, cfg=WIDE,
+                                                 x_width=xw, k_chunk=min(K, 8)))
+    max_shift = WIDE.acc_width + WIDE.requant.mult_width - 1
+    K, N = 5, 4
+    for x, w, s in ((np.full((3, K), -(1 << 14)), np.full((K, N), -128), [0, 1, max_shift, 20]),
+                    (np.full((3, K), (1 << 14) - 1), np.full((K, N), -128), [max_shift, 0, 3, 9]),
+                    (rng.integers(-(1 << 14), 1 << 14, (3, K)), rng.integers(-128, 128, (K, N)),
+                     [1, 0, max_shift, 30])):
+        room = (1 << (WIDE.acc_width - 1)) - 1 - (K << 21)
+        bias = np.array([room, -room, 7, 0])
+        mult, s = np.array([65535, 1, 65535, 40000]), np.array(s)
+        want = ops.linear(x, w, bias, mult, s, cfg=WIDE, x_width=15, k_chunk=1)
+        np.testing.assert_array_equal(_accumulated(top, WIDE, x, w, (bias, mult, s), 1, 15),
+                                      want)
+    assert top.status() == (False, True, "OK")
+
+
+def test_refused_accumulating_run_changes_nothing():
+    # An ACCUMULATE run refused (SHAPE, then BUSY) writes nothing and reads nothing: C holds
+    # the raw sum, and the next run continues it.
+    top = SimTop(WIDE, depth=32)
+    rng = np.random.default_rng(45)
+    R, C, T = 2, 2, channel_tiles(WIDE)
+    M, K, N = 4, 6, 3
+    x, w = rng.integers(-128, 128, (M, 2 * K)), rng.integers(-128, 128, (2 * K, N))
+    bias, mult, shift = rng.integers(-99, 99, N), np.full(N, 3000), np.full(N, 18)
+    top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+    for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N), (Reg.LIN_MODE, LinMode.RAW.value)):
+        top.set_reg(reg, value)
+    top.write_buffer(Buf.A, 0, layout.column_words(x[:, :K], R))
+    top.write_buffer(Buf.B, 0, layout.row_words(w[:K], C))
+    top.run(Op.LINEAR)
+    raw = top.read_buffer(Buf.C, 0, M * 2)
+    top.set_reg(Reg.LIN_MODE, LinMode.ACCUMULATE.value)
+    top.set_reg(Reg.K, 40)                          # 2 * 40 A words > 32
+    expect(Error.SHAPE, top.run, Op.LINEAR)
+    np.testing.assert_array_equal(top.read_buffer(Buf.C, 0, M * 2), raw)
+    top.set_reg(Reg.K, K)
+    top.write_buffer(Buf.A, 0, layout.column_words(x[:, K:], R))
+    top.write_buffer(Buf.B, 0, layout.row_words(w[K:], C))
+    top.run(Op.LINEAR, wait=False)
+    expect(Error.BUSY, top.run, Op.LINEAR)
+    for _ in range(100):
+        if not top.status().busy:
+            break
+    got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * 2), M, N, R, C)
+    np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=WIDE,
+                                                  k_chunk=K))
+
+
 def test_linear_and_residual_left_out():
     cfg = TINY.replace(linear=LinearConfig(enabled=False), residual=ResidualConfig(enabled=False))
     top = SimTop(cfg, depth=16)
@@ -495,17 +582,32 @@ ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_le
     (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
-    # One RUN LINEAR per shape, the whole problem in the buffers; no stalls.
+    # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
+    # a K in three chunks), then the whole problem in one plain run; no stalls.
     R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
     top = RunClock(cfg, depth=256)
     rng = np.random.default_rng(41)
+    modes = (LinMode.RAW, LinMode.ACCUMULATE | LinMode.RAW, LinMode.ACCUMULATE)
     for M, K, N in shapes:
+        x, w, bias, mult, shift = _linear_case(rng, M, 3 * K, N, cfg)
+        want = ops.linear(x, w, bias, mult, shift, cfg=cfg, k_chunk=K)
+        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
+            top.set_reg(reg, value)
+        for i, mode in enumerate(modes):
+            top.write_buffer(Buf.A, 0, layout.column_words(x[:, i * K:(i + 1) * K], R))
+            top.write_buffer(Buf.B, 0, layout.row_words(w[i * K:(i + 1) * K], C))
+            top.set_reg(Reg.LIN_MODE, mode.value)
+            top.run(Op.LINEAR)
+            assert top.accepted_to_written() == cyclemodel.linear_cycles(
+                cfg, M, K, N, raw=LinMode.RAW in mode), (M, K, N, mode)
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(got, want)
         x, w, bias, mult, shift = _linear_case(rng, M, K, N, cfg)
         top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
         top.write_buffer(Buf.A, 0, layout.column_words(x, R))
         top.write_buffer(Buf.B, 0, layout.row_words(w, C))
-        for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
-            top.set_reg(reg, value)
+        top.set_reg(Reg.LIN_MODE, 0)
         top.run(Op.LINEAR)
         measured = top.accepted_to_written()
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)

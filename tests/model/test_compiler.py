@@ -46,13 +46,13 @@ def test_splits_and_cycles(quantized):
     cfg = quantized.compiled.cfg.replace(buffers=BufferConfig(512))
     c = compiler.compile_program(quantized.program, cfg, seq_len=64)
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
-    # 64 x 1536 x 384, 15-bit inputs: two passes of INT8 digits, K in 3 chunks of 512 (no
-    # accumulator preload: GEMM_RAW, summed on the host); a chunk fills B, so blocks of 6 x 512
-    # x 6: 11 row blocks (the last of 4 rows) times 64 column blocks.
-    assert ffn2.calls == 2 * 3 * 11 * 64
-    assert "GEMM_RAW, K in chunks of 512, 2 passes of 15-bit inputs" in ffn2.note
-    want = 2 * 3 * 64 * (10 * cyclemodel.linear_cycles(cfg, 6, 512, 6)
-                         + cyclemodel.linear_cycles(cfg, 4, 512, 6))
+    # 64 x 1536 x 384, 15-bit inputs: two passes of INT8 digits summed in C with K in chunks
+    # of 32 (boards.host.linear_split: the fewest link bytes), blocks of 32 x 32 x 96: 2 row
+    # blocks times 4 column blocks, each 2 * 48 runs (95 RAW, then the requantizing one).
+    assert ffn2.calls == 2 * 4 * 2 * 48
+    assert "LINEAR, K in chunks of 32, 2 passes of 15-bit inputs, summed in C" in ffn2.note
+    want = 2 * 4 * (95 * cyclemodel.linear_cycles(cfg, 32, 32, 96, raw=True)
+                    + cyclemodel.linear_cycles(cfg, 32, 32, 96))
     assert ffn2.cycles == want
     # A residual add: X holds 256 elements of each half, so 96 runs of one row of 256.
     res = next(s for s in c.steps if s.op.kind == "Residual")

@@ -29,9 +29,10 @@ def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
 
     monkeypatch.setattr(plan, "run_checks", checks)
     c = compiler.compile_program(prog, cfg, L)
-    # tiny's K of a run (max_k 64) is below every Linear's: all of them are GEMM_RAW there.
-    assert {op.name for op, _ in seen} == {"GEMM_RAW", "ATTENTION", "LAYERNORM", "GELU",
-                                           "RESIDUAL", *["LINEAR"] * (preset == "ulx3s")}
+    # The fitted acc_width holds every Linear's whole sum: K chunks (tiny's max_k of 64 is
+    # below every Linear's K) and digit passes are summed in C, no GEMM_RAW.
+    assert {op.name for op, _ in seen} == {"LINEAR", "ATTENTION", "LAYERNORM", "GELU",
+                                           "RESIDUAL"}
     for op, regs in seen:
         assert max(run_words(cfg, op, regs).values()) <= depth, (op, regs)
         assert run_checks(cfg, depth, op, regs) == []
@@ -47,7 +48,8 @@ def test_ulx3s_forward_figures(quantized):
     assert c.compute_seconds == c.cycles / 100e6
     assert c.link_seconds == c.link_bytes * 10 / 115200
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
-    assert "GEMM_RAW" in ffn2.note and "2 passes of 15-bit inputs" in ffn2.note
+    assert ffn2.note.startswith("64x1536x384, LINEAR, K in chunks of ")
+    assert "2 passes of 15-bit inputs, summed in C" in ffn2.note
 
 
 def test_op_beyond_a_buffer_is_refused(quantized):
@@ -91,10 +93,11 @@ class _Line:
 
 
 def test_link_bytes_equal_the_drivers():
-    """A Linear of two row blocks and two column blocks (RUN LINEAR), one of 15-bit inputs and
-    K beyond a run (GEMM_RAW digits and K chunks) and a residual add of two runs, on the tiny
-    preset at depth 32: the bytes the plan counts are the bytes Board sends and reads, and the
-    driver's Linear is :func:`sim.ops.linear`."""
+    """A Linear of several row and column blocks (RUN LINEAR, summed in C), one of 10-bit
+    inputs (two digits summed in C), one of 15-bit inputs and K beyond a run (whose whole sum
+    C cannot hold: GEMM_RAW digits and K chunks summed on the host) and a residual add of two
+    runs, on the tiny preset at depth 32: the bytes the plan counts are the bytes Board sends
+    and reads, and the driver's Linear is :func:`sim.ops.linear`."""
     cfg, payload = itf.AccelConfig.preset("tiny").replace(buffers=BufferConfig(32)), 64
     line = _Line(SimTop(cfg))
     board = Board(line, cfg, max_payload=payload)
@@ -108,6 +111,9 @@ def test_link_bytes_equal_the_drivers():
     x15, w40 = rng.integers(-(1 << 14), 1 << 14, (M, 40)), rng.integers(-128, 128, (40, N))
     wide = P.Linear("z", 1.0, input="x15", weight=w40, bias=bias, multipliers=mult,
                     shifts=shift, out_width=8, x_width=15)
+    x10 = rng.integers(-(1 << 9), 1 << 9, (M, K))    # two digits whose sum C holds
+    digits = P.Linear("v", 1.0, input="x10", weight=w, bias=bias, multipliers=mult,
+                      shifts=shift, out_width=8, x_width=10)
     res = P.Residual("r", 1.0, a="x", b="y", ma=3, mb=5, shift=2)
     session = plan.Session(cfg, max_payload=payload)
     def linear(xx, ww, **kw):
@@ -118,9 +124,10 @@ def test_link_bytes_equal_the_drivers():
 
     for op, call in ((lin, lambda: linear(x, w, out_width=cfg.requant.out_width)),
                      (wide, lambda: linear(x15, w40, x_width=15, out_width=8)),
+                     (digits, lambda: linear(x10, w, x_width=10, out_width=8)),
                      (res, lambda: board.residual(rng.integers(-99, 99, (M, 4)),
                                                   rng.integers(-99, 99, (M, 4)), 3, 5, 2))):
-        want = session.plan(op, M, {"x": 4, "y": N, "x15": 40})
+        want = session.plan(op, M, {"x": 4, "y": N, "x15": 40, "x10": K})
         line.sent = line.received = 0
         call()
         assert (line.sent, line.received) == (want.sent, want.received), op.kind
