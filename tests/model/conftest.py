@@ -20,10 +20,26 @@ def minilm():
 
 @pytest.fixture(scope="session")
 def quantized(minilm):
-    """MiniLM quantized on 12 calibration sentences and compiled on ulx3s, fitted."""
+    """MiniLM quantized on 12 calibration sentences and compiled on the ulx3s preset (which
+    fits it: ``fit=True`` keeps it)."""
     minilm.quantize(CALIBRATION[:12])
     minilm.compile(itf.AccelConfig.preset("ulx3s"), fit=True)
     return minilm
+
+
+@pytest.fixture(scope="session")
+def unfitted():
+    """A config too small for MiniLM: the ulx3s preset with the units' default widths, rows and
+    heads of 64, the default accumulators and 256-word buffers (the preset before it was
+    fitted to the model)."""
+    from hw.config import (AttentionConfig, BufferConfig, GeluConfig, GemmConfig,
+                           LayerNormConfig, RequantConfig)
+
+    base = itf.AccelConfig.preset("ulx3s")
+    return base.replace(gemm=GemmConfig(max_m=256, max_k=512, max_n=256),
+                        requant=RequantConfig(), gelu=GeluConfig(),
+                        layernorm=LayerNormConfig(), attention=AttentionConfig(),
+                        buffers=BufferConfig(256))
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,16 @@ from intformer.model import compiler
 from sim import cyclemodel
 
 
-def test_config_too_small_names_each_limit(quantized):
+def test_config_too_small_names_each_limit(quantized, unfitted):
     with pytest.raises(ValueError, match=r"Config 'ulx3s' must fit the model \(raise these "
                                          r"limits.*layernorm.max_len must be at least 384, not "
                                          r"64;.*attention.max_seq_len must be at least 128, "
                                          r"not 64;.*gemm.acc_width must be at least 3\d, not 25"):
-        compiler.check_config(quantized.program, itf.AccelConfig.preset("ulx3s"), 128)
+        compiler.check_config(quantized.program, unfitted, 128)
 
 
-def test_fit_config_fits_and_keeps_the_array(quantized):
-    base = itf.AccelConfig.preset("ulx3s")
+def test_fit_config_fits_and_keeps_the_array(quantized, unfitted):
+    base = unfitted
     cfg = compiler.fit_config(base, quantized.program, 128)
     compiler.check_config(quantized.program, cfg, 128)
     assert cfg.array == base.array and cfg.gemm.max_k == base.gemm.max_k
@@ -30,19 +30,24 @@ def test_fit_config_fits_and_keeps_the_array(quantized):
     assert compiler.compile_program(quantized.program, cfg, 128).depth == 1024
     assert compiler.fit_config(cfg, quantized.program, 128) is cfg
     assert compiler.fit_depth(quantized.program, cfg, 128) is cfg
+    # The ulx3s preset is that config: it fits as it is, for sequences of up to 128 tokens.
+    preset = itf.AccelConfig.preset("ulx3s")
+    assert cfg.replace(name="ulx3s") == preset
+    assert compiler.fit_config(preset, quantized.program, 128) is preset
 
 
-def test_fit_depth_raises_the_buffers_only(quantized):
+def test_fit_depth_raises_the_buffers_only(quantized, unfitted):
     cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
     shallow = cfg.replace(buffers=BufferConfig(128))
     deep = compiler.fit_depth(quantized.program, shallow, 64)
     assert deep == shallow.replace(buffers=BufferConfig(512))
     with pytest.raises(ValueError, match=r"Config 'ulx3s' must fit the model"):
-        compiler.fit_depth(quantized.program, itf.AccelConfig.preset("ulx3s"), 64)
+        compiler.fit_depth(quantized.program, unfitted, 64)
 
 
 def test_splits_and_cycles(quantized):
-    # The config fitted for 128 tokens (buffers of 1024 words), at the 512 words that 64 need.
+    # The ulx3s preset (fitted for 128 tokens, buffers of 1024 words), at the 512 words that
+    # 64 need.
     cfg = quantized.compiled.cfg.replace(buffers=BufferConfig(512))
     c = compiler.compile_program(quantized.program, cfg, seq_len=64)
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")

@@ -13,16 +13,24 @@ def saved(quantized, tmp_path_factory):
     return path
 
 
-def test_compile_refuses_small_config(saved, capsys):
-    assert main(["compile", "--program", str(saved), "--preset", "ulx3s"]) == 2
+@pytest.fixture(scope="module")
+def small(unfitted, tmp_path_factory):
+    """The unfitted config as a TOML file."""
+    path = tmp_path_factory.mktemp("cfg") / "small.toml"
+    unfitted.to_toml(path)
+    return path
+
+
+def test_compile_refuses_small_config(saved, small, capsys):
+    assert main(["compile", "--program", str(saved), "--config", str(small)]) == 2
     err = capsys.readouterr().err
     assert "intformer compile: error: Config 'ulx3s' must fit the model" in err
     assert "layernorm.max_len must be at least 384, not 64" in err
 
 
-def test_compile_fit_prints_cycles(saved, capsys, tmp_path):
+def test_compile_fit_prints_cycles(saved, small, capsys, tmp_path):
     fitted = tmp_path / "fitted.toml"
-    assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--fit",
+    assert main(["compile", "--program", str(saved), "--config", str(small), "--fit",
                  "--seq-len", "32", "--save-config", str(fitted)]) == 0
     out = capsys.readouterr().out
     assert ("on ulx3s+model (6x6 array, buffers of 512 words, 100 MHz, link 115200 baud), one "
@@ -33,6 +41,16 @@ def test_compile_fit_prints_cycles(saved, capsys, tmp_path):
     assert f"wrote {fitted} (the ulx3s+model config, buffers.depth = 512" in out
     cfg = AccelConfig.from_toml(fitted)
     assert (cfg.name, cfg.buffers.depth, cfg.layernorm.max_len) == ("ulx3s+model", 512, 384)
+
+
+def test_compile_on_the_preset(saved, capsys):
+    """The ulx3s preset runs the model as it is: nothing raised."""
+    assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--seq-len",
+                 "64"]) == 0
+    out = capsys.readouterr().out
+    assert ("on ulx3s (6x6 array, buffers of 1024 words, 100 MHz, link 115200 baud), one "
+            "sequence of 64 tokens") in out
+    assert "raised" not in out and "L5.ffn2" in out
 
 
 def test_embed(saved, capsys):

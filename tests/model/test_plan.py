@@ -41,9 +41,9 @@ def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
 
 
 def test_ulx3s_forward_figures(quantized):
-    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
+    cfg = itf.AccelConfig.preset("ulx3s")
     c = compiler.compile_program(quantized.program, cfg, 64)
-    assert c.depth == cfg.buffers.depth == 512
+    assert c.depth == cfg.buffers.depth == 1024
     assert (c.clock, c.baud) == (100e6, 115200)
     assert c.compute_seconds == c.cycles / 100e6
     assert c.link_seconds == c.link_bytes * 10 / 115200
@@ -53,15 +53,14 @@ def test_ulx3s_forward_figures(quantized):
 
 
 def test_op_beyond_a_buffer_is_refused(quantized):
-    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), quantized.program, 64)
-    cfg = cfg.replace(buffers=BufferConfig(256))       # the preset's, before fit_config's 512
+    cfg = itf.AccelConfig.preset("ulx3s").replace(buffers=BufferConfig(256))
     with pytest.raises(ValueError, match=r"^LayerNorm 'emb.out' cannot be split to fit the "
-                                         r"buffers of 'ulx3s\+model' \(depth 256\): RUN "
+                                         r"buffers of 'ulx3s' \(depth 256\): RUN "
                                          r"LAYERNORM of ROW_LEN=384, ROWS=1 needs 384 words "
                                          r"of X, at most 256$"):
         compiler.compile_program(quantized.program, cfg, 64)
     with pytest.raises(ValueError, match=r"^Attention 'L0.ctx' cannot be split to fit the "
-                                         r"buffers of 'ulx3s\+model' \(depth 256\): RUN "
+                                         r"buffers of 'ulx3s' \(depth 256\): RUN "
                                          r"ATTENTION of ATT_LEN=64, ATT_DIM=32 needs 352 "
                                          r"words of A, at most 256$"):
         plan.Session(cfg).plan(quantized.program.ops[6], 64, {"L0.q": 384})
