@@ -282,6 +282,14 @@ def test_new_data_reads_change_nothing(stall, new_data_reads):
     # LINEAR reads its constants from the CHAN table, RESIDUAL both halves of X.
     args = _linear_case(rng, 5, 7, 5)
     np.testing.assert_array_equal(top.linear(*args), ops.linear(*args, cfg=TINY))
+    # LINEARs summed in C (two digits; K in three chunks) read each word of C before they
+    # write it.
+    for K, xw in ((24, 10), (60, 8)):
+        x = rng.integers(-(1 << (xw - 1)), 1 << (xw - 1), (5, K))
+        w = rng.integers(-128, 128, (K, 3))
+        consts = rng.integers(-99, 99, 3), np.full(3, 3000), np.full(3, 20)
+        np.testing.assert_array_equal(top.linear(x, w, *consts, x_width=xw),
+                                      ops.linear(x, w, *consts, cfg=TINY, x_width=xw))
     ra, rb = (rng.integers(-(1 << 15), 1 << 15, (3, 11)) for _ in range(2))
     consts = ops.residual_constants(0.02, 0.05, 0.04)
     np.testing.assert_array_equal(top.residual(ra, rb, *consts), ops.residual_add(ra, rb, *consts))
