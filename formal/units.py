@@ -3,11 +3,13 @@ and of the two arbiters of the top."""
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Assert, Assume, Cat, Cover, Signal, Value
-from amaranth.lib import wiring
+from amaranth.asserts import Initial
+from amaranth.hdl import Assert, Assume, Cat, Cover, Mux, Signal, Value, signed
+from amaranth.lib import data, wiring
 
 from boards.link import FrameLink
 from boards.uart import UARTReceiver, UARTTransmitter
+from hw.accumulate import Accumulate
 from hw.arbiter import EngineArbiter, SoftmaxArbiter
 from hw.attention import AttentionController
 from hw.channels import ChannelStage
@@ -191,6 +193,40 @@ def _transmitter(divisor):
     return build
 
 
+def _accumulate(lanes, acc_width, eacc, shift):
+    """RUN LINEAR's sum stage: the stream rules, with ``accumulate`` and ``shift`` held (they
+    hold during a run, and are read a cycle late: no row is offered on the first cycle). Its
+    one register holds a row exactly while ``o`` offers one (none invented or lost); the row
+    leaves as ``i[j] + (old[j] << s)`` wrapped to ``eacc`` bits while accumulating, else
+    unchanged; and one word of ``old`` is taken with each row while accumulating, none
+    otherwise."""
+    inner = ports(lambda: Accumulate(lanes, acc_width, eacc, shift),
+                  assume=lambda dut: ~Initial() | ~dut.i.valid, done=_out("o", 2))
+
+    def build(wrap):
+        s = inner(wrap)
+        m, a = s.m, s.dut
+        old = data.ArrayLayout(signed(acc_width), lanes)(a.old.payload)
+        by = Mux(a.shift, shift, 0)
+        sums = [a.i.payload[j] + Mux(a.accumulate, old[j] << by, 0) for j in range(lanes)]
+        want = Signal(lanes * eacc, name="acc_want")
+        full = Signal(name="acc_full")
+        with m.If(transfer(a.i)):
+            m.d.sync += [want.eq(Cat(*(v[:eacc] for v in sums))), full.eq(1)]
+        with m.Elif(transfer(a.o)):
+            m.d.sync += full.eq(0)
+        m.d.comb += [
+            Assert(a.o.valid == full, "accumulate: a row offered is the one held"),
+            Assert(~a.o.valid | (Value.cast(a.o.payload) == want),
+                   "accumulate: a row leaves as its sum"),
+            Assert(transfer(a.old) == (transfer(a.i) & a.accumulate),
+                   "accumulate: one old word taken with each row, while accumulating"),
+            Cover(a.accumulate & a.shift & transfer(a.o), "accumulate: a shifted sum leaves"),
+        ]
+        return s
+    return build
+
+
 _ECFG = engine_config(SMALL)
 
 PROOFS = [
@@ -210,6 +246,10 @@ PROOFS = [
     Proof("residual.ports", "residual", "bmc", 12,
           ports(lambda: Residual(SMALL.residual), done=_out("o", 2)), cover_depth=12,
           what="stream rules on i, o through 2 beats"),
+    Proof("accumulate.ports", "accumulate", "bmc", 12,
+          _accumulate(2, SMALL.acc_width, _ECFG.acc_width, SMALL.array.in_width),
+          cover_depth=12, what="stream rules on i, old, o through 2 rows (accumulate and shift "
+          "held); each row leaves as i + (old << s) (or i), one old word taken per row"),
     Proof("channels.ports", "channels", "bmc", 12,
           ports(lambda: ChannelStage(SMALL), done=_out("o", 2)), cover_depth=12,
           what="stream rules on i, write, o through 2 rows (shape and run flags held)"),
