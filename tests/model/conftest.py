@@ -32,8 +32,14 @@ def unfitted():
     """A config too small for MiniLM: the ulx3s preset with the units' default widths, rows and
     heads of 64, the default accumulators and 256-word buffers (the preset before it was
     fitted to the model)."""
-    from hw.config import (AttentionConfig, BufferConfig, GeluConfig, GemmConfig,
-                           LayerNormConfig, RequantConfig)
+    from hw.config import (
+        AttentionConfig,
+        BufferConfig,
+        GeluConfig,
+        GemmConfig,
+        LayerNormConfig,
+        RequantConfig,
+    )
 
     base = itf.AccelConfig.preset("ulx3s")
     return base.replace(gemm=GemmConfig(max_m=256, max_k=512, max_n=256),
