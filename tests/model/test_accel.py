@@ -99,11 +99,24 @@ def test_model_run_on_sim(tiny_model):
 def test_embed_cli_on_sim(tiny_model, capsys):
     m, folder = tiny_model
     assert main(["embed", "--model", str(folder), "--program", str(folder / "program.npz"),
-                 "--preset", "tiny", "--fit", "--target", "sim", *TEXTS]) == 0
+                 "--preset", "tiny", "--fit", "--target", "sim", "--clock-mhz", "24",
+                 *TEXTS]) == 0
     cap = capsys.readouterr()
     assert "sim: tiny+model, buffers of 256 words" in cap.out
     assert "on tiny+model, sim: every tensor equal to golden" in cap.out
-    assert "RTL cycles" in cap.out and "link bytes" in cap.out and "L0" in cap.out
+    # Per layer and per op kind: RTL cycles against the model's, the latency at the clock,
+    # the GOPS achieved against the peak (a 2x2 array at 24 MHz: 0.192), link bytes.
+    head = ["RTL", "cycles", "model", "RTL/model", "latency", "ms", "GOPS", "peak%", "link",
+            "bytes"]
+    tables = [line.split() for line in cap.out.splitlines() if line.split()[1:11] == head]
+    assert [t[0] for t in tables] == ["layer", "kind"] * 2
+    l0 = next(line.split() for line in cap.out.splitlines() if line.startswith("L0 "))
+    rtl, model = (int(v.replace(",", "")) for v in l0[4:6])
+    assert float(l0[6]) == pytest.approx(rtl / model, abs=1e-3)
+    assert float(l0[7]) == pytest.approx(rtl / 24e6 * 1e3, abs=1e-3)
+    assert 0 < float(l0[8]) < 0.192
+    assert "compute: " in cap.out and "GOPS of the array's 0.19 peak" in cap.out
+    assert "link: " in cap.out and "s at 115200 baud" in cap.out
     assert "sim forward: 18/18 text 2/2: Pool embedding" in cap.err
 
 
