@@ -31,7 +31,7 @@ import intformer as itf  # noqa: E402
 from intformer.model import quantize as Q
 from intformer.model import reference
 from intformer.model.cli import Progress
-from intformer.model.sentences import CALIBRATION, EVALUATION
+from intformer.model.sentences import CALIBRATION, EVALUATION, of_length
 
 
 def spearman(a, b):
@@ -70,26 +70,12 @@ def layer_errors(m):
     return [(n, np.sqrt(e[0] / e[1]), e[2]) for n, e in err.items()]
 
 
-def sentence_of(m, length):
-    """A text that tokenizes to exactly ``length`` tokens: words of the evaluation set added one
-    by one, skipping any that would overshoot."""
-    text = ""
-    for word in " ".join(EVALUATION).split():
-        trial = f"{text} {word}".strip()
-        n = len(m.tokenize([trial])[0])
-        if n <= length:
-            text = trial
-        if n == length:
-            return text
-    raise AssertionError(f"no text of {length} tokens")
-
-
 def rtl_forward(m, tokens):
     """One sentence of ``tokens`` tokens through the Verilated top (``execute(target="sim")``)
     on the ulx3s preset fitted to the model: the :class:`intformer.model.accel.Execution`."""
     from intformer.model import accel, compiler
 
-    text = sentence_of(m, tokens)
+    text = of_length(m.tokenize, tokens)
     cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), m.program, tokens)
     tok, lengths = reference.pad_batch(m.tokenize([text]))
     print(f"{tokens} tokens: {text[:70]!r}...\n{cfg.name}: {cfg.array.rows}x{cfg.array.cols} "
@@ -139,7 +125,7 @@ def main():
     for name, rel, mx in layer_errors(m):
         print(f"  {name:<8} {rel:.4f}  {mx:.3f}")
 
-    text = sentence_of(m, 64)
+    text = of_length(m.tokenize, 64)
     m.run([text])
     t0 = time.monotonic()
     reps = 3

@@ -4,7 +4,8 @@ simulation by tests and ``bench/``."""
 from hw.isa import vector_lanes
 from hw.layernorm import NORM_STEPS, RECIP_STEPS, SLOTS, SQRT_WIDTH
 
-__all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "residual_cycles",
+__all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "gemm_raw_cycles",
+           "residual_cycles",
            "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES", "softmax_row_timing",
            "attention_jobs", "attention_cycles", "attention_run_cycles"]
 
@@ -99,10 +100,19 @@ def linear_cycles(cfg, M, K, N):
 
     ``cycles = max(ceil(M/R), ceil(N/C)) + 19 + gemm_cycles(cfg, M, K, N) + channel delay``.
     """
+    return gemm_raw_cycles(cfg, M, K, N) + _channel_delay(cfg, M, K, N) + RUN_REQUANT
+
+
+def gemm_raw_cycles(cfg, M, K, N):
+    """Cycles of ``RUN GEMM_RAW`` on :class:`hw.top.Accelerator`, counted as
+    :func:`linear_cycles` counts, with no stalls (exact: ``tests/hw/test_top.py``): the same
+    launch and engine, but the exact rows are written into C as the engine gives them up (no
+    channel stage, no requantizer), so ``linear_cycles`` less the channel delay and
+    ``RUN_REQUANT``."""
     R, C = cfg.array.rows, cfg.array.cols
     launch = max(-(-M // R), -(-N // C)) + RUN_LAUNCH
     last_row = launch + RUN_FIRST_WORD - 1 + gemm_cycles(cfg, M, K, N) - 1
-    return last_row + _channel_delay(cfg, M, K, N) + RUN_REQUANT + 1
+    return last_row + 1
 
 
 def residual_cycles(cfg, rows, length):

@@ -113,7 +113,8 @@ class Session:
             c.write(Buf.B, -(-n // C) * k, times)
         for reg, v in ((Reg.M, m), (Reg.K, k), (Reg.N, n)):
             c.set(reg, v)
-        c.run(hwop, self._cycles(cyclemodel.linear_cycles, m, k, n), times)
+        model = cyclemodel.gemm_raw_cycles if hwop == Op.GEMM_RAW else cyclemodel.linear_cycles
+        c.run(hwop, self._cycles(model, m, k, n), times)
         c.read(Buf.C, m * -(-n // C), times)
 
     def _gemm(self, c, M, K, N):

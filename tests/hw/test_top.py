@@ -473,7 +473,7 @@ ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_le
     (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
-    # One RUN LINEAR per shape, the whole problem in the buffers; no stalls.
+    # One RUN LINEAR and one RUN GEMM_RAW per shape, the whole problem in the buffers; no stalls.
     R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
     top = RunClock(cfg, depth=256)
     rng = np.random.default_rng(41)
@@ -489,6 +489,12 @@ def test_linear_cycle_model_exact(cfg, shapes):
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
         np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg))
         assert measured == cyclemodel.linear_cycles(cfg, M, K, N), (M, K, N)
+        # The same shape as GEMM_RAW: exact rows, no channel stage nor requantizer.
+        top.run(Op.GEMM_RAW)
+        measured = top.accepted_to_written()
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(got, golden.gemm(x, w))
+        assert measured == cyclemodel.gemm_raw_cycles(cfg, M, K, N), ("GEMM_RAW", M, K, N)
 
 
 @pytest.mark.parametrize("cfg, shapes", [

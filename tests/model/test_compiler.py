@@ -53,8 +53,8 @@ def test_splits_and_cycles(quantized):
     assert "GEMM_RAW, K in chunks of 512, 2 passes of 15-bit inputs" in ffn2.note
     # Every run's modelled cycles and the command port's (cyclemodel.RUN_PORT_CYCLES).
     port = cyclemodel.RUN_PORT_CYCLES
-    want = 2 * 3 * 64 * (10 * cyclemodel.linear_cycles(cfg, 6, 512, 6)
-                         + cyclemodel.linear_cycles(cfg, 4, 512, 6))
+    want = 2 * 3 * 64 * (10 * cyclemodel.gemm_raw_cycles(cfg, 6, 512, 6)
+                         + cyclemodel.gemm_raw_cycles(cfg, 4, 512, 6))
     assert ffn2.cycles == want + ffn2.calls * port
     # A residual add: X holds 256 elements of each half, so 96 runs of one row of 256.
     res = next(s for s in c.steps if s.op.kind == "Residual")
