@@ -20,7 +20,7 @@ from boards.host import Board, Client
 from intformer.cli import main
 from intformer.model import accel, compiler, executor, reference
 from intformer.model import program as P
-from intformer.model.sentences import CALIBRATION
+from intformer.model.sentences import CALIBRATION, of_length
 
 #: 18 tokens with [CLS] and [SEP].
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
@@ -65,6 +65,23 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
     text = str(run)
     assert "buffers of 512 words" in text and "every tensor equal to golden" in text
     assert "L5" in text and "Attention" in text
+
+
+@pytest.mark.slow
+def test_minilm_64_tokens_on_sim_as_modelled(quantized):
+    """A 64-token forward (the sequence the fitted config is planned for) on the Verilated
+    top, every tensor checked against golden's as it runs, every layer's RTL cycles within
+    0.1% of the plan's (exact but for attention's fitted model). About 10 min at a load of 6
+    on 2 cores; ``bench/model.py --rtl`` prints the figures."""
+    prog = quantized.program
+    cfg = _minilm_target(prog)
+    tok, lengths = reference.pad_batch(quantized.tokenize([of_length(quantized.tokenize, 64)]))
+    assert tok.shape == (1, 64)
+    run = accel.execute(prog, cfg, tok, lengths, target="sim")
+    for name, rs in run.groups("layer").items():
+        rtl, model = (sum(getattr(r, f) or 0 for r in rs) for f in ("cycles", "model_cycles"))
+        assert abs(rtl - model) <= 1e-3 * model, (name, rtl, model)
+    assert run.cycles > 0 and "GOPS of the array's" in run.summary()
 
 
 @pytest.fixture(scope="module")
