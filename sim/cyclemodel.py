@@ -5,9 +5,8 @@ from hw.isa import vector_lanes
 from hw.layernorm import NORM_STEPS, RECIP_STEPS, SLOTS, SQRT_WIDTH
 
 __all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "gemm_raw_cycles",
-           "residual_cycles",
-           "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES", "softmax_row_timing",
-           "attention_jobs", "attention_cycles", "attention_run_cycles"]
+           "residual_cycles", "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES",
+           "softmax_row_timing", "attention_jobs", "attention_cycles", "attention_run_cycles"]
 
 
 def gemm_cycles(cfg, M, K, N):
