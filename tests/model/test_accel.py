@@ -71,8 +71,8 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
 def test_minilm_64_tokens_on_sim_as_modelled(quantized):
     """A 64-token forward (the sequence the fitted config is planned for) on the Verilated
     top, every tensor checked against golden's as it runs, every layer's RTL cycles within
-    0.1% of the plan's (exact but for attention's fitted model). About 10 min at a load of 6
-    on 2 cores; ``bench/model.py --rtl`` prints the figures."""
+    0.1% of the plan's (exact but for attention's fitted model). 497 s measured at a load of 5
+    to 6 on 2 cores; ``bench/model.py --rtl`` prints the figures."""
     prog = quantized.program
     cfg = _minilm_target(prog)
     tok, lengths = reference.pad_batch(quantized.tokenize([of_length(quantized.tokenize, 64)]))
