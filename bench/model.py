@@ -2,10 +2,18 @@
 errors, golden forward time and modelled cycles on the ulx3s preset.
 
     .venv/bin/python bench/model.py [--ablation]
+    .venv/bin/python bench/model.py --rtl [--tokens 64]
 
 ``--ablation`` also quantizes with the second FFN GEMM's inputs at INT8 (one pass) to show what
-the 15-bit two-pass inputs buy. ONNX Runtime's dynamic INT8, the peer, is measured by
-``bench/model_onnx.py`` (outside the project's dependencies: the export needs torch).
+the 15-bit two-pass inputs buy. ``--rtl`` instead runs one sentence of ``--tokens`` tokens (64 by
+default) through the RTL top on Verilator (the ulx3s preset fitted to the model), every tensor
+checked against golden, and prints per layer and per op kind the RTL cycles, the modelled ones
+and their ratio, the latency at the board's clock, the GOPS achieved against the array's peak
+and the link's bytes; then the forward's compute time and link time (about 10 min for 64
+tokens on a loaded 2-core machine, after the model's build).
+
+ONNX Runtime's dynamic INT8, the peer, is measured by ``bench/model_onnx.py`` (outside the
+project's dependencies: the export needs torch).
 """
 
 import argparse
@@ -23,7 +31,7 @@ import intformer as itf  # noqa: E402
 from intformer.model import quantize as Q
 from intformer.model import reference
 from intformer.model.cli import Progress
-from intformer.model.sentences import CALIBRATION, EVALUATION
+from intformer.model.sentences import CALIBRATION, EVALUATION, of_length
 
 
 def spearman(a, b):
@@ -62,28 +70,35 @@ def layer_errors(m):
     return [(n, np.sqrt(e[0] / e[1]), e[2]) for n, e in err.items()]
 
 
-def sentence_of(m, length):
-    """A text that tokenizes to exactly ``length`` tokens: words of the evaluation set added one
-    by one, skipping any that would overshoot."""
-    text = ""
-    for word in " ".join(EVALUATION).split():
-        trial = f"{text} {word}".strip()
-        n = len(m.tokenize([trial])[0])
-        if n <= length:
-            text = trial
-        if n == length:
-            return text
-    raise AssertionError(f"no text of {length} tokens")
+def rtl_forward(m, tokens):
+    """One sentence of ``tokens`` tokens through the Verilated top (``execute(target="sim")``)
+    on the ulx3s preset fitted to the model: the :class:`intformer.model.accel.Execution`."""
+    from intformer.model import accel, compiler
+
+    text = of_length(m.tokenize, tokens)
+    cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), m.program, tokens)
+    tok, lengths = reference.pad_batch(m.tokenize([text]))
+    print(f"{tokens} tokens: {text[:70]!r}...\n{cfg.name}: {cfg.array.rows}x{cfg.array.cols} "
+          f"array, buffers of {cfg.buffers.depth} words", flush=True)
+    return accel.execute(m.program, cfg, tok, lengths, target="sim",
+                         progress=Progress(f"RTL forward of {tokens} tokens"))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ablation", action="store_true")
+    ap.add_argument("--rtl", action="store_true",
+                    help="one sentence through the RTL top (Verilator) instead")
+    ap.add_argument("--tokens", type=int, default=64, help="its tokens (--rtl; default 64)")
     args = ap.parse_args()
 
     t0 = time.monotonic()
     m = itf.model.load("all-MiniLM-L6-v2")
     print(f"{m!r}: loaded in {time.monotonic() - t0:.1f} s (no torch, no network)")
+    if args.rtl:
+        m.quantize(CALIBRATION, progress=Progress("quantize"))
+        print(rtl_forward(m, args.tokens))
+        return
     ids = m.tokenize(EVALUATION)
     lens = sorted(len(x) for x in ids)
     print(f"evaluation: {len(EVALUATION)} sentences of {lens[0]} to {lens[-1]} tokens; "
@@ -110,7 +125,7 @@ def main():
     for name, rel, mx in layer_errors(m):
         print(f"  {name:<8} {rel:.4f}  {mx:.3f}")
 
-    text = sentence_of(m, 64)
+    text = of_length(m.tokenize, 64)
     m.run([text])
     t0 = time.monotonic()
     reps = 3

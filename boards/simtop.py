@@ -32,8 +32,8 @@ class SimulatedTop(Client):
 
     ``run_cycles`` sums, over the runs waited for, the cycles from the RUN command's first
     byte to the first cycle ``busy`` is low: a run's modelled cycles (:mod:`sim.cyclemodel`)
-    plus the command port's 12 (11 from the RUN's first byte to its acceptance, 1 for busy's
-    fall; see ``tests/sim/test_verilator_top.py``).
+    plus the command port's :data:`sim.cyclemodel.RUN_PORT_CYCLES` (12: 11 from the RUN's first
+    byte to its acceptance, 1 for busy's fall; see ``tests/sim/test_verilator_top.py``).
     """
 
     run_cycles = 0

@@ -24,6 +24,8 @@ RECIP_STEPS = 18
 NORM_STEPS = 4
 #: Operands of the output pass's products are split here: 17 unsigned bits fit an 18x18 block.
 MUL_SPLIT = 17
+#: Pipeline stages of the output pass from a beat's read to the output register (S1 to S11).
+OUTPUT_STAGES = 11
 
 
 def layernorm_coef_layout(cfg):
@@ -498,7 +500,7 @@ class LayerNorm(wiring.Component):
         bet_t = data.ArrayLayout(signed(cfg.beta_width), n_lanes)
         shift = cfg.norm_frac + cfg.gamma_shift
         st = [{"valid": Signal(name=f"s{k}_valid"), "mask": Signal(lanes_t, name=f"s{k}_mask")}
-              for k in range(1, 12)]
+              for k in range(1, OUTPUT_STAGES + 1)]
         s1_a, s1_hb, s1_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_a, s2_hb, s2_sh = Signal.like(c_a), Signal.like(c_hb), Signal.like(c_sh)
         s2_q = Signal(data.ArrayLayout(signed(cfg.in_width), n_lanes), reset_less=True)

@@ -2,9 +2,11 @@
 simulation by tests and ``bench/``."""
 
 from hw.isa import vector_lanes
+from hw.layernorm import NORM_STEPS, OUTPUT_STAGES, RECIP_STEPS, SLOTS, SQRT_WIDTH
 
-__all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "residual_cycles",
-           "softmax_row_timing", "attention_jobs", "attention_cycles"]
+__all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "gemm_raw_cycles",
+           "residual_cycles", "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES",
+           "softmax_row_timing", "attention_jobs", "attention_cycles", "attention_run_cycles"]
 
 
 def gemm_cycles(cfg, M, K, N):
@@ -44,6 +46,14 @@ def gemm_utilization(cfg, M, K, N):
 #: ``RUN_REQUANT`` cycles after the engine's output gives it up (the accumulate stage, the
 #: register slice before the requantizer, its 7 stages).
 RUN_LAUNCH, RUN_FIRST_WORD, RUN_ACCUMULATE, RUN_REQUANT = 4, 8, 1, 9
+
+#: Cycles the command port adds to each run as the simulated tops count a run
+#: (:attr:`boards.simtop.SimulatedTop.run_cycles`, from the RUN command's first byte to the
+#: first cycle ``busy`` is low) beyond the models below (from the accepted RUN to the last word
+#: written): 11 from the RUN's first byte to its acceptance (its 4 bytes, the three stages of
+#: checks, the verdict acted on) and 1 for ``busy``'s fall after the last write. On a board the
+#: command's bytes come at the link's pace, which the link time counts; 4 of the 12 are theirs.
+RUN_PORT_CYCLES = 11 + 1
 
 
 def _channel_delay(cfg, M, K, N):
@@ -97,12 +107,25 @@ def linear_cycles(cfg, M, K, N, raw=False):
     ``cycles = max(ceil(M/R), ceil(N/C)) + 20 + gemm_cycles(cfg, M, K, N) + channel delay``,
     RAW ``max(ceil(M/R), ceil(N/C)) + 12 + gemm_cycles(cfg, M, K, N)``.
     """
+    if raw:
+        return gemm_raw_cycles(cfg, M, K, N)
+    return _last_row(cfg, M, K, N) + _channel_delay(cfg, M, K, N) + RUN_REQUANT + 1
+
+
+def gemm_raw_cycles(cfg, M, K, N):
+    """Cycles of ``RUN GEMM_RAW`` (and of a RAW ``RUN LINEAR``) on
+    :class:`hw.top.Accelerator`, counted as :func:`linear_cycles` counts, with no stalls
+    (exact: ``tests/hw/test_top.py``): the same launch and engine, but the exact rows are
+    written into C as they leave the accumulate stage (``RUN_ACCUMULATE``, with LINEAR in the
+    config) or the engine (without it): no channel stage, no requantizer."""
+    return _last_row(cfg, M, K, N) + (RUN_ACCUMULATE if cfg.linear.enabled else 0) + 1
+
+
+def _last_row(cfg, M, K, N):
+    """The cycle the engine gives up a run's last row, counted from the accepted RUN."""
     R, C = cfg.array.rows, cfg.array.cols
     launch = max(-(-M // R), -(-N // C)) + RUN_LAUNCH
-    last_row = launch + RUN_FIRST_WORD - 1 + gemm_cycles(cfg, M, K, N) - 1
-    if raw:
-        return last_row + RUN_ACCUMULATE + 1
-    return last_row + _channel_delay(cfg, M, K, N) + RUN_REQUANT + 1
+    return launch + RUN_FIRST_WORD - 1 + gemm_cycles(cfg, M, K, N) - 1
 
 
 def residual_cycles(cfg, rows, length):
@@ -127,6 +150,76 @@ def residual_cycles(cfg, rows, length):
     launch = q + RUN_LAUNCH
     last_pair = launch + RUN_FIRST_WORD + 1 + 2 * (rows * q - 1)
     return last_pair + 7 + 1
+
+
+def _row_launch(cfg, length):
+    """The cycle a row RUN's X reader offers its first word, from the accepted RUN: ``q =
+    ceil(length/lanes)`` divider steps, LAUNCH ``RUN_LAUNCH`` cycles after them, the first word
+    ``RUN_FIRST_WORD`` after that."""
+    return -(-length // vector_lanes(cfg)) + RUN_LAUNCH + RUN_FIRST_WORD
+
+
+def gelu_cycles(cfg, rows, length):
+    """Cycles of ``RUN GELU`` on :class:`hw.top.Accelerator` for ``ROWS = rows`` rows of
+    ``ROW_LEN = length`` elements, with no stalls (exact: ``tests/hw/test_top.py``), counted as
+    :func:`linear_cycles` counts.
+
+    X's reader offers word i (of ``n = rows*q``, ``q = ceil(length/lanes)``) ``q + 12 + i``
+    cycles after the accepted RUN (:func:`_row_launch`); :class:`hw.gelu.Gelu` takes one a
+    cycle and its result is written into Y ``latency`` cycles later (the unit's
+    ``latency``: 8 for ``"ibert"``, ``7 + quot_width + frac_width`` for ``"shift"``).
+
+    ``cycles = q + n + 12 + latency``.
+    """
+    g = cfg.gelu
+    latency = 8 if g.variant == "ibert" else 7 + g.quot_width + g.frac_width   # hw.gelu.Gelu's
+    n = rows * -(-length // vector_lanes(cfg))
+    return _row_launch(cfg, length) + n - 1 + latency + 1
+
+
+def layernorm_cycles(cfg, rows, length):
+    """Cycles of ``RUN LAYERNORM`` on :class:`hw.top.Accelerator` for ``ROWS = rows`` rows of
+    ``ROW_LEN = length`` elements, with no stalls (exact: ``tests/hw/test_top.py``), counted as
+    :func:`linear_cycles` counts: an event recurrence over the rows through the stages of
+    :class:`hw.layernorm.LayerNorm` (its docstring; ``q = ceil(length/lanes)`` beats a row,
+    ``M`` the variance stage's steps, ``bit_length(max_len * 2**(in_width-1))``).
+
+    * Input pass: X's words come one a cycle from ``q + 12`` (:func:`_row_launch`); a row's
+      first beat waits for a free slot (the row :data:`hw.layernorm.SLOTS` back read out), its
+      last for the previous row's sums to be taken by the variance stage.
+    * Sums: 4 cycles after the last beat. Variance: taken when its stage is idle, ``M`` steps,
+      the subtraction once the square-root stage has taken the previous ``v``; the stage idle
+      again a cycle later.
+    * Square root: taken ``1 + NORM_STEPS`` cycles after the subtraction (the normalization),
+      when idle; 16 steps; idle again 2 cycles after the reciprocal stage takes the root.
+    * Reciprocal: ``RECIP_STEPS + 1`` steps, its result 20 cycles after the take; idle again 2
+      cycles after the output pass takes it.
+    * Output pass: taken when idle or on the previous row's last read, one read a cycle,
+      each beat written into Y ``OUTPUT_STAGES + 1`` (12) cycles after its read (the stages
+      and the output register).
+
+    A lone row: ``3q + M + 71`` cycles (the unit's latency ``M + 60`` from its last input beat
+    to its first output beat). Rows of ``q >= M + 2`` beats follow each other at ``q`` cycles.
+    """
+    q = -(-length // vector_lanes(cfg))
+    lc = cfg.layernorm
+    M = (lc.max_len << (lc.in_width - 1)).bit_length()      # hw.layernorm.LayerNorm.mag_width
+    first = _row_launch(cfg, length)
+    never = -(1 << 62)
+    fired = first - 1                   # the cycle the last input beat was taken
+    var_take, sub, sqrt_take, recip_take, out_take, last_read = ([never] for _ in range(6))
+    for r in range(rows):
+        start = max(fired + 1, first + r * q)             # the row's first beat...
+        if r >= SLOTS:
+            start = max(start, last_read[r + 1 - SLOTS] + 1)
+        fired = max(start + q - 1, var_take[-1] + 1)      # ...and its last
+        var_take.append(max(fired + 4, sub[-1] + 1))
+        sub.append(max(var_take[-1] + M + 1, sqrt_take[-1] + 1))
+        sqrt_take.append(max(sub[-1] + 1 + NORM_STEPS, recip_take[-1] + 2))
+        recip_take.append(max(sqrt_take[-1] + SQRT_WIDTH // 2 + 1, out_take[-1] + 2))
+        out_take.append(max(recip_take[-1] + RECIP_STEPS + 2, last_read[-1]))
+        last_read.append(out_take[-1] + q)
+    return last_read[-1] + OUTPUT_STAGES + 1 + 1
 
 
 def softmax_row_timing(sm_cfg, length):
@@ -201,3 +294,20 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
         rows_last = L - (blocks - 1) * R
         total += last + 2 * (rows_last - 1) + C + ATTENTION_TAIL
     return total
+
+
+#: Cycles from the last shape-preparation step of a RUN ATTENTION to the start of
+#: :func:`attention_cycles`' count: LAUNCH (``RUN_LAUNCH``) and the controller's first command
+#: after it (measured: the sum then matches the top to within :func:`attention_cycles`' own
+#: error: 0 to 7 cycles short on ulx3s for L of 6 to 64, d of 5 to 32).
+ATTENTION_RUN_START = 8
+
+
+def attention_run_cycles(cfg, L, d, causal=False):
+    """Cycles of one ``RUN ATTENTION`` (a head) on :class:`hw.top.Accelerator`, counted as
+    :func:`linear_cycles` counts: ``max(ceil(L/R), ceil(L/C), ceil(d/C))`` steps of shape
+    preparation, :data:`ATTENTION_RUN_START`, then :func:`attention_cycles` of one head
+    (``tests/hw/test_top.py`` bounds the difference)."""
+    R, C = cfg.array.rows, cfg.array.cols
+    prep = max(-(-L // R), -(-L // C), -(-d // C))
+    return prep + ATTENTION_RUN_START + attention_cycles(cfg, L, d, causal)

@@ -162,7 +162,9 @@ class OpRecord:
     link_bytes : int
         Bytes sent and received, as the plan counts them: per sequence of L tokens, times B (for
         a batch of more than one an estimate: the driver sends the registers and weights once
-        a batch, and splits its ``B*L`` rows otherwise; within 10% on the tests' batches).
+        a batch, and splits its ``B*L`` rows otherwise; 10% over on the tests' batches).
+    macs : int
+        Useful multiply-accumulates (the plan's; 0 but for GEMM-like ops).
     sent, received : int
         Bytes sent and received, counted on the link as the driver framed them.
     seconds : float
@@ -175,6 +177,7 @@ class OpRecord:
     cycles: int | None = None
     model_cycles: int = 0
     link_bytes: int = 0
+    macs: int = 0
     sent: int = 0
     received: int = 0
     seconds: float = 0.0
@@ -203,41 +206,60 @@ class Execution:
 
     def groups(self, by="layer"):
         """``{name: [records]}`` per layer (``emb``, ``L0`` ..., the pooling) or per op kind
-        (``by="kind"``), in program order."""
+        (``by="kind"``), in program order (:func:`compiler.group_key`)."""
         out = {}
         for r in self.records:
-            key = r.op.kind if by == "kind" else r.op.output.split(".")[0]
-            out.setdefault(key, []).append(r)
+            out.setdefault(compiler.group_key(r.op, by), []).append(r)
         return out
 
     def table(self, by="layer"):
         """Measured against modelled, per layer or per op kind: runs, RTL and model cycles,
-        the latency of the RTL cycles at the config's clock, the plan's link bytes."""
-        c = self.compiled
-        clk = c.clock
+        the latency of the RTL cycles (on a board, the model's) at the config's clock, the
+        GOPS achieved in them and their % of the array's peak, the plan's link bytes."""
         lines = [f"{by:<10} {'ops':>4} {'host':>4} {'runs':>6} {'RTL cycles':>12} "
-                 f"{'model':>12} {'RTL/model':>9} {'latency ms':>10} {'link bytes':>12} "
-                 f"{'wall s':>7}"]
+                 f"{'model':>12} {'RTL/model':>9} {'latency ms':>10} {'GOPS':>6} {'peak%':>5} "
+                 f"{'link bytes':>12} {'wall s':>7}"]
         for name, rs in self.groups(by).items():
-            lines.append(self._row(name, rs, clk))
-        lines.append(self._row("total", self.records, clk))
+            lines.append(self._row(name, rs))
+        lines.append(self._row("total", self.records))
         return "\n".join(lines)
 
-    def _row(self, name, rs, clk):
+    def _row(self, name, rs):
+        c = self.compiled
         runs = sum(r.runs for r in rs)
         model = sum(r.model_cycles for r in rs)
         host_ops = sum(r.where == "host" for r in rs)
+        cycles = model
         if self.target == "sim":
-            rtl = sum(r.cycles or 0 for r in rs)
-            ratio = f"{rtl / model:9.3f}" if model else f"{'-':>9}"
-            ms = f"{rtl / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
-            rtl = f"{rtl:12,d}"
+            cycles = sum(r.cycles or 0 for r in rs)
+            ratio = f"{cycles / model:9.3f}" if model else f"{'-':>9}"
+            rtl = f"{cycles:12,d}"
         else:
             rtl, ratio = f"{'-':>12}", f"{'-':>9}"
-            ms = f"{model / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
+        ms = f"{cycles / c.clock * 1e3:10.3f}" if c.clock else f"{'-':>10}"
+        rate = compiler.rate_columns(sum(r.macs for r in rs), cycles, c.clock, c.peak_gops)
         return (f"{name:<10} {len(rs):4d} {host_ops:4d} {runs:6,d} {rtl} {model:12,d} {ratio} "
-                f"{ms} {sum(r.link_bytes for r in rs):12,d} "
+                f"{ms} {rate} {sum(r.link_bytes for r in rs):12,d} "
                 f"{sum(r.seconds for r in rs):7.1f}")
+
+    def summary(self):
+        """One line: the forward's cycles (RTL, else modelled) and their latency at the clock,
+        the GOPS achieved against the peak, and the link's bytes and time at the baud (the
+        link carries the operands and results; the cycles count only the runs)."""
+        c = self.compiled
+        what = "RTL" if self.target == "sim" else "modelled"
+        cycles = self.cycles if self.target == "sim" else c.cycles
+        link_s = sum(r.link_bytes for r in self.records) * host.BITS_PER_BYTE / c.baud
+        if not c.clock:
+            compute = f"{cycles:,d} {what} cycles (no clock)"
+        else:
+            g = compiler.gops(sum(r.macs for r in self.records), cycles, c.clock)
+            rate = (f", {g:.2f} GOPS of the array's {c.peak_gops:.2f} peak "
+                    f"({100 * g / c.peak_gops:.1f}%)" if g else "")
+            compute = (f"{cycles:,d} {what} cycles, {cycles / c.clock * 1e3:,.3f} ms at "
+                       f"{c.clock / 1e6:g} MHz{rate}")
+        return (f"compute: {compute}; link: {sum(r.link_bytes for r in self.records):,d} bytes, "
+                f"{link_s:,.1f} s at {c.baud} baud")
 
     def __str__(self):
         c = self.compiled
@@ -254,9 +276,10 @@ class Execution:
             f"{len(self.records) - len(on_acc)} on the host ({', '.join(on_host)}); "
             + ("every tensor equal to golden" if self.checked else "not checked against golden"),
             ("RTL cycles: measured on the top, from each RUN command's first byte to busy "
-             "low (the command port's share: 12 a run); " if self.target == "sim" else
-             "RTL cycles: not reported by a board; ") + f"{lat}; link bytes: the plan's count",
-            self.table("layer"), "", self.table("kind")])
+             "low; model: sim.cyclemodel's, the command port's 12 a run included; "
+             if self.target == "sim" else "RTL cycles: not reported by a board; ")
+            + f"{lat}; link bytes: the plan's count",
+            self.summary(), self.table("layer"), "", self.table("kind")])
 
 
 def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=False,
@@ -297,7 +320,8 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
     for i, (op, step) in enumerate(zip(prog.ops, plan.steps, strict=True)):
         t = time.monotonic()
         r = OpRecord(op, "accelerator" if type(op) in ACCEL else "host",
-                     model_cycles=B * step.cycles, link_bytes=B * step.link_bytes)
+                     model_cycles=B * step.cycles, link_bytes=B * step.link_bytes,
+                     macs=B * step.macs)
         if r.where == "host":
             out = executor._RUN[type(op)](op, env, cfg, ids, lengths)
         else:

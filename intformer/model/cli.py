@@ -110,6 +110,8 @@ def cmd_embed(args):
         sim = emb @ emb.T
         print(f"pairwise cosine (integer): {np.round(sim[np.triu_indices(len(sim), 1)], 4)}")
     for text, run in zip(args.text, m.executions, strict=False):
+        if args.clock_mhz is not None:
+            run.compiled.clock = args.clock_mhz * 1e6
         print(f"\n{text[:48]!r}: {run}")
 
 
@@ -133,6 +135,9 @@ def add_commands(sub, add_config_args):
                        help="calibration texts, one per line (default: the built-in set)")
         p.add_argument("--program", type=Path, help="a saved program (.npz) instead of "
                                                     "quantizing")
+        p.add_argument("--clock-mhz", type=float,
+                       help="clock for the latencies and GOPS (default: the preset's board, "
+                            "ulx3s 100, icebreaker 24)")
         if name == "embed":
             p.add_argument("--target", choices=("golden", "sim", "board"), default="golden",
                            help="golden (the NumPy models), sim (the RTL top on Verilator) or "
@@ -145,9 +150,6 @@ def add_commands(sub, add_config_args):
         else:
             p.add_argument("--seq-len", type=int, default=128,
                            help="sequence length to plan for (default 128)")
-            p.add_argument("--clock-mhz", type=float,
-                           help="clock for the latencies (default: the preset's board, "
-                                "ulx3s 100, icebreaker 24)")
             p.add_argument("--save", type=Path, help="write the program to this .npz")
             p.add_argument("--save-config", type=Path,
                            help="write the compiled (with --fit, fitted) config to this TOML, "

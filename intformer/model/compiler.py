@@ -14,7 +14,7 @@ from . import program as P
 from .plan import Session
 
 __all__ = ["requirements", "check_config", "fit_config", "config_value", "board_clock", "Step",
-           "Compiled", "compile_program", "fit_depth"]
+           "Compiled", "compile_program", "fit_depth", "group_key", "gops", "rate_columns"]
 
 
 def requirements(prog, seq_len):
@@ -106,6 +106,26 @@ def board_clock(cfg):
     return None, host.BAUD
 
 
+def group_key(op, by="layer"):
+    """The row of program op ``op`` in a per-layer table (``emb``, ``L0`` ..., ``embedding``:
+    its output's name up to the first dot) or, with ``by="kind"``, in a per-kind one."""
+    return op.kind if by == "kind" else op.output.split(".")[0]
+
+
+def gops(macs, cycles, clock):
+    """Achieved GOPS: ``2*macs`` operations in ``cycles`` at ``clock`` Hz (None without a
+    clock, cycles or MACs)."""
+    if not (clock and cycles and macs):
+        return None
+    return 2 * macs / (cycles / clock) / 1e9
+
+
+def rate_columns(macs, cycles, clock, peak):
+    """``GOPS peak%`` as two right-aligned columns (6 and 5 wide; dashes when there is no rate)."""
+    g = gops(macs, cycles, clock)
+    return f"{'-':>6} {'-':>5}" if g is None else f"{g:6.2f} {100 * g / peak:5.1f}"
+
+
 @dataclass
 class Step:
     """One op on a config: its RUNs (``runs``, also ``calls``), modelled ``cycles``, link bytes
@@ -182,11 +202,7 @@ class Compiled:
                  f"  shape"]
         for i, s in enumerate(self.steps):
             ms = f"{s.cycles / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
-            if clk and s.macs and s.cycles:
-                gops = 2 * s.macs / (s.cycles / clk) / 1e9
-                rate = f"{gops:6.2f} {100 * gops / self.peak_gops:5.1f}"
-            else:
-                rate = f"{'-':>6} {'-':>5}"
+            rate = rate_columns(s.macs, s.cycles, clk, self.peak_gops)
             link_s = s.link_bytes * host.BITS_PER_BYTE / self.baud
             lines.append(f"{i:3d} {s.op.kind:<10} {s.op.output:<12} {s.runs:6d} {s.cycles:11,d} "
                          f"{ms} {rate} {s.link_bytes / 1e3:9.1f} {link_s:8.2f}  {s.note}")
@@ -194,9 +210,32 @@ class Compiled:
         sent, received = (sum(getattr(s, f) for s in self.steps) for f in ("sent", "received"))
         compute = (f"{self.compute_seconds * 1e3:,.3f} ms at {clk / 1e6:g} MHz" if clk
                    else "no clock")
-        lines.append(f"total {runs:,d} runs, {self.cycles:,d} modelled cycles ({compute}); link "
-                     f"{self.link_bytes:,d} bytes ({sent:,d} sent, {received:,d} received), "
-                     f"{self.link_seconds:,.1f} s at {self.baud} baud")
+        g = gops(sum(s.macs for s in self.steps), self.cycles, clk)
+        rate = f", {g:.2f} GOPS, {100 * g / self.peak_gops:.1f}% of the {self.peak_gops:.2f} " \
+               f"peak" if g else ""
+        lines.append(f"total {runs:,d} runs, {self.cycles:,d} modelled cycles ({compute}{rate}); "
+                     f"link {self.link_bytes:,d} bytes "
+                     f"({sent:,d} sent, {received:,d} received), {self.link_seconds:,.1f} s at "
+                     f"{self.baud} baud")
+        return "\n".join(lines + ["", self.table("layer")])
+
+    def table(self, by="layer"):
+        """The plan per layer (:func:`group_key`) or per op kind: ops, runs, modelled cycles,
+        their latency at ``clock``, achieved GOPS and % of the peak, link bytes and seconds."""
+        clk = self.clock
+        groups = {}
+        for s in self.steps:
+            groups.setdefault(group_key(s.op, by), []).append(s)
+        lines = [f"{by:<10} {'ops':>4} {'runs':>6} {'cycles':>12} {'latency ms':>10} "
+                 f"{'GOPS':>6} {'peak%':>5} {'link bytes':>12} {'link s':>8}"]
+        for name, steps in [*groups.items(), ("total", self.steps)]:
+            cycles = sum(s.cycles for s in steps)
+            link = sum(s.link_bytes for s in steps)
+            ms = f"{cycles / clk * 1e3:10.3f}" if clk else f"{'-':>10}"
+            rate = rate_columns(sum(s.macs for s in steps), cycles, clk, self.peak_gops)
+            lines.append(f"{name:<10} {len(steps):4d} {sum(s.runs for s in steps):6,d} "
+                         f"{cycles:12,d} {ms} {rate} {link:12,d} "
+                         f"{link * host.BITS_PER_BYTE / self.baud:8.2f}")
         return "\n".join(lines)
 
 

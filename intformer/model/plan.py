@@ -34,7 +34,9 @@ class OpPlan:
     runs : int
         RUN commands.
     cycles : int
-        Modelled accelerator cycles of those runs (the link's time is apart).
+        Modelled accelerator cycles of those runs, each from its RUN command's first byte to
+        ``busy`` low (:mod:`sim.cyclemodel`'s run models plus
+        :data:`~sim.cyclemodel.RUN_PORT_CYCLES`; the link's time is apart).
     sent, received : int
         Link bytes from the host and to it (every frame, polls included).
     macs : int
@@ -112,7 +114,8 @@ class Session:
             c.write(Buf.B, -(-n // C) * k, times)
         for reg, v in ((Reg.M, m), (Reg.K, k), (Reg.N, n)):
             c.set(reg, v)
-        c.run(hwop, self._cycles(cyclemodel.linear_cycles, m, k, n), times)
+        model = cyclemodel.gemm_raw_cycles if hwop == Op.GEMM_RAW else cyclemodel.linear_cycles
+        c.run(hwop, self._cycles(model, m, k, n), times)
         c.read(Buf.C, m * -(-n // C), times)
 
     def _gemm(self, c, M, K, N):
@@ -189,7 +192,7 @@ class Session:
         c.write(Buf.A, -(-L // R) * d, H)
         c.write(Buf.B, -(-L // C) * d, H)
         c.write(Buf.V, -(-d // C) * L, H)
-        c.run(Op.ATTENTION, cyclemodel.attention_cycles(cfg, L, d, heads=1), H)
+        c.run(Op.ATTENTION, self._cycles(cyclemodel.attention_run_cycles, L, d), H)
         c.read(Buf.C, -(-d // C) * L, H)
         c.macs = 2 * H * L * L * d
         return f"{H} heads, L={L}, d={d}"
@@ -201,11 +204,12 @@ class Session:
         X holds."""
         beats = -(-length // self.lanes)
         per = host.rows_per_run(self.depth, beats)
+        model = _ROW_MODELS[hwop]
         c.set(Reg.ROW_LEN, length)
         for n, count in _blocks(rows, per):
             c.set(Reg.ROWS, n)
             c.write(Buf.X, n * beats, count)
-            c.run(hwop, n * beats, count)     # a beat a cycle, latency left out
+            c.run(hwop, self._cycles(model, n, length), count)
             c.read(Buf.Y, n * beats, count)
         return per
 
@@ -306,8 +310,11 @@ class _Count:
                              f"{shape} needs {value} {what}, at most {limit}")
         self.link.run(times)
         self.runs += times
-        self.cycles += times * cycles
+        self.cycles += times * (cycles + cyclemodel.RUN_PORT_CYCLES)
 
+
+#: The cycle model of each row op the plan runs.
+_ROW_MODELS = {Op.GELU: cyclemodel.gelu_cycles, Op.LAYERNORM: cyclemodel.layernorm_cycles}
 
 _SHAPE_REGS = {
     **{op: (Reg.M, Reg.K, Reg.N) for op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR)},

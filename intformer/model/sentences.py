@@ -2,7 +2,7 @@
 used to calibrate. Written for this project; varied in topic, register and length (5 to 128
 tokens for evaluation, counted with the MiniLM tokenizer including [CLS] and [SEP])."""
 
-__all__ = ["CALIBRATION", "EVALUATION"]
+__all__ = ["CALIBRATION", "EVALUATION", "of_length"]
 
 CALIBRATION = [
     "The committee postponed its decision until the budget figures were confirmed.",
@@ -110,3 +110,18 @@ EVALUATION = [
     "rebuilding the wall, protect more homes, and give the marsh birds room to move as the sea "
     "level rose.",
 ]
+
+
+def of_length(tokenize, length):
+    """A text that ``tokenize`` (a model's, ``texts -> [ids]``) makes exactly ``length`` tokens
+    of: words of the evaluation set added one by one, skipping any that would overshoot."""
+    text = ""
+    for word in " ".join(EVALUATION).split():
+        trial = f"{text} {word}".strip()
+        n = len(tokenize([trial])[0])
+        if n <= length:
+            text = trial
+        if n == length:
+            return text
+    raise ValueError(f"Sentence length must be reachable with the evaluation set's words, not "
+                     f"{length} tokens")

@@ -34,6 +34,7 @@ from hw.config import (
     SoftmaxConfig,
 )
 from hw.isa import (
+    GELU_REGS,
     RESIDUAL_REGS,
     Buf,
     Command,
@@ -46,6 +47,7 @@ from hw.isa import (
     vector_lanes,
 )
 from hw.top import Accelerator
+from intformer.model.quantize import unit_configs
 from sim import cyclemodel, golden, layout, ops
 
 # The tiny preset with a small attention controller (L <= 10, d <= 5) and buffers of 64 words
@@ -591,7 +593,8 @@ ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_le
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
     # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
-    # a K in three chunks), then the whole problem in one plain run; no stalls.
+    # a K in three chunks), then the whole problem in one plain run and in one GEMM_RAW; no
+    # stalls.
     R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
     top = RunClock(cfg, depth=256)
     rng = np.random.default_rng(41)
@@ -621,6 +624,12 @@ def test_linear_cycle_model_exact(cfg, shapes):
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
         np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg))
         assert measured == cyclemodel.linear_cycles(cfg, M, K, N), (M, K, N)
+        # The same shape as GEMM_RAW: exact rows, no channel stage nor requantizer.
+        top.run(Op.GEMM_RAW)
+        measured = top.accepted_to_written()
+        got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        np.testing.assert_array_equal(got, golden.gemm(x, w))
+        assert measured == cyclemodel.gemm_raw_cycles(cfg, M, K, N), ("GEMM_RAW", M, K, N)
 
 
 @pytest.mark.parametrize("cfg, shapes", [
@@ -648,6 +657,64 @@ def test_residual_cycle_model_exact(cfg, shapes):
                                 VL)
         np.testing.assert_array_equal(got, ops.residual_add(a, b, *consts))
         assert measured == cyclemodel.residual_cycles(cfg, rows, length), (rows, length)
+
+
+#: The ulx3s top with the units the MiniLM program asks for (intformer.model.quantize
+#: unit_configs: 16-bit GELU, LayerNorm rows of 384), as compiler.fit_config makes it.
+FITTED = ULX3S.replace(**{name: unit_configs(384)[name] for name in ("gelu", "layernorm")})
+#: 2 and 3 lanes: ragged rows, several elements a beat.
+LANES2, LANES3 = (TINY.replace(softmax=SoftmaxConfig(lanes=n), gelu=GeluConfig(lanes=n),
+                               layernorm=LayerNormConfig(lanes=n, max_len=40)) for n in (2, 3))
+
+
+@pytest.mark.parametrize("cfg, shapes, depth", [
+    # Short rows (the variance stage sets the pace: M + 2 = 24 cycles a row), rows of 24 beats
+    # and more (a beat a cycle), a lone row.
+    (TINY, [(1, 1), (1, 5), (3, 7), (6, 3), (12, 20), (4, 24), (8, 64)], 1024),
+    (LANES2, [(1, 1), (3, 7), (6, 16), (9, 3)], 256),
+    (LANES3, [(1, 5), (2, 40), (6, 40)], 256),
+    (ULX3S.replace(gelu=GeluConfig(variant="shift")), [(1, 1), (6, 13)], 256),
+    (FITTED, [(1, 384), (2, 384), (3, 20)], 1024),
+])
+def test_gelu_and_layernorm_cycle_model_exact(cfg, shapes, depth):
+    # One RUN GELU and one RUN LAYERNORM per shape (ROWS rows of ROW_LEN elements); no stalls.
+    VL = vector_lanes(cfg)
+    top = RunClock(cfg, depth=depth)
+    rng = np.random.default_rng(43)
+    k = golden.gelu_constants(0.05, cfg.gelu)
+    for name, reg in GELU_REGS.items():
+        if hasattr(k, name):
+            top.set_reg(reg, getattr(k, name))
+    for rows, length in shapes:
+        q = rng.integers(-100, 100, (rows, length))
+        top.write_buffer(Buf.X, 0, layout.beats(q, VL))
+        top.set_reg(Reg.ROW_LEN, length)
+        top.set_reg(Reg.ROWS, rows)
+        top.run(Op.GELU)
+        got = layout.from_beats(top.read_buffer(Buf.Y, 0, rows * -(-length // VL)), rows,
+                                length, VL)
+        np.testing.assert_array_equal(got, golden.gelu(q, 0.05, cfg.gelu)[0])
+        assert top.accepted_to_written() == cyclemodel.gelu_cycles(cfg, rows, length), \
+            ("GELU", rows, length)
+        q = rng.integers(-3000, 3000, (rows, length))
+        gamma, beta = rng.uniform(0.5, 1.5, length), rng.uniform(-1, 1, length)
+        got = top.layernorm(q, 0.01, gamma, beta)[0]
+        np.testing.assert_array_equal(got, golden.layernorm(q, 0.01, gamma, beta,
+                                                            cfg.layernorm)[0])
+        assert top.accepted_to_written() == cyclemodel.layernorm_cycles(cfg, rows, length), \
+            ("LAYERNORM", rows, length)
+
+
+def test_attention_run_cycle_model():
+    # One RUN ATTENTION (a head) per shape; attention_cycles is fitted (within 0.4% of the
+    # controller on the bench shapes, 2.3% on held-out ones): the top's run within 2% of it.
+    top = RunClock(ULX3S, depth=256)
+    rng = np.random.default_rng(44)
+    for L, d in ((6, 8), (13, 8), (7, 5), (16, 8)):
+        q, k, v = (rng.integers(-128, 128, (L, d)) for _ in range(3))
+        top.attention(q, k, v, *SCALES)
+        measured, model = top.accepted_to_written(), cyclemodel.attention_run_cycles(ULX3S, L, d)
+        assert abs(measured - model) <= 0.02 * model, (L, d, measured, model)
 
 
 # -- malformed commands ----------------------------------------------------------------------

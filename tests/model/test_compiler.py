@@ -56,14 +56,21 @@ def test_splits_and_cycles(quantized):
     # blocks times 4 column blocks, each 2 * 48 runs (95 RAW, then the requantizing one).
     assert ffn2.calls == 2 * 4 * 2 * 48
     assert "LINEAR, K in chunks of 32, 2 passes of 15-bit inputs, summed in C" in ffn2.note
+    # Every run's modelled cycles and the command port's (cyclemodel.RUN_PORT_CYCLES).
+    port = cyclemodel.RUN_PORT_CYCLES
     want = 2 * 4 * (95 * cyclemodel.linear_cycles(cfg, 32, 32, 96, raw=True)
                     + cyclemodel.linear_cycles(cfg, 32, 32, 96))
-    assert ffn2.cycles == want
+    assert ffn2.cycles == want + ffn2.calls * port
     # A residual add: X holds 256 elements of each half, so 96 runs of one row of 256.
     res = next(s for s in c.steps if s.op.kind == "Residual")
-    assert res.calls == 96 and res.cycles == 96 * cyclemodel.residual_cycles(cfg, 1, 256)
+    assert res.calls == 96 and res.cycles == 96 * (cyclemodel.residual_cycles(cfg, 1, 256) + port)
     att = next(s for s in c.steps if s.op.kind == "Attention")
-    assert att.cycles == 12 * cyclemodel.attention_cycles(cfg, 64, 32, heads=1)
+    assert att.cycles == 12 * (cyclemodel.attention_run_cycles(cfg, 64, 32) + port)
+    # LayerNorm: rows of 384 one-lane beats, one a run in X's 512 words; GELU: rows of 512.
+    ln = next(s for s in c.steps if s.op.kind == "LayerNorm")
+    assert ln.calls == 64 and ln.cycles == 64 * (cyclemodel.layernorm_cycles(cfg, 1, 384) + port)
+    gelu = next(s for s in c.steps if s.op.kind == "Gelu")
+    assert gelu.calls == 192 and gelu.cycles == 192 * (cyclemodel.gelu_cycles(cfg, 1, 512) + port)
     assert c.cycles == sum(s.cycles for s in c.steps) > 0
     assert "total" in str(c) and "L5.ffn2" in str(c)
 

@@ -36,6 +36,22 @@ def test_compile_fit_prints_cycles(saved, small, capsys, tmp_path):
     assert ("on ulx3s+model (6x6 array, buffers of 512 words, 100 MHz, link 115200 baud), one "
             "sequence of 32 tokens") in out
     assert "L5.ffn2" in out and "modelled cycles" in out and "link kB" in out
+    # Per layer: runs, modelled cycles, latency at the clock, GOPS against the 7.2 GOPS peak
+    # (6x6 at 100 MHz), link bytes and seconds; the rows add up to the total.
+    table = out[out.index("\nlayer "):].split("\n")[1:]
+    assert table[0].split() == ["layer", "ops", "runs", "cycles", "latency", "ms", "GOPS",
+                                "peak%", "link", "bytes", "link", "s"]
+    rows = {}
+    for line in table[1:]:
+        rows[line.split()[0]] = line.split()
+        if line.startswith("total"):
+            break
+    assert list(rows) == ["emb", *(f"L{i}" for i in range(6)), "embedding", "total"]
+    cycles = [int(r[3].replace(",", "")) for name, r in rows.items() if name != "total"]
+    assert sum(cycles) == int(rows["total"][3].replace(",", ""))
+    assert 0 < float(rows["L0"][5]) < 7.2 and float(rows["L0"][6]) == pytest.approx(
+        100 * float(rows["L0"][5]) / 7.2, abs=0.1)
+    assert "GOPS, " in out and "% of the 7.20 peak" in out
     assert "buffers.depth raised from 256 to 512 words to fit the model" in out
     # The fitted config, its depth included, for a board or `intformer sim-board --config`.
     assert f"wrote {fitted} (the ulx3s+model config, buffers.depth = 512" in out

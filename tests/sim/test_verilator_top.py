@@ -15,7 +15,6 @@ from boards.simtop import SimTop
 from boards.verilatortop import VerilatorTop
 from hw.config import AccelConfig, AttentionConfig
 from hw.isa import (
-    RESIDUAL_REGS,
     Buf,
     Command,
     Error,
@@ -32,12 +31,6 @@ TINY = AccelConfig.preset("tiny").replace(attention=AttentionConfig(max_seq_len=
                                                                     max_head_dim=5))
 DEPTH = 64
 SCALES = (0.05, 0.04, 0.03, 0.02)
-#: What the command port adds to a run's modelled cycles (sim.cyclemodel, from the accepted RUN
-#: to the last word written) without stalls, as ``top.run`` counts: 11 cycles from the RUN's first
-#: byte to its acceptance (4 bytes, the three stages of checks, the verdict acted on), the wait
-#: on busy ending 2 cycles after the last write (1 beyond the model's count), and the STATUS
-#: poll, 12 (3 bytes in, 5 out).
-RUN_PORT_CYCLES = 11 + 1 + 12
 
 
 
@@ -234,10 +227,17 @@ def test_profile_guided_model_same_cycles():
 
 
 def _timed_runs(top, rng):
-    """RUN LINEAR and RUN RESIDUAL on ``top``, each problem one run, no stalls: [(op, shape,
-    output, cycles of ``top.run`` (the RUN command, the wait on busy, the STATUS poll))]."""
+    """RUN LINEAR, RESIDUAL, GELU and LAYERNORM on ``top``, each problem one run, no stalls:
+    [(op, shape, cycles of the run as ``top.run_cycles`` counts it)]."""
     R, C, T = TINY.array.rows, TINY.array.cols, channel_tiles(TINY)
     results = []
+
+    def timed(op, shape, run):
+        before = top.run_cycles
+        out = run()
+        results.append((op, shape, top.run_cycles - before))
+        return out
+
     for M, K, N in ((5, 7, 5), (8, 3, 8), (3, 1, 7)):
         x, w = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
         bias = rng.integers(-1000, 1000, N)
@@ -247,38 +247,36 @@ def _timed_runs(top, rng):
         top.write_buffer(Buf.B, 0, layout.row_words(w, C))
         for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             top.set_reg(reg, value)
-        start = top.cycles
-        top.run(Op.LINEAR)
-        cycles = top.cycles - start
+        timed(Op.LINEAR, (M, K, N), lambda: top.run(Op.LINEAR))
         out = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
         np.testing.assert_array_equal(out, ops.linear(x, w, bias, mult, shift, cfg=TINY))
-        results.append((Op.LINEAR, (M, K, N), cycles))
     consts = ops.residual_constants(0.02, 0.05, 0.04)
-    for reg, value in zip(RESIDUAL_REGS.values(), consts, strict=True):
-        top.set_reg(reg, value)
     for rows, length in ((1, 11), (3, 7)):
         a, b = (rng.integers(-(1 << 15), 1 << 15, (rows, length)) for _ in range(2))
-        top.write_buffer(Buf.X, 0, layout.residual_words(a, b, 1))
-        top.set_reg(Reg.ROW_LEN, length)
-        top.set_reg(Reg.ROWS, rows)
-        start = top.cycles
-        top.run(Op.RESIDUAL)
-        cycles = top.cycles - start
-        out = layout.from_beats(top.read_buffer(Buf.Y, 0, rows * length), rows, length, 1)
+        # One row of all the elements (the driver's way), as one run.
+        out = timed(Op.RESIDUAL, (1, rows * length),
+                    lambda a=a, b=b: top.residual(a, b, *consts))
         np.testing.assert_array_equal(out, ops.residual_add(a, b, *consts))
-        results.append((Op.RESIDUAL, (rows, length), cycles))
+    for rows, length in ((1, 9), (3, 7), (2, 30)):
+        q = rng.integers(-3000, 3000, (rows, length))
+        out = timed(Op.LAYERNORM, (rows, length), lambda q=q: top.layernorm(q, 0.01)[0])
+        np.testing.assert_array_equal(out, golden.layernorm(q, 0.01, cfg=TINY.layernorm)[0])
+        q = rng.integers(-100, 100, (rows, length))
+        # One row of all the elements (the driver's way), as one run.
+        out = timed(Op.GELU, (1, rows * length), lambda q=q: top.gelu(q, 0.05)[0])
+        np.testing.assert_array_equal(out, golden.gelu(q, 0.05, TINY.gelu)[0])
     return results
 
 
-def test_linear_and_residual_cycles_as_modelled():
-    # A run seen from the command port takes the model's cycles (from the accepted RUN to the
-    # last word written; exact on the Amaranth top, tests/hw/test_top.py) plus what the port
-    # adds: the RUN command's bytes up to its acceptance, busy's fall a cycle after the last
-    # write, and the STATUS poll. That overhead is the same for every shape and op, and both
-    # tops take the same cycles.
+def test_run_cycles_as_modelled():
+    # A run seen from the command port (top.run_cycles: from the RUN's first byte to busy low)
+    # takes the model's cycles (from the accepted RUN to the last word written; exact on the
+    # Amaranth top, tests/hw/test_top.py) plus what the port adds, the same for every shape and
+    # op (cyclemodel.RUN_PORT_CYCLES); and both tops take the same cycles.
     got = _timed_runs(VerilatorTop(TINY, depth=DEPTH), np.random.default_rng(7))
     expected = _timed_runs(SimTop(TINY, depth=DEPTH), np.random.default_rng(7))
     assert got == expected
-    model = {Op.LINEAR: cyclemodel.linear_cycles, Op.RESIDUAL: cyclemodel.residual_cycles}
+    model = {Op.LINEAR: cyclemodel.linear_cycles, Op.RESIDUAL: cyclemodel.residual_cycles,
+             Op.GELU: cyclemodel.gelu_cycles, Op.LAYERNORM: cyclemodel.layernorm_cycles}
     overhead = {cycles - model[op](TINY, *shape) for op, shape, cycles in got}
-    assert overhead == {RUN_PORT_CYCLES}, overhead
+    assert overhead == {cyclemodel.RUN_PORT_CYCLES}, overhead
