@@ -206,18 +206,15 @@ class CommandPort(wiring.Component):
         with m.State("WDATA"):       # WRITE_BUFFER: words, nbytes bytes each
             m.d.comb += cmd.ready.eq(1)
             with m.If(cmd.valid):
-                for i in range(self.max_bytes):
-                    with m.If(s.bytei == i):
-                        m.d.sync += host.wdata[8 * i:8 * i + 8].eq(cmd.payload)
-                m.d.sync += s.remaining.eq(s.remaining - 1)
+                m.d.sync += [s.wbyte.valid.eq(1), s.wbyte.data.eq(cmd.payload),
+                             s.wbyte.index.eq(s.bytei), s.wbyte.last.eq(s.bytei == s.last_byte),
+                             s.remaining.eq(s.remaining - 1)]
                 with m.If(s.bytei == s.last_byte):
-                    m.d.sync += [s.bytei.eq(0), host.wen.eq(1)]
+                    m.d.sync += s.bytei.eq(0)
                     with m.If(s.remaining == 1):
                         m.next = "RSP0"
                 with m.Else():
                     m.d.sync += s.bytei.eq(s.bytei + 1)
-            with m.If(host.wen):
-                m.d.sync += host.waddr.eq(host.waddr + 1)
         with m.State("DISCARD"):     # drop what is left of a rejected command's payload
             m.d.comb += cmd.ready.eq(s.remaining != 0)
             with m.If(s.remaining == 0):
@@ -307,7 +304,7 @@ class _State:
         self.count_zero = Signal()
         self.arg_addr = Cat(d.args[1], d.args[2])
         self.arg_count = Cat(d.args[3], d.args[4])
-        # Word assembly for writes (in host.wdata), and the latched word for reads.
+        # The latched word for reads, and the byte loops' count.
         self.rword = Signal(port.word_width)
         self.bytei = Signal(range(port.max_bytes + 1))
         # The dispatcher's last_byte (set in FACT1, read from WDATA or RSEND on), copied here so
@@ -316,4 +313,24 @@ class _State:
         m.d.sync += self.last_byte.eq(d.last_byte)
         m.d.sync += [host.wen.eq(0), d.set_reg.eq(0), d.run.eq(0)]
         m.d.comb += [host.buf.eq(d.args[0]), port.error.eq(self.last_error != 0)]
+        self._assemble(port, m)
+
+    def _assemble(self, port, m):
+        """WRITE_BUFFER's word assembly, a cycle behind the state machine: each payload byte
+        taken in WDATA is registered (``wbyte``: the byte, its index in the word, whether it
+        is the word's last) and then stored into ``host.wdata``; a word's last byte raises
+        ``host.wen`` and the next word goes to the next address. The state machine's own
+        decisions read none of these registers, so the wide word register, placed by the
+        buffers, shares no logic with them (timing)."""
+        host = port.host
+        self.wbyte = Signal(data.StructLayout({"valid": 1, "data": 8,
+                                               "index": range(port.max_bytes + 1), "last": 1}))
+        m.d.sync += self.wbyte.valid.eq(0)
+        with m.If(self.wbyte.valid):
+            for i in range(port.max_bytes):
+                with m.If(self.wbyte.index == i):
+                    m.d.sync += host.wdata[8 * i:8 * i + 8].eq(self.wbyte.data)
+            m.d.sync += host.wen.eq(self.wbyte.last)
+        with m.If(host.wen):
+            m.d.sync += host.waddr.eq(host.waddr + 1)
 

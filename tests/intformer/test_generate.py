@@ -85,7 +85,7 @@ def check_top_protocol_comes_from_the_isa(preset, out):
         [(c.name, c.value) for c in isa.Command]
     assert [(e["name"], e["value"]) for e in proto["errors"]] == \
         [(e.name, e.value) for e in isa.Error]
-    specs = isa.buffer_specs(cfg, 256)
+    specs = isa.buffer_specs(cfg)
     assert {b["name"]: (b["lanes"], b["elem_width"], b["word_bytes"], b["depth"])
             for b in proto["buffers"]} == {
         s.buf.name: (s.lanes, s.elem_width, s.nbytes, s.depth) for s in specs.values()}
