@@ -113,11 +113,15 @@ def build_serializer(ctl, m, ns):
         sm_i.valid.eq(held_ok[0]),
         sm_i.payload.eq(held[0]),
     ]
-    with m.If(s_fifo.o.valid & s_fifo.o.ready):
-        for c in range(len(word)):
-            m.d.sync += held[c // sl][c % sl].eq(Mux(w_meta.mask[c], masked_min, word[c]))
-        m.d.sync += held_ok.eq(w_meta.keep)
-    with m.Elif(advance):
-        for g in range(groups - 1):
-            m.d.sync += held[g].eq(held[g + 1])
-        m.d.sync += held_ok.eq(held_ok >> 1)
+    # The register's enable is ``advance`` alone (one LUT from the softmax's ready), and the
+    # choice between load and shift does not depend on that ready: the enable reaches every
+    # bit of the word (timing).
+    with m.If(advance):
+        with m.If(s_fifo.o.valid & one_left):
+            for c in range(len(word)):
+                m.d.sync += held[c // sl][c % sl].eq(Mux(w_meta.mask[c], masked_min, word[c]))
+            m.d.sync += held_ok.eq(w_meta.keep)
+        with m.Else():
+            for g in range(groups - 1):
+                m.d.sync += held[g].eq(held[g + 1])
+            m.d.sync += held_ok.eq(held_ok >> 1)

@@ -601,7 +601,8 @@ def test_linear_cycle_model_exact(cfg, shapes):
     modes = (LinMode.RAW, LinMode.ACCUMULATE | LinMode.RAW, LinMode.ACCUMULATE)
     for M, K, N in shapes:
         x, w, bias, mult, shift = _linear_case(rng, M, 3 * K, N, cfg)
-        want = ops.linear(x, w, bias, mult, shift, cfg=cfg, k_chunk=K)
+        want = ops.linear(x, w, bias, mult, shift, cfg=cfg, k_chunk=K,
+                          out_width=cfg.requant.out_width)
         top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
         for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             top.set_reg(reg, value)
@@ -622,7 +623,8 @@ def test_linear_cycle_model_exact(cfg, shapes):
         top.run(Op.LINEAR)
         measured = top.accepted_to_written()
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
-        np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg))
+        np.testing.assert_array_equal(got, ops.linear(x, w, bias, mult, shift, cfg=cfg,
+                                                      out_width=cfg.requant.out_width))
         assert measured == cyclemodel.linear_cycles(cfg, M, K, N), (M, K, N)
         # The same shape as GEMM_RAW: exact rows, no channel stage nor requantizer.
         top.run(Op.GEMM_RAW)
