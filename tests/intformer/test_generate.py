@@ -90,7 +90,7 @@ def check_top_protocol_comes_from_the_isa(preset, out):
             for b in proto["buffers"]} == {
         s.buf.name: (s.lanes, s.elem_width, s.nbytes, s.depth) for s in specs.values()}
     assert {r["name"]: (r["width"], r["max"]) for r in proto["registers"]} == \
-        {r.name: v for r, v in isa.register_specs(cfg, 256).items()}
+        {r.name: v for r, v in isa.register_specs(cfg).items()}
     text = (out / "top.md").read_text()
     assert "| WRITE_BUFFER | 0x02 |" in text and "| BUSY | 0x09 |" in text
     assert all(r["meaning"] for r in proto["registers"])

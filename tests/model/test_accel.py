@@ -115,8 +115,9 @@ def test_padded_batch_on_sim_equals_golden(tiny_model):
     att = [r for r in run.records if isinstance(r.op, P.Attention)]
     heads = att[0].op.heads
     assert att and all(r.runs == 3 * heads for r in att)
-    # Masked keys are computed all the same: as many cycles as the plan models for 3 x L.
-    assert all(r.model_cycles <= r.cycles <= 2 * r.model_cycles for r in att)
+    # Masked keys are computed all the same: the cycles the plan models for 3 x L (attention's
+    # fitted model, within 2%).
+    assert all(abs(r.cycles / r.model_cycles - 1) < 0.02 for r in att)
 
 
 def test_model_run_on_sim(tiny_model):
@@ -146,7 +147,7 @@ def test_embed_cli_on_sim(tiny_model, capsys):
     head = ["RTL", "cycles", "model", "RTL/model", "latency", "ms", "GOPS", "peak%", "link",
             "bytes"]
     tables = [line.split() for line in cap.out.splitlines() if line.split()[4:14] == head]
-    assert [t[0] for t in tables] == ["layer", "kind"] * 2
+    assert [t[0] for t in tables] == ["layer", "kind"]     # one batch: one pair of tables
     l0 = next(line.split() for line in cap.out.splitlines() if line.startswith("L0 "))
     rtl, model = (int(v.replace(",", "")) for v in l0[4:6])
     assert float(l0[6]) == pytest.approx(rtl / model, abs=1e-3)
