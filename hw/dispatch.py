@@ -167,10 +167,14 @@ class Dispatcher(wiring.Component):
                 m.d.sync += [v.known_buf.eq(1), v.readable.eq(spec.readable),
                              req.last_byte.eq(spec.nbytes - 1), v.buf_depth.eq(spec.depth)]
         # The count times each word size, and the buffer as a one-hot, for stage 2 (one carry
-        # chain a stage: the product, then its compares).
+        # chain a stage: the product, then its compares). A one-byte word's is the count,
+        # which the arguments hold.
         for buf, spec in self.buffers.items():
-            m.d.sync += [v.buf_hit[buf].eq(args[0] == buf.value),
-                         v.count_bytes[spec.nbytes].eq(_times(v.arg_count, spec.nbytes))]
+            if spec.nbytes > 1:
+                m.d.sync += [v.buf_hit[buf].eq(args[0] == buf.value),
+                             v.count_bytes[spec.nbytes].eq(_times(v.arg_count, spec.nbytes))]
+            else:
+                m.d.sync += v.buf_hit[buf].eq(args[0] == buf.value)
         fits = {}      # (width, max) -> registered "value <= max"
         for reg, (width, hi) in self.registers.items():
             m.d.sync += v.reg_hit[reg].eq(args[0] == reg.value)
@@ -437,7 +441,9 @@ class _Values:
         self.in_range = Signal()
         self.buf_hit = {buf: Signal(name=f"buf_hit_{buf.name.lower()}") for buf in disp.buffers}
         self.count_bytes = {n: Signal(24, name=f"count_bytes_{n}")    # count * n, a word size n
-                            for n in sorted({spec.nbytes for spec in disp.buffers.values()})}
+                            for n in sorted({spec.nbytes for spec in disp.buffers.values()})
+                            if n > 1}
+        self.count_bytes[1] = self.arg_count
         self.wlen_ok = Signal()     # length == 5 + count*nbytes
         self.rlen_big = Signal()    # the response would exceed 65535 bytes
         # RUN: the op decoded into flip-flops (the argument is held from FACT1 to the end of
