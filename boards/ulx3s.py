@@ -23,8 +23,9 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: System clock: the oscillator times 4 through the PLL (`ecp5_pll`).
-CLK_FREQ = 100e6
+#: System clock: the oscillator times 3 through the PLL (`ecp5_pll`), a clock every nextpnr
+#: seed of the ulx3s preset meets (docs/timing.md).
+CLK_FREQ = 75e6
 #: Default UART rate of the FTDI link.
 BAUD = 115200
 

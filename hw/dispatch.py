@@ -166,15 +166,9 @@ class Dispatcher(wiring.Component):
             with m.If(args[0] == buf.value):
                 m.d.sync += [v.known_buf.eq(1), v.readable.eq(spec.readable),
                              req.last_byte.eq(spec.nbytes - 1), v.buf_depth.eq(spec.depth)]
-        # The count times each word size, and the buffer as a one-hot, for stage 2 (one carry
-        # chain a stage: the product, then its compares). A one-byte word's is the count,
-        # which the arguments hold.
         for buf, spec in self.buffers.items():
-            if spec.nbytes > 1:
-                m.d.sync += [v.buf_hit[buf].eq(args[0] == buf.value),
-                             v.count_bytes[spec.nbytes].eq(_times(v.arg_count, spec.nbytes))]
-            else:
-                m.d.sync += v.buf_hit[buf].eq(args[0] == buf.value)
+            with m.If(args[0] == buf.value):
+                m.d.sync += req.rlen.eq(_times(v.arg_count, spec.nbytes))
         fits = {}      # (width, max) -> registered "value <= max"
         for reg, (width, hi) in self.registers.items():
             m.d.sync += v.reg_hit[reg].eq(args[0] == reg.value)
@@ -193,15 +187,8 @@ class Dispatcher(wiring.Component):
         m.d.sync += [
             v.known_reg.eq(Cat(*hits).any()), v.value_ok.eq(Cat(*oks).any()),
             v.in_range.eq(v.arg_end <= v.buf_depth),
+            v.wlen_ok.eq(req.length == req.rlen + 5), v.rlen_big.eq(req.rlen > 0xffff),
         ]
-        # Stage 2: the addressed buffer's byte count: the response's length, and whether it
-        # is the write's payload or too long a response.
-        m.d.sync += [req.rlen.eq(0), v.wlen_ok.eq(0), v.rlen_big.eq(0)]
-        for buf, spec in self.buffers.items():
-            nbytes = v.count_bytes[spec.nbytes]
-            with m.If(v.buf_hit[buf]):
-                m.d.sync += [req.rlen.eq(nbytes), v.wlen_ok.eq(req.length == nbytes + 5),
-                             v.rlen_big.eq(nbytes > 0xffff)]
         self._run_facts(m, v)
 
     def _run_facts(self, m, v):
@@ -439,11 +426,6 @@ class _Values:
         self.reg_hit = {reg: Signal(name=f"hit_{reg.name.lower()}") for reg in disp.registers}
         self.known_reg, self.value_ok = Signal(name="known_reg"), Signal(name="value_ok")
         self.in_range = Signal()
-        self.buf_hit = {buf: Signal(name=f"buf_hit_{buf.name.lower()}") for buf in disp.buffers}
-        self.count_bytes = {n: Signal(24, name=f"count_bytes_{n}")    # count * n, a word size n
-                            for n in sorted({spec.nbytes for spec in disp.buffers.values()})
-                            if n > 1}
-        self.count_bytes[1] = self.arg_count
         self.wlen_ok = Signal()     # length == 5 + count*nbytes
         self.rlen_big = Signal()    # the response would exceed 65535 bytes
         # RUN: the op decoded into flip-flops (the argument is held from FACT1 to the end of
