@@ -28,8 +28,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import intformer as itf  # noqa: E402
+from intformer.model import compiler, reference
 from intformer.model import quantize as Q
-from intformer.model import reference
 from intformer.model.cli import Progress
 from intformer.model.sentences import CALIBRATION, EVALUATION, of_length
 
@@ -73,7 +73,7 @@ def layer_errors(m):
 def rtl_forward(m, tokens):
     """One sentence of ``tokens`` tokens through the Verilated top (``execute(target="sim")``)
     on the ulx3s preset fitted to the model: the :class:`intformer.model.accel.Execution`."""
-    from intformer.model import accel, compiler
+    from intformer.model import accel
 
     text = of_length(m.tokenize, tokens)
     cfg = compiler.fit_config(itf.AccelConfig.preset("ulx3s"), m.program, tokens)
@@ -143,10 +143,9 @@ def main():
         by_kind[s.op.kind] = by_kind.get(s.op.kind, 0) + s.cycles
     print("  by op: " + ", ".join(f"{k} {v / c.cycles:.1%}" for k, v in
                                   sorted(by_kind.items(), key=lambda kv: -kv[1]) if v))
-    raised = [f"{sec}.{f}" for sec, f, _, _ in itf.model.compiler.requirements(m.program, 64)
-              if itf.model.compiler.config_value(ulx3s, sec, f) != itf.model.compiler.config_value(
-                  cfg, sec, f)]
-    print(f"  limits raised from the ulx3s preset: {', '.join(raised)}")
+    raised = [f"{sec}.{f}" for sec, f, _, _ in compiler.requirements(m.program, 64)
+              if compiler.config_value(ulx3s, sec, f) != compiler.config_value(cfg, sec, f)]
+    print(f"  limits raised from the ulx3s preset: {', '.join(raised) or 'none (it fits)'}")
 
     if args.ablation:
         Q.FFN2_BITS = 8
