@@ -13,7 +13,6 @@ from hw.isa import (
     Buf,
     Command,
     Error,
-    LinMode,
     Op,
     Reg,
     buffer_depth,
@@ -25,186 +24,33 @@ from hw.isa import (
 from sim import golden, layout, ops
 from sim.layout import pack_words, unpack_words
 
+from .framing import (
+    BAUD,
+    BITS_PER_BYTE,
+    BUFFER_HEADER,
+    LENGTH_BYTES,
+    STATUS_BYTES,
+    LinkCount,
+    frame_bytes,
+    read_chunks,
+    reg_value_bytes,
+    write_chunks,
+)
 from .link import RSP_SYNC, SYNC, LinkError, crc8
+from .splits import (
+    LinearRun,
+    gemm_block,
+    k_chunk,
+    linear_runs,
+    linear_split,
+    residual_per_run,
+    rows_per_run,
+)
 
 __all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
            "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
            "read_chunks", "k_chunk", "gemm_block", "LinearRun", "linear_runs", "linear_split",
            "rows_per_run", "residual_per_run", "LinkCount"]
-
-#: The serial line's default rate (the boards' ``BAUD``) and bits on the line per byte (8N1: a
-#: start bit, 8 data bits, a stop bit; :mod:`boards.uart`).
-BAUD = 115200
-BITS_PER_BYTE = 10
-#: Bytes of a frame's length field (little-endian), after the sync byte and the opcode (a
-#: response: the status); the crc is one byte after the payload (:mod:`boards.link`).
-LENGTH_BYTES = 2
-#: Bytes of a WRITE_BUFFER / READ_BUFFER payload before the words: buf, addr (2), count (2).
-BUFFER_HEADER = 5
-#: Bytes of a STATUS response payload: flags, last error.
-STATUS_BYTES = 2
-
-
-def frame_bytes(payload_len):
-    """Bytes on the line of one request or response frame carrying ``payload_len`` bytes:
-    sync, opcode or status, the length, the payload and the crc (what :meth:`Board.send_frame`
-    writes and :meth:`Board.receive_frame` reads)."""
-    return 2 + LENGTH_BYTES + payload_len + 1
-
-
-def reg_value_bytes(value):
-    """Bytes of ``value`` in a SET_REG payload (little-endian, at least one)."""
-    return max(1, -(-int(value).bit_length() // 8))
-
-
-def write_chunks(count, nbytes, max_payload):
-    """``(start, count)`` of each WRITE_BUFFER that writes ``count`` words of ``nbytes`` bytes
-    within a ``max_payload``-byte payload."""
-    per = max(1, (max_payload - BUFFER_HEADER) // nbytes)
-    return [(s, min(per, count - s)) for s in range(0, count, per)]
-
-
-def read_chunks(count, nbytes, max_payload):
-    """``(start, count)`` of each READ_BUFFER that reads ``count`` words of ``nbytes`` bytes,
-    each response within ``max_payload`` bytes."""
-    per = max(1, max_payload // nbytes)
-    return [(s, min(per, count - s)) for s in range(0, count, per)]
-
-
-def k_chunk(cfg, depth):
-    """The largest K of one GEMM run: ``min(gemm.max_k, depth)`` (B holds ``K`` words a column
-    tile)."""
-    return min(cfg.gemm.max_k, depth)
-
-
-def gemm_block(cfg, depth, M, K, N):
-    """``(mb, nb)``: the rows and columns of the blocks :meth:`Client.gemm` and
-    :meth:`Client.linear` split ``(M x K) @ (K x N)`` into, for a ``K`` of at most
-    :func:`k_chunk`: as many column tiles as B holds (``depth // K``), then as many rows as A
-    and C hold."""
-    R, C = cfg.array.rows, cfg.array.cols
-    tiles = depth // K
-    nb = min(N, cfg.gemm.max_n, tiles * C)
-    mb = min(M, cfg.gemm.max_m, tiles * R, depth // -(-nb // C))
-    return mb, nb
-
-
-#: One RUN LINEAR of an on-chip sum (:func:`linear_runs`): rows ``i0 .. i0+m`` and columns
-#: ``j0 .. j0+n`` of the output, digit ``p`` of the activations, rows ``k0 .. k0+k`` of K; the
-#: run's ``mode`` (:class:`hw.isa.LinMode` flags); whether CHAN (``write_chan``, before it) and
-#: B (``write_b``) must be written for it, and whether C is read after it (``read_c``).
-LinearRun = namedtuple("LinearRun", ["i0", "m", "j0", "n", "p", "k0", "k", "mode", "write_chan",
-                                     "write_b", "read_c"])
-
-
-def linear_runs(cfg, depth, M, K, N, passes, kc):
-    """The RUN LINEARs of :meth:`Client.linear` summing ``(M x K) @ (K x N)`` on chip, in
-    order, K in chunks of ``kc`` (at most :func:`k_chunk`) and the activations in ``passes``
-    signed digits: per block of :func:`gemm_block` (column blocks outside, CHAN written once
-    each), the digits most significant first, each digit's K chunks, into the same C words
-    (:class:`hw.isa.LinMode`): the first run plain, the others ACCUMULATE (with SHIFT on a
-    digit's first chunk), all but the last RAW; C read once a block. B is written when the
-    run's chunk or column block is not the one it holds."""
-    mb, nb = gemm_block(cfg, depth, M, kc, N)
-    chunks = [(k0, min(kc, K - k0)) for k0 in range(0, K, kc)]
-    steps = [(p, k0, k) for p in range(passes) for k0, k in chunks]
-    held = None
-    for j0 in range(0, N, nb):
-        n = min(nb, N - j0)
-        for i0 in range(0, M, mb):
-            m = min(mb, M - i0)
-            for s, (p, k0, k) in enumerate(steps):
-                mode = LinMode(0)
-                if s:
-                    mode |= LinMode.ACCUMULATE | (LinMode.SHIFT if k0 == 0 else LinMode(0))
-                if s < len(steps) - 1:
-                    mode |= LinMode.RAW
-                yield LinearRun(i0, m, j0, n, p, k0, k, mode, i0 == 0 and s == 0,
-                                held != (j0, k0), s == len(steps) - 1)
-                held = (j0, k0)
-
-
-def linear_split(cfg, depth, M, K, N, passes):
-    """The K chunk :meth:`Client.linear` sums ``(M x K) @ (K x N)`` in on chip: of
-    :func:`k_chunk` and its halvings (down to the array's rows), the one whose
-    :func:`linear_runs` send the fewest words over the link (smaller chunks give larger
-    blocks of rows and columns, so fewer A and B words sent again; ties go to the larger)."""
-    specs = buffer_specs(cfg, depth)
-    R, C = cfg.array.rows, cfg.array.cols
-    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C)}
-    best = None
-    kc = min(K, k_chunk(cfg, depth))
-    while True:
-        cost = 0
-        for run in linear_runs(cfg, depth, M, K, N, passes, kc):
-            cost += -(-run.m // R) * run.k * nbytes[Buf.A] + 32       # A, registers, RUN
-            if run.write_b:
-                cost += -(-run.n // C) * run.k * nbytes[Buf.B]
-            if run.read_c:
-                cost += run.m * -(-run.n // C) * nbytes[Buf.C]
-        if best is None or cost < best[0]:
-            best = cost, kc
-        if kc <= R:
-            return best[1]
-        kc = max(R, kc // 2)
-
-
-def rows_per_run(depth, beats):
-    """Rows of ``beats`` words each that one row-op run streams through X (at least one)."""
-    return max(1, depth // beats)
-
-
-def residual_per_run(depth, lanes):
-    """Elements of each of ``a`` and ``b`` that one RUN RESIDUAL adds: half of X each."""
-    return (depth // 2) * lanes
-
-
-class LinkCount:
-    """Bytes a :class:`Client` sends and receives on the link, counted from the same framing
-    (:func:`frame_bytes`) and chunking (:func:`write_chunks`, :func:`read_chunks`,
-    :func:`reg_value_bytes`) the driver uses, without sending anything.
-
-    Attributes
-    ----------
-    sent, received : int
-        Bytes from the host and to it.
-    commands : int
-        Request frames.
-    """
-
-    def __init__(self, max_payload=255):
-        self.max_payload = max_payload
-        self.sent = self.received = self.commands = 0
-
-    def command(self, payload_len, response_len=0, times=1):
-        """``times`` commands of ``payload_len`` bytes, each answered by ``response_len``."""
-        self.sent += times * frame_bytes(payload_len)
-        self.received += times * frame_bytes(response_len)
-        self.commands += times
-
-    def write_buffer(self, spec, count, times=1):
-        """WRITE_BUFFER of ``count`` words of buffer ``spec`` (a :class:`hw.isa.BufferSpec`)."""
-        for _, cnt in write_chunks(count, spec.nbytes, self.max_payload):
-            self.command(BUFFER_HEADER + cnt * spec.nbytes, times=times)
-
-    def read_buffer(self, spec, count, times=1):
-        """READ_BUFFER of ``count`` words of buffer ``spec``."""
-        for _, cnt in read_chunks(count, spec.nbytes, self.max_payload):
-            self.command(BUFFER_HEADER, cnt * spec.nbytes, times=times)
-
-    def set_reg(self, value, times=1):
-        """SET_REG of ``value``."""
-        self.command(1 + reg_value_bytes(value), times=times)
-
-    def run(self, times=1, polls=1):
-        """RUN (its op byte), then ``polls`` STATUS polls (at least the one that finds the run
-        done)."""
-        self.command(1, times=times)
-        self.command(0, STATUS_BYTES, times=times * polls)
-
-    @property
-    def total(self):
-        return self.sent + self.received
 
 
 Status = namedtuple("Status", ["busy", "done", "error"])

@@ -3,7 +3,7 @@ the bytes the host driver sends and receives over the link, and modelled cycles.
 
 from dataclasses import dataclass
 
-from boards import host
+from boards import framing, splits
 from hw.isa import (
     ATTENTION_REGS,
     GELU_REGS,
@@ -64,9 +64,9 @@ class Session:
     """A forward on ``Accelerator(cfg)`` (buffers of ``cfg.buffers.depth`` words) through
     :class:`boards.host.Client`,
     counted, not run: each op's commands in the driver's order and with its splits
-    (:func:`boards.host.gemm_block`, :func:`~boards.host.k_chunk`,
-    :func:`~boards.host.rows_per_run`, :func:`~boards.host.residual_per_run`), its link
-    bytes from :class:`boards.host.LinkCount`, every RUN checked against the buffers with
+    (:func:`boards.splits.gemm_block`, :func:`~boards.splits.k_chunk`,
+    :func:`~boards.splits.rows_per_run`, :func:`~boards.splits.residual_per_run`), its link
+    bytes from :class:`boards.framing.LinkCount`, every RUN checked against the buffers with
     :func:`sim.portmodel.run_checks` (the dispatcher's rule) and every register value against
     :func:`hw.isa.register_specs`.
 
@@ -120,7 +120,7 @@ class Session:
 
     def _gemm(self, c, M, K, N):
         """:meth:`boards.host.Client.gemm` with exact accumulators: K chunks, blocks."""
-        kmax = host.k_chunk(self.cfg, self.depth)
+        kmax = splits.k_chunk(self.cfg, self.depth)
         if K > kmax:
             for k0 in range(0, K, kmax):
                 self._gemm(c, M, min(kmax, K - k0), N)
@@ -130,7 +130,7 @@ class Session:
     def _blocks(self, c, M, K, N, hwop):
         """The blocks of :meth:`boards.host.Client.gemm`: per column block, B written once,
         then the row blocks."""
-        mb, nb = host.gemm_block(self.cfg, self.depth, M, K, N)
+        mb, nb = splits.gemm_block(self.cfg, self.depth, M, K, N)
         for n, ncount in _blocks(N, nb):
             for _ in range(ncount):
                 for i, (m, mcount) in enumerate(_blocks(M, mb)):
@@ -139,13 +139,13 @@ class Session:
 
     def _linear(self, c, op, M):
         """:meth:`boards.host.Client.linear`: the whole sum on chip (the RUN LINEARs of
-        :func:`boards.host.linear_runs`), or, where C cannot hold it, GEMM_RAW digits and K
+        :func:`boards.splits.linear_runs`), or, where C cannot hold it, GEMM_RAW digits and K
         chunks summed on the host."""
         cfg, iw = self.cfg, self.cfg.array.in_width
         K, N = op.weight.shape
         c.macs = M * K * N
         passes = ops.linear_passes(op.x_width, iw)
-        kmax = host.k_chunk(cfg, self.depth)
+        kmax = splits.k_chunk(cfg, self.depth)
         if ops.linear_acc_width(op.bias, K, op.x_width, iw) > cfg.acc_width:
             for _ in range(passes):
                 self._gemm(c, M, K, N)
@@ -153,11 +153,11 @@ class Session:
             if passes > 1:
                 how.append(f"{passes} passes of {op.x_width}-bit inputs")
             how.append("sums and requantization on the host")
-            mb, nb = host.gemm_block(cfg, self.depth, M, min(K, kmax), N)
+            mb, nb = splits.gemm_block(cfg, self.depth, M, min(K, kmax), N)
             return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{min(K, kmax)}x{nb}"
-        kc = host.linear_split(cfg, self.depth, M, K, N, passes)
+        kc = splits.linear_split(cfg, self.depth, M, K, N, passes)
         R, C = cfg.array.rows, cfg.array.cols
-        for r in host.linear_runs(cfg, self.depth, M, K, N, passes, kc):
+        for r in splits.linear_runs(cfg, self.depth, M, K, N, passes, kc):
             if r.write_chan:
                 c.write(Buf.CHAN, 3 * channel_tiles(cfg))
             c.set(Reg.LIN_MODE, r.mode.value)
@@ -175,7 +175,7 @@ class Session:
             how.append(f"K in chunks of {kc}" if K > kc else "")
             how.append(f"{passes} passes of {op.x_width}-bit inputs" if passes > 1 else "")
             how = [h for h in how if h] + ["summed in C"]
-        mb, nb = host.gemm_block(cfg, self.depth, M, kc, N)
+        mb, nb = splits.gemm_block(cfg, self.depth, M, kc, N)
         return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{kc}x{nb}"
 
     def _attention(self, c, op, L, hidden):
@@ -203,7 +203,7 @@ class Session:
         """:meth:`boards.host.Client._rows`: ``rows`` rows through X and Y, as many a run as
         X holds."""
         beats = -(-length // self.lanes)
-        per = host.rows_per_run(self.depth, beats)
+        per = splits.rows_per_run(self.depth, beats)
         model = _ROW_MODELS[hwop]
         c.set(Reg.ROW_LEN, length)
         for n, count in _blocks(rows, per):
@@ -232,7 +232,7 @@ class Session:
         for reg, v in zip(RESIDUAL_REGS.values(), (op.ma, op.mb, op.shift), strict=True):
             c.set(reg, v)
         c.set(Reg.ROWS, 1)
-        per = host.residual_per_run(self.depth, self.lanes)
+        per = splits.residual_per_run(self.depth, self.lanes)
         for n, count in _blocks(size, per):
             q = -(-n // self.lanes)
             c.write(Buf.X, 2 * q, count)
@@ -253,7 +253,7 @@ class _Count:
 
     def __init__(self, session, op):
         self.s, self.op = session, op
-        self.link = host.LinkCount(session.max_payload)
+        self.link = framing.LinkCount(session.max_payload)
         self.runs = self.cycles = self.macs = 0
         self.note = ""
 
@@ -281,7 +281,7 @@ class _Count:
                              f"depth of {spec.depth}")
         key = (what, buf, words)
         if key not in self.s._memo:
-            link = host.LinkCount(self.s.max_payload)
+            link = framing.LinkCount(self.s.max_payload)
             getattr(link, f"{what}_buffer")(spec, words)
             self.s._memo[key] = link.sent, link.received, link.commands
         sent, received, commands = self.s._memo[key]

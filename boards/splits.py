@@ -1,0 +1,100 @@
+"""How the host driver splits an op into RUNs that fit the buffers: GEMM blocks, the K chunk,
+a Linear's runs summed on chip, and the rows of a row op or a residual add per run.
+:class:`boards.host.Client` runs them, and the model planner (:mod:`intformer.model.plan`)
+counts them."""
+
+from collections import namedtuple
+
+from hw.isa import Buf, LinMode, buffer_specs
+
+__all__ = ["k_chunk", "gemm_block", "LinearRun", "linear_runs", "linear_split", "rows_per_run",
+           "residual_per_run"]
+
+
+def k_chunk(cfg, depth):
+    """The largest K of one GEMM run: ``min(gemm.max_k, depth)`` (B holds ``K`` words a column
+    tile)."""
+    return min(cfg.gemm.max_k, depth)
+
+
+def gemm_block(cfg, depth, M, K, N):
+    """``(mb, nb)``: the rows and columns of the blocks :meth:`Client.gemm` and
+    :meth:`Client.linear` split ``(M x K) @ (K x N)`` into, for a ``K`` of at most
+    :func:`k_chunk`: as many column tiles as B holds (``depth // K``), then as many rows as A
+    and C hold."""
+    R, C = cfg.array.rows, cfg.array.cols
+    tiles = depth // K
+    nb = min(N, cfg.gemm.max_n, tiles * C)
+    mb = min(M, cfg.gemm.max_m, tiles * R, depth // -(-nb // C))
+    return mb, nb
+
+
+#: One RUN LINEAR of an on-chip sum (:func:`linear_runs`): rows ``i0 .. i0+m`` and columns
+#: ``j0 .. j0+n`` of the output, digit ``p`` of the activations, rows ``k0 .. k0+k`` of K; the
+#: run's ``mode`` (:class:`hw.isa.LinMode` flags); whether CHAN (``write_chan``, before it) and
+#: B (``write_b``) must be written for it, and whether C is read after it (``read_c``).
+LinearRun = namedtuple("LinearRun", ["i0", "m", "j0", "n", "p", "k0", "k", "mode", "write_chan",
+                                     "write_b", "read_c"])
+
+
+def linear_runs(cfg, depth, M, K, N, passes, kc):
+    """The RUN LINEARs of :meth:`Client.linear` summing ``(M x K) @ (K x N)`` on chip, in
+    order, K in chunks of ``kc`` (at most :func:`k_chunk`) and the activations in ``passes``
+    signed digits: per block of :func:`gemm_block` (column blocks outside, CHAN written once
+    each), the digits most significant first, each digit's K chunks, into the same C words
+    (:class:`hw.isa.LinMode`): the first run plain, the others ACCUMULATE (with SHIFT on a
+    digit's first chunk), all but the last RAW; C read once a block. B is written when the
+    run's chunk or column block is not the one it holds."""
+    mb, nb = gemm_block(cfg, depth, M, kc, N)
+    chunks = [(k0, min(kc, K - k0)) for k0 in range(0, K, kc)]
+    steps = [(p, k0, k) for p in range(passes) for k0, k in chunks]
+    held = None
+    for j0 in range(0, N, nb):
+        n = min(nb, N - j0)
+        for i0 in range(0, M, mb):
+            m = min(mb, M - i0)
+            for s, (p, k0, k) in enumerate(steps):
+                mode = LinMode(0)
+                if s:
+                    mode |= LinMode.ACCUMULATE | (LinMode.SHIFT if k0 == 0 else LinMode(0))
+                if s < len(steps) - 1:
+                    mode |= LinMode.RAW
+                yield LinearRun(i0, m, j0, n, p, k0, k, mode, i0 == 0 and s == 0,
+                                held != (j0, k0), s == len(steps) - 1)
+                held = (j0, k0)
+
+
+def linear_split(cfg, depth, M, K, N, passes):
+    """The K chunk :meth:`Client.linear` sums ``(M x K) @ (K x N)`` in on chip: of
+    :func:`k_chunk` and its halvings (down to the array's rows), the one whose
+    :func:`linear_runs` send the fewest words over the link (smaller chunks give larger
+    blocks of rows and columns, so fewer A and B words sent again; ties go to the larger)."""
+    specs = buffer_specs(cfg, depth)
+    R, C = cfg.array.rows, cfg.array.cols
+    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C)}
+    best = None
+    kc = min(K, k_chunk(cfg, depth))
+    while True:
+        cost = 0
+        for run in linear_runs(cfg, depth, M, K, N, passes, kc):
+            cost += -(-run.m // R) * run.k * nbytes[Buf.A] + 32       # A, registers, RUN
+            if run.write_b:
+                cost += -(-run.n // C) * run.k * nbytes[Buf.B]
+            if run.read_c:
+                cost += run.m * -(-run.n // C) * nbytes[Buf.C]
+        if best is None or cost < best[0]:
+            best = cost, kc
+        if kc <= R:
+            return best[1]
+        kc = max(R, kc // 2)
+
+
+def rows_per_run(depth, beats):
+    """Rows of ``beats`` words each that one row-op run streams through X (at least one)."""
+    return max(1, depth // beats)
+
+
+def residual_per_run(depth, lanes):
+    """Elements of each of ``a`` and ``b`` that one RUN RESIDUAL adds: half of X each."""
+    return (depth // 2) * lanes
+
