@@ -380,17 +380,65 @@ class Client:
         self._need("layernorm")
         q, k, lcfg = golden.check_layernorm_input(q, scale, gamma, beta, self.cfg.layernorm,
                                                   constants=constants)
-        VL, L = lcfg.lanes, k.length
-        beats = -(-L // VL)
+        self._write_coef(k, lcfg)
+        y = self._rows(Op.LAYERNORM, q.reshape(-1, k.length), k.length)
+        return y.reshape(q.shape), k.y_scale
+
+    def _write_coef(self, k, lcfg):
+        """LayerNorm constants ``k`` (:class:`sim.golden.LayerNormConstants`) into COEF."""
         spec = self.buffers[Buf.COEF]
         raw = b"".join(w.to_bytes(spec.nbytes, "little")
                        for w in layout.coef_words(k.gamma, k.beta, lcfg))
-        for s, cnt in write_chunks(beats, spec.nbytes, self.max_payload):
+        for s, cnt in write_chunks(-(-k.length // lcfg.lanes), spec.nbytes, self.max_payload):
             self.command(Command.WRITE_BUFFER, bytes([Buf.COEF.value]) + s.to_bytes(2, "little")
                          + cnt.to_bytes(2, "little")
                          + raw[s * spec.nbytes:(s + cnt) * spec.nbytes])
-        y = self._rows(Op.LAYERNORM, q.reshape(-1, L), L)
-        return y.reshape(q.shape), k.y_scale
+
+    def residual_layernorm(self, a, b, mult_a, mult_b, shift, *, constants):
+        """LayerNorm (integer ``constants``, a :class:`sim.golden.LayerNormConstants`) of the
+        residual add of ``a`` and ``b`` (any one shape, rows on the last axis), the sum kept
+        on chip: ``(y, y_scale)`` as :func:`sim.golden.layernorm` of
+        :func:`sim.ops.residual_add` ``(a, b, mult_a, mult_b, shift)``.
+
+        Whole rows go through X, as many a run as its two halves hold: ``RUN RESIDUAL`` with
+        ``RES_TO_X`` writes the sums over ``a``, ``RUN LAYERNORM`` reads them there, and only
+        the LayerNorm rows come back. The sums never cross the link. Needs ``RES_TO_X``
+        (:func:`hw.isa.residual_to_x`) and a LayerNorm as wide as the residual add's result.
+        """
+        self._need("residual")
+        self._need("layernorm")
+        rcfg, lcfg, VL = self.cfg.residual, self.cfg.layernorm, self.lanes
+        if Reg.RES_TO_X not in self.registers:
+            raise ValueError(f"Board config must let the residual add write X (residual "
+                             f"out_width <= X's lanes), not {self.cfg.name}")
+        if rcfg.out_width > lcfg.in_width:
+            raise ValueError(f"LayerNorm in_width must hold the residual add's "
+                             f"{rcfg.out_width}-bit result, not {lcfg.in_width}")
+        s = ops.residual_add(a, b, mult_a, mult_b, shift, in_width=rcfg.in_width,
+                             mult_width=rcfg.mult_width, out_width=rcfg.out_width)  # validates
+        _, k, _ = golden.check_layernorm_input(s, 1.0, None, None, lcfg, constants=constants)
+        L, beats = k.length, -(-k.length // VL)
+        fa = np.asarray(a, dtype=np.int64).reshape(-1, L)
+        fb = np.asarray(b, dtype=np.int64).reshape(-1, L)
+        if 2 * beats > self.depth:
+            raise ValueError(f"Row length must fit X's halves ({self.depth // 2} words of "
+                             f"{VL} lanes), not {L}")
+        for reg, value in zip(RESIDUAL_REGS.values(), (mult_a, mult_b, shift), strict=True):
+            self.set_reg(reg, value)
+        self._write_coef(k, lcfg)
+        self.set_reg(Reg.ROW_LEN, L)
+        per = rows_per_run(self.depth // 2, beats)
+        out = np.zeros(fa.shape, dtype=np.int64)
+        for r0 in range(0, len(fa), per):
+            n = min(per, len(fa) - r0)
+            self.write_buffer(Buf.X, 0, layout.residual_words(fa[r0:r0 + n], fb[r0:r0 + n], VL))
+            self.set_reg(Reg.ROWS, n)
+            self.set_reg(Reg.RES_TO_X, 1)
+            self.run(Op.RESIDUAL)
+            self.run(Op.LAYERNORM)
+            y = self.read_buffer(Buf.Y, 0, n * beats)
+            out[r0:r0 + n] = layout.from_beats(y, n, L, VL)
+        return out.reshape(np.shape(a)), k.y_scale
 
 
     def residual(self, a, b, mult_a, mult_b, shift):
@@ -411,6 +459,8 @@ class Client:
         out = np.zeros(fa.size, dtype=np.int64)
         per = residual_per_run(self.depth, VL)
         self.set_reg(Reg.ROWS, 1)
+        if Reg.RES_TO_X in self.registers:
+            self.set_reg(Reg.RES_TO_X, 0)
         for s0 in range(0, fa.size, per):
             n = min(per, fa.size - s0)
             self.write_buffer(Buf.X, 0, layout.residual_words(fa[None, s0:s0 + n],

@@ -8,7 +8,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-from .isa import Buf, buffer_specs
+from .isa import Buf, buffer_specs, residual_to_x
 from .memory import uncontended
 from .reader import read_port_signature
 
@@ -45,11 +45,13 @@ class Buffers(wiring.Component):
     :class:`~amaranth.lib.memory.Memory` each, named ``buf_<name>``, with one read port and one
     write port.
 
-    Each memory is written by the command port, or by a run while ``running`` (C and Y), and
-    read by the command port, or by a run's reader while ``running`` (A, B, X, V; C with
-    LINEAR, whose accumulating runs read each word of C before they write it). Commands do
-    not overlap and a run refuses buffer commands, so a memory never reads the address it writes
-    in the same cycle: they are marked :func:`hw.memory.uncontended`.
+    Each memory is written by the command port, or by a run while ``running`` (C and Y; X
+    with ``RES_TO_X``), and read by the command port, or by a run's reader while ``running``
+    (A, B, X, V; C with LINEAR, whose accumulating runs read each word of C before they write
+    it; RUN RESIDUAL with ``RES_TO_X`` writes X word i after it has read words i and n+i, and
+    its reader never goes back). Commands do not overlap and a run refuses buffer commands, so
+    a memory never uses a read of the address it writes in the same cycle: they are marked
+    :func:`hw.memory.uncontended`.
 
     A write port takes its enable, address and data from one register each, loaded with the
     run's word while ``running`` and the command's otherwise (timing: the block RAM's inputs
@@ -84,6 +86,9 @@ class Buffers(wiring.Component):
         The run's readers.
     write_c, write_y : In(stream.Signature(unsigned(width), always_ready=True)), as configured
         The run's result words, written at ``run_addr`` one cycle later.
+    run_to_x : In(1), with ``RES_TO_X`` (:func:`hw.isa.residual_to_x`) only
+        ``write_y``'s words go to X instead (RUN RESIDUAL with ``RES_TO_X``), each lane's low
+        bits (the result fits them); set at launch, held through the run.
     coef : Out(stream.Signature(layernorm_coef_layout(cfg.layernorm))), with LayerNorm only
         WRITE_BUFFER COEF words, forwarded to the unit.
     chan : Out(stream.Signature(channel_write_layout(cfg), always_ready=True)), with LINEAR only
@@ -120,6 +125,8 @@ class Buffers(wiring.Component):
             if buf in self.data:
                 ports[f"write_{buf.name.lower()}"] = In(
                     stream.Signature(unsigned(self.specs[buf].width), always_ready=True))
+        if residual_to_x(cfg):
+            ports["run_to_x"] = In(1)
         if Buf.COEF in self.specs:
             from .layernorm import layernorm_coef_layout
             ports["coef"] = Out(stream.Signature(layernorm_coef_layout(cfg.layernorm)))
@@ -146,6 +153,20 @@ class Buffers(wiring.Component):
             if port is not None:
                 run_words[buf] = port
         m.d.comb += self.run_write.eq(Cat(*(p.valid for p in run_words.values())).any())
+        if residual_to_x(self.cfg):
+            # RES_TO_X: Y's words, narrowed lane by lane to X's (the result fits them), go to
+            # X, and Y is not written.
+            y, to_x = self.write_y, self.run_to_x
+            xs, ys = self.specs[Buf.X], self.specs[Buf.Y]
+            to_y = stream.Signature(unsigned(ys.width), always_ready=True).create()
+            into_x = stream.Signature(unsigned(xs.width), always_ready=True).create()
+            m.d.comb += [
+                to_y.valid.eq(y.valid & ~to_x), to_y.payload.eq(y.payload),
+                into_x.valid.eq(y.valid & to_x),
+                into_x.payload.eq(Cat(*(y.payload[i * ys.elem_width:][:xs.elem_width]
+                                        for i in range(xs.lanes)))),
+            ]
+            run_words[Buf.Y], run_words[Buf.X] = to_y, into_x
         for buf, wp in wps.items():
             name = buf.name.lower()
             we = Signal(name=f"we_{name}")

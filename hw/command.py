@@ -259,14 +259,15 @@ class CommandPort(wiring.Component):
         with m.State("RLATCH"):      # READ_BUFFER: the word reaches the holding registers
             m.next = "RHOLD"
         with m.State("RHOLD"):       # READ_BUFFER: the addressed buffer's word is selected
+            m.d.sync += s.take_word.eq(1)
             m.next = "RSELECT"
-        with m.State("RSELECT"):     # READ_BUFFER: take it
-            m.d.sync += [s.rword.eq(host.rdata), host.addr.eq(host.addr + 1)]
+        with m.State("RSELECT"):     # READ_BUFFER: take it (``take_word``)
+            m.d.sync += host.addr.eq(host.addr + 1)
             m.next = "RSEND"
         with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
-            m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(s.rword[:8])]
+            m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(s.rword.word_select(s.bytei, 8))]
             with m.If(rsp.ready):
-                m.d.sync += [s.rword.eq(s.rword >> 8), s.bytei.eq(s.bytei + 1)]
+                m.d.sync += s.bytei.eq(s.bytei + 1)
                 with m.If(s.bytei == s.last_byte):
                     m.d.sync += s.count.eq(s.count - 1)
                     with m.If(s.count == 1):
@@ -304,9 +305,17 @@ class _State:
         self.count_zero = Signal()
         self.arg_addr = Cat(d.args[1], d.args[2])
         self.arg_count = Cat(d.args[3], d.args[4])
-        # The latched word for reads, and the byte loops' count.
+        # The latched word for reads, and the byte loops' count. The word is loaded by a flag
+        # flip-flop alone (``take_word``, high in RSELECT) and its bytes are selected by
+        # ``bytei``, rather than shifted out: a shift's enable would come through the state
+        # machine's logic and the response's ready to every bit of the word, across the die
+        # to the buffers' read-out (timing).
         self.rword = Signal(port.word_width)
         self.bytei = Signal(range(port.max_bytes + 1))
+        self.take_word = Signal()
+        m.d.sync += self.take_word.eq(0)
+        with m.If(self.take_word):
+            m.d.sync += self.rword.eq(host.rdata)
         # The dispatcher's last_byte (set in FACT1, read from WDATA or RSEND on), copied here so
         # that the byte loops' compare is local to the port, not a net from the dispatcher.
         self.last_byte = Signal.like(d.last_byte)

@@ -98,6 +98,8 @@ class Dispatcher(wiring.Component):
         Words the run has written.
     run_write : In(1)
         The run writes a word.
+    run_to_x : Out(1), with ``RES_TO_X`` only
+        The run is a RESIDUAL with ``RES_TO_X`` set at launch: its words go to X, not Y.
     read_a, read_b, read_x, read_v, read_c : Out(reader_control_signature(...)), as configured
         The readers of A, B (GEMM, LINEAR, attention), X (nonlinear; RESIDUAL walks its two
         halves alternately), V (attention) and, with LINEAR, C (a LINEAR run with
@@ -138,6 +140,8 @@ class Dispatcher(wiring.Component):
         }
         for buf in read_buffers(self.buffers):
             ports[f"read_{buf.name.lower()}"] = Out(reader_control_signature(self.addr_width))
+        if Reg.RES_TO_X in self.registers:
+            ports["run_to_x"] = Out(1)
         if cfg.attention.enabled:
             from .attention import attention_cmd_layout
             ports["attention"] = Out(stream.Signature(attention_cmd_layout(cfg)))
@@ -345,6 +349,8 @@ class Dispatcher(wiring.Component):
                          written.eq(0)]
                 if cfg.residual.enabled:
                     start.append(run_res.eq(v.res_op))
+                if Reg.RES_TO_X in regs:
+                    start.append(self.run_to_x.eq(v.res_op & regs[Reg.RES_TO_X]))
                 with m.If(~launch_bad):
                     with m.If(v.gemm_op):
                         m.d.sync += [*start, run_gemm.eq(1), out_words.eq(v.words_c),

@@ -11,6 +11,7 @@ __all__ = [
     "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
     "BufferSpec", "buffer_specs", "register_specs", "vector_lanes", "gelu_port_widths",
     "channel_tiles", "channel_shift_width", "lin_mode_bit", "buffer_depth", "check_depth",
+    "residual_to_x",
 ]
 
 
@@ -108,6 +109,11 @@ class Reg(enum.Enum, shape=8):
     RES_MULT_A = 0x40       #: residual add: multiplier of a (the first half of X)
     RES_MULT_B = 0x41       #: residual add: multiplier of b (the second half of X)
     RES_SHIFT = 0x42        #: residual add: the rounding shift
+    #: 1: RUN RESIDUAL writes its result over X's first half (a) instead of Y, in the same
+    #: rows, so that a row op run next (LayerNorm) reads it without a round trip to the host;
+    #: Y is unchanged. Present only where the result fits X's lanes
+    #: (:func:`residual_to_x`).
+    RES_TO_X = 0x43
 
 
 class LinMode(enum.Flag, shape=3):
@@ -298,7 +304,17 @@ def register_specs(cfg, depth=None):
         res = cfg.residual
         regs.update({Reg.RES_MULT_A: (1 << res.mult_width) - 1,
                      Reg.RES_MULT_B: (1 << res.mult_width) - 1, Reg.RES_SHIFT: res.max_shift})
+        if residual_to_x(cfg):
+            regs[Reg.RES_TO_X] = 1
     return {reg: (max(1, hi.bit_length()), hi) for reg, hi in regs.items()}
+
+
+def residual_to_x(cfg):
+    """Whether RUN RESIDUAL can write its result into X (``RES_TO_X``): the residual add is in
+    the config and its ``out_width``-bit result fits X's lanes exactly, so that no value is
+    cut."""
+    return (cfg.residual.enabled
+            and cfg.residual.out_width <= buffer_specs(cfg)[Buf.X].elem_width)
 
 
 def buffer_depth(cfg, depth=None):

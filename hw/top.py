@@ -78,7 +78,10 @@ class Accelerator(wiring.Component):
     the requantizer, the constants of output channels ``t*C .. t*C+C-1`` from CHAN words
     ``t``, ``T + t`` and ``2*T + t`` (:class:`~hw.channels.ChannelStage`). ``RUN RESIDUAL`` is
     :func:`sim.ops.residual_add` elementwise, ``a`` and ``b`` the two halves of X (``n =
-    ROWS*ceil(ROW_LEN/lanes)`` words each, ``a`` first), ``n`` words of Y out.
+    ROWS*ceil(ROW_LEN/lanes)`` words each, ``a`` first), ``n`` words of Y out; with
+    ``RES_TO_X`` (:func:`~hw.isa.residual_to_x`) over ``a`` instead, in the same rows, so that
+    a RUN LAYERNORM next normalizes the sums where they are (the host sends ``a`` and ``b``
+    and reads only LayerNorm's rows).
 
     Registers (:class:`Reg`, see :func:`register_specs` for widths and maxima): ``M, K, N``
     (GEMM shape), ``ROW_LEN, ROWS`` (nonlinear rows), ``RQ_MULT, RQ_SHIFT`` (the requantizer's
@@ -90,7 +93,7 @@ class Accelerator(wiring.Component):
     ``ATT_SHIFT_RIGHT`` ... ``ATT_EXP_SHIFT`` (the fields of
     :class:`sim.golden.AttentionConstants`: the requantization of ``P V`` and the softmax
     constants at the score scale), and for the residual add ``RES_MULT_A,
-    RES_MULT_B, RES_SHIFT``. They reset to 0.
+    RES_MULT_B, RES_SHIFT`` and, where the sum fits X, ``RES_TO_X``. They reset to 0.
 
     ``RUN`` checks, before anything moves: the op exists and its unit is in the config
     (``UNIT``), the shape is nonzero and within the config (``M <= max_m``..., ``ROW_LEN <=
@@ -192,6 +195,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.busy.eq(disp.running), self.error.eq(command.error),
                      bufs.running.eq(disp.running), bufs.run_addr.eq(disp.run_addr),
                      disp.run_write.eq(bufs.run_write)]
+        if hasattr(disp, "run_to_x"):
+            m.d.comb += bufs.run_to_x.eq(disp.run_to_x)
         readers = {}
         for buf in read_buffers(self.buffers):
             name = buf.name.lower()

@@ -252,7 +252,9 @@ class CommandPortModel:
         else:
             gamma, beta = layout.from_coef_words(self.coef, length, unit)
             y = golden.layernorm_from_integers(x, gamma, beta, unit)
-        return Buf.Y, layout.beats(y, VL), layout.beats_mask(rows, length, VL)
+        # RESIDUAL with RES_TO_X writes over a, X's first half, instead of Y.
+        out = Buf.X if op == Op.RESIDUAL and r.get(Reg.RES_TO_X) else Buf.Y
+        return out, layout.beats(y, VL), layout.beats_mask(rows, length, VL)
 
     def _linear_run(self, acc, M, N):
         """The words and mask of RUN LINEAR on exact accumulators ``acc`` (M, N), in the

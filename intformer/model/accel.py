@@ -76,6 +76,12 @@ def _residual(client, op, env, lengths):
     return client.residual(env[op.a], env[op.b], op.ma, op.mb, op.shift)
 
 
+def _residual_layernorm(client, res, op, env):
+    """LayerNorm ``op`` of residual add ``res``, the sum kept on chip."""
+    return client.residual_layernorm(env[res.a], env[res.b], res.ma, res.mb, res.shift,
+                                     constants=executor.layernorm_constants(op))[0]
+
+
 #: The program ops the accelerator runs, and how: ``run(client, op, env, lengths)`` (the others
 #: run on the host, golden code). The row ops take every row of the padded batch, as golden.
 ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.Gelu: _gelu,
@@ -151,7 +157,9 @@ class OpRecord:
     ----------
     op : Op
     where : str
-        ``"accelerator"`` or ``"host"`` (an op with no RUN: ``Embed``, ``Requantize``, ``Pool``).
+        ``"accelerator"``, ``"host"`` (an op with no RUN: ``Embed``, ``Requantize``, ``Pool``)
+        or ``"on chip"`` (a residual add whose sum the next LayerNorm reads on chip,
+        :func:`compiler.chained_residuals`: its runs and bytes are that LayerNorm's).
     runs : int
         RUN commands sent.
     cycles : int or None
@@ -316,18 +324,25 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
         raise ValueError(f"Client buffer depth must be the config's buffers.depth "
                          f"({cfg.buffers.depth}), not {client.depth}")
     run = Execution(target, plan, client=client, checked=check)
+    chained = compiler.chained_residuals(prog, cfg)
+    after = {j: prog.ops[i] for i, j in chained.items()}
     env, t0 = {}, time.monotonic()
     for i, (op, step) in enumerate(zip(prog.ops, plan.steps, strict=True)):
         t = time.monotonic()
-        r = OpRecord(op, "accelerator" if type(op) in ACCEL else "host",
-                     model_cycles=B * step.cycles, link_bytes=B * step.link_bytes,
+        where = "on chip" if i in chained else "accelerator" if type(op) in ACCEL else "host"
+        r = OpRecord(op, where, model_cycles=B * step.cycles, link_bytes=B * step.link_bytes,
                      macs=B * step.macs)
-        if r.where == "host":
+        if r.where != "accelerator":
+            # A chained residual add's sum stays on chip, where the next LayerNorm reads it:
+            # the tensor kept here is golden's, and that LayerNorm's result is checked.
             out = executor._RUN[type(op)](op, env, cfg, ids, lengths)
         else:
             runs, cycles = client.runs, getattr(client, "run_cycles", None)
             sent, received = client.link.sent, client.link.received
-            out = ACCEL[type(op)](client, op, env, lengths)
+            if i in after:
+                out = _residual_layernorm(client, after[i], op, env)
+            else:
+                out = ACCEL[type(op)](client, op, env, lengths)
             r.runs = client.runs - runs
             if cycles is not None:
                 r.cycles = client.run_cycles - cycles

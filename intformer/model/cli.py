@@ -136,8 +136,8 @@ def add_commands(sub, add_config_args):
         p.add_argument("--program", type=Path, help="a saved program (.npz) instead of "
                                                     "quantizing")
         p.add_argument("--clock-mhz", type=float,
-                       help="clock for the latencies and GOPS (default: the preset's board, "
-                            "ulx3s 100, icebreaker 24)")
+                       help="clock for the latencies and GOPS (default: the preset's board's "
+                            "clock, boards/<board>.py CLK_FREQ: ulx3s 75, icebreaker 24)")
         if name == "embed":
             p.add_argument("--target", choices=("golden", "sim", "board"), default="golden",
                            help="golden (the NumPy models), sim (the RTL top on Verilator) or "

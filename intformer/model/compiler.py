@@ -14,7 +14,8 @@ from . import program as P
 from .plan import Session
 
 __all__ = ["requirements", "check_config", "fit_config", "config_value", "board_clock", "Step",
-           "Compiled", "compile_program", "fit_depth", "group_key", "gops", "rate_columns"]
+           "Compiled", "compile_program", "fit_depth", "group_key", "gops", "rate_columns",
+           "chained_residuals"]
 
 
 def requirements(prog, seq_len):
@@ -239,6 +240,28 @@ class Compiled:
         return "\n".join(lines)
 
 
+def chained_residuals(prog, cfg):
+    """The residual adds of ``prog`` whose sums stay on chip on ``Accelerator(cfg)``:
+    ``{index of the Residual: index of the LayerNorm after it}`` for each Residual that the
+    next op, a LayerNorm, reads and no other op does, where the top can write the sums into X
+    (``RES_TO_X``, :func:`hw.isa.residual_to_x`), the LayerNorm reads them whole
+    (``layernorm.in_width >= residual.out_width``) and a row of each half fits X. Such a pair
+    runs as :meth:`boards.host.Client.residual_layernorm`: the sums never cross the link."""
+    from hw.isa import Buf, buffer_specs, residual_to_x
+    if not residual_to_x(cfg) or cfg.layernorm.in_width < cfg.residual.out_width:
+        return {}
+    x = buffer_specs(cfg)[Buf.X]
+    if 2 * -(-prog.hidden // x.lanes) > x.depth:
+        return {}
+    readers = {}
+    for op in prog.ops:
+        for t in op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    return {i: i + 1 for i, (op, nxt) in enumerate(zip(prog.ops, prog.ops[1:]))
+            if isinstance(op, P.Residual) and isinstance(nxt, P.LayerNorm)
+            and nxt.input == op.output and readers[op.output] == 1}
+
+
 def compile_program(prog, cfg, seq_len=128, *, clock=None, baud=None):
     """Check ``cfg`` against ``prog`` (:func:`check_config`) and plan every op for one sequence
     of ``seq_len`` tokens on ``Accelerator(cfg)``, its buffers ``cfg.buffers.depth`` words deep
@@ -251,8 +274,11 @@ def compile_program(prog, cfg, seq_len=128, *, clock=None, baud=None):
     board_hz, board_baud = board_clock(cfg)
     session = Session(cfg)
     width, steps = {}, []
-    for op in prog.ops:
-        steps.append(Step(op, **dataclasses.asdict(session.plan(op, seq_len, width))))
+    chained = chained_residuals(prog, cfg)
+    into = {j: prog.ops[i] for i, j in chained.items()}
+    for i, op in enumerate(prog.ops):
+        plan = session.plan(op, seq_len, width, chained=i in chained, after=into.get(i))
+        steps.append(Step(op, **dataclasses.asdict(plan)))
         width[op.output] = _width(op, width, prog.hidden)
     return Compiled(prog, cfg, seq_len, steps, board_hz if clock is None else clock,
                     board_baud if baud is None else baud)

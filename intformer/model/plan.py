@@ -83,12 +83,21 @@ class Session:
         self.regs = {}
         self._memo = {}
 
-    def plan(self, op, L, width):
+    def plan(self, op, L, width, *, chained=False, after=None):
         """The :class:`OpPlan` of program op ``op`` on one sequence of ``L`` tokens;
         ``width`` maps tensor names to their channel counts. Raises :exc:`ValueError` naming
-        the op, the run's shape and the limit when a RUN cannot fit."""
+        the op, the run's shape and the limit when a RUN cannot fit.
+
+        A residual add whose sum stays on chip (``chained``,
+        :func:`~intformer.model.compiler.chained_residuals`) costs nothing of its own: the
+        LayerNorm that reads it (given its Residual as ``after``) counts the pair, as
+        :meth:`boards.host.Client.residual_layernorm` sends it."""
         c = _Count(self, op)
-        if isinstance(op, P.Linear):
+        if chained:
+            c.note = "sum kept on chip for the next LayerNorm (RES_TO_X)"
+        elif after is not None:
+            c.note = self._residual_layernorm(c, after, op, L)
+        elif isinstance(op, P.Linear):
             c.note = self._linear(c, op, L)
         elif isinstance(op, P.Attention):
             c.note = self._attention(c, op, L, width[op.q])
@@ -232,6 +241,8 @@ class Session:
         for reg, v in zip(RESIDUAL_REGS.values(), (op.ma, op.mb, op.shift), strict=True):
             c.set(reg, v)
         c.set(Reg.ROWS, 1)
+        if Reg.RES_TO_X in self.reg_max:
+            c.set(Reg.RES_TO_X, 0)
         per = splits.residual_per_run(self.depth, self.lanes)
         for n, count in _blocks(size, per):
             q = -(-n // self.lanes)
@@ -240,6 +251,24 @@ class Session:
             c.run(Op.RESIDUAL, self._cycles(cyclemodel.residual_cycles, 1, n), count)
             c.read(Buf.Y, q, count)
         return f"{size} elements, {min(per, size)} a run"
+
+    def _residual_layernorm(self, c, res, op, L):
+        """:meth:`boards.host.Client.residual_layernorm`: whole rows, both halves in X."""
+        n, VL = len(op.gamma), self.lanes
+        beats = -(-n // VL)
+        for reg, v in zip(RESIDUAL_REGS.values(), (res.ma, res.mb, res.shift), strict=True):
+            c.set(reg, v)
+        c.write(Buf.COEF, -(-n // self.cfg.layernorm.lanes))
+        c.set(Reg.ROW_LEN, n)
+        per = splits.rows_per_run(self.depth // 2, beats)
+        for rows, count in _blocks(L, per):
+            c.write(Buf.X, 2 * rows * beats, count)
+            c.set(Reg.ROWS, rows)
+            c.set(Reg.RES_TO_X, 1)
+            c.run(Op.RESIDUAL, self._cycles(cyclemodel.residual_cycles, rows, n), count)
+            c.run(Op.LAYERNORM, self._cycles(cyclemodel.layernorm_cycles, rows, n), count)
+            c.read(Buf.Y, rows * beats, count)
+        return f"{L} rows of {n}, {min(per, L)} a run, after the residual add on chip"
 
     def _cycles(self, model, *shape):
         key = (model, *shape)

@@ -44,6 +44,7 @@ from hw.isa import (
     Reg,
     buffer_specs,
     channel_tiles,
+    register_specs,
     vector_lanes,
 )
 from hw.top import Accelerator
@@ -414,6 +415,43 @@ def test_residual(stall, Top):
     # Longer than one run: split over X's halves.
     a, b = (rng.integers(-(1 << 15), 1 << 15, 70) for _ in range(2))
     np.testing.assert_array_equal(top.residual(a, b, *consts), ops.residual_add(a, b, *consts))
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_residual_into_layernorm(stall, Top):
+    # RES_TO_X: the sums go over X's first half, LayerNorm reads them there; Y keeps what the
+    # last run before wrote until LayerNorm's rows replace it.
+    top = Top(TINY, stall=stall, seed=39)
+    rng = np.random.default_rng(40)
+    L = 12                                    # 2 rows of 12 a run in TINY's 64-word X
+    a, b = (rng.integers(-(1 << 15), 1 << 15, (5, L)) for _ in range(2))
+    a[0], b[0] = (1 << 15) - 1, (1 << 15) - 1            # a saturated row
+    res = ops.residual_constants(0.02, 0.05, 0.04)
+    k = golden.layernorm_constants(1.0, TINY.layernorm, rng.normal(1, 0.3, L),
+                                   rng.normal(0, 0.2, L), length=L)
+    s = ops.residual_add(a, b, *res)
+    want = golden.layernorm(s, 1.0, cfg=TINY.layernorm, constants=k)
+    y, y_scale = top.residual_layernorm(a, b, *res, constants=k)
+    np.testing.assert_array_equal(y, want[0])
+    assert y_scale == want[1]
+    # The last run's sums are in X's first half, exactly (row 4 alone).
+    np.testing.assert_array_equal(layout.from_beats(top.read_buffer(Buf.X, 0, L), 1, L, 1)[0],
+                                  s[4])
+    # A plain residual add after it writes Y again.
+    np.testing.assert_array_equal(top.residual(a, b, *res), s)
+    assert top.status() == (False, True, "OK")
+
+
+def test_residual_to_x_refusals(Top):
+    top = Top(TINY, depth=16, stall=0.3, seed=41)
+    expect(Error.VALUE, top.set_reg, Reg.RES_TO_X, 2)
+    with pytest.raises(ValueError, match="fit X's halves"):     # 2 * 9 words > 16
+        top.residual_layernorm(np.zeros((1, 9), int), np.zeros((1, 9), int), 1, 1, 0,
+                               constants=golden.layernorm_constants(
+                                   1.0, TINY.layernorm, np.ones(9), np.zeros(9), length=9))
+    assert top.runs == 0
+    ice = AccelConfig.preset("icebreaker")
+    assert Reg.RES_TO_X not in register_specs(ice)
 
 
 def test_linear_and_residual_refusals(Top):

@@ -3,7 +3,7 @@ unmodified host driver (boards.host.Board) over pyserial: bit-exact GEMM and att
 link-level errors for corrupted frames, and a clean exit when the peer closes the port.
 
 Two boards: the tiny preset (small attention, buffers of 32 words) and the ulx3s preset as
-``intformer sim-board --preset ulx3s`` runs it (1024-word buffers), on shapes its buffers hold;
+``intformer sim-board --preset ulx3s`` runs it (2048-word buffers), on shapes its buffers hold;
 4 cycles per UART bit. Each model is built once and cached under build/verilator/ (the tiny
 one about 40 s, the ulx3s one 143 s, measured with the machine at a load of 10 on 2 cores).
 """
@@ -67,7 +67,7 @@ def test_sim_board_over_a_pty(tmp_path):
 
 
 def test_sim_board_ulx3s_over_a_pty():
-    # The preset itself, buffers of 1024 words: a GEMM of ragged 6x6 tiles, and a MiniLM head
+    # The preset itself, buffers of 2048 words: a GEMM of ragged 6x6 tiles, and a MiniLM head
     # (L = 64, d = 32: V is ceil(32/6)*64 = 384 words).
     cfg = AccelConfig.preset("ulx3s")
     with sim_board(cfg, "--preset", "ulx3s") as board:

@@ -2,7 +2,7 @@
 board over a pty, every tensor equal to the golden executor's; bad programs refused before
 anything runs; a difference named by op and index.
 
-Models built here (cached under build/verilator/): the MiniLM top (the ulx3s preset, 1024-word
+Models built here (cached under build/verilator/): the MiniLM top (the ulx3s preset, 2048-word
 buffers) and, for the 1-layer random BERT, the tiny fitted top
 and its board (256-word buffers).
 """
@@ -37,7 +37,7 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
     (measured at a load of 3 on 2 cores) after the model's build."""
     prog = quantized.program
     cfg = _minilm_target(prog)
-    assert (cfg.name, cfg.buffers.depth) == ("ulx3s", 1024)
+    assert (cfg.name, cfg.buffers.depth) == ("ulx3s", 2048)
     tok, lengths = reference.pad_batch(quantized.tokenize([SENTENCE]))
     assert tok.shape == (1, 18)
     done = []
@@ -53,7 +53,10 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
     assert where == {"Embed": "host", "Requantize": "host", "Pool": "host",
                      "LayerNorm": "accelerator", "Linear": "accelerator",
                      "Attention": "accelerator", "Gelu": "accelerator",
-                     "Residual": "accelerator"}
+                     "Residual": "on chip"}
+    # Both residual adds of each layer stay on chip: the LayerNorm after each runs the pair
+    # (RES_TO_X) and its tensor is equal to golden's (checked above).
+    assert sum(r.where == "on chip" for r in run.records) == 12
     for r in run.records:
         assert r.sent + r.received == r.link_bytes, r.op.output
         if r.where == "accelerator":
@@ -62,7 +65,7 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
             assert abs(r.cycles / r.model_cycles - 1) < (0.01 if r.op.kind == "Attention"
                                                          else 1e-9), r.op.output
     text = str(run)
-    assert "buffers of 1024 words" in text and "every tensor equal to golden" in text
+    assert "buffers of 2048 words" in text and "every tensor equal to golden" in text
     assert "L5" in text and "Attention" in text
 
 
@@ -224,7 +227,7 @@ def test_bad_programs_refused_before_anything_runs(quantized, tiny_model):
                   r"\(depth 256\): RUN LAYERNORM of ROW_LEN=384, ROWS=1 needs 384 words of X, "
                   r"at most 256$", cfg=shallow)
     # A client of another depth would split the runs otherwise than the plan.
-    refused(prog, r"^Client buffer depth must be the config's buffers.depth \(1024\), not 256$",
+    refused(prog, r"^Client buffer depth must be the config's buffers.depth \(2048\), not 256$",
             client=_NoLink(shallow))
     ops = list(prog.ops)
     ops[4] = dataclasses.replace(ops[4], weight=None)

@@ -30,9 +30,11 @@ def test_fit_config_fits_and_keeps_the_array(quantized, unfitted):
     assert compiler.compile_program(quantized.program, cfg, 128).depth == 1024
     assert compiler.fit_config(cfg, quantized.program, 128) is cfg
     assert compiler.fit_depth(quantized.program, cfg, 128) is cfg
-    # The ulx3s preset is that config: it fits as it is, for sequences of up to 128 tokens.
+    # The ulx3s preset is that config with deeper buffers (2048 words: larger Linear blocks,
+    # fewer link bytes); it fits as it is, for sequences of up to 128 tokens.
     preset = itf.AccelConfig.preset("ulx3s")
-    assert cfg.replace(name="ulx3s") == preset
+    assert cfg.replace(name="ulx3s", buffers=preset.buffers) == preset
+    assert preset.buffers.depth == 2048
     assert compiler.fit_config(preset, quantized.program, 128) is preset
 
 
@@ -46,7 +48,7 @@ def test_fit_depth_raises_the_buffers_only(quantized, unfitted):
 
 
 def test_splits_and_cycles(quantized):
-    # The ulx3s preset (fitted for 128 tokens, buffers of 1024 words), at the 512 words that
+    # The ulx3s preset (fitted for 128 tokens, buffers of 2048 words), at the 512 words that
     # 64 need.
     cfg = quantized.compiled.cfg.replace(buffers=BufferConfig(512))
     c = compiler.compile_program(quantized.program, cfg, seq_len=64)

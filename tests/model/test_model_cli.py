@@ -64,7 +64,7 @@ def test_compile_on_the_preset(saved, capsys):
     assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--seq-len",
                  "64"]) == 0
     out = capsys.readouterr().out
-    assert ("on ulx3s (6x6 array, buffers of 1024 words, 75 MHz, link 115200 baud), one "
+    assert ("on ulx3s (6x6 array, buffers of 2048 words, 75 MHz, link 115200 baud), one "
             "sequence of 64 tokens") in out
     assert "raised" not in out and "L5.ffn2" in out
 

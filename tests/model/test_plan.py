@@ -43,7 +43,7 @@ def test_every_run_fits_the_buffers(quantized, preset, monkeypatch):
 def test_ulx3s_forward_figures(quantized):
     cfg = itf.AccelConfig.preset("ulx3s")
     c = compiler.compile_program(quantized.program, cfg, 64)
-    assert c.depth == cfg.buffers.depth == 1024
+    assert c.depth == cfg.buffers.depth == 2048
     assert (c.clock, c.baud) == (75e6, 115200)        # boards.ulx3s
     assert c.compute_seconds == c.cycles / 75e6
     assert c.link_seconds == c.link_bytes * 10 / 115200
