@@ -4,10 +4,12 @@ bytes (:mod:`intformer.model.plan`)."""
 
 import dataclasses
 import importlib
+import itertools
 from dataclasses import dataclass
 
 from boards import host
 from hw.config import AccelConfig, GemmConfig
+from hw.isa import Buf, buffer_specs, residual_to_x
 from sim import ops
 
 from . import program as P
@@ -247,7 +249,6 @@ def chained_residuals(prog, cfg):
     (``RES_TO_X``, :func:`hw.isa.residual_to_x`), the LayerNorm reads them whole
     (``layernorm.in_width >= residual.out_width``) and a row of each half fits X. Such a pair
     runs as :meth:`boards.host.Client.residual_layernorm`: the sums never cross the link."""
-    from hw.isa import Buf, buffer_specs, residual_to_x
     if not residual_to_x(cfg) or cfg.layernorm.in_width < cfg.residual.out_width:
         return {}
     x = buffer_specs(cfg)[Buf.X]
@@ -257,7 +258,7 @@ def chained_residuals(prog, cfg):
     for op in prog.ops:
         for t in op.inputs:
             readers[t] = readers.get(t, 0) + 1
-    return {i: i + 1 for i, (op, nxt) in enumerate(zip(prog.ops, prog.ops[1:]))
+    return {i: i + 1 for i, (op, nxt) in enumerate(itertools.pairwise(prog.ops))
             if isinstance(op, P.Residual) and isinstance(nxt, P.LayerNorm)
             and nxt.input == op.output and readers[op.output] == 1}
 
