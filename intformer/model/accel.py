@@ -76,16 +76,19 @@ def _residual(client, op, env, lengths):
     return client.residual(env[op.a], env[op.b], op.ma, op.mb, op.shift)
 
 
-def _residual_layernorm(client, res, op, env):
-    """LayerNorm ``op`` of residual add ``res``, the sum kept on chip."""
-    return client.residual_layernorm(env[res.a], env[res.b], res.ma, res.mb, res.shift,
-                                     constants=executor.layernorm_constants(op))[0]
+def _residual_layernorm(client, op, env, lengths, *, after):
+    """LayerNorm ``op`` of residual add ``after``, the sum kept on chip."""
+    return client.residual_layernorm(env[after.a], env[after.b], after.ma, after.mb,
+                                     after.shift, constants=executor.layernorm_constants(op))[0]
 
 
 #: The program ops the accelerator runs, and how: ``run(client, op, env, lengths)`` (the others
 #: run on the host, golden code). The row ops take every row of the padded batch, as golden.
 ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.Gelu: _gelu,
          P.Residual: _residual}
+#: The ops that run with the op before them, its result kept on chip
+#: (:func:`compiler.chained_residuals`): ``run(client, op, env, lengths, after=that op)``.
+CHAINED = {P.LayerNorm: _residual_layernorm}
 
 
 def check_program(prog, cfg, seq_len):
@@ -340,7 +343,7 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
             runs, cycles = client.runs, getattr(client, "run_cycles", None)
             sent, received = client.link.sent, client.link.received
             if i in after:
-                out = _residual_layernorm(client, after[i], op, env)
+                out = CHAINED[type(op)](client, op, env, lengths, after=after[i])
             else:
                 out = ACCEL[type(op)](client, op, env, lengths)
             r.runs = client.runs - runs
