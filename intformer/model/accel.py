@@ -277,14 +277,18 @@ class Execution:
         clock = f"{c.clock / 1e6:g} MHz" if c.clock else "no clock"
         where = {"sim": "the Verilated top", "board": "the board"}.get(self.target, "golden")
         on_acc = [r for r in self.records if r.where == "accelerator"]
-        on_host = sorted({r.op.kind for r in self.records if r.where == "host"})
+        on_chip = [r for r in self.records if r.where == "on chip"]
+        host = [r for r in self.records if r.where == "host"]
+        on_host = sorted({r.op.kind for r in host})
+        kept = (f"{len(on_chip)} kept on chip for the op after them "
+                f"({', '.join(sorted({r.op.kind for r in on_chip}))}), " if on_chip else "")
         lat = ("no latency (no clock)" if not c.clock else
                f"latency: the {'RTL' if self.target == 'sim' else 'modelled'} cycles at {clock}")
         return "\n".join([
             f"{len(self.records)} ops on {where} ({c.cfg.name}, {c.cfg.array.rows}x"
             f"{c.cfg.array.cols} array, buffers of {c.depth} words), one sequence of "
             f"{c.seq_len} tokens, {self.seconds:.1f} s: {len(on_acc)} on the accelerator, "
-            f"{len(self.records) - len(on_acc)} on the host ({', '.join(on_host)}); "
+            f"{kept}{len(host)} on the host ({', '.join(on_host)}); "
             + ("every tensor equal to golden" if self.checked else "not checked against golden"),
             ("RTL cycles: measured on the top, from each RUN command's first byte to busy "
              "low; model: sim.cyclemodel's, the command port's 12 a run included; "

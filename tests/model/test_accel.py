@@ -66,6 +66,8 @@ def test_minilm_forward_on_sim_equals_golden(quantized):
                                                          else 1e-9), r.op.output
     text = str(run)
     assert "buffers of 2048 words" in text and "every tensor equal to golden" in text
+    assert ("61 on the accelerator, 12 kept on chip for the op after them (Residual), 20 on the "
+            "host (Embed, Pool, Requantize)") in text
     assert "L5" in text and "Attention" in text
 
 
