@@ -19,6 +19,7 @@ from .isa import (
     buffer_specs,
     lin_mode_bit,
     register_specs,
+    residual_to_x,
     vector_lanes,
 )
 from .reader import reader_control_signature
@@ -140,7 +141,7 @@ class Dispatcher(wiring.Component):
         }
         for buf in read_buffers(self.buffers):
             ports[f"read_{buf.name.lower()}"] = Out(reader_control_signature(self.addr_width))
-        if Reg.RES_TO_X in self.registers:
+        if residual_to_x(cfg):
             ports["run_to_x"] = Out(1)
         if cfg.attention.enabled:
             from .attention import attention_cmd_layout
@@ -349,7 +350,7 @@ class Dispatcher(wiring.Component):
                          written.eq(0)]
                 if cfg.residual.enabled:
                     start.append(run_res.eq(v.res_op))
-                if Reg.RES_TO_X in regs:
+                if residual_to_x(cfg):
                     start.append(self.run_to_x.eq(v.res_op & regs[Reg.RES_TO_X]))
                 with m.If(~launch_bad):
                     with m.If(v.gemm_op):

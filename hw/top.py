@@ -22,6 +22,7 @@ from .isa import (
     buffer_depth,
     buffer_specs,
     register_specs,
+    residual_to_x,
     vector_lanes,
 )
 from .reader import BufferReader
@@ -195,7 +196,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [self.busy.eq(disp.running), self.error.eq(command.error),
                      bufs.running.eq(disp.running), bufs.run_addr.eq(disp.run_addr),
                      disp.run_write.eq(bufs.run_write)]
-        if hasattr(disp, "run_to_x"):
+        if residual_to_x(self.cfg):
             m.d.comb += bufs.run_to_x.eq(disp.run_to_x)
         readers = {}
         for buf in read_buffers(self.buffers):

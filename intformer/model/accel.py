@@ -331,8 +331,7 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
         raise ValueError(f"Client buffer depth must be the config's buffers.depth "
                          f"({cfg.buffers.depth}), not {client.depth}")
     run = Execution(target, plan, client=client, checked=check)
-    chained = compiler.chained_residuals(prog, cfg)
-    after = {j: prog.ops[i] for i, j in chained.items()}
+    chained, after = plan.chained, plan.after
     env, t0 = {}, time.monotonic()
     for i, (op, step) in enumerate(zip(prog.ops, plan.steps, strict=True)):
         t = time.monotonic()

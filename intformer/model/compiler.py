@@ -163,6 +163,14 @@ class Compiled:
     steps: list
     clock: float | None = None
     baud: int = host.BAUD
+    #: The residual adds whose sums stay on chip (:func:`chained_residuals`).
+    chained: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def after(self):
+        """``{index of a LayerNorm: the Residual op}`` of :attr:`chained`: the LayerNorms that
+        run with the residual add before them."""
+        return _after(self.program, self.chained)
 
     @property
     def depth(self):
@@ -263,6 +271,10 @@ def chained_residuals(prog, cfg):
             and nxt.input == op.output and readers[op.output] == 1}
 
 
+def _after(prog, chained):
+    return {j: prog.ops[i] for i, j in chained.items()}
+
+
 def compile_program(prog, cfg, seq_len=128, *, clock=None, baud=None):
     """Check ``cfg`` against ``prog`` (:func:`check_config`) and plan every op for one sequence
     of ``seq_len`` tokens on ``Accelerator(cfg)``, its buffers ``cfg.buffers.depth`` words deep
@@ -276,13 +288,13 @@ def compile_program(prog, cfg, seq_len=128, *, clock=None, baud=None):
     session = Session(cfg)
     width, steps = {}, []
     chained = chained_residuals(prog, cfg)
-    into = {j: prog.ops[i] for i, j in chained.items()}
+    after = _after(prog, chained)
     for i, op in enumerate(prog.ops):
-        plan = session.plan(op, seq_len, width, chained=i in chained, after=into.get(i))
+        plan = session.plan(op, seq_len, width, chained=i in chained, after=after.get(i))
         steps.append(Step(op, **dataclasses.asdict(plan)))
         width[op.output] = _width(op, width, prog.hidden)
     return Compiled(prog, cfg, seq_len, steps, board_hz if clock is None else clock,
-                    board_baud if baud is None else baud)
+                    board_baud if baud is None else baud, chained)
 
 
 def fit_depth(prog, cfg, seq_len):
