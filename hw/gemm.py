@@ -43,8 +43,8 @@ class GemmEngine(wiring.Component):
     producer's ``valid`` or payload logic meets the sequencer's in one cycle. Inputs are skewed
     (row r by r cycles, column c by c) on their way into the array, and the finished tile drains
     up the columns and is de-skewed into rows while the next tile is already accumulating. Rows
-    go through an output FIFO of ``3R + C + 8`` rows, enough for every row in flight at full
-    rate, and a register slice (:class:`~hw.skid.SkidBuffer`) after it, so that the sink's
+    go through an output FIFO of ``3R + C + 8`` rows (one queue per lane, in LUT RAM on ECP5),
+    enough for every row in flight at full rate, and a register slice (:class:`~hw.skid.SkidBuffer`) after it, so that the sink's
     ``ready`` reaches only flip-flops. A tile starts only when the rows started and not yet
     read out, plus ``2R`` (its own and a margin that lets the check be registered), fit the
     FIFO, so a stalled sink stops the inputs instead of losing results, and the array never
@@ -114,7 +114,13 @@ class GemmEngine(wiring.Component):
 
         m.submodules.array = array = SystolicArray(R, C, self.in_width, self.acc_width,
                                                    dsp_pairs=self.cfg.array.dsp_pairs)
-        m.submodules.fifo = fifo = Queue(self.out.payload.shape(), self.fifo_depth)
+        # One queue per output lane, all moving together: each lane's write and read enables
+        # come from its own level logic beside it, instead of one enable fanned out to the
+        # whole row across the die. On ECP5 they are LUT RAM, read through one register,
+        # because a block RAM's read data comes 5.8 ns after the clock.
+        lanes = [Queue(signed(self.acc_width), self.fifo_depth, lut_ram=True) for _ in range(C)]
+        for c, lane in enumerate(lanes):
+            m.submodules[f"fifo{c}"] = lane
 
         # -- Inputs: the command and the operand pairs each enter through a register stage, so
         # that the producers' valid/payload logic and the sequencer's conditions time separately.
@@ -140,7 +146,7 @@ class GemmEngine(wiring.Component):
         ]
 
         s = SimpleNamespace()
-        s.R, s.C, s.g, s.array, s.fifo, s.c_valid, s.c_cmd = R, C, g, array, fifo, c_valid, c_cmd
+        s.R, s.C, s.g, s.array, s.lanes, s.c_valid, s.c_cmd = R, C, g, array, lanes, c_valid, c_cmd
         s.c_k_is_1, s.operands, s.op_a, s.op_b = c_k_is_1, operands, op_a, op_b
         self._sequencer(m, s)
         self._array_hookup(m, s)
@@ -269,22 +275,28 @@ class GemmEngine(wiring.Component):
                                                    name=f"b{c}"))
 
     def _output_queue(self, m, s):
-        """Build the de-skew of the array's drain into rows, the queue they enter, the register
-        slice that drives `out` from it, and `busy`.
+        """Build the de-skew of the array's drain into rows, the lane queues they enter, the
+        register slice that drives `out` from them, and `busy`.
         """
-        array, C, fifo, c_valid, running = s.array, s.C, s.fifo, s.c_valid, s.running
+        array, C, lanes, c_valid, running = s.array, s.C, s.lanes, s.c_valid, s.running
         occ_nz = s.occ_nz
         # -- De-skew the drain into rows and queue them. ---------------------------------------
         aligned = [delay(m, array.drain[c], C - 1 - c, shape=drain_layout(self.acc_width),
                          name=f"d{c}") for c in range(C)]
-        # The credit check leaves the queue room for every row, so its `i.ready` is not needed.
-        # A register slice after the queue: the queue's read enable is its registered ready, so
-        # the sink's ready (and whatever logic makes it) never reaches the queue's level logic.
+        # The credit check leaves the queues room for every row, so their `i.ready` is not
+        # needed; they take and give the same beats, so lane 0's `o.valid` stands for all. A
+        # register slice after them: their read enable is its registered ready, so the sink's
+        # ready (and whatever logic makes it) never reaches the queues' level logic.
         m.submodules.out_skid = out_skid = SkidBuffer(self.out.payload.shape())
+        m.d.comb += self.busy.eq(c_valid | running | occ_nz)
+        for lane, slot in zip(lanes, aligned, strict=True):
+            m.d.comb += [
+                lane.i.valid.eq(aligned[0].valid),
+                lane.i.payload.eq(slot.data),
+                lane.o.ready.eq(out_skid.i.ready),
+            ]
         m.d.comb += [
-            fifo.i.valid.eq(aligned[0].valid),
-            fifo.i.payload.eq(Cat(*(slot.data for slot in aligned))),
-            self.busy.eq(c_valid | running | occ_nz),
+            out_skid.i.valid.eq(lanes[0].o.valid),
+            out_skid.i.payload.eq(Cat(*(lane.o.payload for lane in lanes))),
         ]
-        wiring.connect(m, fifo.o, out_skid.i)
         wiring.connect(m, out_skid.o, wiring.flipped(self.out))

@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import is_ice40, registered_product
+from .fanout import register_copies
 
 __all__ = ["Flags", "drain_layout", "PE"]
 
@@ -103,7 +104,13 @@ class PE(wiring.Component):
         a = Signal(signed(self.in_width))
         b = Signal(signed(self.in_width))
         f = Signal(Flags)
-        m.d.sync += [a.eq(self.a_in), b.eq(self.b_in), f.eq(self.f_in)]
+        m.d.sync += [a.eq(self.a_in), b.eq(self.b_in), f.valid.eq(self.f_in.valid)]
+        # `first` and `last` are the same for every row, so the elements on one anti-diagonal
+        # hold the same bits: Yosys would merge their registers into one flip-flop that drives
+        # elements across the die. Each element keeps its own (hw.fanout.register_copies).
+        for field in ("first", "last"):
+            (reg,) = register_copies(m, platform, getattr(self.f_in, field), 1, name=f"f_{field}")
+            m.d.comb += getattr(f, field).eq(reg)
         m.d.comb += [self.a_out.eq(a), self.b_out.eq(b), self.f_out.eq(f)]
 
         # Stage 1: the product, registered (the multiplier's own pipeline register).

@@ -18,6 +18,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .dsp import is_ecp5
+
 __all__ = ["Queue", "Credits", "queue_room", "Countdown", "delay"]
 
 
@@ -63,10 +65,10 @@ class Queue(wiring.Component):
         rows written and read next.
     """
 
-    def __init__(self, shape, depth, *, formal=False):
+    def __init__(self, shape, depth, *, formal=False, lut_ram=False):
         if formal and depth < 2:
             raise ValueError(f"Queue depth must be at least 2 for a formal view, not {depth}")
-        self.shape, self.depth, self.formal = shape, depth, formal
+        self.shape, self.depth, self.formal, self.lut_ram = shape, depth, formal, lut_ram
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -75,7 +77,12 @@ class Queue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fifo_class = _FormalFIFO if self.formal else SyncFIFOBuffered
+        if self.formal:
+            fifo_class = _FormalFIFO
+        elif self.lut_ram and is_ecp5(platform) and self.depth >= 2:
+            fifo_class = _LutRamFIFO
+        else:
+            fifo_class = SyncFIFOBuffered
         m.submodules.fifo = fifo = fifo_class(width=Shape.cast(self.shape).width, depth=self.depth)
         m.d.comb += [
             fifo.w_stream.valid.eq(self.i.valid),
@@ -90,6 +97,17 @@ class Queue(wiring.Component):
         if self.formal:
             self.formal_view.rows = fifo.rows
             self.formal_view.produce, self.formal_view.consume = fifo.produce, fifo.consume
+        return m
+
+
+class _LutRamFIFO(SyncFIFOBuffered):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (of depth 2 or more) as its own
+    ``elaborate`` builds it, with its storage marked for LUT RAM (``ram_style``, which Yosys'
+    memory mapping reads)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.submodules.storage.attrs["ram_style"] = "distributed"
         return m
 
 

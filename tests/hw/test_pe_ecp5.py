@@ -12,7 +12,8 @@ import re
 
 import pytest
 from amaranth.back import rtlil
-from test_dsp_ecp5 import ECP5, prove
+from test_dsp_ecp5 import ECP5, ECP5_MODELS, prove
+from test_fanout import TRELLIS_FF_MODEL
 
 from boards.synth import SynthTarget
 from hw.pe import PE
@@ -23,13 +24,18 @@ def _rtlil(in_width, acc_width, name, platform):
 
 
 def _prove(tmp_path, gold_il, gate_il):
-    return prove(tmp_path, gold_il, gate_il, "pe_gold", "pe_gate")
+    # The ECP5 PE's own `first` and `last` registers are TRELLIS_FF instances
+    # (hw.fanout.register_copies), modelled as in tests/hw/test_fanout.py.
+    (tmp_path / "trellis_ff.v").write_text(TRELLIS_FF_MODEL)
+    return prove(tmp_path, gold_il, gate_il, "pe_gold", "pe_gate",
+                 models=f"{ECP5_MODELS}; read_verilog -defer trellis_ff.v")
 
 
 @pytest.mark.parametrize("in_width, acc_width", [(8, 20), (4, 9), (5, 14), (16, 40)])
 def test_ecp5_pe_equivalent_to_simulated_pe(tmp_path, in_width, acc_width):
     gate = _rtlil(in_width, acc_width, "pe_gate", ECP5)
     assert gate.count("cell \\MULT18X18D ") == 1
+    assert gate.count("cell \\TRELLIS_FF ") == 2
     assert "$mul" not in gate
     rc, log = _prove(tmp_path, _rtlil(in_width, acc_width, "pe_gold", None), gate)
     assert rc == 0, log[-3000:]
