@@ -44,8 +44,9 @@ class GemmEngine(wiring.Component):
     (row r by r cycles, column c by c) on their way into the array, and the finished tile drains
     up the columns and is de-skewed into rows while the next tile is already accumulating. Rows
     go through an output FIFO of ``3R + C + 8`` rows (one queue per lane, in LUT RAM on ECP5),
-    enough for every row in flight at full rate, and a register slice (:class:`~hw.skid.SkidBuffer`) after it, so that the sink's
-    ``ready`` reaches only flip-flops. A tile starts only when the rows started and not yet
+    enough for every row in flight at full rate, and a register slice
+    (:class:`~hw.skid.SkidBuffer`) after it, so that the sink's ``ready`` reaches only
+    flip-flops. A tile starts only when the rows started and not yet
     read out, plus ``2R`` (its own and a margin that lets the check be registered), fit the
     FIFO, so a stalled sink stops the inputs instead of losing results, and the array never
     needs a global clock enable. The sequencer's conditions (``last``, rows/columns left, the
