@@ -15,7 +15,7 @@ from hw.config import AccelConfig, ArrayConfig, AttentionConfig
 from sim import cyclemodel, golden
 
 CASES = [
-    # (rows, cols, heads, L, d, causal)
+    # (rows, cols, heads, L, d, causal), or (preset, None, heads, L, d, causal)
     (4, 4, 1, 64, 32, False),   # the target: >= 80% utilization, softmax included
     (4, 4, 1, 64, 32, True),    # causal: >= 40% fewer array cycles
     (4, 4, 2, 40, 16, False),
@@ -25,6 +25,7 @@ CASES = [
     (8, 8, 1, 64, 32, False),
     (8, 8, 1, 64, 64, False),
     (3, 2, 1, 13, 7, False),    # ragged
+    ("ulx3s", None, 1, 64, 32, False),  # the preset (its own array), a MiniLM head: >= 90%
 ]
 
 
@@ -33,14 +34,18 @@ def main():
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
     cases = [c for c in CASES if c[3] <= 32] if args.quick else CASES
-    print(f"{'array':>5} {'H':>2} {'L':>3} {'d':>3} {'causal':>6} {'cycles':>7} {'model':>7} "
-          f"{'err':>6} {'util':>6} {'bound 1.25x':>11} {'array busy':>10} {'waits sm':>8} "
-          f"{'exact':>5} {'sim s':>6}")
+    print(f"{'array':>5} {'lanes':>5} {'H':>2} {'L':>3} {'d':>3} {'causal':>6} {'cycles':>7} "
+          f"{'model':>7} {'err':>6} {'util':>6} {'bound 1.25x':>11} {'array busy':>10} "
+          f"{'waits sm':>8} {'exact':>5} {'sim s':>6}")
     busy = {}
     for R, C, H, L, d, causal in cases:
-        cfg = AccelConfig(name="bench", array=ArrayConfig(R, C),
-                          attention=AttentionConfig(max_seq_len=max(L, 8),
-                                                    max_head_dim=max(d, 4)))
+        if isinstance(R, str):      # a preset, as it is
+            cfg = AccelConfig.preset(R)
+            R, C = cfg.array.rows, cfg.array.cols
+        else:
+            cfg = AccelConfig(name="bench", array=ArrayConfig(R, C),
+                              attention=AttentionConfig(max_seq_len=max(L, 8),
+                                                        max_head_dim=max(d, 4)))
         rng = np.random.default_rng(L * d)
         q, k, v = (rng.integers(-128, 128, (H, L, d), dtype=np.int8) for _ in range(3))
         scales = (0.02, 0.02, 0.05, 0.05)
@@ -52,8 +57,9 @@ def main():
         model = cyclemodel.attention_cycles(cfg, L, d, causal, heads=H)
         bound = 1.25 * 2 * H * L * L * d / (R * C)
         busy[(R, C, H, L, d, causal)] = r.extra["array_busy"]
-        print(f"{R}x{C:<3} {H:>2} {L:>3} {d:>3} {'yes' if causal else 'no':>6} {r.cycles:>7} "
-              f"{model:>7} {(model - r.cycles) / r.cycles:>+6.1%} {r.utilization:>6.1%} "
+        print(f"{R}x{C:<3} {cfg.attention_lanes:>5} {H:>2} {L:>3} {d:>3} "
+              f"{'yes' if causal else 'no':>6} {r.cycles:>7} {model:>7} "
+              f"{(model - r.cycles) / r.cycles:>+6.1%} {r.utilization:>6.1%} "
               f"{bound:>11.0f} {r.extra['array_busy']:>10} "
               f"{r.extra['softmax_wait'] / r.cycles:>8.1%} {'yes' if exact else 'NO':>5} "
               f"{dt:>6.1f}")

@@ -164,7 +164,7 @@ def main():
     # Verilator's runtime library with it when nothing is (the later builds reuse it).
     print("attention layer, 12 heads L=64 d=32, ulx3s:")
     layer_time(cfg)
-    print("6x6 GEMM engine (ulx3s), 64x512x64:")
+    print(f"{cfg.array.rows}x{cfg.array.cols} GEMM engine (ulx3s), 64x512x64:")
     gemm_speed(cfg, args.quick, args.repeat)
     print("ulx3s top, one attention head L=64 d=32 through the command port:")
     head_speed(cfg, args.quick, args.repeat, not args.no_pgo)

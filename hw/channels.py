@@ -101,7 +101,11 @@ class ChannelStage(wiring.Component):
         m = Module()
         cfg, T, C = self.cfg, self.tiles, self.cfg.array.cols
         part = C * self.elem
-        mem = Memory(shape=unsigned(3 * part), depth=T, init=[], attrs=uncontended())
+        # In block RAM even where it is shallow enough for LUT RAM (32 rows at 8x8, where Yosys
+        # chose it): as LUT RAM a row of 3 * part bits is hundreds of cells across the die, all
+        # on one read address.
+        mem = Memory(shape=unsigned(3 * part), depth=T, init=[],
+                     attrs=uncontended({"ram_style": "block"}))
         m.submodules.table = mem
         # The command's write, registered: which third of a row (biases, multipliers, shifts),
         # and the row.

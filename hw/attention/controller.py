@@ -132,7 +132,7 @@ class AttentionController(wiring.Component):
         self.len_tiles = -(-at.max_seq_len // C)         # column tiles of K^T (and words per
                                                          # score row)
         self.dim_tiles = -(-at.max_head_dim // C)        # column tiles of V
-        self.sl = at.softmax_lanes
+        self.sl = cfg.attention_lanes
         self.p_words = -(-at.max_seq_len // self.sl)     # P words per row and half
         ports = {
             "cmd": In(stream.Signature(attention_cmd_layout(cfg))),

@@ -96,11 +96,26 @@ class AccelConfig:
             raise ValueError("Requant serial must be false with linear enabled (RUN LINEAR "
                              "needs each lane's own multiplier), or disable linear")
         at = self.attention
-        if at.enabled and self.array.cols % at.softmax_lanes:
+        if at.enabled and self.array.cols % self.attention_lanes:
             raise ValueError(
                 f"Attention softmax_lanes must divide array cols ({self.array.cols}), "
                 f"not {at.softmax_lanes}"
             )
+
+    @property
+    def attention_lanes(self):
+        """Lanes of the attention controller's softmax: ``attention.softmax_lanes`` if set, else
+        scaled with the array. The softmax of a row block (R rows of up to ``max_seq_len``
+        scores, ``R * L / lanes`` cycles) runs while the array computes the next block's scores
+        (``ceil(L / C) * d`` cycles), so lanes of at least ``R * C / d`` keep pace; the default
+        takes twice that, to cover the unit's latency as well: the fewest lanes that divide
+        ``array.cols`` and are at least ``2 * R * C / max_head_dim`` (``array.cols`` if none
+        is). 1 at 2x2 and 4x4, 3 at 6x6, 4 at 8x8 (``d = 32``)."""
+        if self.attention.softmax_lanes is not None:
+            return self.attention.softmax_lanes
+        R, C = self.array.rows, self.array.cols
+        need = -(-2 * R * C // self.attention.max_head_dim)
+        return next((n for n in range(1, C + 1) if C % n == 0 and n >= need), C)
 
     @property
     def attention_gemm(self):
@@ -134,7 +149,7 @@ class AccelConfig:
         as the accumulators, and unsigned ``in_width``-bit probabilities (scale
         ``2**-in_width``)."""
         return SoftmaxConfig(
-            lanes=self.attention.softmax_lanes,
+            lanes=self.attention_lanes,
             max_len=self.attention.max_seq_len,
             in_width=max(16, self.attention_gemm.acc_width),
             out_width=self.array.in_width,

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from hw.config import (
@@ -155,11 +157,36 @@ def test_shared_softmax():
     shared = cfg.shared_softmax
     assert shared.max_len == 100 and shared.in_width == max(24, cfg.attention_softmax.in_width)
     assert (shared.lanes, shared.out_width) == (1, 8)
-    assert AccelConfig.preset("ulx3s").shared_softmax == AccelConfig.preset("ulx3s").softmax
+    tiny = AccelConfig.preset("tiny")
+    assert tiny.shared_softmax == dataclasses.replace(
+        tiny.softmax, max_len=max(tiny.softmax.max_len, tiny.attention.max_seq_len),
+        in_width=max(tiny.softmax.in_width, tiny.attention_softmax.in_width))
+    # The ulx3s preset sets one attention lane, so that its one softmax serves both.
+    ulx3s = AccelConfig.preset("ulx3s")
+    assert ulx3s.attention.softmax_lanes == 1 and ulx3s.shared_softmax == ulx3s.softmax
     assert AccelConfig(attention=AttentionConfig(softmax_lanes=2)).shared_softmax is None
     assert AccelConfig(softmax=SoftmaxConfig(out_width=10)).shared_softmax is None
     assert AccelConfig(softmax=SoftmaxConfig(enabled=False)).shared_softmax is None
     assert AccelConfig(attention=AttentionConfig(enabled=False)).shared_softmax is None
+
+
+@pytest.mark.parametrize("rows, cols, head_dim, lanes", [
+    (2, 2, 32, 1), (4, 4, 32, 1), (6, 6, 32, 3), (8, 8, 32, 4), (8, 8, 64, 2), (16, 8, 32, 8),
+    (8, 8, 8, 8), (2, 3, 2, 3),
+])
+def test_attention_lanes_scale_with_the_array(rows, cols, head_dim, lanes):
+    # By default the fewest lanes dividing the columns that reach 2 * R * C / d, at most C.
+    cfg = AccelConfig(array=ArrayConfig(rows, cols),
+                      attention=AttentionConfig(max_head_dim=head_dim))
+    assert cfg.attention_lanes == cfg.attention_softmax.lanes == lanes
+    assert cfg.attention.softmax_lanes is None and "softmax_lanes" not in cfg.to_dict()["attention"]
+    # An explicit count is kept, and checked against the columns.
+    set_ = cfg.replace(attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes=1))
+    assert set_.attention_lanes == 1
+    assert AccelConfig.from_dict(set_.to_dict()) == set_
+    if cols % 2:
+        with pytest.raises(ValueError, match="softmax_lanes must divide array cols"):
+            cfg.replace(attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes=2))
 
 
 def test_linear_and_residual_sections():

@@ -2,8 +2,14 @@
 
 import pytest
 
+from boards.ulx3s import CLK_FREQ
 from hw.config import AccelConfig
 from intformer.cli import main
+
+ULX3S = AccelConfig.preset("ulx3s")
+#: How the compile table names the preset's array, and its peak GOPS at the board's clock.
+ARRAY = f"{ULX3S.array.rows}x{ULX3S.array.cols} array"
+PEAK = 2 * ULX3S.array.rows * ULX3S.array.cols * CLK_FREQ / 1e9
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +39,11 @@ def test_compile_fit_prints_cycles(saved, small, capsys, tmp_path):
     assert main(["compile", "--program", str(saved), "--config", str(small), "--fit",
                  "--seq-len", "32", "--save-config", str(fitted)]) == 0
     out = capsys.readouterr().out
-    assert ("on ulx3s+model (6x6 array, buffers of 512 words, 75 MHz, link 115200 baud), one "
+    assert (f"on ulx3s+model ({ARRAY}, buffers of 512 words, 75 MHz, link 115200 baud), one "
             "sequence of 32 tokens") in out
     assert "L5.ffn2" in out and "modelled cycles" in out and "link kB" in out
-    # Per layer: runs, modelled cycles, latency at the clock, GOPS against the 5.4 GOPS peak
-    # (6x6 at the ULX3S's 75 MHz), link bytes and seconds; the rows add up to the total.
+    # Per layer: runs, modelled cycles, latency at the clock, GOPS against the peak (the
+    # array at the ULX3S's 75 MHz), link bytes and seconds; the rows add up to the total.
     table = out[out.index("\nlayer "):].split("\n")[1:]
     assert table[0].split() == ["layer", "ops", "runs", "cycles", "latency", "ms", "GOPS",
                                 "peak%", "link", "bytes", "link", "s"]
@@ -49,9 +55,9 @@ def test_compile_fit_prints_cycles(saved, small, capsys, tmp_path):
     assert list(rows) == ["emb", *(f"L{i}" for i in range(6)), "embedding", "total"]
     cycles = [int(r[3].replace(",", "")) for name, r in rows.items() if name != "total"]
     assert sum(cycles) == int(rows["total"][3].replace(",", ""))
-    assert 0 < float(rows["L0"][5]) < 5.4 and float(rows["L0"][6]) == pytest.approx(
-        100 * float(rows["L0"][5]) / 5.4, abs=0.1)
-    assert "GOPS, " in out and "% of the 5.40 peak" in out
+    assert 0 < float(rows["L0"][5]) < PEAK and float(rows["L0"][6]) == pytest.approx(
+        100 * float(rows["L0"][5]) / PEAK, abs=0.1)
+    assert "GOPS, " in out and f"% of the {PEAK:.2f} peak" in out
     assert "buffers.depth raised from 256 to 512 words to fit the model" in out
     # The fitted config, its depth included, for a board or `intformer sim-board --config`.
     assert f"wrote {fitted} (the ulx3s+model config, buffers.depth = 512" in out
@@ -64,7 +70,7 @@ def test_compile_on_the_preset(saved, capsys):
     assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--seq-len",
                  "64"]) == 0
     out = capsys.readouterr().out
-    assert ("on ulx3s (6x6 array, buffers of 2048 words, 75 MHz, link 115200 baud), one "
+    assert (f"on ulx3s ({ARRAY}, buffers of 2048 words, 75 MHz, link 115200 baud), one "
             "sequence of 64 tokens") in out
     assert "raised" not in out and "L5.ffn2" in out
 
