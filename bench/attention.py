@@ -15,7 +15,8 @@ from hw.config import AccelConfig, ArrayConfig, AttentionConfig
 from sim import cyclemodel, golden
 
 CASES = [
-    # (rows, cols, heads, L, d, causal), or (preset, None, heads, L, d, causal)
+    # (rows, cols, heads, L, d, causal), or (preset, None, heads, L, d, causal); softmax lanes 1,
+    # or "auto" where the shape is in AUTO_LANES
     (4, 4, 1, 64, 32, False),   # the target: >= 80% utilization, softmax included
     (4, 4, 1, 64, 32, True),    # causal: >= 40% fewer array cycles
     (4, 4, 2, 40, 16, False),
@@ -27,25 +28,30 @@ CASES = [
     (3, 2, 1, 13, 7, False),    # ragged
     ("ulx3s", None, 1, 64, 32, False),  # the preset (its own array), a MiniLM head: >= 90%
 ]
+#: Shapes also run with softmax_lanes = "auto" (AccelConfig.attention_lanes).
+AUTO_LANES = [(8, 8, 1, 64, 32, False), (8, 8, 1, 64, 64, False)]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
-    cases = [c for c in CASES if c[3] <= 32] if args.quick else CASES
+    cases = [(*c, 1) for c in CASES] + [(*c, "auto") for c in AUTO_LANES]
+    if args.quick:
+        cases = [c for c in cases if c[3] <= 32]
     print(f"{'array':>5} {'lanes':>5} {'H':>2} {'L':>3} {'d':>3} {'causal':>6} {'cycles':>7} "
           f"{'model':>7} {'err':>6} {'util':>6} {'bound 1.25x':>11} {'array busy':>10} "
           f"{'waits sm':>8} {'exact':>5} {'sim s':>6}")
     busy = {}
-    for R, C, H, L, d, causal in cases:
+    for R, C, H, L, d, causal, lanes in cases:
         if isinstance(R, str):      # a preset, as it is
             cfg = AccelConfig.preset(R)
             R, C = cfg.array.rows, cfg.array.cols
         else:
             cfg = AccelConfig(name="bench", array=ArrayConfig(R, C),
                               attention=AttentionConfig(max_seq_len=max(L, 8),
-                                                        max_head_dim=max(d, 4)))
+                                                        max_head_dim=max(d, 4),
+                                                        softmax_lanes=lanes))
         rng = np.random.default_rng(L * d)
         q, k, v = (rng.integers(-128, 128, (H, L, d), dtype=np.int8) for _ in range(3))
         scales = (0.02, 0.02, 0.05, 0.05)

@@ -104,14 +104,14 @@ class AccelConfig:
 
     @property
     def attention_lanes(self):
-        """Lanes of the attention controller's softmax: ``attention.softmax_lanes`` if set, else
-        scaled with the array. The softmax of a row block (R rows of up to ``max_seq_len``
-        scores, ``R * L / lanes`` cycles) runs while the array computes the next block's scores
-        (``ceil(L / C) * d`` cycles), so lanes of at least ``R * C / d`` keep pace; the default
-        takes twice that, to cover the unit's latency as well: the fewest lanes that divide
-        ``array.cols`` and are at least ``2 * R * C / max_head_dim`` (``array.cols`` if none
-        is). 1 at 2x2 and 4x4, 3 at 6x6, 4 at 8x8 (``d = 32``)."""
-        if self.attention.softmax_lanes is not None:
+        """Lanes of the attention controller's softmax: ``attention.softmax_lanes``, or with
+        ``"auto"`` scaled with the array. The softmax of a row block (R rows of up to
+        ``max_seq_len`` scores, ``R * L / lanes`` cycles) runs while the array computes the next
+        block's scores (``ceil(L / C) * d`` cycles), so lanes of at least ``R * C / d`` keep
+        pace; "auto" takes twice that, to cover the unit's latency as well: the fewest lanes
+        that divide ``array.cols`` and are at least ``2 * R * C / max_head_dim``
+        (``array.cols`` if none is). 1 at 2x2 and 4x4, 3 at 6x6, 4 at 8x8 (``d = 32``)."""
+        if self.attention.softmax_lanes != "auto":
             return self.attention.softmax_lanes
         R, C = self.array.rows, self.array.cols
         need = -(-2 * R * C // self.attention.max_head_dim)

@@ -175,11 +175,12 @@ def test_shared_softmax():
     (8, 8, 8, 8), (2, 3, 2, 3),
 ])
 def test_attention_lanes_scale_with_the_array(rows, cols, head_dim, lanes):
-    # By default the fewest lanes dividing the columns that reach 2 * R * C / d, at most C.
+    # "auto": the fewest lanes dividing the columns that reach 2 * R * C / d, at most C.
     cfg = AccelConfig(array=ArrayConfig(rows, cols),
-                      attention=AttentionConfig(max_head_dim=head_dim))
+                      attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes="auto"))
     assert cfg.attention_lanes == cfg.attention_softmax.lanes == lanes
-    assert cfg.attention.softmax_lanes is None and "softmax_lanes" not in cfg.to_dict()["attention"]
+    assert AccelConfig.from_dict(cfg.to_dict()) == cfg
+    assert AccelConfig(array=ArrayConfig(rows, cols)).attention_lanes == 1     # the default
     # An explicit count is kept, and checked against the columns.
     set_ = cfg.replace(attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes=1))
     assert set_.attention_lanes == 1
@@ -187,6 +188,9 @@ def test_attention_lanes_scale_with_the_array(rows, cols, head_dim, lanes):
     if cols % 2:
         with pytest.raises(ValueError, match="softmax_lanes must divide array cols"):
             cfg.replace(attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes=2))
+    with pytest.raises(ValueError, match=r"softmax_lanes must be an integer from 1 to 16 or "
+                                         r"\"auto\", not 'fast'"):
+        AttentionConfig(softmax_lanes="fast")
 
 
 def test_linear_and_residual_sections():

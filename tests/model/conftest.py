@@ -30,8 +30,8 @@ def quantized(minilm):
 @pytest.fixture(scope="session")
 def unfitted():
     """A config too small for MiniLM: the ulx3s preset with the units' default widths, rows and
-    heads of 64 (the preset's softmax lanes), the default accumulators and 256-word buffers
-    (the preset before it was fitted to the model)."""
+    heads of 64, the default accumulators and 256-word buffers (the preset before it was
+    fitted to the model)."""
     from hw.config import (
         AttentionConfig,
         BufferConfig,
@@ -44,8 +44,7 @@ def unfitted():
     base = itf.AccelConfig.preset("ulx3s")
     return base.replace(gemm=GemmConfig(max_m=256, max_k=512, max_n=256),
                         requant=RequantConfig(), gelu=GeluConfig(),
-                        layernorm=LayerNormConfig(),
-                        attention=AttentionConfig(softmax_lanes=base.attention.softmax_lanes),
+                        layernorm=LayerNormConfig(), attention=AttentionConfig(),
                         buffers=BufferConfig(256))
 
 
