@@ -62,7 +62,7 @@ def main():
                                                           cfg=cfg)[0])
         model = cyclemodel.attention_cycles(cfg, L, d, causal, heads=H)
         bound = 1.25 * 2 * H * L * L * d / (R * C)
-        busy[(R, C, H, L, d, causal)] = r.extra["array_busy"]
+        busy[(R, C, H, L, d, causal, lanes)] = r.extra["array_busy"]
         print(f"{R}x{C:<3} {cfg.attention_lanes:>5} {H:>2} {L:>3} {d:>3} "
               f"{'yes' if causal else 'no':>6} {r.cycles:>7} {model:>7} "
               f"{(model - r.cycles) / r.cycles:>+6.1%} {r.utilization:>6.1%} "
@@ -72,8 +72,8 @@ def main():
     print("\n'array busy': cycles the array took an operand pair; 'waits sm': share of all cycles "
           "in which the next GEMM job waited for the softmax.")
     for key, dense in busy.items():
-        R, C, H, L, d, causal = key
-        masked = (R, C, H, L, d, True)
+        R, C, H, L, d, causal, lanes = key
+        masked = (R, C, H, L, d, True, lanes)
         if not causal and masked in busy:
             saved = 1 - busy[masked] / dense
             print(f"causal mask at {R}x{C}, L={L}, d={d}: array cycles {dense} -> {busy[masked]}"
