@@ -8,6 +8,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
+from .dsp import is_ice40
 from .isa import Buf, buffer_specs, residual_to_x
 from .memory import uncontended
 from .reader import read_port_signature
@@ -65,6 +66,14 @@ class Buffers(wiring.Component):
     rather than a multiplexer on the decoded buffer number, whose select would reach every bit
     (timing; docs/timing.md).
 
+    On iCE40 (``platform.family == "iCE40"``, 24 MHz with slack) both sets of registers are
+    left out, since each bit of them is a logic cell: a write port takes the same selection
+    straight from its sources, so a write reaches the memory on the cycle of ``host.wen`` or
+    ``write_*`` (a cycle early, which no read can tell: commands do not overlap, and a run
+    reads no word it writes later); a command read ANDs the memories' outputs themselves, so
+    ``rdata`` holds the word a cycle early and for as long as ``addr`` holds (the command port
+    takes it at the same cycle, after ``addr`` has held for three).
+
     Parameters
     ----------
     cfg : AccelConfig
@@ -99,9 +108,9 @@ class Buffers(wiring.Component):
     data : dict of Buf to MemoryData
         The memories' storage.
 
-    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr``; a
-    command write reaches the memory a cycle after ``host.wen``, a run write a cycle after
-    ``write_*``. Throughput: one word a cycle per port.
+    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr`` (iCE40:
+    three); a command write reaches the memory a cycle after ``host.wen``, a run write a cycle
+    after ``write_*`` (iCE40: on the same cycle). Throughput: one word a cycle per port.
     """
 
     def __init__(self, cfg, depth):
@@ -167,6 +176,8 @@ class Buffers(wiring.Component):
                                         for i in range(xs.lanes)))),
             ]
             run_words[Buf.Y], run_words[Buf.X] = to_y, into_x
+        # iCE40: no registers (see above).
+        write_domain = "comb" if is_ice40(platform) else "sync"
         for buf, wp in wps.items():
             name = buf.name.lower()
             we = Signal(name=f"we_{name}")
@@ -177,12 +188,12 @@ class Buffers(wiring.Component):
             host_we = host.wen & (host.buf == buf.value)
             if buf in run_words:
                 port = run_words[buf]
-                m.d.sync += [we.eq(Mux(self.running, port.valid, host_we)),
-                             waddr.eq(Mux(self.running, self.run_addr, host.waddr)),
-                             wdata.eq(Mux(self.running, port.payload, host.wdata))]
+                m.d[write_domain] += [we.eq(Mux(self.running, port.valid, host_we)),
+                                      waddr.eq(Mux(self.running, self.run_addr, host.waddr)),
+                                      wdata.eq(Mux(self.running, port.payload, host.wdata))]
             else:
-                m.d.sync += [we.eq(host_we & ~self.running), waddr.eq(host.waddr),
-                             wdata.eq(host.wdata)]
+                m.d[write_domain] += [we.eq(host_we & ~self.running), waddr.eq(host.waddr),
+                                      wdata.eq(host.wdata)]
             m.d.comb += [wp.en.eq(we), wp.addr.eq(waddr), wp.data.eq(wdata)]
         if Buf.COEF in self.specs:
             ln = self.cfg.layernorm
@@ -217,7 +228,7 @@ class Buffers(wiring.Component):
         terms = []
         for buf, rp in rps.items():
             held = Signal.like(rp.data, name=f"held_{buf.name.lower()}")
-            m.d.sync += held.eq(rp.data)
+            m.d["comb" if is_ice40(platform) else "sync"] += held.eq(rp.data)
             for i in range(0, len(held), 8):
                 sel = Signal(name=f"read_sel_{buf.name.lower()}_{i // 8}")
                 m.d.sync += sel.eq(host.buf == buf.value)

@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import is_ice40
+
 __all__ = ["SkidBuffer"]
 
 
@@ -17,6 +19,13 @@ class SkidBuffer(wiring.Component):
     slice times separately. The main register holds the beat offered on ``o``; the skid register
     catches the one beat that may arrive in the cycle ``o`` stalls, and ``i.ready`` is low while
     it is full.
+
+    On iCE40 (``platform.family == "iCE40"``) the slice is one register: ``o.valid`` and
+    ``o.payload`` still come from flip-flops, but ``i.ready`` is ``~o.valid | o.ready``, so the
+    consumer's ``ready`` passes through to the producer. The iCE40 builds run at 24 MHz with
+    their Fmax far above it, and there a logic cell per payload bit is what the top's wide data
+    paths cost (docs/timing.md); the beats leave on the same cycles whenever the producer
+    keeps offering them, as a producer behind a queue does.
 
     Latency: 1 cycle. Throughput: one beat per cycle, in any pattern of stalls.
 
@@ -48,6 +57,12 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if is_ice40(platform):
+            m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+            with m.If(self.i.ready):
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+            self.formal_view = None
+            return m
         skid = Signal.like(self.i.payload, name="skid")
         skid_valid = Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)
