@@ -4,6 +4,7 @@ without the UART link, for tests and the command-port model."""
 from collections import deque
 
 import numpy as np
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.isa import Command, Op
@@ -73,9 +74,15 @@ class SimTop(SimulatedTop):
     start of each cycle, after the host's last command; the clock stops on the edge that
     brings the last byte a command waits for. Both tops count the same cycles for the same
     commands.
+
+    ``platform`` (default ``None``, what simulation elaborates for) is what the top is
+    elaborated for: a :class:`boards.synth.SynthTarget` simulates the structure a family builds
+    where it differs (on iCE40 the one-register stream slices and the buffers without their
+    port registers), as long as it holds no vendor primitive the simulator cannot run (on
+    iCE40, no ``dsp_pairs``).
     """
 
-    def __init__(self, cfg, *, depth=None, stall=0.0, seed=0, budget=20_000):
+    def __init__(self, cfg, *, depth=None, stall=0.0, seed=0, budget=20_000, platform=None):
         super().__init__(cfg, depth=depth)
         self.dut = Accelerator(cfg, depth=self.depth)
         self.stall, self.budget = stall, budget
@@ -85,7 +92,7 @@ class SimTop(SimulatedTop):
         self.cycles = 0
         self.busy = 0           # the top's busy output after the last edge
         self._state = None
-        self.sim = Simulator(self.dut)
+        self.sim = Simulator(Fragment.get(self.dut, platform))
         self.sim.add_clock(PERIOD)
         self.sim.add_testbench(self._drive, background=True)
 

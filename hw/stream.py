@@ -18,7 +18,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .dsp import is_ecp5
+from .dsp import is_ecp5, is_ice40
+from .memory import uncontended
 
 __all__ = ["Queue", "Credits", "queue_room", "Countdown", "delay"]
 
@@ -31,6 +32,12 @@ class Queue(wiring.Component):
     ``Cat``-packing. Its output is registered (the FIFO's read port), so the consumer's ``ready``
     reaches the FIFO's level logic; put a :class:`~hw.skid.SkidBuffer` behind it where that path
     must be cut.
+
+    On iCE40 (``platform.family == "iCE40"``) the FIFO's storage is marked
+    :func:`hw.memory.uncontended`: its read port is enabled only while the storage holds a beat
+    and its write port only while it has room, so the two never meet at one address, and the
+    collision emulation Yosys would build around the block RAM (a register per bit on its
+    write data and a multiplexer on its read data) is left out.
 
     Latency: 2 cycles from a transfer on ``i`` to ``o.valid`` (1 cycle with ``depth == 1``).
     Throughput: one beat per cycle with ``depth >= 3``; one every other cycle with a depth of 1
@@ -81,6 +88,8 @@ class Queue(wiring.Component):
             fifo_class = _FormalFIFO
         elif self.lut_ram and is_ecp5(platform) and self.depth >= 2:
             fifo_class = _LutRamFIFO
+        elif is_ice40(platform) and self.depth >= 2:
+            fifo_class = _UncontendedFIFO
         else:
             fifo_class = SyncFIFOBuffered
         m.submodules.fifo = fifo = fifo_class(width=Shape.cast(self.shape).width, depth=self.depth)
@@ -108,6 +117,17 @@ class _LutRamFIFO(SyncFIFOBuffered):
     def elaborate(self, platform):
         m = super().elaborate(platform)
         m.submodules.storage.attrs["ram_style"] = "distributed"
+        return m
+
+
+class _UncontendedFIFO(SyncFIFOBuffered):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (of depth 2 or more) as its own
+    ``elaborate`` builds it, with its storage marked :func:`hw.memory.uncontended` (see
+    :class:`Queue`)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.submodules.storage.attrs.update(uncontended())
         return m
 
 

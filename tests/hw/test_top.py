@@ -114,6 +114,42 @@ def test_gemm_paired_and_serial(cfg, stall):
     assert top.status() == (False, True, "OK")
 
 
+# The icebreaker preset as iCE40 builds it (one-register stream slices, buffers without their
+# port registers, queues without collision emulation), on one column and on two with the serial
+# requantizer, without dsp_pairs (the simulator cannot run an SB_MAC16;
+# tests/hw/test_systolic_ice40.py proves the pairs): bit-exact under stalls with the
+# uncontended memories returning new data, and without stalls on the same cycles as the
+# simulated top.
+@pytest.mark.parametrize("cfg", [
+    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 1)),
+    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 2),
+                                             requant=RequantConfig(serial=True)),
+], ids=["6x1", "6x2-serial"])
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_gemm_on_ice40(cfg, stall, new_data_reads):
+    from boards.synth import SynthTarget
+    new_data_reads()
+    rng = np.random.default_rng(6)
+    a = rng.integers(-128, 128, (13, 40))
+    b = rng.integers(-128, 128, (40, 5))
+    a[0], b[:, 0] = -128, -128
+    cycles = []
+    for platform in (None, SynthTarget.for_family("ice40")):
+        top = SimTop(cfg, depth=64, stall=stall, seed=4, platform=platform)
+        check_gemm(top, a, b, 1 / 2000, cfg.acc_width)
+        # Words written and read back through the command port, in every buffer.
+        for buf in (Buf.A, Buf.B, Buf.C):
+            spec = top.buffers[buf]
+            lo, hi = -(1 << (spec.elem_width - 1)), 1 << (spec.elem_width - 1)
+            words = rng.integers(lo, hi, (5, spec.lanes))
+            top.write_buffer(buf, 7, words)
+            np.testing.assert_array_equal(top.read_buffer(buf, 7, 5), words)
+        assert top.status() == (False, True, "OK")
+        cycles.append(top.cycles)
+    if stall == 0.0:
+        assert cycles[0] == cycles[1]
+
+
 def test_gemm_edges_and_blocks():
     # -128 everywhere at the largest K a buffer holds, then a product split into blocks.
     top = SimTop(TINY, depth=32)
