@@ -8,8 +8,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .pe import Flags, drain_layout
+from .dsp import is_ice40
 from .skid import SkidBuffer
-from .stream import Countdown, Queue, delay
+from .stream import Countdown, Queue, delay, delay_ram
 from .systolic import SystolicArray
 
 __all__ = ["gemm_cmd_layout", "GemmEngine"]
@@ -41,7 +42,9 @@ class GemmEngine(wiring.Component):
     The command and the operand pairs each pass a register stage on the way in (a command
     register, loaded while empty, and a two-entry skid buffer for the pairs), so that no
     producer's ``valid`` or payload logic meets the sequencer's in one cycle. Inputs are skewed
-    (row r by r cycles, column c by c) on their way into the array, and the finished tile drains
+    (row r by r cycles, column c by c; on iCE40 each row's operand delayed two cycles or more
+    in a block RAM, :func:`~hw.stream.delay_ram`, one per row) on their way into the array,
+    and the finished tile drains
     up the columns and is de-skewed into rows while the next tile is already accumulating. Rows
     go through an output FIFO of ``3R + C + 8`` rows (one queue per lane, in LUT RAM on ECP5),
     enough for every row in flight at full rate, and a register slice
@@ -146,7 +149,7 @@ class GemmEngine(wiring.Component):
             self.pair_ready.eq(operands.i.ready),
         ]
 
-        s = SimpleNamespace()
+        s = SimpleNamespace(platform=platform)
         s.R, s.C, s.g, s.array, s.lanes, s.c_valid, s.c_cmd = R, C, g, array, lanes, c_valid, c_cmd
         s.c_k_is_1, s.operands, s.op_a, s.op_b = c_k_is_1, operands, op_a, op_b
         self._sequencer(m, s)
@@ -266,8 +269,12 @@ class GemmEngine(wiring.Component):
                 flags.first.eq(first),
                 flags.last.eq(last),
             ]
+            if is_ice40(s.platform) and r >= 2:
+                a = delay_ram(m, op_a[r], r, name=f"a{r}")
+            else:
+                a = delay(m, op_a[r], r, shape=signed(self.in_width), name=f"a{r}")
             m.d.comb += [
-                array.a[r].eq(delay(m, op_a[r], r, shape=signed(self.in_width), name=f"a{r}")),
+                array.a[r].eq(a),
                 array.flags[r].eq(delay(m, flags, r, shape=Flags, name=f"f{r}")),
             ]
         for c in range(C):

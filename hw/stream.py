@@ -1,4 +1,4 @@
-"""The stream kit: a queue, a credit counter and its room flag, a down-counter and a delay line.
+"""The stream kit: a queue, a credit counter and its room flag, a down-counter and delay lines.
 
 Every stream in intformer is an :class:`amaranth.lib.stream.Signature` and obeys Amaranth's
 four rules:
@@ -13,15 +13,16 @@ The register slice that cuts the ``valid``/``ready`` paths is :class:`hw.skid.Sk
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Shape, Signal
+from amaranth.hdl import Module, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dsp import is_ecp5, is_ice40
 from .memory import uncontended
 
-__all__ = ["Queue", "Credits", "queue_room", "Countdown", "delay"]
+__all__ = ["Queue", "Credits", "queue_room", "Countdown", "delay", "delay_ram"]
 
 
 class Queue(wiring.Component):
@@ -331,3 +332,37 @@ def delay(m, value, cycles, *, name, shape=None, **kwargs):
         m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def delay_ram(m, value, cycles, *, name):
+    """``value`` delayed by ``cycles`` cycles (at least 2) in a memory instead of a chain of
+    registers: where a register costs a logic cell (iCE40), a block RAM holds the whole line.
+
+    The memory (``cycles`` rounded up to a power of two words, ``ram_style`` block, submodule
+    ``{name}_ram``) is written with ``value`` on every cycle at a pointer that steps every cycle
+    (``{name}_ptr``), and read ``cycles - 1`` words behind it; the read port's register is the
+    last cycle. The read never meets the write's address, so the memory is
+    :func:`hw.memory.uncontended`. Nothing in the line is reset: for ``cycles`` cycles after a
+    reset it gives what the memory held, so ``value`` must be data whose valid flag travels
+    elsewhere, in registers. Unlike :func:`delay`, the line always moves (no enable).
+
+    Latency: ``cycles``. Throughput: one value per cycle.
+
+    Returns
+    -------
+    Value
+        ``value``, ``cycles`` cycles later, of ``value``'s shape.
+    """
+    if not isinstance(cycles, int) or cycles < 2:
+        raise ValueError(f"A delay in memory takes at least 2 cycles, not {cycles!r}")
+    value = Value.cast(value)
+    depth = 1 << (cycles - 1).bit_length()
+    mem = Memory(shape=len(value), depth=depth, init=[],
+                 attrs=uncontended({"ram_style": "block"}))
+    m.submodules[f"{name}_ram"] = mem
+    write, read = mem.write_port(), mem.read_port()
+    ptr = Signal(range(depth), name=f"{name}_ptr")
+    m.d.sync += ptr.eq(ptr + 1)
+    m.d.comb += [write.en.eq(1), write.addr.eq(ptr), write.data.eq(value),
+                 read.addr.eq(ptr - (cycles - 1))]
+    return read.data.as_signed() if value.shape().signed else read.data

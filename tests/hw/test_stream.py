@@ -1,16 +1,16 @@
-"""The stream kit: Queue, Credits, Countdown and delay, against Python models, under stalls."""
+"""The stream kit: Queue, Credits, Countdown, delay and delay_ram, against Python models, under stalls."""
 
 import gc
 import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Fragment, Module, Signal, UnusedElaboratable
+from amaranth.hdl import ClockDomain, Fragment, Module, Signal, UnusedElaboratable, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.stream import Countdown, Credits, Queue, delay
+from hw.stream import Countdown, Credits, Queue, delay, delay_ram
 from sim.bench import StreamSink, StreamSource, run
 
 
@@ -316,4 +316,46 @@ def test_delay_names_and_shapes():
     assert out.name == "q_d1" and out.init == 5 and out.reset_less
     wide = delay(m, src, 1, name="w", shape=9)
     assert wide.shape().width == 9 and wide.init == 0 and not wide.reset_less
+    Fragment.get(m, None)
+
+
+class _DelayRam(wiring.Component):
+    i: In(signed(8))
+    o: Out(signed(8))
+
+    def __init__(self, cycles):
+        self.cycles = cycles
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.o.eq(delay_ram(m, self.i, self.cycles, name="x"))
+        return m
+
+
+@pytest.mark.parametrize("cycles", [2, 3, 4, 5, 11])
+def test_delay_ram_is_a_delay(cycles, new_data_reads):
+    # The value from `cycles` cycles ago, signed, once the line has filled; the same with the
+    # memory returning new data on a collision (it never has one).
+    new_data_reads()
+    dut = _DelayRam(cycles)
+    values = np.random.default_rng(cycles).integers(-128, 128, 80).tolist()
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(dut.i, v)
+            await ctx.delay(1e-9)
+            got.append(ctx.get(dut.o))
+            await ctx.tick()
+
+    _simulate(dut, bench)
+    assert got[cycles:] == values[:-cycles]
+
+
+def test_delay_ram_refuses_short_lines():
+    m = Module()
+    for cycles in (0, 1):
+        with pytest.raises(ValueError, match="at least 2 cycles"):
+            delay_ram(m, Signal(8), cycles, name="x")
     Fragment.get(m, None)
