@@ -7,6 +7,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .buffers import host_signature
+from .dsp import is_ice40
 from .isa import Command, Error
 from .skid import SkidBuffer
 
@@ -84,6 +85,12 @@ class CommandPort(wiring.Component):
     host : Out(hw.buffers.host_signature(word_width))
         Buffer reads and writes.
 
+    A READ_BUFFER word is latched (``rword``) before its bytes are sent, and the next word's
+    address is set meanwhile. On iCE40 (``platform.family == "iCE40"``), where a flip-flop is a
+    logic cell, the bytes are sent from ``host.rdata`` itself, which holds the word as long as
+    ``host.addr`` does (:class:`~hw.buffers.Buffers`), and the address steps after the word's
+    last byte instead, in time for the next word on the same cycles.
+
     Latency: a command is answered 6 cycles after its last argument byte (the verdict takes
     3), plus the dispatcher's preparation for RUN; a READ_BUFFER word takes 4 cycles, then a
     byte per cycle. Throughput: one command byte per cycle in, one response byte per cycle out.
@@ -106,7 +113,7 @@ class CommandPort(wiring.Component):
         m.submodules.rsp_skid = rsp_skid = SkidBuffer(8)
         wiring.connect(m, wiring.flipped(self.cmd), cmd_fifo.w_stream)
         wiring.connect(m, rsp_skid.o, wiring.flipped(self.rsp))
-        s = _State(self, m, cmd_fifo.r_stream, rsp_skid.i)
+        s = _State(self, m, cmd_fifo.r_stream, rsp_skid.i, latch=not is_ice40(platform))
         with m.FSM(name="cmd"):
             self._request_states(m, s)
             self._action_states(m, s)
@@ -262,13 +269,16 @@ class CommandPort(wiring.Component):
             m.d.sync += s.take_word.eq(1)
             m.next = "RSELECT"
         with m.State("RSELECT"):     # READ_BUFFER: take it (``take_word``)
-            m.d.sync += host.addr.eq(host.addr + 1)
+            if s.latch:
+                m.d.sync += host.addr.eq(host.addr + 1)
             m.next = "RSEND"
         with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
             m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(s.rword.word_select(s.bytei, 8))]
             with m.If(rsp.ready):
                 m.d.sync += s.bytei.eq(s.bytei + 1)
                 with m.If(s.bytei == s.last_byte):
+                    if not s.latch:
+                        m.d.sync += host.addr.eq(host.addr + 1)
                     m.d.sync += s.count.eq(s.count - 1)
                     with m.If(s.count == 1):
                         m.next = "OPCODE"
@@ -279,8 +289,9 @@ class CommandPort(wiring.Component):
 class _State:
     """The command port's registers, and the logic that runs beside its state machine."""
 
-    def __init__(self, port, m, cmd, rsp):
+    def __init__(self, port, m, cmd, rsp, *, latch):
         d, host = port.dispatch, port.host
+        self.latch = latch
         self.cmd, self.rsp = cmd, rsp    # the command FIFO's output, the response slice's input
         self.opcode = Signal(8)
         self.remaining = Signal(16)
@@ -310,12 +321,14 @@ class _State:
         # ``bytei``, rather than shifted out: a shift's enable would come through the state
         # machine's logic and the response's ready to every bit of the word, across the die
         # to the buffers' read-out (timing).
-        self.rword = Signal(port.word_width)
+        # Without ``latch`` (iCE40) the word is ``host.rdata`` itself (see CommandPort).
+        self.rword = Signal(port.word_width) if latch else host.rdata
         self.bytei = Signal(range(port.max_bytes + 1))
         self.take_word = Signal()
         m.d.sync += self.take_word.eq(0)
-        with m.If(self.take_word):
-            m.d.sync += self.rword.eq(host.rdata)
+        if latch:
+            with m.If(self.take_word):
+                m.d.sync += self.rword.eq(host.rdata)
         # The dispatcher's last_byte (set in FACT1, read from WDATA or RSEND on), copied here so
         # that the byte loops' compare is local to the port, not a net from the dispatcher.
         self.last_byte = Signal.like(d.last_byte)
