@@ -322,7 +322,7 @@ class _State:
         # machine's logic and the response's ready to every bit of the word, across the die
         # to the buffers' read-out (timing).
         # Without ``latch`` (iCE40) the word is ``host.rdata`` itself (see CommandPort).
-        self.rword = Signal(port.word_width) if latch else host.rdata
+        self.rword = Signal(port.word_width, name="rword") if latch else host.rdata
         self.bytei = Signal(range(port.max_bytes + 1))
         self.take_word = Signal()
         m.d.sync += self.take_word.eq(0)
