@@ -31,8 +31,8 @@ def read_buffers(specs):
 
 def host_signature(word_width):
     """The command port's access to the buffers, as the command port sees it: ``buf`` and
-    ``addr`` select a word to read (``rdata``, four cycles after the address), ``wen`` writes
-    ``wdata`` to word ``waddr`` of ``buf``."""
+    ``addr`` select a word to read (``rdata``, four cycles after the address; three on iCE40,
+    see :class:`Buffers`), ``wen`` writes ``wdata`` to word ``waddr`` of ``buf``."""
     return wiring.Signature({
         "buf": Out(8), "addr": Out(17), "rdata": In(word_width),
         "wen": Out(1), "waddr": Out(17), "wdata": Out(word_width),

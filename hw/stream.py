@@ -8,7 +8,8 @@ four rules:
 3. ``valid`` never waits for ``ready``;
 4. ``ready`` may depend on ``valid``.
 
-The register slice that cuts the ``valid``/``ready`` paths is :class:`hw.skid.SkidBuffer`.
+The register slice that cuts the ``valid``/``ready`` paths is :class:`hw.skid.SkidBuffer` (on
+iCE40 the ``valid`` path only).
 """
 
 from types import SimpleNamespace

@@ -95,14 +95,16 @@ def test_gemm_raw_and_requantized(stall, Top):
     assert top.status() == (False, True, "OK")
 
 
-# The icebreaker preset (paired products), with the serial requantizer on its one column, and
-# the serial requantizer on two columns (one lane of logic, the lanes in turn).
+# The icebreaker preset (paired products, the serial requantizer on its two columns: one lane
+# of logic, the lanes in turn), its one column with the requantizer of two products, and the
+# serial requantizer on two columns of tiny.
 @pytest.mark.parametrize("cfg", [
     AccelConfig.preset("icebreaker"),
-    AccelConfig.preset("icebreaker").replace(requant=RequantConfig(serial=True)),
+    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 1, dsp_pairs=True),
+                                             requant=RequantConfig()),
     TINY.replace(array=ArrayConfig(2, 2, dsp_pairs=True), requant=RequantConfig(serial=True),
                  attention=AttentionConfig(enabled=False), linear=LinearConfig(enabled=False)),
-], ids=["icebreaker", "icebreaker-serial", "tiny-serial"])
+], ids=["icebreaker", "icebreaker-6x1", "tiny-serial"])
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_gemm_paired_and_serial(cfg, stall):
     top = SimTop(cfg, depth=64, stall=stall, seed=4)
@@ -121,9 +123,8 @@ def test_gemm_paired_and_serial(cfg, stall):
 # uncontended memories returning new data, and without stalls on the same cycles as the
 # simulated top.
 @pytest.mark.parametrize("cfg", [
-    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 1)),
-    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 2),
-                                             requant=RequantConfig(serial=True)),
+    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 1), requant=RequantConfig()),
+    AccelConfig.preset("icebreaker").replace(array=ArrayConfig(6, 2)),
 ], ids=["6x1", "6x2-serial"])
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_gemm_on_ice40(cfg, stall, new_data_reads):
