@@ -7,8 +7,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .pe import Flags, drain_layout
 from .dsp import is_ice40
+from .pe import Flags, drain_layout
 from .skid import SkidBuffer
 from .stream import Countdown, Queue, delay, delay_ram
 from .systolic import SystolicArray

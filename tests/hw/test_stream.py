@@ -1,4 +1,5 @@
-"""The stream kit: Queue, Credits, Countdown, delay and delay_ram, against Python models, under stalls."""
+"""The stream kit: Queue, Credits, Countdown, delay and delay_ram, against Python models, under
+stalls."""
 
 import gc
 import warnings
