@@ -6,7 +6,8 @@ from hw.layernorm import NORM_STEPS, OUTPUT_STAGES, RECIP_STEPS, SLOTS, SQRT_WID
 
 __all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "gemm_raw_cycles",
            "residual_cycles", "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES",
-           "softmax_row_timing", "attention_jobs", "attention_cycles", "attention_run_cycles"]
+           "softmax_row_timing", "SoftmaxRows", "attention_jobs", "attention_cycles",
+           "attention_run_cycles"]
 
 
 def gemm_cycles(cfg, M, K, N):
@@ -236,8 +237,60 @@ def softmax_row_timing(sm_cfg, length):
     return period, 3 * n + g + 25
 
 
-#: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search over the
-#: 9 shapes of ``bench/attention.py`` minimizing the worst relative error, 0.05%): from loading
+class SoftmaxRows:
+    """The rows of :class:`hw.softmax.Softmax`, one after another: an event recurrence over the
+    unit's three passes and its hand-offs (exact for rows whose beats are offered back to back:
+    ``tests/hw/test_softmax.py``). :meth:`row` takes the cycle a row's first beat is offered and
+    returns the cycle its last probability leaves; the passes' state carries over to the next
+    row, as in the unit. With ``N`` beats a row and ``G`` divider steps:
+
+    * load: the row's first beat is taken when offered, after the previous row's last beat, and
+      once at most one row is in the score buffer (from the exp pass's last read of the row two
+      back, on that cycle); then one beat a cycle;
+    * exp: starts a cycle after the last beat (its max stored), on or after the previous row's
+      last read, a cycle after the division of the row two back ended (the divider's slot) and
+      a cycle after the normalize pass's last read of the row three back (the exp buffer's
+      banks); N reads, one a cycle, the last N cycles after the start;
+    * division: 16 cycles after the last read (the pipeline and the row sum), once the divider
+      is free (a cycle after its previous result); ``G + 1`` cycles to the result;
+    * normalize: a cycle after the result and on or after the previous row's last read; N reads,
+      and the last probability 6 cycles after the last read (the pipeline and the skid buffer).
+
+    A lone row: ``3N + G + 25`` cycles from its first beat taken to its last probability, as in
+    :func:`softmax_row_timing`; in steady state the rows leave at that function's period on
+    average (pairs of rows for short rows: two rows share the divider's slot).
+    """
+
+    def __init__(self, sm_cfg, length):
+        self.n = -(-length // sm_cfg.lanes)
+        self.g = -(-(sm_cfg.out_width + 7) // 2)
+        never = -(1 << 62)
+        # Per row: the last beat taken, the exp pass's last read, the division's result, the
+        # normalize pass's last read; the three rows back suffice.
+        self.loaded, self.read, self.divided, self.normalized = ([never] * 3 for _ in range(4))
+
+    def row(self, offered):
+        """The cycle the row's last probability leaves, its first beat offered at ``offered``
+        and the others one a cycle after it (the output never stalled)."""
+        n = self.n
+        first = max(offered, self.loaded[-1] + 1, self.read[-2])
+        loaded = first + n - 1
+        exp_start = max(loaded + 1, self.read[-1], self.divided[-2] + 1,
+                        self.normalized[-3] + 1)
+        read = exp_start + n
+        divided = max(read + 16, self.divided[-1] + 1) + self.g + 1
+        normalized = max(divided + 1, self.normalized[-1]) + n
+        for events, value in ((self.loaded, loaded), (self.read, read),
+                              (self.divided, divided), (self.normalized, normalized)):
+            events.append(value)
+            del events[0]
+        return normalized + 6
+
+
+#: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search
+#: minimizing the worst relative error over the shapes of ``bench/attention.py``, with 1 to 8
+#: softmax lanes, and 49 small heads on 2x2 to 6x6 arrays with 1 to 6 lanes: 0.5% on the former,
+#: 1.0% on the latter; the start and the tail trade off, only their sum counts): from loading
 #: to the first job's first operand; between one job's last operand pair and the next job's
 #: first (the job shape is registered, so a job starts a cycle after its predecessor moves on);
 #: from a QK job's last output row to the softmax's first beat (through the score FIFO); from
@@ -246,7 +299,7 @@ def softmax_row_timing(sm_cfg, length):
 #: stages and the engine's command register); and from the last operand pair to the last output
 #: row (the 7-cycle requantizer).
 ATTENTION_START, ATTENTION_JOB_GAP, ATTENTION_TO_SOFTMAX, ATTENTION_FROM_SOFTMAX, \
-    ATTENTION_TAIL = 0, 2, 3, 11, 23
+    ATTENTION_TAIL = 0, 2, 3, 15, 23
 
 
 def attention_jobs(blocks):
@@ -264,19 +317,19 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
 
     The array runs the jobs back to back (:func:`attention_jobs`); each job costs what the GEMM
     engine costs (:func:`gemm_cycles`' ``K + (tiles - 1) * max(K, 2R - 1)``) plus a small gap.
-    ``PV(b)`` also waits for the softmax of block b, which starts when ``QK(b)``'s last row is
-    out and takes one softmax period per row plus the unit's latency.
+    ``PV(b)`` also waits for the softmax of block b, whose rows are offered when ``QK(b)``'s
+    last row is out and pass the unit row by row (:class:`SoftmaxRows`: its passes overlap
+    rows, within a block and from one block to the next, so a block of short rows, as with
+    many lanes, takes less than its rows' periods plus a lone row's latency).
     """
     R, C = cfg.array.rows, cfg.array.cols
-    sm_cfg = cfg.attention_softmax
     gap = 2 * R - 1
     blocks = -(-L // R)
-    period, latency = softmax_row_timing(sm_cfg, L)
     load = max(blocks * d, -(-L // C) * d, -(-d // C) * L)
     total = 0
     for _ in range(heads):
         t = load + ATTENTION_START          # first operand of the first job
-        softmax_free = 0                    # when the softmax can take the next block
+        softmax = SoftmaxRows(cfg.attention_softmax, L)
         probs_ready = {}
         for kind, b in attention_jobs(blocks):
             rows = min(R, L - b * R)
@@ -287,9 +340,8 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
             last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
             if kind == "QK":
                 scores_out = last + 2 * (rows - 1) + C + 7
-                start = max(scores_out + ATTENTION_TO_SOFTMAX, softmax_free)
-                softmax_free = start + rows * period
-                probs_ready[b] = start + (rows - 1) * period + latency
+                for _ in range(rows):
+                    probs_ready[b] = softmax.row(scores_out + ATTENTION_TO_SOFTMAX)
             t = last + 1 + ATTENTION_JOB_GAP
         rows_last = L - (blocks - 1) * R
         total += last + 2 * (rows_last - 1) + C + ATTENTION_TAIL

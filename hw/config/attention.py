@@ -20,14 +20,16 @@ class AttentionConfig:
     max_head_dim : int
         Largest head dimension d.
     softmax_lanes : int or "auto"
-        Lanes of the controller's own softmax unit; must divide the array's columns. ``"auto"``
-        scales them with the array (:attr:`AccelConfig.attention_lanes`).
+        Lanes of the controller's own softmax unit; must divide the array's columns. ``"auto"``,
+        the default, scales them with the array (:attr:`AccelConfig.attention_lanes`), so that
+        the softmax keeps up with a larger array; an integer pins them (1 lets attention share
+        ``RUN SOFTMAX``'s unit, :attr:`AccelConfig.shared_softmax`).
     """
 
     enabled: bool = True
     max_seq_len: int = 64
     max_head_dim: int = 32
-    softmax_lanes: int | str = 1
+    softmax_lanes: int | str = "auto"
 
     def __post_init__(self):
         check_bool("Attention enabled", self.enabled)

@@ -33,7 +33,7 @@ LINT_WAIVERS = {
                       "case statements whose unmatched values keep the previous assignment, "
                       "without a default branch",
     "ASCRANGE": "a zero-width signal (Signal(range(1)), e.g. the softmax-lane index of "
-                "hw/attention/ when attention.softmax_lanes is 1) is written as [-1:0]; "
+                "hw/attention/ when attention's softmax has one lane) is written as [-1:0]; "
                 "it is never read. Avoidable in the gateware, not in the writer",
 }
 

@@ -180,7 +180,7 @@ def test_attention_lanes_scale_with_the_array(rows, cols, head_dim, lanes):
                       attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes="auto"))
     assert cfg.attention_lanes == cfg.attention_softmax.lanes == lanes
     assert AccelConfig.from_dict(cfg.to_dict()) == cfg
-    assert AccelConfig(array=ArrayConfig(rows, cols)).attention_lanes == 1     # the default
+    assert AttentionConfig(max_head_dim=head_dim) == cfg.attention     # "auto" is the default
     # An explicit count is kept, and checked against the columns.
     set_ = cfg.replace(attention=AttentionConfig(max_head_dim=head_dim, softmax_lanes=1))
     assert set_.attention_lanes == 1

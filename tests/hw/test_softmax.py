@@ -11,7 +11,7 @@ from hw.config import AccelConfig, SoftmaxConfig
 from hw.softmax import Softmax
 from hw.units import build_unit
 from sim import golden
-from sim.cyclemodel import softmax_row_timing
+from sim.cyclemodel import SoftmaxRows, softmax_row_timing
 
 
 def config(lanes=1, variant="ibert", max_len=16, in_width=24, out_width=8):
@@ -135,6 +135,20 @@ def test_short_rows_period(length):
     many = check(cfg, scores(rng, 10, length), 1e-3).cycles
     period = softmax_row_timing(cfg.softmax, length)[0]
     assert abs((many - one) / 6 - period) <= 0.5
+
+
+@pytest.mark.parametrize("lanes, length, out_width, rows", [
+    (1, 1, 8, 9), (1, 5, 8, 9), (1, 12, 5, 9), (1, 27, 8, 9), (1, 40, 12, 9), (2, 7, 8, 9),
+    (2, 16, 6, 9), (3, 16, 8, 9), (4, 13, 8, 9), (6, 6, 8, 9), (6, 36, 8, 9), (5, 40, 10, 3)])
+def test_rows_back_to_back_as_modelled(lanes, length, out_width, rows):
+    # The cycle model's row-by-row recurrence (SoftmaxRows, which attention_cycles feeds each
+    # block's rows through) against the RTL: rows offered back to back from cycle 0, the last
+    # probability's cycle to the cycle.
+    cfg = config(lanes, max_len=40, out_width=out_width)
+    r = check(cfg, scores(np.random.default_rng(length + rows), rows, length), 1e-3)
+    model = SoftmaxRows(cfg.softmax, length)
+    last = [model.row(0) for _ in range(rows)][-1]
+    assert r.cycles == last + 1
 
 
 def test_bad_inputs_are_refused():

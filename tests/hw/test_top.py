@@ -7,6 +7,7 @@ configs or depths (each another build of about a minute) and the white-box ones 
 Amaranth.
 """
 
+import dataclasses
 import functools
 import gc
 import warnings
@@ -653,9 +654,11 @@ class RunClock(SimTop):
 
 
 # The ulx3s preset (6 x 6, every unit, the shared engine) with a small attention controller, to
-# elaborate and simulate quickly; the array and the LINEAR and RESIDUAL paths are the board's.
-ULX3S = AccelConfig.preset("ulx3s").replace(attention=AttentionConfig(max_seq_len=16,
-                                                                      max_head_dim=8))
+# elaborate and simulate quickly; the array, the one softmax lane (a softmax shared with RUN
+# SOFTMAX) and the LINEAR and RESIDUAL paths are the board's.
+ULX3S = AccelConfig.preset("ulx3s")
+ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len=16,
+                                                    max_head_dim=8))
 
 
 @pytest.mark.parametrize("cfg, shapes", [
@@ -782,16 +785,20 @@ def test_gelu_and_layernorm_cycle_model_exact(cfg, shapes, depth):
             ("LAYERNORM", rows, length)
 
 
-def test_attention_run_cycle_model():
-    # One RUN ATTENTION (a head) per shape; attention_cycles is fitted (within 0.4% of the
-    # controller on the bench shapes, 2.3% on held-out ones): the top's run within 2% of it.
-    top = RunClock(ULX3S, depth=256)
+@pytest.mark.parametrize("softmax_lanes", [1, "auto"])
+def test_attention_run_cycle_model(softmax_lanes):
+    # One RUN ATTENTION (a head) per shape, with the board's one softmax lane and with "auto"
+    # (six at 6 x 6, d <= 8); attention_cycles is fitted: the top's run within 2% of it.
+    cfg = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention,
+                                                      softmax_lanes=softmax_lanes))
+    top = RunClock(cfg, depth=256)
     rng = np.random.default_rng(44)
     for L, d in ((6, 8), (13, 8), (7, 5), (16, 8)):
         q, k, v = (rng.integers(-128, 128, (L, d)) for _ in range(3))
         top.attention(q, k, v, *SCALES)
-        measured, model = top.accepted_to_written(), cyclemodel.attention_run_cycles(ULX3S, L, d)
-        assert abs(measured - model) <= 0.02 * model, (L, d, measured, model)
+        measured, model = top.accepted_to_written(), cyclemodel.attention_run_cycles(cfg, L, d)
+        assert abs(measured - model) <= 0.02 * model, (cfg.attention_lanes, L, d, measured,
+                                                      model)
 
 
 # -- malformed commands ----------------------------------------------------------------------
