@@ -41,7 +41,8 @@ from .spec import Spec, stream_ports
 __all__ = ["PROOFS", "SMALL"]
 
 #: The smallest accelerator the units are proved on: a 2x2 array of 4-bit operands, problems
-#: up to 2x2x2, rows up to 4.
+#: up to 2x2x2, rows up to 4; attention's softmax at one lane, so that attention shares RUN
+#: SOFTMAX's unit, whose arbiter is proved ("auto" would give it two lanes of its own).
 SMALL = AccelConfig(
     name="formal",
     array=ArrayConfig(rows=2, cols=2, in_width=4),
@@ -50,7 +51,7 @@ SMALL = AccelConfig(
     gelu=GeluConfig(lanes=1, in_width=4, poly_width=6, frac_width=6),
     layernorm=LayerNormConfig(lanes=1, max_len=4, in_width=4, out_width=4, gamma_width=6,
                               beta_width=24),
-    attention=AttentionConfig(max_seq_len=2, max_head_dim=2),
+    attention=AttentionConfig(max_seq_len=2, max_head_dim=2, softmax_lanes=1),
     residual=ResidualConfig(in_width=4, mult_width=4, out_width=4),
 )
 
