@@ -90,6 +90,7 @@ class _Clocked:
         self.start = start        # cycles before the stream starts (its cycle 0)
         self.first_cycle = None   # cycle index of the first transfer
         self.last_cycle = None    # cycle index of the last transfer
+        self.transfer_cycles = []  # cycle index of every transfer
 
     async def _begin(self, ctx):
         """Wait out the ``start`` cycles; return the payload as a plain value."""
@@ -103,6 +104,7 @@ class _Clocked:
         if self.first_cycle is None:
             self.first_cycle = cycle - 1
         self.last_cycle = cycle - 1
+        self.transfer_cycles.append(cycle - 1)
 
 
 class StreamSource(_Clocked):
