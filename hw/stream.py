@@ -86,15 +86,16 @@ class Queue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        width = Shape.cast(self.shape).width
         if self.formal:
-            fifo_class = _FormalFIFO
+            fifo = _FormalFIFO(width=width, depth=self.depth)
         elif self.lut_ram and is_ecp5(platform) and self.depth >= 2:
-            fifo_class = _LutRamFIFO
+            fifo = _MarkedFIFO(width=width, depth=self.depth, attrs={"ram_style": "distributed"})
         elif is_ice40(platform) and self.depth >= 2:
-            fifo_class = _UncontendedFIFO
+            fifo = _MarkedFIFO(width=width, depth=self.depth, attrs=uncontended())
         else:
-            fifo_class = SyncFIFOBuffered
-        m.submodules.fifo = fifo = fifo_class(width=Shape.cast(self.shape).width, depth=self.depth)
+            fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        m.submodules.fifo = fifo
         m.d.comb += [
             fifo.w_stream.valid.eq(self.i.valid),
             fifo.w_stream.payload.eq(self.i.payload),
@@ -111,25 +112,19 @@ class Queue(wiring.Component):
         return m
 
 
-class _LutRamFIFO(SyncFIFOBuffered):
+class _MarkedFIFO(SyncFIFOBuffered):
     """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (of depth 2 or more) as its own
-    ``elaborate`` builds it, with its storage marked for LUT RAM (``ram_style``, which Yosys'
-    memory mapping reads)."""
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        m.submodules.storage.attrs["ram_style"] = "distributed"
-        return m
-
-
-class _UncontendedFIFO(SyncFIFOBuffered):
-    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (of depth 2 or more) as its own
-    ``elaborate`` builds it, with its storage marked :func:`hw.memory.uncontended` (see
+    ``elaborate`` builds it, with ``attrs`` added to its storage's attributes: LUT RAM
+    (``ram_style``, which Yosys' memory mapping reads) or :func:`hw.memory.uncontended` (see
     :class:`Queue`)."""
 
+    def __init__(self, *, width, depth, attrs):
+        super().__init__(width=width, depth=depth)
+        self.storage_attrs = dict(attrs)
+
     def elaborate(self, platform):
         m = super().elaborate(platform)
-        m.submodules.storage.attrs.update(uncontended())
+        m.submodules.storage.attrs.update(self.storage_attrs)
         return m
 
 
