@@ -90,7 +90,9 @@ class _Clocked:
         self.start = start        # cycles before the stream starts (its cycle 0)
         self.first_cycle = None   # cycle index of the first transfer
         self.last_cycle = None    # cycle index of the last transfer
-        self.transfer_cycles = []  # cycle index of every transfer
+        # Cycle index of every transfer; the Amaranth backend only (the Verilated one reports
+        # first_cycle and last_cycle).
+        self.transfer_cycles = []
 
     async def _begin(self, ctx):
         """Wait out the ``start`` cycles; return the payload as a plain value."""
