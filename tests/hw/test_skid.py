@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Fragment
+from amaranth.hdl import Fragment
 
 from boards.synth import SynthTarget
 from hw.skid import SkidBuffer
@@ -12,23 +12,12 @@ from sim.bench import StreamSink, StreamSource, run
 ICE40 = SynthTarget.for_family("ice40")
 
 
-class OnTarget(Elaboratable):
-    """``dut`` elaborated for ``platform`` (a :class:`~boards.synth.SynthTarget`), to
-    simulate."""
-
-    def __init__(self, dut, platform):
-        self.dut, self.platform = dut, platform
-
-    def elaborate(self, platform):
-        return Fragment.get(self.dut, self.platform)
-
-
 def _pass(items, stall_in, stall_out, seed, platform=None):
     dut = SkidBuffer(16)
     rng = np.random.default_rng(seed)
     src = StreamSource(dut.i, items, name="i", rng=rng, stall=stall_in)
     sink = StreamSink(dut.o, len(items), name="o", rng=rng, stall=stall_out)
-    run(OnTarget(dut, platform), src.run, sink.run)
+    run(Fragment.get(dut, platform), src.run, sink.run)    # as ``platform`` builds it
     return src, sink
 
 
