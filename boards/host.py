@@ -149,6 +149,14 @@ class Client:
                          bytes([_num(buf)]) + (addr + start).to_bytes(2, "little")
                          + cnt.to_bytes(2, "little") + body)
 
+    def write_channels(self, bias, multipliers, shifts):
+        """Write RUN LINEAR's constants for ``N`` output channels to CHAN: only the words a run
+        of ``N`` columns reads (:func:`sim.layout.channel_blocks`), three writes of
+        ``ceil(N/C)`` words, not the whole buffer."""
+        for addr, words in layout.channel_blocks(bias, multipliers, shifts, self.cfg.array.cols,
+                                                 channel_tiles(self.cfg)):
+            self.write_buffer(Buf.CHAN, addr, words)
+
     def read_buffer(self, buf, addr, count):
         """Read ``count`` words from buffer ``buf`` at ``addr``: int64 array ``(count, lanes)``."""
         spec = self.buffers[Buf(buf)]
@@ -304,7 +312,7 @@ class Client:
         """The runs of :func:`linear_runs` (K chunk from :func:`linear_split`): each block's
         whole sum in C, read once."""
         cfg = self.cfg
-        C, T, iw = cfg.array.cols, channel_tiles(cfg), cfg.array.in_width
+        iw = cfg.array.in_width
         (M, K), N = x.shape, w.shape[1]
         digits = ops.split_digits(x, passes, iw)
         kc = linear_split(cfg, self.depth, M, K, N, passes)
@@ -312,8 +320,7 @@ class Client:
         for r in linear_runs(cfg, self.depth, M, K, N, passes, kc):
             cols = slice(r.j0, r.j0 + r.n)
             if r.write_chan:
-                self.write_buffer(Buf.CHAN, 0, layout.channel_words(
-                    *(v[cols] for v in consts), C, T))
+                self.write_channels(*(v[cols] for v in consts))
             self.set_reg(Reg.LIN_MODE, r.mode.value)
             self._run_block(digits[r.p][r.i0:r.i0 + r.m, r.k0:r.k0 + r.k],
                             w[r.k0:r.k0 + r.k, cols], Op.LINEAR, write_b=r.write_b)

@@ -18,7 +18,8 @@ Nonlinear rows are **beats**: each row padded to whole beats of ``lanes`` elemen
 RESIDUAL's two operands are the two halves of X (``residual_words``).
 
 RUN LINEAR's per-channel constants are **channel words** (``channel_words``): the biases,
-multipliers and shifts of ``C`` channels a word, in three blocks of ``T`` words.
+multipliers and shifts of ``C`` channels a word, in three blocks of ``T`` words; a host writes
+only the words a run's channels use (``channel_blocks``).
 
 A word travels on a stream as one integer (``pack``/``unpack``) and in a buffer as bytes
 (``pack_words``/``unpack_words``), lane 0 in the low bits either way.
@@ -34,8 +35,8 @@ __all__ = [
     "pack", "pack_rows", "unpack", "unpack_rows", "pack_words", "unpack_words",
     "column_words", "from_column_words", "row_words", "from_row_words",
     "tile_rows", "from_tile_rows", "tile_rows_mask", "beats", "from_beats", "beats_mask",
-    "gemm_beats", "coef_words", "from_coef_words", "channel_words", "from_channel_words",
-    "residual_words",
+    "gemm_beats", "coef_words", "from_coef_words", "channel_words", "channel_blocks",
+    "from_channel_words", "residual_words",
 ]
 
 
@@ -261,6 +262,16 @@ def channel_words(bias, multipliers, shifts, C, tiles):
         words = row_words(np.asarray(values, dtype=np.int64)[None], C)
         out[block, :len(words)] = words
     return out.reshape(-1, C)
+
+
+def channel_blocks(bias, multipliers, shifts, C, tiles):
+    """The parts of :func:`channel_words` that ``N`` channels use: ``[(addr, words), ...]``,
+    the ``ceil(N/C)`` words of each of the three blocks (biases at word 0, multipliers at
+    ``tiles``, shifts at ``2*tiles``). A LINEAR run of ``N`` columns reads no other CHAN word,
+    so a host writes these rather than all ``3*tiles`` words."""
+    used = -(-len(bias) // C)
+    words = channel_words(bias, multipliers, shifts, C, tiles)
+    return [(b * tiles, words[b * tiles:b * tiles + used]) for b in range(3)]
 
 
 def from_channel_words(words, N, C, tiles):

@@ -13,7 +13,6 @@ from hw.isa import (
     Op,
     Reg,
     buffer_specs,
-    channel_tiles,
     register_specs,
     vector_lanes,
 )
@@ -167,8 +166,9 @@ class Session:
         kc = splits.linear_split(cfg, self.depth, M, K, N, passes)
         R, C = cfg.array.rows, cfg.array.cols
         for r in splits.linear_runs(cfg, self.depth, M, K, N, passes, kc):
-            if r.write_chan:
-                c.write(Buf.CHAN, 3 * channel_tiles(cfg))
+            if r.write_chan:        # Client.write_channels: the used words of each block
+                for _ in range(3):
+                    c.write(Buf.CHAN, -(-r.n // C))
             c.set(Reg.LIN_MODE, r.mode.value)
             c.write(Buf.A, -(-r.m // R) * r.k)
             if r.write_b:

@@ -531,11 +531,11 @@ WIDE = TINY.replace(gemm=GemmConfig(max_m=32, max_k=64, max_n=32, acc_width=30))
 def _accumulated(top, cfg, x, w, consts, kc, x_width):
     """``linear`` of ``x`` (``x_width`` bits) and ``w`` on ``top`` as :func:`linear_runs`'
     LINEAR runs, K in chunks of ``kc``, one block; returns C's block."""
-    R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
+    R, C = cfg.array.rows, cfg.array.cols
     (M, K), N = x.shape, w.shape[1]
     passes = ops.linear_passes(x_width, cfg.array.in_width)
     digits = ops.split_digits(x, passes, cfg.array.in_width)
-    top.write_buffer(Buf.CHAN, 0, layout.channel_words(*consts, C, T))
+    top.write_channels(*consts)
     for r in linear_runs(cfg, top.depth, M, K, N, passes, kc):
         assert (r.i0, r.j0, r.m, r.n) == (0, 0, M, N)
         top.write_buffer(Buf.A, 0, layout.column_words(digits[r.p][:, r.k0:r.k0 + r.k], R))
@@ -581,11 +581,11 @@ def test_refused_accumulating_run_changes_nothing():
     # the raw sum, and the next run continues it.
     top = SimTop(WIDE, depth=32)
     rng = np.random.default_rng(45)
-    R, C, T = 2, 2, channel_tiles(WIDE)
+    R, C = 2, 2
     M, K, N = 4, 6, 3
     x, w = rng.integers(-128, 128, (M, 2 * K)), rng.integers(-128, 128, (2 * K, N))
     bias, mult, shift = rng.integers(-99, 99, N), np.full(N, 3000), np.full(N, 18)
-    top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+    top.write_channels(bias, mult, shift)
     for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N), (Reg.LIN_MODE, LinMode.RAW.value)):
         top.set_reg(reg, value)
     top.write_buffer(Buf.A, 0, layout.column_words(x[:, :K], R))
@@ -673,7 +673,7 @@ def test_linear_cycle_model_exact(cfg, shapes):
     # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
     # a K in three chunks), then the whole problem in one plain run and in one GEMM_RAW; no
     # stalls.
-    R, C, T = cfg.array.rows, cfg.array.cols, channel_tiles(cfg)
+    R, C = cfg.array.rows, cfg.array.cols
     top = RunClock(cfg, depth=256)
     rng = np.random.default_rng(41)
     modes = (LinMode.RAW, LinMode.ACCUMULATE | LinMode.RAW, LinMode.ACCUMULATE)
@@ -681,7 +681,7 @@ def test_linear_cycle_model_exact(cfg, shapes):
         x, w, bias, mult, shift = _linear_case(rng, M, 3 * K, N, cfg)
         want = ops.linear(x, w, bias, mult, shift, cfg=cfg, k_chunk=K,
                           out_width=cfg.requant.out_width)
-        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        top.write_channels(bias, mult, shift)
         for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
             top.set_reg(reg, value)
         for i, mode in enumerate(modes):
@@ -694,7 +694,7 @@ def test_linear_cycle_model_exact(cfg, shapes):
         got = layout.from_tile_rows(top.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
         np.testing.assert_array_equal(got, want)
         x, w, bias, mult, shift = _linear_case(rng, M, K, N, cfg)
-        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        top.write_channels(bias, mult, shift)
         top.write_buffer(Buf.A, 0, layout.column_words(x, R))
         top.write_buffer(Buf.B, 0, layout.row_words(w, C))
         top.set_reg(Reg.LIN_MODE, 0)

@@ -87,6 +87,23 @@ def test_channel_words(N):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("N", [1, 3, 4, 7, 8])
+def test_channel_blocks_are_the_used_words(N):
+    # Written over a buffer of junk, the blocks give back every channel: they hold each
+    # channel's word, and no word past the channels' tiles.
+    C, T = 2, 4
+    bias, mult, shift = np.arange(N) - 100, np.arange(N) + 7, np.arange(N) % 5
+    blocks = layout.channel_blocks(bias, mult, shift, C, T)
+    assert [(addr, len(words)) for addr, words in blocks] == [(b * T, -(-N // C))
+                                                               for b in range(3)]
+    chan = np.full((3 * T, C), 999)
+    for addr, words in blocks:
+        chan[addr:addr + len(words)] = words
+    for got, want in zip(layout.from_channel_words(chan, N, C, T), (bias, mult, shift),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_residual_words():
     a, b = np.arange(10).reshape(2, 5), -np.arange(10).reshape(2, 5)
     words = layout.residual_words(a, b, 2)         # 2 rows of 3 beats each half

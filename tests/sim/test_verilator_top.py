@@ -21,7 +21,6 @@ from hw.isa import (
     Op,
     Reg,
     buffer_specs,
-    channel_tiles,
     register_specs,
 )
 from sim import cyclemodel, golden, layout, ops
@@ -229,7 +228,7 @@ def test_profile_guided_model_same_cycles():
 def _timed_runs(top, rng):
     """RUN LINEAR, RESIDUAL, GELU and LAYERNORM on ``top``, each problem one run, no stalls:
     [(op, shape, cycles of the run as ``top.run_cycles`` counts it)]."""
-    R, C, T = TINY.array.rows, TINY.array.cols, channel_tiles(TINY)
+    R, C = TINY.array.rows, TINY.array.cols
     results = []
 
     def timed(op, shape, run):
@@ -242,7 +241,7 @@ def _timed_runs(top, rng):
         x, w = rng.integers(-128, 128, (M, K)), rng.integers(-128, 128, (K, N))
         bias = rng.integers(-1000, 1000, N)
         mult, shift = rng.integers(1, 1 << 16, N), rng.integers(10, 20, N)
-        top.write_buffer(Buf.CHAN, 0, layout.channel_words(bias, mult, shift, C, T))
+        top.write_channels(bias, mult, shift)
         top.write_buffer(Buf.A, 0, layout.column_words(x, R))
         top.write_buffer(Buf.B, 0, layout.row_words(w, C))
         for reg, value in ((Reg.M, M), (Reg.K, K), (Reg.N, N)):
