@@ -19,7 +19,7 @@ RESIDUAL's two operands are the two halves of X (``residual_words``).
 
 RUN LINEAR's per-channel constants are **channel words** (``channel_words``): the biases,
 multipliers and shifts of ``C`` channels a word, in three blocks of ``T`` words; a host writes
-only the words a run's channels use (``channel_blocks``).
+only the words a run's channels use (``channel_pieces``, ``channel_blocks``).
 
 A word travels on a stream as one integer (``pack``/``unpack``) and in a buffer as bytes
 (``pack_words``/``unpack_words``), lane 0 in the low bits either way.
@@ -35,8 +35,8 @@ __all__ = [
     "pack", "pack_rows", "unpack", "unpack_rows", "pack_words", "unpack_words",
     "column_words", "from_column_words", "row_words", "from_row_words",
     "tile_rows", "from_tile_rows", "tile_rows_mask", "beats", "from_beats", "beats_mask",
-    "gemm_beats", "coef_words", "from_coef_words", "channel_words", "channel_blocks",
-    "from_channel_words", "residual_words",
+    "gemm_beats", "coef_words", "from_coef_words", "channel_words", "channel_pieces",
+    "channel_blocks", "from_channel_words", "residual_words",
 ]
 
 
@@ -264,14 +264,23 @@ def channel_words(bias, multipliers, shifts, C, tiles):
     return out.reshape(-1, C)
 
 
+def channel_pieces(N, C, tiles):
+    """``[(addr, count), ...]``: the CHAN words a LINEAR run of ``N`` columns reads, the
+    ``ceil(N/C)`` words of each of :func:`channel_words`' three blocks (biases at word 0,
+    multipliers at ``tiles``, shifts at ``2*tiles``); one piece, the whole buffer, when ``N``
+    fills the last tile. A host writes these rather than all ``3*tiles`` words."""
+    used = -(-N // C)
+    if used == tiles:
+        return [(0, 3 * tiles)]
+    return [(b * tiles, used) for b in range(3)]
+
+
 def channel_blocks(bias, multipliers, shifts, C, tiles):
-    """The parts of :func:`channel_words` that ``N`` channels use: ``[(addr, words), ...]``,
-    the ``ceil(N/C)`` words of each of the three blocks (biases at word 0, multipliers at
-    ``tiles``, shifts at ``2*tiles``). A LINEAR run of ``N`` columns reads no other CHAN word,
-    so a host writes these rather than all ``3*tiles`` words."""
-    used = -(-len(bias) // C)
+    """The words of :func:`channel_words` in the pieces of :func:`channel_pieces`:
+    ``[(addr, words), ...]``."""
     words = channel_words(bias, multipliers, shifts, C, tiles)
-    return [(b * tiles, words[b * tiles:b * tiles + used]) for b in range(3)]
+    return [(addr, words[addr:addr + count])
+            for addr, count in channel_pieces(len(bias), C, tiles)]
 
 
 def from_channel_words(words, N, C, tiles):

@@ -13,10 +13,11 @@ from hw.isa import (
     Op,
     Reg,
     buffer_specs,
+    channel_tiles,
     register_specs,
     vector_lanes,
 )
-from sim import cyclemodel, golden, ops
+from sim import cyclemodel, golden, layout, ops
 from sim.portmodel import run_checks
 
 from . import program as P
@@ -166,9 +167,9 @@ class Session:
         kc = splits.linear_split(cfg, self.depth, M, K, N, passes)
         R, C = cfg.array.rows, cfg.array.cols
         for r in splits.linear_runs(cfg, self.depth, M, K, N, passes, kc):
-            if r.write_chan:        # Client.write_channels: the used words of each block
-                for _ in range(3):
-                    c.write(Buf.CHAN, -(-r.n // C))
+            if r.write_chan:        # as Client.write_channels
+                for _, count in layout.channel_pieces(r.n, C, channel_tiles(cfg)):
+                    c.write(Buf.CHAN, count)
             c.set(Reg.LIN_MODE, r.mode.value)
             c.write(Buf.A, -(-r.m // R) * r.k)
             if r.write_b:
