@@ -151,8 +151,8 @@ class Client:
 
     def write_channels(self, bias, multipliers, shifts):
         """Write RUN LINEAR's constants for ``N`` output channels to CHAN: only the words a run
-        of ``N`` columns reads (:func:`sim.layout.channel_blocks`), three writes of
-        ``ceil(N/C)`` words, not the whole buffer."""
+        of ``N`` columns reads (:func:`sim.layout.channel_pieces`), three writes of
+        ``ceil(N/C)`` words, or one of the whole table when they fill it."""
         for addr, words in layout.channel_blocks(bias, multipliers, shifts, self.cfg.array.cols,
                                                  channel_tiles(self.cfg)):
             self.write_buffer(Buf.CHAN, addr, words)

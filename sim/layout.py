@@ -269,6 +269,9 @@ def channel_pieces(N, C, tiles):
     ``ceil(N/C)`` words of each of :func:`channel_words`' three blocks (biases at word 0,
     multipliers at ``tiles``, shifts at ``2*tiles``); one piece, the whole buffer, when ``N``
     fills the last tile. A host writes these rather than all ``3*tiles`` words."""
+    if not 1 <= N <= tiles * C:
+        raise ValueError(f"CHAN holds 1 to {tiles * C} channels ({tiles} tiles of {C}), "
+                         f"not {N}")
     used = -(-N // C)
     if used == tiles:
         return [(0, 3 * tiles)]
@@ -278,9 +281,12 @@ def channel_pieces(N, C, tiles):
 def channel_blocks(bias, multipliers, shifts, C, tiles):
     """The words of :func:`channel_words` in the pieces of :func:`channel_pieces`:
     ``[(addr, words), ...]``."""
+    if not len(bias) == len(multipliers) == len(shifts):
+        raise ValueError(f"Channel constants must be as many as the biases ({len(bias)}), not "
+                         f"{len(multipliers)} multipliers and {len(shifts)} shifts")
+    pieces = channel_pieces(len(bias), C, tiles)
     words = channel_words(bias, multipliers, shifts, C, tiles)
-    return [(addr, words[addr:addr + count])
-            for addr, count in channel_pieces(len(bias), C, tiles)]
+    return [(addr, words[addr:addr + count]) for addr, count in pieces]
 
 
 def from_channel_words(words, N, C, tiles):

@@ -106,6 +106,15 @@ def test_channel_blocks_are_the_used_words(N):
         np.testing.assert_array_equal(got, want)
 
 
+def test_channel_pieces_refuse_what_chan_cannot_hold():
+    with pytest.raises(ValueError, match=r"^CHAN holds 1 to 8 channels \(4 tiles of 2\), not 9"):
+        layout.channel_pieces(9, 2, 4)
+    with pytest.raises(ValueError, match=r"not 0$"):
+        layout.channel_pieces(0, 2, 4)
+    with pytest.raises(ValueError, match=r"^Channel constants must be as many as the biases \(3\)"):
+        layout.channel_blocks(np.zeros(3), np.zeros(2), np.zeros(3), 2, 4)
+
+
 def test_residual_words():
     a, b = np.arange(10).reshape(2, 5), -np.arange(10).reshape(2, 5)
     words = layout.residual_words(a, b, 2)         # 2 rows of 3 beats each half
