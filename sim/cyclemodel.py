@@ -231,10 +231,10 @@ def softmax_row_timing(sm_cfg, length):
     With ``N`` beats a row and ``G = ceil((out_width + 7)/2)`` radix-4 divider steps: latency
     ``3N + G + 25``; period ``N`` from ``N >= G + 19``, else ``max(N + 1, ceil((N + G + 18)/2))``
     (the ``N + 1`` bounds the measured ``N + 1/3`` just below that threshold)."""
-    n = -(-length // sm_cfg.lanes)
-    g = -(-(sm_cfg.out_width + 7) // 2)
+    rows = SoftmaxRows(sm_cfg, length)
+    n, g = rows.n, rows.g
     period = n if n >= g + 19 else max(n + 1, -(-(n + g + 18) // 2))
-    return period, 3 * n + g + 25
+    return period, rows.row(0) + 1          # a lone row, from SoftmaxRows' recurrence
 
 
 class SoftmaxRows:
@@ -256,9 +256,10 @@ class SoftmaxRows:
     * normalize: a cycle after the result and on or after the previous row's last read; N reads,
       and the last probability 6 cycles after the last read (the pipeline and the skid buffer).
 
-    A lone row: ``3N + G + 25`` cycles from its first beat taken to its last probability, as in
-    :func:`softmax_row_timing`; in steady state the rows leave at that function's period on
-    average (pairs of rows for short rows: two rows share the divider's slot).
+    A lone row: ``3N + G + 25`` cycles from its first beat taken to its last probability (the
+    latency :func:`softmax_row_timing` reports from here); in steady state the rows leave at
+    that function's period on average (pairs of rows for short rows: two rows share the
+    divider's slot).
     """
 
     def __init__(self, sm_cfg, length):
