@@ -1,6 +1,7 @@
 """INT32 -> INT8 requantizer: dyadic multiply, round-half-up shift, saturate."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.utils import bits_for
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,13 +9,23 @@ from .dsp import registered_product, shared_product
 from .skid import SkidBuffer
 from .stream import delay
 
-__all__ = ["saturate", "rounding_shift", "lane_beat_layout", "Requantizer"]
+__all__ = ["saturate", "rounding_half", "rounding_shift", "lane_beat_layout", "Requantizer"]
 
 
 def saturate(value, width):
     """Clamp a signed value to the signed ``width``-bit range."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def rounding_half(shift, width):
+    """The rounding constant of :func:`rounding_shift` for an unsigned ``shift``: ``2**(s-1)``
+    as ``width`` bits, 0 for ``s = 0`` and for ``s > width`` (the value of
+    ``(1 << s) >> 1`` truncated to ``width`` bits). Made by shifting the top bit right, so that
+    nothing wider than ``width`` is built (``1 << s`` would be ``2**len(s) - 1`` bits wider,
+    each bit of it computed on every cycle in a Verilated model)."""
+    amount = Mux(shift > width, width, (width - shift)[:bits_for(width)])
+    return Const(1 << (width - 1), width) >> amount
 
 
 def rounding_shift(m, value, half, shift_hi, shift_lo, *, width, name):
@@ -199,7 +210,7 @@ class Requantizer(wiring.Component):
         n, pw = self.lanes, self.prod_width
         if not self.per_lane:
             half = Signal(unsigned(pw))
-            m.d.sync += half.eq((Const(1, pw) << self.shift) >> 1)
+            m.d.sync += half.eq(rounding_half(self.shift, pw))
             return ([self.i.payload[j] for j in range(n)], [self.multiplier] * n, [half] * n,
                     [self.shift[3:]] * n, [self.shift[:3]] * n)
         beat = self.i.payload
@@ -213,7 +224,7 @@ class Requantizer(wiring.Component):
             half = Signal(unsigned(pw), name=f"half_{j}", reset_less=True)
             with m.If(advance):
                 m.d.sync += [s1.eq(beat.shift[j]), s2.eq(s1), s3.eq(s2), s4.eq(s3),
-                             half.eq((Const(1, pw) << s1) >> 1)]
+                             half.eq(rounding_half(s1, pw))]
             halves.append(half)
             his.append(s3[3:])
             los.append(s4[:3])

@@ -1,11 +1,11 @@
 """The residual add: two tensors at two scales into a third, elementwise."""
 
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import registered_product
-from .requant import rounding_shift, saturate
+from .requant import rounding_half, rounding_shift, saturate
 from .skid import SkidBuffer
 
 __all__ = ["residual_pair_layout", "Residual"]
@@ -75,7 +75,7 @@ class Residual(wiring.Component):
         valid = [Signal(name=f"valid_{s}") for s in range(self.latency - 2)]
         # The rounding constant depends only on the shift register: computed once, registered.
         half = Signal(unsigned(sw))
-        m.d.sync += half.eq((Const(1, sw) << self.shift) >> 1)
+        m.d.sync += half.eq(rounding_half(self.shift, sw))
         pw = cfg.in_width + cfg.mult_width + 1
         with m.If(advance):
             m.d.sync += [a.eq(b) for a, b in zip([*valid, out.valid], [self.i.valid, *valid],

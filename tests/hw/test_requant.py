@@ -119,3 +119,28 @@ def test_per_lane_rounding_ties():
             out = check_lanes(sign * odd * half, np.ones_like(shifts), shifts).output
             # Round half up: +0.5 -> 1, -0.5 -> 0, +1.5 -> 2, -1.5 -> -1, ...
             np.testing.assert_array_equal(out, np.full(shifts.shape, (sign * odd + 1) // 2))
+
+
+@pytest.mark.parametrize("shift_bits, width", [(3, 5), (6, 50), (7, 34), (4, 15)])
+def test_rounding_half_every_shift(shift_bits, width):
+    # Every shift, those beyond the width included: (1 << s) >> 1 truncated to width bits, and
+    # nothing above them (the result is read wider than width).
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+
+    from hw.requant import rounding_half
+
+    shift, half = Signal(shift_bits), Signal(width + 8)
+    m = Module()
+    m.d.comb += half.eq(rounding_half(shift, width))
+    got = []
+
+    async def bench(ctx):
+        for s in range(1 << shift_bits):
+            ctx.set(shift, s)
+            got.append(ctx.get(half))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [((1 << s) >> 1) & ((1 << width) - 1) for s in range(1 << shift_bits)]
