@@ -1,9 +1,9 @@
 """INT32 -> INT8 requantizer: dyadic multiply, round-half-up shift, saturate."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.utils import bits_for
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from .dsp import registered_product, shared_product
 from .skid import SkidBuffer

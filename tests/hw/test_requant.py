@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
 
 import intformer as itf
 from hw.config import AccelConfig, ArrayConfig, GemmConfig, LinearConfig, RequantConfig
+from hw.requant import rounding_half
 from sim import golden, ops
 from sim.bench import run_requant_lanes
 
@@ -125,11 +128,6 @@ def test_per_lane_rounding_ties():
 def test_rounding_half_every_shift(shift_bits, width):
     # Every shift, those beyond the width included: (1 << s) >> 1 truncated to width bits, and
     # nothing above them (the result is read wider than width).
-    from amaranth.hdl import Module, Signal
-    from amaranth.sim import Simulator
-
-    from hw.requant import rounding_half
-
     shift, half = Signal(shift_bits), Signal(width + 8)
     m = Module()
     m.d.comb += half.eq(rounding_half(shift, width))
