@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import registered_product
+from .requant import rounding_half
 from .stream import delay
 
 __all__ = ["Gelu"]
@@ -127,7 +128,7 @@ class Gelu(wiring.Component):
         if cfg.variant == "ibert":
             # The rounding constant 2**(n-1) depends only on a port: computed once, registered.
             half = Signal(unsigned(2 * cfg.poly_width + 1))
-            m.d.sync += half.eq((1 << self.n) >> 1)
+            m.d.sync += half.eq(rounding_half(self.n, len(half)))
         for lane in range(cfg.lanes):
             q = self.i.payload[lane]
             # The last stage, y = q * s, is registered in its DSP block (see hw.dsp).

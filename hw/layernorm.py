@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dsp import registered_product
-from .requant import saturate
+from .requant import rounding_half, saturate
 
 __all__ = ["layernorm_coef_layout", "LayerNorm"]
 
@@ -450,7 +450,7 @@ class LayerNorm(wiring.Component):
         d_sh = Signal(range(self.max_shift + 1), reset_less=True)
         d_half = Signal(unsigned(self.max_shift), reset_less=True)
         m.d.sync += [d_sh.eq(cfg.norm_frac - d_e),
-                     d_half.eq((Const(1, self.max_shift + 1) << d_sh) >> 1)]
+                     d_half.eq(rounding_half(d_sh, self.max_shift))]
 
         c_busy = Signal()
         c_pos = Signal(range(cfg.max_len + n_lanes))

@@ -9,6 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import SoftmaxConfig
+from ..requant import rounding_half
 from .divider import build_divider
 from .exp_datapath import build_exp_datapath
 from .exp_issue import build_exp_issue
@@ -174,7 +175,7 @@ class Softmax(wiring.Component):
         sr, sl = self.shift_right, self.shift_left
         m.d.sync += [
             D.eq(self.divisor), B.eq(self.offset), C.eq(self.poly_c), se.eq(self.exp_shift),
-            half.eq((Const(1, w + 2) << sr) >> 1),
+            half.eq(rounding_half(sr, w)),
             amt.eq(cfg.MAX_LEFT + sr - sl),
             # 2**(19 + sr - sl), at most 2**(w + 1), which the distance never reaches.
             ovf_at.eq(xw + sr - sl),
