@@ -3,6 +3,8 @@ pipeline."""
 
 from amaranth.hdl import Cat, Mux, Signal, signed
 
+from .load import max_tree
+
 __all__ = ["build_exp_issue"]
 
 
@@ -67,8 +69,9 @@ def build_exp_issue(sm, m, s):
         q_loaded.eq(Mux(b_start, q_wait + a_done >= 2, q_wait + a_done >= 1)),
     ]
 
-    # Stage 0: registered alongside the buffer read; the row max gets the rounding half of
-    # the rescale, so that stage 2 gives x + half in one subtraction.
+    # Stage 0: registered alongside the buffer read; the row max (the last level of its
+    # tree) gets the rounding half of the rescale, so that stage 2 gives x + half in one
+    # subtraction.
     v0 = Signal()
     last0 = Signal()
     elem0 = Signal(elem_shape)
@@ -77,7 +80,7 @@ def build_exp_issue(sm, m, s):
     max0 = Signal(signed(w + 1))
     m.d.sync += [
         v0.eq(b_active), last0.eq(b_last), elem0.eq(b_elem), ebank0.eq(b_ebank),
-        eaddr0.eq(b_eaddr), max0.eq(q_max[b_bank] + half),
+        eaddr0.eq(b_eaddr), max0.eq(max_tree(q[b_bank] for q in q_max)[0] + half),
     ]
     mask0 = Signal(n)
     m.d.comb += mask0.eq(Cat(elem0 + j < length for j in range(n)))

@@ -2,12 +2,24 @@
 
 from amaranth.hdl import Mux, Signal, signed
 
-__all__ = ["build_load_pass"]
+__all__ = ["max_tree", "build_load_pass"]
+
+
+def max_tree(values, *, down_to=1):
+    """``values`` reduced by levels of pairwise maxima until at most ``down_to`` are left."""
+    values = list(values)
+    while len(values) > down_to:
+        values = [Mux(values[k] > values[k + 1], values[k], values[k + 1])
+                  if k + 1 < len(values) else values[k] for k in range(0, len(values), 2)]
+    return values
 
 
 def build_load_pass(sm, m, s):
     """Pass 1, load: build the input handshake, the write port of the score buffer and the
-    running max of each row, which goes to `q_max` a cycle after the row's last beat.
+    running max of each row, which goes to `q_max` a cycle after the row's last beat: as
+    the lanes' maxima reduced to at most two (a list of banked registers), which the exp
+    pass's first stage reduces to one (:func:`max_tree`), so that neither cycle holds more than
+    half the tree.
     """
     depth, elem_shape, w, length, n, q_wr = s.depth, s.elem_shape, s.w, s.length, s.n, s.q_wr
     q_max = s.q_max
@@ -16,7 +28,6 @@ def build_load_pass(sm, m, s):
     a_addr = Signal(range(2 * depth))
     a_elem = Signal(elem_shape)            # elements of the row before this beat
     most_negative = -(1 << (w - 1))
-    a_max = Signal(signed(w))
     a_first = Signal(init=1)               # the next beat starts a row (a_max is stale)
     # The row's max goes to q_max a cycle after its last beat, so that the running-max loop
     # is only a comparison and a multiplexer.
@@ -30,20 +41,32 @@ def build_load_pass(sm, m, s):
     i_ready = Signal()                     # 0 in the cycle after reset, for `a_last`
     accept = Signal()
     m.d.comb += [sm.i.ready.eq(i_ready), accept.eq(sm.i.valid & i_ready)]
-    # The beat's max by a tree of comparisons (lanes past the end of the row left out), then
-    # the running max (its comparison is the borrow of a subtraction, a carry chain). (Lane 0
-    # is always in the row.)
-    cands = [sm.i.payload[0]] + [Mux(a_elem + j < length, sm.i.payload[j], most_negative)
-                                   for j in range(1, n)]
-    while len(cands) > 1:
-        cands = [Mux(cands[k] > cands[k + 1], cands[k], cands[k + 1])
-                 if k + 1 < len(cands) else cands[k] for k in range(0, len(cands), 2)]
-    beat_max = Mux(a_first | (a_max - cands[0])[-1], cands[0], a_max)
     # The beat at a_elem is the row's last: a_elem + n >= length, registered (from the
     # next a_elem).
     a_last = Signal()
     m.d.sync += a_last.eq(Mux(accept, Mux(a_last, length <= n, a_elem + 2 * n >= length),
                               a_elem + n >= length))
+    # Lane j of the next beat is in the row (a_elem + j < length), registered like a_last
+    # (from the next a_elem), so that no comparison of a_elem lies before the max.
+    in_row = [Signal(name=f"a_in_row{j}") for j in range(n)]
+    for j in range(1, n):
+        m.d.sync += in_row[j].eq(Mux(accept, Mux(a_last, j < length, a_elem + n + j < length),
+                                     a_elem + j < length))
+    # A running max per lane: one comparison (the borrow of a subtraction, a carry chain)
+    # and a multiplexer between the input and each lane's register. A row's first beat
+    # restarts every lane, a lane past the row's end at the most negative value (lane 0 is
+    # always in the row). The lanes' maxima are reduced when the row is done.
+    lane_max = [Signal(signed(w), name=f"a_max{j}") for j in range(n)]
+    with m.If(accept):
+        for j, x in enumerate(sm.i.payload):
+            keep = ~a_first & ~(lane_max[j] - x)[-1]    # lane_max[j] >= x
+            if j == 0:
+                m.d.sync += lane_max[j].eq(Mux(keep, lane_max[j], x))
+            else:
+                m.d.sync += lane_max[j].eq(
+                    Mux(in_row[j], Mux(keep, lane_max[j], x),
+                        Mux(a_first, most_negative, lane_max[j])))
+    a_max = max_tree(lane_max, down_to=len(q_max))
     m.d.comb += [
         q_wr.addr.eq(a_addr),
         q_wr.data.eq(sm.i.payload),
@@ -51,9 +74,9 @@ def build_load_pass(sm, m, s):
     ]
     m.d.sync += a_done.eq(0)
     with m.If(a_done):
-        m.d.sync += q_max[a_done_bank].eq(a_max)
+        m.d.sync += [q[a_done_bank].eq(v) for q, v in zip(q_max, a_max, strict=True)]
     with m.If(accept):
-        m.d.sync += [a_max.eq(beat_max), a_first.eq(a_last)]
+        m.d.sync += a_first.eq(a_last)
         with m.If(a_last):
             m.d.sync += [
                 a_done.eq(1), a_done_bank.eq(a_bank),

@@ -192,7 +192,9 @@ class Softmax(wiring.Component):
         length_one = Signal()                  # length <= lanes: a row of one beat
         length_two = Signal()                  # length <= 2*lanes
         m.d.sync += [length_one.eq(length <= n), length_two.eq(length <= 2 * n)]
-        q_max = Array(Signal(signed(w), name=f"q_max{k}") for k in range(2))
+        # Each bank's row max as the lanes' maxima reduced to at most two (hw.softmax.load).
+        q_max = [Array(Signal(signed(w), name=f"q_max{k}_{j}") for k in range(2))
+                 for j in range(min(n, 2))]
         f_reg = Array(Signal(self.f_width, name=f"f{k}") for k in range(3))
 
         s = SimpleNamespace()
