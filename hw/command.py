@@ -1,13 +1,14 @@
 """The command port of the accelerator top: command bytes in, command fields out, response
 bytes back."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .buffers import host_signature
 from .dsp import is_ice40
+from .fanout import register_copies
 from .isa import Command, Error
 from .skid import SkidBuffer
 
@@ -113,7 +114,8 @@ class CommandPort(wiring.Component):
         m.submodules.rsp_skid = rsp_skid = SkidBuffer(8)
         wiring.connect(m, wiring.flipped(self.cmd), cmd_fifo.w_stream)
         wiring.connect(m, rsp_skid.o, wiring.flipped(self.rsp))
-        s = _State(self, m, cmd_fifo.r_stream, rsp_skid.i, latch=not is_ice40(platform))
+        s = _State(self, m, platform, cmd_fifo.r_stream, rsp_skid.i,
+                   latch=not is_ice40(platform))
         with m.FSM(name="cmd"):
             self._request_states(m, s)
             self._action_states(m, s)
@@ -262,6 +264,8 @@ class CommandPort(wiring.Component):
                 m.next = "OPCODE"
         with m.State("RREAD"):       # READ_BUFFER: read one word
             m.d.sync += s.bytei.eq(0)
+            if s.latch:
+                m.d.comb += s.rsel_next.eq(0)
             m.next = "RLATCH"
         with m.State("RLATCH"):      # READ_BUFFER: the word reaches the holding registers
             m.next = "RHOLD"
@@ -273,9 +277,11 @@ class CommandPort(wiring.Component):
                 m.d.sync += host.addr.eq(host.addr + 1)
             m.next = "RSEND"
         with m.State("RSEND"):       # READ_BUFFER: send its bytes, low first
-            m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(s.rword.word_select(s.bytei, 8))]
+            m.d.comb += [rsp.valid.eq(1), rsp.payload.eq(s.rbyte)]
             with m.If(rsp.ready):
                 m.d.sync += s.bytei.eq(s.bytei + 1)
+                if s.latch:
+                    m.d.comb += s.rsel_next.eq(s.rsel + 1)
                 with m.If(s.bytei == s.last_byte):
                     if not s.latch:
                         m.d.sync += host.addr.eq(host.addr + 1)
@@ -289,7 +295,7 @@ class CommandPort(wiring.Component):
 class _State:
     """The command port's registers, and the logic that runs beside its state machine."""
 
-    def __init__(self, port, m, cmd, rsp, *, latch):
+    def __init__(self, port, m, platform, cmd, rsp, *, latch):
         d, host = port.dispatch, port.host
         self.latch = latch
         self.cmd, self.rsp = cmd, rsp    # the command FIFO's output, the response slice's input
@@ -329,6 +335,9 @@ class _State:
         if latch:
             with m.If(self.take_word):
                 m.d.sync += self.rword.eq(host.rdata)
+            self._read_select(port, m, platform)
+        else:
+            self.rbyte = self.rword.word_select(self.bytei, 8)
         # The dispatcher's last_byte (set in FACT1, read from WDATA or RSEND on), copied here so
         # that the byte loops' compare is local to the port, not a net from the dispatcher.
         self.last_byte = Signal.like(d.last_byte)
@@ -336,6 +345,24 @@ class _State:
         m.d.sync += [host.wen.eq(0), d.set_reg.eq(0), d.run.eq(0)]
         m.d.comb += [host.buf.eq(d.args[0]), port.error.eq(self.last_error != 0)]
         self._assemble(port, m)
+
+    def _read_select(self, port, m, platform):
+        """``rbyte``, the latched word's byte at ``bytei``, selected in two levels: a byte in
+        each group of 8, then the group. Each group's select, and the last level's, is a copy
+        of ``bytei`` of its own (``rsel``, the same count: 0 in RREAD, one up with each byte
+        sent; :func:`hw.fanout.register_copies`), placed beside the group's bits of the word:
+        one ``bytei`` for a 33-byte word was a net across the die to the bits' block RAMs
+        (timing). The state machine sets ``rsel_next``; by default the copies hold."""
+        groups = -(-port.max_bytes // 8)
+        self.rsel_next = Signal.like(self.bytei)
+        bits = [register_copies(m, platform, self.rsel_next[b], groups + 1, name=f"rsel{b}")
+                for b in range(len(self.bytei))]
+        copies = [Cat(bit[g] for bit in bits) for g in range(groups + 1)]
+        self.rsel = copies[-1]
+        m.d.comb += self.rsel_next.eq(self.rsel)
+        word = [self.rword[8 * i:8 * i + 8] for i in range(port.max_bytes)]
+        picks = [Array(word[8 * g:8 * g + 8])[copies[g][:3]] for g in range(groups)]
+        self.rbyte = Array(picks)[self.rsel[3:]] if groups > 1 else picks[0]
 
     def _assemble(self, port, m):
         """WRITE_BUFFER's word assembly, a cycle behind the state machine: each payload byte
