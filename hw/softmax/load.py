@@ -28,7 +28,7 @@ def build_load_pass(sm, m, s):
     a_addr = Signal(range(2 * depth))
     a_elem = Signal(elem_shape)            # elements of the row before this beat
     most_negative = -(1 << (w - 1))
-    a_first = Signal(init=1)               # the next beat starts a row (a_max is stale)
+    a_first = Signal(init=1)               # the next beat starts a row (lane maxima stale)
     # The row's max goes to q_max a cycle after its last beat, so that the running-max loop
     # is only a comparison and a multiplexer.
     a_done = Signal()
@@ -48,8 +48,8 @@ def build_load_pass(sm, m, s):
                               a_elem + n >= length))
     # Lane j of the next beat is in the row (a_elem + j < length), registered like a_last
     # (from the next a_elem), so that no comparison of a_elem lies before the max.
-    in_row = [Signal(name=f"a_in_row{j}") for j in range(n)]
-    for j in range(1, n):
+    in_row = {j: Signal(name=f"a_in_row{j}") for j in range(1, n)}
+    for j in in_row:
         m.d.sync += in_row[j].eq(Mux(accept, Mux(a_last, j < length, a_elem + n + j < length),
                                      a_elem + j < length))
     # A running max per lane: one comparison (the borrow of a subtraction, a carry chain)
