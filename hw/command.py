@@ -324,10 +324,12 @@ class _State:
         self.arg_count = Cat(d.args[3], d.args[4])
         # The latched word for reads, and the byte loops' count. The word is loaded by a flag
         # flip-flop alone (``take_word``, high in RSELECT) and its bytes are selected by
-        # ``bytei``, rather than shifted out: a shift's enable would come through the state
+        # copies of ``bytei`` (``_read_select``; ``bytei`` itself stays the state machine's
+        # count), rather than shifted out: a shift's enable would come through the state
         # machine's logic and the response's ready to every bit of the word, across the die
         # to the buffers' read-out (timing).
-        # Without ``latch`` (iCE40) the word is ``host.rdata`` itself (see CommandPort).
+        # Without ``latch`` (iCE40) the word is ``host.rdata`` itself (see CommandPort), its
+        # byte selected by ``bytei``.
         self.rword = Signal(port.word_width, name="rword") if latch else host.rdata
         self.bytei = Signal(range(port.max_bytes + 1))
         self.take_word = Signal()
