@@ -130,7 +130,7 @@ class SimTop(SimulatedTop):
         words = {}
         for buf, storage in self.dut.buffer_data.items():
             spec = self.buffers[buf]
-            raw = b"".join(ctx.get(storage[i]).to_bytes(spec.nbytes, "little")
+            raw = b"".join(storage.word(ctx, i).to_bytes(spec.nbytes, "little")
                            for i in range(storage.depth))
             words[buf] = unpack_words(raw, spec)
         regs = {reg: ctx.get(sig) for reg, sig in self.dut.register_file.items()}

@@ -179,9 +179,11 @@ def _walk(m, step, loop, width, name):
     return SimpleNamespace(i=i, j=j, k=k, done=done, at=at, addr=at(i, j, k))
 
 
-def reader(max_count):
-    """A :class:`~hw.reader.BufferReader` of 8 words (elaborated with ``formal``) over a memory
-    that returns each word's address, through one walk of loops of 1 to ``max_count``:
+def reader(max_count, latency=1, *, memory_latency=None):
+    """A :class:`~hw.reader.BufferReader` of 8 words (elaborated with ``formal``) for a memory of
+    read latency ``latency``, over a memory that returns each word's address ``memory_latency``
+    cycles after it (by default ``latency``: a reader told the wrong latency must fail),
+    through one walk of loops of 1 to ``max_count``:
 
     - the stream rules on ``o``;
     - its reads follow the walk, from the loop's load (the cycle after ``start``) to the walk's
@@ -189,8 +191,8 @@ def reader(max_count):
     - the words leave in the order of the reads, none lost, duplicated or invented: a
       :class:`~formal.scoreboard.Scoreboard` from the reads to ``o``, with the words inside
       (:mod:`formal.views`: the memory's output, the landing register, the queue and the
-      slice); ``o.valid`` is low for at most 4 cycles in a row while words are held (a read's
-      latency to ``o``);
+      slice); ``o.valid`` is low for at most ``3 + latency`` cycles in a row while words are
+      held (a read's latency to ``o``);
     - the credits count the words in flight, in the queue and just taken from it, so that a
       landed word always finds room in the queue.
 
@@ -198,13 +200,18 @@ def reader(max_count):
     asserted against the reference walk (they start idle, load the loop, and count it down)."""
     def build(wrap):
         aw = 3
-        s = Spec(wrap(BufferReader(addr_width=aw, width=aw, formal=True)))
+        s = Spec(wrap(BufferReader(addr_width=aw, width=aw, latency=latency, formal=True)))
         m, r = s.m, s.dut
-        view, depth = r.formal_view, BufferReader.DEPTH
+        view, depth = r.formal_view, r.depth
         start, loop = r.control.start, r.control.loop
         s.const(loop)
-        # The memory returns a word's own address, a cycle later.
-        word = past(m, r.mem.addr, name="addr")
+        # The memory returns a word's own address, ``memory_latency`` cycles later:
+        # ``words[n]`` is the address of the read whose flag is ``view.flight[n]``.
+        words = [r.mem.addr]
+        for n in range(memory_latency or latency):
+            words.append(past(m, words[-1], name=f"addr_{n}"))
+        words = words[1:]
+        word = words[-1]
         s.drive(r.mem.data, word)
         started = Signal()
         m.d.sync += started.eq(started | start)
@@ -218,8 +225,9 @@ def reader(max_count):
         inside = views.line(views.skid(view.skid.formal_view),
                             views.queue(view.fifo.formal_view),
                             views.register(view.landed, view.landed_data),
-                            views.register(view.issued, word))
-        sb = Scoreboard(m, reads, r.o, capacity=depth + 2, stall=4, inside=inside,
+                            *(views.register(flag, addr) for flag, addr
+                              in reversed(list(zip(view.flight, words, strict=False)))))
+        sb = Scoreboard(m, reads, r.o, capacity=depth + 2, stall=3 + latency, inside=inside,
                         name="reader")
 
         # The reads follow the walk.
@@ -262,7 +270,7 @@ def reader(max_count):
         # The credits: each slot claimed is a word in flight, in the queue or just taken from it.
         fifo, credits = view.fifo, view.credits
         m.d.comb += [
-            Assert(credits.count == view.issued + view.landed + fifo.level + view.consumed,
+            Assert(credits.count == sum(view.flight) + view.landed + fifo.level + view.consumed,
                    "reader: the credits count the words in flight and queued"),
             Assert(credits.room == (credits.count < depth), "reader: room while credits left"),
             Assert(~view.landed | fifo.i.ready, "reader: a landed word finds room in the queue"),
@@ -305,4 +313,7 @@ PROOFS = [
           "credits = words in flight + queued, so none overflows the queue"),
     Proof("reader.order-any", "reader", "prove", 10, reader(15), slow=True,
           what="as reader.order for every loop the reader's registers hold (1 to 15 each)"),
+    Proof("reader.latency2", "reader", "prove", 10, reader(3, latency=2), cover_depth=18,
+          what="as reader.order behind a memory of read latency 2 (C's registered address, "
+          "hw.buffers.Buffers.read_latency): each word within 5 cycles"),
 ]

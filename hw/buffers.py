@@ -9,16 +9,31 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from .dsp import is_ice40
+from .fanout import register_copies, register_word_copies
 from .isa import Buf, buffer_specs, residual_to_x
 from .memory import uncontended
 from .reader import read_port_signature
 
-__all__ = ["READ_BUFFERS", "read_buffers", "host_signature", "Buffers"]
+__all__ = ["READ_BUFFERS", "REGISTERED_READS", "SLICE_BITS", "read_buffers", "host_signature",
+           "BufferStorage", "Buffers"]
 
 #: The buffers a run may read through a :class:`~hw.reader.BufferReader`, in port order: the
 #: operands (A, B, X, V), and C, which an accumulating ``RUN LINEAR`` reads ahead of its writes
 #: (:class:`hw.isa.LinMode`).
 READ_BUFFERS = (Buf.A, Buf.B, Buf.X, Buf.V, Buf.C)
+
+
+#: The buffers whose read address is registered after the choice of reader or command (where
+#: :class:`Buffers` registers, not on iCE40): a read's word comes two cycles after its address.
+#: C is the widest buffer (``cols * acc_width`` bits, 30 block RAMs at 8x8 and 2048 words, across
+#: the die), and its reader (an accumulating LINEAR's) offers its words long before the first
+#: row needs them, so its extra cycle changes no run's length.
+REGISTERED_READS = (Buf.C,)
+
+#: Bits of one memory of a buffer (:class:`BufferStorage`): a multiple of every ECP5 DP16KD data
+#: width (9, 18, 36) and of the iCE40 block RAM's (2, 4, 8), so that slicing a word costs no block
+#: RAM on ECP5 and none on iCE40 at 512 words or more.
+SLICE_BITS = 72
 
 
 def read_buffers(specs):
@@ -31,20 +46,49 @@ def read_buffers(specs):
 
 def host_signature(word_width):
     """The command port's access to the buffers, as the command port sees it: ``buf`` and
-    ``addr`` select a word to read (``rdata``, four cycles after the address; three on iCE40,
-    see :class:`Buffers`), ``wen`` writes ``wdata`` to word ``waddr`` of ``buf``."""
+    ``addr`` select a word to read (``rdata``, four cycles after the address, five for
+    :data:`REGISTERED_READS`; three on iCE40, see :class:`Buffers`), ``wen`` writes ``wdata`` to word ``waddr`` of ``buf``."""
     return wiring.Signature({
         "buf": Out(8), "addr": Out(17), "rdata": In(word_width),
         "wen": Out(1), "waddr": Out(17), "wdata": Out(word_width),
     })
 
 
+class BufferStorage:
+    """The words of one buffer, kept in slices of at most :data:`SLICE_BITS` bits, one
+    :class:`~amaranth.lib.memory.MemoryData` each (low bits first), so that each slice's block
+    RAMs get their own copy of the address (:class:`Buffers`).
+
+    Parameters
+    ----------
+    width : int
+        Bits of a word.
+    depth : int
+        Words.
+
+    Attributes
+    ----------
+    slices : tuple of (int, MemoryData)
+        Each slice's lowest bit in the word, and its storage.
+    """
+
+    def __init__(self, width, depth):
+        self.width, self.depth = width, depth
+        self.slices = tuple(
+            (low, MemoryData(shape=unsigned(min(SLICE_BITS, width - low)), depth=depth, init=[]))
+            for low in range(0, width, SLICE_BITS))
+
+    def word(self, ctx, index):
+        """Word ``index``, read through a simulator's testbench context ``ctx``."""
+        return sum(ctx.get(storage[index]) << low for low, storage in self.slices)
+
+
 class Buffers(wiring.Component):
     """The buffers of :class:`hw.top.Accelerator` (all of :func:`hw.isa.buffer_specs` but COEF
     and CHAN, which the LayerNorm unit and :class:`~hw.channels.ChannelStage` hold, and whose
-    writes this component forwards): one
-    :class:`~amaranth.lib.memory.Memory` each, named ``buf_<name>``, with one read port and one
-    write port.
+    writes this component forwards): each a :class:`BufferStorage`, one
+    :class:`~amaranth.lib.memory.Memory` per slice of its word, named ``buf_<name>`` (a word of
+    one slice) or ``buf_<name>_<k>``, each with one read port and one write port.
 
     Each memory is written by the command port, or by a run while ``running`` (C and Y; X
     with ``RES_TO_X``), and read by the command port, or by a run's reader while ``running``
@@ -57,7 +101,12 @@ class Buffers(wiring.Component):
     A write port takes its enable, address and data from one register each, loaded with the
     run's word while ``running`` and the command's otherwise (timing: the block RAM's inputs
     come straight from flip-flops, and no select fans out from one flip-flop to every block);
-    the read ports' selects are copies of ``running`` a cycle late, one per memory. Readers
+    a buffer of several slices adds a second register per slice, enable and address copied
+    (:func:`hw.fanout.register_word_copies`), so that each slice's block RAMs, wherever the
+    placer puts them, have their own. The read ports' selects are copies of ``running`` a
+    cycle late, one per memory (per slice for :data:`REGISTERED_READS`). A buffer of
+    :data:`REGISTERED_READS` registers each slice's read address after that choice, a copy
+    each: its word comes two cycles after the reader's address (:meth:`read_latency`). Readers
     start two cycles after a run does and end before it does.
 
     A command read registers every buffer's output (block RAM clock-to-output is most of a
@@ -72,7 +121,8 @@ class Buffers(wiring.Component):
     ``write_*`` (a cycle early, which no read can tell: commands do not overlap, and a run
     reads no word it writes later); a command read ANDs the memories' outputs themselves, so
     ``rdata`` holds the word a cycle early and for as long as ``addr`` holds (the command port
-    takes it at the same cycle, after ``addr`` has held for three).
+    takes it at the same cycle, after ``addr`` has held for three). A buffer's slices are the
+    same memories there, with one register stage.
 
     Parameters
     ----------
@@ -105,12 +155,14 @@ class Buffers(wiring.Component):
 
     Attributes
     ----------
-    data : dict of Buf to MemoryData
+    data : dict of Buf to BufferStorage
         The memories' storage.
 
-    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr`` (iCE40:
-    three); a command write reaches the memory a cycle after ``host.wen``, a run write a cycle
-    after ``write_*`` (iCE40: on the same cycle). Throughput: one word a cycle per port.
+    Latency: a command read's word is in ``host.rdata`` four cycles after ``host.addr``, five
+    for :data:`REGISTERED_READS` (iCE40: three); a command write reaches the memory a cycle
+    after ``host.wen``, a run write a cycle after ``write_*``, two in a buffer of several
+    slices (iCE40: on the same cycle). A reader's word comes :meth:`read_latency` cycles after
+    its address. Throughput: one word a cycle per port.
     """
 
     def __init__(self, cfg, depth):
@@ -119,7 +171,7 @@ class Buffers(wiring.Component):
         self.depth = depth
         self.addr_width = max(1, (depth - 1).bit_length())
         self.word_width = 8 * max(s.nbytes for s in self.specs.values())
-        self.data = {buf: MemoryData(shape=unsigned(spec.width), depth=depth, init=[])
+        self.data = {buf: BufferStorage(spec.width, depth)
                      for buf, spec in self.specs.items() if buf not in (Buf.COEF, Buf.CHAN)}
         ports = {
             "host": In(host_signature(self.word_width)),
@@ -144,14 +196,30 @@ class Buffers(wiring.Component):
             ports["chan"] = Out(stream.Signature(channel_write_layout(cfg), always_ready=True))
         super().__init__(ports)
 
+    @staticmethod
+    def read_latency(buf, platform):
+        """Cycles from a reader's address to its word for buffer ``buf`` on ``platform``: 2 for
+        :data:`REGISTERED_READS` but on iCE40, 1 otherwise."""
+        return 2 if buf in REGISTERED_READS and not is_ice40(platform) else 1
+
     def elaborate(self, platform):
         m = Module()
-        host = self.host
         rps, wps = {}, {}
         for buf, storage in self.data.items():
-            mem = Memory(data=storage, attrs=uncontended())
-            m.submodules[f"buf_{buf.name.lower()}"] = mem
-            rps[buf], wps[buf] = mem.read_port(), mem.write_port()
+            name = buf.name.lower()
+            rps[buf], wps[buf] = [], []
+            for k, (_, data) in enumerate(storage.slices):
+                mem = Memory(data=data, attrs=uncontended())
+                m.submodules[f"buf_{name}" if len(storage.slices) == 1 else f"buf_{name}_{k}"] = mem
+                rps[buf].append(mem.read_port())
+                wps[buf].append(mem.write_port())
+        self._writes(m, platform, wps)
+        self._reads(m, platform, rps)
+        return m
+
+    def _writes(self, m, platform, wps):
+        """The write ports (see the class), and the COEF and CHAN words forwarded."""
+        host = self.host
 
         # Write ports: the run's words while it runs, the command's otherwise, chosen before
         # one register per port (enable, address, data), so that each block RAM's inputs come
@@ -178,11 +246,11 @@ class Buffers(wiring.Component):
             run_words[Buf.Y], run_words[Buf.X] = to_y, into_x
         # iCE40: no registers (see above).
         write_domain = "comb" if is_ice40(platform) else "sync"
-        for buf, wp in wps.items():
+        for buf, ports in wps.items():
             name = buf.name.lower()
             we = Signal(name=f"we_{name}")
-            waddr = Signal.like(wp.addr, name=f"waddr_{name}")
-            wdata = Signal.like(wp.data, name=f"wdata_{name}")
+            waddr = Signal(self.addr_width, name=f"waddr_{name}")
+            wdata = Signal(self.specs[buf].width, name=f"wdata_{name}")
             # The command's buffer select is decoded from its argument, across the die from
             # most block RAMs: it reaches them through this register.
             host_we = host.wen & (host.buf == buf.value)
@@ -194,7 +262,7 @@ class Buffers(wiring.Component):
             else:
                 m.d[write_domain] += [we.eq(host_we & ~self.running), waddr.eq(host.waddr),
                                       wdata.eq(host.wdata)]
-            m.d.comb += [wp.en.eq(we), wp.addr.eq(waddr), wp.data.eq(wdata)]
+            self._slice_writes(m, platform, name, ports, we, waddr, wdata)
         if Buf.COEF in self.specs:
             ln = self.cfg.layernorm
             gw = ln.gamma_width * ln.lanes
@@ -211,28 +279,65 @@ class Buffers(wiring.Component):
                 self.chan.payload.data.eq(host.wdata),
             ]
 
-        # Read ports: addressed by the reader while running, by the command otherwise. They
-        # read every cycle (``en`` is left at 1): a reader keeps only the words it asked for,
-        # and a command read holds its address for two cycles.
-        for buf, rp in rps.items():
-            reader = getattr(self, f"read_{buf.name.lower()}", None)
-            if reader is not None:
-                by_reader = Signal(name=f"by_reader_{buf.name.lower()}")
-                m.d.sync += by_reader.eq(self.running)
-                m.d.comb += [rp.addr.eq(Mux(by_reader, reader.addr, host.addr)),
-                             reader.data.eq(rp.data)]
+    def _slice_writes(self, m, platform, name, ports, we, waddr, wdata):
+        """Each slice's write port ``ports[k]`` takes ``we``, ``waddr`` and its bits of
+        ``wdata``: straight, for a buffer of one slice or on iCE40; through a second register per
+        slice otherwise, enable and address copied, so that no flip-flop's net reaches every
+        slice's block RAMs."""
+        if len(ports) == 1 or is_ice40(platform):
+            copies = [(we, waddr)] * len(ports)
+        else:
+            copies = list(zip(register_word_copies(m, platform, we, len(ports), name=f"we2_{name}"),
+                              register_word_copies(m, platform, waddr, len(ports),
+                                                   name=f"waddr2_{name}"), strict=True))
+        low = 0
+        for k, (port, (en, addr)) in enumerate(zip(ports, copies, strict=True)):
+            data = wdata[low:low + len(port.data)]
+            low += len(port.data)
+            if len(ports) > 1 and not is_ice40(platform):
+                held = Signal.like(port.data, name=f"wdata2_{name}_{k}")
+                m.d.sync += held.eq(data)
+                data = held
+            m.d.comb += [port.en.eq(en), port.addr.eq(addr), port.data.eq(data)]
+
+    def _reads(self, m, platform, rps):
+        """The read ports, addressed by the reader while running, by the command otherwise; the
+        command's read-back."""
+        host = self.host
+        # The ports read every cycle (``en`` is left at 1): a reader keeps only the words it
+        # asked for, and a command read holds its address for two cycles.
+        for buf, ports in rps.items():
+            name = buf.name.lower()
+            reader = getattr(self, f"read_{name}", None)
+            registered = buf in REGISTERED_READS and not is_ice40(platform)
+            copies = len(ports) if registered else 1
+            if reader is None:
+                choices = [host.addr[:self.addr_width]] * copies
             else:
-                m.d.comb += rp.addr.eq(host.addr)
+                # The select: ``running`` a cycle late, a copy per slice when registered.
+                by_reader = register_copies(m, platform, self.running, copies,
+                                            name=f"by_reader_{name}")
+                choices = [Mux(sel, reader.addr, host.addr)[:self.addr_width] for sel in by_reader]
+            if registered:
+                # Each slice's address register, a copy of its own.
+                addrs = [register_word_copies(m, platform, choice, 1, name=f"raddr_{name}_{k}")[0]
+                         for k, choice in enumerate(choices)]
+            else:
+                addrs = choices * len(ports)
+            for port, port_addr in zip(ports, addrs, strict=True):
+                m.d.comb += port.addr.eq(port_addr)
+            if reader is not None:
+                m.d.comb += reader.data.eq(Cat(*(port.data for port in ports)))
 
         # The read-back: registered outputs, byte-wise AND with a select flip-flop, OR-tree.
         terms = []
-        for buf, rp in rps.items():
-            held = Signal.like(rp.data, name=f"held_{buf.name.lower()}")
-            m.d["comb" if is_ice40(platform) else "sync"] += held.eq(rp.data)
+        for buf, ports in rps.items():
+            held = Signal(self.specs[buf].width, name=f"held_{buf.name.lower()}")
+            m.d["comb" if is_ice40(platform) else "sync"] += held.eq(
+                Cat(*(port.data for port in ports)))
             for i in range(0, len(held), 8):
                 sel = Signal(name=f"read_sel_{buf.name.lower()}_{i // 8}")
                 m.d.sync += sel.eq(host.buf == buf.value)
                 byte = held[i:i + 8]
                 terms.append(Cat(Const(0, i), byte & sel.replicate(len(byte))))
         m.d.sync += host.rdata.eq(functools.reduce(operator.or_, terms))
-        return m

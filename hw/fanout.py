@@ -1,11 +1,11 @@
 """Register copies: one flip-flop per group of loads of a wide control signal, which synthesis
 keeps apart."""
 
-from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, ResetSignal, Signal, Value
 
 from .dsp import is_ecp5
 
-__all__ = ["register_copies"]
+__all__ = ["register_copies", "register_word_copies"]
 
 
 def register_copies(m, platform, value, copies, *, name, domain="sync"):
@@ -54,3 +54,16 @@ def register_copies(m, platform, value, copies, *, name, domain="sync"):
             i_CLK=ClockSignal(domain), i_CE=Const(1, 1),
             i_LSR=ResetSignal(domain, allow_reset_less=True), i_DI=value, o_Q=reg)
     return regs
+
+
+def register_word_copies(m, platform, value, copies, *, name, domain="sync"):
+    """:func:`register_copies` of each bit of ``value``: ``copies`` registers of its width,
+    each loaded with ``value`` on every clock edge and reset to 0, kept apart from each other
+    (and, on ECP5, from any other register with the same input). Returns them, as values.
+
+    Latency: 1 cycle.
+    """
+    value = Value.cast(value)
+    bits = [register_copies(m, platform, bit, copies, name=f"{name}_b{i}", domain=domain)
+            for i, bit in enumerate(value)]
+    return [Cat(*(bit[k] for bit in bits)) for k in range(copies)]

@@ -33,7 +33,8 @@ def read_port_signature(addr_width, width):
 
 class BufferReader(wiring.Component):
     """Reads a buffer as a stream, addresses ``i*si + j*sj + k`` for ``i < I, j < J, k < K``
-    (k innermost; I, J, K at least 1).
+    (k innermost; I, J, K at least 1), from a memory whose word comes ``latency`` cycles after
+    its address.
 
     ``control.start`` (a one-cycle pulse) empties the queue; the loop bounds and strides
     (``control.loop``), set by then, are loaded the cycle after into the reader's own registers,
@@ -56,6 +57,9 @@ class BufferReader(wiring.Component):
         Address bits of the buffer.
     width : int
         Bits of a buffer word.
+    latency : int
+        Cycles from ``mem.addr`` to the word on ``mem.data``: 1 for a synchronous read port, 2
+        behind an address register (:meth:`hw.buffers.Buffers.read_latency`).
     formal : bool
         Elaborate for a formal proof: the queue's storage is shown in ``formal_view`` (see
         :class:`~hw.stream.Queue`). Never set in hardware.
@@ -69,26 +73,33 @@ class BufferReader(wiring.Component):
     o : Out(stream.Signature(unsigned(width)))
         The words, in walk order.
 
-    Latency: 2 cycles from ``start`` to the first read, whose word is on ``o`` 5 cycles later.
-    Throughput: one word per cycle (the queue covers the credit loop).
+    Latency: 2 cycles from ``start`` to the first read, whose word is on ``o`` ``4 + latency``
+    cycles later. Throughput: one word per cycle (the queue covers the credit loop).
 
     Attributes
     ----------
     formal_view : SimpleNamespace
         Set by ``elaborate``, for the formal proofs (:mod:`formal.kit`); no logic of its own. The
-        parts (``fifo``, ``skid``, ``credits``), the reads in flight (``issue``, ``issued``,
-        ``landed`` and ``landed_data``, ``consumed``), the walk's state (``load``, ``active``)
+        parts (``fifo``, ``skid``, ``credits``), the reads in flight (``issue``; ``flight``, one
+        flag per cycle of the memory's latency, the last of them ``issued``; ``landed`` and
+        ``landed_data``, ``consumed``), the walk's state (``load``, ``active``)
         and its registers (``addr``, ``next_j``, ``next_i``, ``si``, ``sj``; the loops' counters
         ``k``, ``j`` and ``i``, each a :class:`~hw.stream.Countdown`).
     """
 
-    #: Entries of the queue: the reads in flight (issue, memory, landing register) and the
-    #: FIFO's own output latency, so that a steady consumer never waits.
+    #: Entries of the queue behind a memory of latency 1: the reads in flight (issue, memory,
+    #: landing register) and the FIFO's own output latency, so that a steady consumer never
+    #: waits. Each further cycle of latency adds one (:attr:`depth`).
     DEPTH = 12
 
-    def __init__(self, addr_width, width, *, formal=False):
+    def __init__(self, addr_width, width, *, latency=1, formal=False):
+        if not isinstance(latency, int) or latency < 1:
+            raise ValueError(f"A memory's read latency is a positive integer, not {latency!r}")
         self.addr_width = addr_width
         self.width = width
+        self.latency = latency
+        #: Entries of this reader's queue.
+        self.depth = self.DEPTH + latency - 1
         self.formal = formal
         super().__init__({
             "control": In(reader_control_signature(addr_width)),
@@ -100,9 +111,9 @@ class BufferReader(wiring.Component):
         m = Module()
         start, loop = self.control.start, self.control.loop
         # ``start`` empties the queue, its slice and the credits.
-        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.DEPTH, formal=self.formal))
+        fifo = ResetInserter(start)(Queue(unsigned(self.width), self.depth, formal=self.formal))
         skid = ResetInserter(start)(SkidBuffer(self.width))
-        credits = ResetInserter(start)(Credits(self.DEPTH))
+        credits = ResetInserter(start)(Credits(self.depth))
         m.submodules.fifo, m.submodules.skid, m.submodules.credits = fifo, skid, credits
         wiring.connect(m, fifo.o, skid.i)
         wiring.connect(m, skid.o, wiring.flipped(self.o))
@@ -110,7 +121,10 @@ class BufferReader(wiring.Component):
         active = Signal()
         load = Signal()
         issue = Signal()        # a read is issued this cycle
+        # A read's flag, one cycle further into the memory each: the last is high when its word
+        # leaves the memory.
         issued = Signal()       # a word leaves the memory this cycle
+        flight = [*(Signal(name=f"flight_{n}") for n in range(self.latency - 1)), issued]
         landed = Signal()       # ... and is in ``landed_data`` this cycle
         landed_data = Signal(self.width)
         consumed = Signal()     # a word left the queue last cycle
@@ -123,7 +137,8 @@ class BufferReader(wiring.Component):
             issue.eq(active & credits.room),
         ]
         m.d.sync += [
-            issued.eq(issue & ~start),
+            flight[0].eq(issue & ~start),
+            *(flight[n + 1].eq(flight[n] & ~start) for n in range(self.latency - 1)),
             landed.eq(issued & ~start),
             landed_data.eq(self.mem.data),
             consumed.eq(fifo.o.valid & fifo.o.ready & ~start),
@@ -162,7 +177,8 @@ class BufferReader(wiring.Component):
             with m.Else():
                 m.d.comb += active_next.eq(0)
         self.formal_view = SimpleNamespace(
-            fifo=fifo, skid=skid, credits=credits, issue=issue, issued=issued, landed=landed,
+            fifo=fifo, skid=skid, credits=credits, issue=issue, flight=flight, issued=issued,
+            landed=landed,
             landed_data=landed_data, consumed=consumed, load=load, active=active, addr=addr,
             next_j=next_j, next_i=next_i, si=si, sj=sj, k=k, j=j, i=i)
         return m

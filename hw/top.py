@@ -135,7 +135,7 @@ class Accelerator(wiring.Component):
     ----------
     register_file : dict of Reg to Signal
         The registers, for inspection in simulation (``boards.simtop.SimTop.state``).
-    buffer_data : dict of Buf to MemoryData
+    buffer_data : dict of Buf to hw.buffers.BufferStorage
         The buffers' storage (all but COEF, which the LayerNorm unit holds), likewise.
     dispatcher : hw.dispatch.Dispatcher
     memories : hw.buffers.Buffers
@@ -201,7 +201,8 @@ class Accelerator(wiring.Component):
         readers = {}
         for buf in read_buffers(self.buffers):
             name = buf.name.lower()
-            rd = BufferReader(bufs.addr_width, self.buffers[buf].width)
+            rd = BufferReader(bufs.addr_width, self.buffers[buf].width,
+                              latency=Buffers.read_latency(buf, platform))
             m.submodules[f"rd_{name}"] = readers[buf] = rd
             wiring.connect(m, getattr(disp, f"read_{name}"), rd.control)
             wiring.connect(m, rd.mem, getattr(bufs, f"read_{name}"))

@@ -4,11 +4,13 @@ import pytest
 from mutants import ForgetfulCredits, mutant
 from passing import BY_NAME, assert_passes
 
+import formal.kit
 import hw.reader
+from formal.proof import Proof
 
 KIT = ["skid.counts", "skid.order", "queue.counts", "queue.order", "credits.early",
        "credits.late", "countdown.step1", "countdown.step2", "countdown.wrap", "delay.3",
-       "reader.order"]
+       "reader.order", "reader.latency2"]
 
 
 @pytest.mark.parametrize("name", KIT)
@@ -73,3 +75,12 @@ def test_reader_forgetful_credits_fail(monkeypatch):
     outcome = BY_NAME["reader.order"].run(cover=False)
     assert outcome.check.status == "FAIL", outcome.check.log
     assert "reader: the credits count the words in flight and queued" in outcome.failed
+
+
+def test_reader_wrong_latency_fails():
+    # A reader that takes a word a cycle after its address, behind a memory of latency 2 (C's
+    # registered read address), keeps the wrong words.
+    proof = Proof("reader.wrong-latency", "reader", "prove", 10,
+                  formal.kit.reader(3, latency=1, memory_latency=2))
+    outcome = proof.run(cover=False)
+    assert outcome.check.status == "FAIL", outcome.check.log
