@@ -22,7 +22,7 @@ from amaranth.sim import Simulator
 from test_dsp_ecp5 import ECP5, assert_proven, prove
 
 from boards.toolchain import tool_command
-from hw.fanout import register_copies
+from hw.fanout import register_copies, register_word_copies
 
 TRELLIS_FF_MODEL = """\
 module TRELLIS_FF(input CLK, LSR, CE, DI, M, output Q);
@@ -139,3 +139,42 @@ def test_bad_copies():
         register_copies(None, None, Signal(2), 2, name="x")
     with pytest.raises(ValueError, match=r"^Register copies must be a positive integer, not 0$"):
         register_copies(None, None, Signal(), 0, name="x")
+
+
+class _WordCopies(wiring.Component):
+    """A word and its register copies, side by side on ``q``."""
+
+    def __init__(self, copies):
+        self.copies = copies
+        super().__init__({"d": In(3), "q": Out(3 * copies)})
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = register_word_copies(m, platform, self.d, self.copies, name="word")
+        for i, reg in enumerate(regs):
+            m.d.comb += self.q[3 * i:3 * i + 3].eq(reg)
+        return m
+
+
+def test_word_copies_are_kept_bit_by_bit():
+    # One TRELLIS_FF per bit and copy (the buffers' slice addresses), none merged.
+    text = rtlil.convert(_WordCopies(2), name="word", platform=ECP5)
+    assert text.count("cell \\TRELLIS_FF ") == 6
+
+
+def test_word_copies_follow_the_value():
+    dut = _WordCopies(2)
+    seen = []
+
+    async def bench(ctx):
+        for d in [5, 2, 7]:
+            ctx.set(dut.d, d)
+            await ctx.tick()
+            seen.append(ctx.get(dut.q))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    # Both copies hold the word of the previous edge, reset to 0.
+    assert seen == [5 | 5 << 3, 2 | 2 << 3, 7 | 7 << 3]
