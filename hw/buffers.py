@@ -47,7 +47,8 @@ def read_buffers(specs):
 def host_signature(word_width):
     """The command port's access to the buffers, as the command port sees it: ``buf`` and
     ``addr`` select a word to read (``rdata``, four cycles after the address, five for
-    :data:`REGISTERED_READS`; three on iCE40, see :class:`Buffers`), ``wen`` writes ``wdata`` to word ``waddr`` of ``buf``."""
+    :data:`REGISTERED_READS`; three on iCE40, see :class:`Buffers`), ``wen`` writes ``wdata``
+    to word ``waddr`` of ``buf``."""
     return wiring.Signature({
         "buf": Out(8), "addr": Out(17), "rdata": In(word_width),
         "wen": Out(1), "waddr": Out(17), "wdata": Out(word_width),
@@ -121,8 +122,9 @@ class Buffers(wiring.Component):
     ``write_*`` (a cycle early, which no read can tell: commands do not overlap, and a run
     reads no word it writes later); a command read ANDs the memories' outputs themselves, so
     ``rdata`` holds the word a cycle early and for as long as ``addr`` holds (the command port
-    takes it at the same cycle, after ``addr`` has held for three). A buffer's slices are the
-    same memories there, with one register stage.
+    takes it at the same cycle, after ``addr`` has held for three). A buffer of several slices
+    has no second write register there either, and C's read address is not registered (its
+    reader's latency is 1).
 
     Parameters
     ----------
@@ -284,7 +286,8 @@ class Buffers(wiring.Component):
         ``wdata``: straight, for a buffer of one slice or on iCE40; through a second register per
         slice otherwise, enable and address copied, so that no flip-flop's net reaches every
         slice's block RAMs."""
-        if len(ports) == 1 or is_ice40(platform):
+        second = len(ports) > 1 and not is_ice40(platform)
+        if not second:
             copies = [(we, waddr)] * len(ports)
         else:
             copies = list(zip(register_word_copies(m, platform, we, len(ports), name=f"we2_{name}"),
@@ -294,7 +297,7 @@ class Buffers(wiring.Component):
         for k, (port, (en, addr)) in enumerate(zip(ports, copies, strict=True)):
             data = wdata[low:low + len(port.data)]
             low += len(port.data)
-            if len(ports) > 1 and not is_ice40(platform):
+            if second:
                 held = Signal.like(port.data, name=f"wdata2_{name}_{k}")
                 m.d.sync += held.eq(data)
                 data = held
@@ -309,7 +312,7 @@ class Buffers(wiring.Component):
         for buf, ports in rps.items():
             name = buf.name.lower()
             reader = getattr(self, f"read_{name}", None)
-            registered = buf in REGISTERED_READS and not is_ice40(platform)
+            registered = self.read_latency(buf, platform) == 2
             copies = len(ports) if registered else 1
             if reader is None:
                 choices = [host.addr[:self.addr_width]] * copies

@@ -116,12 +116,21 @@ def test_other_targets_use_registers():
 
 def test_copies_follow_the_value():
     dut = _Copies(2)
+    seen = _outputs(dut, [{"sel": sel, "d": d}
+                          for sel, d in [(2, 0x5A), (1, 0xFF), (2, 0x3C), (0, 0x11)]])
+    # Each copy holds the select of the previous edge: the data pass after a cycle of sel == 2.
+    assert seen == [0x5A, 0x00, 0x3C, 0x00]
+
+
+def _outputs(dut, steps):
+    """``dut.q`` after each clock edge, the inputs of ``steps`` (port name to value) set
+    before it."""
     seen = []
 
     async def bench(ctx):
-        for sel, d in [(2, 0x5A), (1, 0xFF), (2, 0x3C), (0, 0x11)]:
-            ctx.set(dut.sel, sel)
-            ctx.set(dut.d, d)
+        for inputs in steps:
+            for name, value in inputs.items():
+                ctx.set(getattr(dut, name), value)
             await ctx.tick()
             seen.append(ctx.get(dut.q))
 
@@ -129,8 +138,7 @@ def test_copies_follow_the_value():
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    # Each copy holds the select of the previous edge: the data pass after a cycle of sel == 2.
-    assert seen == [0x5A, 0x00, 0x3C, 0x00]
+    return seen
 
 
 def test_bad_copies():
@@ -163,18 +171,6 @@ def test_word_copies_are_kept_bit_by_bit():
 
 
 def test_word_copies_follow_the_value():
-    dut = _WordCopies(2)
-    seen = []
-
-    async def bench(ctx):
-        for d in [5, 2, 7]:
-            ctx.set(dut.d, d)
-            await ctx.tick()
-            seen.append(ctx.get(dut.q))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    seen = _outputs(_WordCopies(2), [{"d": d} for d in [5, 2, 7]])
     # Both copies hold the word of the previous edge, reset to 0.
     assert seen == [5 | 5 << 3, 2 | 2 << 3, 7 | 7 << 3]
