@@ -10,7 +10,7 @@ import dataclasses
 import time
 
 from boards.synth import synth_unit
-from hw.config import AccelConfig, ArrayConfig, GemmConfig
+from hw.config import AccelConfig, ArrayConfig, GemmConfig, RequantConfig
 
 ROWS = [
     # (label, unit, config)
@@ -19,6 +19,8 @@ ROWS = [
     ("GEMM 8x8, max K 512", "gemm",
      AccelConfig(name="gemm8x8", array=ArrayConfig(8, 8), gemm=GemmConfig(256, 512, 256))),
     ("requantizer, 4 lanes", "requant", AccelConfig(name="rq4", array=ArrayConfig(4, 4))),
+    ("requantizer 4 lanes, half_rate", "requant",
+     AccelConfig(name="rq4h", array=ArrayConfig(4, 4), requant=RequantConfig(half_rate=True))),
 ]
 for variant in ("ibert", "shift"):
     base = AccelConfig()

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .dsp import registered_product, shared_product
+from .dsp import is_ice40, registered_product, shared_product
 from .skid import SkidBuffer
 from .stream import delay
 
@@ -103,6 +103,10 @@ class Requantizer(wiring.Component):
     and the beat is valid with its last lane. Latency: 7 cycles, as above, from the transfer,
     which comes ``2 * lanes - 1`` cycles after the beat is offered (at its last lane's second
     cycle). Throughput: one beat every ``2 * lanes`` cycles.
+    With ``cfg.half_rate`` each lane keeps its pipeline lane, but its two partial products (the
+    accumulator's low 17 bits and the rest; 15 on iCE40) take its one multiplier on two cycles,
+    as in ``serial``: ``lanes`` DSP blocks instead of ``2 * lanes``. Latency: 7 cycles from the
+    transfer, which comes a cycle after the beat is offered. Throughput: one beat every 2 cycles.
     """
 
     def __init__(self, lanes, acc_width, cfg, *, per_lane=False):
@@ -111,7 +115,7 @@ class Requantizer(wiring.Component):
                              "cannot take per-lane multipliers")
         self.lanes, self.acc_width, self.per_lane = lanes, acc_width, per_lane
         self.mult_width, self.out_width = cfg.mult_width, cfg.out_width
-        self.serial = cfg.serial
+        self.serial, self.half_rate = cfg.serial, cfg.half_rate
         self.prod_width = acc_width + cfg.mult_width + 1
         #: Cycles from an input transfer to its output being valid.
         self.latency = 7
@@ -146,31 +150,42 @@ class Requantizer(wiring.Component):
         accs, mults, halves, shift_his, shift_los = self._lane_constants(m, advance)
 
         # acc * m = (acc_hi * m << 16) + acc_lo * m, acc_lo the low 16 bits (unsigned), acc_hi
-        # the rest (signed): each partial product fits one DSP multiplier. Serial: the low 15
-        # bits, so that either part is a 16-bit signed operand of the one shared multiplier.
-        lo_w = min(15 if self.serial else 16, self.acc_width - 1)
+        # the rest (signed): each partial product fits one DSP multiplier. Where one multiplier
+        # takes both parts (serial, half_rate), the low part is one bit narrower than the
+        # multiplier's signed operand, so that either part fits it: 15 bits on the 16 x 16
+        # SB_MAC16, 17 on the 18 x 18 MULT18X18D.
+        shared = self.serial or self.half_rate
+        lo_w = min((15 if self.serial or is_ice40(platform) else 17) if shared else 16,
+                   self.acc_width - 1)
         hi_w = self.acc_width - lo_w
         mw = self.mult_width
         # The pipeline registers after the valid flags are reset-less: a value is only used
         # where its valid flag says so, and no reset then reaches them through a shared LUT.
         p_lo = [Signal(unsigned(lo_w + mw), name=f"p_lo_{j}", reset_less=True) for j in range(k)]
-        p_hi = [Signal(signed(max(lo_w + 1, hi_w) + mw if self.serial else hi_w + mw + 1),
+        p_hi = [Signal(signed(max(lo_w + 1, hi_w) + mw if shared else hi_w + mw + 1),
                        name=f"p_hi_{j}", reset_less=True) for j in range(k)]
         prod = Signal(data.ArrayLayout(signed(pw), k), reset_less=True)
-        if self.serial:
-            # The element of lane `lane` takes two cycles (`second` low, then high); the beat is
-            # taken after its last lane's second cycle.
+        if shared:
+            # An element takes two cycles (`second` low, then high) and enters the pipeline on
+            # the second. Serial: lane `lane`'s element, the beat taken after its last lane's
+            # second cycle; half_rate: every lane's at once, the beat taken on its second cycle.
             lane = Signal(range(n))
             second = Signal()
-            entered = self.i.valid & second      # an element enters the pipeline
-            m.d.comb += self.i.ready.eq(advance & second & (lane == n - 1))
+            entered = self.i.valid & second
+            last = (lane == n - 1) if self.serial else 1
+            m.d.comb += self.i.ready.eq(advance & second & last)
             with m.If(advance & self.i.valid):
                 m.d.sync += second.eq(~second)
-                with m.If(second):
-                    m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
-            acc = self.i.payload[lane] if n > 1 else self.i.payload[0]
-            shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), mults[0],
-                           p_hi[0], p_lo[0], second=second, en=advance, name="p_0")
+                if self.serial:
+                    with m.If(second):
+                        m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
+            if self.serial:
+                pairs = [(self.i.payload[lane] if n > 1 else self.i.payload[0], mults[0])]
+            else:
+                pairs = list(zip(accs, mults, strict=True))
+            for j, (acc, mult) in enumerate(pairs):
+                shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), mult,
+                               p_hi[j], p_lo[j], second=second, en=advance, name=f"p_{j}")
         else:
             entered = self.i.valid
             m.d.comb += self.i.ready.eq(advance)

@@ -57,30 +57,45 @@ RUN_LAUNCH, RUN_FIRST_WORD, RUN_ACCUMULATE, RUN_REQUANT = 4, 8, 1, 9
 RUN_PORT_CYCLES = 11 + 1
 
 
-def _channel_delay(cfg, M, K, N):
-    """Cycles :class:`hw.channels.ChannelStage` adds to the last row of a LINEAR run.
+def _drain_delay(cfg, M, K, N):
+    """Cycles :class:`hw.channels.ChannelStage` and the requantizer's pace add to the last row
+    of a LINEAR run, up to the requantizer taking it.
 
     Tile t's rows leave the engine two cycles apart, ``E_t + 2r`` (``E_t = E_0 + t*S``, ``S =
     max(K, 2R - 1)``), and the stage passes at most one a cycle; after a tile's last row it
-    passes nothing for 2 cycles (the next tile's constants are read). So the last of tile t's
-    ``n_t`` rows passes at ``end_t = max(E_t + 2(n_t - 1), end_(t-1) + n_t + 2)``, and its delay
-    ``d_t = end_t - E_t - 2(n_t - 1)`` follows ``d_t = max(0, d_(t-1) + 2 n_(t-1) - n_t + 2 - S)``.
-    It grows only where a tile comes before the stage has passed the previous one: tile after
-    tile when ``S < n + 2`` (R <= 2 and K < R + 2; the stage then sets the pace, ``n + 2`` cycles
-    a tile, and the engine's credit holds its inputs back, its output queue full, so the stage
-    never waits for a row), or once, at a last row tile of ``n < R`` rows after a full one,
+    passes nothing for 2 cycles (the next tile's constants are read). So tile t's first row
+    passes at ``c_t = max(E_t, last_(t-1) + 3)`` and its last at ``last_t = max(E_t + 2(n_t -
+    1), c_t + n_t - 1)``. The stage sets the pace tile after tile when ``S < n + 2`` (R <= 2 and
+    K < R + 2; the engine's credit then holds its inputs back, its output queue full, so the
+    stage never waits for a row), or once, at a last row tile of ``n < R`` rows after a full one,
     when ``2R - n + 2 > S`` (small K; it is gone again after further tiles of that row tile).
+
+    The requantizer takes a row on the cycle the stage offers it, except with
+    ``requant.half_rate``, where it takes one every 2 cycles, each a cycle after it is offered:
+    tile t's first row at ``q_t = max(c_t + 1, q_(t-1)' + 2)`` and its last ``2(n_t - 1)``
+    cycles later (``q_(t-1)'``, the previous tile's last). Rows two cycles apart keep that
+    pace, so it costs a cycle in all, and a cycle a tile beyond it only where ``S < 2n``
+    (``K < 2R``). The register slice before the requantizer takes the rows that wait, so that
+    the stage is not held back (exact on the shapes of ``tests/hw/test_top.py``).
     """
     R, C = cfg.array.rows, cfg.array.cols
     S = max(K, 2 * R - 1)
-    delay, prev = 0, None
+    half_rate = cfg.requant.half_rate
+    t = 0
+    last = taken = None
     for i in range(-(-M // R)):
         n = min(R, M - i * R)
         for _ in range(-(-N // C)):
-            if prev is not None:
-                delay = max(0, delay + 2 * prev - n + 2 - S)
-            prev = n
-    return delay
+            E = t * S
+            c = E if last is None else max(E, last + 3)
+            last = max(E + 2 * (n - 1), c + n - 1)
+            if half_rate:
+                first = c + 1 if taken is None else max(c + 1, taken + 2)
+                taken = first + 2 * (n - 1)
+            else:
+                taken = last
+            t += 1
+    return taken - (E + 2 * (n - 1))
 
 
 def linear_cycles(cfg, M, K, N, raw=False):
@@ -98,19 +113,20 @@ def linear_cycles(cfg, M, K, N, raw=False):
       then one a cycle; the engine, whose command came at launch, takes the first pair then, so
       its count (:func:`gemm_cycles`, from a command a cycle before the first pair is taken)
       starts 7 cycles after LAUNCH.
-    * :class:`hw.channels.ChannelStage` passes the rows, 2 cycles idle after each tile
-      (:func:`_channel_delay`: nothing when ``K >= 2R + 1``, nor for most shapes with
-      ``R >= 3``);
+    * :class:`hw.channels.ChannelStage` passes the rows, 2 cycles idle after each tile, and the
+      requantizer takes them (:func:`_drain_delay`: nothing when ``K >= 2R + 1``, nor for most
+      shapes with ``R >= 3``; with ``requant.half_rate`` a cycle, and a cycle a tile where
+      ``K < 2R``);
     * ``RUN_REQUANT`` (9) cycles to the requantizer's output, written into C on that cycle.
     * RAW: no channel stage and no requantizer, the row written as it leaves the accumulate
       stage, ``RUN_ACCUMULATE`` (1) cycle after the engine's output.
 
-    ``cycles = max(ceil(M/R), ceil(N/C)) + 20 + gemm_cycles(cfg, M, K, N) + channel delay``,
+    ``cycles = max(ceil(M/R), ceil(N/C)) + 20 + gemm_cycles(cfg, M, K, N) + drain delay``,
     RAW ``max(ceil(M/R), ceil(N/C)) + 12 + gemm_cycles(cfg, M, K, N)``.
     """
     if raw:
         return gemm_raw_cycles(cfg, M, K, N)
-    return _last_row(cfg, M, K, N) + _channel_delay(cfg, M, K, N) + RUN_REQUANT + 1
+    return _last_row(cfg, M, K, N) + _drain_delay(cfg, M, K, N) + RUN_REQUANT + 1
 
 
 def gemm_raw_cycles(cfg, M, K, N):
@@ -345,7 +361,8 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
                     probs_ready[b] = softmax.row(scores_out + ATTENTION_TO_SOFTMAX)
             t = last + 1 + ATTENTION_JOB_GAP
         rows_last = L - (blocks - 1) * R
-        total += last + 2 * (rows_last - 1) + C + ATTENTION_TAIL
+        # A half-rate requantizer takes the last row a cycle after it is offered.
+        total += last + 2 * (rows_last - 1) + C + ATTENTION_TAIL + cfg.requant.half_rate
     return total
 
 

@@ -206,6 +206,15 @@ def test_linear_and_residual_sections():
         ResidualConfig(mult_width=19)
 
 
+def test_half_rate_requantizer_not_serial():
+    with pytest.raises(TypeError, match="^Requant half_rate must be a boolean, not 1$"):
+        RequantConfig(half_rate=1)
+    with pytest.raises(ValueError, match=r"^Requant half_rate applies to a lane per element; "
+                                         r"serial already shares"):
+        RequantConfig(serial=True, half_rate=True)
+    assert RequantConfig(half_rate=True).half_rate
+
+
 def test_serial_requantizer_without_linear():
     with pytest.raises(ValueError, match=r"^Requant serial must be false with linear enabled"):
         AccelConfig(requant=RequantConfig(serial=True), linear=LinearConfig(enabled=True))

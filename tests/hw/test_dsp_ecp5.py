@@ -294,6 +294,13 @@ def test_ecp5_requantizer_equivalent_to_simulated(tmp_path):
                 blocks=4, at_least=2 * 8)
 
 
+def test_ecp5_half_rate_requantizer_equivalent_to_simulated(tmp_path):
+    # One lane, its two partial products on one block (11 low bits, then 1 high bit): the
+    # multiplexer before the block and the register that keeps the first product.
+    cfg = RequantConfig(mult_width=6, out_width=6, half_rate=True)
+    _unit_proof(tmp_path, lambda: Requantizer(1, 12, cfg), "rq", blocks=1, at_least=6)
+
+
 @pytest.mark.parametrize("variant, blocks", [("ibert", 2), ("shift", 1)])
 def test_ecp5_gelu_equivalent_to_simulated(tmp_path, variant, blocks):
     cfg = GeluConfig(lanes=1, in_width=4, variant=variant, poly_width=6, frac_width=6)

@@ -83,6 +83,32 @@ def test_serial(cols, max_k, stall):
         assert r.cycles <= 2 * cols * beats + 8, r.cycles
 
 
+# half_rate: a pipeline lane per element, each lane's one multiplier taking its accumulator's
+# two parts in turn. Accumulators of 24 bits (the low part is then acc_width - 1 bits), 32 and
+# 34 (the ulx3s preset's requantizer input: low and high parts of 17 bits each).
+@pytest.mark.parametrize("cols, max_k, acc_width", [(1, 256, 24), (3, 1 << 16, 32),
+                                                    (2, 1 << 16, 34)])
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_half_rate(cols, max_k, acc_width, stall):
+    cfg = AccelConfig(array=ArrayConfig(2, cols), gemm=GemmConfig(max_k=max_k),
+                      requant=RequantConfig(half_rate=True), linear=LinearConfig(enabled=False))
+    rng = np.random.default_rng(cols)
+    lim = 1 << (acc_width - 1)
+    acc = rng.integers(-lim, lim, (41, cols))
+    acc[:2] = [[-lim] * cols, [lim - 1] * cols]
+    m = rng.integers(0, 1 << 16, acc.shape)
+    s = rng.integers(0, acc_width + 16, acc.shape)
+    m[:2], s[:2] = 65535, acc_width + 15                  # the largest product, shifted
+    r = check_lanes(acc, m, s, stall, cfg=cfg, acc_width=acc_width)
+    if stall == 0:
+        # A beat taken every 2 cycles, from the first transfer; the last one's output 7 cycles
+        # after it, both ends counted.
+        assert r.cycles == 2 * (len(acc) - 1) + 7 + 1, r.cycles
+    if acc_width == 32:
+        for m_, s_ in [(65535, 30), (12345, 20), (1, 0), (3, 2)]:
+            check(acc.ravel(), m_, s_, stall, cfg=cfg)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Requantizer shift must be an integer from 0 to 47, "
                                          "not 50"):
@@ -94,9 +120,10 @@ def test_bad_arguments():
 # -- per lane (RUN LINEAR's per-channel requantization) ---------------------------------------
 
 
-def check_lanes(acc, m, s, stall=0.0, cfg=CFG):
-    r = run_requant_lanes(cfg, acc, m, s, stall=stall, seed=5)
-    expect = [ops.requantize_channels(a, mm, ss, in_width=cfg.acc_width)
+def check_lanes(acc, m, s, stall=0.0, cfg=CFG, acc_width=None):
+    acc_width = cfg.acc_width if acc_width is None else acc_width
+    r = run_requant_lanes(cfg, acc, m, s, acc_width=acc_width, stall=stall, seed=5)
+    expect = [ops.requantize_channels(a, mm, ss, in_width=acc_width)
               for a, mm, ss in zip(acc, m, s, strict=True)]
     np.testing.assert_array_equal(r.output, np.array(expect))
     return r

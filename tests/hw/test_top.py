@@ -666,8 +666,11 @@ ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len
     # (9, 2, 1) come faster than the channel stage passes them (R = 2, K < R + 2).
     (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
     # (7, 5, 6) and (8, 1, 4): a last row tile of 1 or 2 rows comes 2R - 1 cycles after a full
-    # one, before the stage has passed it and waited out its bubble.
-    (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4)]),
+    # one, before the stage has passed it and waited out its bubble. The preset's requantizer
+    # is half_rate: (12, 1, 12), (18, 2, 18) and (6, 10, 18) give it full tiles faster than a
+    # row every 2 cycles (K < 2R), (6, 12, 12) just at that pace.
+    (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4), (12, 1, 12),
+             (18, 2, 18), (6, 10, 18), (6, 12, 12)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
     # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:

@@ -31,7 +31,8 @@ def quantized(minilm):
 def unfitted():
     """A config too small for MiniLM: the ulx3s preset with the units' default widths, rows and
     heads of 64, the default accumulators and 256-word buffers (the preset before it was
-    fitted to the model); its one softmax lane stays, as fitting leaves the lanes alone."""
+    fitted to the model); its one softmax lane and its half-rate requantizer stay, as fitting
+    leaves the lanes and the requantizer's pace alone."""
     from hw.config import (
         AttentionConfig,
         BufferConfig,
@@ -43,7 +44,7 @@ def unfitted():
 
     base = itf.AccelConfig.preset("ulx3s")
     return base.replace(gemm=GemmConfig(max_m=256, max_k=512, max_n=256),
-                        requant=RequantConfig(), gelu=GeluConfig(),
+                        requant=RequantConfig(half_rate=base.requant.half_rate), gelu=GeluConfig(),
                         layernorm=LayerNormConfig(),
                         attention=AttentionConfig(softmax_lanes=base.attention.softmax_lanes),
                         buffers=BufferConfig(256))
