@@ -307,6 +307,8 @@ class Buffers(wiring.Component):
         """The read ports, addressed by the reader while running, by the command otherwise; the
         command's read-back."""
         host = self.host
+        # Each buffer's word, the slices' outputs side by side.
+        words = {buf: Cat(*(port.data for port in ports)) for buf, ports in rps.items()}
         # The ports read every cycle (``en`` is left at 1): a reader keeps only the words it
         # asked for, and a command read holds its address for two cycles.
         for buf, ports in rps.items():
@@ -330,14 +332,13 @@ class Buffers(wiring.Component):
             for port, port_addr in zip(ports, addrs, strict=True):
                 m.d.comb += port.addr.eq(port_addr)
             if reader is not None:
-                m.d.comb += reader.data.eq(Cat(*(port.data for port in ports)))
+                m.d.comb += reader.data.eq(words[buf])
 
         # The read-back: registered outputs, byte-wise AND with a select flip-flop, OR-tree.
         terms = []
-        for buf, ports in rps.items():
+        for buf, word in words.items():
             held = Signal(self.specs[buf].width, name=f"held_{buf.name.lower()}")
-            m.d["comb" if is_ice40(platform) else "sync"] += held.eq(
-                Cat(*(port.data for port in ports)))
+            m.d["comb" if is_ice40(platform) else "sync"] += held.eq(word)
             for i in range(0, len(held), 8):
                 sel = Signal(name=f"read_sel_{buf.name.lower()}_{i // 8}")
                 m.d.sync += sel.eq(host.buf == buf.value)
