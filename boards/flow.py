@@ -12,6 +12,7 @@ from hw.config import AccelConfig, build_dir
 from hw.dsp import ICE40_PAIR_WIDTH
 
 from . import icebreaker, ulx3s
+from .framing import BAUD
 from .jobs import run_jobs, run_tool, tail
 from .seeds import check_seeds, clear_seed_dirs, seed_dir, slack_ns
 from .synth import (
@@ -305,7 +306,8 @@ def _yosys_script(family, uncontended):
     ] if command)
 
 
-def synth_board(cfg, board, *, clk_freq=None, seed=None, seeds=None, out_dir=None, log=print):
+def synth_board(cfg, board, *, clk_freq=None, baud=BAUD, seed=None, seeds=None, out_dir=None,
+                log=print):
     """Build the board top of ``cfg`` for ``board`` to a bitstream, with no hardware attached,
     placed at one nextpnr seed or several.
 
@@ -336,6 +338,9 @@ def synth_board(cfg, board, *, clk_freq=None, seed=None, seeds=None, out_dir=Non
         ``"icebreaker"`` or ``"ulx3s"`` (:data:`BOARDS`).
     clk_freq : float or None
         The ``sync`` clock in Hz; ``None`` takes the board's default (``boards.<board>.CLK_FREQ``).
+    baud : int
+        The UART's rate (default :data:`boards.framing.BAUD`); the clock must divide it to
+        within 2% (:func:`boards.uart.uart_divisor`, which names the nearest rate otherwise).
     seed : int or None
         nextpnr placer seed; the same as ``seeds=(seed,)``. Give ``seed`` or ``seeds``, not
         both; with neither, seed 1.
@@ -366,7 +371,8 @@ def synth_board(cfg, board, *, clk_freq=None, seed=None, seeds=None, out_dir=Non
     seeds = check_seeds((1 if seed is None else seed,) if seeds is None else seeds)
     _early_check(spec, cfg)
     board_module = {"icebreaker": icebreaker, "ulx3s": ulx3s}[board]
-    top = spec.top(cfg, clk_freq=board_module.CLK_FREQ if clk_freq is None else clk_freq)
+    top = spec.top(cfg, clk_freq=board_module.CLK_FREQ if clk_freq is None else clk_freq,
+                   baud=baud)
     clk_mhz = top.clk_freq / 1e6
 
     setup_environment()

@@ -6,6 +6,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 from hw.config import AccelConfig
 
+from .framing import BAUD
 from .link import LinkTop
 from .pins import input_pin, output_pin
 from .uart import uart_divisor
@@ -16,8 +17,6 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ice40_pll", "make_platform", "
 BOARD_CLK_FREQ = 12e6
 #: Default system clock made by the PLL (see the README's resource table for the Fmax reached).
 CLK_FREQ = 24e6
-#: Default UART rate of the FTDI link.
-BAUD = 115200
 
 
 def ice40_pll(f_in, f_out):

@@ -15,6 +15,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from hw.config import AccelConfig
 
+from .framing import BAUD
 from .link import LinkTop
 from .pins import input_pin, output_pin
 from .uart import uart_divisor
@@ -26,8 +27,6 @@ BOARD_CLK_FREQ = 25e6
 #: System clock: the oscillator times 3 through the PLL (`ecp5_pll`), a clock every nextpnr
 #: seed of the ulx3s preset meets (docs/timing.md).
 CLK_FREQ = 75e6
-#: Default UART rate of the FTDI link.
-BAUD = 115200
 
 
 def ecp5_pll(f_in, f_out):

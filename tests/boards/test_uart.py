@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, UnusedElaboratable
 
+from boards import icebreaker, ulx3s
+from boards.flow import synth_board
+from boards.framing import BAUD
 from boards.uart import UARTReceiver, UARTTransmitter, uart_divisor
+from hw.config import AccelConfig
 from sim.bench import StreamSink, StreamSource, run
 
 DIVISOR = 5
@@ -66,6 +70,23 @@ def test_loopback(stall):
                       stall=min(stall, 0.5), budget=200 * DIVISOR)
     run(m, src.run, sink.run)
     assert sink.items == data
+
+
+def test_board_clocks_divide_the_link_rate():
+    # The link's rate (3 Mbaud, the FT231X's highest) in a whole number of each board's cycles.
+    for board in (icebreaker, ulx3s):
+        assert uart_divisor(board.CLK_FREQ, BAUD) * BAUD == board.CLK_FREQ, board.__name__
+    assert (uart_divisor(ulx3s.CLK_FREQ, BAUD), uart_divisor(icebreaker.CLK_FREQ, BAUD)) == (25, 8)
+
+
+def test_board_clock_that_misses_the_link_rate_is_refused(tmp_path):
+    # Refused before anything runs, naming the rate it could give; a rate it divides is taken.
+    cfg = AccelConfig.preset("icebreaker")
+    # (the PLL makes 19.875 MHz of the 20 asked for: 7 cycles a bit give 2.839 Mbaud)
+    with pytest.raises(ValueError, match=r"within 2% of clk_freq/divisor for an integer "
+                                         r"divisor, not 3000000 \(nearest 2\.83929e\+06\)"):
+        synth_board(cfg, "icebreaker", clk_freq=20e6, out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
 
 
 def test_divisor():

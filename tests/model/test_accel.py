@@ -159,7 +159,7 @@ def test_embed_cli_on_sim(tiny_model, capsys):
     assert float(l0[7]) == pytest.approx(rtl / 24e6 * 1e3, abs=1e-3)
     assert 0 < float(l0[8]) < 0.192
     assert "compute: " in cap.out and "GOPS of the array's 0.19 peak" in cap.out
-    assert "link: " in cap.out and "s at 115200 baud" in cap.out
+    assert "link: " in cap.out and "s at 3000000 baud" in cap.out
     assert "sim forward: 18/18 batch 1/1: Pool embedding" in cap.err
 
 

@@ -44,9 +44,9 @@ def test_ulx3s_forward_figures(quantized):
     cfg = itf.AccelConfig.preset("ulx3s")
     c = compiler.compile_program(quantized.program, cfg, 64)
     assert c.depth == cfg.buffers.depth == 2048
-    assert (c.clock, c.baud) == (75e6, 115200)        # boards.ulx3s
+    assert (c.clock, c.baud) == (75e6, 3_000_000)      # boards.framing.BAUD
     assert c.compute_seconds == c.cycles / 75e6
-    assert c.link_seconds == c.link_bytes * 10 / 115200
+    assert c.link_seconds == c.link_bytes * 10 / 3_000_000
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
     assert ffn2.note.startswith("64x1536x384, LINEAR, K in chunks of ")
     assert "2 passes of 15-bit inputs, summed in C" in ffn2.note
