@@ -225,8 +225,10 @@ class BoardReport:
         if len(seeds) > 1:
             lines.append(f"worst of seeds {', '.join(map(str, seeds))}: seed "
                          f"{self.worst_seed['seed']}, slack {self.worst_slack_ns:+.2f} ns")
-            lines.append(f"timing {'passed' if self.timing_passed else 'FAILED'} at every seed; "
-                         f"bitstream {self.bitstream} (seed {self.seed})")
+            missed = [str(run["seed"]) for run in self.seed_runs if not run["timing_passed"]]
+            verdict = (f"FAILED at seed{'s' if len(missed) > 1 else ''} {', '.join(missed)}"
+                       if missed else "passed at every seed")
+            lines.append(f"timing {verdict}; bitstream {self.bitstream} (seed {self.seed})")
         else:
             lines.append(f"timing {'passed' if self.timing_passed else 'FAILED'}; "
                          f"bitstream {self.bitstream}")

@@ -135,6 +135,21 @@ def test_one_seed_report_from_before_seed_runs():
         report.table()
 
 
+def test_report_names_the_seeds_that_miss_the_clock():
+    runs = [{"seed": seed, "fmax_mhz": {"clk": mhz}, "slack_ns": 1000 / 24 - 1000 / mhz,
+             "timing_passed": mhz >= 24} for seed, mhz in ((1, 30.0), (2, 23.0), (3, 22.5))]
+    report = BoardReport.from_dict({
+        "board": "icebreaker", "device": "iCE40UP5K", "family": "ice40",
+        "config": AccelConfig.preset("icebreaker").to_dict(), "clk_mhz": 24.0, "resources": {},
+        "synth_cells": {}, "fmax_mhz": {"clk": 30.0}, "timing_passed": False, "seed": 1,
+        "bitstream": "top.bin", "out_dir": ".", "seed_runs": runs})
+    assert "timing FAILED at seeds 2, 3; bitstream top.bin (seed 1)" in report.table()
+    report.seed_runs = runs[:2]
+    assert "timing FAILED at seed 2; bitstream" in report.table()
+    report.seed_runs, report.timing_passed = [runs[0], {**runs[0], "seed": 4}], True
+    assert "timing passed at every seed; bitstream" in report.table()
+
+
 def test_bad_seeds_refused_before_any_tool(tmp_path):
     cfg = AccelConfig.preset("icebreaker")
     with pytest.raises(TypeError, match=r"^Give seed or seeds, not both \(seed 1, seeds "
