@@ -35,7 +35,10 @@ class MatrixAdapter(wiring.Component):
     stage (one register, every GEMM, GEMM_RAW and LINEAR run): a LINEAR run with ``LIN_MODE``'s
     ACCUMULATE adds C's old words (``c_old``, read ahead by C's reader) to its rows, shifted by
     ``in_width`` with SHIFT; one with RAW writes the sums into C as GEMM_RAW does
-    (:class:`hw.isa.LinMode`).
+    (:class:`hw.isa.LinMode`). The old words pass a register slice on the way in, so that the
+    stage's ``ready``, which follows the requantizer's, does not reach C's reader's output
+    register (a word wide, across the die from the stage); the reader runs far enough ahead
+    that the slice's cycle never shows.
 
     The selects are flip-flops decoded from ``run_op`` (a cycle after launch sets it; no word
     reaches a unit before that); the constants follow ``regs`` (unchanged during a run), with
@@ -160,7 +163,9 @@ class MatrixAdapter(wiring.Component):
                                                        engine_config(cfg).acc_width,
                                                        cfg.array.in_width)
             wiring.connect(m, wiring.flipped(g_out), acc.i)
-            wiring.connect(m, wiring.flipped(self.c_old), acc.old)
+            m.submodules.c_old_slice = c_old_slice = SkidBuffer(self.c_old.payload.shape())
+            wiring.connect(m, wiring.flipped(self.c_old), c_old_slice.i)
+            wiring.connect(m, c_old_slice.o, acc.old)
             m.d.comb += [acc.accumulate.eq(linear_op & mode[lin_mode_bit(LinMode.ACCUMULATE)]),
                          acc.shift.eq(mode[lin_mode_bit(LinMode.SHIFT)])]
             g_out = acc.o
