@@ -103,6 +103,7 @@ class Requantizer(wiring.Component):
     and the beat is valid with its last lane. Latency: 7 cycles, as above, from the transfer,
     which comes ``2 * lanes - 1`` cycles after the beat is offered (at its last lane's second
     cycle). Throughput: one beat every ``2 * lanes`` cycles.
+
     With ``cfg.half_rate`` each lane keeps its pipeline lane, but its two partial products (the
     accumulator's low 17 bits and the rest; 15 on iCE40) take its one multiplier on two cycles,
     as in ``serial``: ``lanes`` DSP blocks instead of ``2 * lanes``. Latency: 7 cycles from the
