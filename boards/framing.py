@@ -8,9 +8,9 @@ __all__ = ["BAUD", "BITS_PER_BYTE", "LENGTH_BYTES", "BUFFER_HEADER", "STATUS_BYT
 
 #: The serial line's rate, the boards' and the host driver's default, and bits on the line per
 #: byte (8N1: a start bit, 8 data bits, a stop bit; :mod:`boards.uart`). 3 Mbaud is the FT231X's
-#: highest rate (the ULX3S's USB UART; the iCEBreaker's FT2232H goes to 12 Mbaud), and the
-#: boards' clocks divide it exactly: 25 cycles a bit at 75 MHz, 8 at 24 MHz. The link is what
-#: bounds a board's model forward, so it runs as fast as the USB UART allows.
+#: highest rate (the ULX3S's USB UART; the iCEBreaker's FT2232H goes higher), and both boards'
+#: clocks divide it exactly (``tests/boards/test_uart.py``). The link bounds a board's model
+#: forward, so it runs as fast as the USB UART allows.
 BAUD = 3_000_000
 BITS_PER_BYTE = 10
 #: Bytes of a frame's length field (little-endian), after the sync byte and the opcode (a
