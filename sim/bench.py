@@ -542,9 +542,11 @@ def attention_macs(heads, L, d, causal):
 
 
 def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=False,
-                  keys=None, stall=0.0, seed=0, backend="amaranth"):
+                  keys=None, stall=0.0, seed=0, backend="amaranth", load_stalls=None):
     """Simulate :class:`hw.attention_unit.AttentionUnit`; see
-    :func:`intformer.simulate.attention`."""
+    :func:`intformer.simulate.attention`. ``load_stalls`` (``{"q": 0.9}``) withholds the
+    named load streams at their own rate instead of ``stall``."""
+    load_stalls = {"q": stall, "k": stall, "v": stall, **(load_stalls or {})}
     q, k, v, heads = golden.check_attention_input(q, k, v, cfg)
     H, L, d = q.shape
     keys = 0 if keys is None else golden.check_keys(keys, L)
@@ -570,11 +572,11 @@ def run_attention(cfg, q, k, v, q_scale, k_scale, v_scale, o_scale, *, causal=Fa
         StreamSource(dut.cmd, cmds, name="attention cmd", rng=np.random.default_rng(seed + 1),
                      stall=stall, budget=budget),
         StreamSource(dut.q, q_beats, name="attention q", rng=np.random.default_rng(seed + 2),
-                     stall=stall, budget=budget),
+                     stall=load_stalls["q"], budget=budget),
         StreamSource(dut.k, k_beats, name="attention k", rng=np.random.default_rng(seed + 3),
-                     stall=stall, budget=budget),
+                     stall=load_stalls["k"], budget=budget),
         StreamSource(dut.v, v_beats, name="attention v", rng=np.random.default_rng(seed + 4),
-                     stall=stall, budget=budget),
+                     stall=load_stalls["v"], budget=budget),
     ]
     sink = StreamSink(dut.o, rows_out, name="attention o", rng=np.random.default_rng(seed + 5),
                       stall=stall, budget=budget)

@@ -305,18 +305,22 @@ class SoftmaxRows:
 
 
 #: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search
-#: minimizing the worst relative error over the shapes of ``bench/attention.py``, with 1 to 8
-#: softmax lanes, and 49 small heads on 2x2 to 6x6 arrays with 1 to 6 lanes: 0.5% on the former,
-#: 1.0% on the latter; the start and the tail trade off, only their sum counts): from loading
-#: to the first job's first operand; between one job's last operand pair and the next job's
-#: first (the job shape is registered, so a job starts a cycle after its predecessor moves on);
-#: from a QK job's last output row to the softmax's first beat (through the score FIFO); from
-#: the softmax's last probability to the first operand of the PV job waiting for it (through the
-#: FIFO after the softmax, the registered dependency check, the operand reads' two register
-#: stages and the engine's command register); and from the last operand pair to the last output
-#: row (the 7-cycle requantizer).
+#: minimizing the worst relative error over 224 small heads, L of 1 to 20 and d of 1 to 16 on
+#: 2x2 to 6x8 arrays with 1 or 2 softmax lanes, causal or not: 1.5%; the shapes of
+#: ``bench/attention.py``, 1 to 4 lanes, are checked against it; the start and the tail trade
+#: off, only their sum counts): from Q's row block's last beat to the first operand of the QK
+#: job waiting for it, and from V's last beat to the PV job's; between one job's last operand
+#: pair and the next job's first (the job shape is registered, so a job starts a cycle after
+#: its predecessor moves on); from a QK job's last output row to the softmax's first beat
+#: (through the score FIFO); from the softmax's last probability to the first operand of the
+#: PV job waiting for it (through the FIFO after the softmax, the registered dependency check,
+#: the operand reads' two register stages and the engine's command register); and from the
+#: last operand pair to the last output row (the 7-cycle requantizer).
 ATTENTION_START, ATTENTION_JOB_GAP, ATTENTION_TO_SOFTMAX, ATTENTION_FROM_SOFTMAX, \
-    ATTENTION_TAIL = 0, 2, 3, 15, 23
+    ATTENTION_TAIL = -3, 2, 3, 15, 23
+#: From a K tile's last beat to the first operand of a QK tile waiting for it (fitted with the
+#: others).
+ATTENTION_TILE = -2
 
 
 def attention_jobs(blocks):
@@ -332,6 +336,9 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
     """Modelled cycles of :class:`hw.attention.AttentionController` for ``heads`` heads, with
     no stalls, counted from the first command to the last output row (loading included).
 
+    The loads of Q, K and V run side by side from the command, and the jobs start as their
+    operands come in: QK(b) once Q's row block b is in, each of its tiles once that K tile is
+    in, PV once all of V is.
     The array runs the jobs back to back (:func:`attention_jobs`); each job costs what the GEMM
     engine costs (:func:`gemm_cycles`' ``K + (tiles - 1) * max(K, 2R - 1)``) plus a small gap.
     ``PV(b)`` also waits for the softmax of block b, whose rows are offered when ``QK(b)``'s
@@ -342,19 +349,29 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
     R, C = cfg.array.rows, cfg.array.cols
     gap = 2 * R - 1
     blocks = -(-L // R)
-    load = max(blocks * d, -(-L // C) * d, -(-d // C) * L)
+    # The loads run side by side, a beat a cycle each: QK(b) waits for Q's row block b and
+    # each of its tiles for its K tile (d beats each), PV for all of V.
+    v_in = -(-d // C) * L + ATTENTION_START
+    # The run starts once the row blocks and the softmax beats of a row are counted.
+    counted = max(blocks, -(-L // cfg.attention_lanes))
     total = 0
     for _ in range(heads):
-        t = load + ATTENTION_START          # first operand of the first job
+        t = 0
         softmax = SoftmaxRows(cfg.attention_softmax, L)
         probs_ready = {}
         for kind, b in attention_jobs(blocks):
             rows = min(R, L - b * R)
             cols = min(L, b * R + R) if causal else L
             k, tiles = (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
-            if kind == "PV":
-                t = max(t, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
-            last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
+            if kind == "QK":
+                t = max(t, counted, (b + 1) * d + ATTENTION_START)
+                for j in range(tiles):      # tile j's first operand pair, then its last
+                    t = max(t, (j + 1) * d + ATTENTION_TILE)
+                    last = t + k - 1
+                    t += max(k, gap)
+            else:
+                t = max(t, v_in, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
+                last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
             if kind == "QK":
                 scores_out = last + 2 * (rows - 1) + C + 7
                 for _ in range(rows):
@@ -367,10 +384,11 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
 
 
 #: Cycles from the last shape-preparation step of a RUN ATTENTION to the start of
-#: :func:`attention_cycles`' count: LAUNCH (``RUN_LAUNCH``) and the controller's first command
-#: after it (measured: the sum then matches the top to within :func:`attention_cycles`' own
-#: error: 0 to 7 cycles short on ulx3s for L of 6 to 64, d of 5 to 32).
-ATTENTION_RUN_START = 8
+#: :func:`attention_cycles`' count: LAUNCH (``RUN_LAUNCH``), the controller's first command
+#: after it, and the top's buffer reads, a few cycles behind the command, that feed the loads
+#: (measured: the sum then matches the top to within 5 cycles either way on ulx3s for L of 5
+#: to 16 and d of 1 to 8, with 1 or 6 softmax lanes).
+ATTENTION_RUN_START = 10
 
 
 def attention_run_cycles(cfg, L, d, causal=False):

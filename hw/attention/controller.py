@@ -99,8 +99,10 @@ class AttentionController(wiring.Component):
         the row length L.
     busy, error : Out(1)
 
-    Latency and throughput: loading takes ``max(ceil(L/R)*d, ceil(L/C)*d, ceil(d/C)*L)`` cycles;
-    then each ``QK(b)`` takes ``ceil(N_b/C) * max(d, 2R-1)`` array cycles and each ``PV(b)``
+    Latency and throughput: loading takes ``ceil(L/R)*d``, ``ceil(L/C)*d`` and ``ceil(d/C)*L``
+    cycles, the three side by side, and the jobs overlap it: ``QK(b)`` starts once Q's row block b
+    is in and reads each K tile once it is in, ``PV(b)`` starts once all of V is. Each ``QK(b)``
+    takes ``ceil(N_b/C) * max(d, 2R-1)`` array cycles and each ``PV(b)``
     ``ceil(d/C) * max(N_b, 2R-1)`` (``N_b = L``, or ``min(L, bR+R)`` when causal), plus a few
     cycles per job and the wait for the softmax where it is slower than the array;
     :func:`sim.cyclemodel.attention_cycles` models it. One head per command.

@@ -1,5 +1,5 @@
 """The attention controller's job issuer: the GEMM commands of the head's jobs, in order, each
-once its buffer half is ready."""
+once its buffer half and its operands are ready."""
 
 from amaranth.hdl import Mux, Signal
 from amaranth.lib import data, wiring
@@ -16,8 +16,8 @@ def build_issuer(ctl, m, ns):
     being issued, its GEMM command FIFO into the engine, the operand FIFO, the dependency
     check against the hand-off flags, and the start of each job's operand walk."""
     R, sl, Lmax, dmax, LT = ctl.R, ctl.sl, ctl.max_len, ctl.max_dim, ctl.len_tiles
-    (hd, nb, run_start, p_full, s_full, running) = (
-        ns.hd, ns.nb, ns.run_start, ns.p_full, ns.s_full, ns.running)
+    (hd, nb, run_start, p_full, s_full, running, q_blocks, v_done) = (
+        ns.hd, ns.nb, ns.run_start, ns.p_full, ns.s_full, ns.running, ns.q_blocks, ns.v_done)
     # -- ISSUER: walks the jobs, queues each one's GEMM command and reads its operands. ----
     ji = Jobs("issue", ctl.blocks, R)
     ish = job_shape(ctl, m, ji, hd, nb, "issue")
@@ -45,12 +45,17 @@ def build_issuer(ctl, m, ns):
                                   "b": ctl.gemm_b.payload.shape()})
     m.submodules.op_fifo = op_fifo = Queue(operands, ctl.OPERAND_DEPTH)
 
-    dep_ok = Mux(ji.kind == Jobs.QK, ~s_full.bit_select(i_half, 1),
-                 p_full.bit_select(i_half, 1))
-    # Registered: once a job's dependency is met it stays met until the job runs.
+    # A job waits for its buffer half and for the operands it reads: QK(b) for Q's row block b,
+    # PV for all of V (the loads overlap the first jobs; a QK job's reads of each K tile wait
+    # for that tile, hw.attention.operands).
+    qk = ji.kind == Jobs.QK
+    hand_ok = Mux(qk, ~s_full.bit_select(i_half, 1), p_full.bit_select(i_half, 1))
+    dep_ok = hand_ok & Mux(qk, q_blocks > ji.block, v_done)
+    # Registered: once a job's dependency is met it stays met until the job runs (the load
+    # counts only grow while the head runs).
     dep_ok_r = Signal()
     m.d.sync += dep_ok_r.eq(dep_ok)
-    m.d.comb += ctl.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~dep_ok)
+    m.d.comb += ctl.waiting_for_softmax.eq(running & ~ji.done & ~feeding & ~hand_ok)
     with m.If(run_start):
         m.d.sync += [*ji.reset(), feeding.eq(0), q_base.eq(0)]
     with m.Elif(running & ~ji.done & ~feeding & ji.fresh & dep_ok_r & cmd_fifo.i.ready):
@@ -59,4 +64,4 @@ def build_issuer(ctl, m, ns):
         m.d.sync += [feeding.eq(1), k_cnt.eq(0), kv_base.eq(0), p_word.eq(0), p_lane.eq(0)]
     vars(ns).update(ji=ji, ish=ish, i_half=i_half, feeding=feeding, kdim=kdim, k_cnt=k_cnt,
                     k_loop=k_loop, t_loop=t_loop, q_base=q_base, kv_base=kv_base,
-                    p_word=p_word, p_lane=p_lane, op_fifo=op_fifo)
+                    p_word=p_word, p_lane=p_lane, op_fifo=op_fifo, job_start=job_start)

@@ -14,6 +14,22 @@ def _sign_extend(lanes):
     return Cat(*(Cat(lane, lane[-1]) for lane in lanes))
 
 
+def _k_tile_ok(ctl, m, ji, k_blocks, job_start, tile_end):
+    """Whether a read this cycle may proceed: always in a PV job; in a QK job once K's tile
+    ``t`` (the job's tile being read) is in, ``k_blocks > t``. From flip-flops only: the
+    comparisons are registered for the tile being read and the next one, and the registered
+    ``tile_end`` picks the one that holds this cycle. On a job's first read the comparison
+    may still be the previous job's (of a tile at or past 0), which only waits a cycle more."""
+    t = Signal(range(ctl.len_tiles + 1), name="k_tile")
+    ok_cur, ok_next, moved = Signal(), Signal(), Signal()
+    with m.If(job_start):
+        m.d.sync += t.eq(0)
+    with m.Elif(tile_end):
+        m.d.sync += t.eq(t + 1)
+    m.d.sync += [ok_cur.eq(k_blocks > t), ok_next.eq(k_blocks > t + 1), moved.eq(tile_end)]
+    return (ji.kind != Jobs.QK) | Mux(moved, ok_next, ok_cur)
+
+
 def build_operands(ctl, m, ns):
     """Builds the operand feeder: one (A, B) read a cycle from the Q/K/V scratchpads and the
     P rows while the operand FIFO has room, the walk's counters and the job's end, the
@@ -21,18 +37,20 @@ def build_operands(ctl, m, ns):
     operand FIFO that drives the engine's A and B streams."""
     sl, e_a, e_b = ctl.sl, ctl.gemm_a, ctl.gemm_b
     (op_fifo, feeding, p_lane, pmem, ji, qmem, kmem, vmem, q_base, k_cnt, kv_base, p_word,
-     k_loop, i_half, t_loop, ish, d, p_clr) = (
+     k_loop, i_half, t_loop, ish, d, p_clr, k_blocks, job_start) = (
         ns.op_fifo, ns.feeding, ns.p_lane, ns.pmem, ns.ji, ns.qmem, ns.kmem, ns.vmem, ns.q_base,
         ns.k_cnt, ns.kv_base, ns.p_word, ns.k_loop, ns.i_half, ns.t_loop, ns.ish, ns.d,
-        ns.p_clr)
-    # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it.
+        ns.p_clr, ns.k_blocks, ns.job_start)
+    # Operand reads: one (A, B) pair a cycle while the operand FIFO has room for it and, in a
+    # QK job, the K tile being read is in.
     issued = Signal()
     issued_d = Signal()
     kind_d = Signal()
     lane_d = Signal(range(sl))
     op_room = queue_room(m, op_fifo, issued, "op")
     k_last, t_last = k_loop.last, t_loop.last
-    m.d.comb += [issued.eq(feeding & op_room),
+    tile_ok = _k_tile_ok(ctl, m, ji, k_blocks, job_start, issued & k_last)
+    m.d.comb += [issued.eq(feeding & op_room & tile_ok),
                  k_loop.en.eq(issued), t_loop.en.eq(issued & k_last)]
     m.d.sync += [issued_d.eq(issued), kind_d.eq(ji.kind), lane_d.eq(p_lane)]
     q_rd, k_rd, v_rd = qmem.read_port(), kmem.read_port(), vmem.read_port()

@@ -11,13 +11,14 @@ __all__ = ["build_scratchpads"]
 
 def build_scratchpads(ctl, m, ns):
     """Builds the scratchpads: the Q, K and V memories, the double-buffered score memory and
-    the R memories of P rows, each a submodule marked uncontended (every one is written and
-    read in separate phases)."""
+    the R memories of P rows, each a submodule marked uncontended (no read whose data is used
+    hits the address being written)."""
     (R, C, w, sl, Lmax, dmax, LT) = (
         ctl.R, ctl.C, ctl.in_width, ctl.sl, ctl.max_len, ctl.max_dim, ctl.len_tiles)
     # -- Scratchpads and buffers. ----------------------------------------------------------
-    # Each is written and read in separate phases (uncontended): Q, K and V are written
-    # only while a head loads and read only while it runs; the score buffer and the P rows
+    # No read whose data is used hits the address being written (uncontended): Q, K and V
+    # are written in order while a head loads, and a job reads only blocks that are in (the
+    # issuer holds it until then, hw.attention.issuer); the score buffer and the P rows
     # are double buffered, each half written only while its full flag is clear and read
     # only while it is set, the flag changing a cycle after the half's last read or write.
     def memory(name, shape, depth, attrs=None):
