@@ -60,10 +60,10 @@ def build_loaders(ctl, m, ns):
         load_blocks[tag] = blocks
 
     # The run starts once the row blocks are counted, while the scratchpads still load: the
-    # issuer holds each job until the operands it reads are in (QK(b): K and Q's block b; PV:
-    # V), so that loading overlaps the first jobs. ``started`` makes the start one strobe a
-    # command; loading ends when all three are in (registered: low on the command's cycle,
-    # while the flags reset).
+    # issuer holds QK(b) until Q's row block b is in and each of its K tiles' reads until that
+    # tile is in, and PV until V is, so that loading overlaps the first jobs. ``started``
+    # makes the start one strobe a command; loading ends when all three are in (registered:
+    # low on the command's cycle, while the flags reset).
     counted_r = Signal()
     started = Signal()
     loaded = Signal()
