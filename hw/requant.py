@@ -170,20 +170,21 @@ class Requantizer(wiring.Component):
             # An element takes two cycles (`second` low, then high) and enters the pipeline on
             # the second. Serial: lane `lane`'s element, the beat taken after its last lane's
             # second cycle; half_rate: every lane's at once, the beat taken on its second cycle.
-            lane = Signal(range(n))
             second = Signal()
             entered = self.i.valid & second
-            last = (lane == n - 1) if self.serial else 1
+            if self.serial:
+                lane = Signal(range(n))
+                last = lane == n - 1
+                pairs = [(self.i.payload[lane] if n > 1 else self.i.payload[0], mults[0])]
+            else:
+                last = 1
+                pairs = list(zip(accs, mults, strict=True))
             m.d.comb += self.i.ready.eq(advance & second & last)
             with m.If(advance & self.i.valid):
                 m.d.sync += second.eq(~second)
                 if self.serial:
                     with m.If(second):
                         m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
-            if self.serial:
-                pairs = [(self.i.payload[lane] if n > 1 else self.i.payload[0], mults[0])]
-            else:
-                pairs = list(zip(accs, mults, strict=True))
             for j, (acc, mult) in enumerate(pairs):
                 shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), mult,
                                p_hi[j], p_lo[j], second=second, en=advance, name=f"p_{j}")
