@@ -39,6 +39,7 @@ from .framing import (
 from .link import RSP_SYNC, SYNC, LinkError, crc8
 from .splits import (
     LinearRun,
+    LinearSplit,
     gemm_block,
     k_chunk,
     linear_runs,
@@ -49,7 +50,8 @@ from .splits import (
 
 __all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
            "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
-           "read_chunks", "k_chunk", "gemm_block", "LinearRun", "linear_runs", "linear_split",
+           "read_chunks", "k_chunk", "gemm_block", "LinearSplit", "LinearRun", "linear_runs",
+           "linear_split",
            "rows_per_run", "residual_per_run", "LinkCount"]
 
 
@@ -258,7 +260,7 @@ class Client:
 
         When C's lanes hold the whole sum (``acc_width`` at least
         :func:`sim.ops.linear_acc_width` of the bias, K and ``x_width``), it is summed on chip:
-        the LINEAR runs of :func:`linear_runs` (K in chunks of :func:`linear_split`, each
+        the LINEAR runs of :func:`linear_runs` (split by :func:`linear_split`, each
         signed digit of ``x`` from :func:`sim.ops.split_digits`), each block's runs summing into
         C through ``LIN_MODE`` (:class:`hw.isa.LinMode`), CHAN written once per column block and
         C read once per block; one run a block when one digit and one chunk do. Otherwise (a
@@ -309,15 +311,15 @@ class Client:
                                        mult_width=cfg.requant.mult_width, out_width=out_width)
 
     def _linear_on_chip(self, x, w, consts, passes):
-        """The runs of :func:`linear_runs` (K chunk from :func:`linear_split`): each block's
+        """The runs of :func:`linear_runs` (split by :func:`linear_split`): each block's
         whole sum in C, read once."""
         cfg = self.cfg
         iw = cfg.array.in_width
         (M, K), N = x.shape, w.shape[1]
         digits = ops.split_digits(x, passes, iw)
-        kc = linear_split(cfg, self.depth, M, K, N, passes)
+        split = linear_split(cfg, self.depth, M, K, N, passes)
         out = np.zeros((M, N), dtype=np.int64)
-        for r in linear_runs(cfg, self.depth, M, K, N, passes, kc):
+        for r in linear_runs(cfg, self.depth, M, K, N, passes, split):
             cols = slice(r.j0, r.j0 + r.n)
             if r.write_chan:
                 self.write_channels(*(v[cols] for v in consts))

@@ -7,8 +7,8 @@ from collections import namedtuple
 
 from hw.isa import Buf, LinMode, buffer_specs
 
-__all__ = ["k_chunk", "gemm_block", "LinearRun", "linear_runs", "linear_split", "rows_per_run",
-           "residual_per_run"]
+__all__ = ["k_chunk", "gemm_block", "LinearSplit", "LinearRun", "linear_runs",
+           "linear_split", "rows_per_run", "residual_per_run"]
 
 
 def k_chunk(cfg, depth):
@@ -17,17 +17,28 @@ def k_chunk(cfg, depth):
     return min(cfg.gemm.max_k, depth)
 
 
-def gemm_block(cfg, depth, M, K, N):
+def gemm_block(cfg, depth, M, K, N, rows_first=False):
     """``(mb, nb)``: the rows and columns of the blocks :meth:`Client.gemm` and
     :meth:`Client.linear` split ``(M x K) @ (K x N)`` into, for a ``K`` of at most
-    :func:`k_chunk`: as many column tiles as B holds (``depth // K``), then as many rows as A
-    and C hold."""
+    :func:`k_chunk`. Columns first (the default): as many column tiles as B holds
+    (``depth // K``), then as many rows as A and C hold, so B's words are sent again for each
+    row block when a block takes more than one run (:func:`linear_runs`). ``rows_first``:
+    as many rows as A holds, then only as many column tiles as C holds for all of them, so
+    B's words are sent once a run, but A's for more column blocks. (A plain GEMM writes B
+    once a column block, so columns first never sends more there.)"""
     R, C = cfg.array.rows, cfg.array.cols
     tiles = depth // K
+    rows = min(M, cfg.gemm.max_m, tiles * R)
     nb = min(N, cfg.gemm.max_n, tiles * C)
-    mb = min(M, cfg.gemm.max_m, tiles * R, depth // -(-nb // C))
+    if rows_first:
+        nb = min(nb, max(1, depth // rows) * C)
+    mb = min(rows, depth // -(-nb // C))
     return mb, nb
 
+
+#: How :meth:`Client.linear` splits an on-chip sum (:func:`linear_split`): K in chunks of
+#: ``k_chunk``, and blocks of :func:`gemm_block` rows first or not (``rows_first``).
+LinearSplit = namedtuple("LinearSplit", ["k_chunk", "rows_first"])
 
 #: One RUN LINEAR of an on-chip sum (:func:`linear_runs`): rows ``i0 .. i0+m`` and columns
 #: ``j0 .. j0+n`` of the output, digit ``p`` of the activations, rows ``k0 .. k0+k`` of K; the
@@ -37,15 +48,17 @@ LinearRun = namedtuple("LinearRun", ["i0", "m", "j0", "n", "p", "k0", "k", "mode
                                      "write_b", "read_c"])
 
 
-def linear_runs(cfg, depth, M, K, N, passes, kc):
+def linear_runs(cfg, depth, M, K, N, passes, split):
     """The RUN LINEARs of :meth:`Client.linear` summing ``(M x K) @ (K x N)`` on chip, in
-    order, K in chunks of ``kc`` (at most :func:`k_chunk`) and the activations in ``passes``
-    signed digits: per block of :func:`gemm_block` (column blocks outside, CHAN written once
+    order, as ``split`` (a :class:`LinearSplit`, its K chunk at most :func:`k_chunk`) says,
+    the activations in ``passes`` signed digits: per block of :func:`gemm_block` (column
+    blocks outside, CHAN written once
     each), the digits most significant first, each digit's K chunks, into the same C words
     (:class:`hw.isa.LinMode`): the first run plain, the others ACCUMULATE (with SHIFT on a
     digit's first chunk), all but the last RAW; C read once a block. B is written when the
     run's chunk or column block is not the one it holds."""
-    mb, nb = gemm_block(cfg, depth, M, kc, N)
+    kc = split.k_chunk
+    mb, nb = gemm_block(cfg, depth, M, kc, N, split.rows_first)
     chunks = [(k0, min(kc, K - k0)) for k0 in range(0, K, kc)]
     steps = [(p, k0, k) for p in range(passes) for k0, k in chunks]
     held = None
@@ -65,25 +78,27 @@ def linear_runs(cfg, depth, M, K, N, passes, kc):
 
 
 def linear_split(cfg, depth, M, K, N, passes):
-    """The K chunk :meth:`Client.linear` sums ``(M x K) @ (K x N)`` in on chip: of
-    :func:`k_chunk` and its halvings (down to the array's rows), the one whose
-    :func:`linear_runs` send the fewest words over the link (smaller chunks give larger
-    blocks of rows and columns, so fewer A and B words sent again; ties go to the larger)."""
+    """The :class:`LinearSplit` :meth:`Client.linear` sums ``(M x K) @ (K x N)`` on chip by:
+    of :func:`k_chunk` and its halvings (down to the array's rows), each with blocks columns
+    first or rows first, the one whose :func:`linear_runs` send the fewest bytes over the
+    link (smaller chunks give larger blocks of rows and columns, so fewer A and B words sent
+    again; ties go to the larger chunk, then to columns first)."""
     specs = buffer_specs(cfg, depth)
     R, C = cfg.array.rows, cfg.array.cols
     nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C)}
     best = None
     kc = min(K, k_chunk(cfg, depth))
     while True:
-        cost = 0
-        for run in linear_runs(cfg, depth, M, K, N, passes, kc):
-            cost += -(-run.m // R) * run.k * nbytes[Buf.A] + 32       # A, registers, RUN
-            if run.write_b:
-                cost += -(-run.n // C) * run.k * nbytes[Buf.B]
-            if run.read_c:
-                cost += run.m * -(-run.n // C) * nbytes[Buf.C]
-        if best is None or cost < best[0]:
-            best = cost, kc
+        for split in (LinearSplit(kc, False), LinearSplit(kc, True)):
+            cost = 0
+            for run in linear_runs(cfg, depth, M, K, N, passes, split):
+                cost += -(-run.m // R) * run.k * nbytes[Buf.A] + 32       # A, registers, RUN
+                if run.write_b:
+                    cost += -(-run.n // C) * run.k * nbytes[Buf.B]
+                if run.read_c:
+                    cost += run.m * -(-run.n // C) * nbytes[Buf.C]
+            if best is None or cost < best[0]:
+                best = cost, split
         if kc <= R:
             return best[1]
         kc = max(R, kc // 2)

@@ -164,9 +164,10 @@ class Session:
             how.append("sums and requantization on the host")
             mb, nb = splits.gemm_block(cfg, self.depth, M, min(K, kmax), N)
             return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{min(K, kmax)}x{nb}"
-        kc = splits.linear_split(cfg, self.depth, M, K, N, passes)
+        split = splits.linear_split(cfg, self.depth, M, K, N, passes)
+        kc = split.k_chunk
         R, C = cfg.array.rows, cfg.array.cols
-        for r in splits.linear_runs(cfg, self.depth, M, K, N, passes, kc):
+        for r in splits.linear_runs(cfg, self.depth, M, K, N, passes, split):
             if r.write_chan:        # as Client.write_channels
                 for _, count in layout.channel_pieces(r.n, C, channel_tiles(cfg)):
                     c.write(Buf.CHAN, count)
@@ -185,7 +186,7 @@ class Session:
             how.append(f"K in chunks of {kc}" if K > kc else "")
             how.append(f"{passes} passes of {op.x_width}-bit inputs" if passes > 1 else "")
             how = [h for h in how if h] + ["summed in C"]
-        mb, nb = splits.gemm_block(cfg, self.depth, M, kc, N)
+        mb, nb = splits.gemm_block(cfg, self.depth, M, kc, N, split.rows_first)
         return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{kc}x{nb}"
 
     def _attention(self, c, op, L, hidden):

@@ -18,7 +18,7 @@ from amaranth.hdl import UnusedElaboratable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from boards.host import BoardError, linear_runs
+from boards.host import BoardError, LinearSplit, linear_runs
 from boards.simtop import SimTop
 from boards.verilatortop import VerilatorTop
 from hw.config import (
@@ -536,7 +536,7 @@ def _accumulated(top, cfg, x, w, consts, kc, x_width):
     passes = ops.linear_passes(x_width, cfg.array.in_width)
     digits = ops.split_digits(x, passes, cfg.array.in_width)
     top.write_channels(*consts)
-    for r in linear_runs(cfg, top.depth, M, K, N, passes, kc):
+    for r in linear_runs(cfg, top.depth, M, K, N, passes, LinearSplit(kc, False)):
         assert (r.i0, r.j0, r.m, r.n) == (0, 0, M, N)
         top.write_buffer(Buf.A, 0, layout.column_words(digits[r.p][:, r.k0:r.k0 + r.k], R))
         top.write_buffer(Buf.B, 0, layout.row_words(w[r.k0:r.k0 + r.k], C))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import intformer as itf
+from boards import splits
 from boards.host import Board
 from boards.link import RSP_SYNC, SYNC, crc8
 from boards.simtop import SimTop
@@ -131,3 +132,34 @@ def test_link_bytes_equal_the_drivers():
         call()
         assert (line.sent, line.received) == (want.sent, want.received), op.kind
         assert want.runs > 1
+
+
+def test_linear_split_sends_the_fewest_bytes(monkeypatch):
+    """:func:`boards.splits.linear_split` picks, of every K chunk and block order it
+    considers, the split whose runs the plan counts the fewest link bytes for; the driver
+    sends exactly those bytes, for the pick and for the columns-first split of the same
+    chunk, and both give :func:`sim.ops.linear`. Here, 10-bit inputs (two digits summed in
+    C) on the tiny preset at depth 32, the pick is blocks rows first."""
+    cfg = itf.AccelConfig.preset("tiny").replace(buffers=BufferConfig(32))
+    rng = np.random.default_rng(1)
+    M, K, N = 6, 16, 20
+    x, w = rng.integers(-(1 << 9), 1 << 9, (M, K)), rng.integers(-128, 128, (K, N))
+    bias = rng.integers(-1000, 1000, N)
+    mult, shift = rng.integers(1, 1 << 15, N), rng.integers(10, 20, N)
+    lin = P.Linear("y", 1.0, input="x", weight=w, bias=bias, multipliers=mult, shifts=shift,
+                   out_width=8, x_width=10)
+    want = ops.linear(x, w, bias, mult, shift, cfg=cfg, x_width=10, out_width=8)
+    chosen = splits.linear_split(cfg, 32, M, K, N, passes=2)
+    assert chosen.rows_first
+    counted = {}
+    for split in [splits.LinearSplit(kc, order) for kc in (16, 8, 4, 2) for order in (0, 1)]:
+        monkeypatch.setattr(splits, "linear_split", lambda *_, s=split: s)
+        op_plan = plan.Session(cfg).plan(lin, M, {"x": K})
+        counted[split] = op_plan.sent + op_plan.received
+    assert counted[chosen] == min(counted.values()) < counted[splits.LinearSplit(4, False)]
+    for split in (chosen, splits.LinearSplit(4, False)):
+        monkeypatch.setattr("boards.host.linear_split", lambda *_, s=split: s)
+        line = _Line(SimTop(cfg))
+        got = Board(line, cfg).linear(x, w, bias, mult, shift, x_width=10, out_width=8)
+        np.testing.assert_array_equal(got, want)
+        assert line.sent + line.received == counted[split]
