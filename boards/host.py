@@ -46,13 +46,14 @@ from .splits import (
     linear_split,
     residual_per_run,
     rows_per_run,
+    sums_on_chip,
 )
 
 __all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
            "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
            "read_chunks", "k_chunk", "gemm_block", "LinearSplit", "LinearRun", "linear_runs",
            "linear_split",
-           "rows_per_run", "residual_per_run", "LinkCount"]
+           "rows_per_run", "residual_per_run", "sums_on_chip", "LinkCount"]
 
 
 Status = namedtuple("Status", ["busy", "done", "error"])
@@ -259,15 +260,17 @@ class Client:
         saturated here).
 
         When C's lanes hold the whole sum (``acc_width`` at least
-        :func:`sim.ops.linear_acc_width` of the bias, K and ``x_width``), it is summed on chip:
+        :func:`sim.ops.linear_acc_width` of the bias, K and ``x_width``) and ``x`` is at most
+        two digits (:func:`sums_on_chip`), it is summed on chip:
         the LINEAR runs of :func:`linear_runs` (split by :func:`linear_split`, each
         signed digit of ``x`` from :func:`sim.ops.split_digits`), each block's runs summing into
         C through ``LIN_MODE`` (:class:`hw.isa.LinMode`), CHAN written once per column block and
         C read once per block; one run a block when one digit and one chunk do. Otherwise (a
-        K beyond a run, or wide activations, whose whole sum C cannot hold; one run's sum it
-        must) each digit goes through :meth:`gemm`'s exact ``RUN GEMM_RAW`` blocks and K
-        chunks, and the digits' sums are shifted and added, the bias added and the channels
-        requantized here; a single run whose sum C cannot hold is refused.
+        K beyond a run, or wide activations, whose whole sum C cannot hold, or three digits or
+        more; one run's sum C must hold) each digit goes through :meth:`gemm`'s exact
+        ``RUN GEMM_RAW`` blocks and K chunks, and the digits' sums are shifted and added, the
+        bias added and the channels requantized here; a single run whose sum C cannot hold is
+        refused.
         """
         self._need("linear")
         cfg = self.cfg
@@ -292,13 +295,14 @@ class Client:
         passes, kmax = ops.linear_passes(x_width, iw), k_chunk(cfg, self.depth)
         consts = (bias, multipliers, shifts)
         whole = ops.linear_acc_width(bias, K, x_width, iw)
-        if whole <= cfg.acc_width:          # C holds the whole sum: summed on chip
+        if sums_on_chip(cfg, whole, passes):
             return golden.saturate(self._linear_on_chip(x, w, consts, passes), out_width)
         if passes == 1 and K <= kmax:
             raise ValueError(f"GEMM acc_width must be at least {whole} for K={K} with this "
                              f"bias (gemm.acc_width), not {cfg.acc_width}")
-        # The whole sum is wider than C's lanes, each run's exact sum is not: the runs' sums
-        # are read back and summed, biased and requantized here.
+        # The whole sum is wider than C's lanes (or has more digits than SHIFT weighs), each
+        # run's exact sum is not: the runs' sums are read back and summed, biased and
+        # requantized here.
         need = ops.linear_acc_width(np.zeros(1), min(K, kmax), iw, iw)
         if need > cfg.acc_width:
             raise ValueError(f"GEMM acc_width must be at least {need} for K={K} with this bias "

@@ -7,7 +7,7 @@ from collections import namedtuple
 
 from hw.isa import Buf, LinMode, buffer_specs
 
-__all__ = ["k_chunk", "gemm_block", "LinearSplit", "LinearRun", "linear_runs",
+__all__ = ["k_chunk", "gemm_block", "sums_on_chip", "LinearSplit", "LinearRun", "linear_runs",
            "linear_split", "rows_per_run", "residual_per_run"]
 
 
@@ -22,9 +22,9 @@ def gemm_block(cfg, depth, M, K, N, rows_first=False):
     :meth:`Client.linear` split ``(M x K) @ (K x N)`` into, for a ``K`` of at most
     :func:`k_chunk`. Columns first (the default): as many column tiles as B holds
     (``depth // K``), then as many rows as A and C hold, so B's words are sent again for each
-    row block when a block takes more than one run (:func:`linear_runs`). ``rows_first``:
+    row block when a block takes more than one K chunk (:func:`linear_runs`). ``rows_first``:
     as many rows as A holds, then only as many column tiles as C holds for all of them, so
-    B's words are sent once a run, but A's for more column blocks. (A plain GEMM writes B
+    B's words are sent once a chunk, but A's for more column blocks. (A plain GEMM writes B
     once a column block, so columns first never sends more there.)"""
     R, C = cfg.array.rows, cfg.array.cols
     tiles = depth // K
@@ -34,6 +34,14 @@ def gemm_block(cfg, depth, M, K, N, rows_first=False):
         nb = min(nb, max(1, depth // rows) * C)
     mb = min(rows, depth // -(-nb // C))
     return mb, nb
+
+
+def sums_on_chip(cfg, whole_width, passes):
+    """Whether :meth:`Client.linear` sums on chip (:func:`linear_runs`): C's lanes hold the
+    whole sum (``whole_width``, :func:`sim.ops.linear_acc_width`, at most ``acc_width``) and
+    the activations are at most two digits (LIN_MODE's SHIFT weighs one). Otherwise it sums
+    exact GEMM_RAW runs on the host."""
+    return whole_width <= cfg.acc_width and passes <= 2
 
 
 #: How :meth:`Client.linear` splits an on-chip sum (:func:`linear_split`): K in chunks of
@@ -51,25 +59,29 @@ LinearRun = namedtuple("LinearRun", ["i0", "m", "j0", "n", "p", "k0", "k", "mode
 def linear_runs(cfg, depth, M, K, N, passes, split):
     """The RUN LINEARs of :meth:`Client.linear` summing ``(M x K) @ (K x N)`` on chip, in
     order, as ``split`` (a :class:`LinearSplit`, its K chunk at most :func:`k_chunk`) says,
-    the activations in ``passes`` signed digits: per block of :func:`gemm_block` (column
-    blocks outside, CHAN written once
-    each), the digits most significant first, each digit's K chunks, into the same C words
-    (:class:`hw.isa.LinMode`): the first run plain, the others ACCUMULATE (with SHIFT on a
-    digit's first chunk), all but the last RAW; C read once a block. B is written when the
-    run's chunk or column block is not the one it holds."""
+    the activations in ``passes`` (1 or 2) signed digits (``p`` indexes
+    :func:`sim.ops.split_digits`' list, most significant first): per block of
+    :func:`gemm_block` (column blocks outside, CHAN written once each), each K chunk, the low
+    digit then the high one (SHIFT), into the same C words (:class:`hw.isa.LinMode`): the
+    first run plain, the others ACCUMULATE, all but the last RAW; C read once a block. B is
+    written when the run's chunk or column block is not the one it holds, so once for both
+    digits of a chunk."""
+    if passes not in (1, 2):
+        raise ValueError(f"Linear passes must be 1 or 2 to sum on chip (LinMode.SHIFT weighs "
+                         f"one digit), not {passes}")
     kc = split.k_chunk
     mb, nb = gemm_block(cfg, depth, M, kc, N, split.rows_first)
     chunks = [(k0, min(kc, K - k0)) for k0 in range(0, K, kc)]
-    steps = [(p, k0, k) for p in range(passes) for k0, k in chunks]
+    steps = [(p, k0, k) for k0, k in chunks for p in reversed(range(passes))]
     held = None
     for j0 in range(0, N, nb):
         n = min(nb, N - j0)
         for i0 in range(0, M, mb):
             m = min(mb, M - i0)
             for s, (p, k0, k) in enumerate(steps):
-                mode = LinMode(0)
+                mode = LinMode.SHIFT if p < passes - 1 else LinMode(0)
                 if s:
-                    mode |= LinMode.ACCUMULATE | (LinMode.SHIFT if k0 == 0 else LinMode(0))
+                    mode |= LinMode.ACCUMULATE
                 if s < len(steps) - 1:
                     mode |= LinMode.RAW
                 yield LinearRun(i0, m, j0, n, p, k0, k, mode, i0 == 0 and s == 0,

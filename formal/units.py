@@ -198,9 +198,9 @@ def _accumulate(lanes, acc_width, eacc, shift):
     """RUN LINEAR's sum stage: the stream rules, with ``accumulate`` and ``shift`` held (they
     hold during a run, and are read a cycle late: no row is offered on the first cycle). Its
     one register holds a row exactly while ``o`` offers one (none invented or lost); the row
-    leaves as ``i[j] + (old[j] << s)`` wrapped to ``eacc`` bits while accumulating, else
-    unchanged; and one word of ``old`` is taken with each row while accumulating, none
-    otherwise."""
+    leaves as ``(i[j] << s) + old[j]`` wrapped to ``eacc`` bits (``s`` the shift with
+    ``shift``, ``old[j]`` 0 unless accumulating); and one word of ``old`` is taken with each
+    row while accumulating, none otherwise."""
     inner = ports(lambda: Accumulate(lanes, acc_width, eacc, shift),
                   assume=lambda dut: ~Initial() | ~dut.i.valid, done=_out("o", 2))
 
@@ -209,7 +209,7 @@ def _accumulate(lanes, acc_width, eacc, shift):
         m, a = s.m, s.dut
         old = data.ArrayLayout(signed(acc_width), lanes)(a.old.payload)
         by = Mux(a.shift, shift, 0)
-        sums = [a.i.payload[j] + Mux(a.accumulate, old[j] << by, 0) for j in range(lanes)]
+        sums = [(a.i.payload[j] << by) + Mux(a.accumulate, old[j], 0) for j in range(lanes)]
         want = Signal(lanes * eacc, name="acc_want")
         full = Signal(name="acc_full")
         with m.If(transfer(a.i)):
@@ -250,7 +250,7 @@ PROOFS = [
     Proof("accumulate.ports", "accumulate", "bmc", 12,
           _accumulate(2, SMALL.acc_width, _ECFG.acc_width, SMALL.array.in_width),
           cover_depth=12, what="stream rules on i, old, o through 2 rows (accumulate and shift "
-          "held); each row leaves as i + (old << s) (or i), one old word taken per row"),
+          "held); each row leaves as (i << s) + old (or i << s), one old word taken per row"),
     Proof("channels.ports", "channels", "bmc", 12,
           ports(lambda: ChannelStage(SMALL), done=_out("o", 2)), cover_depth=12,
           what="stream rules on i, write, o through 2 rows (shape and run flags held)"),

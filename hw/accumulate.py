@@ -1,4 +1,5 @@
-"""RUN LINEAR's partial sums: C's old words added to the engine's rows, a registered stage."""
+"""RUN LINEAR's partial sums: C's old words added to the engine's rows (shifted for a high
+digit), a registered stage."""
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -10,23 +11,26 @@ __all__ = ["Accumulate"]
 
 
 class Accumulate(wiring.Component):
-    """Adds C's old words, shifted, to the engine's rows: the on-chip sum of a LINEAR split into
-    runs (:class:`hw.isa.LinMode`).
+    """Adds C's old words to the engine's rows, shifted for a high digit: the on-chip sum of a
+    LINEAR split into runs (:class:`hw.isa.LinMode`).
 
-    While ``accumulate`` is high each row of ``i`` waits for its word of ``old`` (C's word at
-    the address the row will be written to, from a :class:`~hw.reader.BufferReader` that reads
-    C ahead of the drain, in the same order) and leaves as ``i[j] + (old[j] << s)``, ``old[j]``
-    a signed ``acc_width``-bit lane and ``s`` ``in_width`` with ``shift`` else 0. Otherwise
-    each row leaves as it came and ``old`` is not read. The sum is ``eacc`` bits wide, the
+    Each row of ``i`` leaves as ``(i[j] << s) + old[j]``, ``s`` ``in_width`` with ``shift``
+    else 0. While ``accumulate`` is high it waits for its word of ``old`` (C's word at the
+    address the row will be written to, from a :class:`~hw.reader.BufferReader` that reads C
+    ahead of the drain, in the same order), ``old[j]`` a signed ``acc_width``-bit lane;
+    otherwise ``old[j]`` is 0 and ``old`` is not read. The sum is ``eacc`` bits wide, the
     engine's accumulator width, and wraps there (the host keeps every sum within
-    ``acc_width <= eacc`` bits, where it is exact).
+    ``acc_width <= eacc`` bits, where it is exact). Shifting the run's products rather than
+    C's word lets the host run a K chunk's two digits one after the other with the chunk's
+    weights held in B.
 
     The stage is one register of a row: the sum (or the row) is registered with its ``valid``,
     and the next row is taken when the register is empty or leaves on the same cycle (``i.ready
     = ~o.valid | o.ready``, and ``old.valid`` with ``accumulate``). The old word arrives
     registered (the reader's register slice); the add's operand select is one LUT before the
-    adder. ``accumulate`` and ``shift`` are registered here, a copy for each half of the lanes
-    (:func:`hw.fanout.register_copies`); they hold during a run.
+    adder, and so is the row's shift select. ``accumulate`` and ``shift`` are registered here,
+    a copy for each half of the lanes (:func:`hw.fanout.register_copies`); they hold during a
+    run.
 
     Parameters
     ----------
@@ -48,7 +52,7 @@ class Accumulate(wiring.Component):
     o : Out(stream.Signature(ArrayLayout(signed(eacc), lanes)))
         The sums.
     accumulate, shift : In(1)
-        Add ``old`` (for the run in progress); shift it by ``in_width`` first. Read a cycle
+        Add ``old``; shift the rows by ``in_width`` (for the run in progress). Read a cycle
         late.
 
     Latency: 1 cycle. Throughput: one row per cycle.
@@ -84,7 +88,7 @@ class Accumulate(wiring.Component):
         with m.If(advance):
             for j in range(C):
                 half = 2 * j // C
-                term = Mux(acc_lanes[half],
-                           Mux(shift_lanes[half], old[j] << self.shift_by, old[j]), 0)
-                m.d.sync += held[j].eq(self.i.payload[j] + term)
+                row = self.i.payload[j]
+                row = Mux(shift_lanes[half], row << self.shift_by, row)
+                m.d.sync += held[j].eq(row + Mux(acc_lanes[half], old[j], 0))
         return m

@@ -33,8 +33,8 @@ class MatrixAdapter(wiring.Component):
 
     With LINEAR in the config, the engine's rows first pass an :class:`~hw.accumulate.Accumulate`
     stage (one register, every GEMM, GEMM_RAW and LINEAR run): a LINEAR run with ``LIN_MODE``'s
-    ACCUMULATE adds C's old words (``c_old``, read ahead by C's reader) to its rows, shifted by
-    ``in_width`` with SHIFT; one with RAW writes the sums into C as GEMM_RAW does
+    ACCUMULATE adds C's old words (``c_old``, read ahead by C's reader) to its rows, the rows
+    shifted by ``in_width`` with SHIFT; one with RAW writes the sums into C as GEMM_RAW does
     (:class:`hw.isa.LinMode`). The old words pass a register slice on the way in, so that the
     stage's ``ready``, which follows the requantizer's, does not reach C's reader's output
     register (a word wide, across the die from the stage); the reader runs far enough ahead

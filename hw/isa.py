@@ -119,15 +119,16 @@ class Reg(enum.Enum, shape=8):
 class LinMode(enum.Flag, shape=3):
     """The bits of ``LIN_MODE``: how a ``RUN LINEAR`` starts and ends its sum. A run over the
     same C region with the same M and N continues the sum the run before it left there, so a
-    K beyond one run (chunks) and activations wider than ``array.in_width`` (signed digits,
-    most significant first: :func:`sim.ops.split_digits`) are summed on chip::
+    K beyond one run (chunks) and activations wider than ``array.in_width`` (two signed
+    digits, :func:`sim.ops.split_digits`) are summed on chip::
 
-        sum[w] = A @ B + (C[w] << (SHIFT ? in_width : 0) if ACCUMULATE else 0)
+        sum[w] = (A @ B << (SHIFT ? in_width : 0)) + (C[w] if ACCUMULATE else 0)
         C[w]   = sum[w] if RAW else requantize_channels(sum[w] + bias, multipliers, shifts)
 
     for each word ``w`` of C in the run's order (the order the run writes, ``M*ceil(N/C)``
     words from 0), each lane of ``C[w]`` read as a signed ``acc_width``-bit integer. The shift
-    is 0 or ``array.in_width``, nothing else (the next digit's weight). The sum wraps at the
+    is 0 or ``array.in_width``, nothing else (the high digit's weight), so a K chunk's two
+    digits run one after the other with its weights held in B. The sum wraps at the
     engine's accumulator width; it is exact when every sum fits ``acc_width`` bits, which the
     host checks (:func:`sim.ops.linear_acc_width` of the whole sum; ``boards.host.Client.linear``
     refuses otherwise). The last run of a sum clears RAW (bias and requantization); 0 is a
@@ -135,7 +136,7 @@ class LinMode(enum.Flag, shape=3):
     """
     ACCUMULATE = 1  #: add C's word at the address the run writes (read ahead of the drain)
     RAW = 2         #: write the exact sum: no bias, no requantization
-    SHIFT = 4       #: shift C's word left by ``array.in_width`` before the add (with ACCUMULATE)
+    SHIFT = 4       #: shift the run's products left by ``array.in_width`` (the high digit)
 
 
 def lin_mode_bit(flag):

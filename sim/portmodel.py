@@ -258,17 +258,20 @@ class CommandPortModel:
 
     def _linear_run(self, acc, M, N):
         """The words and mask of RUN LINEAR on exact accumulators ``acc`` (M, N), in the
-        ``LIN_MODE`` held (:class:`hw.isa.LinMode`): C's words at the addresses written added
-        first (shifted by ``in_width`` with SHIFT; a lane is predicted where C's was), the sum
+        ``LIN_MODE`` held (:class:`hw.isa.LinMode`): shifted by ``in_width`` with SHIFT, C's
+        words at the addresses written added with ACCUMULATE (a lane is predicted where C's
+        was), the sum
         wrapping at the engine's accumulator width; RAW writes it (C's lanes hold its low
         ``acc_width`` bits), else the bias and requantization follow."""
         cfg, R, C = self.cfg, self.cfg.array.rows, self.cfg.array.cols
         mode = LinMode(self.regs.get(Reg.LIN_MODE, 0))
         words, mask = layout.tile_rows(acc, R, C), layout.tile_rows_mask(M, N, R, C)
+        eacc = engine_config(cfg).acc_width
+        if LinMode.SHIFT in mode:
+            words = _wrap(words << cfg.array.in_width, eacc)
         if LinMode.ACCUMULATE in mode:
             n = len(words)
-            shift = cfg.array.in_width if LinMode.SHIFT in mode else 0
-            words = _wrap(words + (self.words[Buf.C][:n] << shift), engine_config(cfg).acc_width)
+            words = _wrap(words + self.words[Buf.C][:n], eacc)
             mask = mask & self.known[Buf.C][:n]
         if LinMode.RAW in mode:
             return _wrap(words, cfg.acc_width), mask

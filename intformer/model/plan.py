@@ -155,7 +155,8 @@ class Session:
         c.macs = M * K * N
         passes = ops.linear_passes(op.x_width, iw)
         kmax = splits.k_chunk(cfg, self.depth)
-        if ops.linear_acc_width(op.bias, K, op.x_width, iw) > cfg.acc_width:
+        if not splits.sums_on_chip(cfg, ops.linear_acc_width(op.bias, K, op.x_width, iw),
+                                   passes):
             for _ in range(passes):
                 self._gemm(c, M, K, N)
             how = [f"GEMM_RAW, K in chunks of {kmax}"] if K > kmax else ["GEMM_RAW"]

@@ -549,10 +549,11 @@ def _accumulated(top, cfg, x, w, consts, kc, x_width):
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_linear_accumulates_in_c(stall, Top):
     # K chunks and 15-bit digits summed in C (LIN_MODE), by the driver and by hand: K chunks
-    # of 1, sums at the accumulator's limits, shifts at the limits, saturated outputs.
+    # of 1, sums at the accumulator's limits, shifts at the limits, saturated outputs. 16-bit
+    # inputs are three digits, summed on the host (boards.splits.sums_on_chip).
     top = Top(WIDE, stall=stall, seed=43)
     rng = np.random.default_rng(44)
-    for M, K, N, xw in ((5, 40, 5, 15), (7, 20, 3, 12), (4, 30, 4, 8)):
+    for M, K, N, xw in ((5, 40, 5, 15), (7, 20, 3, 12), (4, 30, 4, 8), (3, 6, 5, 16)):
         x = rng.integers(-(1 << (xw - 1)), 1 << (xw - 1), (M, K))
         w = rng.integers(-128, 128, (K, N))
         bias = rng.integers(-1000, 1000, N)

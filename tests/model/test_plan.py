@@ -10,7 +10,7 @@ from boards.host import Board
 from boards.link import RSP_SYNC, SYNC, crc8
 from boards.simtop import SimTop
 from hw.config import BufferConfig, GemmConfig
-from hw.isa import Command, Error
+from hw.isa import Command, Error, LinMode
 from intformer.model import compiler, plan
 from intformer.model import program as P
 from sim import ops
@@ -163,3 +163,33 @@ def test_linear_split_sends_the_fewest_bytes(monkeypatch):
         got = Board(line, cfg).linear(x, w, bias, mult, shift, x_width=10, out_width=8)
         np.testing.assert_array_equal(got, want)
         assert line.sent + line.received == counted[split]
+
+
+def test_linear_runs_hold_b_for_both_digits():
+    """Two digits: each K chunk's low digit, then its high one (SHIFT) on the weights B still
+    holds, all into one sum (ACCUMULATE but the first, RAW but the last); B is written once
+    for both digits, and the runs cover every digit, chunk, row and column once. Three digits
+    are not summed on chip (:func:`boards.splits.sums_on_chip`)."""
+    cfg = itf.AccelConfig.preset("tiny").replace(buffers=BufferConfig(32))
+    for M, K, N, order in ((6, 16, 20, True), (10, 12, 9, False), (5, 7, 3, False)):
+        for kc in (K, 4, 3):
+            runs = list(splits.linear_runs(cfg, 32, M, K, N, 2, splits.LinearSplit(kc, order)))
+            cells = [(r.p, i, j, k) for r in runs for i in range(r.i0, r.i0 + r.m)
+                     for j in range(r.j0, r.j0 + r.n) for k in range(r.k0, r.k0 + r.k)]
+            assert sorted(cells) == [(p, i, j, k) for p in range(2) for i in range(M)
+                                     for j in range(N) for k in range(K)]
+            # B written once a column block for one chunk, else once a chunk's two runs.
+            columns = len({r.j0 for r in runs})
+            assert sum(r.write_b for r in runs) == (columns if kc >= K else len(runs) // 2)
+            for prev, r in zip([None, *runs], runs):
+                assert (LinMode.SHIFT in r.mode) == (r.p == 0)
+                first = prev is None or (prev.i0, prev.j0) != (r.i0, r.j0)
+                assert (LinMode.ACCUMULATE in r.mode) != first
+                if r.p == 0:        # the high digit follows its chunk's low one, on its B
+                    assert (prev.p, prev.k0, prev.k, r.write_b) == (1, r.k0, r.k, False)
+            assert [LinMode.RAW not in r.mode for r in runs] == [r.read_c for r in runs]
+    assert splits.sums_on_chip(cfg, cfg.acc_width, 2)
+    assert not splits.sums_on_chip(cfg, cfg.acc_width, 3)
+    assert not splits.sums_on_chip(cfg, cfg.acc_width + 1, 1)
+    with pytest.raises(ValueError, match=r"^Linear passes must be 1 or 2 to sum on chip"):
+        next(splits.linear_runs(cfg, 32, 4, 4, 4, 3, splits.LinearSplit(4, False)))
