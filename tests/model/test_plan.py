@@ -181,7 +181,7 @@ def test_linear_runs_hold_b_for_both_digits():
             # B written once a column block for one chunk, else once a chunk's two runs.
             columns = len({r.j0 for r in runs})
             assert sum(r.write_b for r in runs) == (columns if kc >= K else len(runs) // 2)
-            for prev, r in zip([None, *runs], runs):
+            for prev, r in zip([None, *runs[:-1]], runs, strict=True):
                 assert (LinMode.SHIFT in r.mode) == (r.p == 0)
                 first = prev is None or (prev.i0, prev.j0) != (r.i0, r.j0)
                 assert (LinMode.ACCUMULATE in r.mode) != first
