@@ -167,7 +167,7 @@ class MatrixAdapter(wiring.Component):
             wiring.connect(m, wiring.flipped(self.c_old), c_old_slice.i)
             wiring.connect(m, c_old_slice.o, acc.old)
             m.d.comb += [acc.accumulate.eq(linear_op & mode[lin_mode_bit(LinMode.ACCUMULATE)]),
-                         acc.shift.eq(mode[lin_mode_bit(LinMode.SHIFT)])]
+                         acc.shift.eq(linear_op & mode[lin_mode_bit(LinMode.SHIFT)])]
             g_out = acc.o
         else:
             rq_mult, rq_shift = self.rq_multiplier, self.rq_shift

@@ -128,7 +128,8 @@ class LinMode(enum.Flag, shape=3):
     for each word ``w`` of C in the run's order (the order the run writes, ``M*ceil(N/C)``
     words from 0), each lane of ``C[w]`` read as a signed ``acc_width``-bit integer. The shift
     is 0 or ``array.in_width``, nothing else (the high digit's weight), so a K chunk's two
-    digits run one after the other with its weights held in B. The sum wraps at the
+    digits run one after the other with its weights held in B. Only LINEAR runs read
+    ``LIN_MODE``; GEMM, GEMM_RAW and ATTENTION ignore it. The sum wraps at the
     engine's accumulator width; it is exact when every sum fits ``acc_width`` bits, which the
     host checks (:func:`sim.ops.linear_acc_width` of the whole sum; ``boards.host.Client.linear``
     refuses otherwise). The last run of a sum clears RAW (bias and requantization); 0 is a

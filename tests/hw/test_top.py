@@ -610,6 +610,21 @@ def test_refused_accumulating_run_changes_nothing():
                                                   k_chunk=K))
 
 
+def test_lin_mode_leaves_gemm_alone():
+    # LIN_MODE is LINEAR's alone: GEMM_RAW and GEMM give their results whatever it holds
+    # (SHIFT shifts a LINEAR run's products, ACCUMULATE adds C's words, RAW skips the bias).
+    top = SimTop(WIDE, depth=32)
+    rng = np.random.default_rng(46)
+    a, b = rng.integers(-128, 128, (5, 6)), rng.integers(-128, 128, (6, 3))
+    m, s = golden.quantize_multiplier(1 / 300)
+    for mode in range(8):
+        top.set_reg(Reg.LIN_MODE, mode)
+        np.testing.assert_array_equal(top.gemm(a, b), golden.gemm(a, b))
+        np.testing.assert_array_equal(top.gemm(a, b, requant=(m, s)),
+                                      golden.requantize(golden.gemm(a, b), m, s,
+                                                        acc_width=WIDE.acc_width))
+
+
 def test_linear_and_residual_left_out():
     cfg = TINY.replace(linear=LinearConfig(enabled=False), residual=ResidualConfig(enabled=False))
     top = SimTop(cfg, depth=16)
