@@ -16,7 +16,7 @@ from boards.flow import (
 from boards.icebreaker import ice40_pll
 from boards.synth import parse_fmax
 from boards.ulx3s import ecp5_pll
-from hw.config import AccelConfig, ArrayConfig, GemmConfig
+from hw.config import AccelConfig, ArrayConfig, BufferConfig, GemmConfig
 
 
 def _quiet(line):
@@ -65,10 +65,10 @@ def test_ulx3s_preset_places_fits_and_meets_clock(tmp_path):
 
 @pytest.mark.place_and_route   # about 1 minute on 2 cores: a small top, three seeds
 def test_seeds_place_one_netlist(tmp_path, monkeypatch):
-    # A 2x1 array with small buffers: the flow of the preset, at a third of its nextpnr time.
+    # A 2x1 array with small buffers: the flow of the preset, at a fraction of its nextpnr time.
     cfg = AccelConfig.preset("icebreaker").replace(
         array=ArrayConfig(rows=2, cols=1, dsp_pairs=True),
-        gemm=GemmConfig(max_m=16, max_k=16, max_n=16))
+        gemm=GemmConfig(max_m=8, max_k=8, max_n=8), buffers=BufferConfig(16))
     runs = []
 
     def spy(what, argv, *args, **kwargs):
