@@ -52,8 +52,7 @@ from .splits import (
 __all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
            "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
            "read_chunks", "k_chunk", "gemm_block", "LinearSplit", "LinearRun", "linear_runs",
-           "linear_split",
-           "rows_per_run", "residual_per_run", "sums_on_chip", "LinkCount"]
+           "linear_split", "rows_per_run", "residual_per_run", "sums_on_chip", "LinkCount"]
 
 
 Status = namedtuple("Status", ["busy", "done", "error"])

@@ -119,7 +119,9 @@ def linear_acc_width(bias, k, x_width=8, in_width=8):
     """Smallest signed accumulator width that holds every partial sum of :func:`linear`:
     ``|bias_j| + k * 2**(x_width-1) * 2**(in_width-1)`` for ``x_width``-bit activations and
     ``in_width``-bit weights, whatever the operands (the partial sums of a split GEMM are
-    bounded by the same, since each earlier pass's sum is shifted by the digit weight)."""
+    bounded by the same, since each earlier pass's sum is shifted by the digit weight; so are
+    the accelerator's, chunk by chunk, whose terms are each ``x[i,k] * w[k,j]`` or a chunk's
+    low digit times ``w[k,j]``)."""
     top = int(np.abs(np.asarray(bias, dtype=np.int64)).max(initial=0)) \
         + (k << (x_width - 1 + in_width - 1))
     return top.bit_length() + 1
