@@ -13,6 +13,7 @@ from hw.isa import (
     Buf,
     Command,
     Error,
+    LinMode,
     Op,
     Reg,
     buffer_depth,
@@ -45,6 +46,8 @@ from .splits import (
     linear_runs,
     linear_split,
     residual_per_run,
+    row_input,
+    row_output,
     rows_per_run,
     sums_on_chip,
 )
@@ -228,10 +231,10 @@ class Client:
         return out
 
     def _gemm_block(self, a, b, requantized, op=None, *, write_b=True):
-        """One run of a block, and its C read back."""
+        """One run of a block, and its C read back (through C_OUT when ``requantized``)."""
         self._run_block(a, b, op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW,
                         write_b=write_b)
-        return self._read_block(a.shape[0], b.shape[1])
+        return self._read_block(a.shape[0], b.shape[1], low=requantized)
 
     def _run_block(self, a, b, op, *, write_b=True):
         """One run of a block: A written, B too unless it still holds ``b`` (``write_b``)."""
@@ -244,10 +247,12 @@ class Client:
             self.set_reg(reg, v)
         self.run(op)
 
-    def _read_block(self, M, N):
-        """C's ``M x N`` block, as a run of :meth:`_run_block` left it."""
+    def _read_block(self, M, N, *, low):
+        """C's ``M x N`` block, as a run of :meth:`_run_block` left it: its int8 results
+        through C_OUT (a byte a lane on the link) with ``low``, its exact sums otherwise."""
         R, C = self.cfg.array.rows, self.cfg.array.cols
-        return layout.from_tile_rows(self.read_buffer(Buf.C, 0, M * -(-N // C)), M, N, R, C)
+        words = self.read_buffer(Buf.C_OUT if low else Buf.C, 0, M * -(-N // C))
+        return layout.from_tile_rows(words, M, N, R, C)
 
     def linear(self, x, w, bias, multipliers, shifts, *, x_width=None, out_width=None):
         """``requantize_channels(x @ w + bias, multipliers, shifts)`` on the board: as
@@ -329,8 +334,9 @@ class Client:
             self.set_reg(Reg.LIN_MODE, r.mode.value)
             self._run_block(digits[r.p][r.i0:r.i0 + r.m, r.k0:r.k0 + r.k],
                             w[r.k0:r.k0 + r.k, cols], Op.LINEAR, write_b=r.write_b)
-            if r.read_c:
-                out[r.i0:r.i0 + r.m, cols] = self._read_block(r.m, r.n)
+            if r.read_c:    # the sum's last run: requantized unless RAW
+                out[r.i0:r.i0 + r.m, cols] = self._read_block(
+                    r.m, r.n, low=LinMode.RAW not in r.mode)
         return out
 
     # -- nonlinear units -------------------------------------------------------------------------
@@ -344,10 +350,10 @@ class Client:
         self.set_reg(Reg.ROW_LEN, length)
         for r0 in range(0, len(rows), per):
             chunk = rows[r0:r0 + per]
-            self.write_buffer(Buf.X, 0, layout.beats(chunk, VL))
+            self.write_buffer(row_input(self.cfg, op), 0, layout.beats(chunk, VL))
             self.set_reg(Reg.ROWS, len(chunk))
             self.run(op)
-            y = self.read_buffer(Buf.Y, 0, len(chunk) * beats)
+            y = self.read_buffer(row_output(self.cfg, op), 0, len(chunk) * beats)
             out[r0:r0 + len(chunk)] = layout.from_beats(y, len(chunk), length, VL)
         return out
 
@@ -443,12 +449,13 @@ class Client:
         out = np.zeros(fa.shape, dtype=np.int64)
         for r0 in range(0, len(fa), per):
             n = min(per, len(fa) - r0)
-            self.write_buffer(Buf.X, 0, layout.residual_words(fa[r0:r0 + n], fb[r0:r0 + n], VL))
+            self.write_buffer(row_input(self.cfg, Op.RESIDUAL), 0,
+                              layout.residual_words(fa[r0:r0 + n], fb[r0:r0 + n], VL))
             self.set_reg(Reg.ROWS, n)
             self.set_reg(Reg.RES_TO_X, 1)
             self.run(Op.RESIDUAL)
             self.run(Op.LAYERNORM)
-            y = self.read_buffer(Buf.Y, 0, n * beats)
+            y = self.read_buffer(row_output(self.cfg, Op.LAYERNORM), 0, n * beats)
             out[r0:r0 + n] = layout.from_beats(y, n, L, VL)
         return out.reshape(np.shape(a)), k.y_scale
 
@@ -475,11 +482,11 @@ class Client:
             self.set_reg(Reg.RES_TO_X, 0)
         for s0 in range(0, fa.size, per):
             n = min(per, fa.size - s0)
-            self.write_buffer(Buf.X, 0, layout.residual_words(fa[None, s0:s0 + n],
-                                                              fb[None, s0:s0 + n], VL))
+            self.write_buffer(row_input(self.cfg, Op.RESIDUAL), 0,
+                              layout.residual_words(fa[None, s0:s0 + n], fb[None, s0:s0 + n], VL))
             self.set_reg(Reg.ROW_LEN, n)
             self.run(Op.RESIDUAL)
-            y = self.read_buffer(Buf.Y, 0, -(-n // VL))
+            y = self.read_buffer(row_output(self.cfg, Op.RESIDUAL), 0, -(-n // VL))
             out[s0:s0 + n] = layout.from_beats(y, 1, n, VL)[0]
         return out.reshape(a.shape)
 
@@ -523,7 +530,8 @@ class Client:
             self.write_buffer(Buf.B, 0, layout.row_words(k[h].T, C))
             self.write_buffer(Buf.V, 0, layout.row_words(v[h], C))
             self.run(Op.ATTENTION)
-            out[h] = layout.from_tile_rows(self.read_buffer(Buf.C, 0, nt_dim * L), L, d, R, C)
+            out[h] = layout.from_tile_rows(self.read_buffer(Buf.C_OUT, 0, nt_dim * L),
+                                           L, d, R, C)
         return (out if heads else out[0]), float(o_scale)
 
 

@@ -5,10 +5,10 @@ counts them."""
 
 from collections import namedtuple
 
-from hw.isa import Buf, LinMode, buffer_specs
+from hw.isa import ROW_OPS, Buf, LinMode, Op, buffer_specs, narrow
 
 __all__ = ["k_chunk", "gemm_block", "sums_on_chip", "LinearSplit", "LinearRun", "linear_runs",
-           "linear_split", "rows_per_run", "residual_per_run"]
+           "linear_split", "rows_per_run", "residual_per_run", "row_input", "row_output"]
 
 
 def k_chunk(cfg, depth):
@@ -97,7 +97,7 @@ def linear_split(cfg, depth, M, K, N, passes):
     again; ties go to the larger chunk, then to columns first)."""
     specs = buffer_specs(cfg, depth)
     R, C = cfg.array.rows, cfg.array.cols
-    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C)}
+    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C_OUT)}
     best = None
     kc = min(K, k_chunk(cfg, depth))
     while True:
@@ -107,8 +107,8 @@ def linear_split(cfg, depth, M, K, N, passes):
                 cost += -(-run.m // R) * run.k * nbytes[Buf.A] + 32       # A, registers, RUN
                 if run.write_b:
                     cost += -(-run.n // C) * run.k * nbytes[Buf.B]
-                if run.read_c:
-                    cost += run.m * -(-run.n // C) * nbytes[Buf.C]
+                if run.read_c:      # the requantized result
+                    cost += run.m * -(-run.n // C) * nbytes[Buf.C_OUT]
             if best is None or cost < best[0]:
                 best = cost, split
         if kc <= R:
@@ -125,3 +125,21 @@ def residual_per_run(depth, lanes):
     """Elements of each of ``a`` and ``b`` that one RUN RESIDUAL adds: half of X each."""
     return (depth // 2) * lanes
 
+
+
+def row_input(cfg, op):
+    """The buffer row op ``op`` (a key of :data:`hw.isa.ROW_OPS`) takes its input words
+    through: X's narrow view X_IN where the unit's ``in_width``-bit inputs fit its lanes (fewer
+    bytes on the link), X otherwise."""
+    specs, unit = buffer_specs(cfg, 1), getattr(cfg, ROW_OPS[op])
+    view = narrow(specs, Buf.X)
+    return view if unit.in_width <= specs[view].elem_width else Buf.X
+
+
+def row_output(cfg, op):
+    """The buffer the host reads row op ``op``'s results from: Y's narrow view Y_OUT where
+    they fit its lanes (softmax's unsigned probabilities take a bit more than ``out_width``),
+    Y otherwise."""
+    specs, unit = buffer_specs(cfg, 1), getattr(cfg, ROW_OPS[op])
+    view = narrow(specs, Buf.Y)
+    return view if unit.out_width + (op == Op.SOFTMAX) <= specs[view].elem_width else Buf.Y

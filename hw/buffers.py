@@ -13,6 +13,7 @@ from .fanout import register_copies, register_word_copies
 from .isa import Buf, buffer_specs, residual_to_x
 from .memory import uncontended
 from .reader import read_port_signature
+from .requant import saturate
 
 __all__ = ["READ_BUFFERS", "REGISTERED_READS", "SLICE_BITS", "read_buffers", "host_signature",
            "BufferStorage", "Buffers"]
@@ -87,9 +88,10 @@ class BufferStorage:
 class Buffers(wiring.Component):
     """The buffers of :class:`hw.top.Accelerator` (all of :func:`hw.isa.buffer_specs` but COEF
     and CHAN, which the LayerNorm unit and :class:`~hw.channels.ChannelStage` hold, and whose
-    writes this component forwards): each a :class:`BufferStorage`, one
-    :class:`~amaranth.lib.memory.Memory` per slice of its word, named ``buf_<name>`` (a word of
-    one slice) or ``buf_<name>_<k>``, each with one read port and one write port.
+    writes this component forwards, and the narrow views of :data:`hw.isa.NARROW_VIEWS`, which
+    a command reads or writes through their buffers' memories): each a :class:`BufferStorage`,
+    one :class:`~amaranth.lib.memory.Memory` per slice of its word, named ``buf_<name>`` (a word
+    of one slice) or ``buf_<name>_<k>``, each with one read port and one write port.
 
     Each memory is written by the command port, or by a run while ``running`` (C and Y; X
     with ``RES_TO_X``), and read by the command port, or by a run's reader while ``running``
@@ -174,7 +176,8 @@ class Buffers(wiring.Component):
         self.addr_width = max(1, (depth - 1).bit_length())
         self.word_width = 8 * max(s.nbytes for s in self.specs.values())
         self.data = {buf: BufferStorage(spec.width, depth)
-                     for buf, spec in self.specs.items() if buf not in (Buf.COEF, Buf.CHAN)}
+                     for buf, spec in self.specs.items()
+                     if buf not in (Buf.COEF, Buf.CHAN) and spec.view_of is None}
         ports = {
             "host": In(host_signature(self.word_width)),
             "running": In(1),
@@ -255,15 +258,15 @@ class Buffers(wiring.Component):
             wdata = Signal(self.specs[buf].width, name=f"wdata_{name}")
             # The command's buffer select is decoded from its argument, across the die from
             # most block RAMs: it reaches them through this register.
-            host_we = host.wen & (host.buf == buf.value)
+            host_we, host_word = self._host_write(buf)
             if buf in run_words:
                 port = run_words[buf]
                 m.d[write_domain] += [we.eq(Mux(self.running, port.valid, host_we)),
                                       waddr.eq(Mux(self.running, self.run_addr, host.waddr)),
-                                      wdata.eq(Mux(self.running, port.payload, host.wdata))]
+                                      wdata.eq(Mux(self.running, port.payload, host_word))]
             else:
                 m.d[write_domain] += [we.eq(host_we & ~self.running), waddr.eq(host.waddr),
-                                      wdata.eq(host.wdata)]
+                                      wdata.eq(host_word)]
             self._slice_writes(m, platform, name, ports, we, waddr, wdata)
         if Buf.COEF in self.specs:
             ln = self.cfg.layernorm
@@ -280,6 +283,21 @@ class Buffers(wiring.Component):
                 self.chan.payload.addr.eq(host.waddr),
                 self.chan.payload.data.eq(host.wdata),
             ]
+
+    def _host_write(self, buf):
+        """A command's write of buffer ``buf``: its enable and word. Through a writable narrow
+        view (X_IN) the word's lanes are the view's, each sign-extended into the buffer's."""
+        host = self.host
+        we, word = host.wen & (host.buf == buf.value), host.wdata
+        for view, spec in self.specs.items():
+            if spec.view_of == buf and spec.writable:
+                extend = self.specs[buf].elem_width - spec.elem_width
+                lanes = [host.wdata.word_select(i, spec.elem_width) for i in range(spec.lanes)]
+                through = host.buf == view.value
+                we = we | (host.wen & through)
+                word = Mux(through, Cat(*(Cat(lane, lane[-1].replicate(extend))
+                                          for lane in lanes)), word)
+        return we, word
 
     def _slice_writes(self, m, platform, name, ports, we, waddr, wdata):
         """Each slice's write port ``ports[k]`` takes ``we``, ``waddr`` and its bits of
@@ -334,14 +352,24 @@ class Buffers(wiring.Component):
             if reader is not None:
                 m.d.comb += reader.data.eq(words[buf])
 
-        # The read-back: registered outputs, byte-wise AND with a select flip-flop, OR-tree.
-        terms = []
+        # The read-back: registered outputs, byte-wise AND with a select flip-flop, OR-tree. A
+        # readable narrow view (C_OUT, Y_OUT) is its buffer's registered word, each lane
+        # saturated to the view's bits.
+        terms, held = [], {}
         for buf, word in words.items():
-            held = Signal(self.specs[buf].width, name=f"held_{buf.name.lower()}")
-            m.d["comb" if is_ice40(platform) else "sync"] += held.eq(word)
-            for i in range(0, len(held), 8):
+            held[buf] = Signal(self.specs[buf].width, name=f"held_{buf.name.lower()}")
+            m.d["comb" if is_ice40(platform) else "sync"] += held[buf].eq(word)
+        for buf, spec in self.specs.items():
+            if spec.view_of is not None and spec.readable:
+                whole = self.specs[spec.view_of]
+                lanes = [held[spec.view_of].word_select(i, whole.elem_width).as_signed()
+                         for i in range(spec.lanes)]
+                held[buf] = Cat(*(saturate(lane, spec.elem_width)[:spec.elem_width]
+                                  for lane in lanes))
+        for buf, word in held.items():
+            for i in range(0, len(word), 8):
                 sel = Signal(name=f"read_sel_{buf.name.lower()}_{i // 8}")
                 m.d.sync += sel.eq(host.buf == buf.value)
-                byte = held[i:i + 8]
+                byte = word[i:i + 8]
                 terms.append(Cat(Const(0, i), byte & sel.replicate(len(byte))))
         m.d.sync += host.rdata.eq(functools.reduce(operator.or_, terms))

@@ -165,11 +165,12 @@ class Dispatcher(wiring.Component):
         req, args = self.request, self.request.args
         # Stage 1: the addressed buffer and register, and whether the value fits each register
         # width.
-        m.d.sync += [v.known_buf.eq(0), v.readable.eq(0), req.last_byte.eq(0),
+        m.d.sync += [v.known_buf.eq(0), v.readable.eq(0), v.writable.eq(0), req.last_byte.eq(0),
                      v.buf_depth.eq(0), v.arg_end.eq(v.arg_addr + v.arg_count)]
         for buf, spec in self.buffers.items():
             with m.If(args[0] == buf.value):
                 m.d.sync += [v.known_buf.eq(1), v.readable.eq(spec.readable),
+                             v.writable.eq(spec.writable),
                              req.last_byte.eq(spec.nbytes - 1), v.buf_depth.eq(spec.depth)]
         for buf, spec in self.buffers.items():
             with m.If(args[0] == buf.value):
@@ -245,7 +246,8 @@ class Dispatcher(wiring.Component):
         write of an accepted SET_REG."""
         req = self.request
         checks = {
-            "write_buffer": [(~v.known_buf, Error.BUFFER), (self.running, Error.BUSY),
+            "write_buffer": [(~v.known_buf | ~v.writable, Error.BUFFER),
+                             (self.running, Error.BUSY),
                              (~v.wlen_ok, Error.LENGTH), (~v.in_range, Error.RANGE)],
             "read_buffer": [(~v.known_buf | ~v.readable, Error.BUFFER),
                             (self.running, Error.BUSY),
@@ -428,6 +430,7 @@ class _Values:
         self.att_dim = regs.get(Reg.ATT_DIM, Const(0, 1))
         # Stage 1 and 2 facts.
         self.known_buf, self.readable = Signal(name="known_buf"), Signal(name="readable")
+        self.writable = Signal(name="writable")
         self.buf_depth = Signal(17)
         self.arg_end = Signal(18)               # addr + count
         self.reg_hit = {reg: Signal(name=f"hit_{reg.name.lower()}") for reg in disp.registers}

@@ -9,9 +9,9 @@ from amaranth.lib import enum
 __all__ = [
     "Command", "Op", "Buf", "Reg", "LinMode", "Error",
     "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
-    "BufferSpec", "buffer_specs", "register_specs", "vector_lanes", "gelu_port_widths",
-    "channel_tiles", "channel_shift_width", "lin_mode_bit", "buffer_depth", "check_depth",
-    "residual_to_x",
+    "NARROW_VIEWS", "BufferSpec", "buffer_specs", "narrow", "register_specs", "vector_lanes",
+    "gelu_port_widths", "channel_tiles", "channel_shift_width", "lin_mode_bit", "buffer_depth",
+    "check_depth", "residual_to_x",
 ]
 
 
@@ -61,6 +61,17 @@ class Buf(enum.Enum, shape=8):
     #: (``T = channel_tiles(cfg)``; the low acc_width, mult_width and channel_shift_width bits
     #: of a lane are read)
     CHAN = 7
+    #: The narrow views, each of a buffer's words in lanes of ``requant.out_width`` bits (the
+    #: width of the top's requantized and residual values), so that such values cross the
+    #: link in those bits instead of the buffer's: a read saturates each lane to them, a write
+    #: sign-extends each lane into the buffer's. C_OUT: C's words, read-only; the results
+    #: that GEMM, ATTENTION and a LINEAR without RAW leave in C fit (an exact sum, GEMM_RAW's
+    #: or a RAW LINEAR's, is read from C itself).
+    C_OUT = 8
+    #: X's words, write-only (a row op's input of at most ``requant.out_width`` bits)
+    X_IN = 9
+    #: Y's words, read-only (LayerNorm's or the residual add's output, where it fits)
+    Y_OUT = 10
 
 
 class Reg(enum.Enum, shape=8):
@@ -150,7 +161,7 @@ class Error(enum.Enum, shape=8):
     OK = 0x00
     OPCODE = 0x01     #: unknown opcode
     LENGTH = 0x02     #: payload length does not match the opcode (or its count)
-    BUFFER = 0x03     #: unknown buffer, or one the config left out, or reading COEF
+    BUFFER = 0x03     #: unknown or left-out buffer, read of COEF or CHAN, write of C_OUT
     RANGE = 0x04      #: addr + count beyond the buffer, or a response longer than 65535 bytes
     REGISTER = 0x05   #: unknown register, or one of a unit the config left out
     VALUE = 0x06      #: register value above the register's maximum
@@ -176,6 +187,12 @@ NONLINEAR_OPS = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernor
 ROW_OPS = {**NONLINEAR_OPS, Op.RESIDUAL: "residual"}
 
 
+#: The narrow views (:class:`Buf`): view -> (its buffer, "read" or "write", the one command
+#: that may use it).
+NARROW_VIEWS = {Buf.C_OUT: (Buf.C, "read"), Buf.X_IN: (Buf.X, "write"),
+                Buf.Y_OUT: (Buf.Y, "read")}
+
+
 @dataclass(frozen=True)
 class BufferSpec:
     """One buffer: ``depth`` words of ``lanes`` signed ``elem_width``-bit elements.
@@ -189,6 +206,11 @@ class BufferSpec:
     elem_width: int
     depth: int
     readable: bool = True
+    writable: bool = True
+    #: The buffer whose words this one shows, if it is a narrow view of them (``elem_width``
+    #: bits a lane, fewer than the buffer's): no memory of its own; a read saturates each of
+    #: the buffer's lanes to ``elem_width`` bits, a write sign-extends each lane into them.
+    view_of: Buf | None = None
 
     @property
     def width(self):
@@ -235,10 +257,11 @@ def buffer_specs(cfg, depth=None):
     """The buffers of ``Accelerator(cfg, depth=depth)``: ``{Buf: BufferSpec}``, each ``depth``
     words deep (by default the config's, :func:`buffer_depth`) but COEF and CHAN.
 
-    A, B and C always exist; X and Y when a nonlinear unit or the residual add is enabled;
-    COEF with LayerNorm; V with attention (which also uses A for Q, B for K and C for its
-    output); CHAN with LINEAR (its lanes as wide as the bias, ``acc_width``, or as an unsigned
-    multiplier with a sign bit, whichever is wider).
+    A, B and C always exist; X and Y when a nonlinear unit or the residual add is enabled; COEF
+    with LayerNorm; V with attention (which also uses A for Q, B for K and C for its output);
+    CHAN with LINEAR (its lanes as wide as the bias, ``acc_width``, or as an unsigned
+    multiplier with a sign bit, whichever is wider); and the :data:`NARROW_VIEWS` of C, X and Y
+    whose ``requant.out_width`` bits are fewer than their buffer's lanes.
     """
     depth = buffer_depth(cfg, depth)
     R, C, w = cfg.array.rows, cfg.array.cols, cfg.array.in_width
@@ -261,7 +284,20 @@ def buffer_specs(cfg, depth=None):
     if cfg.linear.enabled:
         elem = max(cfg.acc_width, cfg.requant.mult_width + 1, channel_shift_width(cfg) + 1)
         specs[Buf.CHAN] = BufferSpec(Buf.CHAN, C, elem, 3 * channel_tiles(cfg), readable=False)
+    narrow = cfg.requant.out_width
+    for view, (of, way) in NARROW_VIEWS.items():
+        if of in specs and narrow < specs[of].elem_width:
+            specs[view] = BufferSpec(view, specs[of].lanes, narrow, depth,
+                                     readable=way == "read", writable=way == "write",
+                                     view_of=of)
     return specs
+
+
+def narrow(specs, buf):
+    """The narrow view of buffer ``buf`` among buffer specs ``specs`` (C_OUT of C, X_IN of X,
+    Y_OUT of Y), or ``buf`` itself where the config has none."""
+    return next((view for view, (of, _) in NARROW_VIEWS.items()
+                 if of == buf and view in specs), buf)
 
 
 def register_specs(cfg, depth=None):

@@ -179,7 +179,7 @@ def protocol(cfg, depth=None):
         "ops": [dict(op, enabled=_op_enabled(cfg, op["name"])) for op in table(isa.Op)],
         "buffers": [{"name": s.buf.name, "value": s.buf.value, "lanes": s.lanes,
                      "elem_width": s.elem_width, "signed": True, "word_bytes": s.nbytes,
-                     "depth": s.depth, "readable": s.readable,
+                     "depth": s.depth, "readable": s.readable, "writable": s.writable,
                      "meaning": _enum_docs(isa.Buf).get(s.buf.name, "")}
                     for s in specs.values()],
         "registers": [{"name": r.name, "value": r.value, "width": w, "max": hi,
@@ -257,10 +257,11 @@ def _protocol_markdown(p):
     out += ["", "### Buffers", "", "A word is `word bytes` bytes, little-endian, lane 0 in the "
             "low bits, each lane a two's-complement integer of `elem width` bits.", "",
             _row("buffer", "value", "lanes", "elem width", "word bytes", "depth (words)",
-                 "readable", "meaning"),
-            _row("---", "---:", "---:", "---:", "---:", "---:", "---", "---")]
+                 "readable", "writable", "meaning"),
+            _row("---", "---:", "---:", "---:", "---:", "---:", "---", "---", "---")]
     out += [_row(b["name"], b["value"], b["lanes"], b["elem_width"], b["word_bytes"],
-                 b["depth"], "yes" if b["readable"] else "no", b["meaning"])
+                 b["depth"], "yes" if b["readable"] else "no",
+                 "yes" if b["writable"] else "no", b["meaning"])
             for b in p["buffers"]]
     out += ["", "### Registers (SET_REG: reg, then the value in 1 to 8 bytes, little-endian)",
             "", _row("register", "value", "width", "max", "meaning"),

@@ -260,7 +260,7 @@ class Interleaver:
         return opcode, self.rng.integers(0, 256, int(self.rng.integers(0, 7))).astype(np.uint8)
 
     def _random_buf(self):
-        bufs = [b.value for b in Buf] + [9, 0x80]
+        bufs = [b.value for b in Buf] + [0x40, 0x80]
         return int(self.rng.choice(bufs))
 
     def _random_addr(self):

@@ -150,7 +150,8 @@ class CommandPortModel:
         self.register_specs = register_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)
         self.words = {buf: np.zeros((spec.depth, spec.lanes), dtype=np.int64)
-                      for buf, spec in self.specs.items() if buf not in (Buf.COEF, Buf.CHAN)}
+                      for buf, spec in self.specs.items()
+                      if buf not in (Buf.COEF, Buf.CHAN) and spec.view_of is None}
         # CHAN's words (write-only, held by the channel stage), as lanes.
         self.chan = np.zeros((self.specs[Buf.CHAN].depth, cfg.array.cols), dtype=np.int64) \
             if Buf.CHAN in self.specs else None
@@ -333,7 +334,8 @@ class CommandPortModel:
         except ValueError:
             return _Outcome(Error.BUFFER)
         spec = self.specs.get(buf)
-        if spec is None or (command == Command.READ_BUFFER and not spec.readable):
+        if spec is None or not (spec.readable if command == Command.READ_BUFFER
+                                else spec.writable):
             return _Outcome(Error.BUFFER)
         if running:
             return _Outcome(Error.BUSY)
@@ -385,9 +387,10 @@ class CommandPortModel:
                 self.coef[addr + i] = int.from_bytes(raw[i * spec.nbytes:(i + 1) * spec.nbytes],
                                                      "little")
             return
-        words = layout.unpack_words(raw, spec)
-        self.words[buf][addr:addr + len(words)] = words
-        self.known[buf][addr:addr + len(words)] = True
+        words = layout.unpack_words(raw, spec)       # a narrow view's lanes: sign-extended
+        stored = spec.view_of if spec.view_of is not None else buf
+        self.words[stored][addr:addr + len(words)] = words
+        self.known[stored][addr:addr + len(words)] = True
 
     def _launch(self, op):
         if op in self.untrusted:
@@ -420,8 +423,8 @@ class CommandPortModel:
         if len(data) != count * spec.nbytes:
             return False
         got = layout.unpack_words(data, spec)
-        known = self.known[buf][addr:addr + count]
-        return np.array_equal(got[known], self.words[buf][addr:addr + count][known])
+        want, known = self.readable_words(buf, addr, count)
+        return np.array_equal(got[known], want[known])
 
     def observe(self, opcode, payload, status, data):
         """Check the response ``(status, data)`` to command ``opcode, payload`` and apply what
@@ -451,11 +454,22 @@ class CommandPortModel:
         if len(data) != count * spec.nbytes:
             return f" ({len(data)} bytes, {count} words of {buf.name} expected)"
         got = layout.unpack_words(data, spec)
-        want = self.words[buf][addr:addr + count]
-        bad = np.argwhere(self.known[buf][addr:addr + count] & (got != want))
+        want, known = self.readable_words(buf, addr, count)
+        bad = np.argwhere(known & (got != want))
         w, lane = bad[0]
         return (f" ({buf.name} word {addr + w} lane {lane}: {got[w, lane]}, the model "
                 f"{want[w, lane]}; {len(bad)} lanes differ)")
+
+    def readable_words(self, buf, addr, count):
+        """What READ_BUFFER of ``count`` words of ``buf`` at ``addr`` answers, and which of its
+        lanes the model predicts: ``(words, known)``; a narrow view's are its buffer's words,
+        each lane saturated to the view's ``elem_width`` bits."""
+        spec = self.specs[buf]
+        stored = spec.view_of if spec.view_of is not None else buf
+        words = self.words[stored][addr:addr + count]
+        if spec.view_of is not None:
+            words = golden.saturate(words, spec.elem_width)
+        return words, self.known[stored][addr:addr + count]
 
     def _apply(self, outcome):
         if outcome.apply is not None:

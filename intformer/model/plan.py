@@ -125,7 +125,7 @@ class Session:
             c.set(reg, v)
         model = cyclemodel.gemm_raw_cycles if hwop == Op.GEMM_RAW else cyclemodel.linear_cycles
         c.run(hwop, self._cycles(model, m, k, n), times)
-        c.read(Buf.C, m * -(-n // C), times)
+        c.read(Buf.C if hwop == Op.GEMM_RAW else Buf.C_OUT, m * -(-n // C), times)
 
     def _gemm(self, c, M, K, N):
         """:meth:`boards.host.Client.gemm` with exact accumulators: K chunks, blocks."""
@@ -180,8 +180,8 @@ class Session:
                 c.set(reg, v)
             raw = LinMode.RAW in r.mode
             c.run(Op.LINEAR, self._cycles(cyclemodel.linear_cycles, r.m, r.k, r.n, raw))
-            if r.read_c:
-                c.read(Buf.C, r.m * -(-r.n // C))
+            if r.read_c:    # the sum's last run: int8 through C_OUT unless RAW
+                c.read(Buf.C if raw else Buf.C_OUT, r.m * -(-r.n // C))
         how = ["LINEAR"]
         if K > kc or passes > 1:
             how.append(f"K in chunks of {kc}" if K > kc else "")
@@ -205,7 +205,7 @@ class Session:
         c.write(Buf.B, -(-L // C) * d, H)
         c.write(Buf.V, -(-d // C) * L, H)
         c.run(Op.ATTENTION, self._cycles(cyclemodel.attention_run_cycles, L, d), H)
-        c.read(Buf.C, -(-d // C) * L, H)
+        c.read(Buf.C_OUT, -(-d // C) * L, H)
         c.macs = 2 * H * L * L * d
         return f"{H} heads, L={L}, d={d}"
 
@@ -220,9 +220,9 @@ class Session:
         c.set(Reg.ROW_LEN, length)
         for n, count in _blocks(rows, per):
             c.set(Reg.ROWS, n)
-            c.write(Buf.X, n * beats, count)
+            c.write(splits.row_input(self.cfg, hwop), n * beats, count)
             c.run(hwop, self._cycles(model, n, length), count)
-            c.read(Buf.Y, n * beats, count)
+            c.read(splits.row_output(self.cfg, hwop), n * beats, count)
         return per
 
     def _layernorm(self, c, op, L):
@@ -249,10 +249,10 @@ class Session:
         per = splits.residual_per_run(self.depth, self.lanes)
         for n, count in _blocks(size, per):
             q = -(-n // self.lanes)
-            c.write(Buf.X, 2 * q, count)
+            c.write(splits.row_input(self.cfg, Op.RESIDUAL), 2 * q, count)
             c.set(Reg.ROW_LEN, n)
             c.run(Op.RESIDUAL, self._cycles(cyclemodel.residual_cycles, 1, n), count)
-            c.read(Buf.Y, q, count)
+            c.read(splits.row_output(self.cfg, Op.RESIDUAL), q, count)
         return f"{size} elements, {min(per, size)} a run"
 
     def _residual_layernorm(self, c, res, op, L):
@@ -265,12 +265,12 @@ class Session:
         c.set(Reg.ROW_LEN, n)
         per = splits.rows_per_run(self.depth // 2, beats)
         for rows, count in _blocks(L, per):
-            c.write(Buf.X, 2 * rows * beats, count)
+            c.write(splits.row_input(self.cfg, Op.RESIDUAL), 2 * rows * beats, count)
             c.set(Reg.ROWS, rows)
             c.set(Reg.RES_TO_X, 1)
             c.run(Op.RESIDUAL, self._cycles(cyclemodel.residual_cycles, rows, n), count)
             c.run(Op.LAYERNORM, self._cycles(cyclemodel.layernorm_cycles, rows, n), count)
-            c.read(Buf.Y, rows * beats, count)
+            c.read(splits.row_output(self.cfg, Op.LAYERNORM), rows * beats, count)
         return f"{L} rows of {n}, {min(per, L)} a run, after the residual add on chip"
 
     def _cycles(self, model, *shape):

@@ -36,6 +36,7 @@ from hw.config import (
 )
 from hw.isa import (
     GELU_REGS,
+    NARROW_VIEWS,
     RESIDUAL_REGS,
     Buf,
     Command,
@@ -94,6 +95,67 @@ def test_gemm_raw_and_requantized(stall, Top):
     b = rng.integers(-128, 128, (7, 3))
     check_gemm(top, a, b, 1 / 900, TINY.acc_width)
     assert top.status() == (False, True, "OK")
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_narrow_views(stall, Top):
+    """The narrow views, lanes of ``requant.out_width`` bits: C_OUT answers C's words with each
+    lane saturated (GEMM's results exactly, an exact sum beyond those bits clamped), Y_OUT
+    Y's; a word written to X_IN lands in X with each lane sign-extended. A view's other
+    command answers BUFFER and changes nothing; a read past the depth answers RANGE."""
+    depth = 32
+    top = Top(TINY, depth=depth, stall=stall, seed=3)
+    specs = buffer_specs(TINY, depth)
+    rng = np.random.default_rng(4)
+    C, ow = TINY.array.cols, TINY.requant.out_width
+    half = 1 << (ow - 1)
+    a, b = rng.integers(-128, 128, (5, 9)), rng.integers(-128, 128, (9, 3))
+    a[0] = 0
+    a[0, 0] = 1                     # row 0's sums are B's row 0: within the view's bits
+    sums = top.gemm(a, b)
+    np.testing.assert_array_equal(sums, golden.gemm(a, b))
+    n = 5 * -(-3 // C)
+    exact = top.read_buffer(Buf.C, 0, n)
+    inside = (exact >= -half) & (exact < half)
+    assert inside.any() and (exact > half).any() and (exact < -half).any()
+    np.testing.assert_array_equal(top.read_buffer(Buf.C_OUT, 0, n), golden.saturate(exact, ow))
+    m, s = golden.quantize_multiplier(1 / 700)
+    want = golden.requantize(sums, m, s, acc_width=TINY.acc_width)
+    np.testing.assert_array_equal(top.gemm(a, b, requant=(m, s)), want)    # read via C_OUT
+    np.testing.assert_array_equal(top.read_buffer(Buf.C_OUT, 0, n), top.read_buffer(Buf.C, 0, n))
+
+    # Y_OUT: Y's words (as wide as Y holds), saturated.
+    ys = specs[Buf.Y]
+    wide = rng.integers(-(1 << (ys.elem_width - 1)), 1 << (ys.elem_width - 1), (depth, ys.lanes))
+    wide[:4] = [[-half - 1], [-half], [half - 1], [half]]
+    top.write_buffer(Buf.Y, 0, wide)
+    np.testing.assert_array_equal(top.read_buffer(Buf.Y_OUT, 0, depth), golden.saturate(wide, ow))
+    # X_IN: narrow words into X, sign-extended.
+    narrow_words = rng.integers(-half, half, (depth, specs[Buf.X_IN].lanes))
+    narrow_words[:2] = [[-half], [half - 1]]
+    top.write_buffer(Buf.X, 0, wide)
+    top.write_buffer(Buf.X_IN, 3, narrow_words[3:20])
+    np.testing.assert_array_equal(top.read_buffer(Buf.X, 0, depth),
+                                  np.concatenate([wide[:3], narrow_words[3:20], wide[20:]]))
+    top.write_buffer(Buf.X_IN, 0, narrow_words)
+    np.testing.assert_array_equal(top.read_buffer(Buf.X, 0, depth), narrow_words)
+
+    # Refusals change nothing.
+    before = {buf: top.read_buffer(buf, 0, depth) for buf in (Buf.C, Buf.X, Buf.Y)}
+    for view in (Buf.C_OUT, Buf.Y_OUT):
+        word = bytes(specs[view].nbytes)
+        assert top.raw(Command.WRITE_BUFFER, bytes([view.value, 0, 0, 1, 0]) + word)[0] == \
+            Error.BUFFER.value
+        assert top.raw(Command.READ_BUFFER, bytes([view.value, depth - 1, 0, 2, 0]))[0] == \
+            Error.RANGE.value
+    assert top.raw(Command.READ_BUFFER, bytes([Buf.X_IN.value, 0, 0, 1, 0]))[0] == \
+        Error.BUFFER.value
+    word = bytes(2 * specs[Buf.X_IN].nbytes)
+    assert top.raw(Command.WRITE_BUFFER, bytes([Buf.X_IN.value, depth - 1, 0, 2, 0]) + word)[0] \
+        == Error.RANGE.value
+    for buf, words in before.items():
+        np.testing.assert_array_equal(top.read_buffer(buf, 0, depth), words)
+    assert top.status() == (False, True, "RANGE")
 
 
 # The icebreaker preset (paired products, the serial requantizer on its two columns: one lane
@@ -838,7 +900,7 @@ def test_malformed_commands_change_nothing(Top):
     assert raw_write(Buf.A, 15, 2)[0] == Error.RANGE.value        # runs past the end
     assert raw_write(Buf.A, 16, 1)[0] == Error.RANGE.value
     assert raw_write(Buf.A, 0, 3, nwords=2)[0] == Error.LENGTH.value   # count vs length
-    assert raw_write(9, 0, 1)[0] == Error.BUFFER.value           # no buffer 9
+    assert raw_write(0x40, 0, 1)[0] == Error.BUFFER.value        # no buffer 0x40
     assert top.raw(0x7e, bytes(40))[0] == Error.OPCODE.value      # payload discarded
     assert top.raw(Command.STATUS, b"\x00")[0] == Error.LENGTH.value
     assert top.raw(Command.READ_BUFFER, bytes([Buf.A.value, 10, 0, 7, 0]))[0] == Error.RANGE.value
@@ -914,9 +976,11 @@ def test_no_nonlinear_units():
                        attention=AttentionConfig(enabled=False),
                        residual=ResidualConfig(enabled=False))
     top = SimTop(cfg, depth=16)
-    assert set(top.buffers) == {Buf.A, Buf.B, Buf.C, Buf.CHAN}
+    assert set(top.buffers) == {Buf.A, Buf.B, Buf.C, Buf.CHAN, Buf.C_OUT}
     assert top.raw(Command.WRITE_BUFFER, bytes([Buf.X.value, 0, 0, 0, 0]))[0] == Error.BUFFER.value
     assert top.raw(Command.WRITE_BUFFER, bytes([Buf.V.value, 0, 0, 0, 0]))[0] == Error.BUFFER.value
+    assert top.raw(Command.WRITE_BUFFER, bytes([Buf.X_IN.value, 0, 0, 0, 0]))[0] == \
+        Error.BUFFER.value
     expect(Error.UNIT, top.run, Op.LAYERNORM)
     expect(Error.UNIT, top.run, Op.ATTENTION)
     expect(Error.REGISTER, top.set_reg, Reg.ATT_LEN, 1)
@@ -940,7 +1004,7 @@ def test_depth_from_config(tmp_path):
         acc = Accelerator(deep)
         assert acc.depth == acc.memories.depth == acc.dispatcher.depth == 512
         assert {b: s.depth for b, s in acc.buffers.items() if b not in (Buf.COEF, Buf.CHAN)} \
-            == dict.fromkeys((Buf.A, Buf.B, Buf.C, Buf.X, Buf.Y, Buf.V), 512)
+            == dict.fromkeys((Buf.A, Buf.B, Buf.C, Buf.X, Buf.Y, Buf.V, *NARROW_VIEWS), 512)
         assert acc.buffers == buffer_specs(deep) and acc.registers[Reg.ROWS] == (10, 512)
         assert Accelerator(deep, depth=16).buffers[Buf.A].depth == 16   # a test top's override
         del acc

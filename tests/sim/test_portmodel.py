@@ -22,7 +22,7 @@ def test_documented_errors():
         (Command.STATUS.value, b"\x00", Error.LENGTH),
         (Command.WRITE_BUFFER.value, bytes([Buf.A.value, 15, 0, 2, 0]) + bytes(4), Error.RANGE),
         (Command.WRITE_BUFFER.value, bytes([Buf.A.value, 0, 0, 2, 0]) + bytes(3), Error.LENGTH),
-        (Command.WRITE_BUFFER.value, bytes([9, 0, 0, 0, 0]), Error.BUFFER),
+        (Command.WRITE_BUFFER.value, bytes([0x40, 0, 0, 0, 0]), Error.BUFFER),
         (Command.READ_BUFFER.value, bytes([Buf.COEF.value, 0, 0, 1, 0]), Error.BUFFER),
         (Command.SET_REG.value, bytes([0x7f, 1]), Error.REGISTER),
         (Command.SET_REG.value, bytes([Reg.M.value, TINY.gemm.max_m + 1]), Error.VALUE),

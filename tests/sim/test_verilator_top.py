@@ -115,7 +115,7 @@ def _random_commands(rng, n):
         elif kind in (1, 2):
             buf = bufs[rng.integers(len(bufs))] if rng.random() < 0.9 else Buf(6) if \
                 Buf.V not in specs else None
-            bnum = buf.value if buf is not None else 9
+            bnum = buf.value if buf is not None else 0x40
             spec = specs.get(buf) if buf is not None else None
             addr = int(rng.integers(0, DEPTH + 2))
             count = int(rng.integers(0, 5))
