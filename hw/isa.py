@@ -61,16 +61,15 @@ class Buf(enum.Enum, shape=8):
     #: (``T = channel_tiles(cfg)``; the low acc_width, mult_width and channel_shift_width bits
     #: of a lane are read)
     CHAN = 7
-    #: The narrow views, each of a buffer's words in lanes of ``requant.out_width`` bits (the
-    #: width of the top's requantized and residual values), so that such values cross the
-    #: link in those bits instead of the buffer's: a read saturates each lane to them, a write
-    #: sign-extends each lane into the buffer's. C_OUT: C's words, read-only; the results
-    #: that GEMM, ATTENTION and a LINEAR without RAW leave in C fit (an exact sum, GEMM_RAW's
-    #: or a RAW LINEAR's, is read from C itself).
+    #: C's words, each lane saturated to ``requant.out_width`` bits; read-only, a narrow view
+    #: (:data:`NARROW_VIEWS`). The results that GEMM, ATTENTION and a LINEAR without RAW leave
+    #: in C fit those bits; an exact sum (GEMM_RAW's, a RAW LINEAR's) is read from C itself.
     C_OUT = 8
-    #: X's words, write-only (a row op's input of at most ``requant.out_width`` bits)
+    #: X's words in lanes of ``requant.out_width`` bits, each sign-extended into X's;
+    #: write-only, a narrow view: a row op's input that fits those bits
     X_IN = 9
-    #: Y's words, read-only (LayerNorm's or the residual add's output, where it fits)
+    #: Y's words, each lane saturated to ``requant.out_width`` bits; read-only, a narrow view:
+    #: LayerNorm's or the residual add's output where it fits those bits
     Y_OUT = 10
 
 
@@ -188,7 +187,11 @@ ROW_OPS = {**NONLINEAR_OPS, Op.RESIDUAL: "residual"}
 
 
 #: The narrow views (:class:`Buf`): view -> (its buffer, "read" or "write", the one command
-#: that may use it).
+#: that may use it). A view shows its buffer's words in lanes of ``requant.out_width`` bits (the
+#: width of the top's requantized and residual values), so that such values cross the link in
+#: those bits instead of the buffer's: a read saturates each lane to them, a write
+#: sign-extends each lane into the buffer's. It exists where its buffer does, with wider lanes
+#: (:func:`buffer_specs`).
 NARROW_VIEWS = {Buf.C_OUT: (Buf.C, "read"), Buf.X_IN: (Buf.X, "write"),
                 Buf.Y_OUT: (Buf.Y, "read")}
 

@@ -1,6 +1,6 @@
 """INT32 -> INT8 requantizer: dyadic multiply, round-half-up shift, saturate."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -13,9 +13,16 @@ __all__ = ["saturate", "rounding_half", "rounding_shift", "lane_beat_layout", "R
 
 
 def saturate(value, width):
-    """Clamp a signed value to the signed ``width``-bit range."""
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+    """Clamp a signed value to the signed ``width``-bit range, as a ``signed(width)`` value.
+    The value fits when its bits from ``width - 1`` up are all equal (all copies of the sign);
+    otherwise the result is the limit of its sign. Two reductions of those bits, not two
+    comparisons with carry chains as wide as the value."""
+    value = Value.cast(value).as_signed()
+    if len(value) <= width:
+        return value
+    top, sign = value[width - 1:], value[-1]
+    fits = top.all() | ~top.any()
+    return Mux(fits, value[:width], Cat((~sign).replicate(width - 1), sign)).as_signed()
 
 
 def rounding_half(shift, width):
