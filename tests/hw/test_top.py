@@ -103,7 +103,7 @@ def test_narrow_views(stall, Top):
     lane saturated (GEMM's results exactly, an exact sum beyond those bits clamped), Y_OUT
     Y's; a word written to X_IN lands in X with each lane sign-extended. A view's other
     command answers BUFFER and changes nothing; a read past the depth answers RANGE."""
-    depth = 32
+    depth = 16
     top = Top(TINY, depth=depth, stall=stall, seed=3)
     specs = buffer_specs(TINY, depth)
     rng = np.random.default_rng(4)
@@ -134,9 +134,9 @@ def test_narrow_views(stall, Top):
     narrow_words = rng.integers(-half, half, (depth, specs[Buf.X_IN].lanes))
     narrow_words[:2] = [[-half], [half - 1]]
     top.write_buffer(Buf.X, 0, wide)
-    top.write_buffer(Buf.X_IN, 3, narrow_words[3:20])
+    top.write_buffer(Buf.X_IN, 3, narrow_words[3:12])
     np.testing.assert_array_equal(top.read_buffer(Buf.X, 0, depth),
-                                  np.concatenate([wide[:3], narrow_words[3:20], wide[20:]]))
+                                  np.concatenate([wide[:3], narrow_words[3:12], wide[12:]]))
     top.write_buffer(Buf.X_IN, 0, narrow_words)
     np.testing.assert_array_equal(top.read_buffer(Buf.X, 0, depth), narrow_words)
 
