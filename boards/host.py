@@ -234,7 +234,7 @@ class Client:
         """One run of a block, and its C read back (through C_OUT when ``requantized``)."""
         self._run_block(a, b, op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW,
                         write_b=write_b)
-        return self._read_block(a.shape[0], b.shape[1], low=requantized)
+        return self._read_block(a.shape[0], b.shape[1], narrow=requantized)
 
     def _run_block(self, a, b, op, *, write_b=True):
         """One run of a block: A written, B too unless it still holds ``b`` (``write_b``)."""
@@ -247,11 +247,12 @@ class Client:
             self.set_reg(reg, v)
         self.run(op)
 
-    def _read_block(self, M, N, *, low):
-        """C's ``M x N`` block, as a run of :meth:`_run_block` left it: its int8 results
-        through C_OUT (a byte a lane on the link) with ``low``, its exact sums otherwise."""
+    def _read_block(self, M, N, *, narrow):
+        """C's ``M x N`` block, as a run of :meth:`_run_block` left it: with ``narrow`` its
+        requantized results, through C_OUT (``requant.out_width`` bits a lane on the link);
+        otherwise its exact sums."""
         R, C = self.cfg.array.rows, self.cfg.array.cols
-        words = self.read_buffer(Buf.C_OUT if low else Buf.C, 0, M * -(-N // C))
+        words = self.read_buffer(Buf.C_OUT if narrow else Buf.C, 0, M * -(-N // C))
         return layout.from_tile_rows(words, M, N, R, C)
 
     def linear(self, x, w, bias, multipliers, shifts, *, x_width=None, out_width=None):
@@ -336,7 +337,7 @@ class Client:
                             w[r.k0:r.k0 + r.k, cols], Op.LINEAR, write_b=r.write_b)
             if r.read_c:    # the sum's last run: requantized unless RAW
                 out[r.i0:r.i0 + r.m, cols] = self._read_block(
-                    r.m, r.n, low=LinMode.RAW not in r.mode)
+                    r.m, r.n, narrow=LinMode.RAW not in r.mode)
         return out
 
     # -- nonlinear units -------------------------------------------------------------------------

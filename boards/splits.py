@@ -126,7 +126,6 @@ def residual_per_run(depth, lanes):
     return (depth // 2) * lanes
 
 
-
 def row_input(cfg, op):
     """The buffer row op ``op`` (a key of :data:`hw.isa.ROW_OPS`) takes its input words
     through: X's narrow view X_IN where the unit's ``in_width``-bit inputs fit its lanes (fewer

@@ -160,7 +160,7 @@ class Error(enum.Enum, shape=8):
     OK = 0x00
     OPCODE = 0x01     #: unknown opcode
     LENGTH = 0x02     #: payload length does not match the opcode (or its count)
-    BUFFER = 0x03     #: unknown or left-out buffer, read of COEF or CHAN, write of C_OUT
+    BUFFER = 0x03     #: unknown or left-out buffer, or one the command may not use
     RANGE = 0x04      #: addr + count beyond the buffer, or a response longer than 65535 bytes
     REGISTER = 0x05   #: unknown register, or one of a unit the config left out
     VALUE = 0x06      #: register value above the register's maximum
@@ -208,8 +208,8 @@ class BufferSpec:
     lanes: int
     elem_width: int
     depth: int
-    readable: bool = True
-    writable: bool = True
+    readable: bool = True       #: READ_BUFFER may read it (else BUFFER)
+    writable: bool = True       #: WRITE_BUFFER may write it (else BUFFER)
     #: The buffer whose words this one shows, if it is a narrow view of them (``elem_width``
     #: bits a lane, fewer than the buffer's): no memory of its own; a read saturates each of
     #: the buffer's lanes to ``elem_width`` bits, a write sign-extends each lane into them.
