@@ -91,13 +91,14 @@ ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.
 CHAINED = {P.LayerNorm: _residual_layernorm}
 
 
-def check_program(prog, cfg, seq_len):
+def check_program(prog, cfg, seq_len, batch=1):
     """Refuse, before anything runs, a program the accelerator ``Accelerator(cfg)`` (buffers of
-    ``cfg.buffers.depth`` words) cannot run on sequences of ``seq_len`` tokens: an op reading
+    ``cfg.buffers.depth`` words) cannot run on ``batch`` sequences of ``seq_len`` tokens: an op
+    reading
     a tensor no earlier op writes, an integer constant missing or of the wrong shape, widths
     the units do not have, a RUN beyond a buffer (:func:`compiler.compile_program`). Each
     :exc:`ValueError` names the op. Returns the :class:`compiler.Compiled` plan (modelled
-    cycles and link bytes per op)."""
+    cycles and link bytes per op, for the batch)."""
     written, width = set(), {}
     for op in prog.ops:
         name = f"{op.kind} {op.output!r}"
@@ -118,7 +119,7 @@ def check_program(prog, cfg, seq_len):
                                  f"out (residual.in_width, out_width), not {op.out_width}-bit")
         written.add(op.output)
         width[op.output] = compiler._width(op, width, prog.hidden)
-    return compiler.compile_program(prog, cfg, seq_len)
+    return compiler.compile_program(prog, cfg, seq_len, batch=batch)
 
 
 def _constant_shapes(op, width, hidden):
@@ -169,11 +170,10 @@ class OpRecord:
         Measured RTL cycles, summed over the runs, each from its RUN command's first byte to
         ``busy`` low (``None`` on a board, which does not report cycles).
     model_cycles : int
-        The plan's modelled cycles (:func:`compiler.compile_program`).
+        The plan's modelled cycles for the batch (:func:`compiler.compile_program`).
     link_bytes : int
-        Bytes sent and received, as the plan counts them: per sequence of L tokens, times B (for
-        a batch of more than one an estimate: the driver sends the registers and weights once
-        a batch, and splits its ``B*L`` rows otherwise; 10% over on the tests' batches).
+        Bytes sent and received, as the plan counts them for the batch (a padded item's
+        ``ATT_KEYS`` SET_REGs aside).
     macs : int
         Useful multiply-accumulates (the plan's; 0 but for GEMM-like ops).
     sent, received : int
@@ -286,8 +286,8 @@ class Execution:
                f"latency: the {'RTL' if self.target == 'sim' else 'modelled'} cycles at {clock}")
         return "\n".join([
             f"{len(self.records)} ops on {where} ({c.cfg.name}, {c.cfg.array.rows}x"
-            f"{c.cfg.array.cols} array, buffers of {c.depth} words), one sequence of "
-            f"{c.seq_len} tokens, {self.seconds:.1f} s: {len(on_acc)} on the accelerator, "
+            f"{c.cfg.array.cols} array, buffers of {c.depth} words), {c.sequences}, "
+            f"{self.seconds:.1f} s: {len(on_acc)} on the accelerator, "
             f"{kept}{len(host)} on the host ({', '.join(on_host)}); "
             + ("every tensor equal to golden" if self.checked else "not checked against golden"),
             ("RTL cycles: measured on the top, from each RUN command's first byte to busy "
@@ -309,7 +309,7 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
     A padded batch (``lengths`` from 1 to ``L``) runs as the golden executor runs it: the row
     ops (Linear, LayerNorm, GELU, the residual add) on all ``B*L`` rows, padded ones included,
     and attention item by item, each item's heads with its ``lengths[b]`` keys (the top's key
-    mask, ``ATT_KEYS``). The plan's figures are per sequence of ``L`` tokens, times ``B``; a
+    mask, ``ATT_KEYS``), as the plan of the batch counts them (:meth:`plan.Session.plan`); a
     padded item's ``ATT_KEYS`` SET_REGs are beyond its link bytes. The program is checked first
     (:func:`check_program`), before a model is built or a port opened.
 
@@ -324,7 +324,7 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
     B, L = ids.shape
     executor.check_sequence(prog, cfg, L)
     lengths = ops.check_lengths("Sequence lengths", lengths, B, L)
-    plan = check_program(prog, cfg, L)     # per sequence: B times each op's figures
+    plan = check_program(prog, cfg, L, B)
     if client is None:
         client = connect(target, cfg, port=port, log=log)
     elif client.depth != cfg.buffers.depth:
@@ -336,8 +336,8 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
     for i, (op, step) in enumerate(zip(prog.ops, plan.steps, strict=True)):
         t = time.monotonic()
         where = "on chip" if i in chained else "accelerator" if type(op) in ACCEL else "host"
-        r = OpRecord(op, where, model_cycles=B * step.cycles, link_bytes=B * step.link_bytes,
-                     macs=B * step.macs)
+        r = OpRecord(op, where, model_cycles=step.cycles, link_bytes=step.link_bytes,
+                     macs=step.macs)
         if r.where != "accelerator":
             # A chained residual add's sum stays on chip, where the next LayerNorm reads it:
             # the tensor kept here is golden's, and that LayerNorm's result is checked.

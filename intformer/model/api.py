@@ -58,9 +58,10 @@ class Model:
         self.compiled = None
         return self
 
-    def compile(self, cfg, *, fit=False, seq_len=128):
+    def compile(self, cfg, *, fit=False, seq_len=128, batch=1):
         """Fit the program to ``cfg`` and its buffers of ``cfg.buffers.depth`` words (the
-        presets' 256) for sequences of up to ``seq_len`` tokens.
+        presets' 256) for sequences of up to ``seq_len`` tokens, and plan a forward of
+        ``batch`` of them at once (the weights sent once a batch).
 
         With ``fit=False`` a config too small, or an op that cannot be split to fit the
         buffers, raises :exc:`ValueError` naming each limit to raise; with ``fit=True`` those
@@ -76,7 +77,7 @@ class Model:
             raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
         if fit:
             cfg = compiler.fit_config(cfg, self.program, seq_len)
-        self.compiled = compiler.compile_program(self.program, cfg, seq_len)
+        self.compiled = compiler.compile_program(self.program, cfg, seq_len, batch=batch)
         return self.compiled
 
     def run(self, texts, target="golden", *, progress=None, keep=False, port=None,

@@ -53,7 +53,7 @@ def _model(args):
 def cmd_compile(args):
     m = _model(args)
     cfg, fit = _config(args)
-    c = m.compile(cfg, fit=fit, seq_len=args.seq_len)
+    c = m.compile(cfg, fit=fit, seq_len=args.seq_len, batch=args.batch)
     if args.clock_mhz is not None:
         c.clock = args.clock_mhz * 1e6
     print(c)
@@ -150,6 +150,9 @@ def add_commands(sub, add_config_args):
         else:
             p.add_argument("--seq-len", type=int, default=128,
                            help="sequence length to plan for (default 128)")
+            p.add_argument("--batch", type=int, default=1,
+                           help="sequences a forward runs at once (default 1): the plan sends "
+                                "each Linear's weights once a batch")
             p.add_argument("--save", type=Path, help="write the program to this .npz")
             p.add_argument("--save-config", type=Path,
                            help="write the compiled (with --fit, fitted) config to this TOML, "

@@ -154,8 +154,8 @@ class Step:
 @dataclass
 class Compiled:
     """A program fitted to a config and its buffers (:attr:`depth` words, the config's), with
-    per-op RUNs, modelled cycles and link bytes for one sequence of ``seq_len`` tokens;
-    ``clock`` (Hz, or None) and ``baud`` turn them into seconds."""
+    per-op RUNs, modelled cycles and link bytes for a forward of ``batch`` sequences of
+    ``seq_len`` tokens; ``clock`` (Hz, or None) and ``baud`` turn them into seconds."""
 
     program: P.Program
     cfg: AccelConfig
@@ -165,6 +165,8 @@ class Compiled:
     baud: int = host.BAUD
     #: The residual adds whose sums stay on chip (:func:`chained_residuals`).
     chained: dict = dataclasses.field(default_factory=dict)
+    #: Sequences a forward runs at once (:meth:`plan.Session.plan`).
+    batch: int = 1
 
     @property
     def after(self):
@@ -206,8 +208,8 @@ class Compiled:
         clk, a = self.clock, self.cfg.array
         clock = f"{clk / 1e6:g} MHz" if clk else "no clock (latency needs --clock-mhz)"
         lines = [f"program of {len(self.steps)} ops on {self.cfg.name} ({a.rows}x{a.cols} array, "
-                 f"buffers of {self.depth} words, {clock}, link {self.baud} baud), one sequence "
-                 f"of {self.seq_len} tokens:",
+                 f"buffers of {self.depth} words, {clock}, link {self.baud} baud), "
+                 f"{self.sequences}:",
                  f"{'#':>3} {'op':<10} {'output':<12} {'runs':>6} {'cycles':>11} "
                  f"{'latency ms':>10} {'GOPS':>6} {'peak%':>5} {'link kB':>9} {'link s':>8}"
                  f"  shape"]
@@ -229,6 +231,13 @@ class Compiled:
                      f"({sent:,d} sent, {received:,d} received), {self.link_seconds:,.1f} s at "
                      f"{self.baud} baud")
         return "\n".join(lines + ["", self.table("layer")])
+
+    @property
+    def sequences(self):
+        """What a forward runs, in words: one sequence of L tokens, or a batch of them."""
+        if self.batch == 1:
+            return f"one sequence of {self.seq_len} tokens"
+        return f"a batch of {self.batch} sequences of {self.seq_len} tokens"
 
     def table(self, by="layer"):
         """The plan per layer (:func:`group_key`) or per op kind: ops, runs, modelled cycles,
@@ -275,26 +284,29 @@ def _after(prog, chained):
     return {j: prog.ops[i] for i, j in chained.items()}
 
 
-def compile_program(prog, cfg, seq_len=128, *, clock=None, baud=None):
-    """Check ``cfg`` against ``prog`` (:func:`check_config`) and plan every op for one sequence
-    of ``seq_len`` tokens on ``Accelerator(cfg)``, its buffers ``cfg.buffers.depth`` words deep
-    (:class:`plan.Session`): the
+def compile_program(prog, cfg, seq_len=128, *, batch=1, clock=None, baud=None):
+    """Check ``cfg`` against ``prog`` (:func:`check_config`) and plan every op for a forward of
+    ``batch`` sequences of ``seq_len`` tokens on ``Accelerator(cfg)``, its buffers
+    ``cfg.buffers.depth`` words deep (:class:`plan.Session`): the
     RUNs each op splits into so that each fits the buffers, their modelled cycles and the link
     bytes the host driver sends and receives. Raises :exc:`ValueError` naming the op, the
     run's shape and the limit when an op cannot be split to fit. ``clock`` (Hz) and ``baud``
     default to the config's board (:func:`board_clock`)."""
     check_config(prog, cfg, seq_len)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"Batch must be a positive integer, not {batch!r}")
     board_hz, board_baud = board_clock(cfg)
     session = Session(cfg)
     width, steps = {}, []
     chained = chained_residuals(prog, cfg)
     after = _after(prog, chained)
     for i, op in enumerate(prog.ops):
-        plan = session.plan(op, seq_len, width, chained=i in chained, after=after.get(i))
+        plan = session.plan(op, seq_len, width, batch=batch, chained=i in chained,
+                            after=after.get(i))
         steps.append(Step(op, **dataclasses.asdict(plan)))
         width[op.output] = _width(op, width, prog.hidden)
     return Compiled(prog, cfg, seq_len, steps, board_hz if clock is None else clock,
-                    board_baud if baud is None else baud, chained)
+                    board_baud if baud is None else baud, chained, batch)
 
 
 def fit_depth(prog, cfg, seq_len):

@@ -27,7 +27,7 @@ __all__ = ["OpPlan", "Session"]
 
 @dataclass
 class OpPlan:
-    """What one program op costs on a board, for one sequence.
+    """What one program op costs on a board, for one batch of sequences.
 
     Attributes
     ----------
@@ -83,30 +83,33 @@ class Session:
         self.regs = {}
         self._memo = {}
 
-    def plan(self, op, L, width, *, chained=False, after=None):
-        """The :class:`OpPlan` of program op ``op`` on one sequence of ``L`` tokens;
-        ``width`` maps tensor names to their channel counts. Raises :exc:`ValueError` naming
-        the op, the run's shape and the limit when a RUN cannot fit.
+    def plan(self, op, L, width, *, batch=1, chained=False, after=None):
+        """The :class:`OpPlan` of program op ``op`` on a batch of ``batch`` sequences of ``L``
+        tokens, as :func:`intformer.model.accel.execute` runs it: the row ops (Linear,
+        LayerNorm, GELU, the residual add) on all ``batch * L`` rows at once, so that a
+        Linear's weights are sent once a batch, and attention item by item. ``width`` maps
+        tensor names to their channel counts. Raises :exc:`ValueError` naming the op, the
+        run's shape and the limit when a RUN cannot fit.
 
         A residual add whose sum stays on chip (``chained``,
         :func:`~intformer.model.compiler.chained_residuals`) costs nothing of its own: the
         LayerNorm that reads it (given its Residual as ``after``) counts the pair, as
         :meth:`boards.host.Client.residual_layernorm` sends it."""
-        c = _Count(self, op)
+        c, rows = _Count(self, op), batch * L
         if chained:
             c.note = "sum kept on chip for the next LayerNorm (RES_TO_X)"
         elif after is not None:
-            c.note = self._residual_layernorm(c, after, op, L)
+            c.note = self._residual_layernorm(c, after, op, rows)
         elif isinstance(op, P.Linear):
-            c.note = self._linear(c, op, L)
+            c.note = self._linear(c, op, rows)
         elif isinstance(op, P.Attention):
-            c.note = self._attention(c, op, L, width[op.q])
+            c.note = self._attention(c, op, L, width[op.q], batch)
         elif isinstance(op, P.LayerNorm):
-            c.note = self._layernorm(c, op, L)
+            c.note = self._layernorm(c, op, rows)
         elif isinstance(op, P.Gelu):
-            c.note = self._gelu(c, op, L * width[op.input])
+            c.note = self._gelu(c, op, rows * width[op.input])
         elif isinstance(op, P.Residual):
-            c.note = self._residual(c, op, L * width[op.a])
+            c.note = self._residual(c, op, rows * width[op.a])
         else:
             c.note = "host (no RUN op)"
         return OpPlan(c.runs, c.cycles, c.link.sent, c.link.received, c.macs, c.note)
@@ -190,8 +193,9 @@ class Session:
         mb, nb = splits.gemm_block(cfg, self.depth, M, kc, N, split.rows_first)
         return f"{M}x{K}x{N}, {', '.join(how)}, blocks of {mb}x{kc}x{nb}"
 
-    def _attention(self, c, op, L, hidden):
-        """:meth:`boards.host.Client.attention`: one RUN ATTENTION a head."""
+    def _attention(self, c, op, L, hidden, batch):
+        """:meth:`boards.host.Client.attention` of each of ``batch`` items: one RUN ATTENTION
+        a head."""
         cfg, H = self.cfg, op.heads
         R, C, d = cfg.array.rows, cfg.array.cols, hidden // op.heads
         k = golden.attention_constants(op.q_scale, op.k_scale, op.v_scale, float(op.scale), d,
@@ -201,13 +205,14 @@ class Session:
             c.set(reg, v)
         for name in cfg.attention_softmax.constant_widths:
             c.set(ATTENTION_REGS[name], getattr(k.softmax, name))
-        c.write(Buf.A, -(-L // R) * d, H)
-        c.write(Buf.B, -(-L // C) * d, H)
-        c.write(Buf.V, -(-d // C) * L, H)
-        c.run(Op.ATTENTION, self._cycles(cyclemodel.attention_run_cycles, L, d), H)
-        c.read(Buf.C_OUT, -(-d // C) * L, H)
-        c.macs = 2 * H * L * L * d
-        return f"{H} heads, L={L}, d={d}"
+        heads = H * batch
+        c.write(Buf.A, -(-L // R) * d, heads)
+        c.write(Buf.B, -(-L // C) * d, heads)
+        c.write(Buf.V, -(-d // C) * L, heads)
+        c.run(Op.ATTENTION, self._cycles(cyclemodel.attention_run_cycles, L, d), heads)
+        c.read(Buf.C_OUT, -(-d // C) * L, heads)
+        c.macs = 2 * heads * L * L * d
+        return f"{batch} x {H} heads, L={L}, d={d}" if batch > 1 else f"{H} heads, L={L}, d={d}"
 
     # -- row ops ---------------------------------------------------------------------------------
 

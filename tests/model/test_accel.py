@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import intformer as itf
+from boards import framing
 from boards.host import Board, Client
 from intformer.cli import main
 from intformer.model import accel, compiler, executor, reference
@@ -107,7 +108,8 @@ TEXTS = ["A cat sat on the mat.", "Integer transformers run on small FPGAs, bit 
 def test_padded_batch_on_sim_equals_golden(tiny_model):
     """Three sentences of different lengths in one padded batch on the Verilated top: the row
     ops on every row, padded ones included, attention per item with its key mask (ATT_KEYS);
-    every tensor equal to the golden executor's."""
+    every tensor equal to the golden executor's. The plan of the batch counts every op's link
+    bytes (but for the padded items' ATT_KEYS SET_REGs) and, attention aside, its cycles."""
     m, _ = tiny_model
     c = m.compiled
     tok, lengths = reference.pad_batch(m.tokenize([TEXTS[1], "Hi.", TEXTS[0]]))
@@ -123,6 +125,16 @@ def test_padded_batch_on_sim_equals_golden(tiny_model):
     # Masked keys are computed all the same: the cycles the plan models for 3 x L (attention's
     # fitted model, within 2%).
     assert all(abs(r.cycles / r.model_cycles - 1) < 0.02 for r in att)
+    # Each padded item sets ATT_KEYS to its length, the next full one back to 0 (L): at most
+    # three SET_REGs an attention op beyond the plan's.
+    keys = framing.LinkCount()
+    keys.set_reg(int(lengths.max()), times=3)
+    for r in run.records:
+        if r.op.kind == "Attention":
+            assert 0 <= r.sent + r.received - r.link_bytes <= keys.total, r.op.output
+        else:
+            assert r.sent + r.received == r.link_bytes, r.op.output
+            assert r.where != "accelerator" or r.cycles == r.model_cycles, r.op.output
 
 
 def test_model_run_on_sim(tiny_model):

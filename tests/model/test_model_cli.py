@@ -73,6 +73,9 @@ def test_compile_on_the_preset(saved, capsys):
     assert (f"on ulx3s ({ARRAY}, buffers of 2048 words, 75 MHz, link 3000000 baud), one "
             "sequence of 64 tokens") in out
     assert "raised" not in out and "L5.ffn2" in out
+    assert main(["compile", "--program", str(saved), "--preset", "ulx3s", "--seq-len", "32",
+                 "--batch", "2"]) == 0
+    assert "link 3000000 baud), a batch of 2 sequences of 32 tokens:" in capsys.readouterr().out
 
 
 def test_embed(saved, capsys):

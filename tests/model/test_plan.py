@@ -53,6 +53,25 @@ def test_ulx3s_forward_figures(quantized):
     assert "2 passes of 15-bit inputs, summed in C" in ffn2.note
 
 
+def test_batch_plan(quantized):
+    """A batch's plan: the row ops on all its rows at once, attention item by item; the ops
+    that hold no weights cost the batch as many bytes as its items, the Linears fewer where a
+    block holds rows of both (the weights sent once a block, not once an item)."""
+    cfg = itf.AccelConfig.preset("ulx3s")
+    one, two = (compiler.compile_program(quantized.program, cfg, 32, batch=b) for b in (1, 2))
+    assert two.batch == 2 and "a batch of 2 sequences of 32 tokens" in str(two)
+    for s1, s2 in zip(one.steps, two.steps, strict=True):
+        assert s2.macs == 2 * s1.macs, s1.op.output
+        if isinstance(s1.op, P.Linear):
+            assert s1.link_bytes < s2.link_bytes < 2 * s1.link_bytes, s1.op.output
+        elif isinstance(s1.op, P.Attention):
+            assert s2.runs == 2 * s1.runs and s2.cycles == 2 * s1.cycles
+    assert one.link_bytes < two.link_bytes < 2 * one.link_bytes
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"^Batch must be a positive integer, not "):
+            compiler.compile_program(quantized.program, cfg, 32, batch=bad)
+
+
 def test_op_beyond_a_buffer_is_refused(quantized):
     cfg = itf.AccelConfig.preset("ulx3s").replace(buffers=BufferConfig(256))
     with pytest.raises(ValueError, match=r"^LayerNorm 'emb.out' cannot be split to fit the "
