@@ -212,11 +212,12 @@ def test_program_on_the_simulated_board(tiny_model, tmp_path):
         if name != "_row":
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     assert run.cycles is None and "RTL/model" in str(run)
-    # The plan counts one sequence of L tokens, times B: for a batch an estimate (the driver
-    # sends the registers and weights once for the batch, and splits its B*L rows otherwise).
+    # The plan of the batch counts every byte but the padded item's ATT_KEYS SET_REGs and the
+    # STATUS polls after the first of a run (a run outlasts a poll at the board's UART pace):
+    # 0.6% here.
     sent, planned = (sum(r.sent + r.received for r in run.records),
                      sum(r.link_bytes for r in run.records))
-    assert 0.8 * planned <= sent <= 1.2 * planned, (sent, planned)
+    assert planned <= sent <= 1.02 * planned, (sent, planned)
 
 
 class _NoLink(Client):
