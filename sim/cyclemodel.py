@@ -369,13 +369,12 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
                     t = max(t, (j + 1) * d + ATTENTION_TILE)
                     last = t + k - 1
                     t += max(k, gap)
-            else:
-                t = max(t, v_in, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
-                last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
-            if kind == "QK":
                 scores_out = last + 2 * (rows - 1) + C + 7
                 for _ in range(rows):
                     probs_ready[b] = softmax.row(scores_out + ATTENTION_TO_SOFTMAX)
+            else:
+                t = max(t, v_in, probs_ready[b] + ATTENTION_FROM_SOFTMAX)
+                last = t + k - 1 + (tiles - 1) * max(k, gap)   # last operand pair
             t = last + 1 + ATTENTION_JOB_GAP
         rows_last = L - (blocks - 1) * R
         # A half-rate requantizer takes the last row a cycle after it is offered.
