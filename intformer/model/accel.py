@@ -94,9 +94,8 @@ CHAINED = {P.LayerNorm: _residual_layernorm}
 def check_program(prog, cfg, seq_len, batch=1):
     """Refuse, before anything runs, a program the accelerator ``Accelerator(cfg)`` (buffers of
     ``cfg.buffers.depth`` words) cannot run on ``batch`` sequences of ``seq_len`` tokens: an op
-    reading
-    a tensor no earlier op writes, an integer constant missing or of the wrong shape, widths
-    the units do not have, a RUN beyond a buffer (:func:`compiler.compile_program`). Each
+    reading a tensor no earlier op writes, an integer constant missing or of the wrong shape,
+    widths the units do not have, a RUN beyond a buffer (:func:`compiler.compile_program`). Each
     :exc:`ValueError` names the op. Returns the :class:`compiler.Compiled` plan (modelled
     cycles and link bytes per op, for the batch)."""
     written, width = set(), {}

@@ -61,7 +61,7 @@ class Model:
     def compile(self, cfg, *, fit=False, seq_len=128, batch=1):
         """Fit the program to ``cfg`` and its buffers of ``cfg.buffers.depth`` words (the
         presets' 256) for sequences of up to ``seq_len`` tokens, and plan a forward of
-        ``batch`` of them at once (the weights sent once a batch).
+        ``batch`` of them at once (a Linear's weights sent once a block of their rows).
 
         With ``fit=False`` a config too small, or an op that cannot be split to fit the
         buffers, raises :exc:`ValueError` naming each limit to raise; with ``fit=True`` those

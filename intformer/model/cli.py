@@ -151,8 +151,8 @@ def add_commands(sub, add_config_args):
             p.add_argument("--seq-len", type=int, default=128,
                            help="sequence length to plan for (default 128)")
             p.add_argument("--batch", type=int, default=1,
-                           help="sequences a forward runs at once (default 1): the plan sends "
-                                "each Linear's weights once a batch")
+                           help="sequences a forward runs at once (default 1): a Linear's "
+                                "weights go once a block of their rows")
             p.add_argument("--save", type=Path, help="write the program to this .npz")
             p.add_argument("--save-config", type=Path,
                            help="write the compiled (with --fit, fitted) config to this TOML, "

@@ -87,7 +87,8 @@ class Session:
         """The :class:`OpPlan` of program op ``op`` on a batch of ``batch`` sequences of ``L``
         tokens, as :func:`intformer.model.accel.execute` runs it: the row ops (Linear,
         LayerNorm, GELU, the residual add) on all ``batch * L`` rows at once, so that a
-        Linear's weights are sent once a batch, and attention item by item. ``width`` maps
+        Linear's weights are sent once a block of those rows rather than once a sequence, and
+        attention item by item. ``width`` maps
         tensor names to their channel counts. Raises :exc:`ValueError` naming the op, the
         run's shape and the limit when a RUN cannot fit.
 
