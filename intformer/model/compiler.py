@@ -132,7 +132,8 @@ def rate_columns(macs, cycles, clock, peak):
 @dataclass
 class Step:
     """One op on a config: its RUNs (``runs``, also ``calls``), modelled ``cycles``, link bytes
-    ``sent`` and ``received``, useful ``macs`` and a ``note`` (see :class:`plan.OpPlan`)."""
+    ``sent`` and ``received`` (of them, ``buffers``: each buffer's commands), useful ``macs``
+    and a ``note`` (see :class:`plan.OpPlan`)."""
 
     op: P.Op
     runs: int
@@ -141,6 +142,7 @@ class Step:
     received: int
     macs: int
     note: str
+    buffers: dict = dataclasses.field(default_factory=dict)
 
     @property
     def calls(self):
@@ -188,6 +190,16 @@ class Compiled:
         return sum(s.link_bytes for s in self.steps)
 
     @property
+    def buffer_bytes(self):
+        """Of :attr:`link_bytes`, each buffer's WRITE_BUFFER and READ_BUFFER frames (both
+        ways), by buffer name, the most first; the rest is SET_REG, RUN and STATUS."""
+        out = {}
+        for s in self.steps:
+            for name, n in s.buffers.items():
+                out[name] = out.get(name, 0) + n
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @property
     def compute_seconds(self):
         """The modelled cycles at ``clock`` (None without a clock)."""
         return None if self.clock is None else self.cycles / self.clock
@@ -230,6 +242,11 @@ class Compiled:
                      f"link {self.link_bytes:,d} bytes "
                      f"({sent:,d} sent, {received:,d} received), {self.link_seconds:,.1f} s at "
                      f"{self.baud} baud")
+        if self.link_bytes:
+            share = {**self.buffer_bytes}
+            share["SET_REG, RUN, STATUS"] = self.link_bytes - sum(share.values())
+            lines.append("link by buffer: " + ", ".join(
+                f"{name} {n:,d} ({100 * n / self.link_bytes:.1f}%)" for name, n in share.items()))
         return "\n".join(lines + ["", self.table("layer")])
 
     @property

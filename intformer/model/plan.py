@@ -1,7 +1,7 @@
 """The RUNs of each program op on a board: the splits that keep every RUN within the buffers,
 the bytes the host driver sends and receives over the link, and modelled cycles."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from boards import framing, splits
 from hw.isa import (
@@ -43,6 +43,9 @@ class OpPlan:
         Useful multiply-accumulates (GEMM-like ops; 0 for the others).
     note : str
         The shape and its split.
+    buffers : dict of str to int
+        Of ``sent + received``, the bytes of each buffer's WRITE_BUFFER and READ_BUFFER frames
+        (both ways), by buffer name; the rest is SET_REG, RUN and STATUS.
     """
 
     runs: int = 0
@@ -51,6 +54,7 @@ class OpPlan:
     received: int = 0
     macs: int = 0
     note: str = ""
+    buffers: dict = field(default_factory=dict)
 
 
 def _blocks(n, size):
@@ -113,7 +117,8 @@ class Session:
             c.note = self._residual(c, op, rows * width[op.a])
         else:
             c.note = "host (no RUN op)"
-        return OpPlan(c.runs, c.cycles, c.link.sent, c.link.received, c.macs, c.note)
+        return OpPlan(c.runs, c.cycles, c.link.sent, c.link.received, c.macs, c.note,
+                      c.buffers)
 
     # -- GEMM-like ops ---------------------------------------------------------------------------
 
@@ -294,6 +299,7 @@ class _Count:
         self.link = framing.LinkCount(session.max_payload)
         self.runs = self.cycles = self.macs = 0
         self.note = ""
+        self.buffers = {}           # buffer name -> its commands' bytes, both ways
 
     def _name(self):
         return f"{self.op.kind} {self.op.output!r}"
@@ -326,6 +332,7 @@ class _Count:
         self.link.sent += times * sent
         self.link.received += times * received
         self.link.commands += times * commands
+        self.buffers[buf.name] = self.buffers.get(buf.name, 0) + times * (sent + received)
 
     def write(self, buf, words, times=1):
         self._buffer("write", buf, words, times)

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 import intformer as itf
-from boards import splits
+from boards import framing, splits
 from boards.host import Board
 from boards.link import RSP_SYNC, SYNC, crc8
 from boards.simtop import SimTop
 from hw.config import BufferConfig, GemmConfig
-from hw.isa import Command, Error, LinMode
+from hw.isa import Command, Error, LinMode, Reg
 from intformer.model import compiler, plan
 from intformer.model import program as P
 from sim import ops
@@ -51,6 +51,20 @@ def test_ulx3s_forward_figures(quantized):
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
     assert ffn2.note.startswith("64x1536x384, LINEAR, K in chunks of ")
     assert "2 passes of 15-bit inputs, summed in C" in ffn2.note
+    # The link by buffer: each op's buffer commands within its bytes, the rest SET_REG, RUN
+    # and STATUS; B carries every weight at least once (6 int8 lanes a 6-byte word), and the
+    # results and row-op words go through the narrow views where they fit.
+    for s in c.steps:
+        most = framing.LinkCount()     # a RUN and its poll, four SET_REGs a run, each register
+        most.run(times=s.runs)
+        most.set_reg(1 << 63, times=4 * s.runs + len(Reg))
+        assert 0 <= s.link_bytes - sum(s.buffers.values()) <= most.total, s.op.output
+    weights = sum(op.weight.size for op in quantized.program.ops if isinstance(op, P.Linear))
+    by = c.buffer_bytes
+    assert weights < by["B"] < 1.1 * weights
+    assert {"C_OUT", "X_IN", "Y_OUT"} <= by.keys() and "C" not in by
+    assert list(by.values()) == sorted(by.values(), reverse=True)
+    assert "link by buffer: B " in str(c)
 
 
 def test_batch_plan(quantized):
