@@ -24,6 +24,9 @@ def test_documented_errors():
         (Command.WRITE_BUFFER.value, bytes([Buf.A.value, 0, 0, 2, 0]) + bytes(3), Error.LENGTH),
         (Command.WRITE_BUFFER.value, bytes([0x40, 0, 0, 0, 0]), Error.BUFFER),
         (Command.READ_BUFFER.value, bytes([Buf.COEF.value, 0, 0, 1, 0]), Error.BUFFER),
+        (Command.WRITE_BUFFER.value, bytes([Buf.C_OUT.value, 0, 0, 1, 0]) + bytes(2),
+         Error.BUFFER),                                     # the narrow views: one way each
+        (Command.READ_BUFFER.value, bytes([Buf.X_IN.value, 0, 0, 1, 0]), Error.BUFFER),
         (Command.SET_REG.value, bytes([0x7f, 1]), Error.REGISTER),
         (Command.SET_REG.value, bytes([Reg.M.value, TINY.gemm.max_m + 1]), Error.VALUE),
         (Command.SET_REG.value, bytes([Reg.M.value]) + bytes(9), Error.LENGTH),
