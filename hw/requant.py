@@ -13,11 +13,13 @@ __all__ = ["saturate", "rounding_half", "rounding_shift", "lane_beat_layout", "R
 
 
 def saturate(value, width):
-    """Clamp a signed value to the signed ``width``-bit range, as a ``signed(width)`` value.
-    The value fits when its bits from ``width - 1`` up are all equal (all copies of the sign);
-    otherwise the result is the limit of its sign. Two reductions of those bits, not two
-    comparisons with carry chains as wide as the value."""
-    value = Value.cast(value).as_signed()
+    """Clamp a signed value to the signed ``width``-bit range: a signed value of at most
+    ``width`` bits (the value itself when it has no more). The value fits when its bits from
+    ``width - 1`` up are all equal (all copies of the sign); otherwise the result is the limit
+    of its sign. Two reductions of those bits, not two comparisons with carry chains as wide
+    as the value. An unsigned value is read as the signed one a bit wider."""
+    value = Value.cast(value)
+    value = value if value.shape().signed else Cat(value, Const(0, 1)).as_signed()
     if len(value) <= width:
         return value
     top, sign = value[width - 1:], value[-1]

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 import intformer as itf
 from hw.config import AccelConfig, ArrayConfig, GemmConfig, LinearConfig, RequantConfig
-from hw.requant import rounding_half
+from hw.requant import rounding_half, saturate
 from sim import golden, ops
 from sim.bench import run_requant_lanes
 
@@ -169,3 +169,26 @@ def test_rounding_half_every_shift(shift_bits, width):
     sim.add_testbench(bench)
     sim.run()
     assert got == [((1 << s) >> 1) & ((1 << width) - 1) for s in range(1 << shift_bits)]
+
+
+@pytest.mark.parametrize("shape", [signed(7), unsigned(6), signed(3), unsigned(2)])
+@pytest.mark.parametrize("width", [2, 3, 5])
+def test_saturate_every_value(shape, width):
+    # hw.requant.saturate against golden.saturate for every value of the shape: wider and
+    # narrower than the range, signed and unsigned (read as the signed value a bit wider).
+    value, out = Signal(shape), Signal(signed(width + 4))
+    m = Module()
+    m.d.comb += out.eq(saturate(value, width))
+    lo = -(1 << (shape.width - 1)) if shape.signed else 0
+    values = range(lo, lo + (1 << shape.width))
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(value, v)
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == golden.saturate(np.array(values), width).tolist()
