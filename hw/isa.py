@@ -287,10 +287,10 @@ def buffer_specs(cfg, depth=None):
     if cfg.linear.enabled:
         elem = max(cfg.acc_width, cfg.requant.mult_width + 1, channel_shift_width(cfg) + 1)
         specs[Buf.CHAN] = BufferSpec(Buf.CHAN, C, elem, 3 * channel_tiles(cfg), readable=False)
-    narrow = cfg.requant.out_width
+    bits = cfg.requant.out_width
     for view, (of, way) in NARROW_VIEWS.items():
-        if of in specs and narrow < specs[of].elem_width:
-            specs[view] = BufferSpec(view, specs[of].lanes, narrow, depth,
+        if of in specs and bits < specs[of].elem_width:
+            specs[view] = BufferSpec(view, specs[of].lanes, bits, depth,
                                      readable=way == "read", writable=way == "write",
                                      view_of=of)
     return specs
