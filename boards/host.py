@@ -1,4 +1,5 @@
-"""Host driver of the board link: NumPy arrays in, framed commands on a serial line, arrays out."""
+"""Host driver of the accelerator's command protocol: NumPy arrays in, commands out, arrays back,
+over any transport (:class:`boards.board.Board`: the framed serial link of a board)."""
 
 from collections import namedtuple
 
@@ -37,7 +38,7 @@ from .framing import (
     reg_value_bytes,
     write_chunks,
 )
-from .link import RSP_SYNC, SYNC, LinkError, crc8
+from .link import LinkError
 from .splits import (
     LinearRun,
     LinearSplit,
@@ -52,7 +53,7 @@ from .splits import (
     sums_on_chip,
 )
 
-__all__ = ["BoardError", "Status", "Client", "Board", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
+__all__ = ["BoardError", "Status", "Client", "BAUD", "BITS_PER_BYTE", "LENGTH_BYTES",
            "BUFFER_HEADER", "STATUS_BYTES", "frame_bytes", "reg_value_bytes", "write_chunks",
            "read_chunks", "k_chunk", "gemm_block", "LinearSplit", "LinearRun", "linear_runs",
            "linear_split", "rows_per_run", "residual_per_run", "sums_on_chip", "LinkCount"]
@@ -74,6 +75,13 @@ def _code_name(code):
         except ValueError:
             pass
     return f"UNKNOWN_{code:#04x}"
+
+
+def _code_name_cmd(opcode):
+    try:
+        return Command(opcode).name
+    except ValueError:
+        return f"opcode {opcode:#04x}"
 
 
 class BoardError(Exception):
@@ -534,75 +542,3 @@ class Client:
             out[h] = layout.from_tile_rows(self.read_buffer(Buf.C_OUT, 0, nt_dim * L),
                                            L, d, R, C)
         return (out if heads else out[0]), float(o_scale)
-
-
-def _code_name_cmd(opcode):
-    try:
-        return Command(opcode).name
-    except ValueError:
-        return f"opcode {opcode:#04x}"
-
-
-class Board(Client):
-    """The accelerator on a board, over the framed UART protocol of :mod:`boards.link`.
-
-    Parameters
-    ----------
-    port_or_transport : str or object
-        A serial port name (opened with ``serial.Serial(port, baud, timeout=timeout)``) or any
-        object with ``write(bytes)`` and ``read(n) -> bytes`` (a transport; a short read means
-        a timeout).
-    cfg : AccelConfig or None
-        The board's configuration; default the ``icebreaker`` preset.
-    baud : int
-        Baud rate for a port name.
-    timeout : float
-        Serial read timeout in seconds, for a port name.
-    **kwargs
-        ``depth``, ``max_payload``, ``max_polls`` of :class:`Client`.
-    """
-
-    def __init__(self, port_or_transport, cfg=None, *, baud=BAUD, timeout=2.0, **kwargs):
-        cfg = AccelConfig.preset("icebreaker") if cfg is None else cfg
-        super().__init__(cfg, **kwargs)
-        if isinstance(port_or_transport, str):
-            import serial
-            self.transport = serial.Serial(port_or_transport, baud, timeout=timeout)
-        elif hasattr(port_or_transport, "write") and hasattr(port_or_transport, "read"):
-            self.transport = port_or_transport
-        else:
-            raise TypeError(f"Board port must be a port name or an object with write() and "
-                            f"read(), not {port_or_transport!r}")
-
-    def _read(self, n):
-        data = bytes(self.transport.read(n))
-        if len(data) != n:
-            raise TimeoutError(f"Board sent {len(data)} of {n} expected bytes before the "
-                               f"read timed out")
-        return data
-
-    def send_frame(self, opcode, payload):
-        """Write one request frame: ``SYNC, opcode, length(2), payload, crc8``."""
-        if len(payload) > 0xffff:
-            raise ValueError(f"Frame payload must be at most 65535 bytes, not {len(payload)}")
-        body = bytes([opcode]) + len(payload).to_bytes(LENGTH_BYTES, "little") + payload
-        self.transport.write(bytes([SYNC]) + body + bytes([crc8(body)]))
-
-    def receive_frame(self):
-        """Read one response frame; return ``(status, payload)``. Bytes before the response
-        sync byte are skipped (at most 64)."""
-        for _ in range(64):
-            if self._read(1)[0] == RSP_SYNC:
-                break
-        else:
-            raise BoardError(LinkError.FRAME.value, "no response sync byte")
-        head = self._read(1 + LENGTH_BYTES)
-        payload = self._read(int.from_bytes(head[1:], "little"))
-        crc = self._read(1)[0]
-        if crc != crc8(head + payload):
-            raise BoardError(LinkError.CHECKSUM.value, "response frame checksum")
-        return head[0], payload
-
-    def _exchange(self, opcode, payload):
-        self.send_frame(opcode, payload)
-        return self.receive_frame()

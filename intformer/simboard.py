@@ -175,7 +175,7 @@ def cmd_sim_board(args, load_config):
     os.close(slave)              # the peer's open() is what the server waits for
     signal.signal(signal.SIGTERM, _stop)
     print(f"simulated {cfg.name} board on {path} (UART {args.divisor} cycles per bit, buffers "
-          f"of {cfg.buffers.depth} words); connect with boards.host.Board({path!r}, cfg)",
+          f"of {cfg.buffers.depth} words); connect with boards.board.Board({path!r}, cfg)",
           flush=True)
     try:
         reason = board.serve(master)
@@ -190,7 +190,7 @@ def cmd_sim_board(args, load_config):
 def add_parser(sub, add_config_args, load_config):
     """Register ``sim-board`` on the CLI's subparsers."""
     p = sub.add_parser("sim-board", help="the board top on Verilator behind a pseudo-terminal "
-                                         "(boards.host.Board opens it as a serial port)")
+                                         "(boards.board.Board opens it as a serial port)")
     add_config_args(p)
     p.add_argument("--divisor", type=int, default=8,
                    help="clock cycles per UART bit in simulation (default 8)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boards import host
+from boards.board import Board
 from hw.config import AccelConfig
 from sim import golden, ops
 
@@ -136,7 +137,7 @@ def _constant_shapes(op, width, hidden):
 def connect(target, cfg, *, port=None, log=print, **kwargs):
     """The :class:`boards.host.Client` of ``target``: for ``"sim"`` a
     :class:`boards.verilatortop.VerilatorTop` of ``Accelerator(cfg)`` (built once, cached by
-    hash under ``build/verilator/``), for ``"board"`` a :class:`boards.host.Board` on serial
+    hash under ``build/verilator/``), for ``"board"`` a :class:`boards.board.Board` on serial
     ``port`` (a board built with this config, or ``intformer sim-board`` of it). Both have the
     config's buffers, ``cfg.buffers.depth`` words."""
     if target == "sim":
@@ -148,7 +149,7 @@ def connect(target, cfg, *, port=None, log=print, **kwargs):
     if target == "board":
         if port is None:
             raise ValueError("Target 'board' must have a serial port (port=...), not None")
-        return host.Board(port, cfg, **kwargs)
+        return Board(port, cfg, **kwargs)
     raise ValueError(f"Accelerator target must be 'sim' or 'board', not {target!r}")
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from boards.host import Board, BoardError
+from boards.board import Board
+from boards.host import BoardError
 from boards.link import RSP_SYNC, SYNC, LinkTop, crc8
 from hw.config import AccelConfig, AttentionConfig, BufferConfig, LayerNormConfig
 from hw.isa import Buf, Command, Error, Reg

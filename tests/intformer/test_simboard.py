@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from boards.host import Board, BoardError
+from boards.board import Board
+from boards.host import BoardError
 from boards.link import SYNC, crc8
 from hw.config import AccelConfig, AttentionConfig, BufferConfig, LayerNormConfig
 from hw.isa import Buf, Command

@@ -17,7 +17,8 @@ import pytest
 
 import intformer as itf
 from boards import framing
-from boards.host import Board, Client
+from boards.board import Board
+from boards.host import Client
 from intformer.cli import main
 from intformer.model import accel, compiler, executor, reference
 from intformer.model import program as P

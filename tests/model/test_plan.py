@@ -6,7 +6,7 @@ import pytest
 
 import intformer as itf
 from boards import framing, splits
-from boards.host import Board
+from boards.board import Board
 from boards.link import RSP_SYNC, SYNC, crc8
 from boards.simtop import SimTop
 from hw.config import BufferConfig, GemmConfig
