@@ -1,4 +1,4 @@
-"""End to end: the host driver (boards.host.Board) against LinkTop in the simulator, through a
+"""End to end: the host driver (boards.board.Board) against LinkTop in the simulator, through a
 simulated serial line with real UART bit timing."""
 
 from collections import deque

@@ -1,5 +1,5 @@
 """``intformer sim-board``: the Verilated LinkTop behind a pseudo-terminal, driven by the
-unmodified host driver (boards.host.Board) over pyserial: bit-exact GEMM and attention,
+unmodified host driver (boards.board.Board) over pyserial: bit-exact GEMM and attention,
 link-level errors for corrupted frames, and a clean exit when the peer closes the port.
 
 Two boards: the tiny preset (small attention, buffers of 32 words) and the ulx3s preset as
