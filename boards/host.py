@@ -20,6 +20,7 @@ from hw.isa import (
     buffer_depth,
     buffer_specs,
     channel_tiles,
+    narrow,
     register_specs,
     vector_lanes,
 )
@@ -242,7 +243,7 @@ class Client:
         """One run of a block, and its C read back (through C_OUT when ``requantized``)."""
         self._run_block(a, b, op if op is not None else Op.GEMM if requantized else Op.GEMM_RAW,
                         write_b=write_b)
-        return self._read_block(a.shape[0], b.shape[1], narrow=requantized)
+        return self._read_block(a.shape[0], b.shape[1], requantized=requantized)
 
     def _run_block(self, a, b, op, *, write_b=True):
         """One run of a block: A written, B too unless it still holds ``b`` (``write_b``)."""
@@ -255,12 +256,18 @@ class Client:
             self.set_reg(reg, v)
         self.run(op)
 
-    def _read_block(self, M, N, *, narrow):
-        """C's ``M x N`` block, as a run of :meth:`_run_block` left it: with ``narrow`` its
+    @property
+    def _results(self):
+        """The buffer requantized results are read from: C's narrow view C_OUT where the config
+        has it (:func:`hw.isa.narrow`), else C."""
+        return narrow(self.buffers, Buf.C)
+
+    def _read_block(self, M, N, *, requantized):
+        """C's ``M x N`` block, as a run of :meth:`_run_block` left it: with ``requantized`` its
         requantized results, through C_OUT (``requant.out_width`` bits a lane on the link);
         otherwise its exact sums."""
         R, C = self.cfg.array.rows, self.cfg.array.cols
-        words = self.read_buffer(Buf.C_OUT if narrow else Buf.C, 0, M * -(-N // C))
+        words = self.read_buffer(self._results if requantized else Buf.C, 0, M * -(-N // C))
         return layout.from_tile_rows(words, M, N, R, C)
 
     def linear(self, x, w, bias, multipliers, shifts, *, x_width=None, out_width=None):
@@ -345,7 +352,7 @@ class Client:
                             w[r.k0:r.k0 + r.k, cols], Op.LINEAR, write_b=r.write_b)
             if r.read_c:    # the sum's last run: requantized unless RAW
                 out[r.i0:r.i0 + r.m, cols] = self._read_block(
-                    r.m, r.n, narrow=LinMode.RAW not in r.mode)
+                    r.m, r.n, requantized=LinMode.RAW not in r.mode)
         return out
 
     # -- nonlinear units -------------------------------------------------------------------------
@@ -539,6 +546,6 @@ class Client:
             self.write_buffer(Buf.B, 0, layout.row_words(k[h].T, C))
             self.write_buffer(Buf.V, 0, layout.row_words(v[h], C))
             self.run(Op.ATTENTION)
-            out[h] = layout.from_tile_rows(self.read_buffer(Buf.C_OUT, 0, nt_dim * L),
+            out[h] = layout.from_tile_rows(self.read_buffer(self._results, 0, nt_dim * L),
                                            L, d, R, C)
         return (out if heads else out[0]), float(o_scale)

@@ -97,7 +97,8 @@ def linear_split(cfg, depth, M, K, N, passes):
     again; ties go to the larger chunk, then to columns first)."""
     specs = buffer_specs(cfg, depth)
     R, C = cfg.array.rows, cfg.array.cols
-    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B, Buf.C_OUT)}
+    nbytes = {buf: specs[buf].nbytes for buf in (Buf.A, Buf.B)}
+    result_bytes = specs[narrow(specs, Buf.C)].nbytes
     best = None
     kc = min(K, k_chunk(cfg, depth))
     while True:
@@ -108,7 +109,7 @@ def linear_split(cfg, depth, M, K, N, passes):
                 if run.write_b:
                     cost += -(-run.n // C) * run.k * nbytes[Buf.B]
                 if run.read_c:      # the requantized result
-                    cost += run.m * -(-run.n // C) * nbytes[Buf.C_OUT]
+                    cost += run.m * -(-run.n // C) * result_bytes
             if best is None or cost < best[0]:
                 best = cost, split
         if kc <= R:

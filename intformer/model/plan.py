@@ -14,6 +14,7 @@ from hw.isa import (
     Reg,
     buffer_specs,
     channel_tiles,
+    narrow,
     register_specs,
     vector_lanes,
 )
@@ -82,6 +83,7 @@ class Session:
     def __init__(self, cfg, *, max_payload=255):
         self.cfg, self.depth, self.max_payload = cfg, cfg.buffers.depth, max_payload
         self.specs = buffer_specs(cfg)
+        self.results = narrow(self.specs, Buf.C)     # where requantized results are read
         self.reg_max = {reg: hi for reg, (_, hi) in register_specs(cfg).items()}
         self.lanes = vector_lanes(cfg)
         self.regs = {}
@@ -134,7 +136,7 @@ class Session:
             c.set(reg, v)
         model = cyclemodel.gemm_raw_cycles if hwop == Op.GEMM_RAW else cyclemodel.linear_cycles
         c.run(hwop, self._cycles(model, m, k, n), times)
-        c.read(Buf.C if hwop == Op.GEMM_RAW else Buf.C_OUT, m * -(-n // C), times)
+        c.read(Buf.C if hwop == Op.GEMM_RAW else self.results, m * -(-n // C), times)
 
     def _gemm(self, c, M, K, N):
         """:meth:`boards.host.Client.gemm` with exact accumulators: K chunks, blocks."""
@@ -189,8 +191,8 @@ class Session:
                 c.set(reg, v)
             raw = LinMode.RAW in r.mode
             c.run(Op.LINEAR, self._cycles(cyclemodel.linear_cycles, r.m, r.k, r.n, raw))
-            if r.read_c:    # the sum's last run: int8 through C_OUT unless RAW
-                c.read(Buf.C if raw else Buf.C_OUT, r.m * -(-r.n // C))
+            if r.read_c:    # the sum's last run: requantized, through C_OUT, unless RAW
+                c.read(Buf.C if raw else self.results, r.m * -(-r.n // C))
         how = ["LINEAR"]
         if K > kc or passes > 1:
             how.append(f"K in chunks of {kc}" if K > kc else "")
@@ -216,7 +218,7 @@ class Session:
         c.write(Buf.B, -(-L // C) * d, heads)
         c.write(Buf.V, -(-d // C) * L, heads)
         c.run(Op.ATTENTION, self._cycles(cyclemodel.attention_run_cycles, L, d), heads)
-        c.read(Buf.C_OUT, -(-d // C) * L, heads)
+        c.read(self.results, -(-d // C) * L, heads)
         c.macs = 2 * heads * L * L * d
         return f"{batch} x {H} heads, L={L}, d={d}" if batch > 1 else f"{H} heads, L={L}, d={d}"
 
