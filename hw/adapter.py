@@ -9,8 +9,8 @@ from .accumulate import Accumulate
 from .channels import ChannelStage, channel_write_layout, requant_width
 from .dispatch import engine_config, register_layout
 from .fanout import register_copies
-from .isa import ROW_OPS, Buf, LinMode, Op, buffer_specs, lin_mode_bit, vector_lanes
-from .requant import lane_beat_layout
+from .isa import ROW_OPS, Buf, LinMode, Op, buffer_specs, gelu_in_c, lin_mode_bit, vector_lanes
+from .requant import lane_beat_layout, saturate
 from .residual import residual_pair_layout
 from .skid import SkidBuffer
 
@@ -247,8 +247,23 @@ class RowAdapter(wiring.Component):
     ``a`` word 1, ...): the adapter holds each ``a`` word and offers it with the next word,
     its ``b``, as one pair.
 
-    Latency: none (combinational), but for the selects. Throughput: one word per cycle (one
-    pair every two cycles for the residual add).
+    RUN GELU over C (``GELU_IN_C``, where :func:`hw.isa.gelu_in_c`): C's words (``c``, from
+    C's reader) are held one at a time and offered as ``cols/lanes`` beats, lanes 0 first,
+    each lane saturated to GELU's ``in_width``; the results are shifted into a word that goes
+    to C (``c_out``) with the word's last beat, and Y gets nothing.
+
+    Members (besides those above), with ``GELU_IN_C`` only
+    ------------------------------------------------------
+    in_c : In(1)
+        The run is a GELU over C (set at launch, held through the run).
+    c : In(stream.Signature(unsigned(C's width)))
+        C's words, from its reader.
+    c_out : Out(stream.Signature(unsigned(C's width), always_ready=True))
+        GELU's results, a word of C each, sign-extended in C's lanes.
+
+    Latency: none (combinational), but for the selects; over C, one cycle more for the
+    word's assembly. Throughput: one word per cycle (one pair every two cycles for the residual
+    add; a C word every ``cols/lanes`` cycles over C).
     """
 
     def __init__(self, cfg, depth):
@@ -257,11 +272,19 @@ class RowAdapter(wiring.Component):
         specs = buffer_specs(cfg, depth)
         self.lanes = vector_lanes(cfg)
         self.x_elem, self.y_elem = specs[Buf.X].elem_width, specs[Buf.Y].elem_width
+        self.over_c = gelu_in_c(cfg)
         ports = {
             "run_op": In(Op),
             "x": In(stream.Signature(unsigned(specs[Buf.X].width))),
             "y": Out(stream.Signature(unsigned(specs[Buf.Y].width), always_ready=True)),
         }
+        if self.over_c:
+            self.c_elem, c_width = specs[Buf.C].elem_width, specs[Buf.C].width
+            ports.update({
+                "in_c": In(1),
+                "c": In(stream.Signature(unsigned(c_width))),
+                "c_out": Out(stream.Signature(unsigned(c_width), always_ready=True)),
+            })
         for op in self.ops:
             name = ROW_OPS[op]
             ucfg = getattr(cfg, name)
@@ -286,18 +309,71 @@ class RowAdapter(wiring.Component):
             sel = Signal(name=f"sel_{name}")
             m.d.sync += sel.eq(self.run_op == op)
             m.d.comb += o.ready.eq(1)
+            to_y = sel
             if op == Op.RESIDUAL:
                 x_ready = self._pairs(m, sel, x_word, i)
+            elif op == Op.GELU and self.over_c:
+                in_c = Signal(name="gelu_in_c")
+                m.d.sync += in_c.eq(self.in_c)
+                x_ready = self._over_c(m, sel, in_c, x_word, i, o)
+                to_y = sel & ~in_c
             else:
                 m.d.comb += i.valid.eq(self.x.valid & sel)
                 for lane in range(VL):
                     m.d.comb += i.payload[lane].eq(x_word[lane])
                 x_ready = i.ready
             with m.If(sel):
-                m.d.comb += [self.x.ready.eq(x_ready), self.y.valid.eq(o.valid)]
+                m.d.comb += self.x.ready.eq(x_ready)
+            with m.If(to_y):
+                m.d.comb += self.y.valid.eq(o.valid)
                 for lane in range(VL):
                     m.d.comb += y_word[lane].eq(o.payload[lane])
         return m
+
+    def _over_c(self, m, sel, in_c, x_word, i, o):
+        """GELU's input from X, or over C (``in_c``): each C word held and shifted down by
+        ``lanes`` lanes a beat, the results shifted in at the top and written with the word's
+        last beat. Returns the ``ready`` of X."""
+        C, VL, c_elem = self.cfg.array.cols, self.lanes, self.c_elem
+        beats = C // VL
+        over = sel & in_c
+        lanes = data.ArrayLayout(signed(c_elem), C)
+        held = Signal(lanes, name="c_held")         # the word in the unit, beat 0 in lanes 0..
+        full = Signal(name="c_full")
+        beat = Signal(range(beats), name="c_beat")
+        last = beat == beats - 1
+        take = self.c.valid & self.c.ready
+        m.d.comb += [self.c.ready.eq(over & (~full | (i.ready & last))),
+                     i.valid.eq(Mux(over, full, self.x.valid & sel))]
+        for lane in range(VL):
+            m.d.comb += i.payload[lane].eq(Mux(over, saturate(held[lane], self.cfg.gelu.in_width),
+                                               x_word[lane]))
+        with m.If(~over):
+            m.d.sync += full.eq(0)
+        with m.Elif(take):
+            m.d.sync += [held.eq(self.c.payload), full.eq(1), beat.eq(0)]
+        with m.Elif(i.valid & i.ready):
+            m.d.sync += beat.eq(beat + 1)
+            for lane in range(C - VL):
+                m.d.sync += held[lane].eq(held[lane + VL])
+            with m.If(last):
+                m.d.sync += full.eq(0)
+        # The results, shifted in at the top lanes; the word leaves with its last beat.
+        out = Signal(lanes, name="c_assembled")
+        out_beat = Signal(range(beats), name="c_out_beat")
+        done = Signal(name="c_out_valid")
+        m.d.sync += done.eq(0)
+        with m.If(~over):
+            m.d.sync += out_beat.eq(0)
+        with m.Elif(o.valid):
+            m.d.sync += out_beat.eq(Mux(out_beat == beats - 1, 0, out_beat + 1))
+            m.d.sync += done.eq(out_beat == beats - 1)
+            for lane in range(C - VL):
+                m.d.sync += out[lane].eq(out[lane + VL])
+            for lane in range(VL):
+                m.d.sync += out[C - VL + lane].eq(o.payload[lane])
+        m.d.comb += [self.c_out.valid.eq(done), self.c_out.payload.eq(out)]
+        return Mux(over, 0, i.ready)
 
     def _pairs(self, m, sel, x_word, i):
         """RUN RESIDUAL's pairs: each ``a`` word held until its ``b`` word comes. Returns the

@@ -17,6 +17,7 @@ from .isa import (
     Op,
     Reg,
     buffer_specs,
+    gelu_in_c,
     lin_mode_bit,
     register_specs,
     residual_to_x,
@@ -101,6 +102,9 @@ class Dispatcher(wiring.Component):
         The run writes a word.
     run_to_x : Out(1), with ``RES_TO_X`` only
         The run is a RESIDUAL with ``RES_TO_X`` set at launch: its words go to X, not Y.
+    run_in_c : Out(1), with ``GELU_IN_C`` only (:func:`hw.isa.gelu_in_c`)
+        The run is a GELU with ``GELU_IN_C`` set at launch: it reads C's ``ROWS`` words (C's
+        reader) and writes its words over them, not into Y.
     read_a, read_b, read_x, read_v, read_c : Out(reader_control_signature(...)), as configured
         The readers of A, B (GEMM, LINEAR, attention), X (nonlinear; RESIDUAL walks its two
         halves alternately), V (attention) and, with LINEAR, C (a LINEAR run with
@@ -143,6 +147,8 @@ class Dispatcher(wiring.Component):
             ports[f"read_{buf.name.lower()}"] = Out(reader_control_signature(self.addr_width))
         if residual_to_x(cfg):
             ports["run_to_x"] = Out(1)
+        if gelu_in_c(cfg):
+            ports["run_in_c"] = Out(1)
         if cfg.attention.enabled:
             from .attention import attention_cmd_layout
             ports["attention"] = Out(stream.Signature(attention_cmd_layout(cfg)))
@@ -228,8 +234,14 @@ class Dispatcher(wiring.Component):
             if unit_cfg.enabled:
                 row_max = unit_cfg.max_len if op != Op.GELU else self.depth * self.lanes
                 op_shape_ok = Signal(name=f"{name}_shape_ok")
-                m.d.sync += op_shape_ok.eq((regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) &
-                                           (regs[Reg.ROW_LEN] <= row_max))
+                row_ok = (regs[Reg.ROW_LEN] != 0) & (regs[Reg.ROWS] != 0) & \
+                    (regs[Reg.ROW_LEN] <= row_max)
+                if op == Op.GELU and gelu_in_c(cfg):
+                    # Over C: one row a C word.
+                    row_ok = row_ok & (~regs[Reg.GELU_IN_C] |
+                                       (regs[Reg.ROW_LEN] == cfg.array.cols))
+                    m.d.sync += v.in_c_op.eq((op_arg == op.value) & regs[Reg.GELU_IN_C])
+                m.d.sync += op_shape_ok.eq(row_ok)
                 with m.If(op_arg == op.value):
                     m.d.sync += [v.present.eq(1), v.shape_ok.eq(op_shape_ok)]
         if cfg.residual.enabled:
@@ -344,6 +356,8 @@ class Dispatcher(wiring.Component):
                 m.next = "FIT2"
             with m.State("FIT2"):        # the capacity verdict of the op, registered
                 over_rows = Mux(v.res_op, over_2a, over_a) if cfg.residual.enabled else over_a
+                # Over C the run's words are ROWS, within the depth by the register's maximum.
+                over_rows = over_rows & ~v.in_c_op
                 m.d.sync += launch_bad.eq(Mux(v.gemm_op | v.att_op, over_abc, over_rows))
                 m.next = "LAUNCH"
             with m.State("LAUNCH"):      # capacity verdict, then start the readers
@@ -354,6 +368,8 @@ class Dispatcher(wiring.Component):
                     start.append(run_res.eq(v.res_op))
                 if residual_to_x(cfg):
                     start.append(self.run_to_x.eq(v.res_op & regs[Reg.RES_TO_X]))
+                if gelu_in_c(cfg):
+                    start.append(self.run_in_c.eq(v.in_c_op))
                 with m.If(~launch_bad):
                     with m.If(v.gemm_op):
                         m.d.sync += [*start, run_gemm.eq(1), out_words.eq(v.words_c),
@@ -365,6 +381,10 @@ class Dispatcher(wiring.Component):
                             m.d.sync += [*start, run_gemm.eq(0), out_words.eq(v.words_c),
                                          att_cmd_valid.eq(1)]
                             m.d.sync += [rd.start.eq(1) for rd in (rd_a, rd_b, rd_v)]
+                    if gelu_in_c(cfg):
+                        with m.Elif(v.in_c_op):     # GELU over C: C's reader, C's words
+                            m.d.sync += [*start, run_gemm.eq(0), out_words.eq(regs[Reg.ROWS]),
+                                         rd_c.start.eq(1)]
                     with m.Else():
                         m.d.sync += [*start, run_gemm.eq(0), out_words.eq(v.words_a)]
                         if rd_x is not None:
@@ -411,11 +431,15 @@ class Dispatcher(wiring.Component):
             m.d.sync += [lx.count_i.eq(Mux(run_res, n, 1)), lx.count_j.eq(Mux(run_res, 2, 1)),
                          lx.count_k.eq(Mux(run_res, 1, n)), lx.si.eq(run_res),
                          lx.sj.eq(Mux(run_res, n, 0))]
-        # V and C (an accumulating LINEAR's words of C, in the order it writes them): linearly.
+        # V and C (an accumulating LINEAR's words of C, in the order it writes them; GELU over
+        # C's ROWS words): linearly.
         for rd in (rd_v, rd_c):
             if rd is not None:
+                words = v.words_c
+                if rd is rd_c and gelu_in_c(cfg):
+                    words = Mux(self.run_in_c, regs[Reg.ROWS], v.words_c)
                 m.d.sync += [rd.loop.count_i.eq(1), rd.loop.count_j.eq(1),
-                             rd.loop.count_k.eq(v.words_c), rd.loop.si.eq(0), rd.loop.sj.eq(0)]
+                             rd.loop.count_k.eq(words), rd.loop.si.eq(0), rd.loop.sj.eq(0)]
 
 
 class _Values:
@@ -443,6 +467,7 @@ class _Values:
         self.gemm_op, self.att_op = Signal(name="gemm_op"), Signal(name="att_op")
         self.res_op = Signal(name="res_op")
         self.acc_op = Signal(name="acc_op")     # LINEAR with LIN_MODE's ACCUMULATE
+        self.in_c_op = Signal(name="in_c_op")   # GELU with GELU_IN_C: over C in place
         self.present = Signal()
         self.shape_ok = Signal()
         # Shape preparation (``_prepare``): ``counting``, ``words_a/b/c``, ``tiles_m/n``.

@@ -11,7 +11,7 @@ __all__ = [
     "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
     "NARROW_VIEWS", "BufferSpec", "buffer_specs", "narrow", "register_specs", "vector_lanes",
     "gelu_port_widths", "channel_tiles", "channel_shift_width", "lin_mode_bit", "buffer_depth",
-    "check_depth", "residual_to_x",
+    "check_depth", "residual_to_x", "gelu_in_c",
 ]
 
 
@@ -100,6 +100,13 @@ class Reg(enum.Enum, shape=8):
     GELU_ZS = 0x29
     GELU_D = 0x2a
     GELU_UMAX = 0x2b
+    #: 1: RUN GELU runs over C in place instead of from X to Y: it reads ``ROWS`` words of C
+    #: from word 0, each word's lanes (each saturated to ``gelu.in_width`` bits) as
+    #: ``cols/lanes`` beats through the unit, and writes the results over the same words,
+    #: each lane sign-extended into C's. ``ROW_LEN`` must equal the array's ``cols`` (one row a
+    #: C word; otherwise SHAPE); X and Y are unchanged. A requantized LINEAR's results go
+    #: through GELU without crossing the link. Present only where :func:`gelu_in_c`.
+    GELU_IN_C = 0x2f
     ATT_LEN = 0x30          #: attention sequence length L
     ATT_DIM = 0x31          #: attention head dimension d
     ATT_CAUSAL = 0x32       #: 1: query i sees keys 0..i only
@@ -347,7 +354,18 @@ def register_specs(cfg, depth=None):
                      Reg.RES_MULT_B: (1 << res.mult_width) - 1, Reg.RES_SHIFT: res.max_shift})
         if residual_to_x(cfg):
             regs[Reg.RES_TO_X] = 1
+    if gelu_in_c(cfg):
+        regs[Reg.GELU_IN_C] = 1
     return {reg: (max(1, hi.bit_length()), hi) for reg, hi in regs.items()}
+
+
+def gelu_in_c(cfg):
+    """Whether RUN GELU can run over C in place (``GELU_IN_C``): GELU and LINEAR (whose reader
+    of C it takes) are in the config, the X/Y lanes divide the array's columns (a C word is
+    whole beats) and GELU's ``out_width``-bit result fits C's lanes exactly."""
+    return (cfg.gelu.enabled and cfg.linear.enabled
+            and cfg.array.cols % vector_lanes(cfg) == 0
+            and cfg.gelu.out_width <= buffer_specs(cfg)[Buf.C].elem_width)
 
 
 def residual_to_x(cfg):

@@ -1,6 +1,6 @@
 """The accelerator top: on-chip buffers, the units the config includes, and a byte command port."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,6 +21,7 @@ from .isa import (
     Op,
     buffer_depth,
     buffer_specs,
+    gelu_in_c,
     register_specs,
     residual_to_x,
     vector_lanes,
@@ -206,13 +207,36 @@ class Accelerator(wiring.Component):
             m.submodules[f"rd_{name}"] = readers[buf] = rd
             wiring.connect(m, getattr(disp, f"read_{name}"), rd.control)
             wiring.connect(m, rd.mem, getattr(bufs, f"read_{name}"))
-        att = self._matrix(m, disp, bufs, readers)
-        self._rows(m, disp, bufs, readers, self._softmax(m, disp, att))
+        att, mx = self._matrix(m, disp, bufs, readers)
+        rows = self._rows(m, disp, bufs, readers, self._softmax(m, disp, att))
+        self._c_ports(m, disp, bufs, readers[Buf.C].o if Buf.C in readers else None, mx, rows)
         return m
+
+    def _c_ports(self, m, disp, bufs, c_read, mx, rows):
+        """C's reader and run writes: the matrix adapter's (LINEAR's old words, the results),
+        or, in a GELU over C (``GELU_IN_C``), the row adapter's."""
+        if c_read is not None:
+            old = mx.c_old
+            if gelu_in_c(self.cfg):
+                over = disp.run_in_c
+                m.d.comb += [old.valid.eq(c_read.valid & ~over), old.payload.eq(c_read.payload),
+                             rows.c.valid.eq(c_read.valid & over), rows.c.payload.eq(c_read.payload),
+                             c_read.ready.eq(Mux(over, rows.c.ready, old.ready)),
+                             rows.in_c.eq(over)]
+            else:
+                wiring.connect(m, c_read, old)
+        if gelu_in_c(self.cfg):
+            w = bufs.write_c
+            m.d.comb += [w.valid.eq(mx.c.valid | rows.c_out.valid),
+                         w.payload.eq(Mux(disp.run_in_c, rows.c_out.payload, mx.c.payload))]
+        else:
+            wiring.connect(m, mx.c, bufs.write_c)
 
     def _matrix(self, m, disp, bufs, readers):
         """GEMM and attention: A, B (and V) readers -> the engine (through the arbiter; the
-        attention controller is its other client) -> the requantizer or not -> C."""
+        attention controller is its other client) -> the requantizer or not -> C (through
+        :meth:`_c_ports`). Returns the attention controller (or None) and the
+        :class:`~hw.adapter.MatrixAdapter`."""
         cfg = self.cfg
         ecfg = engine_config(cfg)
         m.submodules.gemm = gemm = GemmEngine(ecfg)
@@ -224,11 +248,10 @@ class Accelerator(wiring.Component):
         if cfg.linear.enabled:
             m.d.comb += mx.running.eq(disp.running)
             wiring.connect(m, bufs.chan, mx.chan)
-            wiring.connect(m, readers[Buf.C].o, mx.c_old)
         else:
             m.d.comb += [rq.multiplier.eq(mx.rq_multiplier), rq.shift.eq(mx.rq_shift)]
         for ours, theirs in ((readers[Buf.A].o, mx.a), (readers[Buf.B].o, mx.b),
-                             (mx.c, bufs.write_c), (disp.gemm, arb.gemm_cmd),
+                             (disp.gemm, arb.gemm_cmd),
                              (mx.gemm_a, arb.gemm_a), (mx.gemm_b, arb.gemm_b),
                              (arb.gemm_out, mx.gemm_out),
                              (arb.cmd, gemm.cmd), (arb.a, gemm.a), (arb.b, gemm.b),
@@ -243,8 +266,8 @@ class Accelerator(wiring.Component):
                                  (att.gemm_b, arb.att_b), (arb.att_out, att.gemm_out),
                                  (att.rows, mx.att_rows)):
                 wiring.connect(m, ours, theirs)
-            return att
-        return None
+            return att, mx
+        return None, mx
 
     def _softmax(self, m, disp, att):
         """The softmax: one, behind :class:`~hw.arbiter.SoftmaxArbiter`, for RUN SOFTMAX and
@@ -281,7 +304,8 @@ class Accelerator(wiring.Component):
 
     def _rows(self, m, disp, bufs, readers, softmax):
         """Nonlinear units: X reader -> the unit of the run -> Y; their constants from the
-        registers. ``softmax``: RUN SOFTMAX's ``(i, o)`` ports."""
+        registers. ``softmax``: RUN SOFTMAX's ``(i, o)`` ports. Returns the
+        :class:`~hw.adapter.RowAdapter` (None without a row unit)."""
         cfg, regs = self.cfg, disp.regs
         units = {}
         if softmax is not None:
@@ -304,7 +328,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [getattr(res, name).eq(regs[reg.name.lower()])
                          for name, reg in RESIDUAL_REGS.items()]
         if not units:
-            return
+            return None
         m.submodules.rows = rows = RowAdapter(cfg, self.depth)
         m.d.comb += rows.run_op.eq(disp.run_op)
         wiring.connect(m, readers[Buf.X].o, rows.x)
@@ -313,3 +337,4 @@ class Accelerator(wiring.Component):
             name = ROW_OPS[op]
             wiring.connect(m, getattr(rows, f"{name}_i"), i)
             wiring.connect(m, o, getattr(rows, f"{name}_o"))
+        return rows

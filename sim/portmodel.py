@@ -55,10 +55,13 @@ def run_words(cfg, op, regs):
 
     GEMM, GEMM_RAW and LINEAR: A ``ceil(M/R)*K``, B ``ceil(N/C)*K``, C ``M*ceil(N/C)``;
     ATTENTION: A ``ceil(L/R)*d`` (Q), B ``ceil(L/C)*d`` (K), V and C ``ceil(d/C)*L``; the row ops
-    X and Y ``ROWS*ceil(ROW_LEN/lanes)``, and RESIDUAL twice that in X (its two halves).
+    X and Y ``ROWS*ceil(ROW_LEN/lanes)``, and RESIDUAL twice that in X (its two halves); GELU
+    with ``GELU_IN_C`` ``ROWS`` words of C.
     """
     R, C, VL = cfg.array.rows, cfg.array.cols, vector_lanes(cfg)
     r = {reg: int(regs.get(reg, 0)) for reg in Reg}
+    if op == Op.GELU and r[Reg.GELU_IN_C]:
+        return {Buf.C: r[Reg.ROWS]}
     if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
         M, K, N = r[Reg.M], r[Reg.K], r[Reg.N]
         return {Buf.A: _ceil(M, R) * K, Buf.B: _ceil(N, C) * K, Buf.C: M * _ceil(N, C)}
@@ -77,8 +80,9 @@ def run_checks(cfg, depth, op, regs):
 
     A shape register is zero (limit ``"nonzero"``), beyond the config (attention's ``ATT_LEN``
     and ``ATT_DIM``, a row op's ``ROW_LEN``), attention's ``ATT_KEYS`` beyond ``ATT_LEN``
-    (limit ``"ATT_LEN"``), or the run's words in a buffer (:func:`run_words`) beyond ``depth``
-    (``what`` is ``"words of X"``, say).
+    (limit ``"ATT_LEN"``), a GELU over C whose ``ROW_LEN`` is not the array's columns (limit
+    ``"cols"``), or the run's words in a buffer (:func:`run_words`) beyond ``depth`` (``what``
+    is ``"words of X"``, say).
     """
     VL, r = vector_lanes(cfg), {reg: int(regs.get(reg, 0)) for reg in Reg}
     if op in (Op.GEMM, Op.GEMM_RAW, Op.LINEAR):
@@ -96,6 +100,8 @@ def run_checks(cfg, depth, op, regs):
             bad.append((reg.name, r[reg], hi))
     if op == Op.ATTENTION and r[Reg.ATT_KEYS] > r[Reg.ATT_LEN]:
         bad.append((Reg.ATT_KEYS.name, r[Reg.ATT_KEYS], Reg.ATT_LEN.name))
+    if op == Op.GELU and r[Reg.GELU_IN_C] and r[Reg.ROW_LEN] != cfg.array.cols:
+        bad.append((Reg.ROW_LEN.name, r[Reg.ROW_LEN], "cols"))
     if bad:
         return bad
     return [(f"words of {buf.name}", words, depth)
@@ -227,6 +233,10 @@ class CommandPortModel:
             return Buf.C, layout.tile_rows(o, R, C), layout.tile_rows_mask(L, d, R, C)
         unit = getattr(cfg, _UNIT[op])
         length, rows = r[Reg.ROW_LEN], r[Reg.ROWS]
+        if op == Op.GELU and r.get(Reg.GELU_IN_C):
+            # Over C: each lane of C's ROWS words saturated to in_width, the results over them.
+            x = golden.saturate(self.words[Buf.C][:rows], unit.in_width)
+            return Buf.C, self._gelu(x, unit), self.known[Buf.C][:rows].copy()
         x = layout.from_beats(self.words[Buf.X], rows, length, VL)
         if op == Op.RESIDUAL:       # b: the second half of X
             n = rows * -(-length // VL)
@@ -238,14 +248,7 @@ class CommandPortModel:
                                                          for n in unit.constant_widths})
             y = golden.softmax_from_constants(x, k, unit)
         elif op == Op.GELU:
-            fields = {f.name for f in dataclasses.fields(
-                golden.IBertGeluConstants if unit.variant == "ibert"
-                else golden.ShiftGeluConstants)}
-            k = golden.IBertGeluConstants if unit.variant == "ibert" else \
-                golden.ShiftGeluConstants
-            k = k(scale=None, y_scale=None, **{n: r[reg] for n, reg in GELU_REGS.items()
-                                                if n in fields})
-            y = golden.gelu_from_constants(x, k, unit)
+            y = self._gelu(x, unit)
         elif op == Op.RESIDUAL:
             y = ops.residual_add(x[0], x[1], *(r[reg] for reg in RESIDUAL_REGS.values()),
                                  in_width=unit.in_width, mult_width=unit.mult_width,
@@ -256,6 +259,14 @@ class CommandPortModel:
         # RESIDUAL with RES_TO_X writes over a, X's first half, instead of Y.
         out = Buf.X if op == Op.RESIDUAL and r.get(Reg.RES_TO_X) else Buf.Y
         return out, layout.beats(y, VL), layout.beats_mask(rows, length, VL)
+
+    def _gelu(self, x, unit):
+        """GELU of integers ``x`` with the constants held in the ``GELU_*`` registers."""
+        k = golden.IBertGeluConstants if unit.variant == "ibert" else golden.ShiftGeluConstants
+        fields = {f.name for f in dataclasses.fields(k)}
+        k = k(scale=None, y_scale=None, **{n: self.regs[reg] for n, reg in GELU_REGS.items()
+                                            if n in fields})
+        return golden.gelu_from_constants(x, k, unit)
 
     def _linear_run(self, acc, M, N):
         """The words and mask of RUN LINEAR on exact accumulators ``acc`` (M, N), in the
