@@ -62,6 +62,9 @@ __all__ = ["BoardError", "Status", "Client", "BAUD", "BITS_PER_BYTE", "LENGTH_BY
 
 Status = namedtuple("Status", ["busy", "done", "error"])
 Status.__doc__ = "What ``STATUS`` answers: ``busy``, ``done`` (bools) and the last error name."
+_LinearArgs = namedtuple("_LinearArgs", ["x", "w", "consts", "passes", "out_width", "on_chip"])
+_LinearArgs.__doc__ = ("A Linear's checked arguments (``consts``: bias, multipliers, shifts) and "
+                       "whether its sums are made on chip (:func:`sums_on_chip`).")
 
 
 def _num(x):
@@ -292,6 +295,14 @@ class Client:
         bias added and the channels requantized here; a single run whose sum C cannot hold is
         refused.
         """
+        args = self._linear_args(x, w, bias, multipliers, shifts, x_width, out_width)
+        if args.on_chip:
+            return golden.saturate(self._linear_on_chip(args), args.out_width)
+        return self._linear_host_sum(args)
+
+    def _linear_args(self, x, w, bias, multipliers, shifts, x_width, out_width):
+        """:meth:`linear`'s arguments, checked, as a :class:`_LinearArgs`; a run whose sum C
+        cannot hold is refused here."""
         self._need("linear")
         cfg = self.cfg
         iw = cfg.array.in_width
@@ -299,7 +310,7 @@ class Client:
         out_width = cfg.requant.out_width if out_width is None else out_width
         x = golden.check_int_array("Linear input", x, x_width, ndim=2)
         w = golden.check_int_array("Linear weight", w, iw, ndim=2)
-        (M, K), N = x.shape, w.shape[1]
+        K, N = x.shape[1], w.shape[1]
         if w.shape[0] != K:
             raise ValueError(f"Linear weight must have {K} rows (the input's K), not "
                              f"{w.shape[0]}")
@@ -313,32 +324,38 @@ class Client:
             raise ValueError(f"Linear output width must be at most {cfg.requant.out_width} "
                              f"(requant.out_width), not {out_width}")
         passes, kmax = ops.linear_passes(x_width, iw), k_chunk(cfg, self.depth)
-        consts = (bias, multipliers, shifts)
         whole = ops.linear_acc_width(bias, K, x_width, iw)
-        if sums_on_chip(cfg, whole, passes):
-            return golden.saturate(self._linear_on_chip(x, w, consts, passes), out_width)
-        if passes == 1 and K <= kmax:
+        on_chip = sums_on_chip(cfg, whole, passes)
+        if not on_chip and passes == 1 and K <= kmax:
             raise ValueError(f"GEMM acc_width must be at least {whole} for K={K} with this "
                              f"bias (gemm.acc_width), not {cfg.acc_width}")
-        # The whole sum is wider than C's lanes (or has more digits than SHIFT weighs), each
-        # run's exact sum is not: the runs' sums are read back and summed, biased and
-        # requantized here.
-        need = ops.linear_acc_width(np.zeros(1), min(K, kmax), iw, iw)
+        return _LinearArgs(x, w, (bias, multipliers, shifts), passes, out_width, on_chip)
+
+    def _linear_host_sum(self, args):
+        """The whole sum is wider than C's lanes (or has more digits than SHIFT weighs), each
+        run's exact sum is not: the runs' sums are read back and summed, biased and
+        requantized here."""
+        cfg, (x, w) = self.cfg, (args.x, args.w)
+        iw, (M, K), N = cfg.array.in_width, x.shape, w.shape[1]
+        bias, multipliers, shifts = args.consts
+        need = ops.linear_acc_width(np.zeros(1), min(K, k_chunk(cfg, self.depth)), iw, iw)
         if need > cfg.acc_width:
             raise ValueError(f"GEMM acc_width must be at least {need} for K={K} with this bias "
                              f"(gemm.acc_width), not {cfg.acc_width}")
         acc = np.zeros((M, N), dtype=np.int64)
-        for p, digit in enumerate(ops.split_digits(x, passes, iw)):
+        for p, digit in enumerate(ops.split_digits(x, args.passes, iw)):
             acc = (acc << (iw if p else 0)) + self.gemm(digit, w)
         return ops.requantize_channels(acc + bias, multipliers, shifts,
                                        in_width=62 - cfg.requant.mult_width,
-                                       mult_width=cfg.requant.mult_width, out_width=out_width)
+                                       mult_width=cfg.requant.mult_width,
+                                       out_width=args.out_width)
 
-    def _linear_on_chip(self, x, w, consts, passes):
+    def _linear_on_chip(self, args, *, gelu=False):
         """The runs of :func:`linear_runs` (split by :func:`linear_split`): each block's
-        whole sum in C, read once."""
-        cfg = self.cfg
-        iw = cfg.array.in_width
+        whole sum in C, read once; with ``gelu``, each block's results first go through a
+        GELU over C (:meth:`linear_gelu`) and its outputs are read."""
+        cfg, (x, w), consts, passes = self.cfg, (args.x, args.w), args.consts, args.passes
+        iw, C = cfg.array.in_width, cfg.array.cols
         (M, K), N = x.shape, w.shape[1]
         digits = ops.split_digits(x, passes, iw)
         split = linear_split(cfg, self.depth, M, K, N, passes)
@@ -350,10 +367,40 @@ class Client:
             self.set_reg(Reg.LIN_MODE, r.mode.value)
             self._run_block(digits[r.p][r.i0:r.i0 + r.m, r.k0:r.k0 + r.k],
                             w[r.k0:r.k0 + r.k, cols], Op.LINEAR, write_b=r.write_b)
-            if r.read_c:    # the sum's last run: requantized unless RAW
-                out[r.i0:r.i0 + r.m, cols] = self._read_block(
-                    r.m, r.n, requantized=LinMode.RAW not in r.mode)
+            if not r.read_c:
+                continue
+            requantized = LinMode.RAW not in r.mode    # the sum's last run: requantized
+            if gelu:            # one row a C word, its outputs over it
+                self.set_reg(Reg.ROW_LEN, C)
+                self.set_reg(Reg.ROWS, r.m * -(-r.n // C))
+                self.run(Op.GELU)
+                requantized = False
+            out[r.i0:r.i0 + r.m, cols] = self._read_block(r.m, r.n, requantized=requantized)
         return out
+
+    def linear_gelu(self, x, w, bias, multipliers, shifts, scale, *, x_width=None,
+                    out_width=None):
+        """GELU (input scale ``scale``) of :meth:`linear`'s result: ``(y, y_scale)`` as
+        :func:`sim.golden.gelu` of :func:`sim.ops.linear`. The arguments are
+        :meth:`linear`'s; ``out_width`` (the Linear's output width) must be GELU's
+        ``in_width``.
+
+        Where the top runs GELU over C (``GELU_IN_C``, :func:`hw.isa.gelu_in_c`) and the sums
+        are made on chip, each block's requantized results stay in C: a ``RUN GELU`` over C
+        writes GELU's outputs over them and only those are read, so the Linear's results never
+        cross the link. Otherwise it is :meth:`linear` then :meth:`gelu`.
+        """
+        self._need("gelu")
+        args = self._linear_args(x, w, bias, multipliers, shifts, x_width, out_width)
+        if args.out_width != self.cfg.gelu.in_width:
+            raise ValueError(f"Linear output width must be GELU's in_width "
+                             f"({self.cfg.gelu.in_width}) before a GELU, not {args.out_width}")
+        if Reg.GELU_IN_C not in self.registers or not args.on_chip:
+            return self.gelu(self.linear(x, w, bias, multipliers, shifts, x_width=x_width,
+                                         out_width=out_width), scale)
+        k = self._gelu_constants(scale)
+        self.set_reg(Reg.GELU_IN_C, 1)
+        return self._linear_on_chip(args, gelu=True), k.y_scale
 
     # -- nonlinear units -------------------------------------------------------------------------
 
@@ -388,15 +435,21 @@ class Client:
         p = self._rows(Op.SOFTMAX, rows, q.shape[-1])
         return p.reshape(q.shape), 2.0 ** -scfg.out_width
 
-    def gelu(self, q, scale):
-        """Elementwise GELU on the board: ``(y, y_scale)`` as :func:`sim.golden.gelu`."""
-        self._need("gelu")
-        gcfg = self.cfg.gelu
-        q = golden.check_int_array("GELU input", q, gcfg.in_width)
-        k = golden.gelu_constants(scale, gcfg)
+    def _gelu_constants(self, scale):
+        """GELU's constants for input scale ``scale`` into its registers; returns them."""
+        k = golden.gelu_constants(scale, self.cfg.gelu)
         for name, reg in GELU_REGS.items():
             if hasattr(k, name):
                 self.set_reg(reg, getattr(k, name))
+        return k
+
+    def gelu(self, q, scale):
+        """Elementwise GELU on the board: ``(y, y_scale)`` as :func:`sim.golden.gelu`."""
+        self._need("gelu")
+        q = golden.check_int_array("GELU input", q, self.cfg.gelu.in_width)
+        k = self._gelu_constants(scale)
+        if Reg.GELU_IN_C in self.registers:     # from X, not over C (linear_gelu's)
+            self.set_reg(Reg.GELU_IN_C, 0)
         flat = q.reshape(-1)
         if flat.size == 0:
             return np.zeros(q.shape, dtype=np.int64), k.y_scale

@@ -219,8 +219,9 @@ class Accelerator(wiring.Component):
             old = mx.c_old
             if gelu_in_c(self.cfg):
                 over = disp.run_in_c
-                m.d.comb += [old.valid.eq(c_read.valid & ~over), old.payload.eq(c_read.payload),
-                             rows.c.valid.eq(c_read.valid & over), rows.c.payload.eq(c_read.payload),
+                m.d.comb += [old.valid.eq(c_read.valid & ~over),
+                             rows.c.valid.eq(c_read.valid & over),
+                             old.payload.eq(c_read.payload), rows.c.payload.eq(c_read.payload),
                              c_read.ready.eq(Mux(over, rows.c.ready, old.ready)),
                              rows.in_c.eq(over)]
             else:

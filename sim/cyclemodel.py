@@ -6,6 +6,7 @@ from hw.layernorm import NORM_STEPS, OUTPUT_STAGES, RECIP_STEPS, SLOTS, SQRT_WID
 
 __all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "gemm_raw_cycles",
            "residual_cycles", "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES",
+           "GELU_IN_C_CYCLES",
            "softmax_row_timing", "SoftmaxRows", "attention_jobs", "attention_cycles",
            "attention_run_cycles"]
 
@@ -176,7 +177,7 @@ def _row_launch(cfg, length):
     return -(-length // vector_lanes(cfg)) + RUN_LAUNCH + RUN_FIRST_WORD
 
 
-def gelu_cycles(cfg, rows, length):
+def gelu_cycles(cfg, rows, length, *, in_c=False):
     """Cycles of ``RUN GELU`` on :class:`hw.top.Accelerator` for ``ROWS = rows`` rows of
     ``ROW_LEN = length`` elements, with no stalls (exact: ``tests/hw/test_top.py``), counted as
     :func:`linear_cycles` counts.
@@ -187,11 +188,20 @@ def gelu_cycles(cfg, rows, length):
     ``latency``: 8 for ``"ibert"``, ``7 + quot_width + frac_width`` for ``"shift"``).
 
     ``cycles = q + n + 12 + latency``.
+
+    Over C (``in_c``, ``GELU_IN_C``; ``length`` is then the array's columns, a C word a row):
+    :data:`GELU_IN_C_CYCLES` more, the beats the same.
     """
     g = cfg.gelu
     latency = 8 if g.variant == "ibert" else 7 + g.quot_width + g.frac_width   # hw.gelu.Gelu's
     n = rows * -(-length // vector_lanes(cfg))
-    return _row_launch(cfg, length) + n - 1 + latency + 1
+    return _row_launch(cfg, length) + n - 1 + latency + 1 + (GELU_IN_C_CYCLES if in_c else 0)
+
+
+#: What a GELU over C (``GELU_IN_C``) adds to a run: C's reader's second cycle of latency (its
+#: registered address), the word held in the row adapter before its first beat, and the
+#: results' word assembled before it is written.
+GELU_IN_C_CYCLES = 3
 
 
 def layernorm_cycles(cfg, rows, length):

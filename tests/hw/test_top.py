@@ -46,6 +46,7 @@ from hw.isa import (
     Reg,
     buffer_specs,
     channel_tiles,
+    gelu_in_c,
     register_specs,
     vector_lanes,
 )
@@ -156,6 +157,65 @@ def test_narrow_views(stall, Top):
     for buf, words in before.items():
         np.testing.assert_array_equal(top.read_buffer(buf, 0, depth), words)
     assert top.status() == (False, True, "RANGE")
+
+
+# The tiny top with C's lanes as wide as GELU's output (24 bits, 23 needed), so that it can run
+# GELU over C (GELU_IN_C), and small buffers.
+TINY_C = TINY.replace(gemm=dataclasses.replace(TINY.gemm, acc_width=24), buffers=BufferConfig(32))
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_gelu_over_c(stall, Top):
+    """RUN GELU with GELU_IN_C runs over C's first ROWS words in place: each lane saturated to
+    GELU's in_width, the results over the same words; C's other words, X and Y unchanged. A
+    ROW_LEN other than the columns answers SHAPE and changes nothing; GELU from X runs again
+    with GELU_IN_C cleared. Client.linear_gelu keeps a Linear's results in C for it."""
+    cfg, depth = TINY_C, TINY_C.buffers.depth
+    assert gelu_in_c(cfg) and not gelu_in_c(TINY)
+    top = Top(cfg, stall=stall, seed=5)
+    specs, rng, C = buffer_specs(cfg, depth), np.random.default_rng(8), cfg.array.cols
+    ew, iw = specs[Buf.C].elem_width, cfg.gelu.in_width
+    words = rng.integers(-(1 << (ew - 1)), 1 << (ew - 1), (depth, C))
+    words[:4] = rng.integers(-(1 << (iw - 1)), 1 << (iw - 1), (4, C))     # within in_width
+    words[4] = [-(1 << (iw - 1)) - 1, 1 << (iw - 1)]      # just beyond it: saturated
+    x_words = rng.integers(-100, 100, (depth, specs[Buf.X].lanes))
+    y_words = rng.integers(-100, 100, (depth, specs[Buf.Y].lanes))
+    for buf, w in ((Buf.C, words), (Buf.X, x_words), (Buf.Y, y_words)):
+        top.write_buffer(buf, 0, w)
+    k = golden.gelu_constants(0.02, cfg.gelu)
+    for name, reg in GELU_REGS.items():
+        if hasattr(k, name):
+            top.set_reg(reg, getattr(k, name))
+    n = 23
+    top.set_reg(Reg.GELU_IN_C, 1)
+    top.set_reg(Reg.ROWS, n)
+    top.set_reg(Reg.ROW_LEN, C + 1)
+    expect(Error.SHAPE, top.run, Op.GELU)
+    np.testing.assert_array_equal(top.read_buffer(Buf.C, 0, depth), words)
+    top.set_reg(Reg.ROW_LEN, C)
+    top.run(Op.GELU)
+    want = words.copy()
+    want[:n] = golden.gelu(golden.saturate(words[:n], iw), 0.02, cfg.gelu)[0]
+    np.testing.assert_array_equal(top.read_buffer(Buf.C, 0, depth), want)
+    np.testing.assert_array_equal(top.read_buffer(Buf.X, 0, depth), x_words)
+    np.testing.assert_array_equal(top.read_buffer(Buf.Y, 0, depth), y_words)
+    # The driver: from X (GELU_IN_C cleared), and a Linear's blocks through GELU over C.
+    q = rng.integers(-(1 << (iw - 1)), 1 << (iw - 1), (3, 7))
+    np.testing.assert_array_equal(top.gelu(q, 0.02)[0], golden.gelu(q, 0.02, cfg.gelu)[0])
+    x, w = rng.integers(-128, 128, (5, 9)), rng.integers(-128, 128, (9, 11))
+    bias = rng.integers(-500, 500, 11)
+    mult, shift = np.full(11, 19000), rng.integers(8, 11, 11)
+    lin = ops.linear(x, w, bias, mult, shift, cfg=cfg, out_width=iw)
+    link = top.link.sent + top.link.received
+    y, y_scale = top.linear_gelu(x, w, bias, mult, shift, 0.02, out_width=iw)
+    chained, link = top.link.sent + top.link.received - link, top.link.sent + top.link.received
+    assert np.abs(lin).max() > 1 << (cfg.requant.out_width - 2)     # results of every size
+    np.testing.assert_array_equal(y, golden.gelu(lin, 0.02, cfg.gelu)[0])
+    assert y_scale == k.y_scale and top.status() == (False, True, "OK")
+    # The same through the link: more bytes (the results read, then written into X).
+    apart = top.gelu(top.linear(x, w, bias, mult, shift, out_width=iw), 0.02)[0]
+    np.testing.assert_array_equal(apart, y)
+    assert top.link.sent + top.link.received - link > chained
 
 
 # The icebreaker preset (paired products, the serial requantizer on its two columns: one lane
@@ -864,6 +924,22 @@ def test_gelu_and_layernorm_cycle_model_exact(cfg, shapes, depth):
                                                             cfg.layernorm)[0])
         assert top.accepted_to_written() == cyclemodel.layernorm_cycles(cfg, rows, length), \
             ("LAYERNORM", rows, length)
+
+
+def test_gelu_over_c_cycle_model_exact():
+    # GELU over C on the ulx3s top (C words of 6 lanes, one GELU lane): the model's cycles.
+    top = RunClock(ULX3S, depth=64)
+    k = golden.gelu_constants(0.05, ULX3S.gelu)
+    for name, reg in GELU_REGS.items():
+        if hasattr(k, name):
+            top.set_reg(reg, getattr(k, name))
+    C = ULX3S.array.cols
+    top.set_reg(Reg.GELU_IN_C, 1)
+    top.set_reg(Reg.ROW_LEN, C)
+    for n in (1, 2, 17, 64):
+        top.set_reg(Reg.ROWS, n)
+        top.run(Op.GELU)
+        assert top.accepted_to_written() == cyclemodel.gelu_cycles(ULX3S, n, C, in_c=True), n
 
 
 @pytest.mark.parametrize("softmax_lanes", [1, "auto"])
