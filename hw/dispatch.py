@@ -71,7 +71,9 @@ class Dispatcher(wiring.Component):
     ``tiles_n = ceil(N/C)``; attention ``ceil(L/R)*d`` (Q), ``ceil(L/C)*d`` (K), ``ceil(d/C)*L``
     (V and O); nonlinear and residual ``words_a = ROWS*ceil(ROW_LEN/lanes)``, one step a cycle.
     Then the counts are checked against the buffers' depth (RESIDUAL: ``2*words_a``, its two
-    halves of X). LINEAR is checked and launched as GEMM.
+    halves of X; a GELU over C, ``GELU_IN_C``: ``ROWS`` words of C, within the depth by the
+    register's maximum, with ``ROW_LEN`` the array's columns). LINEAR is checked and launched
+    as GEMM; a GELU over C starts C's reader instead of X's and writes ``ROWS`` words.
 
     **Launch.** Run isolation: everything a run reads is its own from launch: its op in
     ``run_op``, each reader's loop latched at its start (the loops follow ``run_op`` at all
