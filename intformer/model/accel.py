@@ -77,6 +77,15 @@ def _residual(client, op, env, lengths):
     return client.residual(env[op.a], env[op.b], op.ma, op.mb, op.shift)
 
 
+def _linear_gelu(client, op, env, lengths, *, after):
+    """GELU ``op`` of Linear ``after``, the Linear's results kept in C."""
+    x = env[after.input]
+    y = client.linear_gelu(x.reshape(-1, x.shape[-1]), after.weight, after.bias,
+                           after.multipliers, after.shifts, op.in_scale, x_width=after.x_width,
+                           out_width=after.out_width)[0]
+    return y.reshape(x.shape[:-1] + (y.shape[-1],))
+
+
 def _residual_layernorm(client, op, env, lengths, *, after):
     """LayerNorm ``op`` of residual add ``after``, the sum kept on chip."""
     return client.residual_layernorm(env[after.a], env[after.b], after.ma, after.mb,
@@ -88,8 +97,8 @@ def _residual_layernorm(client, op, env, lengths, *, after):
 ACCEL = {P.LayerNorm: _layernorm, P.Linear: _linear, P.Attention: _attention, P.Gelu: _gelu,
          P.Residual: _residual}
 #: The ops that run with the op before them, its result kept on chip
-#: (:func:`compiler.chained_residuals`): ``run(client, op, env, lengths, after=that op)``.
-CHAINED = {P.LayerNorm: _residual_layernorm}
+#: (:func:`compiler.chained_ops`): ``run(client, op, env, lengths, after=that op)``.
+CHAINED = {P.LayerNorm: _residual_layernorm, P.Gelu: _linear_gelu}
 
 
 def check_program(prog, cfg, seq_len, batch=1):
@@ -162,8 +171,9 @@ class OpRecord:
     op : Op
     where : str
         ``"accelerator"``, ``"host"`` (an op with no RUN: ``Embed``, ``Requantize``, ``Pool``)
-        or ``"on chip"`` (a residual add whose sum the next LayerNorm reads on chip,
-        :func:`compiler.chained_residuals`: its runs and bytes are that LayerNorm's).
+        or ``"on chip"`` (an op whose result the next op reads on chip,
+        :func:`compiler.chained_ops`: a residual add before its LayerNorm, a Linear before its
+        GELU; its runs and bytes are that next op's).
     runs : int
         RUN commands sent.
     cycles : int or None
@@ -339,8 +349,9 @@ def execute(prog, cfg, ids, lengths, *, target, client=None, port=None, keep=Fal
         r = OpRecord(op, where, model_cycles=step.cycles, link_bytes=step.link_bytes,
                      macs=step.macs)
         if r.where != "accelerator":
-            # A chained residual add's sum stays on chip, where the next LayerNorm reads it:
-            # the tensor kept here is golden's, and that LayerNorm's result is checked.
+            # A chained op's result stays on chip, where the next op reads it (a residual add's
+            # sum, a Linear's results): the tensor kept here is golden's, and the next op's
+            # result is checked.
             out = executor._RUN[type(op)](op, env, cfg, ids, lengths)
         else:
             runs, cycles = client.runs, getattr(client, "run_cycles", None)

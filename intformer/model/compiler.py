@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from boards import host
 from hw.config import AccelConfig, GemmConfig
-from hw.isa import Buf, buffer_specs, residual_to_x
+from hw.isa import Buf, buffer_specs, gelu_in_c, residual_to_x
 from sim import ops
 
 from . import program as P
@@ -17,7 +17,7 @@ from .plan import Session
 
 __all__ = ["requirements", "check_config", "fit_config", "config_value", "board_clock", "Step",
            "Compiled", "compile_program", "fit_depth", "group_key", "gops", "rate_columns",
-           "chained_residuals"]
+           "chained_residuals", "chained_gelus", "chained_ops"]
 
 
 def requirements(prog, seq_len):
@@ -165,15 +165,16 @@ class Compiled:
     steps: list
     clock: float | None = None
     baud: int = host.BAUD
-    #: The residual adds whose sums stay on chip (:func:`chained_residuals`).
+    #: The ops whose results stay on chip for the next op (:func:`chained_ops`): ``{index:
+    #: index of the op that reads it}``.
     chained: dict = dataclasses.field(default_factory=dict)
     #: Sequences a forward runs at once (:meth:`plan.Session.plan`).
     batch: int = 1
 
     @property
     def after(self):
-        """``{index of a LayerNorm: the Residual op}`` of :attr:`chained`: the LayerNorms that
-        run with the residual add before them."""
+        """``{index: the op before it}`` of :attr:`chained`: the LayerNorms that run with the
+        residual add before them, the Gelus with the Linear before them."""
         return _after(self.program, self.chained)
 
     @property
@@ -288,13 +289,45 @@ def chained_residuals(prog, cfg):
     x = buffer_specs(cfg)[Buf.X]
     if 2 * -(-prog.hidden // x.lanes) > x.depth:
         return {}
+    readers = _readers(prog)
+    return {i: i + 1 for i, (op, nxt) in enumerate(itertools.pairwise(prog.ops))
+            if isinstance(op, P.Residual) and isinstance(nxt, P.LayerNorm)
+            and nxt.input == op.output and readers[op.output] == 1}
+
+
+def chained_gelus(prog, cfg):
+    """The Linears of ``prog`` whose results stay on chip on ``Accelerator(cfg)``: ``{index
+    of the Linear: index of the Gelu after it}`` for each Linear that the next op, a Gelu,
+    reads and no other op does, where the top runs GELU over C (``GELU_IN_C``,
+    :func:`hw.isa.gelu_in_c`), the Linear's output width is GELU's input width and its sums
+    are made on chip (:func:`boards.splits.sums_on_chip`). Such a pair runs as
+    :meth:`boards.host.Client.linear_gelu`: the Linear's results never cross the link."""
+    if not gelu_in_c(cfg):
+        return {}
+    iw, readers = cfg.array.in_width, _readers(prog)
+    return {i: i + 1 for i, (op, nxt) in enumerate(itertools.pairwise(prog.ops))
+            if isinstance(op, P.Linear) and isinstance(nxt, P.Gelu)
+            and nxt.input == op.output and readers[op.output] == 1
+            and op.out_width == cfg.gelu.in_width
+            and host.sums_on_chip(cfg, ops.linear_acc_width(op.bias, op.weight.shape[0],
+                                                            op.x_width, iw),
+                                  ops.linear_passes(op.x_width, iw))}
+
+
+def chained_ops(prog, cfg):
+    """Every pair of ops of ``prog`` that runs as one on ``Accelerator(cfg)``, the first's
+    result kept on chip: :func:`chained_residuals` and :func:`chained_gelus`, ``{index of the
+    first: index of the second}``."""
+    return {**chained_residuals(prog, cfg), **chained_gelus(prog, cfg)}
+
+
+def _readers(prog):
+    """How many ops read each tensor of ``prog``."""
     readers = {}
     for op in prog.ops:
         for t in op.inputs:
             readers[t] = readers.get(t, 0) + 1
-    return {i: i + 1 for i, (op, nxt) in enumerate(itertools.pairwise(prog.ops))
-            if isinstance(op, P.Residual) and isinstance(nxt, P.LayerNorm)
-            and nxt.input == op.output and readers[op.output] == 1}
+    return readers
 
 
 def _after(prog, chained):
@@ -315,7 +348,7 @@ def compile_program(prog, cfg, seq_len=128, *, batch=1, clock=None, baud=None):
     board_hz, board_baud = board_clock(cfg)
     session = Session(cfg)
     width, steps = {}, []
-    chained = chained_residuals(prog, cfg)
+    chained = chained_ops(prog, cfg)
     after = _after(prog, chained)
     for i, op in enumerate(prog.ops):
         plan = session.plan(op, seq_len, width, batch=batch, chained=i in chained,

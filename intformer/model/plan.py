@@ -98,13 +98,18 @@ class Session:
         tensor names to their channel counts. Raises :exc:`ValueError` naming the op, the
         run's shape and the limit when a RUN cannot fit.
 
-        A residual add whose sum stays on chip (``chained``,
-        :func:`~intformer.model.compiler.chained_residuals`) costs nothing of its own: the
-        LayerNorm that reads it (given its Residual as ``after``) counts the pair, as
-        :meth:`boards.host.Client.residual_layernorm` sends it."""
+        An op whose result stays on chip for the next (``chained``,
+        :func:`~intformer.model.compiler.chained_ops`) costs nothing of its own: the op that
+        reads it (given it as ``after``) counts the pair, a residual add and its LayerNorm as
+        :meth:`boards.host.Client.residual_layernorm` sends them, a Linear and its GELU as
+        :meth:`boards.host.Client.linear_gelu` does."""
         c, rows = _Count(self, op), batch * L
-        if chained:
+        if chained and isinstance(op, P.Linear):
+            c.note = "results kept in C for the next GELU (GELU_IN_C)"
+        elif chained:
             c.note = "sum kept on chip for the next LayerNorm (RES_TO_X)"
+        elif after is not None and isinstance(op, P.Gelu):
+            c.note = self._linear(c, after, rows, gelu=op) + ", then GELU over C"
         elif after is not None:
             c.note = self._residual_layernorm(c, after, op, rows)
         elif isinstance(op, P.Linear):
@@ -157,11 +162,16 @@ class Session:
                     self._gemm_block(c, m, K, n, hwop, 1, write_b=i == 0)
                     self._gemm_block(c, m, K, n, hwop, mcount - 1, write_b=False)
 
-    def _linear(self, c, op, M):
+    def _linear(self, c, op, M, *, gelu=None):
         """:meth:`boards.host.Client.linear`: the whole sum on chip (the RUN LINEARs of
         :func:`boards.splits.linear_runs`), or, where C cannot hold it, GEMM_RAW digits and K
-        chunks summed on the host."""
+        chunks summed on the host. With ``gelu`` (the Gelu op after it),
+        :meth:`boards.host.Client.linear_gelu`: each block's results through a GELU over C,
+        then read whole."""
         cfg, iw = self.cfg, self.cfg.array.in_width
+        if gelu is not None:
+            self._gelu_constants(c, gelu)
+            c.set(Reg.GELU_IN_C, 1)
         K, N = op.weight.shape
         c.macs = M * K * N
         passes = ops.linear_passes(op.x_width, iw)
@@ -191,8 +201,14 @@ class Session:
                 c.set(reg, v)
             raw = LinMode.RAW in r.mode
             c.run(Op.LINEAR, self._cycles(cyclemodel.linear_cycles, r.m, r.k, r.n, raw))
-            if r.read_c:    # the sum's last run: requantized, through C_OUT, unless RAW
-                c.read(Buf.C if raw else self.results, r.m * -(-r.n // C))
+            words = r.m * -(-r.n // C)
+            if r.read_c and gelu is not None:   # GELU over C, its outputs read from C
+                c.set(Reg.ROW_LEN, C)
+                c.set(Reg.ROWS, words)
+                c.run(Op.GELU, cyclemodel.gelu_cycles(cfg, words, C, in_c=True))
+                c.read(Buf.C, words)
+            elif r.read_c:  # the sum's last run: requantized, through C_OUT, unless RAW
+                c.read(Buf.C if raw else self.results, words)
         how = ["LINEAR"]
         if K > kc or passes > 1:
             how.append(f"K in chunks of {kc}" if K > kc else "")
@@ -244,11 +260,16 @@ class Session:
         per = self._rows(c, Op.LAYERNORM, L, n)
         return f"{L} rows of {n}, {min(per, L)} a run"
 
-    def _gelu(self, c, op, size):
+    def _gelu_constants(self, c, op):
         k = golden.gelu_constants(op.in_scale, self.cfg.gelu)
         for name, reg in GELU_REGS.items():
             if hasattr(k, name):
                 c.set(reg, getattr(k, name))
+
+    def _gelu(self, c, op, size):
+        self._gelu_constants(c, op)
+        if Reg.GELU_IN_C in self.reg_max:
+            c.set(Reg.GELU_IN_C, 0)
         length = min(size, self.depth * self.lanes)
         self._rows(c, Op.GELU, -(-size // length), length)
         return f"{size} elements, rows of {length}"

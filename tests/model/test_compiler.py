@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import intformer as itf
+from boards import host
 from hw.config import AttentionConfig, BufferConfig, GemmConfig
+from hw.isa import LinMode
 from intformer.model import compiler
 from sim import cyclemodel
 
@@ -70,11 +72,23 @@ def test_splits_and_cycles(quantized):
     assert res.calls == 96 and res.cycles == 96 * (cyclemodel.residual_cycles(cfg, 1, 256) + port)
     att = next(s for s in c.steps if s.op.kind == "Attention")
     assert att.cycles == 12 * (cyclemodel.attention_run_cycles(cfg, 64, 32) + port)
-    # LayerNorm: rows of 384 one-lane beats, one a run in X's 512 words; GELU: rows of 512.
+    # LayerNorm: rows of 384 one-lane beats, one a run in X's 512 words.
     ln = next(s for s in c.steps if s.op.kind == "LayerNorm")
     assert ln.calls == 64 and ln.cycles == 64 * (cyclemodel.layernorm_cycles(cfg, 1, 384) + port)
-    gelu = next(s for s in c.steps if s.op.kind == "Gelu")
-    assert gelu.calls == 192 and gelu.cycles == 192 * (cyclemodel.gelu_cycles(cfg, 1, 512) + port)
+    # GELU runs over C after each block of the FFN's first Linear (chained: the Linear's step
+    # is empty, the GELU's counts both), one row a C word.
+    i = next(i for i, s in enumerate(c.steps) if s.op.output == "L0.gelu")
+    ffn1, gelu = c.steps[i - 1], c.steps[i]
+    assert c.chained[i - 1] == i and ffn1.calls == ffn1.cycles == ffn1.link_bytes == 0
+    (K, N), C = ffn1.op.weight.shape, cfg.array.cols
+    split = host.linear_split(cfg, 512, 64, K, N, 1)
+    runs = list(host.linear_runs(cfg, 512, 64, K, N, 1, split))
+    blocks = [r for r in runs if r.read_c]
+    want = sum(cyclemodel.linear_cycles(cfg, r.m, r.k, r.n, raw=LinMode.RAW in r.mode)
+               for r in runs)
+    want += sum(cyclemodel.gelu_cycles(cfg, r.m * -(-r.n // C), C, in_c=True) for r in blocks)
+    assert gelu.calls == len(runs) + len(blocks) and gelu.cycles == want + gelu.calls * port
+    assert gelu.note.endswith("then GELU over C") and gelu.macs == 64 * K * N
     assert c.cycles == sum(s.cycles for s in c.steps) > 0
     assert "total" in str(c) and "L5.ffn2" in str(c)
 

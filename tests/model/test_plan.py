@@ -53,7 +53,9 @@ def test_ulx3s_forward_figures(quantized):
     assert "2 passes of 15-bit inputs, summed in C" in ffn2.note
     # The link by buffer: each op's buffer commands within its bytes, the rest SET_REG, RUN
     # and STATUS; B carries every weight at least once (6 int8 lanes a 6-byte word), and the
-    # results and row-op words go through the narrow views where they fit.
+    # results and row-op words go through the narrow views where they fit. C itself is read
+    # only for GELU's outputs over C (each FFN's first Linear and its GELU, chained), and Y
+    # not at all.
     for s in c.steps:
         most = framing.LinkCount()     # a RUN and its poll, four SET_REGs a run, each register
         most.run(times=s.runs)
@@ -62,7 +64,12 @@ def test_ulx3s_forward_figures(quantized):
     weights = sum(op.weight.size for op in quantized.program.ops if isinstance(op, P.Linear))
     by = c.buffer_bytes
     assert weights < by["B"] < 1.1 * weights
-    assert {"C_OUT", "X_IN", "Y_OUT"} <= by.keys() and "C" not in by
+    assert {"C_OUT", "X_IN", "Y_OUT"} <= by.keys() and "Y" not in by
+    gelus = [s for s in c.steps if isinstance(s.op, P.Gelu)]
+    assert len(gelus) == 6 and by["C"] == sum(s.buffers["C"] for s in gelus) > 0
+    for s in c.steps:
+        if s.op.output.endswith(".ffn1"):
+            assert s.note.startswith("results kept in C") and s.link_bytes == s.runs == 0
     assert list(by.values()) == sorted(by.values(), reverse=True)
     assert "link by buffer: B " in str(c)
 
@@ -74,9 +81,11 @@ def test_batch_plan(quantized):
     cfg = itf.AccelConfig.preset("ulx3s")
     one, two = (compiler.compile_program(quantized.program, cfg, 32, batch=b) for b in (1, 2))
     assert two.batch == 2 and "a batch of 2 sequences of 32 tokens" in str(two)
-    for s1, s2 in zip(one.steps, two.steps, strict=True):
+    for i, (s1, s2) in enumerate(zip(one.steps, two.steps, strict=True)):
         assert s2.macs == 2 * s1.macs, s1.op.output
-        if isinstance(s1.op, P.Linear):
+        if i in one.chained:        # a Linear whose bytes are its GELU's
+            assert s1.link_bytes == s2.link_bytes == 0
+        elif isinstance(s1.op, P.Linear) or isinstance(one.after.get(i), P.Linear):
             assert s1.link_bytes < s2.link_bytes < 2 * s1.link_bytes, s1.op.output
         elif isinstance(s1.op, P.Attention):
             assert s2.runs == 2 * s1.runs and s2.cycles == 2 * s1.cycles
