@@ -95,7 +95,9 @@ class Accelerator(wiring.Component):
     ``ATT_SHIFT_RIGHT`` ... ``ATT_EXP_SHIFT`` (the fields of
     :class:`sim.golden.AttentionConstants`: the requantization of ``P V`` and the softmax
     constants at the score scale), and for the residual add ``RES_MULT_A,
-    RES_MULT_B, RES_SHIFT`` and, where the sum fits X, ``RES_TO_X``. They reset to 0.
+    RES_MULT_B, RES_SHIFT`` and, where the sum fits X, ``RES_TO_X``; where
+    :func:`~hw.isa.gelu_in_c`, ``GELU_IN_C`` (RUN GELU over ``ROWS`` words of C in place,
+    ``ROW_LEN`` the array's columns). They reset to 0.
 
     ``RUN`` checks, before anything moves: the op exists and its unit is in the config
     (``UNIT``), the shape is nonzero and within the config (``M <= max_m``..., ``ROW_LEN <=
