@@ -138,6 +138,11 @@ class Interleaver:
 
     def _setup_rows(self, op):
         cfg, rng, VL = self.cfg, self.rng, self.model.lanes
+        if op == Op.GELU and Reg.GELU_IN_C in self.model.register_specs:
+            over_c = bool(rng.random() < 0.5)
+            self._set(Reg.GELU_IN_C, int(over_c))
+            if over_c:
+                return self._setup_gelu_over_c()
         unit = getattr(cfg, {Op.SOFTMAX: "softmax", Op.GELU: "gelu",
                              Op.LAYERNORM: "layernorm"}[op])
         # Mostly long runs, so that commands arrive while they run; sometimes one beat.
@@ -157,12 +162,7 @@ class Interleaver:
             for name, reg in SOFTMAX_REGS.items():
                 self._set(reg, getattr(k, name))
         elif op == Op.GELU:
-            lo, hi = golden.gelu_scale_range(unit)
-            k = golden.gelu_constants(float(np.exp(rng.uniform(np.log(lo * 1.01),
-                                                               np.log(hi * 0.99)))), unit)
-            for name, reg in GELU_REGS.items():
-                if hasattr(k, name):
-                    self._set(reg, getattr(k, name))
+            self._set_gelu_constants(unit)
         else:
             gw, bw = unit.gamma_width, unit.beta_width
             gamma = rng.integers(-(1 << (gw - 1)), 1 << (gw - 1), length)
@@ -175,6 +175,29 @@ class Interleaver:
                       n.to_bytes(2, "little") + raw)
         self._set(Reg.ROW_LEN, length)
         self._set(Reg.ROWS, rows)
+
+    def _setup_gelu_over_c(self):
+        """RUN GELU over C (``GELU_IN_C``): random words of C, some lanes beyond GELU's input
+        width (saturated), a row a C word."""
+        cfg, rng, unit = self.cfg, self.rng, self.cfg.gelu
+        rows = int(rng.integers(max(1, self.depth // 2), self.depth + 1))
+        spec, half = self.model.specs[Buf.C], 1 << (unit.in_width - 1)
+        words = rng.integers(-half, half, (self.depth, spec.lanes))
+        wide = rng.random(words.shape) < 0.1
+        words[wide] = rng.integers(-(1 << (spec.elem_width - 1)), 1 << (spec.elem_width - 1),
+                                   wide.sum())
+        self._write(Buf.C, words)
+        self._set_gelu_constants(unit)
+        self._set(Reg.ROW_LEN, cfg.array.cols)
+        self._set(Reg.ROWS, rows)
+
+    def _set_gelu_constants(self, unit):
+        lo, hi = golden.gelu_scale_range(unit)
+        k = golden.gelu_constants(float(np.exp(self.rng.uniform(np.log(lo * 1.01),
+                                                                np.log(hi * 0.99)))), unit)
+        for name, reg in GELU_REGS.items():
+            if hasattr(k, name):
+                self._set(reg, getattr(k, name))
 
     def _setup_attention(self, op):
         cfg, rng, depth = self.cfg, self.rng, self.depth

@@ -3,12 +3,14 @@ while random commands (valid and invalid) arrive with random gaps; every respons
 result, every buffer word and every register must equal :class:`sim.portmodel.CommandPortModel`'s
 prediction from the documented rules."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from boards.simtop import SimTop
 from hw.config import AccelConfig, AttentionConfig
-from hw.isa import Op
+from hw.isa import Op, Reg
 from sim.interleave import Interleaver
 
 # The tiny preset with a small attention controller (L <= 10, d <= 5), buffers 32 words deep.
@@ -31,3 +33,21 @@ def test_commands_during_a_run_change_nothing(op, seed):
             break
     print(f"{op.name} seed {seed}: {it.stats}")
     assert it.stats.exposed_checked >= 3, it.stats
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_commands_during_a_gelu_over_c_change_nothing(seed):
+    # RUN GELU over C (GELU_IN_C, on the tiny top with C's lanes as wide as GELU's output):
+    # the interleaver runs it half the time, from X the other half.
+    cfg = TINY.replace(gemm=dataclasses.replace(TINY.gemm, acc_width=24))
+    top = SimTop(cfg, depth=DEPTH, stall=0.2, seed=seed, budget=40_000)
+    it = Interleaver(top, cfg, DEPTH, np.random.default_rng([seed, 99]))
+    over_c = 0
+    for _ in range(20):
+        before = it.stats.exposed_checked
+        it.target_run(Op.GELU)
+        if it.model.regs[Reg.GELU_IN_C] and it.stats.exposed_checked > before:
+            over_c += 1
+        if over_c >= 3:
+            break
+    assert over_c >= 3, it.stats
