@@ -200,7 +200,7 @@ def test_linear_split_sends_the_fewest_bytes(monkeypatch):
         counted[split] = op_plan.sent + op_plan.received
     assert counted[chosen] == min(counted.values()) < counted[splits.LinearSplit(4, False)]
     for split in (chosen, splits.LinearSplit(4, False)):
-        monkeypatch.setattr("boards.host.linear_split", lambda *_, s=split: s)
+        monkeypatch.setattr("boards.matrixops.linear_split", lambda *_, s=split: s)
         line = _Line(SimTop(cfg))
         got = Board(line, cfg).linear(x, w, bias, mult, shift, x_width=10, out_width=8)
         np.testing.assert_array_equal(got, want)
