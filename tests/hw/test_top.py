@@ -791,9 +791,9 @@ class RunClock(SimTop):
         return self.last_write - self.accepted + 1
 
 
-# The ulx3s preset (6 x 6, every unit, the shared engine) with a small attention controller, to
-# elaborate and simulate quickly; the array, the one softmax lane (a softmax shared with RUN
-# SOFTMAX) and the LINEAR and RESIDUAL paths are the board's.
+# The ulx3s preset (8 x 6, every unit, the shared engine) with a small attention controller, to
+# elaborate and simulate quickly; the array, the attention softmax's "auto" lanes (beside RUN
+# SOFTMAX's unit) and the LINEAR and RESIDUAL paths are the board's.
 ULX3S = AccelConfig.preset("ulx3s")
 ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len=16,
                                                     max_head_dim=8))
@@ -805,10 +805,10 @@ ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len
     (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
     # (7, 5, 6) and (8, 1, 4): a last row tile of 1 or 2 rows comes 2R - 1 cycles after a full
     # one, before the stage has passed it and waited out its bubble. The preset's requantizer
-    # is half_rate: (12, 1, 12), (18, 2, 18) and (6, 10, 18) give it full tiles faster than a
-    # row every 2 cycles (K < 2R), (6, 12, 12) just at that pace.
-    (ULX3S, [(13, 20, 14), (7, 5, 13), (6, 1, 6), (1, 40, 19), (7, 5, 6), (8, 1, 4), (12, 1, 12),
-             (18, 2, 18), (6, 10, 18), (6, 12, 12)]),
+    # is half_rate: (16, 1, 12), (24, 2, 18) and (8, 10, 18) give it full tiles faster than a
+    # row every 2 cycles (K < 2R), (8, 16, 12) just at that pace.
+    (ULX3S, [(13, 20, 14), (7, 5, 13), (8, 1, 6), (1, 40, 19), (9, 5, 6), (10, 1, 4),
+             (16, 1, 12), (24, 2, 18), (8, 10, 18), (8, 16, 12)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
     # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
@@ -944,8 +944,9 @@ def test_gelu_over_c_cycle_model_exact():
 
 @pytest.mark.parametrize("softmax_lanes", [1, "auto"])
 def test_attention_run_cycle_model(softmax_lanes):
-    # One RUN ATTENTION (a head) per shape, with the board's one softmax lane and with "auto"
-    # (six at 6 x 6, d <= 8); attention_cycles is fitted: the top's run within 2% of it.
+    # One RUN ATTENTION (a head) per shape, with one softmax lane (shared with RUN SOFTMAX) and
+    # with the board's "auto" (six at 8 x 6, d <= 8); attention_cycles is fitted: the top's run
+    # within 2% of it.
     cfg = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention,
                                                       softmax_lanes=softmax_lanes))
     top = RunClock(cfg, depth=256)

@@ -105,7 +105,7 @@ def test_op_beyond_a_buffer_is_refused(quantized):
     with pytest.raises(ValueError, match=r"^Attention 'L0.ctx' cannot be split to fit the "
                                          r"buffers of 'ulx3s' \(depth 256\): RUN "
                                          r"ATTENTION of ATT_LEN=64, ATT_DIM=32 needs 352 "
-                                         r"words of A, at most 256$"):
+                                         r"words of B, at most 256$"):
         plan.Session(cfg).plan(quantized.program.ops[6], 64, {"L0.q": 384})
 
 
