@@ -31,7 +31,7 @@ def quantized(minilm):
 def unfitted():
     """A config too small for MiniLM: the ulx3s preset with the units' default widths, rows and
     heads of 64, the default accumulators and 256-word buffers (the preset before it was
-    fitted to the model); its one softmax lane and its half-rate requantizer stay, as fitting
+    fitted to the model); its attention softmax lanes and its half-rate requantizer stay, as fitting
     leaves the lanes and the requantizer's pace alone."""
     from hw.config import (
         AttentionConfig,
