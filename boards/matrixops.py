@@ -16,6 +16,7 @@ _LinearArgs = namedtuple("_LinearArgs", ["x", "w", "consts", "passes", "out_widt
 _LinearArgs.__doc__ = ("A Linear's checked arguments (``consts``: bias, multipliers, shifts) and "
                        "whether its sums are made on chip (:func:`sums_on_chip`).")
 
+
 class MatrixOps:
     """GEMM, LINEAR and attention, as methods of :class:`boards.host.Client` (this class is
     one of its bases): each splits its operands into the runs the buffers hold and sends them

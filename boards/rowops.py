@@ -3,7 +3,7 @@ the LayerNorm of its sum), the :class:`boards.host.Client` methods that send the
 
 import numpy as np
 
-from hw.isa import GELU_REGS, RESIDUAL_REGS, SOFTMAX_REGS, Buf, Command, Op, Reg
+from hw.isa import RESIDUAL_REGS, SOFTMAX_REGS, Buf, Command, Op, Reg, gelu_registers
 from sim import golden, layout, ops
 
 from .framing import write_chunks
@@ -46,9 +46,8 @@ class RowOps:
     def _gelu_constants(self, scale):
         """GELU's constants for input scale ``scale`` into its registers; returns them."""
         k = golden.gelu_constants(scale, self.cfg.gelu)
-        for name, reg in GELU_REGS.items():
-            if hasattr(k, name):
-                self.set_reg(reg, getattr(k, name))
+        for reg, value in gelu_registers(k).items():
+            self.set_reg(reg, value)
         return k
 
     def gelu(self, q, scale):
@@ -135,7 +134,6 @@ class RowOps:
             y = self.read_buffer(row_output(self.cfg, Op.LAYERNORM), 0, n * beats)
             out[r0:r0 + n] = layout.from_beats(y, n, L, VL)
         return out.reshape(np.shape(a)), k.y_scale
-
 
     def residual(self, a, b, mult_a, mult_b, shift):
         """The residual add on the board: ``(a, b)`` of any one shape to

@@ -8,7 +8,8 @@ from amaranth.lib import enum
 
 __all__ = [
     "Command", "Op", "Buf", "Reg", "LinMode", "Error",
-    "SOFTMAX_REGS", "GELU_REGS", "ATTENTION_REGS", "RESIDUAL_REGS", "NONLINEAR_OPS", "ROW_OPS",
+    "SOFTMAX_REGS", "GELU_REGS", "gelu_registers", "ATTENTION_REGS", "RESIDUAL_REGS",
+    "NONLINEAR_OPS", "ROW_OPS",
     "NARROW_VIEWS", "BufferSpec", "buffer_specs", "narrow", "register_specs", "vector_lanes",
     "gelu_port_widths", "channel_tiles", "channel_shift_width", "lin_mode_bit", "buffer_depth",
     "check_depth", "residual_to_x", "gelu_in_c",
@@ -186,6 +187,14 @@ GELU_REGS = {"k": Reg.GELU_K, "beta": Reg.GELU_BETA, "c": Reg.GELU_C, "n": Reg.G
 ATTENTION_REGS = {"shift_right": Reg.ATT_SHIFT_RIGHT, "shift_left": Reg.ATT_SHIFT_LEFT,
                    "divisor": Reg.ATT_DIVISOR, "offset": Reg.ATT_OFFSET,
                    "poly_c": Reg.ATT_POLY_C, "exp_shift": Reg.ATT_EXP_SHIFT}
+
+
+def gelu_registers(k):
+    """``{register: value}`` of GELU's constants ``k`` (:func:`sim.golden.gelu_constants`): the
+    fields of its variant that have a register in :data:`GELU_REGS`."""
+    return {reg: getattr(k, name) for name, reg in GELU_REGS.items() if hasattr(k, name)}
+
+
 RESIDUAL_REGS = {"mult_a": Reg.RES_MULT_A, "mult_b": Reg.RES_MULT_B, "shift": Reg.RES_SHIFT}
 NONLINEAR_OPS = {Op.SOFTMAX: "softmax", Op.GELU: "gelu", Op.LAYERNORM: "layernorm"}
 #: The ops that stream X into Y, and their config sections: the nonlinear units and the

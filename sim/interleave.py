@@ -7,7 +7,6 @@ import numpy as np
 
 from hw.isa import (
     ATTENTION_REGS,
-    GELU_REGS,
     RESIDUAL_REGS,
     SOFTMAX_REGS,
     Buf,
@@ -15,6 +14,7 @@ from hw.isa import (
     Op,
     Reg,
     channel_tiles,
+    gelu_registers,
 )
 
 from . import golden, layout, ops
@@ -195,9 +195,8 @@ class Interleaver:
         lo, hi = golden.gelu_scale_range(unit)
         k = golden.gelu_constants(float(np.exp(self.rng.uniform(np.log(lo * 1.01),
                                                                 np.log(hi * 0.99)))), unit)
-        for name, reg in GELU_REGS.items():
-            if hasattr(k, name):
-                self._set(reg, getattr(k, name))
+        for reg, value in gelu_registers(k).items():
+            self._set(reg, value)
 
     def _setup_attention(self, op):
         cfg, rng, depth = self.cfg, self.rng, self.depth

@@ -7,7 +7,7 @@ import importlib
 import itertools
 from dataclasses import dataclass
 
-from boards import host
+from boards import host, splits
 from hw.config import AccelConfig, GemmConfig
 from hw.isa import Buf, buffer_specs, gelu_in_c, residual_to_x
 from sim import ops
@@ -309,9 +309,9 @@ def chained_gelus(prog, cfg):
             if isinstance(op, P.Linear) and isinstance(nxt, P.Gelu)
             and nxt.input == op.output and readers[op.output] == 1
             and op.out_width == cfg.gelu.in_width
-            and host.sums_on_chip(cfg, ops.linear_acc_width(op.bias, op.weight.shape[0],
-                                                            op.x_width, iw),
-                                  ops.linear_passes(op.x_width, iw))}
+            and splits.sums_on_chip(cfg, ops.linear_acc_width(op.bias, op.weight.shape[0],
+                                                              op.x_width, iw),
+                                    ops.linear_passes(op.x_width, iw))}
 
 
 def chained_ops(prog, cfg):

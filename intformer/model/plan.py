@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from boards import framing, splits
 from hw.isa import (
     ATTENTION_REGS,
-    GELU_REGS,
     RESIDUAL_REGS,
     Buf,
     LinMode,
@@ -14,6 +13,7 @@ from hw.isa import (
     Reg,
     buffer_specs,
     channel_tiles,
+    gelu_registers,
     narrow,
     register_specs,
     vector_lanes,
@@ -261,10 +261,8 @@ class Session:
         return f"{L} rows of {n}, {min(per, L)} a run"
 
     def _gelu_constants(self, c, op):
-        k = golden.gelu_constants(op.in_scale, self.cfg.gelu)
-        for name, reg in GELU_REGS.items():
-            if hasattr(k, name):
-                c.set(reg, getattr(k, name))
+        for reg, value in gelu_registers(golden.gelu_constants(op.in_scale, self.cfg.gelu)).items():
+            c.set(reg, value)
 
     def _gelu(self, c, op, size):
         self._gelu_constants(c, op)
