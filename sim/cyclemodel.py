@@ -254,12 +254,15 @@ def softmax_row_timing(sm_cfg, length):
     enters every ``period`` cycles in steady state and a lone row leaves ``latency`` cycles
     after its first beat enters (figures from the unit's docstring, checked by its tests).
 
-    With ``N`` beats a row and ``G = ceil((out_width + 7)/2)`` radix-4 divider steps: latency
-    ``3N + G + 25``; period ``N`` from ``N >= G + 19``, else ``max(N + 1, ceil((N + G + 18)/2))``
-    (the ``N + 1`` bounds the measured ``N + 1/3`` just below that threshold)."""
+    With ``N`` beats a row, ``G = ceil((out_width + 7)/2)`` radix-4 divider steps and the max
+    stored ``M = sm_cfg.max_cycles`` cycles after a row's last beat (1 up to 4 lanes): latency
+    ``3N + G + 24 + M``; period ``N + (M - 1)/2`` from ``N >= G + 19``, else
+    ``max(N + 1, ceil((N + G + 18)/2))`` (the ``N + 1`` bounds the measured ``N + 1/3`` just
+    below that threshold)."""
     rows = SoftmaxRows(sm_cfg, length)
     n, g = rows.n, rows.g
-    period = n if n >= g + 19 else max(n + 1, -(-(n + g + 18) // 2))
+    period = (n + (rows.max_cycles - 1) / 2 if n >= g + 19
+              else max(n + 1, -(-(n + g + 18) // 2)))
     return period, rows.row(0) + 1          # a lone row, from SoftmaxRows' recurrence
 
 
@@ -273,16 +276,17 @@ class SoftmaxRows:
     * load: the row's first beat is taken when offered, after the previous row's last beat, and
       once at most one row is in the score buffer (from the exp pass's last read of the row two
       back, on that cycle); then one beat a cycle;
-    * exp: starts a cycle after the last beat (its max stored), on or after the previous row's
-      last read, a cycle after the division of the row two back ended (the divider's slot) and
-      a cycle after the normalize pass's last read of the row three back (the exp buffer's
-      banks); N reads, one a cycle, the last N cycles after the start;
+    * exp: starts ``M = sm_cfg.max_cycles`` cycles after the last beat (its max stored: 1 up
+      to 4 lanes), on or after the previous row's last read, a cycle after the division of the
+      row two back ended (the divider's slot) and a cycle after the normalize pass's last read
+      of the row three back (the exp buffer's banks); N reads, one a cycle, the last N cycles
+      after the start;
     * division: 16 cycles after the last read (the pipeline and the row sum), once the divider
       is free (a cycle after its previous result); ``G + 1`` cycles to the result;
     * normalize: a cycle after the result and on or after the previous row's last read; N reads,
       and the last probability 6 cycles after the last read (the pipeline and the skid buffer).
 
-    A lone row: ``3N + G + 25`` cycles from its first beat taken to its last probability (the
+    A lone row: ``3N + G + 24 + M`` cycles from its first beat taken to its last probability (the
     latency :func:`softmax_row_timing` reports from here); in steady state the rows leave at
     that function's period on average (pairs of rows for short rows: two rows share the
     divider's slot).
@@ -291,6 +295,7 @@ class SoftmaxRows:
     def __init__(self, sm_cfg, length):
         self.n = -(-length // sm_cfg.lanes)
         self.g = -(-(sm_cfg.out_width + 7) // 2)
+        self.max_cycles = sm_cfg.max_cycles
         never = -(1 << 62)
         # Per row: the last beat taken, the exp pass's last read, the division's result, the
         # normalize pass's last read; the three rows back suffice.
@@ -302,7 +307,7 @@ class SoftmaxRows:
         n = self.n
         first = max(offered, self.loaded[-1] + 1, self.read[-2])
         loaded = first + n - 1
-        exp_start = max(loaded + 1, self.read[-1], self.divided[-2] + 1,
+        exp_start = max(loaded + self.max_cycles, self.read[-1], self.divided[-2] + 1,
                         self.normalized[-3] + 1)
         read = exp_start + n
         divided = max(read + 16, self.divided[-1] + 1) + self.g + 1

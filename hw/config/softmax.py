@@ -60,6 +60,15 @@ class SoftmaxConfig:
         return self.out_width + 20
 
     @property
+    def max_cycles(self):
+        """Cycles from a row's last beat to its max stored for the exp pass: the lanes' running
+        maxima are reduced one level of comparisons a cycle, to the two that the exp pass's
+        first stage compares (``hw.softmax.load``), so 1 for up to 4 lanes, 2 for 5 to 8, 3
+        beyond."""
+        levels = (self.lanes - 1).bit_length()      # ceil(log2(lanes)) levels of maxima
+        return max(1, levels - 1)
+
+    @property
     def constant_widths(self):
         """Unsigned widths of the integer constants (``sim.golden.SoftmaxConstants``), which
         ``hw.softmax.Softmax`` takes on input ports."""

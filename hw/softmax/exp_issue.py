@@ -13,7 +13,7 @@ def build_exp_issue(sm, m, s):
     beat a cycle, the row counts that gate the load pass's `i.ready`, and the stage-0 registers
     of the exp pipeline.
     """
-    depth, elem_shape, a_done, length_one = s.depth, s.elem_shape, s.a_done, s.length_one
+    depth, elem_shape, a_stored, length_one = s.depth, s.elem_shape, s.a_stored, s.length_one
     q_rd, n, length, next3, base = s.q_rd, s.n, s.length, s.next3, s.base
     length_two, q_rows, accept, a_first = s.length_two, s.q_rows, s.accept, s.a_first
     i_ready, a_last, w, q_max, half = s.i_ready, s.a_last, s.w, s.q_max, s.half
@@ -29,19 +29,19 @@ def build_exp_issue(sm, m, s):
     b_fin = Signal()
     m.d.comb += b_fin.eq(b_active & b_last)
     # A row's exp pass starts when the pass is idle or issues its last read (`b_free`), a
-    # row is loaded (`q_wait > 0`, or its max is being stored: `a_done`), an exp bank is free
+    # row is loaded (`q_wait > 0`, or its max is being stored: `a_stored`), an exp bank is free
     # (`e_rows < 3`) and at most one row is between the start of its exp pass and the end of
     # its division (`inflight < 2`: the divider's slot).
     b_free = Signal(init=1)             # ~b_active | b_last
     b_room = Signal(init=1)             # e_rows < 3 and inflight < 2
-    q_wait = Signal(range(3))           # rows loaded (a_done) whose exp pass did not start
+    q_wait = Signal(range(3))           # rows loaded (a_stored) whose exp pass did not start
     q_loaded = Signal()                 # q_wait > 0
     e_rows = Signal(range(4))           # rows from exp start to their last normalize read
     inflight = Signal(range(3))         # rows whose exp pass started and division did not end
     b_next_bank = Signal()              # the banks of the next row to start
     b_next_ebank = Signal(range(3))
     b_start = Signal()
-    m.d.comb += b_start.eq(b_free & b_room & (q_loaded | a_done))
+    m.d.comb += b_start.eq(b_free & b_room & (q_loaded | a_stored))
     # The exp pass's last read of a row is the next cycle: it starts a row of one beat or
     # issues the read before the last.
     b_fin_n = (b_start & length_one) | (b_active & ~b_last & b_pen)
@@ -65,8 +65,8 @@ def build_exp_issue(sm, m, s):
     m.d.sync += [
         q_rows.eq(q_rows_n),
         i_ready.eq(Mux(accept, ~a_last, ~a_first) | (q_rows_n < 2) | b_fin_n),
-        q_wait.eq(q_wait + a_done - b_start),
-        q_loaded.eq(Mux(b_start, q_wait + a_done >= 2, q_wait + a_done >= 1)),
+        q_wait.eq(q_wait + a_stored - b_start),
+        q_loaded.eq(Mux(b_start, q_wait + a_stored >= 2, q_wait + a_stored >= 1)),
     ]
 
     # Stage 0: registered alongside the buffer read; the row max (the last level of its

@@ -2,6 +2,8 @@
 
 from amaranth.hdl import Mux, Signal, signed
 
+from ..stream import delay
+
 __all__ = ["max_tree", "build_load_pass"]
 
 
@@ -16,10 +18,10 @@ def max_tree(values, *, down_to=1):
 
 def build_load_pass(sm, m, s):
     """Pass 1, load: build the input handshake, the write port of the score buffer and the
-    running max of each row, which goes to `q_max` a cycle after the row's last beat: as
-    the lanes' maxima reduced to at most two (a list of banked registers), which the exp
-    pass's first stage reduces to one (:func:`max_tree`), so that neither cycle holds more than
-    half the tree.
+    running max of each row, which goes to `q_max` ``cfg.max_cycles`` cycles after the row's
+    last beat: as the lanes' maxima reduced to at most two (a list of banked registers), which
+    the exp pass's first stage reduces to one (:func:`max_tree`): one level of the tree a
+    cycle, so up to 4 lanes one level at the row's end and the last in that first stage.
     """
     depth, elem_shape, w, length, n, q_wr = s.depth, s.elem_shape, s.w, s.length, s.n, s.q_wr
     q_max = s.q_max
@@ -66,15 +68,26 @@ def build_load_pass(sm, m, s):
                 m.d.sync += lane_max[j].eq(
                     Mux(in_row[j], Mux(keep, lane_max[j], x),
                         Mux(a_first, most_negative, lane_max[j])))
-    a_max = max_tree(lane_max, down_to=len(q_max))
+    # The lanes' maxima reduced a level a cycle (SoftmaxConfig.max_cycles), registered between
+    # levels, so that no cycle holds more than one comparison of the tree; `a_stored` pulses in
+    # the cycle its two (or one) values are written to q_max.
+    a_max, a_stored, a_stored_bank = lane_max, a_done, a_done_bank
+    for level in range(1, sm.cfg.max_cycles + 1):
+        a_max = max_tree(a_max, down_to=max(len(q_max), -(-len(a_max) // 2)))
+        if level < sm.cfg.max_cycles:
+            a_max = [delay(m, v, 1, name=f"a_lvl{level}_{j}", shape=signed(w))
+                     for j, v in enumerate(a_max)]
+            a_stored = delay(m, a_stored, 1, name=f"a_stored{level}")
+            a_stored_bank = delay(m, a_stored_bank, 1, name=f"a_stored_bank{level}")
+    assert len(a_max) == len(q_max)
     m.d.comb += [
         q_wr.addr.eq(a_addr),
         q_wr.data.eq(sm.i.payload),
         q_wr.en.eq(accept),
     ]
     m.d.sync += a_done.eq(0)
-    with m.If(a_done):
-        m.d.sync += [q[a_done_bank].eq(v) for q, v in zip(q_max, a_max, strict=True)]
+    with m.If(a_stored):
+        m.d.sync += [q[a_stored_bank].eq(v) for q, v in zip(q_max, a_max, strict=True)]
     with m.If(accept):
         m.d.sync += a_first.eq(a_last)
         with m.If(a_last):
@@ -84,5 +97,5 @@ def build_load_pass(sm, m, s):
             ]
         with m.Else():
             m.d.sync += [a_addr.eq(a_addr + 1), a_elem.eq(a_elem + n)]
-    s.a_first, s.a_done, s.q_rows, s.i_ready = a_first, a_done, q_rows, i_ready
+    s.a_first, s.a_stored, s.q_rows, s.i_ready = a_first, a_stored, q_rows, i_ready
     s.accept, s.a_last = accept, a_last

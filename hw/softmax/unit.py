@@ -94,15 +94,17 @@ class Softmax(wiring.Component):
         the only place the input scale enters the hardware.
 
     Latency: with ``N = ceil(length/lanes)`` beats and nothing stalled, a lone row takes
-    ``3N + G + 25`` cycles from its first input transfer to its last output transfer: load
-    ``N`` plus 1 to store the max; exp ``N`` plus 1 to read, 14 pipeline stages, a hand-off,
-    1 to start the divider and ``G`` division steps; normalize ``N`` plus 5 pipeline stages
-    (measured: 129 cycles at ``N = 32``, ``out_width = 8``, where ``G = 8``).
-    Throughput: in steady state a row takes ``N`` cycles for ``N >= G + 19`` beats (27 for
-    8-bit outputs), so such rows stream at one beat per cycle; shorter rows take
-    ``max(N, (N + G + 18)/2)`` cycles (up to ``N + 1/3`` just below ``G + 19``), waiting for the
-    divider, since at most two rows may be between the start of their exp pass and the end of
-    their division.
+    ``3N + G + 24 + M`` cycles from its first input transfer to its last output transfer: load
+    ``N`` plus ``M`` to store the max (``M = cfg.max_cycles``: the lanes' maxima reduced a level
+    a cycle, 1 up to 4 lanes, 2 up to 8, 3 beyond); exp ``N`` plus 1 to read, 14 pipeline
+    stages, a hand-off, 1 to start the divider and ``G`` division steps; normalize ``N`` plus 5
+    pipeline stages (measured: 129 cycles at ``N = 32``, ``out_width = 8``, where ``G = 8``).
+    Throughput: in steady state a row takes ``N + (M - 1)/2`` cycles for ``N >= G + 19`` beats
+    (27 for 8-bit outputs), so up to 4 lanes such rows stream at one beat per cycle (beyond,
+    a row's load waits for the exp pass to finish the row two back, which waits ``M`` cycles
+    for the max); shorter rows take ``max(N, (N + G + 18)/2)`` cycles (up to ``N + 1/3`` just
+    below ``G + 19``), waiting for the divider, since at most two rows may be between the start
+    of their exp pass and the end of their division.
     Timing (ECP5 LFE5U-85F, ``lanes=1``, ``in_width=24``, ``max_len=64``): 121-123 MHz out of
     context as measured before the hand-offs were registered; the critical path is the
     block-RAM output of a buffer (5.8 ns clock-to-out) into its first register. The other

@@ -115,14 +115,30 @@ def test_steady_state_throughput(out_width):
         assert softmax_row_timing(cfg.softmax, length)[0] == length + extra
 
 
-@pytest.mark.parametrize("lanes, length, out_width", [(1, 32, 8), (1, 5, 8), (3, 16, 8),
-                                                      (2, 16, 6), (1, 40, 12)])
-def test_lone_row_latency(lanes, length, out_width):
-    # A lone row takes 3N + G + 25 cycles (the docstring's formula and the cycle model's).
+def test_steady_state_with_a_two_cycle_max():
+    # With 5 to 8 lanes the row's max takes two cycles to store, and long rows (N >= G + 19
+    # beats) take N + 1/2 cycles each: a row's load waits for the exp pass to finish the row
+    # two back, and that pass waits the extra cycle for the max.
+    cfg = config(6, max_len=168)
+    rng = np.random.default_rng(5)
+    one = check(cfg, scores(rng, 1, 168), 1e-3).cycles
+    many = check(cfg, scores(rng, 7, 168), 1e-3).cycles
+    assert many - one == 6 * 28 + 3
+    assert softmax_row_timing(cfg.softmax, 168)[0] == 28.5
+
+
+@pytest.mark.parametrize("lanes, length, out_width, max_cycles", [
+    (1, 32, 8, 1), (1, 5, 8, 1), (3, 16, 8, 1), (2, 16, 6, 1), (1, 40, 12, 1), (4, 40, 8, 1),
+    (5, 23, 8, 2), (8, 40, 8, 2), (9, 40, 8, 3)])
+def test_lone_row_latency(lanes, length, out_width, max_cycles):
+    # A lone row takes 3N + G + 24 + M cycles (the docstring's formula and the cycle model's),
+    # M the cycles that store the row's max: 1 up to 4 lanes, one more a level of the lanes'
+    # tree beyond.
     cfg = config(lanes, max_len=40, out_width=out_width)
+    assert cfg.softmax.max_cycles == max_cycles
     r = check(cfg, scores(np.random.default_rng(length), 1, length), 1e-3)
     beats = -(-length // lanes)
-    assert r.cycles == 3 * beats + divider_steps(out_width) + 25
+    assert r.cycles == 3 * beats + divider_steps(out_width) + 24 + max_cycles
     assert softmax_row_timing(cfg.softmax, length)[1] == r.cycles
 
 
@@ -139,7 +155,8 @@ def test_short_rows_period(length):
 
 @pytest.mark.parametrize("lanes, length, out_width, rows", [
     (1, 1, 8, 9), (1, 5, 8, 9), (1, 12, 5, 9), (1, 27, 8, 9), (1, 40, 12, 9), (2, 7, 8, 9),
-    (2, 16, 6, 9), (3, 16, 8, 9), (4, 13, 8, 9), (6, 6, 8, 9), (6, 36, 8, 9), (5, 40, 10, 3)])
+    (2, 16, 6, 9), (3, 16, 8, 9), (4, 13, 8, 9), (6, 6, 8, 9), (6, 36, 8, 9), (5, 40, 10, 3),
+    (9, 40, 8, 5), (16, 33, 8, 4)])
 def test_rows_back_to_back_as_modelled(lanes, length, out_width, rows):
     # The cycle model's row-by-row recurrence (SoftmaxRows, which attention_cycles feeds each
     # block's rows through) against the RTL: rows offered back to back from cycle 0, the last
