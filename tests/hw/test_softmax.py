@@ -33,7 +33,8 @@ def scores(rng, rows, length, scale=1e-3, sigma=2.5):
 
 
 @pytest.mark.parametrize("variant", ["ibert", "shift"])
-@pytest.mark.parametrize("lanes, length", [(1, 16), (1, 5), (2, 7), (2, 16), (4, 13), (3, 16)])
+@pytest.mark.parametrize("lanes, length", [(1, 16), (1, 5), (2, 7), (2, 16), (4, 13), (3, 16),
+                                           (6, 16), (9, 16)])
 @pytest.mark.parametrize("stall", [0.0, 0.3, 0.7])
 def test_random_rows(variant, lanes, length, stall):
     rng = np.random.default_rng(lanes * 100 + length)
@@ -58,6 +59,17 @@ def test_edge_rows(variant, lanes, backend):
     p, _ = golden.softmax(q, 1e-3, cfg.softmax)
     assert p[1, 0] == 255 and p[2, 2] == 0
     check(cfg, q, 1e-3, stall=0.3, backend=backend)
+
+
+@pytest.mark.parametrize("lanes", [5, 6, 9])
+def test_max_in_every_lane(lanes):
+    # The row max in each lane of each beat in turn (and a ragged last beat), so that every
+    # path of the lanes' registered tree of maxima carries it once; rows back to back, stalled.
+    length = 2 * lanes - 1
+    q = np.full((length, length), -5000, dtype=np.int64)
+    np.fill_diagonal(q, 3000)
+    q[:, -1] = np.arange(length) * 100 - 4000         # a runner-up, different in every row
+    check(config(lanes, max_len=length), q, 1e-3, stall=0.3, seed=lanes)
 
 
 @pytest.mark.parametrize("variant", ["ibert", "shift"])
