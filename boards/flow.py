@@ -519,7 +519,7 @@ def _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log):
             f", slack {runs[index]['slack_ns']:+.2f} ns at {clk_mhz:g} MHz")
 
     start = time.monotonic()
-    run_jobs("nextpnr", jobs, log, workers=workers, done=done)
+    run_jobs("nextpnr", jobs, log, workers=workers, done=done, finish_all=True)
     elapsed["nextpnr"] = time.monotonic() - start
     if len(seeds) > 1:
         worst = min(runs, key=lambda run: run["slack_ns"])

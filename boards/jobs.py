@@ -25,14 +25,17 @@ def run_tool(what, argv, cwd, logfile, log, heartbeat=30.0):
 POLL = 0.2
 
 
-def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
+def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None, finish_all=False):
     """Run tools side by side, at most ``workers`` at a time, in the order given.
 
     Each job is ``(label, argv, cwd, logfile)``: ``argv`` runs in ``cwd`` with its output in
     ``cwd/<logfile>.stdout``. Every ``heartbeat`` seconds one line is logged: ``"<what>: still
     running (<s> s)"`` for one job, or with the state of each (running, done or waiting) for
     several. ``done(index, rc, seconds)`` is called as each job ends; if it raises, or this is
-    interrupted, the jobs still running are killed.
+    interrupted, the jobs still running are killed. With ``finish_all`` (nextpnr's seeds,
+    whose figures stand on their own), an exception from ``done`` is logged as ``"<what>:
+    <label> failed"`` and the other jobs run to their end; then the one error is raised, or a
+    :class:`RuntimeError` whose message joins the errors' messages.
 
     Returns
     -------
@@ -44,6 +47,7 @@ def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
     running = {}                        # index -> (process, output file, start time)
     waiting = list(range(len(jobs)))
     beat = start + heartbeat
+    errors = []
     try:
         while waiting or running:
             while waiting and len(running) < workers:
@@ -65,7 +69,13 @@ def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
                 del running[index]
                 results[index] = (proc.returncode, time.monotonic() - began)
                 if done is not None:
-                    done(index, *results[index])
+                    try:
+                        done(index, *results[index])
+                    except Exception as error:
+                        if not finish_all:
+                            raise
+                        errors.append(error)
+                        log(f"{what}: {jobs[index][0]} failed")
             now = time.monotonic()
             if now >= beat and (waiting or running):
                 if len(jobs) == 1:
@@ -77,6 +87,10 @@ def run_jobs(what, jobs, log, *, workers=1, heartbeat=30.0, done=None):
                               for i, (label, *_) in enumerate(jobs)]
                     log(f"{what}: still running ({now - start:.0f} s): {', '.join(states)}")
                 beat += heartbeat * (1 + (now - beat) // heartbeat)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise RuntimeError("\n\n".join(str(error) for error in errors))
     finally:
         for proc, out, _ in running.values():
             proc.kill()

@@ -519,7 +519,7 @@ def _place_and_route(report, *, seeds, target_mhz, log):
             f"{runs[index]['slack_ns']:+.2f} ns, exit code {rc})")
 
     start = time.monotonic()
-    run_jobs("nextpnr-ecp5", jobs, log, workers=workers, done=done)
+    run_jobs("nextpnr-ecp5", jobs, log, workers=workers, done=done, finish_all=True)
     report.elapsed_s["nextpnr"] = time.monotonic() - start
     report.seed_runs = runs
     report.fmax_mhz = runs[0]["fmax_mhz"]

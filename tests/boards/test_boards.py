@@ -15,6 +15,7 @@ from boards.flow import (
 )
 from boards.icebreaker import ice40_pll
 from boards.synth import parse_fmax
+from boards.toolchain import tool_command
 from boards.ulx3s import ecp5_pll
 from hw.config import AccelConfig, ArrayConfig, BufferConfig, GemmConfig
 
@@ -117,6 +118,20 @@ def test_seeds_place_one_netlist(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"^Seeds must be distinct"):
         synth_board(cfg, "icebreaker", seeds=(1, 1), out_dir=tmp_path, log=_quiet)
     assert {path.name for path in tmp_path.glob("seed-*")} == {"seed-1", "seed-2", "seed-3"}
+    # A seed whose nextpnr fails does not stop the others: each ends, and the error names the
+    # failed seed.
+    real = tool_command("NEXTPNR_ICE40")
+    wrapper = tmp_path.parent / "nextpnr_fails_at_seed_3"
+    wrapper.write_text(f'case " $* " in *" --seed 3 "*) exit 7;; esac\nexec {real} "$@"\n')
+    monkeypatch.setenv("NEXTPNR_ICE40", f"sh {wrapper}")
+    lines.clear()
+    with pytest.raises(RuntimeError, match=r"^nextpnr failed \(exit code 7\) for icebreaker "
+                                           r"at seed 3; end of "):
+        synth_board(cfg, "icebreaker", seeds=(3, 1), out_dir=tmp_path, log=lines.append)
+    assert "nextpnr: seed 3 failed" in lines
+    assert any(line.startswith("nextpnr seed 1: done in ") for line in lines)
+    assert parse_fmax((tmp_path / "seed-1" / "nextpnr.log").read_text())
+    monkeypatch.setenv("NEXTPNR_ICE40", real)
     monkeypatch.setenv("YOSYS", "false")
     with pytest.raises(RuntimeError, match=r"^Yosys failed \(exit code 1\)"):
         synth_board(cfg, "icebreaker", out_dir=tmp_path, log=_quiet)

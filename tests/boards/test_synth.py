@@ -261,6 +261,28 @@ def test_run_jobs_kills_the_rest_when_done_raises(tmp_path):
         os.kill(pid, 0)                         # killed and reaped
 
 
+def test_run_jobs_finish_all_runs_the_rest_and_raises_after(tmp_path):
+    # finish_all: each failure is logged as it ends, the other jobs run to their end, and one
+    # error names every failure (or is the one failure's own).
+    jobs = [("fails", _sleeper(0.1, rc=1), tmp_path, "fails"),
+            ("ok", _sleeper(0.8), tmp_path, "ok"),
+            ("fails too", _sleeper(0.2, rc=2), tmp_path, "fails2")]
+    ended, lines = [], []
+
+    def done(index, rc, seconds):
+        ended.append(index)
+        if rc:
+            raise ValueError(f"{jobs[index][0]} failed with {rc}")
+
+    with pytest.raises(RuntimeError, match=r"^fails failed with 1\n\nfails too failed with 2$"):
+        run_jobs("jobs", jobs, lines.append, workers=3, done=done, finish_all=True)
+    assert sorted(ended) == [0, 1, 2]
+    assert len((tmp_path / "ok.stdout").read_text().split()) == 3      # ran to its end
+    assert "jobs: fails failed" in lines and "jobs: fails too failed" in lines
+    with pytest.raises(ValueError, match=r"^fails failed with 1$"):
+        run_jobs("jobs", jobs[:2], lines.append, workers=2, done=done, finish_all=True)
+
+
 def test_seeds():
     assert parse_seeds("1,2,3") == check_seeds([1, 2, 3]) == (1, 2, 3)
     assert parse_seeds(" 5 , 7") == (5, 7) and parse_seeds("4") == (4,)
