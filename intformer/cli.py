@@ -139,6 +139,9 @@ def cmd_synth(args):
     from boards.seeds import parse_seeds
 
     # Checked before any tool runs.
+    if args.no_floorplan and args.board != "ulx3s":
+        raise ValueError(f"--no-floorplan applies to an ECP5 board build (--board ulx3s), not "
+                         f"to {'--board ' + args.board if args.board else 'a unit'}")
     if args.seeds is not None:
         seeds = parse_seeds(args.seeds)
     else:
@@ -149,7 +152,8 @@ def cmd_synth(args):
     if args.board:
         from boards.flow import synth_board
 
-        report = synth_board(cfg, args.board, seeds=seeds, log=print)
+        report = synth_board(cfg, args.board, seeds=seeds, floorplan=not args.no_floorplan,
+                             log=print)
         print(report.table())
         print(f"report: {Path(report.out_dir) / 'report.json'}")
         return 0 if report.timing_passed else 1
@@ -291,6 +295,9 @@ def main(argv=None):
     p.add_argument("--family", default="ice40", choices=["ice40", "ecp5"])
     p.add_argument("--fmax", action="store_true",
                    help="also place and route out of context (ECP5 only) for Fmax")
+    p.add_argument("--no-floorplan", action="store_true",
+                   help="with --board ulx3s: leave the array's DSPs to nextpnr's placer instead "
+                        "of pinning them in bands of DSP sites (boards/floorplan.py)")
     g = p.add_mutually_exclusive_group()
     # No default here: argparse takes an option given at its default for one left out, so a
     # default of 1 would let `--seed 1 --seeds 1,2` through.

@@ -1,9 +1,12 @@
 """Tests of the board tops and the board flow: both presets place, fit and meet their clock;
 several seeds place one netlist."""
 
+import json
+
 import pytest
 
 from boards import flow
+from boards.floorplan import array_bels
 from boards.flow import (
     BOARDS,
     REPO_ROOT,
@@ -59,9 +62,19 @@ def test_icebreaker_preset_places_fits_and_meets_clock(tmp_path):
 
 @pytest.mark.place_and_route   # the longest test: about 10 minutes of Yosys and nextpnr
 def test_ulx3s_preset_places_fits_and_meets_clock(tmp_path):
-    report = synth_board(AccelConfig.preset("ulx3s"), "ulx3s", out_dir=tmp_path, log=_quiet)
+    lines = []
+    cfg = AccelConfig.preset("ulx3s")
+    report = synth_board(cfg, "ulx3s", out_dir=tmp_path, log=lines.append)
     _check_placed(report, "ulx3s", tmp_path)
     assert report.clk_mhz == 75         # boards.ulx3s.CLK_FREQ, met at seeds 1 to 3
+    # The floorplan pinned every element's and requantizer lane's MULT18X18D in the netlist
+    # that nextpnr placed, at the sites boards.floorplan gives.
+    R, C = cfg.array.rows, cfg.array.cols
+    cells = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]["cells"]
+    pinned = {cell["attributes"]["BEL"] for cell in cells.values()
+              if cell["type"] == "MULT18X18D" and "BEL" in cell["attributes"]}
+    assert pinned == set(array_bels(R, C, C).values())
+    assert any(line.startswith(f"floorplan: the {R}x{C} array's") for line in lines)
 
 
 @pytest.mark.place_and_route   # about 1 minute on 2 cores: a small top, three seeds
