@@ -45,7 +45,7 @@ def test_neighbours_sit_side_by_side(rows, cols, bands):
                     assert abs(index[right] - index[here]) == 1
                 else:
                     assert _xy(right)[0] == _xy(here)[0] and _xy(right)[1] != _xy(here)[1]
-        # The lanes take the first group of sites of their column's band, before row 0.
+    # The lanes take the first group of sites of their column's band, before row 0.
     for c in range(cols):
         lane, top = bels["lane", c], bels["pe", 0, c]
         assert _xy(lane)[1] == _xy(top)[1] and index[lane] < 4 <= index[top]
