@@ -15,7 +15,10 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["ECP5_DSP_SITES", "array_bels", "apply_floorplan"]
+__all__ = ["DEVICE", "ECP5_DSP_SITES", "array_bels", "apply_floorplan"]
+
+#: The device whose DSP sites this floorplan knows.
+DEVICE = "LFE5U-85F"
 
 #: The LFE5U-85F's MULT18X18D sites: three rows (Y) of 13 groups of four (X, X+1, X+4, X+5,
 #: sites MULT18_0, 1, 4, 5), 156 in all, as nextpnr-ecp5 names them.

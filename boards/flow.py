@@ -11,8 +11,8 @@ from pathlib import Path
 from hw.config import AccelConfig, build_dir
 from hw.dsp import ICE40_PAIR_WIDTH
 
+from . import floorplan as dsp_floorplan
 from . import icebreaker, ulx3s
-from .floorplan import apply_floorplan
 from .framing import BAUD
 from .jobs import run_jobs, run_tool, tail
 from .seeds import check_seeds, clear_seed_dirs, seed_dir, slack_ns
@@ -319,10 +319,10 @@ def synth_board(cfg, board, *, clk_freq=None, baud=BAUD, seed=None, seeds=None, 
     1. elaborate the board top with the amaranth-boards platform (``platform.prepare``), writing
        ``top.il`` and the pin constraints ``top.pcf`` / ``top.lpf``;
     2. Yosys ``synth_ice40 -dsp`` / ``synth_ecp5`` (log ``yosys.log``, counts ``stats.json``);
-    3. :func:`check_fit` on Yosys' counts; on ECP5, :func:`boards.floorplan.apply_floorplan`
-       pins the array's DSPs in ``top.json``; then :func:`check_fit` on nextpnr's packed counts
-       (``--pack-only``, ``pack.log``): a design that cannot fit is refused here, before place
-       and route;
+    3. :func:`check_fit` on Yosys' counts; on the LFE5U-85F,
+       :func:`boards.floorplan.apply_floorplan` pins the array's DSPs in ``top.json``; then
+       :func:`check_fit` on nextpnr's packed counts (``--pack-only``, ``pack.log``): a design
+       that cannot fit is refused here, before place and route;
     4. nextpnr at the board top's clock, ``--timing-allow-fail`` (a missed clock still gives a
        valid Fmax), with :data:`boards.synth.PNR_OPTIONS` (router2 on ECP5), once per seed on
        the same netlist, each seed in ``seed-<n>/`` (log ``nextpnr.log``, utilization
@@ -355,8 +355,9 @@ def synth_board(cfg, board, *, clk_freq=None, baud=BAUD, seed=None, seeds=None, 
     out_dir : path-like or None
         Output folder; by default ``build/<board>/`` in the repository.
     floorplan : bool
-        On ECP5, pin the array's and the requantizer's MULT18X18Ds
-        (:mod:`boards.floorplan`); ``False`` leaves their placement to nextpnr.
+        On the LFE5U-85F (:data:`boards.floorplan.DEVICE`), pin the array's and the
+        requantizer's MULT18X18Ds (:mod:`boards.floorplan`); ``False`` leaves their placement
+        to nextpnr.
     log : callable
         Called with one line of progress text at a time.
 
@@ -399,8 +400,8 @@ def synth_board(cfg, board, *, clk_freq=None, baud=BAUD, seed=None, seeds=None, 
     elapsed["elaborate"] = time.monotonic() - start
     counts = _synthesize(spec, board, uncontended, out_dir, elapsed, log)
     check_fit(board, counts)
-    if floorplan and spec.family == "ecp5":
-        log(apply_floorplan(out_dir / "top.json", cfg.array.rows, cfg.array.cols))
+    if floorplan and spec.device == dsp_floorplan.DEVICE:
+        log(dsp_floorplan.apply_floorplan(out_dir / "top.json", cfg.array.rows, cfg.array.cols))
     _pack_check(spec, board, out_dir, elapsed, log)
     seed_runs = _place_and_route(spec, board, clk_mhz, seeds, out_dir, elapsed, log)
     bitstream = _bitstream(spec, board, seeds[0], out_dir, elapsed, log)

@@ -139,9 +139,13 @@ def cmd_synth(args):
     from boards.seeds import parse_seeds
 
     # Checked before any tool runs.
-    if args.no_floorplan and args.board != "ulx3s":
-        raise ValueError(f"--no-floorplan applies to an ECP5 board build (--board ulx3s), not "
-                         f"to {'--board ' + args.board if args.board else 'a unit'}")
+    if args.no_floorplan:
+        from boards.floorplan import DEVICE
+        from boards.flow import BOARDS
+
+        if not args.board or BOARDS[args.board].device != DEVICE:
+            raise ValueError(f"--no-floorplan applies to an ECP5 board build (--board ulx3s), "
+                             f"not to {'--board ' + args.board if args.board else 'a unit'}")
     if args.seeds is not None:
         seeds = parse_seeds(args.seeds)
     else:
