@@ -144,8 +144,9 @@ def cmd_synth(args):
         from boards.flow import BOARDS
 
         if not args.board or BOARDS[args.board].device != DEVICE:
-            raise ValueError(f"--no-floorplan applies to an ECP5 board build (--board ulx3s), "
-                             f"not to {'--board ' + args.board if args.board else 'a unit'}")
+            raise ValueError(f"--no-floorplan applies to a board build on the {DEVICE} "
+                             f"(--board ulx3s), not to "
+                             f"{'--board ' + args.board if args.board else 'a unit'}")
     if args.seeds is not None:
         seeds = parse_seeds(args.seeds)
     else:

@@ -57,13 +57,13 @@ def test_synth_bad_seeds_are_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         main(["synth", "--board", "icebreaker", "--seed", "1", "--seeds", "1,2"])
     assert "not allowed with argument --seed" in capsys.readouterr().err
-    # The floorplan is the ECP5 board flow's: refused for the iCEBreaker and for a unit.
+    # The floorplan is the LFE5U-85F board flow's: refused for the iCEBreaker and for a unit.
     for where, named in ((["--board", "icebreaker"], "--board icebreaker"),
                          (["--unit", "gemm"], "a unit")):
         assert main(["synth", *where, "--no-floorplan"]) == 2
         assert capsys.readouterr().err == (
-            f"intformer synth: error: --no-floorplan applies to an ECP5 board build "
-            f"(--board ulx3s), not to {named}\n")
+            f"intformer synth: error: --no-floorplan applies to a board build on the "
+            f"LFE5U-85F (--board ulx3s), not to {named}\n")
 
 
 def test_sim_every_unit(capsys):
