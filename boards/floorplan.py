@@ -32,6 +32,12 @@ ECP5_DSP_SITES = {
 #: The DSP rows a floorplan of 1, 2 or 3 bands takes, in band order (adjacent rows together).
 _BANDS = {1: (34,), 2: (34, 58), 3: (10, 34, 58)}
 
+#: The share of a row of DSP sites a band may fill when more bands would hold the array: a full
+#: row (16x6 in two bands, 52 of 52 sites) crowds its products, operands and accumulators
+#: into the fabric beside one row of DSPs, where a product's route to its accumulator missed
+#: 75 MHz at seed 2 (docs/timing.md).
+_BAND_FILL = 0.75
+
 #: The flattened names of the cells pinned (hw.systolic names its elements ``pe_<r>_<c>``,
 #: hw.dsp their MULT18X18D ``mult``; hw.requant names lane j's ``p_<j>``).
 _PE = re.compile(r"(?:^|\.)gemm\.array\.pe_(\d+)_(\d+)\.mult$")
@@ -47,30 +53,39 @@ def array_bels(rows, cols, lanes=0):
     dict or None
         ``("pe", r, c)`` and ``("lane", j)`` -> site name. The fewest bands whose rows hold
         ``per = ceil(C / bands)`` columns of every array row beside a group of sites for the
-        lanes: band ``k`` holds columns ``k*per`` to ``k*per + per - 1``; element (r, c) takes
-        site ``4*ceil(per/4) + r*per + i`` and lane c site ``i``, with ``i = c - k*per`` (or
-        ``per - 1 - i`` in an odd band).
+        lanes, leaving a quarter of each row's sites free (:data:`_BAND_FILL`), or else the
+        fewest that hold them at all: band ``k`` holds columns ``k*per`` to
+        ``k*per + per - 1``; element (r, c) takes site ``4*ceil(per/4) + r*per + i`` and lane c
+        site ``i``, with ``i = c - k*per`` (or ``per - 1 - i`` in an odd band).
     """
     if lanes > cols:
         raise ValueError(f"Requantizer lanes must be at most the array's columns ({cols}), "
                          f"not {lanes}")
-    for bands, ys in _BANDS.items():
+
+    def used(bands):        # the sites a band's row takes, lanes' group included
         per = -(-cols // bands)
-        start = 4 * -(-per // 4)
-        if start + rows * per > len(ECP5_DSP_SITES[ys[0]]):
-            continue
-        bels = {}
-        for c in range(cols):
-            band, i = divmod(c, per)
-            if band % 2:
-                i = per - 1 - i
-            sites = ECP5_DSP_SITES[ys[band]]
-            for r in range(rows):
-                bels["pe", r, c] = sites[start + r * per + i]
-            if c < lanes:
-                bels["lane", c] = sites[i]
-        return bels
-    return None
+        return 4 * -(-per // 4) + rows * per
+
+    n_sites = len(ECP5_DSP_SITES[_BANDS[1][0]])
+    fitting = [bands for bands in _BANDS if used(bands) <= n_sites]
+    if not fitting:
+        return None
+    roomy = [bands for bands in fitting if used(bands) <= _BAND_FILL * n_sites]
+    bands = (roomy or fitting)[0]
+    ys = _BANDS[bands]
+    per = -(-cols // bands)
+    start = 4 * -(-per // 4)
+    bels = {}
+    for c in range(cols):
+        band, i = divmod(c, per)
+        if band % 2:
+            i = per - 1 - i
+        sites = ECP5_DSP_SITES[ys[band]]
+        for r in range(rows):
+            bels["pe", r, c] = sites[start + r * per + i]
+        if c < lanes:
+            bels["lane", c] = sites[i]
+    return bels
 
 
 def apply_floorplan(netlist, rows, cols):

@@ -315,7 +315,7 @@ class RowAdapter(wiring.Component):
             elif op == Op.GELU and self.over_c:
                 in_c = Signal(name="gelu_in_c")
                 m.d.sync += in_c.eq(self.in_c)
-                x_ready = self._over_c(m, sel, in_c, x_word, i, o)
+                x_ready = self._over_c(m, sel, x_word, i, o)
                 to_y = sel & ~in_c
             else:
                 m.d.comb += i.valid.eq(self.x.valid & sel)
@@ -330,18 +330,22 @@ class RowAdapter(wiring.Component):
                     m.d.comb += y_word[lane].eq(o.payload[lane])
         return m
 
-    def _over_c(self, m, sel, in_c, x_word, i, o):
+    def _over_c(self, m, sel, x_word, i, o):
         """GELU's input from X, or over C (``in_c``): each C word held and shifted down by
         ``lanes`` lanes a beat, the results shifted in at the top and written with the word's
         last beat. Returns the ``ready`` of X."""
         C, VL, c_elem = self.cfg.array.cols, self.lanes, self.c_elem
         beats = C // VL
-        over = sel & in_c
+        # `sel & in_c` and `beat == beats - 1` as flip-flops of their own, so that C's `ready`,
+        # which enables the C reader's wide output register across the die, is one logic level
+        # from flip-flops (GELU's input is always ready: its output's ready is 1).
+        over = Signal(name="c_over")
+        m.d.sync += over.eq((self.run_op == Op.GELU) & self.in_c)
         lanes = data.ArrayLayout(signed(c_elem), C)
         held = Signal(lanes, name="c_held")         # the word in the unit, beat 0 in lanes 0..
         full = Signal(name="c_full")
         beat = Signal(range(beats), name="c_beat")
-        last = beat == beats - 1
+        last = Signal(name="c_last")                # beat == beats - 1
         take = self.c.valid & self.c.ready
         m.d.comb += [self.c.ready.eq(over & (~full | (i.ready & last))),
                      i.valid.eq(Mux(over, full, self.x.valid & sel))]
@@ -351,9 +355,9 @@ class RowAdapter(wiring.Component):
         with m.If(~over):
             m.d.sync += full.eq(0)
         with m.Elif(take):
-            m.d.sync += [held.eq(self.c.payload), full.eq(1), beat.eq(0)]
+            m.d.sync += [held.eq(self.c.payload), full.eq(1), beat.eq(0), last.eq(beats == 1)]
         with m.Elif(i.valid & i.ready):
-            m.d.sync += beat.eq(beat + 1)
+            m.d.sync += [beat.eq(beat + 1), last.eq(beat + 1 == beats - 1)]
             for lane in range(C - VL):
                 m.d.sync += held[lane].eq(held[lane + VL])
             with m.If(last):

@@ -13,7 +13,7 @@ from .skid import SkidBuffer
 from .stream import Countdown, Queue, delay, delay_ram
 from .systolic import SystolicArray
 
-__all__ = ["gemm_cmd_layout", "GemmEngine"]
+__all__ = ["gemm_cmd_layout", "tile_gap", "GemmEngine"]
 
 
 def gemm_cmd_layout(gemm_cfg):
@@ -23,6 +23,18 @@ def gemm_cmd_layout(gemm_cfg):
         "k": unsigned(bits_for(gemm_cfg.max_k)),
         "n": unsigned(bits_for(gemm_cfg.max_n)),
     })
+
+
+def tile_gap(cfg):
+    """The fewest cycles between the last operand pairs of consecutive tiles of
+    :class:`GemmEngine` for ``cfg``: ``2R - 1``, the drain chain's spacing (row r of a tile
+    leaves ``2r`` cycles after row 0); ``2R`` when the requantizer after it is half-rate
+    (``cfg.requant.half_rate``), which takes a row every 2 cycles, so that a full tile's rows
+    are taken before the next tile's come. At ``2R - 1`` it would fall a cycle behind each full
+    tile, until its backlog filled the output queue and the credit held the inputs back, which
+    no closed-form cycle count follows; a tile with a K below ``2R`` costs a cycle more
+    instead."""
+    return 2 * cfg.array.rows - 1 + cfg.requant.half_rate
 
 
 class GemmEngine(wiring.Component):
@@ -83,8 +95,9 @@ class GemmEngine(wiring.Component):
     row r of a tile is accepted by a ready sink ``2r + C + 7`` cycles after the tile's last
     operand pair enters the array, which is at least one cycle after ``a`` and ``b`` took it
     (:func:`sim.cyclemodel.gemm_cycles` gives whole-problem counts, exact without stalls).
-    Throughput: one operand pair (R x C MACs) per cycle while ``K >= 2R - 1``; consecutive tiles
-    must finish ``2R - 1`` cycles apart, so a tile with a smaller K still costs ``2R - 1`` cycles.
+    Throughput: one operand pair (R x C MACs) per cycle while K is at least :func:`tile_gap`
+    (``2R - 1``, or ``2R`` with a half-rate requantizer); consecutive tiles finish that many cycles
+    apart, so a tile with a smaller K still costs that many cycles.
     """
 
     def __init__(self, cfg):
@@ -94,7 +107,7 @@ class GemmEngine(wiring.Component):
         #: Output FIFO depth in rows.
         self.fifo_depth = 3 * self.rows + self.cols + 8
         #: Minimum distance, in cycles, between the last operand pairs of consecutive tiles.
-        self.tile_gap = 2 * self.rows - 1
+        self.tile_gap = tile_gap(cfg)
         #: High when the engine would take an operand pair offered on ``a`` and ``b`` this cycle
         #: (its input register stage has room): a flip-flop, independent of the valids, for a
         #: producer that wants its read enable without the ``valid``/``ready`` loop. Not a port.

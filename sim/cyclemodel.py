@@ -1,6 +1,7 @@
 """Analytic cycle models of the units and of the accelerator top's runs, checked against
 simulation by tests and ``bench/``."""
 
+from hw.gemm import tile_gap
 from hw.isa import vector_lanes
 from hw.layernorm import NORM_STEPS, OUTPUT_STAGES, RECIP_STEPS, SLOTS, SQRT_WIDTH
 
@@ -19,8 +20,9 @@ def gemm_cycles(cfg, M, K, N):
 
     * The first operand pair enters the array two cycles after the command (the command
       register, then the sequencer; the operands wait in the input skid buffer meanwhile);
-      tile i's last pair enters ``max(K, 2R - 1)`` cycles after tile i-1's (``2R - 1`` is the
-      drain-chain spacing).
+      tile i's last pair enters ``max(K, G)`` cycles after tile i-1's (``G``,
+      :func:`hw.gemm.tile_gap`: ``2R - 1``, the drain chain's spacing, or ``2R`` with a
+      half-rate requantizer).
     * Row r of a tile leaves ``2r + C + 7`` cycles after the tile's last pair enters: r cycles of
       skew, c + 1 through the row of elements, 2 of multiply and accumulate, 1 into the drain
       slot, r up the drain chain, ``C - 1 - c`` of de-skew, 2 through the output FIFO and 1
@@ -29,7 +31,7 @@ def gemm_cycles(cfg, M, K, N):
     R, C = cfg.array.rows, cfg.array.cols
     tiles = -(-M // R) * -(-N // C)
     rows_last = M - (-(-M // R) - 1) * R
-    return K + (tiles - 1) * max(K, 2 * R - 1) + 2 * (rows_last - 1) + C + 8
+    return K + (tiles - 1) * max(K, tile_gap(cfg)) + 2 * (rows_last - 1) + C + 8
 
 
 def gemm_utilization(cfg, M, K, N):
@@ -63,24 +65,25 @@ def _drain_delay(cfg, M, K, N):
     of a LINEAR run, up to the requantizer taking it.
 
     Tile t's rows leave the engine two cycles apart, ``E_t + 2r`` (``E_t = E_0 + t*S``, ``S =
-    max(K, 2R - 1)``), and the stage passes at most one a cycle; after a tile's last row it
-    passes nothing for 2 cycles (the next tile's constants are read). So tile t's first row
-    passes at ``c_t = max(E_t, last_(t-1) + 3)`` and its last at ``last_t = max(E_t + 2(n_t -
-    1), c_t + n_t - 1)``. The stage sets the pace tile after tile when ``S < n + 2`` (R <= 2 and
-    K < R + 2; the engine's credit then holds its inputs back, its output queue full, so the
-    stage never waits for a row), or once, at a last row tile of ``n < R`` rows after a full one,
-    when ``2R - n + 2 > S`` (small K; it is gone again after further tiles of that row tile).
+    max(K, G)``, ``G`` the engine's :func:`hw.gemm.tile_gap`), and the stage passes at most one
+    a cycle; after a tile's last row it passes nothing for 2 cycles (the next tile's constants
+    are read). So tile t's first row passes at ``c_t = max(E_t, last_(t-1) + 3)`` and its last
+    at ``last_t = max(E_t + 2(n_t - 1), c_t + n_t - 1)``. The stage sets the pace tile after
+    tile when ``S < n + 2`` (R <= 2 and K < R + 2; the engine's credit then holds its inputs
+    back, its output queue full, so the stage never waits for a row), or once, at a last row
+    tile of ``n < R`` rows after a full one, when ``2R - n + 2 > S`` (small K; it is gone again
+    after further tiles of that row tile).
 
     The requantizer takes a row on the cycle the stage offers it, except with
     ``requant.half_rate``, where it takes one every 2 cycles, each a cycle after it is offered:
     tile t's first row at ``q_t = max(c_t + 1, q_(t-1)' + 2)`` and its last ``2(n_t - 1)``
-    cycles later (``q_(t-1)'``, the previous tile's last). Rows two cycles apart keep that
-    pace, so it costs a cycle in all, and a cycle a tile beyond it only where ``S < 2n``
-    (``K < 2R``). The register slice before the requantizer takes the rows that wait, so that
-    the stage is not held back (exact on the shapes of ``tests/hw/test_top.py``).
+    cycles later (``q_(t-1)'``, the previous tile's last). The engine then spaces its tiles at
+    least ``2R`` apart, so a tile's rows are taken before the next tile's come: the pace costs a
+    cycle in all, and the register slice before the requantizer holds the one row that waits,
+    so that the stage is not held back (exact on the shapes of ``tests/hw/test_top.py``).
     """
     R, C = cfg.array.rows, cfg.array.cols
-    S = max(K, 2 * R - 1)
+    S = max(K, tile_gap(cfg))
     half_rate = cfg.requant.half_rate
     t = 0
     last = taken = None
@@ -116,8 +119,7 @@ def linear_cycles(cfg, M, K, N, raw=False):
       starts 7 cycles after LAUNCH.
     * :class:`hw.channels.ChannelStage` passes the rows, 2 cycles idle after each tile, and the
       requantizer takes them (:func:`_drain_delay`: nothing when ``K >= 2R + 1``, nor for most
-      shapes with ``R >= 3``; with ``requant.half_rate`` a cycle, and a cycle a tile where
-      ``K < 2R``);
+      shapes with ``R >= 3``; with ``requant.half_rate`` a cycle);
     * ``RUN_REQUANT`` (9) cycles to the requantizer's output, written into C on that cycle.
     * RAW: no channel stage and no requantizer, the row written as it leaves the accumulate
       stage, ``RUN_ACCUMULATE`` (1) cycle after the engine's output.
@@ -321,7 +323,8 @@ class SoftmaxRows:
 
 #: Constants of :func:`attention_cycles`, in cycles, fitted to simulation (a grid search
 #: minimizing the worst relative error over 224 small heads, L of 1 to 20 and d of 1 to 16 on
-#: 2x2 to 6x8 arrays with 1 or 2 softmax lanes, causal or not: 1.5%; the shapes of
+#: 2x2 to 6x8 arrays with 1 or 2 softmax lanes, causal or not: 1.5%; with the tile gap held
+#: from job to job, 196 random heads of that kind on Verilator are within 1.3%; the shapes of
 #: ``bench/attention.py``, 1 to 4 lanes, are checked against it; the start and the tail trade
 #: off, only their sum counts): from Q's row block's last beat to the first operand of the QK
 #: job waiting for it, and from V's last beat to the PV job's; between one job's last operand
@@ -355,14 +358,16 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
     operands come in: QK(b) once Q's row block b is in, each of its tiles once that K tile is
     in, PV once all of V is.
     The array runs the jobs back to back (:func:`attention_jobs`); each job costs what the GEMM
-    engine costs (:func:`gemm_cycles`' ``K + (tiles - 1) * max(K, 2R - 1)``) plus a small gap.
+    engine costs (:func:`gemm_cycles`' ``K + (tiles - 1) * max(K, G)``) plus a small gap, and
+    the engine's tile gap ``G`` holds from one job's last tile to the next job's first too (it
+    binds where K < G: small heads, and on a 16-row array a head of fewer than 32 tokens).
     ``PV(b)`` also waits for the softmax of block b, whose rows are offered when ``QK(b)``'s
     last row is out and pass the unit row by row (:class:`SoftmaxRows`: its passes overlap
     rows, within a block and from one block to the next, so a block of short rows, as with
     many lanes, takes less than its rows' periods plus a lone row's latency).
     """
     R, C = cfg.array.rows, cfg.array.cols
-    gap = 2 * R - 1
+    gap = tile_gap(cfg)
     blocks = -(-L // R)
     # The loads run side by side, a beat a cycle each: QK(b) waits for Q's row block b and
     # each of its tiles for its K tile (d beats each), PV for all of V.
@@ -374,10 +379,13 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
         t = 0
         softmax = SoftmaxRows(cfg.attention_softmax, L)
         probs_ready = {}
+        last = None
         for kind, b in attention_jobs(blocks):
             rows = min(R, L - b * R)
             cols = min(L, b * R + R) if causal else L
             k, tiles = (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
+            if last is not None:    # the engine's tile gap holds from one job to the next
+                t = max(t, last + gap - k + 1)
             if kind == "QK":
                 t = max(t, counted, (b + 1) * d + ATTENTION_START)
                 for j in range(tiles):      # tile j's first operand pair, then its last

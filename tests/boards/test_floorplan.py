@@ -22,8 +22,8 @@ def test_sites_are_the_devices():
     assert {_xy(site)[1] for site in ALL_SITES} == {10, 34, 58}
 
 
-@pytest.mark.parametrize("rows, cols, bands", [(16, 6, 2), (8, 6, 2), (16, 8, 3), (2, 2, 1),
-                                               (12, 4, 1)])
+@pytest.mark.parametrize("rows, cols, bands", [(16, 6, 3), (8, 6, 2), (16, 8, 3), (2, 2, 1),
+                                               (12, 4, 2), (8, 4, 1)])
 def test_neighbours_sit_side_by_side(rows, cols, bands):
     bels = array_bels(rows, cols, cols)
     sites = list(bels.values())
@@ -73,7 +73,7 @@ def test_apply_pins_the_array_and_the_lanes_only(tmp_path):
     path = _netlist(tmp_path / "top.json", 16, 6, 6)
     line = apply_floorplan(path, 16, 6)
     assert line == ("floorplan: the 16x6 array's MULT18X18Ds and the requantizer's 6 lanes' "
-                    "pinned in DSP rows Y34, Y58")
+                    "pinned in DSP rows Y10, Y34, Y58")
     cells = json.loads(path.read_text())["modules"]["top"]["cells"]
     want = array_bels(16, 6, 6)
     for (r, c) in ((0, 0), (15, 5), (7, 3)):

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import intformer as itf
-from hw.config import AccelConfig, ArrayConfig, GemmConfig
-from hw.gemm import GemmEngine
+from hw.config import AccelConfig, ArrayConfig, GemmConfig, RequantConfig
+from hw.gemm import GemmEngine, tile_gap
 from sim import bench, cyclemodel, golden
 
 # Several array shapes, non-square and non-power-of-two included.
@@ -90,6 +90,24 @@ def test_cycle_model_exact_without_stalls(arr, backend):
     for M, K, N in [(7, 1, 5), (9, 4, 4), (arr[0] * 2, 30, arr[1] * 2)]:
         r = check(cfg, *random_operands(rng, M, K, N), backend=backend)
         assert r.cycles == cyclemodel.gemm_cycles(cfg, M, K, N)
+
+
+@pytest.mark.parametrize("arr", [(2, 2), (3, 2)])
+def test_tiles_2r_apart_before_a_half_rate_requantizer(arr):
+    # With RequantConfig.half_rate the engine spaces tiles 2R apart (tile_gap), so that a
+    # requantizer taking a row every 2 cycles keeps up; K < 2R shows the extra cycle a tile.
+    cfg = make_cfg(*arr)
+    half = cfg.replace(requant=RequantConfig(half_rate=True))
+    assert (tile_gap(cfg), tile_gap(half)) == (2 * arr[0] - 1, 2 * arr[0])
+    rng = np.random.default_rng(7)
+    M, K, N = 2 * arr[0] + 1, 1, 3 * arr[1]
+    a, b = random_operands(rng, M, K, N)
+    cycles = {}
+    for c in (cfg, half):
+        cycles[c.requant.half_rate] = check(c, a, b).cycles
+        assert cycles[c.requant.half_rate] == cyclemodel.gemm_cycles(c, M, K, N)
+    tiles = -(-M // arr[0]) * -(-N // arr[1])
+    assert cycles[True] - cycles[False] == tiles - 1
 
 
 # Paired products (two elements of a column per DSP block, reset-less product registers): the

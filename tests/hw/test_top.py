@@ -803,10 +803,11 @@ ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len
     # Ragged M and N, several column tiles, K = 1; (8, 3, 8), (3, 1, 7), (16, 1, 16) and
     # (9, 2, 1) come faster than the channel stage passes them (R = 2, K < R + 2).
     (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
-    # (9, 5, 6) and (10, 1, 4): a last row tile of 1 or 2 rows comes 2R - 1 cycles after a full
+    # (9, 5, 6) and (10, 1, 4): a last row tile of 1 or 2 rows comes 2R cycles after a full
     # one, before the stage has passed it and waited out its bubble. The preset's requantizer
-    # is half_rate: (16, 1, 12), (24, 2, 18) and (8, 10, 18) give it full tiles faster than a
-    # row every 2 cycles (K < 2R), (8, 16, 12) just at that pace.
+    # is half_rate, so the engine spaces tiles 2R apart (hw.gemm.tile_gap): (16, 1, 12),
+    # (24, 2, 18) and (8, 10, 18) have K < 2R, (8, 16, 12) K = 2R. (The MiniLM forward on the
+    # Verilated top, tests/model/test_accel.py, runs shapes of many more tiles.)
     (ULX3S, [(13, 20, 14), (7, 5, 13), (8, 1, 6), (1, 40, 19), (9, 5, 6), (10, 1, 4),
              (16, 1, 12), (24, 2, 18), (8, 10, 18), (8, 16, 12)]),
 ])
