@@ -33,9 +33,9 @@ ECP5_DSP_SITES = {
 _BANDS = {1: (34,), 2: (34, 58), 3: (10, 34, 58)}
 
 #: The share of a row of DSP sites a band may fill when more bands would hold the array: a full
-#: row (16x6 in two bands, 52 of 52 sites) crowds its products, operands and accumulators
-#: into the fabric beside one row of DSPs, where a product's route to its accumulator missed
-#: 75 MHz at seed 2 (docs/timing.md).
+#: row (16x6 in two bands takes 52 of 52 sites) crowds its elements' products, operands and
+#: accumulators into the fabric beside one row of DSPs, so that the placer may put an
+#: accumulator far from its DSP (docs/timing.md).
 _BAND_FILL = 0.75
 
 #: The flattened names of the cells pinned (hw.systolic names its elements ``pe_<r>_<c>``,
