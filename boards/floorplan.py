@@ -62,19 +62,19 @@ def array_bels(rows, cols, lanes=0):
         raise ValueError(f"Requantizer lanes must be at most the array's columns ({cols}), "
                          f"not {lanes}")
 
-    def used(bands):        # the sites a band's row takes, lanes' group included
-        per = -(-cols // bands)
-        return 4 * -(-per // 4) + rows * per
-
     n_sites = len(ECP5_DSP_SITES[_BANDS[1][0]])
-    fitting = [bands for bands in _BANDS if used(bands) <= n_sites]
-    if not fitting:
+    fits = {}       # bands -> (columns a band, its first element site, the sites it takes)
+    for bands in _BANDS:
+        per = -(-cols // bands)
+        start = 4 * -(-per // 4)
+        if start + rows * per <= n_sites:
+            fits[bands] = per, start, start + rows * per
+    if not fits:
         return None
-    roomy = [bands for bands in fitting if used(bands) <= _BAND_FILL * n_sites]
-    bands = (roomy or fitting)[0]
+    bands = next((b for b, (*_, used) in fits.items() if used <= _BAND_FILL * n_sites),
+                 next(iter(fits)))
     ys = _BANDS[bands]
-    per = -(-cols // bands)
-    start = 4 * -(-per // 4)
+    per, start, _ = fits[bands]
     bels = {}
     for c in range(cols):
         band, i = divmod(c, per)
