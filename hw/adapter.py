@@ -31,7 +31,8 @@ class MatrixAdapter(wiring.Component):
     :class:`~hw.channels.ChannelStage` (``chan`` its writes) before the register slice; with
     LINEAR in the config every run's rows pass it, and the requantizer is per-lane.
 
-    With LINEAR in the config, the engine's rows first pass an :class:`~hw.accumulate.Accumulate`
+    With LINEAR in the config, the engine's rows first pass a register slice, so that the
+    engine's output ``ready`` is a flip-flop, then an :class:`~hw.accumulate.Accumulate`
     stage (one register, every GEMM, GEMM_RAW and LINEAR run): a LINEAR run with ``LIN_MODE``'s
     ACCUMULATE adds C's old words (``c_old``, read ahead by C's reader) to its rows, the rows
     shifted by ``in_width`` with SHIFT; one with RAW writes the sums into C as GEMM_RAW does
@@ -78,8 +79,9 @@ class MatrixAdapter(wiring.Component):
     att_q, att_k, att_v, att_rows : with attention only
         The attention controller's ports.
 
-    Latency: 1 cycle into the requantizer (the register slice), and with LINEAR 1 cycle more for
-    the engine's rows (the accumulate stage, before the requantizer or C); none
+    Latency: 1 cycle into the requantizer (the register slice), and with LINEAR 2 cycles more
+    for the engine's rows (their register slice and the accumulate stage, before the
+    requantizer or C); none
     (combinational) elsewhere, but for the selects and, with attention, the requantizer's
     constants, one register each.
     Throughput: one word per cycle.
@@ -162,7 +164,12 @@ class MatrixAdapter(wiring.Component):
             m.submodules.accumulate = acc = Accumulate(C, cfg.acc_width,
                                                        engine_config(cfg).acc_width,
                                                        cfg.array.in_width)
-            wiring.connect(m, wiring.flipped(g_out), acc.i)
+            # The engine's rows reach the stage through a register slice, so that the engine's
+            # output ready (and the arbiter's row register enable behind it) is a flip-flop, not
+            # the stage's handshake, which follows the channel stage's and the requantizer's.
+            m.submodules.row_slice = row_slice = SkidBuffer(g_out.payload.shape())
+            wiring.connect(m, wiring.flipped(g_out), row_slice.i)
+            wiring.connect(m, row_slice.o, acc.i)
             m.submodules.c_old_slice = c_old_slice = SkidBuffer(self.c_old.payload.shape())
             wiring.connect(m, wiring.flipped(self.c_old), c_old_slice.i)
             wiring.connect(m, c_old_slice.o, acc.old)

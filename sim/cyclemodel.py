@@ -45,11 +45,11 @@ def gemm_utilization(cfg, M, K, N):
 #: reader offers its first word ``RUN_FIRST_WORD`` cycles after LAUNCH (its ``start``
 #: registered, the loops latched, the read issued, the memory, the landing register, the queue,
 #: the register slice); with LINEAR in the config, the engine's rows pass
-#: :class:`hw.accumulate.Accumulate` (``RUN_ACCUMULATE`` cycles: its register) and an exact row
-#: is written into C on the cycle it leaves it; a requantized row is written into C
-#: ``RUN_REQUANT`` cycles after the engine's output gives it up (the accumulate stage, the
-#: register slice before the requantizer, its 7 stages).
-RUN_LAUNCH, RUN_FIRST_WORD, RUN_ACCUMULATE, RUN_REQUANT = 4, 8, 1, 9
+#: a register slice and :class:`hw.accumulate.Accumulate` (``RUN_ACCUMULATE`` cycles: the slice
+#: and the stage's register) and an exact row is written into C on the cycle it leaves it; a
+#: requantized row is written into C ``RUN_REQUANT`` cycles after the engine's output gives it
+#: up (those two, the register slice before the requantizer, its 7 stages).
+RUN_LAUNCH, RUN_FIRST_WORD, RUN_ACCUMULATE, RUN_REQUANT = 4, 8, 2, 10
 
 #: Cycles the command port adds to each run as the simulated tops count a run
 #: (:attr:`boards.simtop.SimulatedTop.run_cycles`, from the RUN command's first byte to the
@@ -120,12 +120,12 @@ def linear_cycles(cfg, M, K, N, raw=False):
     * :class:`hw.channels.ChannelStage` passes the rows, 2 cycles idle after each tile, and the
       requantizer takes them (:func:`_drain_delay`: nothing when ``K >= 2R + 1``, nor for most
       shapes with ``R >= 3``; with ``requant.half_rate`` a cycle);
-    * ``RUN_REQUANT`` (9) cycles to the requantizer's output, written into C on that cycle.
+    * ``RUN_REQUANT`` (10) cycles to the requantizer's output, written into C on that cycle.
     * RAW: no channel stage and no requantizer, the row written as it leaves the accumulate
-      stage, ``RUN_ACCUMULATE`` (1) cycle after the engine's output.
+      stage, ``RUN_ACCUMULATE`` (2) cycles after the engine's output.
 
-    ``cycles = max(ceil(M/R), ceil(N/C)) + 20 + gemm_cycles(cfg, M, K, N) + drain delay``,
-    RAW ``max(ceil(M/R), ceil(N/C)) + 12 + gemm_cycles(cfg, M, K, N)``.
+    ``cycles = max(ceil(M/R), ceil(N/C)) + 21 + gemm_cycles(cfg, M, K, N) + drain delay``,
+    RAW ``max(ceil(M/R), ceil(N/C)) + 13 + gemm_cycles(cfg, M, K, N)``.
     """
     if raw:
         return gemm_raw_cycles(cfg, M, K, N)
