@@ -264,7 +264,8 @@ class RowAdapter(wiring.Component):
     in_c : In(1)
         The run is a GELU over C (set at launch, held through the run).
     c : In(stream.Signature(unsigned(C's width)))
-        C's words, from its reader.
+        C's words, from its reader. Taken only over C (``ready`` low otherwise), so ``valid``
+        may be the reader's in any run.
     c_out : Out(stream.Signature(unsigned(C's width), always_ready=True))
         GELU's results, a word of C each, sign-extended in C's lanes.
 

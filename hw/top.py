@@ -220,9 +220,14 @@ class Accelerator(wiring.Component):
         if c_read is not None:
             old = mx.c_old
             if gelu_in_c(self.cfg):
+                # The row adapter takes a word only over C (its `ready` is low otherwise, from
+                # a flip-flop of its own a cycle behind `run_in_c`, when the reader, which
+                # offers its first word 8 cycles after launch, has none), so its `valid` is the
+                # reader's: `run_in_c`, from across the die, stays off the enable of the word it
+                # holds.
                 over = disp.run_in_c
                 m.d.comb += [old.valid.eq(c_read.valid & ~over),
-                             rows.c.valid.eq(c_read.valid & over),
+                             rows.c.valid.eq(c_read.valid),
                              old.payload.eq(c_read.payload), rows.c.payload.eq(c_read.payload),
                              c_read.ready.eq(Mux(over, rows.c.ready, old.ready)),
                              rows.in_c.eq(over)]
