@@ -167,7 +167,8 @@ class MatrixAdapter(wiring.Component):
             # The engine's rows reach the stage through a register slice, so that the engine's
             # output ready (and the arbiter's row register enable behind it) is a flip-flop, not
             # the stage's handshake, which follows the channel stage's and the requantizer's.
-            m.submodules.row_slice = row_slice = SkidBuffer(g_out.payload.shape())
+            # The rows' lanes come from columns spread over the die: a skid flag for each.
+            m.submodules.row_slice = row_slice = SkidBuffer(g_out.payload.shape(), copies=C)
             wiring.connect(m, wiring.flipped(g_out), row_slice.i)
             wiring.connect(m, row_slice.o, acc.i)
             m.submodules.c_old_slice = c_old_slice = SkidBuffer(self.c_old.payload.shape())

@@ -2,11 +2,12 @@
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import is_ice40
+from .fanout import register_copies
 
 __all__ = ["SkidBuffer"]
 
@@ -27,12 +28,19 @@ class SkidBuffer(wiring.Component):
     paths cost (docs/timing.md); the beats leave on the same cycles whenever the producer
     keeps offering them, as a producer behind a queue does.
 
+    The skid flag selects every payload bit of both registers, so a wide payload spread over the
+    die makes it a long net: with ``copies`` the flag is that many flip-flops of its own
+    (:func:`hw.fanout.register_copies`), each for a contiguous slice of the payload's bits (a
+    lane or a few of an array layout), the handshake from the first.
+
     Latency: 1 cycle. Throughput: one beat per cycle, in any pattern of stalls.
 
     Parameters
     ----------
     shape : shape-like
         The payload shape.
+    copies : int
+        Flip-flops of the skid flag, one for each slice of the payload (1 by default).
 
     Members
     -------
@@ -49,7 +57,11 @@ class SkidBuffer(wiring.Component):
         register and its flag.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, *, copies=1):
+        if not isinstance(copies, int) or copies < 1:
+            raise ValueError(f"A skid buffer's flag copies must be a positive integer, not "
+                             f"{copies!r}")
+        self.copies = copies
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -64,18 +76,29 @@ class SkidBuffer(wiring.Component):
             self.formal_view = None
             return m
         skid = Signal.like(self.i.payload, name="skid")
-        skid_valid = Signal()
-        m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(self.o.ready | ~self.o.valid):      # the main register moves
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~skid_valid):      # stalled: catch the arriving beat
-            m.d.sync += skid_valid.eq(1)
-        # The skid register follows the input while it is empty, so its (wide) enable is one
-        # flip-flop, not the consumer's ready.
-        with m.If(~skid_valid):
-            m.d.sync += skid.eq(self.i.payload)
+        moves = self.o.ready | ~self.o.valid        # the main register moves
+        skid_next = Signal()
+        if self.copies == 1:
+            flags = [Signal(name="skid_valid")]
+            m.d.sync += flags[0].eq(skid_next)
+        else:
+            flags = register_copies(m, platform, skid_next, self.copies, name="skid_valid")
+        skid_valid = flags[0]
+        # The skid register fills when the main one stalls with a beat arriving, and empties
+        # as the main one moves (taking its beat).
+        m.d.comb += [skid_next.eq(~moves & (skid_valid | self.i.valid)),
+                     self.i.ready.eq(~skid_valid)]
+        with m.If(moves):
+            m.d.sync += self.o.valid.eq(skid_valid | self.i.valid)
+        bits = [Value.cast(x) for x in (self.i.payload, skid, self.o.payload)]
+        step = -(-len(bits[0]) // self.copies)
+        for k, flag in enumerate(flags):
+            i_bits, skid_bits, o_bits = (b[k * step:(k + 1) * step] for b in bits)
+            with m.If(moves):
+                m.d.sync += o_bits.eq(Mux(flag, skid_bits, i_bits))
+            # The skid register follows the input while it is empty, so its (wide) enable is
+            # a flip-flop, not the consumer's ready.
+            with m.If(~flag):
+                m.d.sync += skid_bits.eq(i_bits)
         self.formal_view = SimpleNamespace(o=self.o, skid=skid, skid_valid=skid_valid)
         return m

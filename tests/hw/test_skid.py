@@ -1,8 +1,11 @@
 """SkidBuffer: every beat through, in order, with registered handshakes, at one beat a cycle."""
 
+import gc
+import warnings
+
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, UnusedElaboratable
 
 from boards.synth import SynthTarget
 from hw.skid import SkidBuffer
@@ -12,8 +15,8 @@ from sim.bench import StreamSink, StreamSource, run
 ICE40 = SynthTarget.for_family("ice40")
 
 
-def _pass(items, stall_in, stall_out, seed, platform=None):
-    dut = SkidBuffer(16)
+def _pass(items, stall_in, stall_out, seed, platform=None, copies=1):
+    dut = SkidBuffer(16, copies=copies)
     rng = np.random.default_rng(seed)
     src = StreamSource(dut.i, items, name="i", rng=rng, stall=stall_in)
     sink = StreamSink(dut.o, len(items), name="o", rng=rng, stall=stall_out)
@@ -21,14 +24,30 @@ def _pass(items, stall_in, stall_out, seed, platform=None):
     return src, sink
 
 
-@pytest.mark.parametrize("platform", [None, ICE40], ids=["sim", "ice40"])
+@pytest.mark.parametrize("platform, copies", [(None, 1), (ICE40, 1), (None, 3)],
+                         ids=["sim", "ice40", "sim-3-flags"])
 @pytest.mark.parametrize("stall_in, stall_out", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5),
                                                  (0.3, 0.6), (0.7, 0.7)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_every_beat_in_order(stall_in, stall_out, seed, platform):
+def test_every_beat_in_order(stall_in, stall_out, seed, platform, copies):
+    # With 3 copies of the skid flag, the 16 bits are cut 6, 6, 4, each slice on its own.
     items = np.random.default_rng(100 + seed).integers(0, 1 << 16, 300).tolist()
-    _, sink = _pass(items, stall_in, stall_out, seed, platform)
+    _, sink = _pass(items, stall_in, stall_out, seed, platform, copies)
     assert sink.items == items
+
+
+def test_skid_flag_copies_on_ecp5_are_kept_flip_flops():
+    # On ECP5 each copy is a TRELLIS_FF instance marked keep (hw.fanout), so that Yosys does not
+    # merge them back into one net across the payload.
+    dut = SkidBuffer(16, copies=4)
+    frag = Fragment.get(dut, SynthTarget.for_family("ecp5"))
+    kept = [name for _, name, *_ in frag.subfragments if name.startswith("skid_valid_")]
+    assert sorted(kept) == [f"skid_valid_{k}" for k in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)     # the refused one
+        with pytest.raises(ValueError, match="flag copies must be a positive integer, not 0"):
+            SkidBuffer(16, copies=0)
+        gc.collect()
 
 
 @pytest.mark.parametrize("platform", [None, ICE40], ids=["sim", "ice40"])
