@@ -161,10 +161,11 @@ def test_shared_softmax():
     assert tiny.shared_softmax == dataclasses.replace(
         tiny.softmax, max_len=max(tiny.softmax.max_len, tiny.attention.max_seq_len),
         in_width=max(tiny.softmax.in_width, tiny.attention_softmax.in_width))
-    # The ulx3s preset scales attention's lanes with its 8x6 array ("auto": 3), so attention
-    # has a softmax of its own beside RUN SOFTMAX's one-lane unit.
+    # The ulx3s preset gives attention a softmax of 3 lanes beside RUN SOFTMAX's one-lane unit
+    # (fewer than "auto"'s 6 for its 16x6 array).
     ulx3s = AccelConfig.preset("ulx3s")
-    assert ulx3s.attention.softmax_lanes == "auto" and ulx3s.attention_lanes == 3
+    assert ulx3s.attention.softmax_lanes == ulx3s.attention_lanes == 3
+    assert ulx3s.replace(attention=AttentionConfig(max_head_dim=32)).attention_lanes == 6
     assert ulx3s.shared_softmax is None and ulx3s.softmax.lanes == 1
     assert AccelConfig(attention=AttentionConfig(softmax_lanes=2)).shared_softmax is None
     assert AccelConfig(softmax=SoftmaxConfig(out_width=10)).shared_softmax is None

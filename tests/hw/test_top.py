@@ -791,7 +791,7 @@ class RunClock(SimTop):
         return self.last_write - self.accepted + 1
 
 
-# The ulx3s preset (8 x 6, every unit, the shared engine) with a small attention controller, to
+# The ulx3s preset (16 x 6, every unit, the shared engine) with a small attention controller, to
 # elaborate and simulate quickly; the array, the attention softmax's "auto" lanes (beside RUN
 # SOFTMAX's unit) and the LINEAR and RESIDUAL paths are the board's.
 ULX3S = AccelConfig.preset("ulx3s")
@@ -803,13 +803,14 @@ ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len
     # Ragged M and N, several column tiles, K = 1; (8, 3, 8), (3, 1, 7), (16, 1, 16) and
     # (9, 2, 1) come faster than the channel stage passes them (R = 2, K < R + 2).
     (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
-    # (9, 5, 6) and (10, 1, 4): a last row tile of 1 or 2 rows comes 2R cycles after a full
-    # one, before the stage has passed it and waited out its bubble. The preset's requantizer
-    # is half_rate, so the engine spaces tiles 2R apart (hw.gemm.tile_gap): (16, 1, 12),
-    # (24, 2, 18) and (8, 10, 18) have K < 2R, (8, 16, 12) K = 2R. (The MiniLM forward on the
-    # Verilated top, tests/model/test_accel.py, runs shapes of many more tiles.)
-    (ULX3S, [(13, 20, 14), (7, 5, 13), (8, 1, 6), (1, 40, 19), (9, 5, 6), (10, 1, 4),
-             (16, 1, 12), (24, 2, 18), (8, 10, 18), (8, 16, 12)]),
+    # R = 16. (17, 5, 6) and (18, 1, 4): a last row tile of 1 or 2 rows comes 2R cycles after a
+    # full one, before the stage has passed it and waited out its bubble. The preset's
+    # requantizer is half_rate, so the engine spaces tiles 2R apart: (16, 1, 12), (32, 2, 18)
+    # and (16, 10, 18) have K < 2R, (16, 32, 12) K = 2R. (The MiniLM forward on the Verilated
+    # top, tests/model/test_accel.py, runs many-tile shapes whose requantizer fell behind at
+    # 2R - 1.)
+    (ULX3S, [(13, 20, 14), (7, 5, 13), (16, 1, 6), (1, 40, 19), (17, 5, 6), (18, 1, 4),
+             (16, 1, 12), (32, 2, 18), (16, 10, 18), (16, 32, 12)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
     # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
@@ -946,7 +947,7 @@ def test_gelu_over_c_cycle_model_exact():
 @pytest.mark.parametrize("softmax_lanes", [1, "auto"])
 def test_attention_run_cycle_model(softmax_lanes):
     # One RUN ATTENTION (a head) per shape, with one softmax lane (shared with RUN SOFTMAX) and
-    # with the board's "auto" (six at 8 x 6, d <= 8); attention_cycles is fitted: the top's run
+    # with "auto" (six at 16 x 6, d <= 8); attention_cycles is fitted: the top's run
     # within 2% of it.
     cfg = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention,
                                                       softmax_lanes=softmax_lanes))
