@@ -792,7 +792,7 @@ class RunClock(SimTop):
 
 
 # The ulx3s preset (16 x 6, every unit, the shared engine) with a small attention controller, to
-# elaborate and simulate quickly; the array, the attention softmax's "auto" lanes (beside RUN
+# elaborate and simulate quickly; the array, the attention softmax's 3 lanes (beside RUN
 # SOFTMAX's unit) and the LINEAR and RESIDUAL paths are the board's.
 ULX3S = AccelConfig.preset("ulx3s")
 ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len=16,
