@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .dsp import is_ice40, registered_product, shared_product
+from .fanout import register_copies
 from .skid import SkidBuffer
 from .stream import delay
 
@@ -189,14 +190,18 @@ class Requantizer(wiring.Component):
                 last = 1
                 pairs = list(zip(accs, mults, strict=True))
             m.d.comb += self.i.ready.eq(advance & second & last)
-            with m.If(advance & self.i.valid):
-                m.d.sync += second.eq(~second)
-                if self.serial:
-                    with m.If(second):
-                        m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
+            second_next = Mux(advance & self.i.valid, ~second, second)
+            m.d.sync += second.eq(second_next)
+            if self.serial:
+                with m.If(advance & self.i.valid & second):
+                    m.d.sync += lane.eq(Mux(lane == n - 1, 0, lane + 1))
+            # Each multiplier's operand select reads its own copy of `second`, placed beside
+            # its DSP block: one net to every lane's select spans the die's rows of DSP sites.
+            selects = register_copies(m, platform, second_next, len(pairs), name="second")
             for j, (acc, mult) in enumerate(pairs):
                 shared_product(m, platform, acc[:lo_w], acc[lo_w:].as_signed(), mult,
-                               p_hi[j], p_lo[j], second=second, en=advance, name=f"p_{j}")
+                               p_hi[j], p_lo[j], second=selects[j], en=advance,
+                               name=f"p_{j}")
         else:
             entered = self.i.valid
             m.d.comb += self.i.ready.eq(advance)

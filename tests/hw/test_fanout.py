@@ -2,12 +2,9 @@
 keeps apart, proved equivalent to the ordinary registers simulation runs; elsewhere ordinary
 registers; in a board netlist, one flip-flop per copy after synthesis.
 
-The proof is the one of ``tests/hw/test_dsp_ecp5.py`` (:func:`prove`) with a behavioural
-TRELLIS_FF: the configuration the helper uses (no clock enable, synchronous reset to 0 over the
-clock, the global set/reset off), written from the cell library Yosys maps onto
-(``+/lattice/cells_ff.vh``: ``FD1S3IX`` is this configuration). Any other configuration fails
-to elaborate. The proof shows the instances are wired as the simulated registers, given that
-the primitive behaves so.
+The proof is the one of ``tests/hw/test_dsp_ecp5.py`` (:func:`prove`), with its behavioural
+TRELLIS_FF (``TRELLIS_FF_MODEL``: the configuration the helper uses, and no other). The proof
+shows the instances are wired as the simulated registers, given that the primitive behaves so.
 """
 
 import shlex
@@ -23,30 +20,6 @@ from test_dsp_ecp5 import ECP5, assert_proven, prove
 
 from boards.toolchain import tool_command
 from hw.fanout import register_copies, register_word_copies
-
-TRELLIS_FF_MODEL = """\
-module TRELLIS_FF(input CLK, LSR, CE, DI, M, output Q);
-    parameter GSR = "ENABLED";
-    parameter CEMUX = "CE";
-    parameter CLKMUX = "CLK";
-    parameter LSRMUX = "LSR";
-    parameter SRMODE = "LSR_OVER_CE";
-    parameter REGSET = "RESET";
-    parameter LSRONMUX = "LSRMUX";
-
-    // Modelled: no clock enable, a synchronous reset to 0 by LSR, no global set/reset.
-    generate
-        if (GSR != "DISABLED" || CEMUX != "1" || CLKMUX != "CLK" || LSRMUX != "LSR"
-                || SRMODE != "LSR_OVER_CE" || REGSET != "RESET")
-            TRELLIS_FF_configuration_not_modelled unsupported();
-    endgenerate
-
-    reg q = 1'b0;
-    always @(posedge CLK)
-        q <= LSR ? 1'b0 : DI;
-    assign Q = q;
-endmodule
-"""
 
 
 class _Copies(wiring.Component):
@@ -65,12 +38,6 @@ class _Copies(wiring.Component):
         return m
 
 
-def _trellis_ff(tmp_path):
-    """Write the TRELLIS_FF model into ``tmp_path``; return the Yosys command reading it."""
-    (tmp_path / "trellis_ff.v").write_text(TRELLIS_FF_MODEL)
-    return "read_verilog -defer trellis_ff.v"
-
-
 def _rtlil(name, platform, copies):
     return rtlil.convert(_Copies(copies), name=name, platform=platform)
 
@@ -80,7 +47,7 @@ def test_ecp5_copies_equivalent_to_simulated(tmp_path, copies):
     gate = _rtlil("copies_gate", ECP5, copies)
     assert gate.count("cell \\TRELLIS_FF ") == copies
     rc, log = prove(tmp_path, _rtlil("copies_gold", None, copies), gate, "copies_gold",
-                    "copies_gate", models=_trellis_ff(tmp_path))
+                    "copies_gate")
     assert_proven(rc, log, 4 * copies)
 
 
@@ -92,7 +59,7 @@ def test_miswired_copy_fails_the_proof(tmp_path, old, new):
     gate = _rtlil("copies_gate", ECP5, 1)
     assert gate.count(old) == 1, old
     rc, log = prove(tmp_path, _rtlil("copies_gold", None, 1), gate.replace(old, new),
-                    "copies_gold", "copies_gate", models=_trellis_ff(tmp_path))
+                    "copies_gold", "copies_gate")
     assert rc != 0
     assert "Equivalence successfully proven!" not in log
 

@@ -12,8 +12,7 @@ import re
 
 import pytest
 from amaranth.back import rtlil
-from test_dsp_ecp5 import ECP5, ECP5_MODELS, prove
-from test_fanout import TRELLIS_FF_MODEL
+from test_dsp_ecp5 import ECP5, prove
 
 from boards.synth import SynthTarget
 from hw.pe import PE
@@ -25,10 +24,8 @@ def _rtlil(in_width, acc_width, name, platform):
 
 def _prove(tmp_path, gold_il, gate_il):
     # The ECP5 PE's own `first` and `last` registers are TRELLIS_FF instances
-    # (hw.fanout.register_copies), modelled as in tests/hw/test_fanout.py.
-    (tmp_path / "trellis_ff.v").write_text(TRELLIS_FF_MODEL)
-    return prove(tmp_path, gold_il, gate_il, "pe_gold", "pe_gate",
-                 models=f"{ECP5_MODELS}; read_verilog -defer trellis_ff.v")
+    # (hw.fanout.register_copies), which prove's models include.
+    return prove(tmp_path, gold_il, gate_il, "pe_gold", "pe_gate")
 
 
 @pytest.mark.parametrize("in_width, acc_width", [(8, 20), (4, 9), (5, 14), (16, 40)])
