@@ -26,7 +26,7 @@ CASES = [
     (8, 8, 1, 64, 32, False),
     (8, 8, 1, 64, 64, False),
     (3, 2, 1, 13, 7, False),    # ragged
-    ("ulx3s", None, 1, 64, 32, False),  # the preset as it is (16x6, 3 lanes), a MiniLM head
+    ("ulx3s", None, 1, 64, 32, False),  # the preset as it is (22x6, 3 lanes), a MiniLM head
 ]
 #: Shapes also run with softmax_lanes = "auto" (AccelConfig.attention_lanes).
 AUTO_LANES = [(8, 8, 1, 64, 32, False), (8, 8, 1, 64, 64, False)]

@@ -3,7 +3,7 @@ per wall second, on the ULX3S preset.
 
 Run: ``python bench/simspeed.py`` (``--quick`` skips the Amaranth runs, which take minutes).
 
-* the preset's GEMM engine (16x6) at 64x512x64, through :func:`intformer.simulate.gemm`;
+* the preset's GEMM engine (its array) at 64x512x64, through :func:`intformer.simulate.gemm`;
 * the ULX3S accelerator top running one attention head (L=64, d=32) through its byte command
   port: writing Q, K and V, RUN ATTENTION, waiting for ``busy`` to fall and polling STATUS
   once (:class:`boards.simtop.SimulatedTop`), reading the output back. The top is

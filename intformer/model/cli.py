@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boards import icebreaker, ulx3s
 from hw.config import AccelConfig
 
 __all__ = ["add_commands", "Progress"]
@@ -137,7 +138,8 @@ def add_commands(sub, add_config_args):
                                                     "quantizing")
         p.add_argument("--clock-mhz", type=float,
                        help="clock for the latencies and GOPS (default: the preset's board's "
-                            "clock, boards/<board>.py CLK_FREQ: ulx3s 75, icebreaker 24)")
+                            f"clock, boards/<board>.py CLK_FREQ: ulx3s {ulx3s.CLK_FREQ / 1e6:g}, "
+                            f"icebreaker {icebreaker.CLK_FREQ / 1e6:g})")
         if name == "embed":
             p.add_argument("--target", choices=("golden", "sim", "board"), default="golden",
                            help="golden (the NumPy models), sim (the RTL top on Verilator) or "

@@ -162,7 +162,7 @@ def test_shared_softmax():
         tiny.softmax, max_len=max(tiny.softmax.max_len, tiny.attention.max_seq_len),
         in_width=max(tiny.softmax.in_width, tiny.attention_softmax.in_width))
     # The ulx3s preset gives attention a softmax of 3 lanes beside RUN SOFTMAX's one-lane unit
-    # (fewer than "auto"'s 6 for its 16x6 array).
+    # (fewer than "auto"'s 6 for its 22x6 array: its MULT18X18Ds are all taken).
     ulx3s = AccelConfig.preset("ulx3s")
     assert ulx3s.attention.softmax_lanes == ulx3s.attention_lanes == 3
     assert ulx3s.replace(attention=AttentionConfig(max_head_dim=32)).attention_lanes == 6

@@ -791,26 +791,27 @@ class RunClock(SimTop):
         return self.last_write - self.accepted + 1
 
 
-# The ulx3s preset (16 x 6, every unit, the shared engine) with a small attention controller, to
+# The ulx3s preset (its array, every unit, the shared engine) with a small attention controller, to
 # elaborate and simulate quickly; the array, the attention softmax's 3 lanes (beside RUN
 # SOFTMAX's unit) and the LINEAR and RESIDUAL paths are the board's.
 ULX3S = AccelConfig.preset("ulx3s")
 ULX3S = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention, max_seq_len=16,
                                                     max_head_dim=8))
+_R = ULX3S.array.rows
 
 
 @pytest.mark.parametrize("cfg, shapes", [
     # Ragged M and N, several column tiles, K = 1; (8, 3, 8), (3, 1, 7), (16, 1, 16) and
     # (9, 2, 1) come faster than the channel stage passes them (R = 2, K < R + 2).
     (TINY, [(5, 7, 5), (1, 1, 1), (4, 32, 6), (8, 3, 8), (3, 1, 7), (16, 1, 16), (9, 2, 1)]),
-    # R = 16. (17, 5, 6) and (18, 1, 4): a last row tile of 1 or 2 rows comes 2R cycles after a
-    # full one, before the stage has passed it and waited out its bubble. The preset's
-    # requantizer is half_rate, so the engine spaces tiles 2R apart: (16, 1, 12), (32, 2, 18)
-    # and (16, 10, 18) have K < 2R, (16, 32, 12) K = 2R. (The MiniLM forward on the Verilated
-    # top, tests/model/test_accel.py, runs many-tile shapes whose requantizer fell behind at
-    # 2R - 1.)
-    (ULX3S, [(13, 20, 14), (7, 5, 13), (16, 1, 6), (1, 40, 19), (17, 5, 6), (18, 1, 4),
-             (16, 1, 12), (32, 2, 18), (16, 10, 18), (16, 32, 12)]),
+    # The preset's R rows. (R + 1, 5, 6) and (R + 2, 1, 4): a last row tile of 1 or 2 rows
+    # comes 2R cycles after a full one, before the stage has passed it and waited out its
+    # bubble. The preset's requantizer is half_rate, so the engine spaces tiles 2R apart:
+    # (R, 1, 12), (2R, 2, 18) and (R, 10, 18) have K < 2R, (R, 2R, 12) K = 2R. (The MiniLM
+    # forward on the Verilated top, tests/model/test_accel.py, runs many-tile shapes whose
+    # requantizer fell behind at 2R - 1.)
+    (ULX3S, [(13, 20, 14), (7, 5, 13), (_R, 1, 6), (1, 40, 19), (_R + 1, 5, 6), (_R + 2, 1, 4),
+             (_R, 1, 12), (2 * _R, 2, 18), (_R, 10, 18), (_R, 2 * _R, 12)]),
 ])
 def test_linear_cycle_model_exact(cfg, shapes):
     # Per shape, a LINEAR as three runs of LIN_MODE (RAW, ACCUMULATE|RAW, then ACCUMULATE:
@@ -947,8 +948,8 @@ def test_gelu_over_c_cycle_model_exact():
 @pytest.mark.parametrize("softmax_lanes", [1, "auto"])
 def test_attention_run_cycle_model(softmax_lanes):
     # One RUN ATTENTION (a head) per shape, with one softmax lane (shared with RUN SOFTMAX) and
-    # with "auto" (six at 16 x 6, d <= 8); attention_cycles is fitted: the top's run
-    # within 2% of it.
+    # with "auto" (six for the preset's 6 columns, d <= 8); attention_cycles is fitted: the
+    # top's run within 2% of it.
     cfg = ULX3S.replace(attention=dataclasses.replace(ULX3S.attention,
                                                       softmax_lanes=softmax_lanes))
     top = RunClock(cfg, depth=256)

@@ -68,8 +68,8 @@ def test_sim_board_over_a_pty(tmp_path):
 
 
 def test_sim_board_ulx3s_over_a_pty():
-    # The preset itself, buffers of 2048 words: a GEMM of ragged 16x6 tiles, and a MiniLM head
-    # (L = 64, d = 32: V is ceil(32/6)*64 = 384 words).
+    # The preset itself, buffers of 2048 words: a GEMM of ragged tiles of its array, and a
+    # MiniLM head (L = 64, d = 32: V is ceil(32/6)*64 = 384 words).
     cfg = AccelConfig.preset("ulx3s")
     with sim_board(cfg, "--preset", "ulx3s") as board:
         check_bit_exact(board, cfg, (13, 40, 11), (64, 32))

@@ -55,17 +55,19 @@ def test_splits_and_cycles(quantized):
     cfg = quantized.compiled.cfg.replace(buffers=BufferConfig(512))
     c = compiler.compile_program(quantized.program, cfg, seq_len=64)
     ffn2 = next(s for s in c.steps if s.op.output == "L0.ffn2")
-    # 64 x 1536 x 384, 15-bit inputs: two INT8 digits summed in C with K in chunks of 32, the
-    # two digits of a chunk one after the other on the weights B holds, blocks columns first
-    # (boards.splits.linear_split: the fewest link bytes), 32 x 32 x 96: 2 row blocks times 4
-    # column blocks, each 48 * 2 runs (95 RAW, then the requantizing one).
-    assert ffn2.calls == 2 * 4 * 48 * 2
-    assert ("LINEAR, K in chunks of 32, 2 passes of 15-bit inputs, summed in C, blocks of "
-            "32x32x96") in ffn2.note
+    # 64 x 1536 x 384, 15-bit inputs, on the preset's 22 x 6 array: two INT8 digits summed in
+    # C with K in chunks of 64, the two digits of a chunk one after the other on the weights B
+    # holds, blocks columns first (boards.splits.linear_split: the fewest link bytes),
+    # 64 x 64 x 48: 8 column blocks (A holds 64 rows as 3 tiles of 22 rows, 192 of its 512
+    # words), each 24 * 2 runs (47 RAW, then the requantizing one).
+    assert cfg.array.rows == 22
+    assert ffn2.calls == 8 * 24 * 2
+    assert ("LINEAR, K in chunks of 64, 2 passes of 15-bit inputs, summed in C, blocks of "
+            "64x64x48") in ffn2.note
     # Every run's modelled cycles and the command port's (cyclemodel.RUN_PORT_CYCLES).
     port = cyclemodel.RUN_PORT_CYCLES
-    want = 2 * 4 * (95 * cyclemodel.linear_cycles(cfg, 32, 32, 96, raw=True)
-                    + cyclemodel.linear_cycles(cfg, 32, 32, 96))
+    want = 8 * (47 * cyclemodel.linear_cycles(cfg, 64, 64, 48, raw=True)
+                + cyclemodel.linear_cycles(cfg, 64, 64, 48))
     assert ffn2.cycles == want + ffn2.calls * port
     # A residual add: X holds 256 elements of each half, so 96 runs of one row of 256.
     res = next(s for s in c.steps if s.op.kind == "Residual")
