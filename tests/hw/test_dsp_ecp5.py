@@ -5,10 +5,12 @@ Simulation only ever runs the fabric version, so the ECP5 version is proved equi
 Yosys: both are written as RTLIL, the MULT18X18D is replaced by a behavioural model
 (:data:`MULT18X18D_MODEL`), and ``equiv_make`` / ``equiv_simple`` / ``equiv_induct`` /
 ``equiv_status -assert`` prove that every register and output of the two designs agree on every
-cycle, reset included. :func:`prove` runs such a proof; ``tests/hw/test_pe_ecp5.py`` uses it
-for the PE, and this file for a small wrapper (every mix of operand signedness, an enable, a
-product narrower or wider than the operands), for whole units (the requantizer and GELU), and
-counts the blocks of the units too large to prove whole (LayerNorm, softmax).
+cycle, reset included (the TRELLIS_FF instances that ``hw.fanout.register_copies`` keeps apart
+are replaced by :data:`TRELLIS_FF_MODEL` likewise). :func:`prove` runs such a proof;
+``tests/hw/test_pe_ecp5.py`` uses it for the PE, and this file for a small wrapper (every mix
+of operand signedness, an enable, a product narrower or wider than the operands), for whole
+units (the requantizer and GELU), and counts the blocks of the units too large to prove whole
+(LayerNorm, softmax).
 
 Yosys ships no simulation model of MULT18X18D (``+/ecp5/cells_sim.v`` has none; ``cells_bb.v``
 only declares it as a black box), so the model below is written here from Lattice TN1267 (ECP5
