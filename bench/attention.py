@@ -13,6 +13,7 @@ import numpy as np
 import intformer as itf
 from hw.config import AccelConfig, ArrayConfig, AttentionConfig
 from sim import cyclemodel, golden
+from sim.bench import attention_macs
 
 CASES = [
     # (rows, cols, heads, L, d, causal), or (preset, None, heads, L, d, causal); softmax lanes 1,
@@ -40,8 +41,8 @@ def main():
     if args.quick:
         cases = [c for c in cases if c[3] <= 32]
     print(f"{'array':>5} {'lanes':>5} {'H':>2} {'L':>3} {'d':>3} {'causal':>6} {'cycles':>7} "
-          f"{'model':>7} {'err':>6} {'util':>6} {'bound 1.25x':>11} {'array busy':>10} "
-          f"{'waits sm':>8} {'exact':>5} {'sim s':>6}")
+          f"{'model':>7} {'err':>6} {'util':>6} {'array max':>9} {'bound 1.25x':>11} "
+          f"{'array busy':>10} {'waits sm':>8} {'exact':>5} {'sim s':>6}")
     busy = {}
     for R, C, H, L, d, causal, lanes in cases:
         if isinstance(R, str):      # a preset, as it is
@@ -62,14 +63,19 @@ def main():
                                                           cfg=cfg)[0])
         model = cyclemodel.attention_cycles(cfg, L, d, causal, heads=H)
         bound = 1.25 * 2 * H * L * L * d / (R * C)
+        # The most the array's shape allows: its padded tiles at the engine's pace, nothing else.
+        array_max = attention_macs(H, L, d, causal) / (
+            R * C * H * cyclemodel.attention_array_cycles(cfg, L, d, causal))
         busy[(R, C, H, L, d, causal, lanes)] = r.extra["array_busy"]
         print(f"{R}x{C:<3} {cfg.attention_lanes:>5} {H:>2} {L:>3} {d:>3} "
               f"{'yes' if causal else 'no':>6} {r.cycles:>7} {model:>7} "
-              f"{(model - r.cycles) / r.cycles:>+6.1%} {r.utilization:>6.1%} "
+              f"{(model - r.cycles) / r.cycles:>+6.1%} {r.utilization:>6.1%} {array_max:>9.1%} "
               f"{bound:>11.0f} {r.extra['array_busy']:>10} "
               f"{r.extra['softmax_wait'] / r.cycles:>8.1%} {'yes' if exact else 'NO':>5} "
               f"{dt:>6.1f}")
-    print("\n'array busy': cycles the array took an operand pair; 'waits sm': share of all cycles "
+    print("\n'array max': the utilization of the array's padded tiles at the engine's pace alone "
+          "(cyclemodel.attention_array_cycles), the most any schedule reaches on that shape; "
+          "'array busy': cycles the array took an operand pair; 'waits sm': share of all cycles "
           "in which the next GEMM job waited for the softmax.")
     for key, dense in busy.items():
         R, C, H, L, d, causal, lanes = key

@@ -8,7 +8,8 @@ from hw.layernorm import NORM_STEPS, OUTPUT_STAGES, RECIP_STEPS, SLOTS, SQRT_WID
 __all__ = ["gemm_cycles", "gemm_utilization", "linear_cycles", "gemm_raw_cycles",
            "residual_cycles", "gelu_cycles", "layernorm_cycles", "RUN_PORT_CYCLES",
            "GELU_IN_C_CYCLES",
-           "softmax_row_timing", "SoftmaxRows", "attention_jobs", "attention_cycles",
+           "softmax_row_timing", "SoftmaxRows", "attention_jobs", "attention_array_cycles",
+           "attention_cycles",
            "attention_run_cycles"]
 
 
@@ -348,6 +349,25 @@ def attention_jobs(blocks):
     for b in range(1, blocks):
         jobs += [("QK", b), ("PV", b - 1)]
     return jobs + [("PV", blocks - 1)]
+
+
+def attention_array_cycles(cfg, L, d, causal=False):
+    """The fewest cycles the array of :class:`hw.attention.AttentionController` can take for one
+    head: each tile of its jobs (:func:`attention_jobs`) at the engine's pace, ``max(K, G)``
+    cycles (``G``, :func:`hw.gemm.tile_gap`), one after another, with no loads, softmax or
+    latency between them. ``2·L²·d / (R·C·cycles)`` (the unmasked MACs when causal) is then the
+    most any schedule reaches on the array's shape: it counts the padded rows and columns of the
+    tiles (``ceil(L/R)·R`` rows, ``ceil(L/C)·C`` and ``ceil(d/C)·C`` columns) and the tile gap
+    where a ``QK`` job's K, d, is under it. :func:`attention_cycles` adds what the rest costs.
+    """
+    R, C = cfg.array.rows, cfg.array.cols
+    gap = tile_gap(cfg)
+    total = 0
+    for kind, b in attention_jobs(-(-L // R)):
+        cols = min(L, b * R + R) if causal else L
+        k, tiles = (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
+        total += tiles * max(k, gap)
+    return total
 
 
 def attention_cycles(cfg, L, d, causal=False, heads=1):

@@ -167,6 +167,21 @@ def test_causal_skips_masked_tiles():
     assert causal == sum((b + 1) * 4 + 2 * (2 * b + 2) for b in range(8))
 
 
+def test_array_cycles_bound_the_head():
+    # attention_array_cycles is the array's own share: the operand pairs it takes when every
+    # job's K is at least the tile gap (2R - 1 = 3 here), more when one is under it (d < 3, or
+    # causal, where PV(0) sums over R = 2 keys), and never more than the head's cycles.
+    cfg = make_cfg(2, 2, max_seq_len=16, max_head_dim=4)
+    rng = np.random.default_rng(10)
+    for L, d, causal, k_under_gap in [(16, 4, False, False), (11, 3, False, False),
+                                      (16, 4, True, True), (9, 2, False, True)]:
+        r = check(cfg, *operands(rng, L, d), causal=causal)
+        bound = cyclemodel.attention_array_cycles(cfg, L, d, causal)
+        busy = r.extra["array_busy"]
+        assert bound > busy if k_under_gap else bound == busy, (L, d, causal, bound, busy)
+        assert bound < r.cycles, (L, d, causal, bound, r.cycles)
+
+
 @pytest.mark.parametrize("shape, message", [
     ((13, 2), r"Attention sequence length must be from 1 to 12 \(attention.max_seq_len\), "
               r"not 13"),
