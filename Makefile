@@ -22,9 +22,9 @@ demo: $(STAMP)
 	$(BIN)/intformer demo --preset icebreaker
 
 # worksteal: a worker that runs out of tests takes queued ones from a worker still busy with a
-# board build.
+# board build. --durations: the slowest tests, at the end of the log, where the suite's time goes.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist worksteal -q
+	$(BIN)/python -m pytest -n auto --dist worksteal -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check hw sim boards intformer formal tests bench
