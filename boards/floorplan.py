@@ -8,7 +8,9 @@ neighbours, every systolic net is short: in a band (one row of DSP sites), the e
 by row of the array, ``per`` columns of it each, so that ``a`` passes to the next site, ``b``
 and the drain chain ``per`` sites along; the next band holds the next ``per`` columns, mirrored,
 so that the ``a`` nets between bands cross one above the other. Each column's requantizer lane
-takes a site at the band's start, where the drain leaves row 0.
+takes a site at the band's start, where the drain leaves row 0. The sites a band leaves free
+include a group of four in its middle: the other units' multipliers take them, and from the
+middle of the die their logic is never more than half its width away (docs/timing.md).
 """
 
 import json
@@ -38,6 +40,10 @@ _BANDS = {1: (34,), 2: (34, 58), 3: (10, 34, 58)}
 #: accumulator far from its DSP (docs/timing.md).
 _BAND_FILL = 0.75
 
+#: The free sites a band leaves in the middle of its row, when it has any: a group of four,
+#: beside the units whose multipliers are not the array's.
+_MIDDLE_GAP = 4
+
 #: The flattened names of the cells pinned (hw.systolic names its elements ``pe_<r>_<c>``,
 #: hw.dsp their MULT18X18D ``mult``; hw.requant names lane j's ``p_<j>``).
 _PE = re.compile(r"(?:^|\.)gemm\.array\.pe_(\d+)_(\d+)\.mult$")
@@ -56,7 +62,11 @@ def array_bels(rows, cols, lanes=0):
         lanes, leaving a quarter of each row's sites free (:data:`_BAND_FILL`), or else the
         fewest that hold them at all: band ``k`` holds columns ``k*per`` to
         ``k*per + per - 1``; element (r, c) takes site ``4*ceil(per/4) + r*per + i`` and lane c
-        site ``i``, with ``i = c - k*per`` (or ``per - 1 - i`` in an odd band).
+        site ``i``, with ``i = c - k*per`` (or ``per - 1 - i`` in an odd band). Where a band
+        leaves sites free after its elements, up to four of them (:data:`_MIDDLE_GAP`) move to
+        the middle of the row: the elements of rows ``h`` and after take theirs that many sites
+        further on, ``h`` the row whose site is nearest the row's middle group
+        (:func:`_middle_row`).
     """
     if lanes > cols:
         raise ValueError(f"Requantizer lanes must be at most the array's columns ({cols}), "
@@ -74,7 +84,8 @@ def array_bels(rows, cols, lanes=0):
     bands = next((b for b, (*_, used) in fits.items() if used <= _BAND_FILL * n_sites),
                  next(iter(fits)))
     ys = _BANDS[bands]
-    per, start, _ = fits[bands]
+    per, start, used = fits[bands]
+    gap, h = min(n_sites - used, _MIDDLE_GAP), _middle_row(n_sites, start, per, rows)
     bels = {}
     for c in range(cols):
         band, i = divmod(c, per)
@@ -82,10 +93,18 @@ def array_bels(rows, cols, lanes=0):
             i = per - 1 - i
         sites = ECP5_DSP_SITES[ys[band]]
         for r in range(rows):
-            bels["pe", r, c] = sites[start + r * per + i]
+            bels["pe", r, c] = sites[start + r * per + (gap if r >= h else 0) + i]
         if c < lanes:
             bels["lane", c] = sites[i]
     return bels
+
+
+def _middle_row(n_sites, start, per, rows):
+    """The array row whose elements follow the free sites of a band: the one whose first site,
+    ``start + h*per``, is nearest the start of the row's middle group of four sites (rows ``h``
+    and after then sit beyond the free sites)."""
+    middle = 4 * (n_sites // 4 // 2)
+    return min(range(rows + 1), key=lambda h: abs(start + h * per - middle))
 
 
 def apply_floorplan(netlist, rows, cols):

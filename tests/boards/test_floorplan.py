@@ -35,10 +35,10 @@ def test_neighbours_sit_side_by_side(rows, cols, bands):
     for r in range(rows):
         for c in range(cols):
             here = bels["pe", r, c]
-            if r + 1 < rows:        # b and the drain chain: `per` sites along the same band
-                below = bels["pe", r + 1, c]
+            if r + 1 < rows:        # b and the drain chain: `per` sites along the same band,
+                below = bels["pe", r + 1, c]    # or past the free group in its middle
                 assert _xy(below)[1] == _xy(here)[1]
-                assert index[below] - index[here] == per
+                assert index[below] - index[here] in (per, per + 4)
             if c + 1 < cols:        # a: the next site, or the same X in the next band
                 right = bels["pe", r, c + 1]
                 if (c + 1) % per:
@@ -49,6 +49,21 @@ def test_neighbours_sit_side_by_side(rows, cols, bands):
     for c in range(cols):
         lane, top = bels["lane", c], bels["pe", 0, c]
         assert _xy(lane)[1] == _xy(top)[1] and index[lane] < 4 <= index[top]
+
+
+@pytest.mark.parametrize("rows, cols", [(22, 6), (16, 6), (12, 4)])
+def test_free_sites_include_the_middle_group(rows, cols):
+    # The other units' multipliers take the sites the array leaves: four of them in the middle
+    # group of each band's row (X58 to X63), the rest before the elements (after the lanes) or
+    # after them. Each of these arrays has 2 columns a band, so its elements take 2 * rows sites.
+    bels = array_bels(rows, cols, cols)
+    index = {site: i for row in ECP5_DSP_SITES.values() for i, site in enumerate(row)}
+    for y in {_xy(site)[1] for site in bels.values()}:
+        taken = {index[site] for site in bels.values() if _xy(site)[1] == y}
+        free = set(range(52)) - taken
+        assert {24, 25, 26, 27} <= free
+        assert {_xy(ECP5_DSP_SITES[y][i])[0] for i in (24, 25, 26, 27)} == {58, 59, 62, 63}
+        assert free - {24, 25, 26, 27} == {2, 3} | set(range(4 + 2 * rows + 4, 52))
 
 
 def test_too_large_or_too_many_lanes():
