@@ -24,9 +24,9 @@ __all__ = ["BOARD_CLK_FREQ", "CLK_FREQ", "BAUD", "ecp5_pll", "make_platform", "U
 
 #: The ULX3S oscillator (pin G2).
 BOARD_CLK_FREQ = 25e6
-#: System clock: the oscillator times 23/8 through the PLL (`ecp5_pll`), a clock every nextpnr
+#: System clock: the oscillator times 25/8 through the PLL (`ecp5_pll`), a clock every nextpnr
 #: seed of the ulx3s preset meets (docs/timing.md).
-CLK_FREQ = 71.875e6
+CLK_FREQ = 78.125e6
 
 
 def ecp5_pll(f_in, f_out):

@@ -74,11 +74,11 @@ def test_loopback(stall):
 
 def test_board_clocks_divide_the_link_rate():
     # The link's rate (3 Mbaud, the FT231X's highest) in a whole number of each board's cycles:
-    # exactly on the iCEBreaker (24 MHz / 8); on the ULX3S 71.875 MHz / 24 = 2.995 Mbaud, 0.17%
-    # under the FT231X's rate, far inside what a UART tolerates (uart_divisor allows 2%).
-    assert (uart_divisor(ulx3s.CLK_FREQ, BAUD), uart_divisor(icebreaker.CLK_FREQ, BAUD)) == (24, 8)
+    # exactly on the iCEBreaker (24 MHz / 8); on the ULX3S 78.125 MHz / 26 = 3.005 Mbaud, 0.16%
+    # over the FT231X's rate, far inside what a UART tolerates (uart_divisor allows 2%).
+    assert (uart_divisor(ulx3s.CLK_FREQ, BAUD), uart_divisor(icebreaker.CLK_FREQ, BAUD)) == (26, 8)
     assert uart_divisor(icebreaker.CLK_FREQ, BAUD) * BAUD == icebreaker.CLK_FREQ
-    assert 0 < 1 - ulx3s.CLK_FREQ / uart_divisor(ulx3s.CLK_FREQ, BAUD) / BAUD < 0.002
+    assert 0 < ulx3s.CLK_FREQ / uart_divisor(ulx3s.CLK_FREQ, BAUD) / BAUD - 1 < 0.002
 
 
 def test_board_clock_that_misses_the_link_rate_is_refused(tmp_path):
