@@ -351,6 +351,14 @@ def attention_jobs(blocks):
     return jobs + [("PV", blocks - 1)]
 
 
+def _job_shape(kind, b, R, C, L, d, causal):
+    """``(K, tiles)`` of attention job ``(kind, b)`` (:func:`attention_jobs`) on an R x C
+    array: ``QK(b)`` sums over d for each column tile of the keys it computes (only those up to
+    its row block's last when causal), ``PV(b)`` over those keys for each column tile of d."""
+    cols = min(L, b * R + R) if causal else L
+    return (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
+
+
 def attention_array_cycles(cfg, L, d, causal=False):
     """The fewest cycles the array of :class:`hw.attention.AttentionController` can take for one
     head: each tile of its jobs (:func:`attention_jobs`) at the engine's pace, ``max(K, G)``
@@ -364,8 +372,7 @@ def attention_array_cycles(cfg, L, d, causal=False):
     gap = tile_gap(cfg)
     total = 0
     for kind, b in attention_jobs(-(-L // R)):
-        cols = min(L, b * R + R) if causal else L
-        k, tiles = (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
+        k, tiles = _job_shape(kind, b, R, C, L, d, causal)
         total += tiles * max(k, gap)
     return total
 
@@ -402,8 +409,7 @@ def attention_cycles(cfg, L, d, causal=False, heads=1):
         last = None
         for kind, b in attention_jobs(blocks):
             rows = min(R, L - b * R)
-            cols = min(L, b * R + R) if causal else L
-            k, tiles = (d, -(-cols // C)) if kind == "QK" else (cols, -(-d // C))
+            k, tiles = _job_shape(kind, b, R, C, L, d, causal)
             if last is not None:    # the engine's tile gap holds from one job to the next
                 t = max(t, last + gap - k + 1)
             if kind == "QK":
